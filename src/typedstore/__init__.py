@@ -1,0 +1,35 @@
+"""typedstore: an embedded, persistent, typed, insertion-ordered key-value store."""
+
+from ._config import StoreConfig
+from ._errors import (
+    CorruptLogError,
+    EncodingError,
+    NotAStoreError,
+    SchemaMismatchError,
+    StoreClosedError,
+    StoreError,
+    StoreFailedError,
+    StoreLockedError,
+    StoreReadOnlyError,
+)
+from ._log import Recovery
+from ._store import TypedStore
+from ._txn import Transaction
+from ._types import RecoveryMode
+
+__all__ = [
+    "CorruptLogError",
+    "EncodingError",
+    "NotAStoreError",
+    "Recovery",
+    "RecoveryMode",
+    "SchemaMismatchError",
+    "StoreClosedError",
+    "StoreConfig",
+    "StoreError",
+    "StoreFailedError",
+    "StoreLockedError",
+    "StoreReadOnlyError",
+    "Transaction",
+    "TypedStore",
+]

@@ -1,0 +1,252 @@
+"""Codec: validation with pydantic and encoding with msgpack, the only module that imports either.
+
+A key or value is written as ``msgpack(pydantic dump)``. What the store keeps in memory is
+always what validating the decoded bytes gives, so memory and a replay agree by
+construction, not by assumption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import ipaddress
+import pathlib
+import types
+import typing
+import uuid
+from typing import Any, Generic, cast
+
+import msgpack
+import pydantic
+import pydantic_core
+
+from ._errors import EncodingError
+from ._types import K, V
+
+_IMMUTABLE_LEAVES: frozenset[object] = frozenset(
+    {
+        int, float, complex, bool, str, bytes, type(None), decimal.Decimal, fractions.Fraction,
+        uuid.UUID, datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+        datetime.timezone, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
+        pathlib.Path, pathlib.PosixPath, ipaddress.IPv4Address, ipaddress.IPv6Address,
+        ipaddress.IPv4Network, ipaddress.IPv6Network, ipaddress.IPv4Interface,
+        ipaddress.IPv6Interface, typing.Literal, range,
+    }
+)  # fmt: skip
+_IMMUTABLE_CONTAINERS: frozenset[object] = frozenset(
+    {tuple, frozenset, typing.Union, types.UnionType, typing.Literal}
+)
+_DECODE_FAILURES = (ValueError, TypeError, msgpack.UnpackException)
+_ENCODE_FAILURES = (TypeError, ValueError, OverflowError, pydantic_core.PydanticSerializationError)
+
+
+_NO_ALIAS = object()
+
+
+class RecordDecodeError(Exception):
+    """Bytes in a checksum-valid record that msgpack cannot decode."""
+
+
+class Codec(Generic[K, V]):
+    """Validate, encode and decode the keys and values of one store's types."""
+
+    def __init__(self, key_type: object, value_type: object) -> None:
+        self.key_type = key_type
+        self.value_type = value_type
+        # The types arrive as plain objects (any type form pydantic accepts); K and V
+        # are bound by the caller's annotation, which is what the adapters validate to.
+        self._keys: pydantic.TypeAdapter[K] = pydantic.TypeAdapter(cast(Any, key_type))
+        self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
+        self._plain_key = key_type if key_type in (str, bytes) else None
+        self.copies_values = not is_immutable(value_type)
+        """True when values are mutable: memory then keeps their bytes and reads decode a copy."""
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def encode_key(self, key: object) -> tuple[K, bytes]:
+        """Validate ``key``; return it as the store holds it, and its bytes.
+
+        Raises ``pydantic.ValidationError``, ``EncodingError``, or ``TypeError`` for a key
+        that is not hashable after validation.
+        """
+        if self._plain_key is not None and type(key) is self._plain_key:
+            return cast(K, key), _packb(key)
+        validated, blob = _round_trip(self._keys, key)
+        try:
+            hash(validated)
+        except TypeError as exc:
+            raise TypeError(f"keys must be hashable after validation: {exc}") from exc
+        return validated, blob
+
+    def validate_key(self, data: object) -> K:
+        """Return the key that decoded ``data`` validates to."""
+        if self._plain_key is not None and type(data) is self._plain_key:
+            return cast(K, data)
+        return self._keys.validate_python(data)
+
+    def key_bytes(self, key: K) -> bytes:
+        """Return the bytes of a key that was already validated."""
+        if self._plain_key is not None:
+            return _packb(key)
+        return _pack(self._keys, key)
+
+    # -- values ---------------------------------------------------------------------------
+
+    def encode_value(self, value: object) -> tuple[V, bytes]:
+        """Validate ``value``; return it as a replay would give it, and its bytes."""
+        return _round_trip(self._values, value)
+
+    def decode_value(self, blob: bytes) -> V:
+        """Return the validated value held in ``blob``: a new object on every call."""
+        return self._values.validate_python(unpack(blob))
+
+    def freeze(self, value: V, blob: bytes) -> object:
+        """Return what memory keeps for a value: its bytes when mutable, else itself."""
+        return blob if self.copies_values else value
+
+    def thaw(self, stored: object) -> V:
+        """Return the value for what memory keeps: a fresh copy when values are mutable."""
+        if self.copies_values:
+            return self.decode_value(cast(bytes, stored))
+        return cast(V, stored)
+
+    def stored_bytes(self, stored: object) -> bytes:
+        """Return the bytes of what memory keeps, for compaction."""
+        if self.copies_values:
+            return cast(bytes, stored)
+        return _pack(self._values, cast(V, stored))
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def metadata(self) -> bytes:
+        """Return the header metadata describing this codec's types."""
+        return _packb(
+            {
+                "key_type": type_name(self.key_type),
+                "value_type": type_name(self.value_type),
+                "key_schema": _json_schema(self._keys),
+                "value_schema": _json_schema(self._values),
+            }
+        )
+
+
+def unpack(blob: bytes) -> object:
+    """Return the data msgpack holds in ``blob``; raise ``RecordDecodeError`` if it cannot."""
+    try:
+        return msgpack.unpackb(blob, strict_map_key=False)
+    except TypeError:
+        # A map keyed by arrays (a dict keyed by tuples): lists are unhashable, so
+        # decode every array as a tuple; pydantic accepts tuples wherever lists go.
+        pass
+    except _DECODE_FAILURES as exc:
+        raise RecordDecodeError(str(exc)) from exc
+    try:
+        return msgpack.unpackb(blob, strict_map_key=False, use_list=False)
+    except _DECODE_FAILURES as exc:
+        raise RecordDecodeError(str(exc)) from exc
+
+
+def decode_metadata(blob: bytes) -> dict[str, object]:
+    """Return the header metadata as a dict, or raise ``RecordDecodeError``."""
+    data = unpack(blob)
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise RecordDecodeError("header metadata is not a map of strings")
+    return cast(dict[str, object], data)
+
+
+def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object) -> tuple[V, bytes]:
+    try:
+        blob = _pack(adapter, raw)
+    except _ENCODE_FAILURES as exc:
+        adapter.validate_python(raw)  # an invalid input raises ValidationError, as promised
+        raise EncodingError(f"cannot encode {type(raw).__name__} as msgpack: {exc}") from exc
+    try:
+        return adapter.validate_python(unpack(blob)), blob
+    except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
+        raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
+
+
+def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
+    # warnings=False: an unvalidated input (model_construct) may not match the schema;
+    # validation of the decoded bytes right after reports that properly.
+    data = adapter.dump_python(raw, by_alias=True, round_trip=True, warnings=False)
+    return _packb(data)
+
+
+def _packb(data: object) -> bytes:
+    packed: bytes = msgpack.packb(data, default=_encode_default)
+    return packed
+
+
+def _encode_default(obj: object) -> object:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    return pydantic_core.to_jsonable_python(obj)
+
+
+def _json_schema(adapter: pydantic.TypeAdapter[Any]) -> object:
+    try:
+        return adapter.json_schema()
+    except pydantic.PydanticUserError:  # types with no JSON schema are still storable
+        return None
+
+
+def type_name(tp: object) -> str:
+    """Return a readable, qualified name for a type."""
+    if isinstance(tp, type) and not typing.get_args(tp):
+        module = tp.__module__
+        return tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
+    return repr(tp)
+
+
+def is_immutable(tp: object, seen: frozenset[object] = frozenset()) -> bool:
+    """Return True when no instance of ``tp`` can be changed in place after validation."""
+    if tp in seen:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return is_immutable(typing.get_args(tp)[0], seen)
+    if origin is not None:
+        return _is_immutable_generic(origin, typing.get_args(tp), seen | {tp})
+    alias_value = getattr(tp, "__value__", _NO_ALIAS)  # a `type X = ...` alias (3.12+)
+    if alias_value is not _NO_ALIAS:
+        return is_immutable(alias_value, seen | {tp})
+    if isinstance(tp, typing.NewType):
+        return is_immutable(tp.__supertype__, seen)
+    if tp in _IMMUTABLE_LEAVES:
+        return True
+    if not isinstance(tp, type):
+        return False
+    if issubclass(tp, enum.Enum):
+        return True
+    return _is_immutable_class(tp, seen | {tp})
+
+
+def _is_immutable_generic(
+    origin: object, args: tuple[object, ...], seen: frozenset[object]
+) -> bool:
+    if origin is typing.Literal:
+        return True
+    if origin not in _IMMUTABLE_CONTAINERS:
+        return isinstance(origin, type) and _is_immutable_class(origin, seen)
+    return all(arg is Ellipsis or is_immutable(arg, seen) for arg in args)
+
+
+def _is_immutable_class(tp: type, seen: frozenset[object]) -> bool:
+    if issubclass(tp, pydantic.BaseModel):
+        config = tp.model_config
+        if not config.get("frozen") or config.get("extra") == "allow":
+            return False
+        return all(is_immutable(field.annotation, seen) for field in tp.model_fields.values())
+    if dataclasses.is_dataclass(tp):
+        if not tp.__dataclass_params__.frozen:  # type: ignore[attr-defined]  # set by @dataclass
+            return False
+        hints = typing.get_type_hints(tp)
+        return all(is_immutable(hints[field.name], seen) for field in dataclasses.fields(tp))
+    if issubclass(tp, tuple) and hasattr(tp, "_fields"):  # NamedTuple
+        hints = typing.get_type_hints(tp)
+        return all(is_immutable(hints.get(name, object), seen) for name in tp._fields)
+    return False

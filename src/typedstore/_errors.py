@@ -1,0 +1,88 @@
+"""The store's own exceptions, all rooted at :class:`StoreError`.
+
+::
+
+    StoreError
+    ├── NotAStoreError       (also ValueError)  the file is not a typedstore log; nothing changed
+    ├── CorruptLogError      (also ValueError)  damage before the log's tail, at ``offset``
+    ├── SchemaMismatchError  (also ValueError)  a checksum-valid record no longer validates
+    ├── EncodingError        (also ValueError)  a validated value msgpack cannot hold
+    ├── StoreLockedError                        another writer holds the log
+    ├── StoreClosedError     (also ValueError)  the store was closed
+    ├── StoreReadOnlyError   (also ValueError)  a write on a ``readonly=True`` store
+    └── StoreFailedError                        an earlier fsync failed; reopen the store
+
+Invalid keys and values raise ``pydantic.ValidationError`` unchanged, and ``OSError``
+from the file system passes through unchanged; neither is wrapped here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """Base of every error typedstore raises on its own account."""
+
+
+class NotAStoreError(StoreError, ValueError):
+    """The file is not a typedstore log this version can read; it was left untouched."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a typedstore log ({reason}); the file was not changed")
+        self.path = path
+        self.reason = reason
+
+
+class CorruptLogError(StoreError, ValueError):
+    """The log is damaged before its tail; ``offset`` is where the first damage starts."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(
+            f"{path}: damaged record at byte offset {offset} ({reason}) with valid records "
+            "after it; nothing was changed. Open with StoreConfig(recovery='truncate') or "
+            "'skip' to recover (the original is copied aside first)"
+        )
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class SchemaMismatchError(StoreError, ValueError):
+    """A checksum-valid record does not validate against the types given at open."""
+
+    def __init__(self, path: Path, offset: int, key: object, error: Exception) -> None:
+        super().__init__(
+            f"{path}: the record at byte offset {offset} (key {key!r}) does not validate "
+            f"against the store's types; nothing was changed:\n{error}"
+        )
+        self.path = path
+        self.offset = offset
+        self.key = key
+        self.error = error
+
+
+class EncodingError(StoreError, ValueError):
+    """A key or value passed validation but cannot be encoded as msgpack."""
+
+
+class StoreLockedError(StoreError):
+    """Another writable store, in this process or another, holds the log's lock."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: another writer holds this log; open it with readonly=True to read it"
+        )
+        self.path = path
+
+
+class StoreClosedError(StoreError, ValueError):
+    """The store was closed; open it again to use it."""
+
+
+class StoreReadOnlyError(StoreError, ValueError):
+    """A write was attempted on a store opened with ``readonly=True``."""
+
+
+class StoreFailedError(StoreError):
+    """An fsync failed earlier, so durability is unknown: writes are refused until reopening."""

@@ -1,0 +1,192 @@
+"""The log's byte layout: header, frames, checksums and record bodies.
+
+This module knows bytes only; keys and values are opaque msgpack blobs here.
+The layout is documented with a worked example in ``docs/FORMAT.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+MAGIC = b"\x89TDSLOG\n"
+"""First 8 bytes of every log. The high byte and newline catch text-mode mangling."""
+FORMAT_VERSION = 1
+MAX_META_BYTES = 16 * 1024 * 1024
+"""Sanity bound on the header's metadata, so a damaged length never allocates much."""
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+"""Sanity bound on a frame's body length, so a damaged length never allocates gigabytes."""
+
+_HEADER_FIXED = struct.Struct("<8sHHI")  # magic, version, flags, metadata length
+_U32 = struct.Struct("<I")
+_FRAME_HEAD = struct.Struct("<II")  # crc32, body length
+FRAME_OVERHEAD = _FRAME_HEAD.size
+HEADER_OVERHEAD = _HEADER_FIXED.size + _U32.size
+
+
+class RecordKind(enum.IntEnum):
+    """The first byte of a frame's body."""
+
+    INSERT = 1
+    REMOVE = 2
+    BATCH = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One insert (``value`` set) or remove (``value`` is None) decoded from a body."""
+
+    key: bytes
+    value: bytes | None
+
+
+class FormatError(Exception):
+    """Bytes that are not a well-formed header or body; carries the reason."""
+
+
+class ForeignFileError(FormatError):
+    """The bytes do not start with a typedstore header this version can read."""
+
+
+# -- header ---------------------------------------------------------------------------------
+
+
+def encode_header(meta: bytes) -> bytes:
+    """Return the header bytes carrying ``meta`` (opaque metadata)."""
+    if len(meta) > MAX_META_BYTES:
+        raise ValueError(f"header metadata of {len(meta)} bytes exceeds {MAX_META_BYTES}")
+    head = _HEADER_FIXED.pack(MAGIC, FORMAT_VERSION, 0, len(meta)) + meta
+    return head + _U32.pack(zlib.crc32(head))
+
+
+def decode_header(buf: bytes) -> tuple[bytes, int]:
+    """Return ``(meta, end_offset)`` of the header at the start of ``buf``.
+
+    Raises ``ForeignFileError`` when the magic or version is not ours and
+    ``FormatError`` when a header of ours is damaged or cut short.
+    """
+    if buf[: len(MAGIC)] != MAGIC:
+        raise ForeignFileError("no typedstore magic number at offset 0")
+    if len(buf) < _HEADER_FIXED.size:
+        raise FormatError("header cut short")
+    _, version, flags, meta_len = _HEADER_FIXED.unpack_from(buf, 0)
+    if version != FORMAT_VERSION:
+        raise ForeignFileError(
+            f"format version {version}; this typedstore reads version {FORMAT_VERSION}"
+        )
+    end = _HEADER_FIXED.size + meta_len
+    if flags != 0 or meta_len > MAX_META_BYTES or len(buf) < end + _U32.size:
+        raise FormatError("header damaged or cut short")
+    (crc,) = _U32.unpack_from(buf, end)
+    if crc != zlib.crc32(memoryview(buf)[:end]):
+        raise FormatError("header checksum mismatch")
+    return bytes(buf[_HEADER_FIXED.size : end]), end + _U32.size
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Return ``body`` framed: checksum, length, body."""
+    length = _U32.pack(len(body))
+    return _U32.pack(zlib.crc32(body, zlib.crc32(length))) + length + body
+
+
+def read_frame(buf: bytes, offset: int) -> int:
+    """Return the end offset of the valid frame at ``offset``, or -1 if there is none.
+
+    A frame is invalid when it is cut short, its length is out of bounds, or its
+    checksum does not match.
+    """
+    if offset + FRAME_OVERHEAD > len(buf):
+        return -1
+    crc, length = _FRAME_HEAD.unpack_from(buf, offset)
+    end = offset + FRAME_OVERHEAD + length
+    if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
+        return -1
+    if zlib.crc32(memoryview(buf)[offset + 4 : end]) != crc:
+        return -1
+    return int(end)
+
+
+def find_next_frame(buf: bytes, offset: int) -> int:
+    """Return the first offset after ``offset`` where a valid frame starts, or -1."""
+    for candidate in range(offset + 1, len(buf) - FRAME_OVERHEAD):
+        if read_frame(buf, candidate) != -1:
+            return candidate
+    return -1
+
+
+def frame_body(buf: bytes, offset: int, end: int) -> memoryview:
+    """Return the body of the valid frame spanning ``[offset, end)``."""
+    return memoryview(buf)[offset + FRAME_OVERHEAD : end]
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+
+def insert_body(key: bytes, value: bytes) -> bytes:
+    """Return the body of an insert record."""
+    return b"\x01" + _U32.pack(len(key)) + key + value
+
+
+def remove_body(key: bytes) -> bytes:
+    """Return the body of a remove record."""
+    return b"\x02" + key
+
+
+def batch_body(bodies: Iterable[bytes]) -> bytes:
+    """Return the body of a batch record grouping insert and remove ``bodies``."""
+    parts = [b""]
+    for body in bodies:
+        parts.append(_U32.pack(len(body)))
+        parts.append(body)
+    parts[0] = b"\x03" + _U32.pack(len(parts) // 2)
+    return b"".join(parts)
+
+
+def decode_body(body: memoryview) -> list[Op]:
+    """Return the operations of a record body, a batch's in order.
+
+    Raises ``FormatError`` for an unknown kind or inconsistent lengths.
+    """
+    if body[0] == RecordKind.BATCH:
+        return list(_decode_batch(body))
+    return [_decode_op(body)]
+
+
+def _decode_op(body: memoryview) -> Op:
+    kind = body[0]
+    if kind == RecordKind.INSERT:
+        if len(body) < 5:
+            raise FormatError("insert record cut short")
+        (key_len,) = _U32.unpack_from(body, 1)
+        if key_len == 0 or 5 + key_len >= len(body):
+            raise FormatError("insert record with an impossible key length")
+        return Op(bytes(body[5 : 5 + key_len]), bytes(body[5 + key_len :]))
+    if kind == RecordKind.REMOVE:
+        if len(body) < 2:
+            raise FormatError("remove record without a key")
+        return Op(bytes(body[1:]), None)
+    raise FormatError(f"unknown record kind {kind}")
+
+
+def _decode_batch(body: memoryview) -> Iterator[Op]:
+    if len(body) < 5:
+        raise FormatError("batch record cut short")
+    (count,) = _U32.unpack_from(body, 1)
+    offset = 5
+    for _ in range(count):
+        if offset + 4 > len(body):
+            raise FormatError("batch record cut short")
+        (length,) = _U32.unpack_from(body, offset)
+        end = offset + 4 + length
+        if length == 0 or end > len(body) or body[offset + 4] == RecordKind.BATCH:
+            raise FormatError("batch record with an impossible operation")
+        yield _decode_op(body[offset + 4 : end])
+        offset = end
+    if count == 0 or offset != len(body):
+        raise FormatError("batch record with an impossible length")

@@ -1,0 +1,203 @@
+"""File system access: the only module that opens, writes, fsyncs, renames or locks files.
+
+Every durability step names the crash it guards against.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+
+_CHUNK = 1024 * 1024
+
+
+def read_file(path: Path) -> bytes:
+    """Return the whole content of ``path``."""
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def lock_path(path: Path) -> Path:
+    """Return the lock file's path for the log at ``path``."""
+    return path.with_name(path.name + ".lock")
+
+
+def temp_path(path: Path) -> Path:
+    """Return the compaction temp file's path for the log at ``path``."""
+    return path.with_name(path.name + ".compact.tmp")
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``<log>.lock``, held until :meth:`release`.
+
+    It lives on its own file, not the log, because compaction replaces the log's
+    inode; ``flock`` (not ``fcntl`` record locks) because closing some other
+    descriptor of the same file must not drop it, and because a second open in the
+    same process must be refused too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = lock_path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise
+
+    def release(self) -> None:
+        """Drop the lock; the lock file stays, so no other opener races on its inode."""
+        os.close(self._fd)
+
+
+class LogFile:
+    """An open log file that records are appended to, tracking its valid length."""
+
+    def __init__(self, path: Path, fd: int, size: int) -> None:
+        self.path = path
+        self.size = size
+        """Bytes of complete records; the file never keeps a partial record past this."""
+        self._fd = fd
+
+    @classmethod
+    def open_existing(cls, path: Path, size: int) -> LogFile:
+        """Open ``path`` to append after its first ``size`` bytes."""
+        return cls(path, os.open(path, os.O_RDWR | os.O_CLOEXEC), size)
+
+    @classmethod
+    def create(cls, path: Path) -> LogFile:
+        """Create (or empty) ``path`` for writing."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        return cls(path, os.open(path, flags, 0o644), 0)
+
+    def append(self, data: bytes) -> None:
+        """Write ``data`` at the end; on failure, cut the file back and re-raise.
+
+        Cutting back guards against a partial record that later records would
+        follow, which replay would then have to call damage rather than a torn tail.
+        """
+        view = memoryview(data)
+        offset = self.size
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError:
+            self.truncate(self.size)
+            raise
+        self.size = offset
+
+    def sync(self) -> None:
+        """fdatasync the file: after it returns, its records survive power loss."""
+        os.fdatasync(self._fd)
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to ``size`` bytes."""
+        os.ftruncate(self._fd, size)
+        self.size = size
+
+    def close(self) -> None:
+        """Close the descriptor (no flush: nothing is buffered here)."""
+        os.close(self._fd)
+
+
+def truncate_file(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes and fsync it, so a torn tail does not reappear."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_log(path: Path, chunks: list[bytes]) -> tuple[LogFile, OSError | None]:
+    """Write ``chunks`` as the new content of ``path`` atomically; return it open to append.
+
+    Protocol: write ``<log>.compact.tmp``, fsync it, rename it over the log, fsync
+    the directory. A crash at any instant leaves either the whole old file or the
+    whole new one. On an error before the rename the temp file is removed, the old
+    log stands and the error propagates. Once renamed, the new file is the log
+    whatever happens next, so a failed directory fsync is returned, not raised: the
+    caller must switch to the new file and then report it.
+    """
+    tmp = temp_path(path)
+    log = LogFile.create(tmp)
+    try:
+        for chunk in _rechunk(chunks):
+            log.append(chunk)
+        # fsync before the rename: otherwise a power loss could leave the log's name
+        # pointing at a file whose data never reached the disk.
+        log.sync()
+        os.replace(tmp, path)
+    except BaseException:
+        log.close()
+        remove_if_exists(tmp)
+        raise
+    log.path = path
+    try:
+        # Until the directory is fsynced, a power loss may bring the old name back.
+        fsync_directory(path.parent)
+    except OSError as exc:
+        return log, exc
+    return log, None
+
+
+def _rechunk(chunks: list[bytes]) -> list[bytes]:
+    """Group small records into writes of about ``_CHUNK`` bytes."""
+    out: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= _CHUNK:
+            out.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        out.append(b"".join(pending))
+    return out
+
+
+def fsync_directory(path: Path) -> None:
+    """fsync a directory, making a rename or file creation in it durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_if_exists(path: Path) -> bool:
+    """Remove ``path``; return whether it existed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def copy_aside(path: Path) -> Path:
+    """Copy ``path`` to a new ``<log>.damaged-<time>`` file, fsynced; return its path.
+
+    Recovery modes rewrite the log, so the original is kept first: whatever the
+    recovery drops can still be read from the copy.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for attempt in range(1000):
+        suffix = f".damaged-{stamp}" + (f"-{attempt}" if attempt else "")
+        target = path.with_name(path.name + suffix)
+        try:
+            with open(target, "xb") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except FileExistsError:
+            continue
+        fsync_directory(path.parent)
+        return target
+    raise FileExistsError(f"{path}: could not find a free name to copy the damaged log to")

@@ -1,0 +1,270 @@
+"""The log: replaying it into memory on open, and appending records to it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, Literal
+
+import pydantic
+
+from . import _format
+from ._codec import Codec, RecordDecodeError, unpack
+from ._config import StoreConfig
+from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError, StoreFailedError
+from ._fs import LogFile, write_new_log
+from ._types import K, RecoveryMode, V
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What opening a store did about damage found in its log.
+
+    ``kind`` is ``"torn_tail"`` for an incomplete final record (dropped on a
+    writable open), ``"truncated"`` or ``"skipped"`` for damage before the tail
+    that a recovery mode dealt with. ``backup`` is the copy of the original log made
+    before a recovery mode rewrote it.
+    """
+
+    kind: Literal["torn_tail", "truncated", "skipped"]
+    offset: int
+    """Byte offset where the first damage starts."""
+    dropped_bytes: int
+    """How many bytes of the log were not replayed."""
+    backup: Path | None = None
+
+
+@dataclass(slots=True)
+class Replay(Generic[K]):
+    """The state a log replays to."""
+
+    entries: dict[K, object]
+    """Live entries in insertion order, values in the form the codec keeps in memory."""
+    total_records: int
+    meta: bytes
+    end: int
+    """End of the last record replayed; a writable open continues from here."""
+    damage: list[tuple[int, int]] = field(default_factory=list)
+    """Byte ranges that were not replayed, in order; the last may be a torn tail."""
+    torn_tail: bool = False
+
+
+class FrameScanner:
+    """Walk the frames after the header, classifying damage as SPEC §3 says.
+
+    Iterating yields ``(offset, end)`` for each valid frame. Damage that a valid
+    frame follows raises ``CorruptLogError`` in ``strict`` mode, ends the walk in
+    ``truncate`` mode and is stepped over in ``skip`` mode; damage no valid frame
+    follows is a torn tail and ends the walk in every mode. ``damage`` lists the
+    byte ranges not walked.
+    """
+
+    def __init__(self, path: Path, buf: bytes, start: int, mode: RecoveryMode) -> None:
+        self.path = path
+        self.buf = buf
+        self.start = start
+        self.mode = mode
+        self.damage: list[tuple[int, int]] = []
+        self.torn_tail = False
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        buf, offset = self.buf, self.start
+        while offset < len(buf):
+            end = _format.read_frame(buf, offset)
+            if end == -1:
+                offset = self._step_over_damage(offset)
+            else:
+                yield offset, end
+                offset = end
+
+    def _step_over_damage(self, offset: int) -> int:
+        """Record the damage at ``offset``; return where the walk goes on."""
+        following = _format.find_next_frame(self.buf, offset)
+        if following == -1:
+            self.torn_tail = True
+            self.damage.append((offset, len(self.buf)))
+            return len(self.buf)
+        if self.mode == "strict":
+            raise CorruptLogError(self.path, offset, "checksum mismatch or cut-short record")
+        if self.mode == "truncate":
+            self.damage.append((offset, len(self.buf)))
+            return len(self.buf)
+        self.damage.append((offset, following))
+        return following
+
+
+def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
+    """Return the header's metadata and end offset; raise the store's errors if unusable."""
+    try:
+        return _format.decode_header(buf)
+    except _format.ForeignFileError as exc:
+        raise NotAStoreError(path, str(exc)) from exc
+    except _format.FormatError as exc:
+        raise CorruptLogError(path, 0, str(exc)) from exc
+
+
+def replay(path: Path, buf: bytes, codec: Codec[K, V], mode: RecoveryMode) -> Replay[K]:
+    """Replay the log held in ``buf``; see SPEC §3 and ``docs/FORMAT.md``.
+
+    Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
+    checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``.
+    """
+    meta, start = open_header(path, buf)
+    pending: dict[K, tuple[bytes, int]] = {}
+    total = 0
+    end = start
+    frames = FrameScanner(path, buf, start, mode)
+    for offset, end in frames:
+        ops = _decode_frame(path, buf, offset, end, codec)
+        for key, value in ops:
+            if value is None:
+                pending.pop(key, None)
+            else:
+                pending[key] = (value, offset)
+        total += len(ops)
+    entries = _validate_values(path, pending, codec)
+    return Replay(entries, total, meta, end, frames.damage, frames.torn_tail)
+
+
+def _decode_frame(
+    path: Path, buf: bytes, offset: int, end: int, codec: Codec[K, V]
+) -> list[tuple[K, bytes | None]]:
+    """Return a checksum-valid frame's operations with validated keys.
+
+    Content that fails to decode is not damage a recovery mode may drop: the
+    checksum proves these are the bytes that were written.
+    """
+    try:
+        ops = _format.decode_body(_format.frame_body(buf, offset, end))
+        decoded = [(unpack(op.key), op.value) for op in ops]
+    except (_format.FormatError, RecordDecodeError) as exc:
+        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+    keyed: list[tuple[K, bytes | None]] = []
+    for data, value in decoded:
+        try:
+            keyed.append((codec.validate_key(data), value))
+        except pydantic.ValidationError as exc:
+            raise SchemaMismatchError(path, offset, data, exc) from exc
+    return keyed
+
+
+def _validate_values(
+    path: Path, pending: dict[K, tuple[bytes, int]], codec: Codec[K, V]
+) -> dict[K, object]:
+    entries: dict[K, object] = {}
+    for key, (blob, offset) in pending.items():
+        try:
+            value = codec.decode_value(blob)
+        except RecordDecodeError as exc:
+            raise CorruptLogError(path, offset, f"undecodable value: {exc}") from exc
+        except pydantic.ValidationError as exc:
+            raise SchemaMismatchError(path, offset, key, exc) from exc
+        entries[key] = codec.freeze(value, blob)
+    return entries
+
+
+class Log:
+    """The open log's writer: appends framed records, buffers, syncs and rewrites.
+
+    Invariant: the file holds only complete records, and file plus buffer hold
+    exactly the mutations memory has applied.
+    """
+
+    def __init__(self, file: LogFile, config: StoreConfig, total_records: int) -> None:
+        self.file = file
+        self.total_records = total_records
+        self._config = config
+        self._buffer = bytearray()
+        self._failure: OSError | None = None
+
+    @classmethod
+    def create(cls, path: Path, config: StoreConfig, chunks: list[bytes], records: int) -> Log:
+        """Write a new log holding ``chunks`` atomically and return its writer."""
+        file, directory_error = write_new_log(path, chunks)
+        if directory_error is not None:
+            file.close()
+            raise directory_error
+        return cls(file, config, records)
+
+    @property
+    def size(self) -> int:
+        """Bytes in the log, buffered records included."""
+        return self.file.size + len(self._buffer)
+
+    def append(self, frame: bytes, records: int) -> None:
+        """Append one framed record holding ``records`` operations.
+
+        When it returns the record is in the OS (write-through), on disk
+        (``sync_on_write``) or in the buffer. When it raises, neither file nor
+        buffer holds the record.
+        """
+        self.check_writable()
+        if self._config.write_through:
+            before = self.file.size
+            self.file.append(frame)
+            if self._config.sync_on_write:
+                self._sync(rollback_to=before)
+        else:
+            self._buffer += frame
+            if len(self._buffer) >= self._config.buf_capacity:
+                try:
+                    self._drain()
+                except OSError:
+                    del self._buffer[-len(frame) :]
+                    raise
+        self.total_records += records
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS and fsync the log."""
+        self.check_writable()
+        self._drain()
+        self._sync(rollback_to=None)
+
+    def rewrite(self, chunks: list[bytes], records: int) -> None:
+        """Replace the log atomically by ``chunks`` (header and records); see ``_fs``."""
+        self.check_writable()
+        new_file, directory_error = write_new_log(self.file.path, chunks)
+        old, self.file = self.file, new_file
+        self._buffer.clear()
+        self.total_records = records
+        old.close()
+        if directory_error is not None:
+            self._failure = directory_error
+            raise directory_error
+
+    def close(self) -> None:
+        """Flush (unless an fsync already failed) and close the file."""
+        try:
+            if self._failure is None:
+                self.flush()
+        finally:
+            self.file.close()
+
+    def check_writable(self) -> None:
+        """Raise ``StoreFailedError`` if an earlier fsync failed."""
+        if self._failure is not None:
+            raise StoreFailedError(
+                f"{self.file.path}: an fsync failed ({self._failure}); the kernel may have "
+                "dropped written records, so this store refuses writes until it is reopened"
+            ) from self._failure
+
+    def _drain(self) -> None:
+        if self._buffer:
+            self.file.append(bytes(self._buffer))
+            self._buffer.clear()
+
+    def _sync(self, rollback_to: int | None) -> None:
+        try:
+            self.file.sync()
+        except OSError as exc:
+            # After a failed fsync the page cache may or may not keep the data
+            # (PostgreSQL's "fsyncgate"): retrying could report durability we do not
+            # have. Refuse further writes, and take the unacknowledged record back out
+            # so a reopen does not resurrect a mutation whose call failed.
+            self._failure = exc
+            if rollback_to is not None:
+                with contextlib.suppress(OSError):  # the fsync error is the one to report
+                    self.file.truncate(rollback_to)
+            raise

@@ -1,0 +1,550 @@
+"""TypedStore: the public, typed, thread-safe mapping over the log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import typing
+import warnings
+from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
+
+from . import _compact, _format, _fs
+from ._codec import Codec, type_name
+from ._config import StoreConfig
+from ._errors import StoreClosedError, StoreLockedError, StoreReadOnlyError
+from ._log import Log, Recovery, Replay, replay
+from ._txn import MISSING, Transaction
+from ._types import K, RecoveryMode, V
+
+logger = logging.getLogger("typedstore")
+
+S = TypeVar("S", bound="TypedStore[Any, Any]")
+K2 = TypeVar("K2")
+V2 = TypeVar("V2")
+T = TypeVar("T")
+_UNBOUND: object = object()
+
+
+class TypedStore(MutableMapping[K, V], Generic[K, V]):
+    """A persistent, typed, insertion-ordered mapping backed by one append-only log.
+
+    Open it with :meth:`open`. Every write validates its key and value, appends one
+    checksummed record and only then changes memory. Values of mutable types are
+    returned as fresh copies, immutable ones as they are. Every method is atomic
+    with respect to other threads.
+    """
+
+    _key_type: ClassVar[object] = _UNBOUND
+    _value_type: ClassVar[object] = _UNBOUND
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, TypedStore):
+                args = typing.get_args(base)
+                if len(args) == 2 and not any(isinstance(arg, TypeVar) for arg in args):
+                    cls._key_type, cls._value_type = args
+
+    def __init__(self) -> None:
+        raise TypeError("open a store with TypedStore.open(path, key_type, value_type)")
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @overload
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        key_type: type[K2],
+        value_type: type[V2],
+        *,
+        config: StoreConfig | None = None,
+        readonly: bool = False,
+    ) -> TypedStore[K2, V2]: ...
+    @overload
+    @classmethod
+    def open(
+        cls: type[S],
+        path: str | os.PathLike[str],
+        *,
+        config: StoreConfig | None = None,
+        readonly: bool = False,
+    ) -> S: ...
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        key_type: object = _UNBOUND,
+        value_type: object = _UNBOUND,
+        *,
+        config: StoreConfig | None = None,
+        readonly: bool = False,
+    ) -> Any:
+        """Open the store at ``path``, creating it (and its folders) if it does not exist.
+
+        An existing log is replayed (SPEC §3). Raises ``StoreLockedError`` when
+        another writer holds it, ``NotAStoreError``, ``CorruptLogError`` or
+        ``SchemaMismatchError`` for a log it cannot use (the file is left as it
+        was), and ``FileNotFoundError`` for a missing file with ``readonly=True``.
+        """
+        key_type, value_type = cls._bind_types(key_type, value_type)
+        if config is None:
+            config = StoreConfig()
+        elif not isinstance(config, StoreConfig):
+            raise TypeError(f"config must be a StoreConfig, not {type(config).__name__}")
+        store = object.__new__(cls)
+        store._setup(Path(path), Codec(key_type, value_type), config, readonly=readonly)
+        return store
+
+    @classmethod
+    def _bind_types(cls, key_type: object, value_type: object) -> tuple[object, object]:
+        if cls._key_type is not _UNBOUND:
+            if key_type is not _UNBOUND or value_type is not _UNBOUND:
+                raise TypeError(
+                    f"{cls.__name__} binds its types already; call {cls.__name__}.open(path)"
+                )
+            return cls._key_type, cls._value_type
+        if key_type is _UNBOUND or value_type is _UNBOUND:
+            raise TypeError(
+                "pass the key and value types: TypedStore.open(path, key_type, value_type)"
+            )
+        return key_type, value_type
+
+    def _setup(
+        self, path: Path, codec: Codec[K, V], config: StoreConfig, *, readonly: bool
+    ) -> None:
+        self._path = path
+        self._codec = codec
+        self._config = config
+        self._readonly = readonly
+        self._lock = threading.RLock()
+        self._order: list[K] | None = None
+        self._txn_thread: int | None = None
+        self._is_closed = True  # until fully open, so __del__ has nothing to close
+        self._file_lock: _fs.FileLock | None = None
+        self._log: Log | None = None
+        self._header_bytes = b""
+        self._skip_auto_compact_below = 0
+        self.recovery: Recovery | None = None
+        """What opening did about damage in the log (None when it found none)."""
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._file_lock = _fs.FileLock(path)
+            except BlockingIOError:
+                raise StoreLockedError(path) from None
+        try:
+            self._data = self._load()
+        except BaseException:
+            if self._file_lock is not None:
+                self._file_lock.release()
+            raise
+        self._is_closed = False
+
+    def _load(self) -> dict[K, object]:
+        path = self._path
+        if not self._readonly and _fs.remove_if_exists(_fs.temp_path(path)):
+            logger.warning("%s: removed the temp file of an interrupted compaction", path)
+        buf = _fs.read_file(path) if self._readonly or path.exists() else b""
+        if not buf:
+            if not self._readonly:
+                self._log = Log.create(path, self._config, [self._header()], 0)
+            return {}
+        state = replay(path, buf, self._codec, self._config.recovery)
+        backup = None
+        if not self._readonly:
+            self._log, backup = self._open_log(state, len(buf))
+        self.recovery = _describe_recovery(path, state, self._config.recovery, backup)
+        return state.entries
+
+    def _open_log(self, state: Replay[K], size: int) -> tuple[Log, Path | None]:
+        """Open the replayed log for appending, first dealing with any damage found."""
+        path, config = self._path, self._config
+        if not state.damage:
+            return Log(_fs.LogFile.open_existing(path, size), config, state.total_records), None
+        if state.torn_tail and len(state.damage) == 1:
+            # Truncate and fsync before appending: a record written after the torn
+            # one would turn a harmless torn tail into damage before the tail.
+            _fs.truncate_file(path, state.end)
+            return Log(
+                _fs.LogFile.open_existing(path, state.end), config, state.total_records
+            ), None
+        backup = _fs.copy_aside(path)
+        chunks = _compact.live_chunks(self._header(), state.entries, self._codec)
+        return Log.create(path, config, chunks, len(state.entries)), backup
+
+    def _header(self) -> bytes:
+        """Return the header a rewritten log starts with: it describes the current types."""
+        if not self._header_bytes:
+            self._header_bytes = _format.encode_header(self._codec.metadata())
+        return self._header_bytes
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @overload
+    def get(self, key: K, /) -> V | None: ...
+    @overload
+    def get(self, key: K, /, default: V | T) -> V | T: ...
+    def get(self, key: K, /, default: object = None) -> object:
+        """Return the value of ``key`` (a copy for mutable types), or ``default``."""
+        with self._lock:
+            self._check_open()
+            stored = self._data.get(key, MISSING)
+        return default if stored is MISSING else self._codec.thaw(stored)
+
+    def __getitem__(self, key: K) -> V:
+        with self._lock:
+            self._check_open()
+            stored = self._data.get(key, MISSING)
+        if stored is MISSING:
+            raise KeyError(key)
+        return self._codec.thaw(stored)
+
+    def contains_key(self, key: K) -> bool:
+        """Return whether ``key`` is in the store (same as ``key in store``)."""
+        return key in self
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            self._check_open()
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._check_open()
+            return len(self._data)
+
+    def __iter__(self) -> Iterator[K]:
+        """Iterate over a snapshot of the keys, in insertion order."""
+        with self._lock:
+            self._check_open()
+            return iter(list(self._data))
+
+    def values(self) -> ValuesView[V]:
+        """Return a view of the values in insertion order; iterating it takes a snapshot."""
+        return _ValuesView(self)
+
+    def items(self) -> ItemsView[K, V]:
+        """Return a view of the entries in insertion order; iterating it takes a snapshot."""
+        return _ItemsView(self)
+
+    def get_index(self, index: int) -> tuple[K, V] | None:
+        """Return the entry at insertion position ``index`` (negative counts from the end).
+
+        Out of range gives None. O(1), except that the first call after a removal
+        rebuilds the position index in O(n).
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"index must be an int, not {type(index).__name__}")
+        with self._lock:
+            self._check_open()
+            if self._order is None:
+                self._order = list(self._data)
+            if not -len(self._order) <= index < len(self._order):
+                return None
+            key = self._order[index]
+            stored = self._data[key]
+        return key, self._codec.thaw(stored)
+
+    def _snapshot(self) -> list[tuple[K, object]]:
+        with self._lock:
+            self._check_open()
+            return list(self._data.items())
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert(self, key: K, value: V) -> V | None:
+        """Validate and write ``key = value``; return the previous value, or None.
+
+        An existing key keeps its position. When it returns, the record is durable
+        as the config promises; when it raises, nothing changed.
+        """
+        previous = self._put(key, value)
+        return None if previous is MISSING else self._codec.thaw(previous)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._put(key, value)
+
+    def _put(self, key: K, value: V) -> object:
+        validated_key, key_bytes = self._codec.encode_key(key)
+        validated, blob = self._codec.encode_value(value)
+        frame = _format.encode_frame(_format.insert_body(key_bytes, blob))
+        with self._lock:
+            log = self._writable_log()
+            log.append(frame, 1)
+            return self._apply_insert(validated_key, validated, blob)
+
+    def remove(self, key: K) -> V | None:
+        """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
+
+        An absent key writes nothing.
+        """
+        previous = self._delete(key)
+        return None if previous is MISSING else self._codec.thaw(previous)
+
+    def __delitem__(self, key: K) -> None:
+        if self._delete(key) is MISSING:
+            raise KeyError(key)
+
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, /, default: V | T) -> V | T: ...
+    def pop(self, key: K, /, default: object = MISSING) -> object:
+        """Remove ``key`` and return its value; without ``default``, raise KeyError if absent."""
+        previous = self._delete(key)
+        if previous is not MISSING:
+            return self._codec.thaw(previous)
+        if default is MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return the last entry, like ``dict.popitem``; KeyError if empty."""
+        with self._lock:
+            self._writable_log()
+            if not self._data:
+                raise KeyError("popitem(): the store is empty")
+            key = next(reversed(self._data))
+            return key, self._codec.thaw(self._delete(key))
+
+    def _delete(self, key: K) -> object:
+        with self._lock:
+            log = self._writable_log()
+            if key not in self._data:
+                return MISSING
+            log.append(_format.encode_frame(_format.remove_body(self._codec.key_bytes(key))), 1)
+            previous = self._data.pop(key)
+            self._order = None
+            self._after_write()
+            return previous
+
+    def clear(self) -> None:
+        """Remove every entry, as one atomic record."""
+        with self.transaction() as txn:
+            for key in list(self._data):
+                del txn[key]
+
+    def modify(self, key: K, fn: Callable[[V], V]) -> V:
+        """Replace the value of ``key`` by ``fn(private copy of it)``; return the new value.
+
+        ``fn`` runs while the store is locked. If ``fn``, validation, encoding or the
+        write raises, nothing changed, in memory or on disk, and the exception
+        propagates. Raises KeyError, writing nothing, if ``key`` is absent.
+        """
+        with self._lock:
+            self._writable_log()
+            stored = self._data.get(key, MISSING)
+            if stored is MISSING:
+                raise KeyError(key)
+            validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
+            frame = _format.encode_frame(_format.insert_body(self._codec.key_bytes(key), blob))
+            self._writable_log().append(frame, 1)
+            self._apply_insert(key, validated, blob)
+            # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
+            return validated
+
+    def transaction(self) -> Transaction[K, V]:
+        """Start a transaction: use it as ``with store.transaction() as txn:``.
+
+        Other threads' reads and writes wait until it ends. Nesting is refused with
+        RuntimeError: commit the outer transaction first.
+        """
+        self._lock.acquire()
+        try:
+            self._writable_log()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._txn_thread = threading.get_ident()
+        return Transaction(self, self._codec)
+
+    def _apply_insert(self, key: K, value: V, blob: bytes) -> object:
+        previous = self._data.get(key, MISSING)
+        self._data[key] = self._codec.freeze(value, blob)
+        if previous is MISSING and self._order is not None:
+            self._order.append(key)
+        self._after_write()
+        return previous
+
+    def _after_write(self) -> None:
+        """Compact when the policy says so; a failure is logged, never fails the write."""
+        log = self._log
+        assert log is not None
+        if log.size < self._skip_auto_compact_below or not _compact.is_due(
+            self._config, log.size, log.total_records, len(self._data)
+        ):
+            return
+        try:
+            self._compact_locked(log)
+        except OSError:
+            # The write that triggered this already succeeded and is durable; only
+            # the space reclaim failed. Retry once the log has doubled.
+            self._skip_auto_compact_below = 2 * log.size
+            logger.warning("%s: automatic compaction failed", self._path, exc_info=True)
+
+    # -- transactions (TransactionHost) -----------------------------------------------------
+
+    def _read_stored(self, key: K) -> object:
+        return self._data.get(key, MISSING)
+
+    def _stored_len(self) -> int:
+        return len(self._data)
+
+    def _commit(self, ops: list[tuple[K, V, bytes] | tuple[K, None, None]], body: bytes) -> None:
+        log = self._writable_log(in_transaction=True)
+        log.append(_format.encode_frame(body), len(ops))
+        data = self._data
+        for key, value, blob in ops:
+            if blob is None:
+                data.pop(key, None)
+                self._order = None
+            else:
+                assert value is not None or blob is not None
+                previous = data.get(key, MISSING)
+                data[key] = self._codec.freeze(value, blob)  # type: ignore[arg-type]  # set with blob
+                if previous is MISSING and self._order is not None:
+                    self._order.append(key)
+        self._after_write()
+
+    def _end_transaction(self) -> None:
+        self._txn_thread = None
+        self._lock.release()
+
+    # -- durability --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
+        with self._lock:
+            self._check_open()
+            if self._log is not None:
+                self._log.flush()
+
+    def compact(self) -> None:
+        """Rewrite the log to its header and one insert per live entry, atomically (SPEC §4)."""
+        with self._lock:
+            self._compact_locked(self._writable_log())
+
+    def _compact_locked(self, log: Log) -> None:
+        log.rewrite(_compact.live_chunks(self._header(), self._data, self._codec), len(self._data))
+        self._skip_auto_compact_below = 0
+
+    def close(self) -> None:
+        """Flush, fsync and close the log and release its lock; closing twice is harmless."""
+        with self._lock:
+            if self._is_closed:
+                return
+            self._is_closed = True
+            try:
+                if self._log is not None:
+                    self._log.close()
+            finally:
+                if self._file_lock is not None:
+                    self._file_lock.release()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_is_closed", True):
+            warnings.warn(f"unclosed store {self._path}", ResourceWarning, stacklevel=2)
+            self.close()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The log file's path."""
+        return self._path
+
+    @property
+    def config(self) -> StoreConfig:
+        """The settings this store was opened with."""
+        return self._config
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the store was opened with ``readonly=True``."""
+        return self._readonly
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._is_closed
+
+    def __repr__(self) -> str:
+        types = f"{type_name(self._codec.key_type)}, {type_name(self._codec.value_type)}"
+        state = "closed" if self._is_closed else f"{len(self._data)} entries"
+        return f"<{type(self).__name__}[{types}] {str(self._path)!r} {state}>"
+
+    def _check_open(self) -> None:
+        if self._is_closed:
+            raise StoreClosedError(f"{self._path}: the store is closed")
+
+    def _writable_log(self, *, in_transaction: bool = False) -> Log:
+        self._check_open()
+        if self._log is None:
+            raise StoreReadOnlyError(f"{self._path}: the store was opened with readonly=True")
+        if self._txn_thread is not None and not in_transaction:
+            raise RuntimeError(
+                "a transaction is open on this store in this thread: write through it, "
+                "or end it first"
+            )
+        self._log.check_writable()
+        return self._log
+
+
+def _describe_recovery(
+    path: Path, state: Replay[Any], mode: RecoveryMode, backup: Path | None
+) -> Recovery | None:
+    """Return (and log) what replay did about damage, or None if there was none."""
+    if not state.damage:
+        return None
+    dropped = sum(end - start for start, end in state.damage)
+    offset = state.damage[0][0]
+    kind: Literal["torn_tail", "truncated", "skipped"]
+    if state.torn_tail and len(state.damage) == 1:
+        kind = "torn_tail"
+    else:
+        kind = "truncated" if mode == "truncate" else "skipped"
+    copied = f"; the original was copied to {backup}" if backup else ""
+    logger.warning(
+        "%s: %s at byte offset %d; %d bytes not replayed%s",
+        path,
+        kind.replace("_", " "),
+        offset,
+        dropped,
+        copied,
+    )
+    return Recovery(kind, offset, dropped, backup)
+
+
+class _ValuesView(ValuesView[V], Generic[K, V]):
+    _mapping: TypedStore[K, V]
+
+    def __iter__(self) -> Iterator[V]:
+        thaw = self._mapping._codec.thaw
+        for _, stored in self._mapping._snapshot():
+            yield thaw(stored)
+
+
+class _ItemsView(ItemsView[K, V], Generic[K, V]):
+    _mapping: TypedStore[K, V]
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        thaw = self._mapping._codec.thaw
+        for key, stored in self._mapping._snapshot():
+            yield key, thaw(stored)

@@ -1,0 +1,161 @@
+"""Transaction: several writes that reach the log as one batch record, or not at all (SPEC §7)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, Protocol, TypeVar, overload
+
+from . import _format
+from ._codec import Codec
+from ._errors import StoreClosedError
+from ._types import K, V
+
+T = TypeVar("T")
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING = _Missing.MISSING
+"""No value: distinct from a stored ``None``."""
+
+
+class TransactionHost(Protocol[K, V]):
+    """What a transaction needs from its store."""
+
+    def _read_stored(self, key: K) -> object:
+        """Return what memory keeps for ``key``, or ``MISSING``."""
+
+    def _stored_len(self) -> int:
+        """Return the number of entries in memory."""
+
+    def _commit(self, ops: list[tuple[K, V, bytes] | tuple[K, None, None]], body: bytes) -> None:
+        """Append ``body`` as one record and apply ``ops`` to memory at once."""
+
+    def _end_transaction(self) -> None:
+        """Release what ``transaction()`` took."""
+
+
+class Transaction(Generic[K, V]):
+    """A group of writes that commit as one record when the ``with`` block ends normally.
+
+    Reads see the transaction's own writes; the store is unchanged until the block
+    ends. An exception in the block discards every write. Using the object after its
+    block ended raises ``StoreClosedError``.
+    """
+
+    def __init__(self, host: TransactionHost[K, V], codec: Codec[K, V]) -> None:
+        self._host = host
+        self._codec = codec
+        self._ops: list[tuple[K, V, bytes] | tuple[K, None, None]] = []
+        self._overlay: dict[K, tuple[V, bytes] | _Missing] = {}
+        self._is_open = True
+
+    def __enter__(self) -> Transaction[K, V]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._is_open = False
+        try:
+            if exc_type is None and self._ops:
+                self._host._commit(self._ops, self._batch_body())
+        finally:
+            self._host._end_transaction()
+
+    def insert(self, key: K, value: V) -> V | None:
+        """Validate and stage ``key = value``; return the previous value."""
+        previous = self._lookup(key)
+        self[key] = value
+        return None if previous is MISSING else previous
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._check_open()
+        validated_key, _ = self._codec.encode_key(key)
+        validated, blob = self._codec.encode_value(value)
+        self._ops.append((validated_key, validated, blob))
+        self._overlay[validated_key] = (validated, blob)
+
+    def remove(self, key: K) -> V | None:
+        """Stage the removal of ``key``; return its value, or None if absent."""
+        previous = self._lookup(key)
+        if previous is not MISSING:
+            self._stage_removal(key)
+            return previous
+        return None
+
+    def __delitem__(self, key: K) -> None:
+        if self._lookup(key) is MISSING:
+            raise KeyError(key)
+        self._stage_removal(key)
+
+    def modify(self, key: K, fn: Callable[[V], V]) -> V:
+        """Stage ``fn(private copy of the value)`` as the new value; return it."""
+        current = self._lookup(key)
+        if current is MISSING:
+            raise KeyError(key)
+        self[key] = fn(current)
+        staged = self._overlay[key]
+        assert not isinstance(staged, _Missing)
+        return self._codec.thaw(self._codec.freeze(*staged))
+
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T) -> V | T: ...
+    def get(self, key: K, default: object = None) -> object:
+        """Return the value of ``key`` as this transaction sees it, or ``default``."""
+        value = self._lookup(key)
+        return default if value is MISSING else value
+
+    def __getitem__(self, key: K) -> V:
+        value = self._lookup(key)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self._lookup(key) is not MISSING  # type: ignore[arg-type]  # any object may be asked
+
+    def __len__(self) -> int:
+        self._check_open()
+        size = self._host._stored_len()
+        for key, staged in self._overlay.items():
+            in_store = self._host._read_stored(key) is not MISSING
+            size += (not isinstance(staged, _Missing)) - in_store
+        return size
+
+    def _lookup(self, key: K) -> V | _Missing:
+        self._check_open()
+        staged = self._overlay.get(key, None)
+        if staged is None:
+            stored = self._host._read_stored(key)
+            return MISSING if stored is MISSING else self._codec.thaw(stored)
+        if isinstance(staged, _Missing):
+            return MISSING
+        return self._codec.thaw(self._codec.freeze(*staged))
+
+    def _stage_removal(self, key: K) -> None:
+        self._ops.append((key, None, None))
+        self._overlay[key] = MISSING
+
+    def _batch_body(self) -> bytes:
+        bodies = []
+        for key, _, blob in self._ops:
+            key_bytes = self._codec.key_bytes(key)
+            if blob is None:
+                bodies.append(_format.remove_body(key_bytes))
+            else:
+                bodies.append(_format.insert_body(key_bytes, blob))
+        return _format.batch_body(bodies)
+
+    def _check_open(self) -> None:
+        if not self._is_open:
+            raise StoreClosedError("this transaction has ended; start a new one")

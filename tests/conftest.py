@@ -1,0 +1,37 @@
+"""Shared fixtures: a fresh log path per test, a seeded random generator, Hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+SEED = int(os.environ.get("TYPEDSTORE_TEST_SEED", random.randrange(2**32)))
+
+
+def pytest_report_header() -> str:
+    return f"typedstore random seed: {SEED} (set TYPEDSTORE_TEST_SEED={SEED} to repeat)"
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """A random generator seeded from the run's printed seed and the test's name."""
+    return random.Random(f"{SEED}:{request.node.nodeid}")
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    """A path for a store's log in a fresh folder."""
+    return tmp_path / "store.log"
