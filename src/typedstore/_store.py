@@ -10,15 +10,18 @@ import warnings
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from . import _compact, _format, _fs
 from ._codec import Codec, type_name
 from ._config import StoreConfig
 from ._errors import StoreClosedError, StoreLockedError, StoreReadOnlyError
 from ._log import Log, Recovery, Replay, replay
-from ._txn import MISSING, Transaction
+from ._txn import MISSING, Transaction, Write
 from ._types import K, RecoveryMode, V
+
+if TYPE_CHECKING:  # PEP 747: lets `open(path, str, int | None)` infer TypedStore[str, int | None]
+    from typing_extensions import TypeForm
 
 logger = logging.getLogger("typedstore")
 
@@ -60,8 +63,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def open(
         cls,
         path: str | os.PathLike[str],
-        key_type: type[K2],
-        value_type: type[V2],
+        key_type: TypeForm[K2],
+        value_type: TypeForm[V2],
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
@@ -277,7 +280,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             log = self._writable_log()
             log.append(frame, 1)
-            return self._apply_insert(validated_key, validated, blob)
+            previous = self._apply_insert(validated_key, validated, blob)
+            self._after_write()
+            return previous
 
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
@@ -346,6 +351,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             frame = _format.encode_frame(_format.insert_body(self._codec.key_bytes(key), blob))
             self._writable_log().append(frame, 1)
             self._apply_insert(key, validated, blob)
+            self._after_write()
             # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
             return validated
 
@@ -365,11 +371,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         return Transaction(self, self._codec)
 
     def _apply_insert(self, key: K, value: V, blob: bytes) -> object:
+        """Put an entry whose record is written into memory; return what it replaced."""
         previous = self._data.get(key, MISSING)
         self._data[key] = self._codec.freeze(value, blob)
         if previous is MISSING and self._order is not None:
             self._order.append(key)
-        self._after_write()
         return previous
 
     def _after_write(self) -> None:
@@ -396,20 +402,15 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _stored_len(self) -> int:
         return len(self._data)
 
-    def _commit(self, ops: list[tuple[K, V, bytes] | tuple[K, None, None]], body: bytes) -> None:
+    def _commit(self, writes: list[Write[K, V]], body: bytes) -> None:
         log = self._writable_log(in_transaction=True)
-        log.append(_format.encode_frame(body), len(ops))
-        data = self._data
-        for key, value, blob in ops:
-            if blob is None:
-                data.pop(key, None)
+        log.append(_format.encode_frame(body), len(writes))
+        for write in writes:
+            if write.blob is None:
+                self._data.pop(write.key, None)
                 self._order = None
             else:
-                assert value is not None or blob is not None
-                previous = data.get(key, MISSING)
-                data[key] = self._codec.freeze(value, blob)  # type: ignore[arg-type]  # set with blob
-                if previous is MISSING and self._order is not None:
-                    self._order.append(key)
+                self._apply_insert(write.key, cast(V, write.value), write.blob)
         self._after_write()
 
     def _end_transaction(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
 
@@ -23,6 +24,15 @@ MISSING = _Missing.MISSING
 """No value: distinct from a stored ``None``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Write(Generic[K, V]):
+    """One staged write: an insert (``blob`` set) or a removal (``blob`` is None)."""
+
+    key: K
+    value: V | None
+    blob: bytes | None
+
+
 class TransactionHost(Protocol[K, V]):
     """What a transaction needs from its store."""
 
@@ -32,8 +42,8 @@ class TransactionHost(Protocol[K, V]):
     def _stored_len(self) -> int:
         """Return the number of entries in memory."""
 
-    def _commit(self, ops: list[tuple[K, V, bytes] | tuple[K, None, None]], body: bytes) -> None:
-        """Append ``body`` as one record and apply ``ops`` to memory at once."""
+    def _commit(self, writes: list[Write[K, V]], body: bytes) -> None:
+        """Append ``body`` as one record and apply ``writes`` to memory at once."""
 
     def _end_transaction(self) -> None:
         """Release what ``transaction()`` took."""
@@ -50,7 +60,8 @@ class Transaction(Generic[K, V]):
     def __init__(self, host: TransactionHost[K, V], codec: Codec[K, V]) -> None:
         self._host = host
         self._codec = codec
-        self._ops: list[tuple[K, V, bytes] | tuple[K, None, None]] = []
+        self._writes: list[Write[K, V]] = []
+        self._bodies: list[bytes] = []
         self._overlay: dict[K, tuple[V, bytes] | _Missing] = {}
         self._is_open = True
 
@@ -65,8 +76,8 @@ class Transaction(Generic[K, V]):
     ) -> None:
         self._is_open = False
         try:
-            if exc_type is None and self._ops:
-                self._host._commit(self._ops, self._batch_body())
+            if exc_type is None and self._writes:
+                self._host._commit(self._writes, _format.batch_body(self._bodies))
         finally:
             self._host._end_transaction()
 
@@ -78,9 +89,10 @@ class Transaction(Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._check_open()
-        validated_key, _ = self._codec.encode_key(key)
+        validated_key, key_bytes = self._codec.encode_key(key)
         validated, blob = self._codec.encode_value(value)
-        self._ops.append((validated_key, validated, blob))
+        self._writes.append(Write(validated_key, validated, blob))
+        self._bodies.append(_format.insert_body(key_bytes, blob))
         self._overlay[validated_key] = (validated, blob)
 
     def remove(self, key: K) -> V | None:
@@ -92,7 +104,7 @@ class Transaction(Generic[K, V]):
         return None
 
     def __delitem__(self, key: K) -> None:
-        if self._lookup(key) is MISSING:
+        if key not in self:
             raise KeyError(key)
         self._stage_removal(key)
 
@@ -122,7 +134,11 @@ class Transaction(Generic[K, V]):
         return value
 
     def __contains__(self, key: object) -> bool:
-        return self._lookup(key) is not MISSING  # type: ignore[arg-type]  # any object may be asked
+        self._check_open()
+        staged = self._overlay.get(key, None)  # type: ignore[arg-type]  # any object may be asked
+        if staged is None:
+            return self._host._read_stored(key) is not MISSING  # type: ignore[arg-type]  # as above
+        return not isinstance(staged, _Missing)
 
     def __len__(self) -> int:
         self._check_open()
@@ -143,18 +159,9 @@ class Transaction(Generic[K, V]):
         return self._codec.thaw(self._codec.freeze(*staged))
 
     def _stage_removal(self, key: K) -> None:
-        self._ops.append((key, None, None))
+        self._writes.append(Write(key, None, None))
+        self._bodies.append(_format.remove_body(self._codec.key_bytes(key)))
         self._overlay[key] = MISSING
-
-    def _batch_body(self) -> bytes:
-        bodies = []
-        for key, _, blob in self._ops:
-            key_bytes = self._codec.key_bytes(key)
-            if blob is None:
-                bodies.append(_format.remove_body(key_bytes))
-            else:
-                bodies.append(_format.insert_body(key_bytes, blob))
-        return _format.batch_body(bodies)
 
     def _check_open(self) -> None:
         if not self._is_open:
