@@ -79,6 +79,11 @@ class Codec(Generic[K, V]):
             hash(validated)
         except TypeError as exc:
             raise TypeError(f"keys must be hashable after validation: {exc}") from exc
+        canonical = _pack(self._keys, validated)
+        if canonical != blob:
+            # Write the validated key ("1" given for an int key is written as 1): a
+            # model-free reader such as the CLI can then tell keys apart by their bytes.
+            validated, blob = _round_trip(self._keys, validated)
         return validated, blob
 
     def validate_key(self, data: object) -> K:

@@ -20,7 +20,9 @@ def is_due(config: StoreConfig, log_bytes: int, total_records: int, live_records
 def live_chunks(header: bytes, entries: Mapping[K, object], codec: Codec[K, V]) -> list[bytes]:
     """Return the compacted log's content: the header, then one insert per live entry."""
     chunks = [header]
+    offset = len(header)
     for key, stored in entries.items():
         body = _format.insert_body(codec.key_bytes(key), codec.stored_bytes(stored))
-        chunks.append(_format.encode_frame(body))
+        chunks.append(_format.encode_frame(body, offset))
+        offset += len(chunks[-1])
     return chunks

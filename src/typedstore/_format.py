@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ._errors import EncodingError
+
 MAGIC = b"\x89TDSLOG\n"
 """First 8 bytes of every log. The high byte and newline catch text-mode mangling."""
 FORMAT_VERSION = 1
@@ -22,6 +24,7 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 
 _HEADER_FIXED = struct.Struct("<8sHHI")  # magic, version, flags, metadata length
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _FRAME_HEAD = struct.Struct("<II")  # crc32, body length
 FRAME_OVERHEAD = _FRAME_HEAD.size
 HEADER_OVERHEAD = _HEADER_FIXED.size + _U32.size
@@ -89,10 +92,25 @@ def decode_header(buf: bytes) -> tuple[bytes, int]:
 # -- frames ---------------------------------------------------------------------------------
 
 
-def encode_frame(body: bytes) -> bytes:
-    """Return ``body`` framed: checksum, length, body."""
+def encode_frame(body: bytes, offset: int) -> bytes:
+    """Return ``body`` framed (checksum, length, body) to be written at byte ``offset``.
+
+    The checksum covers the offset too, so a frame is valid only where it was
+    written: a complete frame stored inside a value (a log kept in a ``bytes``
+    field, say) never passes for a record after a torn tail.
+    Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
+    """
+    if len(body) > MAX_RECORD_BYTES:
+        raise EncodingError(
+            f"a record of {len(body)} bytes exceeds MAX_RECORD_BYTES ({MAX_RECORD_BYTES}); "
+            "store large values in smaller pieces or commit smaller transactions"
+        )
     length = _U32.pack(len(body))
-    return _U32.pack(zlib.crc32(body, zlib.crc32(length))) + length + body
+    return _U32.pack(zlib.crc32(body, zlib.crc32(length, _seed(offset)))) + length + body
+
+
+def _seed(offset: int) -> int:
+    return zlib.crc32(_U64.pack(offset))
 
 
 def read_frame(buf: bytes, offset: int) -> int:
@@ -107,7 +125,7 @@ def read_frame(buf: bytes, offset: int) -> int:
     end = offset + FRAME_OVERHEAD + length
     if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
         return -1
-    if zlib.crc32(memoryview(buf)[offset + 4 : end]) != crc:
+    if zlib.crc32(memoryview(buf)[offset + 4 : end], _seed(offset)) != crc:
         return -1
     return int(end)
 

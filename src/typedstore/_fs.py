@@ -20,6 +20,18 @@ def read_file(path: Path) -> bytes:
         return file.read()
 
 
+def make_parents(path: Path) -> None:
+    """Create the missing folders above ``path``, each made durable in its own parent.
+
+    Without the parent's fsync a power loss could take a new folder, and the log
+    in it, away even after writes to the log were fsynced.
+    """
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync_directory(folder.parent)
+
+
 def lock_path(path: Path) -> Path:
     """Return the lock file's path for the log at ``path``."""
     return path.with_name(path.name + ".lock")

@@ -139,6 +139,9 @@ def _decode_frame(
     try:
         ops = _format.decode_body(_format.frame_body(buf, offset, end))
         decoded = [(unpack(op.key), op.value) for op in ops]
+        for op in ops:
+            if op.value is not None:
+                unpack(op.value)  # validated later, and only if still live; decodable now
     except (_format.FormatError, RecordDecodeError) as exc:
         raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
     keyed: list[tuple[K, bytes | None]] = []
@@ -157,8 +160,6 @@ def _validate_values(
     for key, (blob, offset) in pending.items():
         try:
             value = codec.decode_value(blob)
-        except RecordDecodeError as exc:
-            raise CorruptLogError(path, offset, f"undecodable value: {exc}") from exc
         except pydantic.ValidationError as exc:
             raise SchemaMismatchError(path, offset, key, exc) from exc
         entries[key] = codec.freeze(value, blob)
@@ -193,14 +194,15 @@ class Log:
         """Bytes in the log, buffered records included."""
         return self.file.size + len(self._buffer)
 
-    def append(self, frame: bytes, records: int) -> None:
-        """Append one framed record holding ``records`` operations.
+    def append(self, body: bytes, records: int) -> None:
+        """Frame ``body`` at the log's end and append it; it holds ``records`` operations.
 
         When it returns the record is in the OS (write-through), on disk
         (``sync_on_write``) or in the buffer. When it raises, neither file nor
         buffer holds the record.
         """
         self.check_writable()
+        frame = _format.encode_frame(body, self.size)
         if self._config.write_through:
             before = self.file.size
             self.file.append(frame)

@@ -100,8 +100,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             config = StoreConfig()
         elif not isinstance(config, StoreConfig):
             raise TypeError(f"config must be a StoreConfig, not {type(config).__name__}")
+        # Resolve symlinks once: the lock file and the compaction temp file must sit
+        # beside the real log, or a second path to it would get a lock of its own and
+        # compaction would replace the link instead of the log.
+        real_path = Path(os.path.realpath(path))
         store = object.__new__(cls)
-        store._setup(Path(path), Codec(key_type, value_type), config, readonly=readonly)
+        store._setup(real_path, Codec(key_type, value_type), config, readonly=readonly)
         return store
 
     @classmethod
@@ -136,7 +140,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self.recovery: Recovery | None = None
         """What opening did about damage in the log (None when it found none)."""
         if not readonly:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _fs.make_parents(path)
             try:
                 self._file_lock = _fs.FileLock(path)
             except BlockingIOError:
@@ -276,10 +280,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _put(self, key: K, value: V) -> object:
         validated_key, key_bytes = self._codec.encode_key(key)
         validated, blob = self._codec.encode_value(value)
-        frame = _format.encode_frame(_format.insert_body(key_bytes, blob))
+        body = _format.insert_body(key_bytes, blob)
         with self._lock:
             log = self._writable_log()
-            log.append(frame, 1)
+            log.append(body, 1)
             previous = self._apply_insert(validated_key, validated, blob)
             self._after_write()
             return previous
@@ -323,7 +327,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             log = self._writable_log()
             if key not in self._data:
                 return MISSING
-            log.append(_format.encode_frame(_format.remove_body(self._codec.key_bytes(key))), 1)
+            log.append(_format.remove_body(self._codec.key_bytes(key)), 1)
             previous = self._data.pop(key)
             self._order = None
             self._after_write()
@@ -348,8 +352,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             if stored is MISSING:
                 raise KeyError(key)
             validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            frame = _format.encode_frame(_format.insert_body(self._codec.key_bytes(key), blob))
-            self._writable_log().append(frame, 1)
+            body = _format.insert_body(self._codec.key_bytes(key), blob)
+            self._writable_log().append(body, 1)
             self._apply_insert(key, validated, blob)
             self._after_write()
             # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
@@ -404,7 +408,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def _commit(self, writes: list[Write[K, V]], body: bytes) -> None:
         log = self._writable_log(in_transaction=True)
-        log.append(_format.encode_frame(body), len(writes))
+        log.append(body, len(writes))
         for write in writes:
             if write.blob is None:
                 self._data.pop(write.key, None)
