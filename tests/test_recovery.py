@@ -1,0 +1,591 @@
+"""Opening damaged logs: cuts at every byte, flipped bytes, foreign files, recovery modes.
+
+SPEC §3 (opening and recovery) and §5 (durability); the byte layout is in
+``typedstore._format``. Every log here is written with ``sync_on_write=True`` and
+the file size is recorded after each acknowledged write, so each record boundary
+comes with the exact state a reopen must give.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from tests.models import Point, User
+from typedstore import (
+    CorruptLogError,
+    NotAStoreError,
+    Recovery,
+    RecoveryMode,
+    SchemaMismatchError,
+    StoreConfig,
+    StoreError,
+    TypedStore,
+    _format,
+)
+
+State = list[tuple[str, User]]
+
+SYNCED = StoreConfig(sync_on_write=True)
+MAGIC_AND_VERSION = len(_format.MAGIC) + 2
+"""Header bytes whose damage makes a file foreign (magic, format version) rather than corrupt."""
+
+
+def birthday(user: User) -> User:
+    """Return ``user`` one year older."""
+    return user.model_copy(update={"age": user.age + 1})
+
+
+def read_state(path: Path, *, readonly: bool = True) -> State:
+    """Open the log at ``path`` and return its entries in order."""
+    with TypedStore.open(path, str, User, readonly=readonly) as store:
+        return list(store.items())
+
+
+def sibling_names(path: Path) -> set[str]:
+    """Return the names of the files in the log's folder."""
+    return {entry.name for entry in path.parent.iterdir()}
+
+
+@dataclass(frozen=True)
+class History:
+    """A small complete log and the state at each record boundary."""
+
+    data: bytes
+    boundaries: list[int]
+    """File size after the header and after each acknowledged write."""
+    states: list[State]
+    """State at each boundary."""
+    batch: int
+    """Index in ``boundaries`` of the write that was a transaction."""
+
+    @property
+    def header_end(self) -> int:
+        return self.boundaries[0]
+
+    def record_index(self, size: int) -> int:
+        """Return the index of the last boundary at or before ``size``."""
+        return max(i for i, boundary in enumerate(self.boundaries) if boundary <= size)
+
+    def state_at(self, size: int) -> State:
+        """Return the state of a log cut to ``size`` bytes."""
+        return self.states[self.record_index(size)]
+
+
+def write_history(path: Path) -> History:
+    """Write inserts, a modify, a remove, a transaction and an insert, recording each boundary."""
+    boundaries: list[int] = []
+    states: list[State] = []
+    with TypedStore.open(path, str, User, config=SYNCED) as store:
+
+        def acknowledged() -> None:
+            size = path.stat().st_size
+            assert not boundaries or size > boundaries[-1], "a write added no record"
+            boundaries.append(size)
+            states.append(list(store.items()))
+
+        acknowledged()
+        store.insert("alice", User(name="Alice", age=30, tags=["admin"]))
+        acknowledged()
+        store["bob"] = User(name="Bob", age=25)
+        acknowledged()
+        store.insert("carol", User(name="Carol", age=41, tags=["x", "y"]))
+        acknowledged()
+        store.modify("alice", birthday)
+        acknowledged()
+        store.remove("bob")
+        acknowledged()
+        with store.transaction() as txn:
+            txn["dave"] = User(name="Dave", age=52)
+            txn.modify("carol", birthday)
+            del txn["alice"]
+        acknowledged()
+        batch = len(boundaries) - 1
+        store.insert("erin", User(name="Erin", age=19))
+        acknowledged()
+    data = path.read_bytes()
+    assert len(data) == boundaries[-1]
+    return History(data, boundaries, states, batch)
+
+
+@pytest.fixture
+def history(log_path: Path) -> History:
+    """The small log of :func:`write_history`, written at ``log_path``."""
+    return write_history(log_path)
+
+
+# -- cuts at every byte offset ----------------------------------------------------------------
+
+
+def test_every_cut_opens_readonly_to_last_complete_record(history: History, log_path: Path) -> None:
+    """A read-only open of the log cut at any offset gives the last complete record's state."""
+    for cut in range(history.header_end, len(history.data) + 1):
+        log_path.write_bytes(history.data[:cut])
+        assert read_state(log_path) == history.state_at(cut), f"cut at {cut}"
+        assert log_path.read_bytes() == history.data[:cut], f"cut at {cut} was changed"
+
+
+def test_every_cut_writable_open_truncates_to_last_complete_record(
+    history: History, log_path: Path
+) -> None:
+    """A writable open of a cut log gives the last complete state and cuts the file there."""
+    for cut in range(history.header_end, len(history.data) + 1):
+        log_path.write_bytes(history.data[:cut])
+        assert read_state(log_path, readonly=False) == history.state_at(cut), f"cut at {cut}"
+        boundary = history.boundaries[history.record_index(cut)]
+        assert log_path.read_bytes() == history.data[:boundary], f"cut at {cut}"
+
+
+def test_every_torn_cut_is_reported_and_logged(
+    history: History, log_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cut inside a record is reported as a torn_tail recovery and logged with bytes dropped."""
+    caplog.set_level(logging.WARNING, logger="typedstore")
+    for cut in range(history.header_end, len(history.data) + 1):
+        log_path.write_bytes(history.data[:cut])
+        caplog.clear()
+        with TypedStore.open(log_path, str, User) as store:
+            recovery = store.recovery
+        warnings = [r.getMessage() for r in caplog.records if r.name == "typedstore"]
+        boundary = history.boundaries[history.record_index(cut)]
+        if cut == boundary:
+            assert recovery is None, f"cut at {cut}"
+            assert warnings == [], f"cut at {cut}"
+            continue
+        assert recovery is not None, f"cut at {cut}"
+        assert (recovery.kind, recovery.offset) == ("torn_tail", boundary), f"cut at {cut}"
+        assert recovery.dropped_bytes == cut - boundary
+        assert recovery.backup is None
+        assert len(warnings) == 1, f"cut at {cut}: {warnings}"
+        assert "torn tail" in warnings[0]
+        assert f"{cut - boundary} bytes" in warnings[0]
+
+
+def test_reopen_after_torn_tail_truncation_is_clean(history: History, log_path: Path) -> None:
+    """Once a writable open dropped a torn tail, the next open finds nothing to recover."""
+    cut = history.boundaries[-2] + 3
+    log_path.write_bytes(history.data[:cut])
+    TypedStore.open(log_path, str, User).close()
+    with TypedStore.open(log_path, str, User) as store:
+        assert store.recovery is None
+        assert list(store.items()) == history.states[-2]
+
+
+def test_appends_after_torn_tail_truncation_survive_reopen(
+    history: History, log_path: Path
+) -> None:
+    """A record appended after a torn tail was dropped follows the last complete record."""
+    log_path.write_bytes(history.data[: history.boundaries[-1] - 1])
+    with TypedStore.open(log_path, str, User) as store:
+        store.insert("frank", User(name="Frank", age=60))
+    expected = [*history.states[-2], ("frank", User(name="Frank", age=60))]
+    assert read_state(log_path) == expected
+
+
+def test_every_cut_inside_batch_opens_to_state_before_batch(
+    history: History, log_path: Path
+) -> None:
+    """A transaction's record cut anywhere applies none of its operations."""
+    start, end = history.boundaries[history.batch - 1], history.boundaries[history.batch]
+    before = history.states[history.batch - 1]
+    assert "dave" not in dict(before)
+    for cut in range(start + 1, end):
+        for readonly in (True, False):
+            log_path.write_bytes(history.data[:cut])
+            assert read_state(log_path, readonly=readonly) == before, f"cut at {cut}"
+
+
+def test_empty_file_opens_as_new_store(log_path: Path) -> None:
+    """An empty file (a log cut at offset 0) opens as a new, empty store with a header."""
+    log_path.write_bytes(b"")
+    with TypedStore.open(log_path, str, User) as store:
+        assert list(store.items()) == []
+        assert store.recovery is None
+    assert log_path.read_bytes().startswith(_format.MAGIC)
+
+
+def test_cut_inside_magic_is_not_a_store(history: History, log_path: Path) -> None:
+    """A file holding only part of the magic number is refused as foreign and left untouched."""
+    for cut in range(1, len(_format.MAGIC)):
+        for readonly in (True, False):
+            log_path.write_bytes(history.data[:cut])
+            with pytest.raises(NotAStoreError, match="not a typedstore log"):
+                TypedStore.open(log_path, str, User, readonly=readonly)
+            assert log_path.read_bytes() == history.data[:cut]
+
+
+@pytest.mark.parametrize("mode", ["strict", "truncate", "skip"])
+def test_cut_inside_header_is_corrupt_at_offset_zero(
+    history: History, log_path: Path, mode: RecoveryMode
+) -> None:
+    """A header cut after the magic is damage at offset 0 in every mode, and nothing changes.
+
+    Headers are written to a temp file and renamed into place, so a short header is never
+    a torn write: it is not truncated away, and no recovery mode can rebuild it.
+    """
+    before = sibling_names(log_path)
+    for cut in range(len(_format.MAGIC), history.header_end):
+        log_path.write_bytes(history.data[:cut])
+        with pytest.raises(CorruptLogError, match="byte offset 0") as caught:
+            TypedStore.open(log_path, str, User, config=StoreConfig(recovery=mode))
+        assert caught.value.offset == 0
+        assert log_path.read_bytes() == history.data[:cut], f"cut at {cut}"
+        assert sibling_names(log_path) <= before | {log_path.name + ".lock"}
+
+
+def test_cut_final_record_embedding_a_frame_is_a_torn_tail(log_path: Path) -> None:
+    """A torn final record whose bytes value embeds a complete frame still opens as a torn tail."""
+    # A complete frame as it sat in some other log, at that log's first record offset.
+    inner = _format.encode_frame(_format.insert_body(msgpack.packb("zz"), msgpack.packb(b"v")), 200)
+    with TypedStore.open(log_path, str, bytes, config=SYNCED) as store:
+        store["a"] = b"first"
+        boundary = log_path.stat().st_size
+        store["b"] = b"head" + inner + b"tail" * 4
+    data = log_path.read_bytes()
+    failures = []
+    for cut in range(boundary, len(data)):
+        log_path.write_bytes(data[:cut])
+        try:
+            with TypedStore.open(log_path, str, bytes, readonly=True) as reopened:
+                assert dict(reopened.items()) == {"a": b"first"}, f"cut at {cut}"
+        except CorruptLogError:
+            failures.append(cut)
+    assert failures == [], "cuts refused as damage before the tail"
+
+
+# -- flipped bytes ----------------------------------------------------------------------------
+
+
+def open_damaged(path: Path, *, readonly: bool) -> tuple[State, Recovery | None] | StoreError:
+    """Open the log; return its entries and recovery, or the store error the open raised."""
+    try:
+        with TypedStore.open(path, str, User, readonly=readonly) as store:
+            return list(store.items()), store.recovery
+    except (NotAStoreError, CorruptLogError) as exc:
+        return exc
+
+
+def expect_detected(history: History, path: Path, offset: int, *, readonly: bool) -> None:
+    """Open the log with the byte at ``offset`` damaged; assert the damage is detected."""
+    damaged = path.read_bytes()
+    index = history.record_index(offset) + 1 if offset >= history.header_end else 0
+    record_start = history.boundaries[index - 1] if index else 0
+    outcome = open_damaged(path, readonly=readonly)
+    if isinstance(outcome, StoreError):
+        if isinstance(outcome, CorruptLogError):
+            assert outcome.offset <= record_start, f"flip at {offset} reported at {outcome.offset}"
+        else:
+            assert offset < MAGIC_AND_VERSION, f"flip at {offset} called a foreign file"
+        assert path.read_bytes() == damaged, f"flip at {offset} changed the file"
+        return
+    state, recovery = outcome
+    assert index > 0, f"flip at {offset} in the header went undetected"
+    assert recovery is not None, f"flip at {offset} went undetected"
+    assert state == history.states[index - 1], f"flip at {offset} gave a wrong state"
+
+
+@pytest.mark.parametrize("mask", [0xFF, 0x01])
+@pytest.mark.parametrize("readonly", [True, False], ids=["readonly", "writable"])
+def test_every_flipped_byte_is_detected(
+    history: History, log_path: Path, mask: int, readonly: bool
+) -> None:
+    """A byte flipped anywhere is refused or recovered to the state before its record."""
+    for offset in range(len(history.data)):
+        damaged = bytearray(history.data)
+        damaged[offset] ^= mask
+        log_path.write_bytes(damaged)
+        expect_detected(history, log_path, offset, readonly=readonly)
+
+
+# -- ported seed tests ------------------------------------------------------------------------
+
+
+def test_torn_tail_after_two_inserts_keeps_both(log_path: Path) -> None:
+    """Garbage appended after two inserts is dropped on reopen and both entries remain."""
+    alice, bob = User(name="Alice", age=30), User(name="Bob", age=25)
+    with TypedStore.open(log_path, str, User) as store:
+        store["alice"], store["bob"] = alice, bob
+    size = log_path.stat().st_size
+    with log_path.open("ab") as file:
+        file.write(b"\xff\xff\xff\xff\xde\xad")
+    assert read_state(log_path, readonly=False) == [("alice", alice), ("bob", bob)]
+    assert log_path.stat().st_size == size
+
+
+def test_truncated_payload_keeps_only_first(log_path: Path) -> None:
+    """A log whose last record lost two bytes reopens with the first entry only, and shrinks."""
+    alice = User(name="Alice", age=30)
+    with TypedStore.open(log_path, str, User) as store:
+        store["alice"] = alice
+        first_end = log_path.stat().st_size
+        store["bob"] = User(name="Bob", age=25)
+    size = log_path.stat().st_size
+    with log_path.open("r+b") as file:
+        file.truncate(size - 2)
+    assert read_state(log_path, readonly=False) == [("alice", alice)]
+    assert log_path.stat().st_size == first_end < size - 2
+
+
+# -- foreign files ----------------------------------------------------------------------------
+
+
+def future_version() -> bytes:
+    """Return a header claiming a format version this typedstore does not read."""
+    header = bytearray(_format.encode_header(b"\x80"))
+    header[len(_format.MAGIC)] = _format.FORMAT_VERSION + 1
+    return bytes(header)
+
+
+FOREIGN: dict[str, Callable[[random.Random], bytes]] = {
+    "text": lambda rng: b"name,age\nalice,30\nbob,25\n",
+    "random": lambda rng: rng.randbytes(4096),
+    "png": lambda rng: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + rng.randbytes(64),
+    "shorter_than_magic": lambda rng: b"\x89TD",
+    "zeros": lambda rng: bytes(512),
+    "future_version": lambda rng: future_version(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_foreign_file_writable_open_changes_nothing(
+    log_path: Path, rng: random.Random, kind: str
+) -> None:
+    """A writable open of a foreign file raises NotAStoreError, keeps its bytes, frees the lock."""
+    content = FOREIGN[kind](rng)
+    log_path.write_bytes(content)
+    for _ in range(2):  # the second attempt shows the first released its lock
+        with pytest.raises(NotAStoreError, match="not a typedstore log"):
+            TypedStore.open(log_path, str, User)
+    assert log_path.read_bytes() == content
+    assert sibling_names(log_path) <= {log_path.name, log_path.name + ".lock"}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_foreign_file_readonly_open_creates_nothing(
+    log_path: Path, rng: random.Random, kind: str
+) -> None:
+    """A read-only open of a foreign file raises NotAStoreError and creates no file."""
+    content = FOREIGN[kind](rng)
+    log_path.write_bytes(content)
+    with pytest.raises(NotAStoreError, match="not a typedstore log"):
+        TypedStore.open(log_path, str, User, readonly=True)
+    assert log_path.read_bytes() == content
+    assert sibling_names(log_path) == {log_path.name}
+
+
+# -- incompatible types -----------------------------------------------------------------------
+
+
+def write_points(path: Path) -> int:
+    """Write a log of points as plain dicts, the second invalid as a Point; return its offset."""
+    with TypedStore.open(path, str, dict[str, int]) as store:
+        store["origin"] = {"x": 0, "y": 0}
+        offset = path.stat().st_size
+        store["bad"] = {"x": 1}
+    return offset
+
+
+@pytest.mark.parametrize("readonly", [True, False], ids=["readonly", "writable"])
+def test_incompatible_value_type_raises_schema_mismatch(log_path: Path, readonly: bool) -> None:
+    """A record whose value does not validate raises SchemaMismatchError with its offset and key."""
+    offset = write_points(log_path)
+    content = log_path.read_bytes()
+    with pytest.raises(SchemaMismatchError, match="'bad'") as caught:
+        TypedStore.open(log_path, str, Point, readonly=readonly)
+    assert (caught.value.offset, caught.value.key) == (offset, "bad")
+    assert log_path.read_bytes() == content
+
+
+@pytest.mark.parametrize("readonly", [True, False], ids=["readonly", "writable"])
+def test_incompatible_key_type_raises_schema_mismatch(
+    history: History, log_path: Path, readonly: bool
+) -> None:
+    """A record whose key does not validate raises SchemaMismatchError at the first record."""
+    with pytest.raises(SchemaMismatchError, match="'alice'") as caught:
+        TypedStore.open(log_path, int, User, readonly=readonly)
+    assert (caught.value.offset, caught.value.key) == (history.header_end, "alice")
+    assert log_path.read_bytes() == history.data
+
+
+def test_schema_mismatch_with_torn_tail_truncates_nothing(log_path: Path) -> None:
+    """A log with both an invalid record and a torn tail raises SchemaMismatchError untouched."""
+    write_points(log_path)
+    content = log_path.read_bytes() + b"\x00\x01\x02"
+    log_path.write_bytes(content)
+    with pytest.raises(SchemaMismatchError, match="'bad'"):
+        TypedStore.open(log_path, str, Point)
+    assert log_path.read_bytes() == content
+
+
+# -- damage before the tail -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A log whose second record (bob's insert) has a flipped byte."""
+
+    data: bytes
+    offset: int
+    """Where the damaged record starts."""
+    prefix: State
+    without_damaged: State
+
+
+ALICE = User(name="Alice", age=30)
+CAROL = User(name="Carol", age=41)
+
+
+@pytest.fixture
+def damaged(log_path: Path) -> Damaged:
+    """Write alice, bob, carol and a modify of alice, then flip a byte inside bob's record."""
+    with TypedStore.open(log_path, str, User, config=SYNCED) as store:
+        store["alice"] = ALICE
+        start = log_path.stat().st_size
+        store["bob"] = User(name="Bob", age=25)
+        end = log_path.stat().st_size
+        store["carol"] = CAROL
+        store.modify("alice", birthday)
+    data = bytearray(log_path.read_bytes())
+    data[(start + end) // 2] ^= 0x10
+    log_path.write_bytes(data)
+    return Damaged(
+        bytes(data), start, [("alice", ALICE)], [("alice", birthday(ALICE)), ("carol", CAROL)]
+    )
+
+
+@pytest.mark.parametrize("readonly", [True, False], ids=["readonly", "writable"])
+def test_damage_before_tail_raises_and_changes_nothing(
+    damaged: Damaged, log_path: Path, readonly: bool
+) -> None:
+    """Damage with valid records after it raises CorruptLogError at its offset; nothing changes."""
+    with pytest.raises(CorruptLogError, match=f"byte offset {damaged.offset} ") as caught:
+        TypedStore.open(log_path, str, User, readonly=readonly)
+    assert caught.value.offset == damaged.offset
+    assert log_path.read_bytes() == damaged.data
+    assert sibling_names(log_path) <= {log_path.name, log_path.name + ".lock"}
+
+
+def test_truncate_mode_copies_aside_and_keeps_prefix(damaged: Damaged, log_path: Path) -> None:
+    """recovery='truncate' backs the original up, then keeps the records before the damage."""
+    config = StoreConfig(recovery="truncate")
+    with TypedStore.open(log_path, str, User, config=config) as store:
+        recovery = store.recovery
+        assert list(store.items()) == damaged.prefix
+    assert recovery is not None
+    assert (recovery.kind, recovery.offset) == ("truncated", damaged.offset)
+    assert recovery.backup is not None
+    assert recovery.backup.read_bytes() == damaged.data
+
+
+def test_skip_mode_copies_aside_and_drops_damaged_record(damaged: Damaged, log_path: Path) -> None:
+    """recovery='skip' backs the original up, then keeps every record but the damaged one."""
+    with TypedStore.open(log_path, str, User, config=StoreConfig(recovery="skip")) as store:
+        recovery = store.recovery
+        assert list(store.items()) == damaged.without_damaged
+    assert recovery is not None
+    assert (recovery.kind, recovery.offset) == ("skipped", damaged.offset)
+    assert recovery.backup is not None
+    assert recovery.backup.read_bytes() == damaged.data
+
+
+@pytest.mark.parametrize("mode", ["truncate", "skip"])
+def test_reopen_after_recovery_mode_is_clean(
+    damaged: Damaged, log_path: Path, mode: RecoveryMode
+) -> None:
+    """After a recovery mode rewrote the log, a strict reopen finds no damage and the same state."""
+    with TypedStore.open(log_path, str, User, config=StoreConfig(recovery=mode)) as store:
+        recovered = list(store.items())
+    with TypedStore.open(log_path, str, User) as store:
+        assert store.recovery is None
+        assert list(store.items()) == recovered
+
+
+def test_readonly_recovery_mode_changes_nothing(damaged: Damaged, log_path: Path) -> None:
+    """A read-only open in a recovery mode shows the recovered state but writes no file."""
+    config = StoreConfig(recovery="skip")
+    before = sibling_names(log_path)
+    with TypedStore.open(log_path, str, User, config=config, readonly=True) as store:
+        assert list(store.items()) == damaged.without_damaged
+        assert store.recovery is not None
+        assert store.recovery.backup is None
+    assert log_path.read_bytes() == damaged.data
+    assert sibling_names(log_path) == before
+
+
+# -- interrupted compaction -------------------------------------------------------------------
+
+
+def leave_temp_file(history: History, log_path: Path) -> Path:
+    """Create the temp file an interrupted compaction leaves: a header and part of a record."""
+    temp = log_path.with_name(log_path.name + ".compact.tmp")
+    temp.write_bytes(history.data[: history.boundaries[1] - 2])
+    return temp
+
+
+def test_leftover_compaction_temp_removed_by_writable_open(
+    history: History, log_path: Path
+) -> None:
+    """A writable open removes ``<log>.compact.tmp`` and replays the log itself."""
+    temp = leave_temp_file(history, log_path)
+    assert read_state(log_path, readonly=False) == history.states[-1]
+    assert not temp.exists()
+    assert log_path.read_bytes() == history.data
+
+
+def test_leftover_compaction_temp_ignored_by_readonly_open(
+    history: History, log_path: Path
+) -> None:
+    """A read-only open leaves ``<log>.compact.tmp`` as it is and replays the log itself."""
+    temp = leave_temp_file(history, log_path)
+    content = temp.read_bytes()
+    assert read_state(log_path) == history.states[-1]
+    assert temp.read_bytes() == content
+
+
+# -- checksum-valid records that do not decode ------------------------------------------------
+
+UNDECODABLE: dict[str, bytes] = {
+    "value_reserved_byte": _format.insert_body(msgpack.packb("k"), b"\xc1"),
+    "value_cut_short": _format.insert_body(msgpack.packb("k"), b"\x93\x01"),
+    "value_trailing_bytes": _format.insert_body(msgpack.packb("k"), b"\x01\x02"),
+    "key_reserved_byte": _format.insert_body(b"\xc1", msgpack.packb({"name": "K", "age": 1})),
+    "unknown_kind": b"\x09" + msgpack.packb("k"),
+    "batch_with_garbage": _format.batch_body(
+        [_format.remove_body(msgpack.packb("alice")), _format.insert_body(b"\xc1", b"\x01")]
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNDECODABLE))
+def test_undecodable_final_record_is_corrupt_not_torn(
+    history: History, log_path: Path, kind: str
+) -> None:
+    """A checksum-valid last record that cannot be decoded raises CorruptLogError; no truncation."""
+    content = history.data + _format.encode_frame(UNDECODABLE[kind], len(history.data))
+    log_path.write_bytes(content)
+    match = f"byte offset {len(history.data)} "
+    with pytest.raises(CorruptLogError, match=match) as caught:
+        TypedStore.open(log_path, str, User)
+    assert caught.value.offset == len(history.data)
+    assert log_path.read_bytes() == content
+
+
+@pytest.mark.parametrize("mode", ["truncate", "skip"])
+def test_undecodable_record_is_not_dropped_by_recovery_modes(
+    history: History, log_path: Path, mode: RecoveryMode
+) -> None:
+    """Recovery modes do not drop a checksum-valid record: it raises and nothing is copied."""
+    content = history.data + _format.encode_frame(
+        UNDECODABLE["value_reserved_byte"], len(history.data)
+    )
+    log_path.write_bytes(content)
+    with pytest.raises(CorruptLogError, match="undecodable"):
+        TypedStore.open(log_path, str, User, config=StoreConfig(recovery=mode))
+    assert log_path.read_bytes() == content
+    assert sibling_names(log_path) <= {log_path.name, log_path.name + ".lock"}

@@ -1,0 +1,173 @@
+"""A writer process for the kill tests: a deterministic stream of mutations, each acknowledged.
+
+Run as ``python -m tests.writer_child WORKLOAD LOG SEED START CONFIG`` (``PYTHONPATH`` must
+hold the project root). It opens the store at ``LOG`` and applies operations ``START``,
+``START + 1``, ... until it is killed; after each call returns it prints the operation's
+index on its own line and flushes stdout. Operation ``i`` depends only on ``SEED``, ``i`` and
+the state it is applied to, so the parent replays the same stream on a plain dict to know
+every state the log may hold. Workloads: ``kv`` (inserts, modifies and removes of users) and
+``transfer`` (transactions moving money between accounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from tests.models import Account, User
+from typedstore import StoreConfig, TypedStore
+
+KV_KEYS = 12
+ACCOUNTS = tuple(f"acct{i}" for i in range(5))
+INITIAL_BALANCE = 1000
+MAX_OPS = 1_000_000
+"""A child left running by a crashed parent stops on its own after this many operations."""
+
+CONFIGS = {
+    "default": StoreConfig(),
+    "compacting": StoreConfig(min_compact_bytes=1024),
+}
+"""Store settings by name; ``compacting`` compacts every few dozen operations."""
+
+
+# -- kv workload ------------------------------------------------------------------------------
+
+
+KvKind = Literal["insert", "modify", "remove"]
+KV_KINDS: tuple[KvKind, ...] = ("insert", "insert", "modify", "modify", "remove")
+"""Operation kinds, drawn uniformly: inserts and modifies twice as often as removes."""
+
+
+@dataclass(frozen=True)
+class KvOp:
+    """One mutation of the kv workload."""
+
+    kind: KvKind
+    key: str
+    index: int
+
+
+def kv_op(seed: int, index: int) -> KvOp:
+    """Return operation ``index`` of the kv stream for ``seed``."""
+    rng = random.Random(f"{seed}:{index}")
+    kind = rng.choice(KV_KINDS)
+    return KvOp(kind, f"k{rng.randrange(KV_KEYS)}", index)
+
+
+def new_user(op: KvOp) -> User:
+    """Return the value an insert operation writes."""
+    return User(name=op.key, age=op.index, tags=[f"tag{op.index}"] * (op.index % 7))
+
+
+def older(user: User) -> User:
+    """Return ``user`` one year older with one more tag (at most eight)."""
+    return user.model_copy(update={"age": user.age + 1, "tags": [*user.tags, "m"][-8:]})
+
+
+def apply_kv(store: TypedStore[str, User], op: KvOp) -> None:
+    """Apply ``op`` to the store: a modify of an absent key inserts instead."""
+    if op.kind == "remove":
+        store.remove(op.key)
+    elif op.kind == "modify" and op.key in store:
+        store.modify(op.key, older)
+    else:
+        store.insert(op.key, new_user(op))
+
+
+def apply_kv_to_dict(state: dict[str, User], op: KvOp) -> None:
+    """Apply ``op`` to a plain dict exactly as :func:`apply_kv` does to the store."""
+    if op.kind == "remove":
+        state.pop(op.key, None)
+    elif op.kind == "modify" and op.key in state:
+        state[op.key] = older(state[op.key])
+    else:
+        state[op.key] = new_user(op)
+
+
+# -- transfer workload ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Move ``amount`` from ``source`` to ``target`` in one transaction."""
+
+    source: str
+    target: str
+    amount: int
+
+
+def transfer_op(seed: int, index: int) -> Transfer:
+    """Return transfer ``index`` of the stream for ``seed``."""
+    rng = random.Random(f"{seed}:{index}")
+    source, target = rng.sample(ACCOUNTS, 2)
+    return Transfer(source, target, rng.randrange(1, 300))
+
+
+def initial_accounts() -> dict[str, Account]:
+    """Return the accounts the transfer workload starts from."""
+    return {name: Account(owner=name, balance=INITIAL_BALANCE) for name in ACCOUNTS}
+
+
+def credited(account: Account, amount: int) -> Account:
+    """Return ``account`` with ``amount`` added (negative to debit)."""
+    return account.model_copy(update={"balance": account.balance + amount})
+
+
+class Accounts(Protocol):
+    """Where transfers happen: a store's transaction, or the parent's plain dict."""
+
+    def __getitem__(self, key: str, /) -> Account: ...
+    def __setitem__(self, key: str, value: Account, /) -> None: ...
+
+
+def apply_transfer(accounts: Accounts, op: Transfer) -> None:
+    """Debit the source and credit the target of ``op`` in ``accounts``."""
+    accounts[op.source] = credited(accounts[op.source], -op.amount)
+    accounts[op.target] = credited(accounts[op.target], op.amount)
+
+
+# -- process ----------------------------------------------------------------------------------
+
+
+def acknowledge(index: int) -> None:
+    """Tell the parent that operation ``index`` returned."""
+    sys.stdout.write(f"{index}\n")
+    sys.stdout.flush()
+
+
+def run_kv(path: Path, seed: int, start: int, config: StoreConfig) -> None:
+    """Apply kv operations from ``start`` on, acknowledging each."""
+    with TypedStore.open(path, str, User, config=config) as store:
+        for index in range(start, start + MAX_OPS):
+            apply_kv(store, kv_op(seed, index))
+            acknowledge(index)
+
+
+def run_transfers(path: Path, seed: int, start: int, config: StoreConfig) -> None:
+    """Apply transfers from ``start`` on, each in one transaction, acknowledging each."""
+    with TypedStore.open(path, str, Account, config=config) as store:
+        for index in range(start, start + MAX_OPS):
+            with store.transaction() as txn:
+                apply_transfer(txn, transfer_op(seed, index))
+            acknowledge(index)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the workload until killed."""
+    parser = argparse.ArgumentParser(prog="python -m tests.writer_child")
+    parser.add_argument("workload", choices=["kv", "transfer"])
+    parser.add_argument("log", type=Path)
+    parser.add_argument("seed", type=int)
+    parser.add_argument("start", type=int)
+    parser.add_argument("config", choices=sorted(CONFIGS))
+    args = parser.parse_args(argv)
+    run = run_kv if args.workload == "kv" else run_transfers
+    run(args.log, args.seed, args.start, CONFIGS[args.config])
+
+
+if __name__ == "__main__":
+    main()
