@@ -1,0 +1,161 @@
+"""Each script in examples/ runs on its own in a fresh directory and prints what it claims."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from typedstore import TypedStore
+
+EXAMPLES_DIR = Path(__file__).parents[1] / "examples"
+EXAMPLES = ["quickstart", "records", "settings", "transfer"]
+
+
+def run_example(name: str, cwd: Path, *args: str) -> str:
+    """Run ``examples/<name>.py`` with warnings as errors; return its stdout, checking success."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES_DIR / f"{name}.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def test_every_example_is_checked() -> None:
+    """The list this module runs is exactly the set of scripts in examples/."""
+    assert sorted(path.stem for path in EXAMPLES_DIR.glob("*.py")) == EXAMPLES
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_has_a_module_docstring(name: str) -> None:
+    """Each example starts with a docstring saying what it shows."""
+    tree = ast.parse((EXAMPLES_DIR / f"{name}.py").read_text(encoding="utf-8"))
+    docstring = ast.get_docstring(tree)
+    assert docstring is not None
+    assert len(docstring) > 40
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_writes_its_log_under_data_by_default(name: str, tmp_path: Path) -> None:
+    """Without arguments an example creates ./data/<name>.log in the working directory."""
+    run_example(name, tmp_path)
+    log = tmp_path / "data" / f"{name}.log"
+    assert log.read_bytes().startswith(b"\x89TDSLOG\n")
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_uses_the_log_path_it_is_given(name: str, tmp_path: Path) -> None:
+    """An explicit path argument is where the example's log goes, and ./data is not made."""
+    target = tmp_path / "elsewhere" / "custom.log"
+    run_example(name, tmp_path, str(target))
+    assert target.read_bytes().startswith(b"\x89TDSLOG\n")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_starts_fresh_on_every_run(name: str, tmp_path: Path) -> None:
+    """A second run over the first run's log prints exactly the same output."""
+    first = run_example(name, tmp_path)
+    assert run_example(name, tmp_path) == first
+
+
+def test_quickstart_prints_the_recovered_users(tmp_path: Path) -> None:
+    """Quickstart recovers alice (modified) and carol in order, and bob stays removed."""
+    lines = run_example("quickstart", tmp_path).splitlines()
+    start = lines.index("recovered 2 users after reopening:")
+    assert lines[start + 1 : start + 4] == [
+        "  alice: name=Alice age=31 tags=admin",
+        "  carol: name=Carol age=41 tags=ops, oncall",
+        "bob present: False",
+    ]
+
+
+def test_quickstart_prints_the_real_log_sizes(tmp_path: Path) -> None:
+    """The sizes quickstart prints are the log's, and compaction made it smaller."""
+    out = run_example("quickstart", tmp_path)
+    before = re.search(r"^log file size: (\d+) bytes$", out, re.MULTILINE)
+    after = re.search(r"^after compact\(\): (\d+) bytes", out, re.MULTILINE)
+    assert before is not None
+    assert after is not None
+    assert int(after[1]) == (tmp_path / "data" / "quickstart.log").stat().st_size
+    assert int(before[1]) > int(after[1])
+
+
+def test_quickstart_log_replays_to_what_it_printed(tmp_path: Path) -> None:
+    """The log quickstart leaves opens, without its model, to the two users it printed."""
+    run_example("quickstart", tmp_path)
+    log = tmp_path / "data" / "quickstart.log"
+    with TypedStore.open(log, str, dict[str, object], readonly=True) as users:
+        assert [(key, user["age"]) for key, user in users.items()] == [
+            ("alice", 31),
+            ("carol", 41),
+        ]
+
+
+def test_settings_first_run_stores_the_defaults(tmp_path: Path) -> None:
+    """The settings example reports storing the defaults, and shows them."""
+    lines = run_example("settings", tmp_path).splitlines()
+    assert lines[:2] == [
+        "first run: stored defaults for 'default'",
+        "defaults: theme=light font_size=12 recent=-",
+    ]
+
+
+def test_settings_rejects_an_invalid_update(tmp_path: Path) -> None:
+    """An out-of-range font size is refused and the settings keep their old size."""
+    out = run_example("settings", tmp_path)
+    assert "rejected font_size=500: Input should be less than or equal to 72" in out
+    assert "after updates: theme=dark font_size=12 recent=todo.txt, notes.md" in out
+
+
+def test_settings_second_run_sees_the_first_runs_updates(tmp_path: Path) -> None:
+    """The reopened settings are the updated ones, and no defaults are written again."""
+    lines = run_example("settings", tmp_path).splitlines()
+    assert lines[-1] == "second run: theme=dark font_size=12 recent=todo.txt, notes.md"
+    assert sum(line.startswith("first run:") for line in lines) == 1
+
+
+def test_records_failed_modify_changes_nothing(tmp_path: Path) -> None:
+    """Each failing modify in the records example is reported and leaves value and log alone."""
+    out = run_example("records", tmp_path)
+    assert "ship A-1002 refused: cannot ship an order that is open" in out
+    assert "pay A-1002 failed: card declined" in out
+    assert "status 'lost' refused: Input should be 'open', 'paid' or 'shipped'" in out
+    assert "A-1002 and the log unchanged after failed updates: True" in out
+
+
+def test_records_reopen_shows_the_modified_orders(tmp_path: Path) -> None:
+    """After reopening, the orders have the statuses their successful modifies gave them."""
+    lines = run_example("records", tmp_path).splitlines()
+    start = lines.index("after reopening:")
+    assert lines[start + 1 :] == [
+        "  A-1001: Ada 450 cents shipped 2024-05-01T12:30:00+00:00",
+        "  A-1002: Bo 1350 cents paid 2024-05-01T12:30:00+00:00",
+    ]
+
+
+def test_transfer_keeps_the_total_constant(tmp_path: Path) -> None:
+    """Every balance line the transfer example prints has the same total."""
+    out = run_example("transfer", tmp_path)
+    totals = re.findall(r"total=(\d+)$", out, re.MULTILINE)
+    assert totals == ["12500"] * 4
+
+
+def test_transfer_failed_transfer_changes_nothing(tmp_path: Path) -> None:
+    """The refused transfer leaves the balances of the good one, also after reopening."""
+    lines = run_example("transfer", tmp_path).splitlines()
+    assert lines[2] == "bob->alice 9000 failed: Bob has 5500 cents, cannot send 9000"
+    assert lines[3:] == [
+        "after failed transfer: alice=7000 bob=5500 total=12500",
+        "after reopening: alice=7000 bob=5500 total=12500",
+    ]
