@@ -243,7 +243,8 @@ def _is_immutable_generic(
 def _is_immutable_class(tp: type, seen: frozenset[object]) -> bool:
     if issubclass(tp, pydantic.BaseModel):
         config = tp.model_config
-        if not config.get("frozen") or config.get("extra") == "allow":
+        # Private attributes stay settable on frozen models and are never stored.
+        if not config.get("frozen") or config.get("extra") == "allow" or tp.__private_attributes__:
             return False
         return all(is_immutable(field.annotation, seen) for field in tp.model_fields.values())
     if dataclasses.is_dataclass(tp):

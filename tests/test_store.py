@@ -1,0 +1,771 @@
+"""TypedStore's public API: the mapping protocol, its own methods, copies, lifecycle and buffering.
+
+Tests taking the ``settle`` fixture run twice: on the store as written ("fresh") and on the
+same log closed and opened again ("reopened"), so memory and replay are held to one answer.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pydantic
+import pytest
+
+from tests.models import Point, User
+from typedstore import StoreClosedError, StoreConfig, StoreReadOnlyError, TypedStore
+from typedstore._format import RecordKind, decode_header, frame_body, read_frame
+
+S = TypeVar("S", bound="TypedStore[Any, Any]")
+
+
+class Ints(TypedStore[str, int]):
+    """Immutable values: handed out as they are."""
+
+
+class Users(TypedStore[str, User]):
+    """Mutable model values: handed out as copies."""
+
+
+class Lists(TypedStore[str, list[int]]):
+    """Mutable container values."""
+
+
+class Points(TypedStore[str, Point]):
+    """Frozen model values of immutable fields."""
+
+
+class Optionals(TypedStore[str, int | None]):
+    """Values that may be None, which must not read as missing."""
+
+
+class Tagged(pydantic.BaseModel):
+    """A frozen model of immutable fields that also has a private, settable attribute."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    x: int
+    _note: str = pydantic.PrivateAttr(default="")
+
+
+class FrozenList(pydantic.BaseModel):
+    """A frozen model whose field is a mutable list."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    xs: list[int]
+
+
+class TaggedStore(TypedStore[str, Tagged]):
+    """Values that look immutable but carry private state."""
+
+
+class FrozenLists(TypedStore[str, FrozenList]):
+    """Frozen values with a mutable field."""
+
+
+class Settle(Protocol):
+    """Return the store to assert on: the same one, or its log closed and opened again."""
+
+    def __call__(self, store: S, /) -> S: ...
+
+
+@pytest.fixture(params=["fresh", "reopened"])
+def settle(request: pytest.FixtureRequest) -> Settle:
+    """Run the test on the store as written and on a reopened one."""
+
+    def same(store: S, /) -> S:
+        return store
+
+    def reopen(store: S, /) -> S:
+        store.close()
+        return type(store).open(store.path, config=store.config)
+
+    return same if request.param == "fresh" else reopen
+
+
+def _alice() -> User:
+    return User(name="Alice", age=30, tags=["admin"])
+
+
+def _frames_after(path: Path, offset: int) -> list[tuple[int, int]]:
+    """Return ``(start, end)`` of each valid frame from ``offset`` to the end of the file."""
+    buf = path.read_bytes()
+    frames = []
+    while offset < len(buf):
+        end = read_frame(buf, offset)
+        assert end != -1, f"no valid frame at offset {offset}"
+        frames.append((offset, end))
+        offset = end
+    return frames
+
+
+# -- the MutableMapping protocol -----------------------------------------------------------
+
+
+def test_is_a_mutable_mapping(log_path: Path) -> None:
+    """A store is a collections.abc.MutableMapping."""
+    with Ints.open(log_path) as store:
+        assert isinstance(store, MutableMapping)
+
+
+def test_setitem_then_getitem(log_path: Path, settle: Settle) -> None:
+    """store[k] = v stores a value that store[k] reads back."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        with settle(store) as store:
+            assert store["a"] == 1
+
+
+def test_getitem_missing_raises_keyerror(log_path: Path) -> None:
+    """store[k] of a missing key raises KeyError naming the key."""
+    with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+        store["nope"]
+
+
+def test_delitem_removes(log_path: Path, settle: Settle) -> None:
+    """del store[k] removes the key."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        store["b"] = 2
+        del store["a"]
+        with settle(store) as store:
+            assert list(store.items()) == [("b", 2)]
+
+
+def test_delitem_missing_raises_keyerror_and_writes_nothing(log_path: Path) -> None:
+    """del store[k] of a missing key raises KeyError and leaves the file as it was."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        size = log_path.stat().st_size
+        with pytest.raises(KeyError, match="nope"):
+            del store["nope"]
+        assert log_path.stat().st_size == size
+
+
+def test_in_and_contains_key(log_path: Path, settle: Settle) -> None:
+    """`in` and contains_key say whether a key is present."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        with settle(store) as store:
+            assert "a" in store
+            assert "b" not in store
+            assert store.contains_key("a")
+            assert not store.contains_key("b")
+
+
+def test_len_counts_live_entries(log_path: Path, settle: Settle) -> None:
+    """len counts live entries: overwrites and removals do not add to it."""
+    with Ints.open(log_path) as store:
+        for key in "abcd":
+            store[key] = 1
+        store["a"] = 2
+        del store["b"]
+        with settle(store) as store:
+            assert len(store) == 3
+
+
+def test_iteration_follows_insertion_order(
+    log_path: Path, settle: Settle, rng: random.Random
+) -> None:
+    """iter, keys, values and items all follow insertion order, not key order."""
+    keys = [f"key-{number}" for number in range(50)]
+    rng.shuffle(keys)
+    with Ints.open(log_path) as store:
+        for number, key in enumerate(keys):
+            store[key] = number
+        with settle(store) as store:
+            assert list(store) == keys
+            assert list(store.keys()) == keys
+            assert list(store.values()) == list(range(len(keys)))
+            assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
+
+
+def test_pop_returns_and_removes(log_path: Path, settle: Settle) -> None:
+    """pop of a present key returns its value and removes it."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        store["b"] = 2
+        assert store.pop("a") == 1
+        with settle(store) as store:
+            assert list(store.items()) == [("b", 2)]
+
+
+def test_pop_missing_with_default_returns_default(log_path: Path) -> None:
+    """pop of a missing key with a default returns the default and writes nothing."""
+    with Ints.open(log_path) as store:
+        size = log_path.stat().st_size
+        assert store.pop("nope", -1) == -1
+        assert log_path.stat().st_size == size
+
+
+def test_pop_missing_without_default_raises(log_path: Path) -> None:
+    """pop of a missing key without a default raises KeyError."""
+    with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+        store.pop("nope")
+
+
+def test_popitem_is_lifo_like_dict(log_path: Path, settle: Settle) -> None:
+    """popitem removes and returns the last entry, as dict.popitem does."""
+    model = {"a": 1, "b": 2, "c": 3}
+    with Ints.open(log_path) as store:
+        store.update(model)
+        store["a"] = 10
+        model["a"] = 10
+        with settle(store) as store:
+            assert store.popitem() == model.popitem() == ("c", 3)
+            assert store.popitem() == model.popitem() == ("b", 2)
+            assert dict(store) == model
+
+
+def test_popitem_empty_raises(log_path: Path) -> None:
+    """popitem on an empty store raises KeyError."""
+    with Ints.open(log_path) as store, pytest.raises(KeyError, match="empty"):
+        store.popitem()
+
+
+def test_setdefault_inserts_when_missing(log_path: Path, settle: Settle) -> None:
+    """setdefault of a missing key stores and returns the default."""
+    with Ints.open(log_path) as store:
+        assert store.setdefault("a", 5) == 5
+        with settle(store) as store:
+            assert store["a"] == 5
+
+
+def test_setdefault_keeps_existing(log_path: Path) -> None:
+    """setdefault of a present key returns its value and writes nothing."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        size = log_path.stat().st_size
+        assert store.setdefault("a", 5) == 1
+        assert log_path.stat().st_size == size
+        assert store["a"] == 1
+
+
+def test_update_from_mapping_and_keywords(log_path: Path, settle: Settle) -> None:
+    """update takes a mapping and keywords; existing keys keep their position."""
+    with Ints.open(log_path) as store:
+        store["b"] = 0
+        store.update({"a": 1, "b": 2}, c=3)
+        with settle(store) as store:
+            assert list(store.items()) == [("b", 2), ("a", 1), ("c", 3)]
+
+
+def test_clear_writes_one_record(log_path: Path, settle: Settle) -> None:
+    """clear removes every entry with exactly one record appended to the log."""
+    with Ints.open(log_path) as store:
+        for key in "abcde":
+            store[key] = 1
+        size = log_path.stat().st_size
+        store.clear()
+        assert len(store) == 0
+        assert len(_frames_after(log_path, size)) == 1
+        with settle(store) as store:
+            assert len(store) == 0
+            assert list(store) == []
+
+
+def test_clear_of_empty_store_writes_nothing(log_path: Path) -> None:
+    """clear on an empty store leaves the file as it was."""
+    with Ints.open(log_path) as store:
+        size = log_path.stat().st_size
+        store.clear()
+        assert log_path.stat().st_size == size
+
+
+def test_equals_dict_with_same_entries(log_path: Path, settle: Settle) -> None:
+    """A store equals a dict with the same entries and differs from one with other entries."""
+    with Ints.open(log_path) as store:
+        store.update({"a": 1, "b": 2})
+        with settle(store) as store:
+            assert store == {"b": 2, "a": 1}
+            assert store != {"a": 1, "b": 3}
+            assert store != {"a": 1}
+
+
+# -- the store's own methods ---------------------------------------------------------------
+
+
+def test_insert_returns_previous_value(log_path: Path) -> None:
+    """insert returns None for a new key and the replaced value for an existing one."""
+    with Users.open(log_path) as store:
+        assert store.insert("a", _alice()) is None
+        previous = store.insert("a", User(name="Alice", age=31))
+        assert previous == _alice()
+
+
+def test_existing_key_keeps_its_position(log_path: Path, settle: Settle) -> None:
+    """Overwriting an existing key keeps its position in the order."""
+    with Ints.open(log_path) as store:
+        for key in "abc":
+            store.insert(key, 0)
+        store.insert("a", 9)
+        with settle(store) as store:
+            assert list(store.items()) == [("a", 9), ("b", 0), ("c", 0)]
+
+
+def test_remove_returns_value(log_path: Path, settle: Settle) -> None:
+    """remove returns the removed value and keeps the order of the rest."""
+    with Ints.open(log_path) as store:
+        for number, key in enumerate("abc"):
+            store[key] = number
+        assert store.remove("b") == 1
+        with settle(store) as store:
+            assert list(store) == ["a", "c"]
+
+
+def test_remove_absent_key_writes_nothing(log_path: Path) -> None:
+    """remove of an absent key returns None and leaves the file as it was."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        size = log_path.stat().st_size
+        assert store.remove("nope") is None
+        assert log_path.stat().st_size == size
+        assert dict(store) == {"a": 1}
+
+
+def test_get_with_default(log_path: Path) -> None:
+    """get returns the value, None for a missing key, or the default given."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        assert store.get("a") == 1
+        assert store.get("a", 7) == 1
+        assert store.get("nope") is None
+        assert store.get("nope", 7) == 7
+
+
+def test_stored_none_is_not_missing(log_path: Path, settle: Settle) -> None:
+    """A stored None reads as None, is counted and contained, and is not the default."""
+    with Optionals.open(log_path) as store:
+        store["n"] = None
+        with settle(store) as store:
+            assert "n" in store
+            assert len(store) == 1
+            assert store["n"] is None
+            assert store.get("n", -1) is None
+            assert store.get("missing", -1) == -1
+            assert store.pop("n", -1) is None
+            assert "n" not in store
+
+
+def test_get_index_positive_and_negative(log_path: Path, settle: Settle) -> None:
+    """get_index reads insertion positions, negative ones counting from the end."""
+    with Ints.open(log_path) as store:
+        for number, key in enumerate("abcd"):
+            store[key] = number
+        with settle(store) as store:
+            assert store.get_index(0) == ("a", 0)
+            assert store.get_index(3) == ("d", 3)
+            assert store.get_index(-1) == ("d", 3)
+            assert store.get_index(-4) == ("a", 0)
+
+
+def test_get_index_out_of_range_is_none(log_path: Path) -> None:
+    """get_index out of range at either end gives None."""
+    with Ints.open(log_path) as store:
+        assert store.get_index(0) is None
+        store["a"] = 1
+        assert store.get_index(1) is None
+        assert store.get_index(-2) is None
+        assert store.get_index(10**9) is None
+
+
+@pytest.mark.parametrize("index", [True, "0", 0.0, None])
+def test_get_index_rejects_non_int(log_path: Path, index: object) -> None:
+    """get_index of a bool, str, float or None raises TypeError."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        with pytest.raises(TypeError, match="index must be an int"):
+            store.get_index(index)  # type: ignore[arg-type]  # the wrong type is the test
+
+
+def test_get_index_sees_later_inserts(log_path: Path) -> None:
+    """get_index finds keys inserted after an earlier get_index call."""
+    with Ints.open(log_path) as store:
+        store["a"] = 0
+        assert store.get_index(-1) == ("a", 0)
+        store["b"] = 1
+        store["a"] = 2
+        assert store.get_index(-1) == ("b", 1)
+        assert store.get_index(0) == ("a", 2)
+        assert store.get_index(2) is None
+
+
+def test_get_index_after_removals(log_path: Path, settle: Settle) -> None:
+    """get_index follows the order left by removals and later inserts."""
+    with Ints.open(log_path) as store:
+        for number, key in enumerate("abcde"):
+            store[key] = number
+        assert store.get_index(2) == ("c", 2)  # builds the position index before the removals
+        del store["b"]
+        store.remove("d")
+        store["f"] = 5
+        store["a"] = 10
+        with settle(store) as store:
+            expected = [("a", 10), ("c", 2), ("e", 4), ("f", 5)]
+            assert [store.get_index(i) for i in range(4)] == expected
+            assert store.get_index(-1) == ("f", 5)
+            assert store.get_index(4) is None
+
+
+# -- modify --------------------------------------------------------------------------------
+
+
+def test_modify_returns_and_stores_new_value(log_path: Path, settle: Settle) -> None:
+    """modify stores what fn returns and returns it."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        result = store.modify("a", lambda user: user.model_copy(update={"age": user.age + 1}))
+        assert result.age == 31
+        with settle(store) as store:
+            assert store["a"].age == 31
+
+
+def test_modify_fn_raising_changes_nothing(log_path: Path, settle: Settle) -> None:
+    """If fn raises, the exception propagates and neither memory nor file changes."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        size = log_path.stat().st_size
+
+        def fail(user: User) -> User:
+            raise ValueError("refused by fn")
+
+        with pytest.raises(ValueError, match="refused by fn"):
+            store.modify("a", fail)
+        assert log_path.stat().st_size == size
+        with settle(store) as store:
+            assert store["a"] == _alice()
+
+
+def test_modify_invalid_result_changes_nothing(log_path: Path, settle: Settle) -> None:
+    """If fn returns an invalid value, ValidationError is raised and nothing changes."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        size = log_path.stat().st_size
+        with pytest.raises(pydantic.ValidationError, match="age"):
+            store.modify("a", lambda user: user.model_copy(update={"age": "old"}))
+        assert log_path.stat().st_size == size
+        with settle(store) as store:
+            assert store["a"] == _alice()
+
+
+def test_modify_fn_gets_private_copy(log_path: Path, settle: Settle) -> None:
+    """Mutating fn's argument in place and then raising leaves the stored value unchanged."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        size = log_path.stat().st_size
+
+        def mutate_then_fail(user: User) -> User:
+            user.age = 99
+            user.tags.append("hacked")
+            raise RuntimeError("after mutating")
+
+        with pytest.raises(RuntimeError, match="after mutating"):
+            store.modify("a", mutate_then_fail)
+        assert log_path.stat().st_size == size
+        with settle(store) as store:
+            assert store["a"] == _alice()
+
+
+def test_modify_missing_key_raises_keyerror(log_path: Path) -> None:
+    """modify of a missing key raises KeyError without calling fn or writing."""
+    calls: list[int] = []
+
+    def record(value: int) -> int:
+        calls.append(value)
+        return value
+
+    with Ints.open(log_path) as store:
+        size = log_path.stat().st_size
+        with pytest.raises(KeyError, match="nope"):
+            store.modify("nope", record)
+        assert calls == []
+        assert log_path.stat().st_size == size
+
+
+# -- copies ----------------------------------------------------------------------------------
+
+_READERS: dict[str, Callable[[TypedStore[str, User]], User]] = {
+    "getitem": lambda store: store["a"],
+    "get": lambda store: store.get("a", _alice()),
+    "values": lambda store: next(iter(store.values())),
+    "items": lambda store: next(iter(store.items()))[1],
+    "get_index": lambda store: (store.get_index(0) or ("", _alice()))[1],
+    "setdefault": lambda store: store.setdefault("a", _alice()),
+}
+
+
+@pytest.mark.parametrize("read", _READERS.values(), ids=_READERS.keys())
+def test_mutating_a_returned_value_changes_nothing(
+    log_path: Path, settle: Settle, read: Callable[[TypedStore[str, User]], User]
+) -> None:
+    """A mutable value read from the store is a copy: mutating it changes nothing stored."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        with settle(store) as store:
+            user = read(store)
+            user.age = 99
+            user.tags.append("hacked")
+            assert store["a"] == _alice()
+    with Users.open(log_path) as reopened:
+        assert reopened["a"] == _alice()
+
+
+def test_mutating_inserted_object_changes_nothing(log_path: Path, settle: Settle) -> None:
+    """Mutating an object after inserting it does not change what the store holds."""
+    with Lists.open(log_path) as store:
+        numbers = [1, 2]
+        store["xs"] = numbers
+        numbers.append(3)
+        with settle(store) as store:
+            assert store["xs"] == [1, 2]
+
+
+def test_mutating_modify_result_changes_nothing(log_path: Path) -> None:
+    """The value modify returns is the caller's: mutating it changes nothing stored."""
+    with Lists.open(log_path) as store:
+        store["xs"] = [1]
+        result = store.modify("xs", lambda xs: [*xs, 2])
+        result.append(99)
+        assert store["xs"] == [1, 2]
+
+
+def test_mutating_previous_value_changes_nothing(log_path: Path) -> None:
+    """The previous values insert and pop return are copies as well."""
+    with Lists.open(log_path) as store:
+        store["xs"] = [1]
+        store["ys"] = [2]
+        previous = store.insert("xs", [10])
+        popped = store.pop("ys")
+        assert previous is not None
+        previous.append(99)
+        popped.append(99)
+        assert store["xs"] == [10]
+        assert "ys" not in store
+
+
+def test_immutable_values_are_returned_as_they_are(log_path: Path, settle: Settle) -> None:
+    """Frozen values of immutable fields are handed out without copying."""
+    with Points.open(log_path) as store:
+        store["p"] = Point(x=1, y=2)
+        with settle(store) as store:
+            first = store["p"]
+            assert first == Point(x=1, y=2)
+            assert store["p"] is first
+            assert store.get("p") is first
+            assert next(iter(store.values())) is first
+
+
+def test_frozen_model_with_mutable_field_is_copied(log_path: Path, settle: Settle) -> None:
+    """A frozen model holding a list is handed out as a copy: appending to it changes nothing."""
+    with FrozenLists.open(log_path) as store:
+        store["a"] = FrozenList(xs=[1])
+        with settle(store) as store:
+            store["a"].xs.append(99)
+            assert store["a"] == FrozenList(xs=[1])
+
+
+def test_private_attribute_of_returned_value_changes_nothing(log_path: Path) -> None:
+    """Setting a private attribute on a returned frozen model does not change later reads."""
+    with TaggedStore.open(log_path) as store:
+        store["a"] = Tagged(x=1)
+        store["a"]._note = "set by the caller"
+        assert store["a"]._note == ""
+    with TaggedStore.open(log_path) as reopened:
+        assert reopened["a"]._note == ""
+
+
+# -- declarative form and construction -------------------------------------------------------
+
+
+def test_declarative_form_binds_types(log_path: Path) -> None:
+    """A TypedStore[K, V] subclass opens with just a path and validates with its types."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        assert isinstance(store, Users)
+        with pytest.raises(pydantic.ValidationError, match="age"):
+            store["b"] = User.model_validate({"name": "B", "age": 1}).model_copy(
+                update={"age": "x"}
+            )
+    with Users.open(log_path) as reopened:
+        assert reopened["a"] == _alice()
+
+
+def test_bound_class_rejects_types(log_path: Path) -> None:
+    """Passing types to a class that binds them already raises TypeError."""
+    with pytest.raises(TypeError, match="binds its types already"):
+        Users.open(log_path, str, User)
+    assert not log_path.exists()
+
+
+def test_unbound_class_requires_types(log_path: Path) -> None:
+    """Opening TypedStore without key and value types raises TypeError."""
+    with pytest.raises(TypeError, match="pass the key and value types"):
+        TypedStore.open(log_path)
+    assert not log_path.exists()
+
+
+def test_direct_construction_is_refused() -> None:
+    """TypedStore() cannot be called directly: stores come from open."""
+    with pytest.raises(TypeError, match=re.escape("TypedStore.open")):
+        TypedStore[str, int]()
+
+
+def test_open_creates_parent_folders(tmp_path: Path) -> None:
+    """open creates the missing folders above the log."""
+    path = tmp_path / "a" / "b" / "store.log"
+    with Ints.open(path) as store:
+        store["a"] = 1
+    assert path.is_file()
+    with Ints.open(path) as reopened:
+        assert reopened["a"] == 1
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_flush_makes_records_visible_to_readers(log_path: Path) -> None:
+    """After flush a readonly open sees every write."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        store.flush()
+        with Ints.open(log_path, readonly=True) as reader:
+            assert dict(reader) == {"a": 1}
+
+
+def test_close_twice_is_harmless(log_path: Path) -> None:
+    """Closing a closed store does nothing and raises nothing."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        store.close()
+        store.close()
+        assert store.is_closed
+        with Ints.open(log_path) as reopened:
+            assert reopened["a"] == 1
+
+
+def test_context_manager_closes_and_releases_lock(log_path: Path) -> None:
+    """Leaving the with block closes the store, even on an exception, so it can be reopened."""
+    with Ints.open(log_path) as store:
+
+        def fail_inside() -> None:
+            with store:
+                store["a"] = 1
+                raise LookupError("inside the block")
+
+        with pytest.raises(LookupError, match="inside the block"):
+            fail_inside()
+        assert store.is_closed
+        with Ints.open(log_path) as reopened:
+            assert reopened["a"] == 1
+
+
+_OPERATIONS: dict[str, Callable[[TypedStore[str, int]], object]] = {
+    "getitem": lambda store: store["a"],
+    "get": lambda store: store.get("a"),
+    "contains": lambda store: "a" in store,
+    "len": len,
+    "iter": list,
+    "items": lambda store: list(store.items()),
+    "get_index": lambda store: store.get_index(0),
+    "insert": lambda store: store.insert("b", 2),
+    "setitem": lambda store: store.__setitem__("b", 2),
+    "remove": lambda store: store.remove("a"),
+    "modify": lambda store: store.modify("a", lambda value: value),
+    "flush": lambda store: store.flush(),
+    "compact": lambda store: store.compact(),
+    "transaction": lambda store: store.transaction(),
+}
+
+
+@pytest.mark.parametrize("operation", _OPERATIONS.values(), ids=_OPERATIONS.keys())
+def test_closed_store_raises(
+    log_path: Path, operation: Callable[[TypedStore[str, int]], object]
+) -> None:
+    """Every read and write on a closed store raises StoreClosedError and writes nothing."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        store.close()
+        size = log_path.stat().st_size
+        with pytest.raises(StoreClosedError, match="closed"):
+            operation(store)
+        assert log_path.stat().st_size == size
+
+
+def test_readonly_store_refuses_writes(log_path: Path) -> None:
+    """A readonly store raises StoreReadOnlyError on a write and leaves the file untouched."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+    before = log_path.read_bytes()
+    with Ints.open(log_path, readonly=True) as reader:
+        with pytest.raises(StoreReadOnlyError, match="readonly"):
+            reader["b"] = 2
+        assert dict(reader) == {"a": 1}
+    assert log_path.read_bytes() == before
+
+
+def test_repr_shows_types_and_count(log_path: Path) -> None:
+    """repr names the key and value types and the entry count, or that the store is closed."""
+    with Users.open(log_path) as store:
+        store["a"] = _alice()
+        store["b"] = _alice()
+        text = repr(store)
+        assert "str" in text
+        assert "tests.models.User" in text
+        assert "2 entries" in text
+        store.close()
+        assert "closed" in repr(store)
+
+
+def test_recovery_is_none_on_clean_open(log_path: Path, settle: Settle) -> None:
+    """A store whose log had no damage reports no recovery."""
+    with Ints.open(log_path) as store:
+        store["a"] = 1
+        with settle(store) as store:
+            assert store.recovery is None
+
+
+# -- buffering -------------------------------------------------------------------------------
+
+
+def test_write_through_false_buffers_until_flush(log_path: Path) -> None:
+    """With write_through=False, records stay out of the file until flush."""
+    config = StoreConfig(write_through=False)
+    with Ints.open(log_path, config=config) as store:
+        size = log_path.stat().st_size
+        store["a"] = 1
+        store["b"] = 2
+        assert dict(store) == {"a": 1, "b": 2}
+        assert log_path.stat().st_size == size
+        with Ints.open(log_path, readonly=True) as reader:
+            assert len(reader) == 0
+        store.flush()
+        assert log_path.stat().st_size > size
+        with Ints.open(log_path, readonly=True) as reader:
+            assert dict(reader) == {"a": 1, "b": 2}
+
+
+def test_write_through_false_close_flushes(log_path: Path) -> None:
+    """With write_through=False, close writes the buffered records."""
+    with Ints.open(log_path, config=StoreConfig(write_through=False)) as store:
+        store["a"] = 1
+    with Ints.open(log_path, readonly=True) as reader:
+        assert dict(reader) == {"a": 1}
+
+
+def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
+    """With write_through=False, a full buffer is written to the file before flush."""
+    config = StoreConfig(write_through=False, buf_capacity=64)
+    with Ints.open(log_path, config=config) as store:
+        header_end = decode_header(log_path.read_bytes())[1]
+        for number in range(20):
+            store[f"key-{number}"] = number
+        assert log_path.stat().st_size > header_end
+        frames = _frames_after(log_path, header_end)
+        assert all(
+            frame_body(log_path.read_bytes(), start, end)[0] == RecordKind.INSERT
+            for start, end in frames
+        )
