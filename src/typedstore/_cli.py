@@ -1,0 +1,519 @@
+"""The ``typedstore`` command: inspect, verify, dump, compact and repair a log (SPEC §8).
+
+It works without the application's models: keys and values are shown as the data
+msgpack holds, rendered as JSON by :func:`to_json`. Reading and rewriting is
+``_inspect``'s job; this module parses arguments, prints, and maps errors to one
+line on stderr and an :class:`ExitCode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import enum
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from . import _format, _fs, _inspect
+from ._codec import RecordDecodeError
+from ._errors import CorruptLogError, NotAStoreError, StoreLockedError
+
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+"""What ``json.dumps`` writes without help."""
+
+
+class ExitCode(enum.IntEnum):
+    """The command's exit status; documented in ``--help`` and ``docs/CLI.md``."""
+
+    OK = 0
+    DAMAGED = 1
+    LOCKED = 2
+    FILE_ERROR = 3
+    NOT_A_STORE = 4
+    USAGE = 64
+    INTERRUPTED = 130
+
+
+EXIT_CODES = """\
+exit codes:
+  0    success; for verify: the log is clean
+  1    the log is damaged: verify found damage or a torn tail, or a command
+       refused a log a store's open would refuse (CorruptLogError)
+  2    another process holds the log's writer lock (compact, repair)
+  3    file error: no such file, permission denied, other I/O error
+  4    not a typedstore log (the file was not changed)
+  64   usage error
+  130  interrupted"""
+
+# -- rendering ------------------------------------------------------------------------------
+
+TAGS = frozenset({"$bytes", "$float", "$map", "$ext", "$timestamp", "$repr"})
+"""One-key objects that stand for values JSON cannot hold; documented in ``docs/CLI.md``."""
+
+
+def to_json(data: object) -> JSONValue:
+    """Return decoded msgpack ``data`` as JSON data, tagging what JSON cannot hold."""
+    if data is None or isinstance(data, (bool, int, str)):
+        return data
+    if isinstance(data, float):
+        return data if math.isfinite(data) else {"$float": repr(data)}
+    if isinstance(data, bytes):
+        return {"$bytes": base64.b64encode(data).decode("ascii")}
+    if isinstance(data, dict):
+        return _map_to_json(data)
+    if isinstance(data, tuple) and getattr(data, "_fields", None) == ("code", "data"):
+        code, blob = data  # msgpack's ExtType, a named tuple
+        return {"$ext": {"code": to_json(code), "data": to_json(blob)}}
+    if type(data).__name__ == "Timestamp" and hasattr(data, "nanoseconds"):
+        seconds, nanoseconds = getattr(data, "seconds", None), getattr(data, "nanoseconds", None)
+        return {"$timestamp": {"seconds": to_json(seconds), "nanoseconds": to_json(nanoseconds)}}
+    if isinstance(data, (list, tuple)):
+        return [to_json(item) for item in data]
+    return {"$repr": repr(data)}
+
+
+def _map_to_json(data: dict[object, object]) -> JSONValue:
+    keys = list(data)
+    if all(isinstance(key, str) for key in keys) and not (len(keys) == 1 and keys[0] in TAGS):
+        return {str(key): to_json(value) for key, value in data.items()}
+    return {"$map": [[to_json(key), to_json(value)] for key, value in data.items()]}
+
+
+def _blob_to_json(blob: bytes) -> JSONValue:
+    """Render the msgpack in ``blob``, which the scan already decoded once."""
+    return to_json(_inspect.decode(blob))
+
+
+def _print_json(data: JSONValue, *, indent: int | None = None) -> None:
+    print(json.dumps(data, indent=indent))
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress line on ``stream`` for runs past ``delay`` seconds, only on a terminal."""
+
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO,
+        clock: Callable[[], float] = time.monotonic,
+        delay: float = 1.0,
+    ) -> None:
+        self._label = label
+        self._stream = stream
+        self._clock = clock
+        self._is_enabled = stream.isatty()
+        self._start = clock()
+        self._delay = delay
+        self._last = -math.inf
+        self._width = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._is_enabled:
+            return
+        now = self._clock()
+        if now - self._start < self._delay or now - self._last < 0.1:
+            return
+        self._last = now
+        line = f"{self._label}: {100 * done // max(total, 1):3d}% of {total:,} bytes"
+        self._width = max(self._width, len(line))
+        self._stream.write("\r" + line.ljust(self._width))
+        self._stream.flush()
+
+    def finish(self) -> None:
+        """Erase the progress line, if one was shown."""
+        if self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+            self._width = 0
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _scan(path: Path, label: str) -> _inspect.LogScan:
+    buf = _fs.read_file(path)
+    progress = Progress(f"{label} {path}", sys.stderr)
+    try:
+        return _inspect.scan_log(path, buf, progress)
+    finally:
+        progress.finish()
+
+
+def cmd_info(args: argparse.Namespace) -> ExitCode:
+    """Print the log's format version, sizes, record counts and header metadata."""
+    path: Path = args.log
+    scan = _scan(path, "info")
+    report = _info_report(scan)
+    if args.json:
+        _print_json(report, indent=2)
+    else:
+        _print_info(report)
+    return ExitCode.OK
+
+
+def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
+    total, live = scan.records, len(_inspect.live_entries(scan.frames))
+    meta, meta_error = _metadata(scan.meta)
+    return {
+        "path": str(scan.path),
+        "format_version": None if scan.meta is None else _format.FORMAT_VERSION,
+        "file_size": scan.size,
+        "header_size": scan.start,
+        "records": len(scan.frames),
+        "operations": total,
+        "live_entries": live,
+        "dead_operations": total - live,
+        "dead_ratio": round((total - live) / total, 4) if total else 0.0,
+        "state": _state(_inspect.check(scan)),
+        "metadata": meta,
+        "metadata_error": meta_error,
+    }
+
+
+def _metadata(meta: bytes | None) -> tuple[JSONValue, JSONValue]:
+    if meta is None:
+        return None, None
+    try:
+        return to_json(_inspect.metadata(meta)), None
+    except RecordDecodeError as exc:
+        return None, str(exc)
+
+
+def _state(finding: _inspect.Finding) -> dict[str, JSONValue]:
+    return {"status": finding.status, "offset": finding.offset, "reason": finding.reason}
+
+
+def _print_info(report: dict[str, JSONValue]) -> None:
+    rows = [
+        ("path", report["path"]),
+        ("format version", report["format_version"] or "none (empty file, no header yet)"),
+        ("file size", f"{report['file_size']:,} bytes (header {report['header_size']:,})"),
+        ("records", f"{report['records']:,} ({report['operations']:,} operations)"),
+        ("live entries", f"{report['live_entries']:,}"),
+        (
+            "dead ratio",
+            f"{report['dead_ratio']:.1%} ({report['dead_operations']:,} dead operations)",
+        ),
+        ("state", _state_line(report["state"])),
+    ]
+    meta = report["metadata"]
+    if isinstance(meta, dict):
+        rows.extend((name.replace("_", " "), _meta_text(value)) for name, value in meta.items())
+    elif report["metadata_error"] is not None:
+        rows.append(("metadata", f"undecodable ({report['metadata_error']})"))
+    for name, value in rows:
+        print(f"{name + ':':<16}{value}")
+
+
+def _meta_text(value: JSONValue) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _state_line(state: JSONValue) -> str:
+    assert isinstance(state, dict)
+    offset = state["offset"]
+    if state["status"] == "clean":
+        return "clean"
+    if state["status"] == "torn_tail":
+        return f"torn tail at byte offset {offset} (a writable open drops it)"
+    return f"damaged at byte offset {offset} ({state['reason']}); see 'typedstore verify'"
+
+
+def cmd_verify(args: argparse.Namespace) -> ExitCode:
+    """Check every header byte and record checksum, as a store's open would; write nothing."""
+    path: Path = args.log
+    buf = _fs.read_file(path)
+    progress = Progress(f"verify {path}", sys.stderr)
+    try:
+        finding = _inspect.check(_inspect.scan_log(path, buf, progress))
+    except CorruptLogError as exc:  # the header itself is damaged
+        frames = _inspect.count_frames(path, buf, 0)
+        finding = _inspect.Finding("damaged", exc.offset, exc.reason, frames, frames)
+    finally:
+        progress.finish()
+    if args.json:
+        _print_json(_verify_report(path, len(buf), finding), indent=2)
+    else:
+        print(_verify_line(path, len(buf), finding))
+    return ExitCode.OK if finding.status == "clean" else ExitCode.DAMAGED
+
+
+def _verify_report(path: Path, size: int, finding: _inspect.Finding) -> dict[str, JSONValue]:
+    return {
+        "path": str(path),
+        "status": finding.status,
+        "offset": finding.offset,
+        "reason": finding.reason,
+        "file_size": size,
+        "records": finding.frames,
+        "records_after": finding.frames_after,
+    }
+
+
+def _verify_line(path: Path, size: int, finding: _inspect.Finding) -> str:
+    if finding.status == "clean":
+        records = _count(finding.frames, "record")
+        return f"{path}: clean: {records}, {size:,} bytes, every checksum valid"
+    offset = finding.offset or 0
+    if finding.status == "torn_tail":
+        return (
+            f"{path}: torn tail at byte offset {offset}: the last {size - offset:,} bytes are "
+            f"an incomplete record; the {_count(finding.frames, 'record')} before it are intact "
+            "(a writable open drops the tail)"
+        )
+    return (
+        f"{path}: damaged at byte offset {offset} ({finding.reason}); "
+        f"{_count(finding.frames_after, 'readable record')} after it; opening the store raises "
+        "CorruptLogError (see 'typedstore repair')"
+    )
+
+
+def cmd_dump(args: argparse.Namespace) -> ExitCode:
+    """Print the live entries in insertion order, or every record with ``--all``."""
+    path: Path = args.log
+    scan = _scan(path, "dump")
+    if args.all:
+        for line in _records(scan):
+            _print_json(line)
+        return ExitCode.OK
+    finding = _inspect.check(scan)
+    if finding.status == "damaged":
+        raise CorruptLogError(path, finding.offset or 0, finding.reason or _inspect.DAMAGED_RECORD)
+    for entry in _inspect.live_entries(scan.frames).values():
+        _print_json({"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)})
+    if finding.status == "torn_tail":
+        _warn(f"{path}: ignored a torn tail at byte offset {finding.offset}")
+    return ExitCode.OK
+
+
+def _records(scan: _inspect.LogScan) -> Iterator[dict[str, JSONValue]]:
+    """Yield every frame and damaged range of the log, in file order."""
+    events: list[tuple[int, dict[str, JSONValue]]] = [
+        (frame.offset, _frame_record(frame)) for frame in scan.frames
+    ]
+    for number, (start, end) in enumerate(scan.damage, 1):
+        is_tail = scan.torn_tail and number == len(scan.damage)
+        kind = "torn_tail" if is_tail else "damaged"
+        events.append((start, {"offset": start, "kind": kind, "length": end - start}))
+    for _, record in sorted(events, key=lambda event: event[0]):
+        yield record
+
+
+def _frame_record(frame: _inspect.Frame) -> dict[str, JSONValue]:
+    if frame.error is not None:
+        body = to_json(frame.undecodable_body)
+        return {"offset": frame.offset, "kind": "undecodable", "error": frame.error, "body": body}
+    if frame.kind == _format.RecordKind.BATCH:
+        ops: list[JSONValue] = [_op_record(op) for op in frame.ops]
+        return {"offset": frame.offset, "kind": "batch", "ops": ops}
+    return {"offset": frame.offset, **_op_record(frame.ops[0])}
+
+
+def _op_record(op: _format.Op) -> dict[str, JSONValue]:
+    if op.value is None:
+        return {"kind": "remove", "key": _blob_to_json(op.key)}
+    return {"kind": "insert", "key": _blob_to_json(op.key), "value": _blob_to_json(op.value)}
+
+
+def cmd_compact(args: argparse.Namespace) -> ExitCode:
+    """Compact the log offline under its writer lock."""
+    path: Path = args.log
+    progress = Progress(f"compact {path}", sys.stderr)
+    try:
+        result = _inspect.compact(path, progress)
+    finally:
+        progress.finish()
+    _note_removed_temp(path, result)
+    scan = result.scan
+    if scan.meta is None:
+        print(f"{path}: empty log (no header yet); nothing to compact")
+        return ExitCode.OK
+    if scan.torn_tail:
+        print(f"{path}: dropped a torn tail at byte offset {scan.damage[-1][0]}")
+    print(
+        f"{path}: compacted {_count(len(scan.frames), 'record')} "
+        f"({_count(scan.records, 'operation')}) to {_count(result.live, 'record')}; "
+        f"{scan.size:,} -> {result.size:,} bytes"
+    )
+    return _directory_status(path, result)
+
+
+def cmd_repair(args: argparse.Namespace) -> ExitCode:
+    """Recover the log from damage, after copying the original aside."""
+    path: Path = args.log
+    progress = Progress(f"repair {path}", sys.stderr)
+    try:
+        result = _inspect.repair(path, args.mode, progress)
+    finally:
+        progress.finish()
+    _note_removed_temp(path, result)
+    if result.backup is None:
+        print(f"{path}: no damage found; nothing changed")
+        return ExitCode.OK
+    print(f"{path}: copied the original to {result.backup}")
+    for start, end in result.dropped:
+        print(f"{path}: dropped bytes {start}-{end} ({end - start:,} bytes)")
+    if result.dropped_frames:
+        lost = _count(result.dropped_frames, "readable record")
+        print(f"{path}: dropped {lost} after the damage (the copy keeps them)")
+    live = _count(result.live, "live entry", "live entries")
+    print(f"{path}: repaired ({args.mode}): {live} kept, {result.size:,} bytes")
+    return _directory_status(path, result)
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
+
+
+def _note_removed_temp(path: Path, result: _inspect.Rewrite) -> None:
+    if result.removed_temp:
+        _warn(f"{path}: removed {_fs.temp_path(path)} left by an interrupted compaction")
+
+
+def _directory_status(path: Path, result: _inspect.Rewrite) -> ExitCode:
+    if result.directory_error is None:
+        return ExitCode.OK
+    reason = _os_reason(result.directory_error)
+    _error(f"{path}: the new log is in place, but fsyncing its folder failed: {reason}")
+    return ExitCode.FILE_ERROR
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit with ``ExitCode.USAGE``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``typedstore`` and its subcommands."""
+    parser = _Parser(
+        prog="typedstore",
+        description="Inspect, verify, dump, compact and repair a typedstore log, "
+        "without the application's models.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for name, handler, summary in _COMMANDS:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("log", type=Path, metavar="LOG", help="the log file")
+        sub.set_defaults(handler=handler)
+        if name in _OPTIONS:
+            _OPTIONS[name](sub)
+    return parser
+
+
+def _info_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _dump_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="print every record with its offset and kind, damaged ranges included",
+    )
+
+
+def _repair_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        required=True,
+        choices=["truncate", "skip"],
+        help="truncate: keep the records before the first damage; skip: keep every readable record",
+    )
+
+
+_COMMANDS: list[tuple[str, Callable[[argparse.Namespace], ExitCode], str]] = [
+    ("info", cmd_info, "show the format version, sizes, record counts and recorded types"),
+    ("verify", cmd_verify, "check every checksum as opening the store would; never writes"),
+    ("dump", cmd_dump, "print the live entries in insertion order as JSON lines"),
+    ("compact", cmd_compact, "rewrite the log to one record per live entry (takes the lock)"),
+    ("repair", cmd_repair, "recover from damage before the tail; the original is copied aside"),
+]
+_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "info": _info_options,
+    "verify": _info_options,
+    "dump": _dump_options,
+    "repair": _repair_options,
+}
+
+
+# -- errors and entry point -----------------------------------------------------------------
+
+
+def _warn(message: str) -> None:
+    print(f"typedstore: {message}", file=sys.stderr)
+
+
+def _error(message: str) -> None:
+    print("typedstore: error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return where + (exc.strerror or str(exc)).lower()
+
+
+def _advice(args: argparse.Namespace) -> str:
+    if args.handler is cmd_repair:
+        return (
+            "repair drops only damaged bytes, never a record whose checksum is valid, so "
+            f"nothing was changed; inspect it with 'typedstore dump --all {args.log}'"
+        )
+    return f"nothing was changed; see 'typedstore verify {args.log}' and 'typedstore repair'"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported
+        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    handler: Callable[[argparse.Namespace], ExitCode] = args.handler
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader went away (``typedstore dump LOG | head``): stop quietly, and keep
+        # Python from reporting the failed flush of stdout at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return ExitCode.INTERRUPTED
+    except StoreLockedError:
+        _error(
+            f"{args.log}: another process holds this log's writer lock "
+            f"({_fs.lock_path(args.log)}); close the store that uses it and retry"
+        )
+        return ExitCode.LOCKED
+    except NotAStoreError as exc:
+        _error(str(exc))
+        return ExitCode.NOT_A_STORE
+    except CorruptLogError as exc:
+        _error(f"{args.log}: damaged at byte offset {exc.offset} ({exc.reason}); " + _advice(args))
+        return ExitCode.DAMAGED
+    except OSError as exc:
+        _error(_os_reason(exc) if exc.filename is not None else f"{args.log}: {_os_reason(exc)}")
+        return ExitCode.FILE_ERROR

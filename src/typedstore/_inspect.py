@@ -1,0 +1,320 @@
+"""Model-free reading and rewriting of logs, for the command line (SPEC §8).
+
+Nothing here knows the application's types: keys and values stay msgpack bytes, and a
+key's identity is its msgpack bytes. Frames are found and classified by the same
+reader a store's open uses (``_log.open_header``, ``_log.FrameScanner``,
+``_format.decode_body``, ``_codec.unpack``), so :func:`check` reaches the verdict
+``TypedStore.open`` would, short of validating against the application's models
+(``SchemaMismatchError`` needs them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from . import _format, _fs
+from ._codec import RecordDecodeError, decode_metadata, unpack
+from ._errors import CorruptLogError, StoreLockedError
+from ._log import FrameScanner, open_header
+from ._types import RecoveryMode
+
+ProgressCallback = Callable[[int, int], None]
+"""Told how many bytes of the log were read so far, and the log's size."""
+
+DAMAGED_RECORD = "checksum mismatch or cut-short record"
+_PROGRESS_EVERY = 512
+"""Frames between two progress reports: a report costs a clock read, a frame a CRC."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One checksum-valid frame of a log."""
+
+    offset: int
+    end: int
+    kind: int
+    """The body's first byte: a ``_format.RecordKind`` unless the record is undecodable."""
+    ops: tuple[_format.Op, ...]
+    """The operations in the body; empty when the body cannot be decoded."""
+    error: str | None
+    """Why the body, a key or a value cannot be decoded; None when all can."""
+    undecodable_body: bytes = b""
+    """The raw body when ``error`` is set, for forensics."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A live entry: its key's and value's msgpack bytes."""
+
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogScan:
+    """Everything readable in one log, with the byte ranges that are not."""
+
+    path: Path
+    size: int
+    meta: bytes | None
+    """The header's metadata; None for an empty file (a store that has no header yet)."""
+    start: int
+    """Where the first frame starts (the header's end)."""
+    frames: tuple[Frame, ...]
+    damage: tuple[tuple[int, int], ...]
+    """Byte ranges holding no valid frame, in order; the last may be a torn tail."""
+    torn_tail: bool
+
+    @property
+    def records(self) -> int:
+        """Operations in readable records, counted as the compaction policy counts them."""
+        return sum(len(frame.ops) for frame in self.frames)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What opening the log would find: ``damaged`` is what raises ``CorruptLogError``."""
+
+    status: Literal["clean", "torn_tail", "damaged"]
+    offset: int | None
+    """Where the torn tail or the first damage starts; None when clean."""
+    reason: str | None
+    frames: int
+    """Checksum-valid frames in the whole log."""
+    frames_after: int
+    """Checksum-valid frames after ``offset`` (0 when clean)."""
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def scan_log(path: Path, buf: bytes, progress: ProgressCallback | None = None) -> LogScan:
+    """Return every readable frame of the log held in ``buf``, stepping over damage.
+
+    Raises ``NotAStoreError`` for a foreign file and ``CorruptLogError`` (offset 0)
+    for a damaged header, as a store's open does.
+    """
+    if not buf:
+        return LogScan(path, 0, None, 0, (), (), torn_tail=False)
+    meta, start = open_header(path, buf)
+    scanner = FrameScanner(path, buf, start, "skip")
+    frames = tuple(_read_frames(buf, scanner, progress))
+    return LogScan(path, len(buf), meta, start, frames, tuple(scanner.damage), scanner.torn_tail)
+
+
+def _read_frames(
+    buf: bytes, scanner: FrameScanner, progress: ProgressCallback | None
+) -> Iterator[Frame]:
+    for index, (offset, end) in enumerate(scanner):
+        if progress is not None and index % _PROGRESS_EVERY == 0:
+            progress(offset, len(buf))
+        yield _decode_frame(buf, offset, end)
+
+
+def _decode_frame(buf: bytes, offset: int, end: int) -> Frame:
+    body = _format.frame_body(buf, offset, end)
+    try:
+        ops = tuple(_format.decode_body(body))
+        for op in ops:  # undecodable content is damage to a store's open too
+            unpack(op.key)
+            if op.value is not None:
+                unpack(op.value)
+    except (_format.FormatError, RecordDecodeError) as exc:
+        reason = f"undecodable record: {_why(exc)}"
+        return Frame(offset, end, body[0], (), reason, bytes(body))
+    return Frame(offset, end, body[0], ops, None)
+
+
+def count_frames(path: Path, buf: bytes, start: int) -> int:
+    """Return how many checksum-valid frames follow ``start``, stepping over damage."""
+    return sum(1 for _ in FrameScanner(path, buf, start, "skip"))
+
+
+def live_entries(frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
+    """Return the live entries the ``frames`` replay to, in insertion order."""
+    entries: dict[bytes, Entry] = {}
+    for frame in frames:
+        for op in frame.ops:
+            if op.value is None:
+                entries.pop(op.key, None)
+            else:  # an existing key keeps its position, as in a store
+                entries[op.key] = Entry(op.key, op.value)
+    return entries
+
+
+def check(scan: LogScan) -> Finding:
+    """Return what a read-only ``TypedStore.open`` of the scanned log would find.
+
+    As ``_log.replay`` does, it walks frames and damage front to back: the first
+    undecodable record or damage before the tail is what ``CorruptLogError``
+    reports; otherwise a torn tail is the only finding.
+    """
+    damage = _first_damage(scan)
+    if damage is not None:
+        offset, reason = damage
+        return Finding("damaged", offset, reason, len(scan.frames), _after(scan, offset))
+    if scan.torn_tail:
+        offset = scan.damage[-1][0]
+        return Finding("torn_tail", offset, "incomplete final record", len(scan.frames), 0)
+    return Finding("clean", None, None, len(scan.frames), 0)
+
+
+def _first_damage(scan: LogScan) -> tuple[int, str] | None:
+    """Return the first undecodable record or damage before the tail, in file order."""
+    events: list[tuple[int, str | None]] = [(frame.offset, frame.error) for frame in scan.frames]
+    tail = len(scan.damage) - 1 if scan.torn_tail else len(scan.damage)
+    events.extend((start, DAMAGED_RECORD) for start, _ in scan.damage[:tail])
+    for offset, reason in sorted(events, key=lambda event: event[0]):
+        if reason is not None:
+            return offset, reason
+    return None
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) or "not valid msgpack"
+
+
+def _after(scan: LogScan, offset: int) -> int:
+    return sum(1 for frame in scan.frames if frame.offset > offset)
+
+
+def decode(blob: bytes) -> object:
+    """Return the data held in msgpack ``blob``; raise ``RecordDecodeError`` if it cannot."""
+    return unpack(blob)
+
+
+def metadata(meta: bytes) -> dict[str, object]:
+    """Return the header metadata as a dict; raise ``RecordDecodeError`` if it cannot."""
+    return decode_metadata(meta)
+
+
+# -- rewriting ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the log's writer lock, as a writable store does; ``StoreLockedError`` if taken."""
+    try:
+        lock = _fs.FileLock(path)
+    except BlockingIOError:
+        raise StoreLockedError(path) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What compacting or repairing a log did."""
+
+    scan: LogScan
+    """The log as it was found, under the writer lock."""
+    live: int
+    """Live entries written to the new log."""
+    size: int
+    """The log's size afterwards."""
+    removed_temp: bool
+    """Whether a leftover ``.compact.tmp`` of an interrupted compaction was removed."""
+    backup: Path | None = None
+    """Where the original was copied before a repair changed it."""
+    dropped: tuple[tuple[int, int], ...] = ()
+    """Byte ranges of the original that a repair did not keep."""
+    dropped_frames: int = 0
+    """Checksum-valid frames a repair did not keep (those after the damage, to truncate)."""
+    directory_error: OSError | None = None
+    """An fsync of the folder that failed after the new log was renamed into place."""
+
+
+def _preflight(path: Path) -> None:
+    """Fail on a missing, unreadable or foreign file before a lock file is made beside it."""
+    buf = _fs.read_file(path)
+    if buf:
+        open_header(path, buf)
+
+
+def _read_locked(path: Path, progress: ProgressCallback | None) -> tuple[LogScan, bool]:
+    """Scan the log while its writer lock is held; say whether a stale temp file went."""
+    removed = _fs.remove_if_exists(_fs.temp_path(path))
+    return scan_log(path, _fs.read_file(path), progress), removed
+
+
+def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
+    """Rewrite the log to its header and one insert per live entry, under the writer lock.
+
+    Refuses (``CorruptLogError``, nothing changed) what a store's open refuses; a torn
+    tail is dropped. An empty file is left as it is.
+    """
+    _preflight(path)
+    with writer_lock(path):
+        scan, removed = _read_locked(path, progress)
+        if scan.meta is None:
+            return Rewrite(scan, 0, 0, removed)
+        finding = check(scan)
+        if finding.status == "damaged":
+            raise CorruptLogError(path, finding.offset or 0, finding.reason or DAMAGED_RECORD)
+        entries = live_entries(scan.frames)
+        size, directory_error = _write_log(path, scan.meta, entries)
+    return Rewrite(scan, len(entries), size, removed, directory_error=directory_error)
+
+
+def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = None) -> Rewrite:
+    """Recover from damage as a store's open with ``recovery=mode`` would, under the lock.
+
+    The original is copied aside first. A torn tail alone is cut off; damage before the
+    tail leaves the records before it (``truncate``) or every readable record
+    (``skip``), compacted. A checksum-valid record that cannot be decoded is not
+    damage a repair may drop: ``CorruptLogError``, nothing changed.
+    """
+    if mode == "strict":
+        raise ValueError("repair needs a recovery mode: 'truncate' or 'skip'")
+    _preflight(path)
+    with writer_lock(path):
+        scan, removed = _read_locked(path, progress)
+        finding = check(scan)
+        if scan.meta is None or finding.status == "clean":
+            return Rewrite(scan, len(live_entries(scan.frames)), scan.size, removed)
+        return _repair_locked(scan, finding, mode, removed)
+
+
+def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed: bool) -> Rewrite:
+    assert scan.meta is not None
+    cut = scan.damage[0][0] if scan.damage else scan.size
+    kept = scan.frames if mode == "skip" else tuple(f for f in scan.frames if f.offset < cut)
+    entries = live_entries(kept)
+    problem = _first_damage_in(kept)
+    if problem is not None:
+        raise CorruptLogError(scan.path, problem[0], problem[1])
+    dropped = scan.damage if mode == "skip" else ((cut, scan.size),) if scan.damage else ()
+    backup = _fs.copy_aside(scan.path)
+    if finding.status == "torn_tail":
+        _fs.truncate_file(scan.path, cut)
+        return Rewrite(scan, len(entries), cut, removed, backup, dropped)
+    size, directory_error = _write_log(scan.path, scan.meta, entries)
+    lost = len(scan.frames) - len(kept)
+    return Rewrite(scan, len(entries), size, removed, backup, dropped, lost, directory_error)
+
+
+def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
+    for frame in frames:
+        if frame.error is not None:
+            return frame.offset, frame.error
+    return None
+
+
+def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[int, OSError | None]:
+    """Replace the log atomically by its header and one insert per entry (see ``_fs``)."""
+    chunks = [_format.encode_header(meta)]
+    offset = len(chunks[0])
+    for entry in entries.values():
+        # A frame's checksum covers the offset it is written at (see _format).
+        chunks.append(_format.encode_frame(_format.insert_body(entry.key, entry.value), offset))
+        offset += len(chunks[-1])
+    file, directory_error = _fs.write_new_log(path, chunks)
+    size = file.size
+    file.close()
+    return size, directory_error

@@ -1,0 +1,816 @@
+"""The ``typedstore`` command line (SPEC §8): each subcommand, its errors and exit codes.
+
+Most tests call ``main(argv)`` in-process; a few run ``python -m typedstore`` for real.
+``verify`` is checked against what ``TypedStore.open(..., readonly=True)`` itself finds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgpack
+import pytest
+
+from tests.models import User
+from typedstore import (
+    CorruptLogError,
+    NotAStoreError,
+    StoreConfig,
+    TypedStore,
+    _format,
+    _fs,
+)
+from typedstore.__main__ import main
+from typedstore._cli import ExitCode, Progress, to_json
+
+ROOT = Path(__file__).parents[1]
+COMMANDS = ["info", "verify", "dump", "compact", "repair"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the command line: exit status and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Run:
+    """Run ``typedstore argv`` in-process."""
+    capsys.readouterr()
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def cli_process(*argv: str | Path) -> Run:
+    """Run ``python -m typedstore argv`` in a child process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "typedstore", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def make_log(path: Path) -> list[tuple[str, User]]:
+    """Write a log through the API with inserts, a modify, removes and a batch; return its items."""
+    with TypedStore.open(path, str, User) as store:
+        store["alice"] = User(name="Alice", age=30, tags=["admin"])
+        store["bob"] = User(name="Bob", age=25)
+        store["carol"] = User(name="Carol", age=41)
+        store["erin"] = User(name="Erin", age=19, tags=["new"])
+        store.modify("alice", lambda user: user.model_copy(update={"age": user.age + 1}))
+        store.remove("bob")
+        with store.transaction() as txn:
+            txn["dave"] = User(name="Dave", age=52)
+            del txn["carol"]
+            txn.modify("erin", lambda user: user.model_copy(update={"tags": []}))
+        store["bob"] = User(name="Bob", age=26)
+        return list(store.items())
+
+
+def stored_items(path: Path, config: StoreConfig | None = None) -> list[tuple[str, User]]:
+    """Return the entries the library's own open finds (read-only unless ``config`` is given)."""
+    with TypedStore.open(path, str, User, config=config, readonly=config is None) as store:
+        return list(store.items())
+
+
+def open_outcome(path: Path) -> tuple[str, int | None]:
+    """Return what a read-only open finds: clean, torn_tail, damaged or not_a_store, with offset."""
+    try:
+        store = TypedStore.open(path, str, User, readonly=True)
+    except NotAStoreError:
+        return "not_a_store", None
+    except CorruptLogError as exc:
+        return "damaged", exc.offset
+    with store:
+        recovery = store.recovery
+    return ("clean", None) if recovery is None else (recovery.kind, recovery.offset)
+
+
+def verify_outcome(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[str, int | None]:
+    """Return what ``typedstore verify --json`` finds, in ``open_outcome``'s terms."""
+    run = cli(capsys, "verify", "--json", path)
+    if run.code == ExitCode.NOT_A_STORE:
+        return "not_a_store", None
+    report = json.loads(run.out)
+    assert run.code == (ExitCode.OK if report["status"] == "clean" else ExitCode.DAMAGED)
+    return report["status"], report["offset"]
+
+
+def frame_offsets(path: Path) -> list[int]:
+    """Return the offset of every record of an undamaged log."""
+    buf = path.read_bytes()
+    _, offset = _format.decode_header(buf)
+    offsets = []
+    while offset < len(buf):
+        offsets.append(offset)
+        offset = _format.read_frame(buf, offset)
+    return offsets
+
+
+def flip(path: Path, offset: int, mask: int = 0xFF) -> None:
+    """XOR the byte at ``offset`` of ``path`` with ``mask``."""
+    buf = bytearray(path.read_bytes())
+    buf[offset] ^= mask
+    path.write_bytes(bytes(buf))
+
+
+Part = tuple[Literal["frame", "raw"], bytes]
+"""A record body to frame where it lands, or raw bytes to append as they are."""
+
+
+def append_parts(path: Path, parts: list[Part]) -> list[int]:
+    """Append ``parts`` to the log at ``path``; return the offset each one starts at."""
+    buf = bytearray(path.read_bytes())
+    offsets = []
+    for kind, data in parts:
+        offsets.append(len(buf))
+        buf += _format.encode_frame(data, len(buf)) if kind == "frame" else data
+    path.write_bytes(bytes(buf))
+    return offsets
+
+
+def insert(key: object, value: bytes) -> Part:
+    """Return an insert record of ``key`` (packed here) and raw ``value`` bytes."""
+    return "frame", _format.insert_body(msgpack.packb(key), value)
+
+
+def user_bytes(name: str, age: int) -> bytes:
+    """Return a User value as a log holds it."""
+    packed: bytes = msgpack.packb({"name": name, "age": age, "tags": []})
+    return packed
+
+
+def assert_one_line_error(run: Run, code: ExitCode) -> None:
+    """Assert the run failed with ``code`` and one error line on stderr, no traceback."""
+    assert run.code == code, run
+    assert "Traceback" not in run.err
+    assert run.err.count("\n") == 1, run.err
+    assert run.err.startswith("typedstore: error: ")
+
+
+# -- help and usage -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], *[[name] for name in COMMANDS]])
+def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """``--help`` of the command and of every subcommand lists every exit code."""
+    run = cli(capsys, *command, "--help")
+    assert run.code == 0
+    for code in ExitCode:
+        assert f"\n  {code.value} " in run.out
+
+
+def test_usage_error_exits_64_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing required option is a usage error: one line, exit 64."""
+    run = cli(capsys, "repair", "some.log")
+    assert run.code == 64
+    assert run.err.count("\n") == 1
+    assert "--mode" in run.err
+
+
+# -- info -----------------------------------------------------------------------------------
+
+
+def test_info_json_reports_counts_and_header(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``info --json`` gives version, size, record counts, dead ratio and the recorded types."""
+    items = make_log(log_path)
+    report = json.loads(cli(capsys, "info", "--json", log_path).out)
+    assert report["format_version"] == _format.FORMAT_VERSION
+    assert report["file_size"] == log_path.stat().st_size
+    assert report["records"] == len(frame_offsets(log_path)) == 8
+    assert report["operations"] == 10  # the batch holds three
+    assert report["live_entries"] == len(items) == 4
+    assert report["dead_ratio"] == pytest.approx(6 / 10, abs=1e-4)
+    assert report["state"]["status"] == "clean"
+    meta = report["metadata"]
+    assert (meta["key_type"], meta["value_type"]) == ("str", "tests.models.User")
+    assert meta["value_schema"] == User.model_json_schema()
+
+
+def test_info_text_names_types_and_state(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Plain ``info`` prints one labelled line per fact, the types included."""
+    make_log(log_path)
+    lines = cli(capsys, "info", log_path).out.splitlines()
+    assert f"format version: {_format.FORMAT_VERSION}" in lines
+    assert "live entries:   4" in lines
+    assert "value type:     tests.models.User" in lines
+    assert "state:          clean" in lines
+
+
+def test_info_reports_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``info`` on a log cut inside its last record names the torn tail and its offset."""
+    make_log(log_path)
+    last = frame_offsets(log_path)[-1]
+    _fs.truncate_file(log_path, log_path.stat().st_size - 3)
+    report = json.loads(cli(capsys, "info", "--json", log_path).out)
+    assert report["state"] == {
+        "status": "torn_tail",
+        "offset": last,
+        "reason": report["state"]["reason"],
+    }
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+def test_verify_clean_log_exits_0(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """A log written through the API verifies clean, every record counted, nothing on stderr."""
+    make_log(log_path)
+    run = cli(capsys, "verify", "--json", log_path)
+    assert run.code == ExitCode.OK
+    assert run.err == ""
+    report = json.loads(run.out)
+    assert (report["status"], report["offset"]) == ("clean", None)
+    assert report["records"] == len(frame_offsets(log_path))
+
+
+def test_verify_damage_gives_offset_and_records_after(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Damage in the second record: exit 1, its offset, and the count of readable records after."""
+    make_log(log_path)
+    offsets = frame_offsets(log_path)
+    flip(log_path, offsets[1] + 9)
+    run = cli(capsys, "verify", "--json", log_path)
+    assert run.code == ExitCode.DAMAGED
+    report = json.loads(run.out)
+    assert (report["status"], report["offset"]) == ("damaged", offsets[1])
+    assert report["records_after"] == len(offsets) - 2
+
+
+def test_verify_text_tells_torn_tail_from_damage(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """The plain report says "torn tail" for a cut last record and "damaged" for earlier damage."""
+    make_log(log_path)
+    offsets = frame_offsets(log_path)
+    original = log_path.read_bytes()
+    _fs.truncate_file(log_path, len(original) - 1)
+    torn = cli(capsys, "verify", log_path)
+    log_path.write_bytes(original)
+    flip(log_path, offsets[0] + 6)
+    damaged = cli(capsys, "verify", log_path)
+    assert torn.code == damaged.code == ExitCode.DAMAGED
+    assert f"torn tail at byte offset {offsets[-1]}" in torn.out
+    assert f"damaged at byte offset {offsets[0]}" in damaged.out
+    assert "torn tail" not in damaged.out
+
+
+def test_verify_never_writes(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``verify`` of a torn log leaves its bytes as they were and makes no lock or temp file."""
+    make_log(log_path)
+    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+    _fs.lock_path(log_path).unlink()
+    before = log_path.read_bytes()
+    cli(capsys, "verify", log_path)
+    assert log_path.read_bytes() == before
+    assert sorted(p.name for p in log_path.parent.iterdir()) == [log_path.name]
+
+
+def test_verify_agrees_with_open_on_sampled_cuts_and_flips(
+    capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
+) -> None:
+    """For 40 random cuts and 40 random byte flips, verify finds what a read-only open finds."""
+    make_log(log_path)
+    original = log_path.read_bytes()
+    for offset in rng.sample(range(len(original) + 1), 40):
+        log_path.write_bytes(original[:offset])
+        assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"cut at {offset}"
+    for offset in rng.sample(range(len(original)), 40):
+        log_path.write_bytes(original)
+        flip(log_path, offset, rng.randrange(1, 256))
+        assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"flip at {offset}"
+
+
+@pytest.mark.slow
+def test_verify_agrees_with_open_on_every_cut(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """For the log cut at every byte offset, verify finds what a read-only open finds."""
+    make_log(log_path)
+    original = log_path.read_bytes()
+    seen = set()
+    for offset in range(len(original) + 1):
+        log_path.write_bytes(original[:offset])
+        outcome = open_outcome(log_path)
+        assert verify_outcome(capsys, log_path) == outcome, f"cut at {offset}"
+        seen.add(outcome[0])
+    assert seen == {"clean", "torn_tail", "damaged", "not_a_store"}
+
+
+@pytest.mark.slow
+def test_verify_agrees_with_open_on_every_byte_flip(
+    capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
+) -> None:
+    """For one byte flipped at every offset, verify finds what a read-only open finds."""
+    make_log(log_path)
+    original = log_path.read_bytes()
+    seen = set()
+    for offset in range(len(original)):
+        log_path.write_bytes(original)
+        flip(log_path, offset, rng.randrange(1, 256))
+        outcome = open_outcome(log_path)
+        assert verify_outcome(capsys, log_path) == outcome, f"flip at {offset}"
+        seen.add(outcome[0])
+    assert {"damaged", "torn_tail", "not_a_store"} <= seen
+
+
+UNDECODABLE: dict[str, list[Part]] = {
+    "undecodable key": [("frame", _format.insert_body(b"\xc1", user_bytes("Zed", 1)))],
+    "unknown record kind": [("frame", b"\x07abc")],
+    "undecodable live value": [insert("zed", b"\xc1")],
+    "undecodable value, then damage": [
+        insert("zed", b"\xc1"),
+        ("raw", b"\x00" * 9),
+        insert("amy", user_bytes("Amy", 2)),
+    ],
+    "two undecodable values": [insert("zed", b"\xc1"), insert("alice", b"\xc1")],
+    "undecodable value made dead": [insert("zed", b"\xc1"), insert("zed", user_bytes("Zed", 3))],
+}
+
+
+@pytest.mark.parametrize("parts", UNDECODABLE.values(), ids=list(UNDECODABLE))
+def test_verify_agrees_with_open_on_undecodable_records(
+    capsys: pytest.CaptureFixture[str], log_path: Path, parts: list[Part]
+) -> None:
+    """Checksum-valid records that cannot be decoded: verify finds what a read-only open finds."""
+    make_log(log_path)
+    append_parts(log_path, parts)
+    assert verify_outcome(capsys, log_path) == open_outcome(log_path)
+
+
+def test_open_refuses_undecodable_dead_value(log_path: Path) -> None:
+    """SPEC §3: a checksum-valid record that cannot be decoded is damage, even if overwritten."""
+    make_log(log_path)
+    bad = append_parts(log_path, UNDECODABLE["undecodable value made dead"])[0]
+    with pytest.raises(CorruptLogError, match=f"offset {bad} "):
+        TypedStore.open(log_path, str, User, readonly=True).close()
+
+
+def test_open_reports_first_undecodable_value_in_file_order(log_path: Path) -> None:
+    """SPEC §3: CorruptLogError carries the offset of the first undecodable record in the file."""
+    make_log(log_path)
+    bad = append_parts(log_path, UNDECODABLE["two undecodable values"])[0]
+    with pytest.raises(CorruptLogError, match=f"offset {bad} "):
+        TypedStore.open(log_path, str, User, readonly=True).close()
+
+
+# -- dump -----------------------------------------------------------------------------------
+
+
+def test_dump_equals_live_entries_in_order(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Each ``dump`` line parses as JSON and together they are the store's entries, in order."""
+    items = make_log(log_path)
+    run = cli(capsys, "dump", log_path)
+    assert run.code == ExitCode.OK
+    lines = [json.loads(line) for line in run.out.splitlines()]
+    assert lines == [{"key": key, "value": value.model_dump()} for key, value in items]
+    assert [line["key"] for line in lines] == ["alice", "erin", "dave", "bob"]
+
+
+def test_dump_all_lists_every_record(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``dump --all`` prints every record with its offset and kind, a batch's operations inside."""
+    make_log(log_path)
+    records = [json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()]
+    assert [record["offset"] for record in records] == frame_offsets(log_path)
+    kinds = [record["kind"] for record in records]
+    assert kinds == ["insert"] * 5 + ["remove", "batch", "insert"]
+    batch = records[6]["ops"]
+    assert [(op["kind"], op["key"]) for op in batch] == [
+        ("insert", "dave"),
+        ("remove", "carol"),
+        ("insert", "erin"),
+    ]
+    assert records[5] == {"offset": records[5]["offset"], "kind": "remove", "key": "bob"}
+
+
+def test_dump_all_shows_damaged_ranges(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``dump --all`` of a damaged log shows the damaged range in place and the records after it."""
+    make_log(log_path)
+    offsets = frame_offsets(log_path)
+    flip(log_path, offsets[2] + 5)
+    run = cli(capsys, "dump", "--all", log_path)
+    records = [json.loads(line) for line in run.out.splitlines()]
+    assert run.code == ExitCode.OK
+    assert records[2] == {
+        "offset": offsets[2],
+        "kind": "damaged",
+        "length": offsets[3] - offsets[2],
+    }
+    assert [record["offset"] for record in records] == offsets
+
+
+def test_dump_all_shows_undecodable_records(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``dump --all`` shows a checksum-valid record it cannot decode with its raw body."""
+    make_log(log_path)
+    bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
+    run = cli(capsys, "dump", "--all", log_path)
+    records = {record["offset"]: record for record in map(json.loads, run.out.splitlines())}
+    assert records[bad]["kind"] == "undecodable"
+    assert records[bad]["body"] == {"$bytes": "B2FiYw=="}
+    assert "unknown record kind 7" in records[bad]["error"]
+
+
+def test_dump_renders_what_json_cannot_hold(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Bytes keys, int-keyed maps and NaN come out tagged as docs/CLI.md documents."""
+    with TypedStore.open(log_path, bytes, dict[int, float]) as store:
+        store[b"\x00\xff"] = {1: math.nan, 2: 0.5}
+    line = json.loads(cli(capsys, "dump", log_path).out)
+    assert line == {
+        "key": {"$bytes": "AP8="},
+        "value": {"$map": [[1, {"$float": "nan"}], [2, 0.5]]},
+    }
+
+
+def test_dump_of_torn_log_prints_the_prefix_and_warns(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``dump`` of a torn log prints what a read-only open holds and notes the tail on stderr."""
+    make_log(log_path)
+    _fs.truncate_file(log_path, log_path.stat().st_size - 4)
+    run = cli(capsys, "dump", log_path)
+    assert run.code == ExitCode.OK
+    lines = [json.loads(line) for line in run.out.splitlines()]
+    expected = stored_items(log_path)
+    assert lines == [{"key": key, "value": value.model_dump()} for key, value in expected]
+    assert "torn tail" in run.err
+
+
+# -- compact --------------------------------------------------------------------------------
+
+
+def test_compact_keeps_entries_and_header(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``compact`` leaves one record per live entry, the same entries and the same header."""
+    items = make_log(log_path)
+    before = log_path.read_bytes()
+    run = cli(capsys, "compact", log_path)
+    assert run.code == ExitCode.OK
+    after = log_path.read_bytes()
+    assert stored_items(log_path) == items
+    assert len(frame_offsets(log_path)) == len(items)
+    assert _format.decode_header(after) == _format.decode_header(before)
+    assert len(after) < len(before)
+
+
+def test_compact_removes_leftover_temp_file(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """A ``.compact.tmp`` left by an interrupted compaction is removed, and said so on stderr."""
+    items = make_log(log_path)
+    _fs.temp_path(log_path).write_bytes(b"half a compaction")
+    run = cli(capsys, "compact", log_path)
+    assert run.code == ExitCode.OK
+    assert not _fs.temp_path(log_path).exists()
+    assert "interrupted compaction" in run.err
+    assert stored_items(log_path) == items
+
+
+def test_compact_drops_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``compact`` of a torn log keeps what a read-only open holds and verifies clean after."""
+    make_log(log_path)
+    _fs.truncate_file(log_path, log_path.stat().st_size - 1)
+    expected = stored_items(log_path)
+    assert cli(capsys, "compact", log_path).code == ExitCode.OK
+    assert stored_items(log_path) == expected
+    assert open_outcome(log_path) == ("clean", None)
+
+
+def test_compact_refuses_a_damaged_log(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``compact`` of a log the library refuses exits 1 on one line and changes nothing."""
+    make_log(log_path)
+    flip(log_path, frame_offsets(log_path)[1] + 7)
+    before = log_path.read_bytes()
+    run = cli(capsys, "compact", log_path)
+    assert_one_line_error(run, ExitCode.DAMAGED)
+    assert "typedstore repair" in run.err
+    assert log_path.read_bytes() == before
+
+
+def test_compact_of_locked_log_exits_2(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``compact`` while a store holds the writer lock exits 2 with one line, log unchanged."""
+    make_log(log_path)
+    before = log_path.read_bytes()
+    with TypedStore.open(log_path, str, User):
+        run = cli(capsys, "compact", log_path)
+    assert_one_line_error(run, ExitCode.LOCKED)
+    assert "writer lock" in run.err
+    assert log_path.read_bytes() == before
+
+
+# -- repair ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["truncate", "skip"])
+def test_repair_matches_the_library_recovery_mode(
+    capsys: pytest.CaptureFixture[str], log_path: Path, mode: str
+) -> None:
+    """``repair --mode M`` leaves the entries a writable open with ``recovery=M`` keeps."""
+    make_log(log_path)
+    flip(log_path, frame_offsets(log_path)[3] + 6)
+    twin = log_path.with_name("twin.log")
+    twin.write_bytes(log_path.read_bytes())
+    expected = stored_items(twin, StoreConfig(recovery=mode))  # type: ignore[arg-type]  # a RecoveryMode
+    run = cli(capsys, "repair", "--mode", mode, log_path)
+    assert run.code == ExitCode.OK
+    assert stored_items(log_path) == expected
+    assert open_outcome(log_path) == ("clean", None)
+
+
+def test_repair_copies_the_original_aside_first(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``repair`` prints where it copied the original, and the copy holds the original bytes."""
+    make_log(log_path)
+    flip(log_path, frame_offsets(log_path)[2] + 6)
+    original = log_path.read_bytes()
+    run = cli(capsys, "repair", "--mode", "skip", log_path)
+    backups = list(log_path.parent.glob(log_path.name + ".damaged-*"))
+    assert len(backups) == 1
+    assert f"copied the original to {backups[0]}" in run.out
+    assert backups[0].read_bytes() == original
+
+
+def test_repair_prints_what_it_dropped(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``repair --mode truncate`` names the dropped byte range and the readable records lost."""
+    make_log(log_path)
+    offsets = frame_offsets(log_path)
+    size = log_path.stat().st_size
+    flip(log_path, offsets[4] + 6)
+    run = cli(capsys, "repair", "--mode", "truncate", log_path)
+    assert f"dropped bytes {offsets[4]}-{size} " in run.out
+    assert f"dropped {len(offsets) - 5} readable records" in run.out
+
+
+def test_repair_of_clean_log_changes_nothing(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``repair`` of a clean log says so, writes nothing and makes no copy."""
+    make_log(log_path)
+    before = log_path.read_bytes()
+    run = cli(capsys, "repair", "--mode", "skip", log_path)
+    assert run.code == ExitCode.OK
+    assert "nothing changed" in run.out
+    assert log_path.read_bytes() == before
+    assert not list(log_path.parent.glob("*.damaged-*"))
+
+
+def test_repair_cuts_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``repair`` of a torn log cuts it at the last complete record, as a writable open would."""
+    make_log(log_path)
+    last = frame_offsets(log_path)[-1]
+    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+    assert cli(capsys, "repair", "--mode", "truncate", log_path).code == ExitCode.OK
+    assert log_path.stat().st_size == last
+    assert open_outcome(log_path) == ("clean", None)
+
+
+def test_repair_refuses_a_checksum_valid_undecodable_record(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """A record whose checksum holds is never dropped: exit 1, one line, nothing changed."""
+    make_log(log_path)
+    bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
+    before = log_path.read_bytes()
+    run = cli(capsys, "repair", "--mode", "skip", log_path)
+    assert_one_line_error(run, ExitCode.DAMAGED)
+    assert f"offset {bad} " in run.err
+    assert log_path.read_bytes() == before
+    assert not list(log_path.parent.glob("*.damaged-*"))
+
+
+def test_repair_of_locked_log_exits_2(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``repair`` while a store holds the writer lock exits 2 with one line."""
+    make_log(log_path)
+    with TypedStore.open(log_path, str, User):
+        run = cli(capsys, "repair", "--mode", "skip", log_path)
+    assert_one_line_error(run, ExitCode.LOCKED)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _args(command: str) -> list[str]:
+    return ["repair", "--mode", "skip"] if command == "repair" else [command]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_missing_file_exits_3(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """Every subcommand on a missing file: one line, exit 3, and no file created."""
+    run = cli(capsys, *_args(command), log_path)
+    assert_one_line_error(run, ExitCode.FILE_ERROR)
+    assert "no such file" in run.err
+    assert list(log_path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_foreign_file_exits_4(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """Every subcommand on a file that is not a log: one line, exit 4, the file untouched."""
+    log_path.write_text("name,age\nalice,30\n")
+    run = cli(capsys, *_args(command), log_path)
+    assert_one_line_error(run, ExitCode.NOT_A_STORE)
+    assert "not a typedstore log" in run.err
+    assert [p.name for p in log_path.parent.iterdir()] == [log_path.name]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_permission_denied_exits_3(
+    capsys: pytest.CaptureFixture[str],
+    log_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """Every subcommand on a log it may not read: one line naming the cause, exit 3."""
+    make_log(log_path)
+
+    def refuse(path: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(_fs, "read_file", refuse)
+    run = cli(capsys, *_args(command), log_path)
+    assert_one_line_error(run, ExitCode.FILE_ERROR)
+    assert f"{log_path}: permission denied" in run.err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_exits_3(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``verify`` of a log with mode 000 reports permission denied on one line, exit 3."""
+    make_log(log_path)
+    log_path.chmod(0)
+    run = cli(capsys, "verify", log_path)
+    assert_one_line_error(run, ExitCode.FILE_ERROR)
+    assert "permission denied" in run.err
+
+
+@pytest.mark.parametrize("command", ["dump", "compact"])
+def test_damaged_log_exits_1(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """``dump`` and ``compact`` refuse what the library refuses: one line with the offset."""
+    make_log(log_path)
+    offset = frame_offsets(log_path)[0]
+    flip(log_path, offset + 4)
+    run = cli(capsys, command, log_path)
+    assert_one_line_error(run, ExitCode.DAMAGED)
+    assert f"byte offset {offset} " in run.err
+
+
+def test_damaged_header_is_reported_at_offset_0(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """A flipped header byte after the magic is damage at offset 0, as the library says."""
+    make_log(log_path)
+    flip(log_path, 20)
+    assert verify_outcome(capsys, log_path) == open_outcome(log_path) == ("damaged", 0)
+    assert_one_line_error(cli(capsys, "dump", log_path), ExitCode.DAMAGED)
+
+
+def test_directory_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A directory given as the log: one line, exit 3."""
+    run = cli(capsys, "verify", tmp_path)
+    assert_one_line_error(run, ExitCode.FILE_ERROR)
+    assert "is a directory" in run.err
+
+
+# -- real processes -------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from tests.models import User
+from typedstore import TypedStore
+
+store = TypedStore.open(sys.argv[1], str, User)
+for number in range(20):
+    store[f"user{number}"] = User(name=f"User {number}", age=number)
+store.remove("user3")
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def test_verify_and_dump_beside_a_writer_process(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Beside a child process holding the log to write, verify and dump read it; compact exits 2."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stdin is not None
+        assert writer.stdout.readline() == "ready\n"
+        verify = cli(capsys, "verify", log_path)
+        dump = cli(capsys, "dump", log_path)
+        verify_child = cli_process("verify", "--json", log_path)
+        compact = cli(capsys, "compact", log_path)
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=30) == 0
+    assert verify.code == ExitCode.OK
+    assert json.loads(verify_child.out)["status"] == "clean"
+    keys = [json.loads(line)["key"] for line in dump.out.splitlines()]
+    assert keys == [f"user{number}" for number in range(20) if number != 3]
+    assert compact.code == ExitCode.LOCKED
+
+
+def test_module_runs_as_a_process(log_path: Path) -> None:
+    """``python -m typedstore dump`` prints the entries, like the in-process call."""
+    items = make_log(log_path)
+    run = cli_process("dump", log_path)
+    assert run.code == ExitCode.OK
+    assert [json.loads(line)["key"] for line in run.out.splitlines()] == [k for k, _ in items]
+
+
+def test_process_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    """``python -m typedstore`` on a missing log: one error line, no traceback, exit 3."""
+    assert_one_line_error(cli_process("info", tmp_path / "nope.log"), ExitCode.FILE_ERROR)
+
+
+def test_process_locked_compact_exits_2(log_path: Path) -> None:
+    """``python -m typedstore compact`` of a log this process holds open exits 2."""
+    make_log(log_path)
+    with TypedStore.open(log_path, str, User):
+        run = cli_process("compact", log_path)
+    assert_one_line_error(run, ExitCode.LOCKED)
+
+
+# -- rendering and progress -----------------------------------------------------------------
+
+
+def test_to_json_tags_values_json_cannot_hold() -> None:
+    """Bytes, non-finite floats, non-string keys, tag look-alikes and ext types are tagged."""
+    assert to_json(b"hi") == {"$bytes": "aGk="}
+    assert to_json([math.inf, -math.inf]) == [{"$float": "inf"}, {"$float": "-inf"}]
+    assert to_json({(1, 2): None}) == {"$map": [[[1, 2], None]]}
+    assert to_json({"$bytes": "x"}) == {"$map": [["$bytes", "x"]]}
+    assert to_json({"$bytes": 1, "a": 2}) == {"$bytes": 1, "a": 2}
+    assert to_json(msgpack.ExtType(5, b"x")) == {"$ext": {"code": 5, "data": {"$bytes": "eA=="}}}
+    assert to_json(msgpack.Timestamp(1, 2)) == {"$timestamp": {"seconds": 1, "nanoseconds": 2}}
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_only_after_a_second_on_a_terminal() -> None:
+    """Progress stays quiet for the first second, then shows a percentage, then erases itself."""
+    now = [0.0]
+    stream = _Terminal()
+    progress = Progress("verify x.log", stream, clock=lambda: now[0])
+    now[0] = 0.9
+    progress(10, 100)
+    assert stream.getvalue() == ""
+    now[0] = 1.2
+    progress(50, 100)
+    assert "verify x.log:  50% of 100 bytes" in stream.getvalue()
+    progress.finish()
+    assert stream.getvalue().endswith("\r")
+
+
+def test_progress_is_silent_off_a_terminal() -> None:
+    """Progress writes nothing when the stream is not a terminal, however long the run."""
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress("verify x.log", stream, clock=lambda: now[0])
+    now[0] = 60.0
+    progress(50, 100)
+    progress.finish()
+    assert stream.getvalue() == ""
