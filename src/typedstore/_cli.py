@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import contextlib
 import enum
 import json
@@ -54,7 +55,9 @@ exit codes:
 
 # -- rendering ------------------------------------------------------------------------------
 
-TAGS = frozenset({"$bytes", "$float", "$map", "$ext", "$timestamp", "$repr"})
+TAGS = frozenset(
+    {"$bytes", "$float", "$map", "$ext", "$timestamp", "$datetime", "$time", "$repr"}
+)
 """One-key objects that stand for values JSON cannot hold; documented in ``docs/CLI.md``."""
 
 
@@ -68,6 +71,10 @@ def to_json(data: object) -> JSONValue:
         return {"$bytes": base64.b64encode(data).decode("ascii")}
     if isinstance(data, dict):
         return _map_to_json(data)
+    if isinstance(data, datetime.datetime):  # the log's own extension types (see _codec)
+        return {"$datetime": data.isoformat()}
+    if isinstance(data, datetime.time):
+        return {"$time": data.isoformat()}
     if isinstance(data, tuple) and getattr(data, "_fields", None) == ("code", "data"):
         code, blob = data  # msgpack's ExtType, a named tuple
         return {"$ext": {"code": to_json(code), "data": to_json(blob)}}

@@ -90,7 +90,7 @@ class Codec(Generic[K, V]):
         """Return the key that decoded ``data`` validates to."""
         if self._plain_key is not None and type(data) is self._plain_key:
             return cast(K, data)
-        return self._keys.validate_python(data)
+        return self._keys.validate_python(data, by_alias=False, by_name=True)
 
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
@@ -106,7 +106,7 @@ class Codec(Generic[K, V]):
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""
-        return self._values.validate_python(unpack(blob))
+        return self._values.validate_python(unpack(blob), by_alias=False, by_name=True)
 
     def freeze(self, value: V, blob: bytes) -> object:
         """Return what memory keeps for a value: its bytes when mutable, else itself."""
@@ -138,10 +138,24 @@ class Codec(Generic[K, V]):
         )
 
 
+EXT_DATETIME = 1
+"""msgpack extension code of a ``datetime``: its ``isoformat()`` text in UTF-8."""
+EXT_TIME = 2
+"""msgpack extension code of a ``time``: its ``isoformat()`` text in UTF-8."""
+
+
+def _decode_ext(code: int, data: bytes) -> object:
+    if code == EXT_DATETIME:
+        return datetime.datetime.fromisoformat(data.decode())
+    if code == EXT_TIME:
+        return datetime.time.fromisoformat(data.decode())
+    return msgpack.ExtType(code, data)
+
+
 def unpack(blob: bytes) -> object:
     """Return the data msgpack holds in ``blob``; raise ``RecordDecodeError`` if it cannot."""
     try:
-        return msgpack.unpackb(blob, strict_map_key=False)
+        return msgpack.unpackb(blob, strict_map_key=False, ext_hook=_decode_ext)
     except TypeError:
         # A map keyed by arrays (a dict keyed by tuples): lists are unhashable, so
         # decode every array as a tuple; pydantic accepts tuples wherever lists go.
@@ -149,7 +163,7 @@ def unpack(blob: bytes) -> object:
     except _DECODE_FAILURES as exc:
         raise RecordDecodeError(str(exc)) from exc
     try:
-        return msgpack.unpackb(blob, strict_map_key=False, use_list=False)
+        return msgpack.unpackb(blob, strict_map_key=False, use_list=False, ext_hook=_decode_ext)
     except _DECODE_FAILURES as exc:
         raise RecordDecodeError(str(exc)) from exc
 
@@ -169,7 +183,7 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object) -> tuple[V, bytes
         adapter.validate_python(raw)  # an invalid input raises ValidationError, as promised
         raise EncodingError(f"cannot encode {type(raw).__name__} as msgpack: {exc}") from exc
     try:
-        return adapter.validate_python(unpack(blob)), blob
+        return adapter.validate_python(unpack(blob), by_alias=False, by_name=True), blob
     except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
         raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
 
@@ -177,7 +191,7 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object) -> tuple[V, bytes
 def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
     # warnings=False: an unvalidated input (model_construct) may not match the schema;
     # validation of the decoded bytes right after reports that properly.
-    data = adapter.dump_python(raw, by_alias=True, round_trip=True, warnings=False)
+    data = adapter.dump_python(raw, by_alias=False, round_trip=True, warnings=False)
     return _packb(data)
 
 
@@ -187,6 +201,12 @@ def _packb(data: object) -> bytes:
 
 
 def _encode_default(obj: object) -> object:
+    # datetime and time get extension types of their own: pydantic's ISO text would
+    # round a UTC offset with seconds (historic zones) to minutes, another instant.
+    if isinstance(obj, datetime.datetime):
+        return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, datetime.time):
+        return msgpack.ExtType(EXT_TIME, obj.isoformat().encode())
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     return pydantic_core.to_jsonable_python(obj)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from . import _format
 from ._codec import Codec
@@ -17,12 +17,20 @@ def is_due(config: StoreConfig, log_bytes: int, total_records: int, live_records
     return live_records == 0 or total_records >= config.compact_ratio * live_records
 
 
-def live_chunks(header: bytes, entries: Mapping[K, object], codec: Codec[K, V]) -> list[bytes]:
-    """Return the compacted log's content: the header, then one insert per live entry."""
+def live_chunks(header: bytes, entries: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
+    """Return a compacted log's content: ``header``, then one insert per (key, value) bytes."""
     chunks = [header]
     offset = len(header)
-    for key, stored in entries.items():
-        body = _format.insert_body(codec.key_bytes(key), codec.stored_bytes(stored))
-        chunks.append(_format.encode_frame(body, offset))
+    for key, value in entries:
+        # A frame's checksum covers the offset it is written at (see _format).
+        chunks.append(_format.encode_frame(_format.insert_body(key, value), offset))
         offset += len(chunks[-1])
     return chunks
+
+
+def encoded_entries(
+    entries: Mapping[K, object], codec: Codec[K, V]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Yield the key and value bytes of a store's live entries, in order."""
+    for key, stored in entries.items():
+        yield codec.key_bytes(key), codec.stored_bytes(stored)

@@ -11,6 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
+from ._errors import StoreLockedError
+
 _CHUNK = 1024 * 1024
 
 
@@ -52,13 +54,14 @@ class FileLock:
     """
 
     def __init__(self, path: Path) -> None:
+        """Take the lock of the log at ``path``; raise ``StoreLockedError`` if it is held."""
         self.path = lock_path(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise
+            raise StoreLockedError(path) from None
 
     def release(self) -> None:
         """Drop the lock; the lock file stays, so no other opener races on its inode."""

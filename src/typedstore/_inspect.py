@@ -18,7 +18,8 @@ from typing import Literal
 
 from . import _format, _fs
 from ._codec import RecordDecodeError, decode_metadata, unpack
-from ._errors import CorruptLogError, StoreLockedError
+from ._compact import live_chunks
+from ._errors import CorruptLogError
 from ._log import FrameScanner, open_header
 from ._types import RecoveryMode
 
@@ -198,10 +199,7 @@ def metadata(meta: bytes) -> dict[str, object]:
 @contextlib.contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
     """Hold the log's writer lock, as a writable store does; ``StoreLockedError`` if taken."""
-    try:
-        lock = _fs.FileLock(path)
-    except BlockingIOError:
-        raise StoreLockedError(path) from None
+    lock = _fs.FileLock(path)
     try:
         yield
     finally:
@@ -308,13 +306,8 @@ def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
 
 def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[int, OSError | None]:
     """Replace the log atomically by its header and one insert per entry (see ``_fs``)."""
-    chunks = [_format.encode_header(meta)]
-    offset = len(chunks[0])
-    for entry in entries.values():
-        # A frame's checksum covers the offset it is written at (see _format).
-        chunks.append(_format.encode_frame(_format.insert_body(entry.key, entry.value), offset))
-        offset += len(chunks[-1])
-    file, directory_error = _fs.write_new_log(path, chunks)
+    pairs = ((entry.key, entry.value) for entry in entries.values())
+    file, directory_error = _fs.write_new_log(path, live_chunks(_format.encode_header(meta), pairs))
     size = file.size
     file.close()
     return size, directory_error

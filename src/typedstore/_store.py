@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 from . import _compact, _format, _fs
 from ._codec import Codec, type_name
 from ._config import StoreConfig
-from ._errors import StoreClosedError, StoreLockedError, StoreReadOnlyError
+from ._errors import StoreClosedError, StoreReadOnlyError
 from ._log import Log, Recovery, Replay, replay
 from ._txn import MISSING, Transaction, Write
 from ._types import K, RecoveryMode, V
@@ -141,10 +141,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """What opening did about damage in the log (None when it found none)."""
         if not readonly:
             _fs.make_parents(path)
-            try:
-                self._file_lock = _fs.FileLock(path)
-            except BlockingIOError:
-                raise StoreLockedError(path) from None
+            self._file_lock = _fs.FileLock(path)
         try:
             self._data = self._load()
         except BaseException:
@@ -182,7 +179,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 _fs.LogFile.open_existing(path, state.end), config, state.total_records
             ), None
         backup = _fs.copy_aside(path)
-        chunks = _compact.live_chunks(self._header(), state.entries, self._codec)
+        chunks = _compact.live_chunks(
+            self._header(), _compact.encoded_entries(state.entries, self._codec)
+        )
         return Log.create(path, config, chunks, len(state.entries)), backup
 
     def _header(self) -> bytes:
@@ -436,7 +435,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._compact_locked(self._writable_log())
 
     def _compact_locked(self, log: Log) -> None:
-        log.rewrite(_compact.live_chunks(self._header(), self._data, self._codec), len(self._data))
+        entries = _compact.encoded_entries(self._data, self._codec)
+        log.rewrite(_compact.live_chunks(self._header(), entries), len(self._data))
         self._skip_auto_compact_below = 0
 
     def close(self) -> None:
