@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import contextlib
+import datetime
 import enum
 import json
 import math
@@ -55,9 +55,7 @@ exit codes:
 
 # -- rendering ------------------------------------------------------------------------------
 
-TAGS = frozenset(
-    {"$bytes", "$float", "$map", "$ext", "$timestamp", "$datetime", "$time", "$repr"}
-)
+TAGS = frozenset({"$bytes", "$float", "$map", "$ext", "$timestamp", "$datetime", "$time", "$repr"})
 """One-key objects that stand for values JSON cannot hold; documented in ``docs/CLI.md``."""
 
 
@@ -169,7 +167,8 @@ def cmd_info(args: argparse.Namespace) -> ExitCode:
 
 
 def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
-    total, live = scan.records, len(_inspect.live_entries(scan.frames))
+    total = scan.records
+    live = len(_inspect.live_entries(scan.meta or b"", scan.frames))
     meta, meta_error = _metadata(scan.meta)
     return {
         "path": str(scan.path),
@@ -182,9 +181,22 @@ def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
         "dead_operations": total - live,
         "dead_ratio": round((total - live) / total, 4) if total else 0.0,
         "state": _state(_inspect.check(scan)),
+        "schema_versions": _schema_versions(scan),
         "metadata": meta,
         "metadata_error": meta_error,
     }
+
+
+def _schema_versions(scan: _inspect.LogScan) -> list[JSONValue]:
+    """Return the schema versions the log's records were written at, in log order."""
+    metas = [scan.meta, *(frame.schema for frame in scan.frames if frame.schema is not None)]
+    versions: list[JSONValue] = []
+    for meta in metas:
+        data, _ = _metadata(meta)
+        version = data.get("version", 1) if isinstance(data, dict) else None
+        if version is not None and version not in versions:
+            versions.append(version)
+    return versions
 
 
 def _metadata(meta: bytes | None) -> tuple[JSONValue, JSONValue]:
@@ -212,6 +224,7 @@ def _print_info(report: dict[str, JSONValue]) -> None:
             f"{report['dead_ratio']:.1%} ({report['dead_operations']:,} dead operations)",
         ),
         ("state", _state_line(report["state"])),
+        ("schema versions", _versions_text(report["schema_versions"])),
     ]
     meta = report["metadata"]
     if isinstance(meta, dict):
@@ -220,6 +233,12 @@ def _print_info(report: dict[str, JSONValue]) -> None:
         rows.append(("metadata", f"undecodable ({report['metadata_error']})"))
     for name, value in rows:
         print(f"{name + ':':<16}{value}")
+
+
+def _versions_text(versions: JSONValue) -> str:
+    if isinstance(versions, list) and versions:
+        return ", ".join(str(version) for version in versions)
+    return "none"
 
 
 def _meta_text(value: JSONValue) -> str:
@@ -296,7 +315,7 @@ def cmd_dump(args: argparse.Namespace) -> ExitCode:
     finding = _inspect.check(scan)
     if finding.status == "damaged":
         raise CorruptLogError(path, finding.offset or 0, finding.reason or _inspect.DAMAGED_RECORD)
-    for entry in _inspect.live_entries(scan.frames).values():
+    for entry in _inspect.live_entries(scan.meta or b"", scan.frames).values():
         _print_json({"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)})
     if finding.status == "torn_tail":
         _warn(f"{path}: ignored a torn tail at byte offset {finding.offset}")
@@ -320,6 +339,8 @@ def _frame_record(frame: _inspect.Frame) -> dict[str, JSONValue]:
     if frame.error is not None:
         body = to_json(frame.undecodable_body)
         return {"offset": frame.offset, "kind": "undecodable", "error": frame.error, "body": body}
+    if frame.schema is not None:
+        return {"offset": frame.offset, "kind": "schema", "metadata": _metadata(frame.schema)[0]}
     if frame.kind == _format.RecordKind.BATCH:
         ops: list[JSONValue] = [_op_record(op) for op in frame.ops]
         return {"offset": frame.offset, "kind": "batch", "ops": ops}

@@ -12,11 +12,15 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
+import hashlib
 import ipaddress
+import json
 import pathlib
 import types
 import typing
 import uuid
+from collections.abc import Iterator
 from typing import Any, Generic, cast
 
 import msgpack
@@ -61,6 +65,7 @@ class Codec(Generic[K, V]):
         self._keys: pydantic.TypeAdapter[K] = pydantic.TypeAdapter(cast(Any, key_type))
         self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
         self._plain_key = key_type if key_type in (str, bytes) else None
+        self._description: dict[str, object] | None = None
         self.copies_values = not is_immutable(value_type)
         """True when values are mutable: memory then keeps their bytes and reads decode a copy."""
 
@@ -124,18 +129,74 @@ class Codec(Generic[K, V]):
             return cast(bytes, stored)
         return _pack(self._values, cast(V, stored))
 
+    def validate_value(self, data: object) -> V:
+        """Return the value that decoded (or migrated) ``data`` validates to."""
+        return self._values.validate_python(data, by_alias=False, by_name=True)
+
+    def lost_fields(self, data: object, value: V) -> set[str]:
+        """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
+
+        Paths are dotted, with ``[]`` for list items: ``address.zip``, ``items[].sku``.
+        """
+        dumped = self._values.dump_python(value, by_alias=False, round_trip=True, warnings=False)
+        return set(_missing_paths(data, dumped, ""))
+
     # -- metadata -------------------------------------------------------------------------
 
-    def metadata(self) -> bytes:
-        """Return the header metadata describing this codec's types."""
-        return _packb(
-            {
+    def metadata(self, version: int) -> bytes:
+        """Return the metadata describing this codec's types at schema ``version``."""
+        return _packb(self.describe() | {"version": version, "fingerprint": self.fingerprint})
+
+    def describe(self) -> dict[str, object]:
+        """Return the type names and JSON schemas of the key and value types."""
+        if self._description is None:
+            self._description = {
                 "key_type": type_name(self.key_type),
                 "value_type": type_name(self.value_type),
                 "key_schema": _json_schema(self._keys),
                 "value_schema": _json_schema(self._values),
             }
-        )
+        return self._description
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of :meth:`describe`: equal fingerprints mean unchanged types."""
+        text = json.dumps(self.describe(), sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def describe_changes(old: dict[str, object], new: dict[str, object]) -> str:
+    """Return a one-line account of how the value type changed between two metadata maps."""
+    old_fields = _properties(old.get("value_schema"))
+    new_fields = _properties(new.get("value_schema"))
+    if old_fields is None or new_fields is None:
+        return f"value type {old.get('value_type')!s} is now {new.get('value_type')!s}"
+    added = sorted(map(str, new_fields.keys() - old_fields.keys()))
+    removed = sorted(map(str, old_fields.keys() - new_fields.keys()))
+    kept = old_fields.keys() & new_fields.keys()
+    changed = sorted(str(name) for name in kept if old_fields[name] != new_fields[name])
+    labelled = (("added", added), ("removed", removed), ("changed", changed))
+    parts = [f"{label}: {', '.join(names)}" for label, names in labelled if names]
+    return "; ".join(parts) or "the JSON schema changed, not its fields"
+
+
+def _properties(schema: object) -> dict[object, object] | None:
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        return cast(dict[object, object], schema["properties"])
+    return None
+
+
+def _missing_paths(data: object, dumped: object, prefix: str) -> Iterator[str]:
+    if isinstance(data, dict) and isinstance(dumped, dict):
+        for key, item in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in dumped:
+                yield path
+            else:
+                yield from _missing_paths(item, dumped[key], path)
+    elif isinstance(data, (list, tuple)) and isinstance(dumped, (list, tuple)):
+        for item, dumped_item in zip(data, dumped, strict=False):
+            yield from _missing_paths(item, dumped_item, f"{prefix}[]")
 
 
 EXT_DATETIME = 1

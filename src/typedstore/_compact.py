@@ -17,20 +17,18 @@ def is_due(config: StoreConfig, log_bytes: int, total_records: int, live_records
     return live_records == 0 or total_records >= config.compact_ratio * live_records
 
 
-def live_chunks(header: bytes, entries: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    """Return a compacted log's content: ``header``, then one insert per (key, value) bytes."""
+def live_chunks(header: bytes, bodies: Iterable[bytes]) -> list[bytes]:
+    """Return a rewritten log's content: ``header``, then each record body framed in turn."""
     chunks = [header]
     offset = len(header)
-    for key, value in entries:
+    for body in bodies:
         # A frame's checksum covers the offset it is written at (see _format).
-        chunks.append(_format.encode_frame(_format.insert_body(key, value), offset))
+        chunks.append(_format.encode_frame(body, offset))
         offset += len(chunks[-1])
     return chunks
 
 
-def encoded_entries(
-    entries: Mapping[K, object], codec: Codec[K, V]
-) -> Iterator[tuple[bytes, bytes]]:
-    """Yield the key and value bytes of a store's live entries, in order."""
+def insert_bodies(entries: Mapping[K, object], codec: Codec[K, V]) -> Iterator[bytes]:
+    """Yield one insert body per live entry of a store, in order."""
     for key, stored in entries.items():
-        yield codec.key_bytes(key), codec.stored_bytes(stored)
+        yield _format.insert_body(codec.key_bytes(key), codec.stored_bytes(stored))

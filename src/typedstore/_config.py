@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import get_args
 
-from ._types import RecoveryMode
+from ._types import Migration, RecoveryMode
 
 MIB = 1024 * 1024
 
@@ -61,3 +62,31 @@ def _check_size(name: str, value: object, *, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Schema:
+    """The application's schema version for its values, and how older records reach it.
+
+    ``migrations[k]`` upgrades a value's decoded data from version ``k`` to ``k + 1``;
+    ``dropped_fields`` names fields (dotted paths, ``[]`` for list items) that may
+    disappear from stored data without a migration.
+    """
+
+    version: int = 1
+    migrations: Mapping[int, Migration] = field(default_factory=dict)
+    dropped_fields: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        _check_size("version", self.version, minimum=1)
+        for step, migration in self.migrations.items():
+            _check_size("a migrations key", step, minimum=1)
+            if step >= self.version:
+                raise ValueError(
+                    f"migrations[{step}] would upgrade to version {step + 1}, "
+                    f"beyond the declared version {self.version}"
+                )
+            if not callable(migration):
+                raise TypeError(f"migrations[{step}] must be callable")
+        if not all(isinstance(name, str) for name in self.dropped_fields):
+            raise TypeError("dropped_fields must be a collection of field names")

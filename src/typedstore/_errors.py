@@ -49,16 +49,31 @@ class CorruptLogError(StoreError, ValueError):
 
 
 class SchemaMismatchError(StoreError, ValueError):
-    """A checksum-valid record does not validate against the types given at open."""
+    """Records in the log do not fit the types or schema version given at open.
 
-    def __init__(self, path: Path, offset: int, key: object, error: Exception) -> None:
-        super().__init__(
-            f"{path}: the record at byte offset {offset} (key {key!r}) does not validate "
-            f"against the store's types; nothing was changed:\n{error}"
-        )
+    Raised for a checksum-valid record that does not validate, a migration that
+    fails, fields a type change would drop, or a log written at a newer schema
+    version. ``offset``, ``key`` and ``version`` locate the record when one is at
+    fault; ``fields`` names the fields that would be lost; ``error`` is the cause.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path,
+        offset: int | None = None,
+        key: object = None,
+        version: int | None = None,
+        fields: tuple[str, ...] = (),
+        error: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
         self.path = path
         self.offset = offset
         self.key = key
+        self.version = version
+        self.fields = fields
         self.error = error
 
 

@@ -36,6 +36,7 @@ class RecordKind(enum.IntEnum):
     INSERT = 1
     REMOVE = 2
     BATCH = 3
+    SCHEMA = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,16 @@ def batch_body(bodies: Iterable[bytes]) -> bytes:
         parts.append(body)
     parts[0] = b"\x03" + _U32.pack(len(parts) // 2)
     return b"".join(parts)
+
+
+def schema_body(meta: bytes) -> bytes:
+    """Return the body of a schema record: the records after it were written under ``meta``."""
+    return b"\x04" + meta
+
+
+def schema_meta(body: memoryview) -> bytes | None:
+    """Return the metadata of a schema record, or None for any other body."""
+    return bytes(body[1:]) if body[0] == RecordKind.SCHEMA else None
 
 
 def decode_body(body: memoryview) -> list[Op]:

@@ -45,14 +45,18 @@ class Frame:
     """Why the body, a key or a value cannot be decoded; None when all can."""
     undecodable_body: bytes = b""
     """The raw body when ``error`` is set, for forensics."""
+    schema: bytes | None = None
+    """The metadata of a schema record: the records after it were written under it."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A live entry: its key's and value's msgpack bytes."""
+    """A live entry: its key's and value's msgpack bytes, and the schema it was written under."""
 
     key: bytes
     value: bytes
+    schema: bytes
+    """The metadata of the header or schema record in force when the value was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,14 @@ def _read_frames(
 
 def _decode_frame(buf: bytes, offset: int, end: int) -> Frame:
     body = _format.frame_body(buf, offset, end)
+    schema = _format.schema_meta(body)
+    if schema is not None:
+        try:
+            decode_metadata(schema)
+        except RecordDecodeError as exc:
+            reason = f"undecodable schema metadata: {_why(exc)}"
+            return Frame(offset, end, body[0], (), reason, bytes(body))
+        return Frame(offset, end, body[0], (), None, schema=schema)
     try:
         ops = tuple(_format.decode_body(body))
         for op in ops:  # undecodable content is damage to a store's open too
@@ -135,15 +147,17 @@ def count_frames(path: Path, buf: bytes, start: int) -> int:
     return sum(1 for _ in FrameScanner(path, buf, start, "skip"))
 
 
-def live_entries(frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
-    """Return the live entries the ``frames`` replay to, in insertion order."""
+def live_entries(meta: bytes, frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
+    """Return the live entries the ``frames`` after a header of ``meta`` replay to, in order."""
     entries: dict[bytes, Entry] = {}
+    schema = meta
     for frame in frames:
+        schema = frame.schema or schema
         for op in frame.ops:
             if op.value is None:
                 entries.pop(op.key, None)
             else:  # an existing key keeps its position, as in a store
-                entries[op.key] = Entry(op.key, op.value)
+                entries[op.key] = Entry(op.key, op.value, schema)
     return entries
 
 
@@ -255,7 +269,7 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
         finding = check(scan)
         if finding.status == "damaged":
             raise CorruptLogError(path, finding.offset or 0, finding.reason or DAMAGED_RECORD)
-        entries = live_entries(scan.frames)
+        entries = live_entries(scan.meta, scan.frames)
         size, directory_error = _write_log(path, scan.meta, entries)
     return Rewrite(scan, len(entries), size, removed, directory_error=directory_error)
 
@@ -275,7 +289,8 @@ def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = N
         scan, removed = _read_locked(path, progress)
         finding = check(scan)
         if scan.meta is None or finding.status == "clean":
-            return Rewrite(scan, len(live_entries(scan.frames)), scan.size, removed)
+            live = live_entries(scan.meta or b"", scan.frames)
+            return Rewrite(scan, len(live), scan.size, removed)
         return _repair_locked(scan, finding, mode, removed)
 
 
@@ -283,7 +298,7 @@ def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed:
     assert scan.meta is not None
     cut = scan.damage[0][0] if scan.damage else scan.size
     kept = scan.frames if mode == "skip" else tuple(f for f in scan.frames if f.offset < cut)
-    entries = live_entries(kept)
+    entries = live_entries(scan.meta, kept)
     problem = _first_damage_in(kept)
     if problem is not None:
         raise CorruptLogError(scan.path, problem[0], problem[1])
@@ -305,9 +320,23 @@ def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
 
 
 def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[int, OSError | None]:
-    """Replace the log atomically by its header and one insert per entry (see ``_fs``)."""
-    pairs = ((entry.key, entry.value) for entry in entries.values())
-    file, directory_error = _fs.write_new_log(path, live_chunks(_format.encode_header(meta), pairs))
+    """Replace the log atomically by its header and one insert per entry (see ``_fs``).
+
+    A schema record goes before every entry written under another schema than the
+    one before it, so each value keeps the schema version it was written at.
+    """
+    file, directory_error = _fs.write_new_log(
+        path, live_chunks(_format.encode_header(meta), _bodies(meta, entries))
+    )
     size = file.size
     file.close()
     return size, directory_error
+
+
+def _bodies(meta: bytes, entries: dict[bytes, Entry]) -> Iterator[bytes]:
+    schema = meta
+    for entry in entries.values():
+        if entry.schema != schema:
+            schema = entry.schema
+            yield _format.schema_body(schema)
+        yield _format.insert_body(entry.key, entry.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Generic, Literal
 import pydantic
 
 from . import _format
-from ._codec import Codec, RecordDecodeError, unpack
-from ._config import StoreConfig
+from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
+from ._config import Schema, StoreConfig
 from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError, StoreFailedError
 from ._fs import LogFile, write_new_log
 from ._types import K, RecoveryMode, V
+
+logger = logging.getLogger("typedstore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,16 @@ class Recovery:
     backup: Path | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The schema a run of records was written under: the header's, or a schema record's."""
+
+    offset: int
+    version: int
+    fingerprint: str
+    meta: dict[str, object]
+
+
 @dataclass(slots=True)
 class Replay(Generic[K]):
     """The state a log replays to."""
@@ -43,7 +56,8 @@ class Replay(Generic[K]):
     entries: dict[K, object]
     """Live entries in insertion order, values in the form the codec keeps in memory."""
     total_records: int
-    meta: bytes
+    schema: Segment
+    """The schema the log's last records were written under."""
     end: int
     """End of the last record replayed; a writable open continues from here."""
     damage: list[tuple[int, int]] = field(default_factory=list)
@@ -105,39 +119,82 @@ def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
         raise CorruptLogError(path, 0, str(exc)) from exc
 
 
-def replay(path: Path, buf: bytes, codec: Codec[K, V], mode: RecoveryMode) -> Replay[K]:
+def replay(
+    path: Path, buf: bytes, codec: Codec[K, V], schema: Schema, mode: RecoveryMode
+) -> Replay[K]:
     """Replay the log held in ``buf``; see SPEC §3 and ``docs/FORMAT.md``.
 
     Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
-    checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``.
+    checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``
+    (a record that does not validate, a migration that fails or is missing, fields a
+    type change would drop, or a schema version newer than ``schema.version``).
     """
     meta, start = open_header(path, buf)
-    pending: dict[K, tuple[bytes, int]] = {}
+    segments = [_segment(path, meta, 0, schema)]
+    pending: dict[K, tuple[bytes, int, Segment]] = {}
     total = 0
     end = start
     frames = FrameScanner(path, buf, start, mode)
     for offset, end in frames:
-        ops = _decode_frame(path, buf, offset, end, codec)
+        body = _format.frame_body(buf, offset, end)
+        schema_meta = _format.schema_meta(body)
+        if schema_meta is not None:
+            segments.append(_segment(path, schema_meta, offset, schema))
+            continue
+        ops = _decode_ops(path, body, offset, codec, segments[-1])
         for key, value in ops:
             if value is None:
                 pending.pop(key, None)
             else:
-                pending[key] = (value, offset)
+                pending[key] = (value, offset, segments[-1])
         total += len(ops)
-    entries = _validate_values(path, pending, codec)
-    return Replay(entries, total, meta, end, frames.damage, frames.torn_tail)
+    entries = _validate_values(path, pending, codec, schema)
+    return Replay(entries, total, segments[-1], end, frames.damage, frames.torn_tail)
 
 
-def _decode_frame(
-    path: Path, buf: bytes, offset: int, end: int, codec: Codec[K, V]
+def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
+    """Read a header's or schema record's metadata; refuse versions this code cannot reach."""
+    try:
+        data = decode_metadata(meta)
+    except RecordDecodeError as exc:
+        raise CorruptLogError(path, offset, f"undecodable schema metadata: {exc}") from exc
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise CorruptLogError(path, offset, f"schema version {version!r} is not a positive int")
+    fingerprint = data.get("fingerprint", "")
+    segment = Segment(offset, version, fingerprint if isinstance(fingerprint, str) else "", data)
+    if version > schema.version:
+        raise SchemaMismatchError(
+            f"{path}: records from byte offset {offset} were written at schema version "
+            f"{version}, newer than this code's version {schema.version}; open it with the "
+            "newer code (nothing was changed)",
+            path=path,
+            offset=offset,
+            version=version,
+        )
+    missing = [step for step in range(version, schema.version) if step not in schema.migrations]
+    if missing:
+        raise SchemaMismatchError(
+            f"{path}: records from byte offset {offset} were written at schema version "
+            f"{version}, but no migration upgrades version {missing[0]} to {missing[0] + 1} "
+            f"(declare migrations={{{missing[0]}: ...}}); nothing was changed",
+            path=path,
+            offset=offset,
+            version=version,
+        )
+    return segment
+
+
+def _decode_ops(
+    path: Path, body: memoryview, offset: int, codec: Codec[K, V], segment: Segment
 ) -> list[tuple[K, bytes | None]]:
-    """Return a checksum-valid frame's operations with validated keys.
+    """Return a checksum-valid record's operations with validated keys.
 
     Content that fails to decode is not damage a recovery mode may drop: the
     checksum proves these are the bytes that were written.
     """
     try:
-        ops = _format.decode_body(_format.frame_body(buf, offset, end))
+        ops = _format.decode_body(body)
         decoded = [(unpack(op.key), op.value) for op in ops]
         for op in ops:
             if op.value is not None:
@@ -149,21 +206,101 @@ def _decode_frame(
         try:
             keyed.append((codec.validate_key(data), value))
         except pydantic.ValidationError as exc:
-            raise SchemaMismatchError(path, offset, data, exc) from exc
+            raise SchemaMismatchError(
+                f"{path}: the key of the record at byte offset {offset} ({data!r}) does not "
+                f"validate against the store's key type; nothing was changed:\n{exc}",
+                path=path,
+                offset=offset,
+                key=data,
+                version=segment.version,
+                error=exc,
+            ) from exc
     return keyed
 
 
 def _validate_values(
-    path: Path, pending: dict[K, tuple[bytes, int]], codec: Codec[K, V]
+    path: Path, pending: dict[K, tuple[bytes, int, Segment]], codec: Codec[K, V], schema: Schema
 ) -> dict[K, object]:
+    """Validate the live values, upgrading those written under another schema."""
     entries: dict[K, object] = {}
-    for key, (blob, offset) in pending.items():
-        try:
-            value = codec.decode_value(blob)
-        except pydantic.ValidationError as exc:
-            raise SchemaMismatchError(path, offset, key, exc) from exc
+    described: set[str] = set()
+    for key, (blob, offset, segment) in pending.items():
+        if segment.version == schema.version and segment.fingerprint == codec.fingerprint:
+            try:
+                entries[key] = codec.freeze(codec.decode_value(blob), blob)
+            except pydantic.ValidationError as exc:
+                raise _invalid(path, key, offset, segment, exc) from exc
+            continue
+        if segment.version == schema.version and segment.fingerprint not in described:
+            described.add(segment.fingerprint)
+            logger.info(
+                "%s: the value type changed without a schema version bump (%s)",
+                path,
+                describe_changes(segment.meta, codec.describe()),
+            )
+        value, blob = _upgrade(path, key, blob, offset, segment, codec, schema)
         entries[key] = codec.freeze(value, blob)
     return entries
+
+
+def _upgrade(
+    path: Path,
+    key: K,
+    blob: bytes,
+    offset: int,
+    segment: Segment,
+    codec: Codec[K, V],
+    schema: Schema,
+) -> tuple[V, bytes]:
+    """Migrate a value written under an older schema; refuse to lose fields silently."""
+    data = unpack(blob)
+    for step in range(segment.version, schema.version):
+        try:
+            data = schema.migrations[step](data)
+        except Exception as exc:  # the application's code: report which record broke it
+            raise SchemaMismatchError(
+                f"{path}: migration {step} -> {step + 1} failed on the record at byte offset "
+                f"{offset} (key {key!r}, schema version {segment.version}): {exc!r}; "
+                "nothing was changed",
+                path=path,
+                offset=offset,
+                key=key,
+                version=segment.version,
+                error=exc,
+            ) from exc
+    try:
+        value = codec.validate_value(data)
+    except pydantic.ValidationError as exc:
+        raise _invalid(path, key, offset, segment, exc) from exc
+    lost = sorted(codec.lost_fields(data, value) - schema.dropped_fields)
+    if lost:
+        raise SchemaMismatchError(
+            f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+            f"{segment.version}) holds fields the value type no longer has: "
+            f"{', '.join(lost)}. Remove them in a migration, or declare "
+            f"dropped_fields={{{', '.join(map(repr, lost))}}}; nothing was changed",
+            path=path,
+            offset=offset,
+            key=key,
+            version=segment.version,
+            fields=tuple(lost),
+        )
+    return codec.encode_value(value)
+
+
+def _invalid(
+    path: Path, key: object, offset: int, segment: Segment, exc: pydantic.ValidationError
+) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+        f"{segment.version}) does not validate against the store's value type; nothing "
+        f"was changed:\n{exc}",
+        path=path,
+        offset=offset,
+        key=key,
+        version=segment.version,
+        error=exc,
+    )
 
 
 class Log:
@@ -179,6 +316,8 @@ class Log:
         self._config = config
         self._buffer = bytearray()
         self._failure: OSError | None = None
+        self.pending_schema: bytes | None = None
+        """Metadata of a schema record to write before the next record, if the types changed."""
 
     @classmethod
     def create(cls, path: Path, config: StoreConfig, chunks: list[bytes], records: int) -> Log:
@@ -202,7 +341,12 @@ class Log:
         buffer holds the record.
         """
         self.check_writable()
-        frame = _format.encode_frame(body, self.size)
+        frame = b""
+        if self.pending_schema is not None:
+            # In the same write as the first record under the new schema: a log opened
+            # with changed types is not written to until something is stored.
+            frame = _format.encode_frame(_format.schema_body(self.pending_schema), self.size)
+        frame += _format.encode_frame(body, self.size + len(frame))
         if self._config.write_through:
             before = self.file.size
             self.file.append(frame)
@@ -217,6 +361,7 @@ class Log:
                     del self._buffer[-len(frame) :]
                     raise
         self.total_records += records
+        self.pending_schema = None
 
     def flush(self) -> None:
         """Hand buffered records to the OS and fsync the log."""
@@ -230,6 +375,7 @@ class Log:
         new_file, directory_error = write_new_log(self.file.path, chunks)
         old, self.file = self.file, new_file
         self._buffer.clear()
+        self.pending_schema = None  # the new header describes the current schema
         self.total_records = records
         old.close()
         if directory_error is not None:

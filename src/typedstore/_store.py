@@ -7,18 +7,26 @@ import os
 import threading
 import typing
 import warnings
-from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
+from collections.abc import (
+    Callable,
+    Collection,
+    ItemsView,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from . import _compact, _format, _fs
 from ._codec import Codec, type_name
-from ._config import StoreConfig
+from ._config import Schema, StoreConfig
 from ._errors import StoreClosedError, StoreReadOnlyError
 from ._log import Log, Recovery, Replay, replay
 from ._txn import MISSING, Transaction, Write
-from ._types import K, RecoveryMode, V
+from ._types import K, Migration, RecoveryMode, V
 
 if TYPE_CHECKING:  # PEP 747: lets `open(path, str, int | None)` infer TypedStore[str, int | None]
     from typing_extensions import TypeForm
@@ -43,9 +51,20 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     _key_type: ClassVar[object] = _UNBOUND
     _value_type: ClassVar[object] = _UNBOUND
+    _schema: ClassVar[Schema | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        version: int | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        dropped_fields: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        """Bind a declarative subclass's types, and its schema version and migrations."""
         super().__init_subclass__(**kwargs)
+        if version is not None or migrations is not None or dropped_fields:
+            cls._schema = _schema_of(version, migrations, dropped_fields)
         for base in getattr(cls, "__orig_bases__", ()):
             origin = typing.get_origin(base)
             if isinstance(origin, type) and issubclass(origin, TypedStore):
@@ -68,6 +87,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        version: int | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        dropped_fields: Collection[str] = (),
     ) -> TypedStore[K2, V2]: ...
     @overload
     @classmethod
@@ -77,6 +99,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        version: int | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        dropped_fields: Collection[str] = (),
     ) -> S: ...
     @classmethod
     def open(
@@ -87,6 +112,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        version: int | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        dropped_fields: Collection[str] = (),
     ) -> Any:
         """Open the store at ``path``, creating it (and its folders) if it does not exist.
 
@@ -94,8 +122,21 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         another writer holds it, ``NotAStoreError``, ``CorruptLogError`` or
         ``SchemaMismatchError`` for a log it cannot use (the file is left as it
         was), and ``FileNotFoundError`` for a missing file with ``readonly=True``.
+
+        ``version`` is the schema version of the values (default 1); records written
+        at an older version pass through ``migrations[k]`` (version k to k + 1) on
+        their decoded data before validation. Fields that stored records hold and the
+        value type no longer has raise ``SchemaMismatchError`` unless a migration
+        removes them or ``dropped_fields`` names them. A declarative subclass may
+        declare all three as class keywords instead.
         """
         key_type, value_type = cls._bind_types(key_type, value_type)
+        if cls._schema is None:
+            schema = _schema_of(version, migrations, dropped_fields)
+        elif version is not None or migrations is not None or dropped_fields:
+            raise TypeError(f"{cls.__name__} declares its schema version and migrations already")
+        else:
+            schema = cls._schema
         if config is None:
             config = StoreConfig()
         elif not isinstance(config, StoreConfig):
@@ -105,7 +146,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         # compaction would replace the link instead of the log.
         real_path = Path(os.path.realpath(path))
         store = object.__new__(cls)
-        store._setup(real_path, Codec(key_type, value_type), config, readonly=readonly)
+        store._setup(real_path, Codec(key_type, value_type), schema, config, readonly=readonly)
         return store
 
     @classmethod
@@ -123,10 +164,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         return key_type, value_type
 
     def _setup(
-        self, path: Path, codec: Codec[K, V], config: StoreConfig, *, readonly: bool
+        self, path: Path, codec: Codec[K, V], schema: Schema, config: StoreConfig, *, readonly: bool
     ) -> None:
         self._path = path
         self._codec = codec
+        self._schema_now = schema
         self._config = config
         self._readonly = readonly
         self._lock = threading.RLock()
@@ -159,10 +201,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             if not self._readonly:
                 self._log = Log.create(path, self._config, [self._header()], 0)
             return {}
-        state = replay(path, buf, self._codec, self._config.recovery)
+        state = replay(path, buf, self._codec, self._schema_now, self._config.recovery)
         backup = None
         if not self._readonly:
             self._log, backup = self._open_log(state, len(buf))
+            current = (self._schema_now.version, self._codec.fingerprint)
+            if backup is None and (state.schema.version, state.schema.fingerprint) != current:
+                # Later records must say they were written under the current schema.
+                self._log.pending_schema = self._codec.metadata(self._schema_now.version)
         self.recovery = _describe_recovery(path, state, self._config.recovery, backup)
         return state.entries
 
@@ -180,14 +226,16 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             ), None
         backup = _fs.copy_aside(path)
         chunks = _compact.live_chunks(
-            self._header(), _compact.encoded_entries(state.entries, self._codec)
+            self._header(), _compact.insert_bodies(state.entries, self._codec)
         )
         return Log.create(path, config, chunks, len(state.entries)), backup
 
     def _header(self) -> bytes:
         """Return the header a rewritten log starts with: it describes the current types."""
         if not self._header_bytes:
-            self._header_bytes = _format.encode_header(self._codec.metadata())
+            self._header_bytes = _format.encode_header(
+                self._codec.metadata(self._schema_now.version)
+            )
         return self._header_bytes
 
     # -- reading ---------------------------------------------------------------------------
@@ -435,7 +483,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._compact_locked(self._writable_log())
 
     def _compact_locked(self, log: Log) -> None:
-        entries = _compact.encoded_entries(self._data, self._codec)
+        entries = _compact.insert_bodies(self._data, self._codec)
         log.rewrite(_compact.live_chunks(self._header(), entries), len(self._data))
         self._skip_auto_compact_below = 0
 
@@ -486,6 +534,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         return self._readonly
 
     @property
+    def schema_version(self) -> int:
+        """The schema version this store writes its values at."""
+        return self._schema_now.version
+
+    @property
     def is_closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._is_closed
@@ -510,6 +563,20 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             )
         self._log.check_writable()
         return self._log
+
+
+def _schema_of(
+    version: int | None,
+    migrations: Mapping[int, Migration] | None,
+    dropped_fields: Collection[str],
+) -> Schema:
+    if isinstance(dropped_fields, str):
+        raise TypeError("dropped_fields must be a collection of field names, not one string")
+    return Schema(
+        version=1 if version is None else version,
+        migrations=dict(migrations or {}),
+        dropped_fields=frozenset(dropped_fields),
+    )
 
 
 def _describe_recovery(

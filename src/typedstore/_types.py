@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 K = TypeVar("K")
 """The store's key type, bound once at open."""
@@ -12,3 +13,7 @@ V = TypeVar("V")
 
 RecoveryMode = Literal["strict", "truncate", "skip"]
 """What open does with damage before the tail: refuse, keep the prefix, or skip damaged records."""
+
+Migration = Callable[[Any], Any]
+"""Upgrade one value's decoded data by one schema version. ``Any``: decoded msgpack has no
+static type, and callers annotate their migrations with what their old data looks like."""
