@@ -41,7 +41,7 @@ class FrozenUser(BaseModel):
     created: datetime
 
 
-def _median_us(run: Callable[[], None], calls: int) -> float:
+def _median_us(run: Callable[[], object], calls: int) -> float:
     samples = []
     for _ in range(7):
         start = time.perf_counter()
@@ -52,8 +52,12 @@ def _median_us(run: Callable[[], None], calls: int) -> float:
 
 def main(n: int) -> None:
     now = datetime.now(UTC)
-    users = {f"user{i}": User(name=f"n{i}", email=f"u{i}@x.org", age=i % 90, tags=["a", "b"],
-                              created=now) for i in range(n)}
+    users = {
+        f"user{i}": User(
+            name=f"n{i}", email=f"u{i}@x.org", age=i % 90, tags=["a", "b"], created=now
+        )
+        for i in range(n)
+    }
     frozen = {k: FrozenUser(**u.model_dump() | {"tags": tuple(u.tags)}) for k, u in users.items()}
     keys = list(users)
     config = StoreConfig(write_through=False)
@@ -63,11 +67,13 @@ def main(n: int) -> None:
         for key in keys:
             mutable[key] = users[key]
             immutable[key] = frozen[key]
-        rows = {
-            "dict[key] (plain dict, shared object)": lambda: [users[k] for k in keys] and None,
-            "model_copy(deep=True) from a dict": lambda: [users[k].model_copy(deep=True) for k in keys] and None,
-            "TypedStore[str, FrozenUser].get (shared)": lambda: [immutable.get(k) for k in keys] and None,
-            "TypedStore[str, User].get (fresh copy)": lambda: [mutable.get(k) for k in keys] and None,
+        rows: dict[str, Callable[[], object]] = {
+            "dict[key] (plain dict, shared object)": lambda: [users[k] for k in keys],
+            "model_copy(deep=True) from a dict": lambda: [
+                users[k].model_copy(deep=True) for k in keys
+            ],
+            "TypedStore[str, FrozenUser].get (shared)": lambda: [immutable.get(k) for k in keys],
+            "TypedStore[str, User].get (fresh copy)": lambda: [mutable.get(k) for k in keys],
         }
         print(f"{n} records, median of 7, microseconds per read")
         for name, run in rows.items():

@@ -394,13 +394,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         propagates. Raises KeyError, writing nothing, if ``key`` is absent.
         """
         with self._lock:
-            self._writable_log()
+            log = self._writable_log()
             stored = self._data.get(key, MISSING)
             if stored is MISSING:
                 raise KeyError(key)
             validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            body = _format.insert_body(self._codec.key_bytes(key), blob)
-            self._writable_log().append(body, 1)
+            log.append(_format.insert_body(self._codec.key_bytes(key), blob), 1)
             self._apply_insert(key, validated, blob)
             self._after_write()
             # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
