@@ -269,7 +269,9 @@ def _encode_default(obj: object) -> object:
     if isinstance(obj, datetime.time):
         return msgpack.ExtType(EXT_TIME, obj.isoformat().encode())
     if isinstance(obj, (set, frozenset)):
-        return list(obj)
+        # In a fixed order: equal sets must give equal bytes, or a model-free reader
+        # (the CLI) would take one key, built two ways, for two keys.
+        return sorted(obj, key=_packb)
     return pydantic_core.to_jsonable_python(obj)
 
 

@@ -1,0 +1,512 @@
+"""Keys and values of many types read back as written, from memory and after a reopen."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple, NotRequired
+
+import pydantic
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from tests.models import Point, User
+from typedstore import TypedStore
+
+UTC_PLUS_0530 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+UTC_MINUS_08 = datetime.timezone(datetime.timedelta(hours=-8))
+
+
+class Color(enum.Enum):
+    """A plain enum with string values."""
+
+    RED = "red"
+    GREEN = "green"
+
+
+class Priority(enum.IntEnum):
+    """An int enum: equal to ints, so only a type check tells them apart."""
+
+    LOW = 1
+    HIGH = 2
+
+
+class Team(BaseModel):
+    """A mutable model nesting other models."""
+
+    name: str
+    lead: User
+    members: list[User]
+    origin: Point
+
+
+class Profile(BaseModel):
+    """A model with optional fields."""
+
+    nickname: str | None = None
+    age: int | None
+    tags: list[str] | None = None
+
+
+class Badge(BaseModel):
+    """A frozen model of immutable fields, nesting another one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    origin: Point
+    ids: tuple[int, ...]
+
+
+class Tagged(BaseModel):
+    """A frozen model with a mutable field: frozen alone does not make it immutable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tags: list[str]
+
+
+@dataclasses.dataclass
+class Item:
+    """A mutable dataclass."""
+
+    name: str
+    qty: int
+    tags: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Coord:
+    """A frozen dataclass of immutable fields."""
+
+    lat: Decimal
+    lon: Decimal
+
+
+class Movie(TypedDict):
+    """A TypedDict with an optional key."""
+
+    title: str
+    year: int
+    rating: NotRequired[float]
+
+
+class Pair(NamedTuple):
+    """A named tuple of immutable fields."""
+
+    left: int
+    right: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """Entries of one key and value type, written in this order."""
+
+    key_type: Any
+    value_type: Any
+    entries: list[tuple[Any, Any]]
+
+
+def values_of(value_type: Any, *values: Any) -> Case:
+    """Return a case storing ``values`` under string keys."""
+    return Case(str, value_type, [(f"k{i}", value) for i, value in enumerate(values)])
+
+
+def keys_of(key_type: Any, *keys: Any) -> Case:
+    """Return a case storing an int under each of ``keys``."""
+    return Case(key_type, int, [(key, i) for i, key in enumerate(keys)])
+
+
+ALICE = User(name="Alice", age=30, tags=["admin"])
+BOB = User(name="Bob", age=25)
+
+VALUE_CASES = {
+    "int": values_of(int, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1),
+    "str": values_of(str, "", "plain", "h\u00e9llo \u2603 \x00 \U0001f600"),
+    "bytes-not-utf8": values_of(bytes, b"\xff\xfe\x80", b"", b"\x00\xc3\x28"),
+    "uuid": values_of(
+        uuid.UUID, uuid.UUID(int=0), uuid.UUID("12345678-1234-5678-1234-567812345678")
+    ),
+    "datetime-tz": values_of(
+        datetime.datetime,
+        datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=UTC_PLUS_0530),
+        datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC),
+        datetime.datetime(9999, 12, 31, 12, tzinfo=UTC_MINUS_08),
+    ),
+    "decimal": values_of(
+        Decimal,
+        Decimal("3.141592653589793238462643383279502884"),
+        Decimal("-0.000"),
+        Decimal("1E+30"),
+    ),
+    "enum": values_of(Color, Color.RED, Color.GREEN),
+    "int-enum": values_of(Priority, Priority.LOW, Priority.HIGH),
+    "tuple": values_of(tuple[int, str, bytes], (1, "a", b"\xff"), (-5, "", b"")),
+    "variadic-tuple": values_of(tuple[int, ...], (), (1,), (1, 2, 3)),
+    "named-tuple": values_of(Pair, Pair(1, "one")),
+    "set": values_of(set[int], set(), {1, 2, 3}),
+    "frozenset": values_of(frozenset[str], frozenset(), frozenset({"a", "b"})),
+    "model": values_of(User, ALICE, BOB),
+    "nested-model": values_of(
+        Team, Team(name="core", lead=ALICE, members=[ALICE, BOB], origin=Point(x=1, y=-1))
+    ),
+    "frozen-model": values_of(Badge, Badge(label="b", origin=Point(x=0, y=0), ids=(1, 2))),
+    "dataclass": values_of(Item, Item("pen", 3, ["office"]), Item("cup", 0, [])),
+    "frozen-dataclass": values_of(Coord, Coord(Decimal("52.37"), Decimal("4.89"))),
+    "optional-fields": values_of(
+        Profile, Profile(age=None), Profile(nickname="al", age=3, tags=["x"]), Profile(age=0)
+    ),
+    "typed-dict": values_of(
+        Movie, Movie(title="Alien", year=1979), Movie(title="Up", year=2009, rating=8.3)
+    ),
+    "list-of-models": values_of(list[User], [], [ALICE, BOB]),
+    "dict-of-lists": values_of(dict[str, list[int]], {}, {"a": [1, 2], "b": []}),
+    "dict-int-keys": values_of(dict[int, str], {1: "one", -2: "minus two"}),
+    "dict-tuple-keys": values_of(dict[tuple[int, int], str], {(1, 2): "a", (3, 4): "b"}),
+    "union-scalar": values_of(int | str, 1, "1", "x"),
+    "union-models": values_of(User | Point, ALICE, Point(x=2, y=3)),
+    "optional-none": values_of(int | None, None, 7),
+    "float": values_of(float, 0.5, -0.0, 1e308, 5e-324),
+}
+
+KEY_CASES = {
+    "str": keys_of(str, "", "a", "\U0001f600"),
+    "int": keys_of(int, 0, -1, 2**63 - 1, -(2**63)),
+    "bytes-not-utf8": keys_of(bytes, b"\xff", b"\x80\x81", b"a"),
+    "uuid": keys_of(uuid.UUID, uuid.UUID(int=1), uuid.UUID(int=2**128 - 1)),
+    "datetime-tz": keys_of(
+        datetime.datetime,
+        datetime.datetime(2024, 1, 1, 12, tzinfo=UTC_PLUS_0530),
+        datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.UTC),
+    ),
+    "enum": keys_of(Color, Color.GREEN, Color.RED),
+    "int-enum": keys_of(Priority, Priority.HIGH, Priority.LOW),
+    "tuple": keys_of(tuple[str, int], ("a", 1), ("a", 2), ("", 0)),
+    "frozenset": keys_of(frozenset[int], frozenset({1, 2}), frozenset()),
+    "frozen-model": keys_of(Point, Point(x=1, y=2), Point(x=2, y=1)),
+    "nested-frozen-model": keys_of(Badge, Badge(label="b", origin=Point(x=0, y=0), ids=(1,))),
+}
+
+ALL_CASES = {f"value-{name}": case for name, case in VALUE_CASES.items()} | {
+    f"key-{name}": case for name, case in KEY_CASES.items()
+}
+
+
+def assert_same(got: object, expected: object) -> None:
+    """Assert ``got`` equals ``expected``, has its type and, for datetimes, its offset."""
+    assert got == expected
+    assert type(got) is type(expected)
+    if isinstance(expected, datetime.datetime):
+        assert isinstance(got, datetime.datetime)
+        assert got.utcoffset() == expected.utcoffset()
+
+
+def assert_holds(store: TypedStore[Any, Any], entries: list[tuple[Any, Any]]) -> None:
+    """Assert ``store`` holds exactly ``entries``, in order, through every read path."""
+    assert list(store) == [key for key, _ in entries]
+    for (got_key, got), (key, value) in zip(store.items(), entries, strict=True):
+        assert_same(got_key, key)
+        assert_same(got, value)
+        assert_same(store[key], value)
+        assert_same(store.get(key), value)
+
+
+def open_case(path: Path, case: Case) -> TypedStore[Any, Any]:
+    """Open the store at ``path`` with ``case``'s types."""
+    return TypedStore.open(path, case.key_type, case.value_type)
+
+
+def write_case(path: Path, case: Case) -> TypedStore[Any, Any]:
+    """Open a store of ``case``'s types at ``path`` and write its entries."""
+    store = open_case(path, case)
+    for key, value in case.entries:
+        store[key] = value
+    return store
+
+
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
+def test_entries_read_back_as_written(log_path: Path, case: Case) -> None:
+    """Written keys and values read back equal and of the same type before any reopen."""
+    with write_case(log_path, case) as store:
+        assert_holds(store, case.entries)
+
+
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
+def test_entries_survive_reopen(log_path: Path, case: Case) -> None:
+    """A reopened store holds the same keys and values, in the same order, as memory did."""
+    with write_case(log_path, case) as store:
+        in_memory = list(store.items())
+    with open_case(log_path, case) as reopened:
+        assert list(reopened.items()) == in_memory
+        assert_holds(reopened, case.entries)
+
+
+@pytest.mark.parametrize("case", ALL_CASES.values(), ids=ALL_CASES.keys())
+def test_entries_survive_compaction(log_path: Path, case: Case) -> None:
+    """A compacted and reopened store holds the entries as written."""
+    with write_case(log_path, case) as store:
+        store.compact()
+    with open_case(log_path, case) as reopened:
+        assert_holds(reopened, case.entries)
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [datetime.timedelta(hours=5, minutes=30, seconds=15), datetime.timedelta(seconds=-1)],
+    ids=["plus-seconds", "minus-one-second"],
+)
+def test_datetime_value_keeps_an_offset_with_seconds(
+    log_path: Path, offset: datetime.timedelta
+) -> None:
+    """A datetime whose UTC offset has seconds (as historic zones do) keeps its instant."""
+    value = datetime.datetime(1900, 1, 1, 12, tzinfo=datetime.timezone(offset))
+    with TypedStore.open(log_path, str, datetime.datetime) as store:
+        store["t"] = value
+        assert_same(store["t"], value)
+    with TypedStore.open(log_path, str, datetime.datetime) as reopened:
+        assert_same(reopened["t"], value)
+
+
+def test_datetime_key_keeps_an_offset_with_seconds(log_path: Path) -> None:
+    """A datetime key whose UTC offset has seconds is found again under itself."""
+    key = datetime.datetime(
+        1900, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(seconds=15))
+    )
+    with TypedStore.open(log_path, datetime.datetime, int) as store:
+        store[key] = 1
+        assert key in store
+
+
+class AliasedUser(BaseModel):
+    """A model whose field has one alias for both directions."""
+
+    user_name: str = Field(alias="userName")
+
+
+class SerializedAliasUser(BaseModel):
+    """A model whose field is dumped under an alias but validated by its name."""
+
+    user_name: str = Field(serialization_alias="userName")
+
+
+class ValidatedAliasUser(BaseModel):
+    """A model whose field is validated from an alias but dumped under its name."""
+
+    user_name: str = Field(validation_alias="userName")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        AliasedUser(userName="al"),
+        SerializedAliasUser(user_name="al"),
+        ValidatedAliasUser(userName="al"),
+    ],
+    ids=["alias", "serialization-alias", "validation-alias"],
+)
+def test_models_with_aliases_round_trip(log_path: Path, value: BaseModel) -> None:
+    """A valid instance of a model with field aliases is stored and read back equal."""
+    with TypedStore.open(log_path, str, type(value)) as store:
+        store["a"] = value
+        assert_same(store["a"], value)
+    with TypedStore.open(log_path, str, type(value)) as reopened:
+        assert_same(reopened["a"], value)
+
+
+# -- copies and identity ------------------------------------------------------------------
+
+
+def read_paths(store: TypedStore[Any, Any], key: Any) -> Iterator[Any]:
+    """Yield the value of ``key`` once through each way of reading it."""
+    position = list(store).index(key)
+    yield store.get(key)
+    yield store[key]
+    yield list(store.values())[position]
+    yield list(store.items())[position][1]
+    entry = store.get_index(position)
+    assert entry is not None
+    yield entry[1]
+    yield store.get_index(position - len(store))[1]  # type: ignore[index]  # in range: not None
+
+
+IMMUTABLE_CASES = {
+    "int": values_of(int, 2**40),
+    "str": values_of(str, "a string long enough not to be interned " * 3),
+    "bytes": values_of(bytes, b"\xff" * 50),
+    "frozen-model": values_of(Point, Point(x=1, y=2)),
+    "nested-frozen-model": values_of(Badge, Badge(label="b", origin=Point(x=0, y=0), ids=(1,))),
+    "frozen-dataclass": values_of(Coord, Coord(Decimal("1.5"), Decimal("2.5"))),
+    "tuple": values_of(tuple[int, str], (2**40, "x")),
+    "named-tuple": values_of(Pair, Pair(2**40, "x")),
+    "frozenset": values_of(frozenset[int], frozenset({2**40})),
+    "datetime": values_of(datetime.datetime, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)),
+    "enum": values_of(Color, Color.RED),
+}
+
+
+def _change_user(user: User) -> None:
+    user.age += 1
+    user.tags.append("changed")
+
+
+def _change_item(item: Item) -> None:
+    item.qty += 1
+    item.tags.append("changed")
+
+
+def _change_movie(movie: Movie) -> None:
+    movie["year"] += 1
+
+
+MUTABLE_CASES: dict[str, tuple[Case, Callable[[Any], None]]] = {
+    "model": (values_of(User, ALICE), _change_user),
+    "nested-model": (
+        values_of(Team, Team(name="t", lead=ALICE, members=[BOB], origin=Point(x=0, y=0))),
+        lambda team: team.members[0].tags.append("changed"),
+    ),
+    "frozen-model-with-list": (
+        values_of(Tagged, Tagged(tags=["a"])),
+        lambda tagged: tagged.tags.append("b"),
+    ),
+    "dataclass": (values_of(Item, Item("pen", 1, [])), _change_item),
+    "list": (values_of(list[int], [1, 2]), lambda items: items.append(3)),
+    "dict": (values_of(dict[str, int], {"a": 1}), lambda mapping: mapping.update(b=2)),
+    "set": (values_of(set[int], {1}), lambda numbers: numbers.add(2)),
+    "typed-dict": (values_of(Movie, Movie(title="Up", year=2009)), _change_movie),
+    "tuple-of-list": (
+        values_of(tuple[list[int], str], ([1], "x")),
+        lambda pair: pair[0].append(2),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", IMMUTABLE_CASES.values(), ids=IMMUTABLE_CASES.keys())
+def test_immutable_values_are_returned_without_copying(log_path: Path, case: Case) -> None:
+    """Every read of an immutable value returns the very object the store holds."""
+    with write_case(log_path, case) as store:
+        key, _ = case.entries[0]
+        held = store.get(key)
+        assert all(value is held for value in read_paths(store, key))
+
+
+@pytest.mark.parametrize(
+    "case", [case for case, _ in MUTABLE_CASES.values()], ids=MUTABLE_CASES.keys()
+)
+def test_mutable_values_are_fresh_copies(log_path: Path, case: Case) -> None:
+    """Every read of a mutable value returns a new object."""
+    with write_case(log_path, case) as store:
+        key, _ = case.entries[0]
+        seen = list(read_paths(store, key))
+        assert len({id(value) for value in seen}) == len(seen)
+
+
+@pytest.mark.parametrize(("case", "change"), MUTABLE_CASES.values(), ids=MUTABLE_CASES.keys())
+def test_changing_a_returned_value_changes_nothing(
+    log_path: Path, case: Case, change: Callable[[Any], None]
+) -> None:
+    """Changing returned mutable values in place changes neither memory nor the reopened log."""
+    with write_case(log_path, case) as store:
+        key, value = case.entries[0]
+        for returned in read_paths(store, key):
+            change(returned)
+            assert returned != value
+        assert_holds(store, case.entries)
+    with open_case(log_path, case) as reopened:
+        assert_holds(reopened, case.entries)
+
+
+# -- instances built without validation ---------------------------------------------------
+
+
+def _constructed_with_wrong_type() -> User:
+    # model_construct skips validation, so a wrong field type gets through it.
+    return User.model_construct(name="Mallory", age="not a number")  # type: ignore[arg-type]
+
+
+def _constructed_without_a_field() -> User:
+    # model_construct does not check that required fields are present either.
+    return User.model_construct(name="Mallory")  # type: ignore[call-arg]
+
+
+def _copied_with_wrong_update() -> User:
+    return ALICE.model_copy(update={"age": "not a number"})
+
+
+def _assigned_wrong_type() -> User:
+    user = ALICE.model_copy(deep=True)
+    # User has no validate_assignment, so the assignment is not checked.
+    user.age = "not a number"  # type: ignore[assignment]
+    return user
+
+
+def _appended_wrong_type() -> User:
+    user = ALICE.model_copy(deep=True)
+    user.tags.append(42)  # type: ignore[arg-type]  # a wrong element type on purpose
+    return user
+
+
+UNVALIDATED: dict[str, Callable[[], User]] = {
+    "model-construct-wrong-type": _constructed_with_wrong_type,
+    "model-construct-missing-field": _constructed_without_a_field,
+    "model-copy-update": _copied_with_wrong_update,
+    "attribute-assignment": _assigned_wrong_type,
+    "list-append": _appended_wrong_type,
+}
+
+
+def _write_by_insert(store: TypedStore[str, User], user: User) -> None:
+    store.insert("alice", user)
+
+
+def _write_by_setitem(store: TypedStore[str, User], user: User) -> None:
+    store["alice"] = user
+
+
+def _write_by_modify(store: TypedStore[str, User], user: User) -> None:
+    store.modify("alice", lambda _: user)
+
+
+def _write_new_key(store: TypedStore[str, User], user: User) -> None:
+    store["mallory"] = user
+
+
+def _write_in_transaction(store: TypedStore[str, User], user: User) -> None:
+    with store.transaction() as txn:
+        txn["bob"] = BOB
+        txn["alice"] = user
+
+
+WRITES: dict[str, Callable[[TypedStore[str, User], User], None]] = {
+    "insert": _write_by_insert,
+    "setitem": _write_by_setitem,
+    "modify": _write_by_modify,
+    "new-key": _write_new_key,
+    "transaction": _write_in_transaction,
+}
+
+
+@pytest.mark.parametrize("build", UNVALIDATED.values(), ids=UNVALIDATED.keys())
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_unvalidated_instances_are_rejected_and_nothing_is_written(
+    log_path: Path,
+    build: Callable[[], User],
+    write: Callable[[TypedStore[str, User], User], None],
+) -> None:
+    """An instance that skipped validation raises ValidationError and leaves the log as it was."""
+    with TypedStore.open(log_path, str, User) as store:
+        store["alice"] = ALICE
+        store.flush()
+        size = log_path.stat().st_size
+        with pytest.raises(pydantic.ValidationError, match="validation error for User"):
+            write(store, build())
+        store.flush()
+        assert log_path.stat().st_size == size
+        assert list(store.items()) == [("alice", ALICE)]
+    with TypedStore.open(log_path, str, User) as reopened:
+        assert list(reopened.items()) == [("alice", ALICE)]
