@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from typedstore import TypedStore
+
+S = TypeVar("S", bound="TypedStore[Any, Any]")
 
 settings.register_profile(
     "default",
@@ -19,6 +24,26 @@ settings.register_profile("thorough", parent=settings.get_profile("default"), ma
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SEED = int(os.environ.get("TYPEDSTORE_TEST_SEED", random.randrange(2**32)))
+
+
+class Settle(Protocol):
+    """Return the store to assert on: the same one, or its log closed and opened again."""
+
+    def __call__(self, store: S, /) -> S: ...
+
+
+@pytest.fixture(params=["fresh", "reopened"])
+def settle(request: pytest.FixtureRequest) -> Settle:
+    """Run the test on the store as written and on a reopened one."""
+
+    def same(store: S, /) -> S:
+        return store
+
+    def reopen(store: S, /) -> S:
+        store.close()
+        return type(store).open(store.path, config=store.config)
+
+    return same if request.param == "fresh" else reopen
 
 
 def pytest_report_header() -> str:

@@ -10,16 +10,14 @@ import random
 import re
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 import pydantic
 import pytest
 
+from tests.conftest import Settle
 from tests.models import Point, User
 from typedstore import StoreClosedError, StoreConfig, StoreReadOnlyError, TypedStore
 from typedstore._format import RecordKind, decode_header, frame_body, read_frame
-
-S = TypeVar("S", bound="TypedStore[Any, Any]")
 
 
 class Ints(TypedStore[str, int]):
@@ -65,26 +63,6 @@ class TaggedStore(TypedStore[str, Tagged]):
 
 class FrozenLists(TypedStore[str, FrozenList]):
     """Frozen values with a mutable field."""
-
-
-class Settle(Protocol):
-    """Return the store to assert on: the same one, or its log closed and opened again."""
-
-    def __call__(self, store: S, /) -> S: ...
-
-
-@pytest.fixture(params=["fresh", "reopened"])
-def settle(request: pytest.FixtureRequest) -> Settle:
-    """Run the test on the store as written and on a reopened one."""
-
-    def same(store: S, /) -> S:
-        return store
-
-    def reopen(store: S, /) -> S:
-        store.close()
-        return type(store).open(store.path, config=store.config)
-
-    return same if request.param == "fresh" else reopen
 
 
 def _alice() -> User:

@@ -11,11 +11,12 @@ import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, cast
 
 import pydantic
 import pytest
 
+from tests.conftest import Settle
 from tests.models import Account, User
 from typedstore import (
     StoreClosedError,
@@ -26,7 +27,6 @@ from typedstore import (
 )
 from typedstore._format import RecordKind, frame_body, read_frame
 
-S = TypeVar("S", bound="TypedStore[Any, Any]")
 WAIT = 5.0
 """Upper bound, in seconds, on waiting for another thread to reach a point it must reach."""
 
@@ -41,26 +41,6 @@ class Users(TypedStore[str, User]):
 
 class Accounts(TypedStore[str, Account]):
     """Bank accounts, for transfers."""
-
-
-class Settle(Protocol):
-    """Return the store to assert on: the same one, or its log closed and opened again."""
-
-    def __call__(self, store: S, /) -> S: ...
-
-
-@pytest.fixture(params=["fresh", "reopened"])
-def settle(request: pytest.FixtureRequest) -> Settle:
-    """Run the test on the store as written and on a reopened one."""
-
-    def same(store: S, /) -> S:
-        return store
-
-    def reopen(store: S, /) -> S:
-        store.close()
-        return type(store).open(store.path, config=store.config)
-
-    return same if request.param == "fresh" else reopen
 
 
 class Abort(Exception):
