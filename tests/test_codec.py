@@ -26,7 +26,7 @@ from tests.strategies import (
     record_values,
     users,
 )
-from typedstore import EncodingError
+from typedstore import EncodingError, _format
 from typedstore._codec import Codec, RecordDecodeError, unpack
 from typedstore._format import (
     FRAME_OVERHEAD,
@@ -327,3 +327,12 @@ def test_arbitrary_bytes_decode_or_raise_the_codec_errors(blob: bytes) -> None:
     except (RecordDecodeError, pydantic.ValidationError):
         return
     assert isinstance(decoded, User)
+
+
+@given(st.binary(min_size=1), st.integers(min_value=0, max_value=_format.GENERATIONS - 1))
+def test_generation_tag_round_trips(body: bytes, generation: int) -> None:
+    """A body tagged with a schema generation reads back its kind and that generation."""
+    kind_byte = body[0] & 0x07
+    tagged = _format.tag(bytes((kind_byte,)) + body[1:], generation)
+    assert _format.kind_of(memoryview(tagged)) == (kind_byte, generation)
+    assert tagged[1:] == body[1:]

@@ -232,7 +232,7 @@ def _print_info(report: dict[str, JSONValue]) -> None:
     elif report["metadata_error"] is not None:
         rows.append(("metadata", f"undecodable ({report['metadata_error']})"))
     for name, value in rows:
-        print(f"{name + ':':<16}{value}")
+        print(f"{name + ':':<15} {value}")
 
 
 def _versions_text(versions: JSONValue) -> str:

@@ -167,14 +167,31 @@ def batch_body(bodies: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def schema_body(meta: bytes) -> bytes:
-    """Return the body of a schema record: the records after it were written under ``meta``."""
-    return b"\x04" + meta
+_OPERATION_KINDS = (RecordKind.INSERT, RecordKind.REMOVE)
+GENERATIONS = 32
+"""Schema generations cycle through 0 to 31, kept in the upper 5 bits of a body's kind byte."""
+
+
+def tag(body: bytes, generation: int) -> bytes:
+    """Return ``body`` marked as written under schema ``generation`` (see ``GENERATIONS``)."""
+    if generation == 0:
+        return body
+    return bytes((body[0] | generation << 3,)) + body[1:]
+
+
+def kind_of(body: memoryview) -> tuple[int, int]:
+    """Return a body's record kind and the schema generation it was written under."""
+    return body[0] & 0x07, body[0] >> 3
+
+
+def schema_body(meta: bytes, generation: int) -> bytes:
+    """Return the body of a schema record opening ``generation``, described by ``meta``."""
+    return bytes((RecordKind.SCHEMA | generation << 3,)) + meta
 
 
 def schema_meta(body: memoryview) -> bytes | None:
     """Return the metadata of a schema record, or None for any other body."""
-    return bytes(body[1:]) if body[0] == RecordKind.SCHEMA else None
+    return bytes(body[1:]) if body[0] & 0x07 == RecordKind.SCHEMA else None
 
 
 def decode_body(body: memoryview) -> list[Op]:
@@ -182,13 +199,13 @@ def decode_body(body: memoryview) -> list[Op]:
 
     Raises ``FormatError`` for an unknown kind or inconsistent lengths.
     """
-    if body[0] == RecordKind.BATCH:
+    kind = body[0] & 0x07
+    if kind == RecordKind.BATCH:
         return list(_decode_batch(body))
-    return [_decode_op(body)]
+    return [_decode_op(body, kind)]
 
 
-def _decode_op(body: memoryview) -> Op:
-    kind = body[0]
+def _decode_op(body: memoryview, kind: int) -> Op:
     if kind == RecordKind.INSERT:
         if len(body) < 5:
             raise FormatError("insert record cut short")
@@ -213,9 +230,10 @@ def _decode_batch(body: memoryview) -> Iterator[Op]:
             raise FormatError("batch record cut short")
         (length,) = _U32.unpack_from(body, offset)
         end = offset + 4 + length
-        if length == 0 or end > len(body) or body[offset + 4] == RecordKind.BATCH:
+        # An operation's kind byte is a bare insert or remove: no batch, no generation.
+        if length == 0 or end > len(body) or body[offset + 4] not in _OPERATION_KINDS:
             raise FormatError("batch record with an impossible operation")
-        yield _decode_op(body[offset + 4 : end])
+        yield _decode_op(body[offset + 4 : end], body[offset + 4])
         offset = end
     if count == 0 or offset != len(body):
         raise FormatError("batch record with an impossible length")

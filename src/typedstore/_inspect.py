@@ -20,7 +20,7 @@ from . import _format, _fs
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._compact import live_chunks
 from ._errors import CorruptLogError
-from ._log import FrameScanner, open_header
+from ._log import FrameScanner, SchemaTrail, open_header
 from ._types import RecoveryMode
 
 ProgressCallback = Callable[[int, int], None]
@@ -114,22 +114,27 @@ def scan_log(path: Path, buf: bytes, progress: ProgressCallback | None = None) -
 def _read_frames(
     buf: bytes, scanner: FrameScanner, progress: ProgressCallback | None
 ) -> Iterator[Frame]:
+    trail = SchemaTrail(scanner.path)
     for index, (offset, end) in enumerate(scanner):
         if progress is not None and index % _PROGRESS_EVERY == 0:
             progress(offset, len(buf))
-        yield _decode_frame(buf, offset, end)
+        yield _decode_frame(buf, offset, end, trail)
 
 
-def _decode_frame(buf: bytes, offset: int, end: int) -> Frame:
+def _decode_frame(buf: bytes, offset: int, end: int, trail: SchemaTrail) -> Frame:
     body = _format.frame_body(buf, offset, end)
-    schema = _format.schema_meta(body)
+    kind = _format.kind_of(body)[0]
+    try:
+        schema = trail.follow(body, offset)
+    except CorruptLogError as exc:  # a record whose schema record is lost: damage to open
+        return Frame(offset, end, kind, (), exc.reason, bytes(body))
     if schema is not None:
         try:
             decode_metadata(schema)
         except RecordDecodeError as exc:
             reason = f"undecodable schema metadata: {_why(exc)}"
-            return Frame(offset, end, body[0], (), reason, bytes(body))
-        return Frame(offset, end, body[0], (), None, schema=schema)
+            return Frame(offset, end, kind, (), reason, bytes(body))
+        return Frame(offset, end, kind, (), None, schema=schema)
     try:
         ops = tuple(_format.decode_body(body))
         for op in ops:  # undecodable content is damage to a store's open too
@@ -138,8 +143,8 @@ def _decode_frame(buf: bytes, offset: int, end: int) -> Frame:
                 unpack(op.value)
     except (_format.FormatError, RecordDecodeError) as exc:
         reason = f"undecodable record: {_why(exc)}"
-        return Frame(offset, end, body[0], (), reason, bytes(body))
-    return Frame(offset, end, body[0], ops, None)
+        return Frame(offset, end, kind, (), reason, bytes(body))
+    return Frame(offset, end, kind, ops, None)
 
 
 def count_frames(path: Path, buf: bytes, start: int) -> int:
@@ -334,9 +339,9 @@ def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[in
 
 
 def _bodies(meta: bytes, entries: dict[bytes, Entry]) -> Iterator[bytes]:
-    schema = meta
+    schema, generation = meta, 0
     for entry in entries.values():
         if entry.schema != schema:
-            schema = entry.schema
-            yield _format.schema_body(schema)
-        yield _format.insert_body(entry.key, entry.value)
+            schema, generation = entry.schema, (generation + 1) % _format.GENERATIONS
+            yield _format.schema_body(schema, generation)
+        yield _format.tag(_format.insert_body(entry.key, entry.value), generation)

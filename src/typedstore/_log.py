@@ -58,6 +58,8 @@ class Replay(Generic[K]):
     total_records: int
     schema: Segment
     """The schema the log's last records were written under."""
+    generation: int
+    """The schema generation in force at the end of the log."""
     end: int
     """End of the last record replayed; a writable open continues from here."""
     damage: list[tuple[int, int]] = field(default_factory=list)
@@ -109,6 +111,43 @@ class FrameScanner:
         return following
 
 
+class SchemaTrail:
+    """Follow a log's schema generations, refusing records of a generation not in force.
+
+    Every body carries the generation of the schema it was written under (see
+    ``_format.tag``); each schema record opens the next one. A record of another
+    generation means the schema record it was written under is lost (inside a range
+    a recovery mode skipped): its schema is unknown, so it is refused, not guessed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.generation = 0
+
+    def follow(self, body: memoryview, offset: int) -> bytes | None:
+        """Return a schema record's metadata (its generation now in force), else None."""
+        kind, generation = _format.kind_of(body)
+        if kind == _format.RecordKind.SCHEMA:
+            expected = (self.generation + 1) % _format.GENERATIONS
+            if generation != expected:
+                raise CorruptLogError(
+                    self.path,
+                    offset,
+                    f"schema record of generation {generation} where "
+                    f"{expected} was due: the schema record before it is lost",
+                )
+            self.generation = generation
+            return bytes(body[1:])
+        if generation != self.generation:
+            raise CorruptLogError(
+                self.path,
+                offset,
+                f"record of schema generation {generation} where "
+                f"{self.generation} is in force: the schema record it was written under is lost",
+            )
+        return None
+
+
 def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
     """Return the header's metadata and end offset; raise the store's errors if unusable."""
     try:
@@ -135,9 +174,10 @@ def replay(
     total = 0
     end = start
     frames = FrameScanner(path, buf, start, mode)
+    trail = SchemaTrail(path)
     for offset, end in frames:
         body = _format.frame_body(buf, offset, end)
-        schema_meta = _format.schema_meta(body)
+        schema_meta = trail.follow(body, offset)
         if schema_meta is not None:
             segments.append(_segment(path, schema_meta, offset, schema))
             continue
@@ -149,7 +189,9 @@ def replay(
                 pending[key] = (value, offset, segments[-1])
         total += len(ops)
     entries = _validate_values(path, pending, codec, schema)
-    return Replay(entries, total, segments[-1], end, frames.damage, frames.torn_tail)
+    return Replay(
+        entries, total, segments[-1], trail.generation, end, frames.damage, frames.torn_tail
+    )
 
 
 def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
@@ -310,9 +352,13 @@ class Log:
     exactly the mutations memory has applied.
     """
 
-    def __init__(self, file: LogFile, config: StoreConfig, total_records: int) -> None:
+    def __init__(
+        self, file: LogFile, config: StoreConfig, total_records: int, generation: int = 0
+    ) -> None:
         self.file = file
         self.total_records = total_records
+        self.generation = generation
+        """The schema generation the log's next record is written under."""
         self._config = config
         self._buffer = bytearray()
         self._failure: OSError | None = None
@@ -342,11 +388,14 @@ class Log:
         """
         self.check_writable()
         frame = b""
+        generation = self.generation
         if self.pending_schema is not None:
             # In the same write as the first record under the new schema: a log opened
             # with changed types is not written to until something is stored.
-            frame = _format.encode_frame(_format.schema_body(self.pending_schema), self.size)
-        frame += _format.encode_frame(body, self.size + len(frame))
+            generation = (generation + 1) % _format.GENERATIONS
+            schema = _format.schema_body(self.pending_schema, generation)
+            frame = _format.encode_frame(schema, self.size)
+        frame += _format.encode_frame(_format.tag(body, generation), self.size + len(frame))
         if self._config.write_through:
             before = self.file.size
             self.file.append(frame)
@@ -362,6 +411,7 @@ class Log:
                     raise
         self.total_records += records
         self.pending_schema = None
+        self.generation = generation
 
     def flush(self) -> None:
         """Hand buffered records to the OS and fsync the log."""
@@ -376,6 +426,7 @@ class Log:
         old, self.file = self.file, new_file
         self._buffer.clear()
         self.pending_schema = None  # the new header describes the current schema
+        self.generation = 0
         self.total_records = records
         old.close()
         if directory_error is not None:

@@ -216,14 +216,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Open the replayed log for appending, first dealing with any damage found."""
         path, config = self._path, self._config
         if not state.damage:
-            return Log(_fs.LogFile.open_existing(path, size), config, state.total_records), None
+            file = _fs.LogFile.open_existing(path, size)
+            return Log(file, config, state.total_records, state.generation), None
         if state.torn_tail and len(state.damage) == 1:
             # Truncate and fsync before appending: a record written after the torn
             # one would turn a harmless torn tail into damage before the tail.
             _fs.truncate_file(path, state.end)
-            return Log(
-                _fs.LogFile.open_existing(path, state.end), config, state.total_records
-            ), None
+            file = _fs.LogFile.open_existing(path, state.end)
+            return Log(file, config, state.total_records, state.generation), None
         backup = _fs.copy_aside(path)
         chunks = _compact.live_chunks(
             self._header(), _compact.insert_bodies(state.entries, self._codec)
