@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Literal
 
 import msgpack
 import pytest
+from pydantic import BaseModel
 
 from tests.models import User
 from typedstore import (
@@ -814,3 +816,121 @@ def test_progress_is_silent_off_a_terminal() -> None:
     progress(50, 100)
     progress.finish()
     assert stream.getvalue() == ""
+
+
+# -- schema records (issue 4) ---------------------------------------------------------------
+
+
+class UserV2(BaseModel):
+    """Version 2 of ``tests.models.User``: ``name`` is renamed to ``full_name``."""
+
+    full_name: str
+    age: int
+    tags: list[str] = []
+
+
+def rename_name(data: dict[str, object]) -> dict[str, object]:
+    """Migration 1 -> 2 of the user model."""
+    data["full_name"] = data.pop("name")
+    return data
+
+
+def open_users_v2(path: Path, *, readonly: bool = False) -> TypedStore[str, UserV2]:
+    """Open ``path`` as version 2 of the application does."""
+    return TypedStore.open(
+        path, str, UserV2, readonly=readonly, version=2, migrations={1: rename_name}
+    )
+
+
+def make_two_version_log(path: Path) -> list[tuple[str, UserV2]]:
+    """Write users at version 1, then change some at version 2; return the entries at v2.
+
+    Live entries alternate between versions: ``alice`` (v2), ``bob`` (v1), ``carol`` (v2).
+    """
+    with TypedStore.open(path, str, User) as users:
+        users["alice"] = User(name="Alice", age=30)
+        users["bob"] = User(name="Bob", age=25, tags=["x"])
+    with open_users_v2(path) as users:
+        users.modify("alice", lambda user: user.model_copy(update={"age": 31}))
+        users["carol"] = UserV2(full_name="Carol", age=41)
+        return list(users.items())
+
+
+def test_dump_all_shows_schema_records(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``dump --all`` prints a schema record as kind "schema" with its version and types."""
+    make_two_version_log(log_path)
+    records = [json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()]
+    assert [record["kind"] for record in records] == [
+        "insert",
+        "insert",
+        "schema",
+        "insert",
+        "insert",
+    ]
+    schema = records[2]
+    assert schema["offset"] == frame_offsets(log_path)[2]
+    assert schema["metadata"]["version"] == 2
+    assert schema["metadata"]["value_type"] == "tests.test_cli.UserV2"
+
+
+def test_dump_of_two_version_log_shows_values_as_stored(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``dump`` prints each live value as it was written, old fields for v1 values."""
+    make_two_version_log(log_path)
+    lines = [json.loads(line) for line in cli(capsys, "dump", log_path).out.splitlines()]
+    assert lines == [
+        {"key": "alice", "value": {"full_name": "Alice", "age": 31, "tags": []}},
+        {"key": "bob", "value": {"name": "Bob", "age": 25, "tags": ["x"]}},
+        {"key": "carol", "value": {"full_name": "Carol", "age": 41, "tags": []}},
+    ]
+
+
+def test_info_json_lists_the_schema_versions(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``info --json`` lists the schema versions the log's records were written at."""
+    make_two_version_log(log_path)
+    report = json.loads(cli(capsys, "info", "--json", log_path).out)
+    assert report["schema_versions"] == [1, 2]
+    assert report["live_entries"] == 3
+
+
+def test_info_text_shows_the_schema_versions(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """Plain ``info`` prints the versions on a labelled line, label and value apart."""
+    make_two_version_log(log_path)
+    lines = cli(capsys, "info", log_path).out.splitlines()
+    shown = [line for line in lines if line.startswith("schema versions:")]
+    assert len(shown) == 1
+    assert re.fullmatch(r"schema versions:\s+1, 2", shown[0]), shown[0]
+
+
+def test_offline_compact_keeps_each_values_schema_version(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``compact`` of a two-version log keeps each value's version: reopening migrates alike."""
+    expected = make_two_version_log(log_path)
+    assert cli(capsys, "compact", log_path).code == ExitCode.OK
+    with open_users_v2(log_path) as users:
+        assert list(users.items()) == expected
+    kinds = [
+        record["kind"]
+        for record in map(json.loads, cli(capsys, "dump", "--all", log_path).out.splitlines())
+    ]
+    assert kinds.count("insert") == 3
+
+
+def test_offline_compact_then_store_compact_makes_one_version(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """After the offline compaction, the store's own compact() leaves a single-version log."""
+    expected = make_two_version_log(log_path)
+    assert cli(capsys, "compact", log_path).code == ExitCode.OK
+    with open_users_v2(log_path) as users:
+        users.compact()
+    report = json.loads(cli(capsys, "info", "--json", log_path).out)
+    assert report["schema_versions"] == [2]
+    with TypedStore.open(log_path, str, UserV2, version=2) as users:
+        assert list(users.items()) == expected

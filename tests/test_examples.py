@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from typedstore import TypedStore
+from typedstore import SchemaMismatchError, TypedStore
 
 EXAMPLES_DIR = Path(__file__).parents[1] / "examples"
-EXAMPLES = ["quickstart", "records", "settings", "transfer"]
+EXAMPLES = ["evolve", "quickstart", "records", "settings", "transfer"]
 
 
 def run_example(name: str, cwd: Path, *args: str) -> str:
@@ -158,4 +158,53 @@ def test_transfer_failed_transfer_changes_nothing(tmp_path: Path) -> None:
     assert lines[3:] == [
         "after failed transfer: alice=7000 bob=5500 total=12500",
         "after reopening: alice=7000 bob=5500 total=12500",
+    ]
+
+
+def test_evolve_opens_old_records_at_each_release(tmp_path: Path) -> None:
+    """Release 2 sees the renamed field, release 3 every customer upgraded to version 3."""
+    lines = run_example("evolve", tmp_path).splitlines()
+    assert lines[:3] == [
+        "release 1: stored 2 customers at version 1",
+        "release 2: ada is CustomerV2(full_name='Ada Lovelace', phone='555-0101', "
+        "fax='555-0102', email='')",
+        "release 2: stored cy at version 2",
+    ]
+    start = lines.index(
+        "release 3: ada is CustomerV3(full_name='Ada Lovelace', phone='555-0101', email='')"
+    )
+    assert lines[start + 1 : start + 3] == [
+        "release 3: bo is CustomerV3(full_name='Bo Diddley', phone='555-0201', email='')",
+        "release 3: cy is CustomerV3(full_name='Cy Twombly', phone='555-0301', "
+        "email='cy@example.com')",
+    ]
+
+
+def test_evolve_refusals_name_the_problem_and_change_nothing(tmp_path: Path) -> None:
+    """The missing step, the kept ``fax`` and the downgrade are refused; the log is unchanged."""
+    out = run_example("evolve", tmp_path)
+    assert "release 3 without the 2 -> 3 step: refused (version 1 records)" in out
+    assert "release 3 keeping fax by mistake: refused, would lose fax" in out
+    assert "log unchanged by the refusals: True" in out
+    assert "release 2 reopening the log: refused (records at version 3)" in out
+
+
+def test_evolve_compaction_leaves_a_single_version_log(tmp_path: Path) -> None:
+    """After the example, the log opens at version 3 without migrations and refuses version 2."""
+    out = run_example("evolve", tmp_path)
+    assert "same values: True" in out
+    log = tmp_path / "data" / "evolve.log"
+    with TypedStore.open(log, str, dict[str, object], version=3, readonly=True) as customers:
+        assert list(customers) == ["ada", "bo", "cy", "di"]
+        assert "fax" not in customers["cy"]
+    with pytest.raises(SchemaMismatchError, match="newer than this code's version 2"):
+        TypedStore.open(log, str, dict[str, object], version=2, readonly=True)
+
+
+def test_evolve_logs_the_compatible_change(tmp_path: Path) -> None:
+    """The defaulted field added without a bump opens, and the store's log line says so."""
+    lines = run_example("evolve", tmp_path).splitlines()
+    assert lines[-2:] == [
+        "  logged: the value type changed without a schema version bump (added: newsletter)",
+        "compatible change: ada.newsletter=False",
     ]
