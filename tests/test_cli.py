@@ -32,7 +32,8 @@ from typedstore import (
     _fs,
 )
 from typedstore.__main__ import main
-from typedstore._cli import ExitCode, Progress, to_json
+from typedstore._cli import ExitCode
+from typedstore._render import Progress, to_json
 
 ROOT = Path(__file__).parents[1]
 COMMANDS = ["info", "verify", "dump", "compact", "repair"]
