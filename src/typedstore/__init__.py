@@ -12,7 +12,7 @@ from ._errors import (
     StoreLockedError,
     StoreReadOnlyError,
 )
-from ._log import Recovery
+from ._replay import Recovery
 from ._store import TypedStore
 from ._txn import Transaction
 from ._types import RecoveryMode

@@ -17,6 +17,11 @@ def is_due(config: StoreConfig, log_bytes: int, total_records: int, live_records
     return live_records == 0 or total_records >= config.compact_ratio * live_records
 
 
+def header(codec: Codec[K, V], version: int) -> bytes:
+    """Return the header a new or rewritten log starts with: the current types and version."""
+    return _format.encode_header(codec.metadata(version))
+
+
 def live_chunks(header: bytes, bodies: Iterable[bytes]) -> list[bytes]:
     """Return a rewritten log's content: ``header``, then each record body framed in turn."""
     chunks = [header]

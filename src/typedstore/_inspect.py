@@ -2,7 +2,7 @@
 
 Nothing here knows the application's types: keys and values stay msgpack bytes, and a
 key's identity is its msgpack bytes. Frames are found and classified by the same
-reader a store's open uses (``_log.open_header``, ``_log.FrameScanner``,
+reader a store's open uses (``_replay.open_header``, ``_replay.FrameScanner``,
 ``_format.decode_body``, ``_codec.unpack``), so :func:`check` reaches the verdict
 ``TypedStore.open`` would, short of validating against the application's models
 (``SchemaMismatchError`` needs them).
@@ -20,7 +20,7 @@ from . import _format, _fs
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._compact import live_chunks
 from ._errors import CorruptLogError
-from ._log import FrameScanner, SchemaTrail, open_header
+from ._replay import FrameScanner, SchemaTrail, open_header
 from ._types import RecoveryMode
 
 ProgressCallback = Callable[[int, int], None]
@@ -169,7 +169,7 @@ def live_entries(meta: bytes, frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
 def check(scan: LogScan) -> Finding:
     """Return what a read-only ``TypedStore.open`` of the scanned log would find.
 
-    As ``_log.replay`` does, it walks frames and damage front to back: the first
+    As ``_replay.replay`` does, it walks frames and damage front to back: the first
     undecodable record or damage before the tail is what ``CorruptLogError``
     reports; otherwise a torn tail is the only finding.
     """

@@ -18,15 +18,17 @@ from collections.abc import (
 )
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
 from . import _compact, _format, _fs
 from ._codec import Codec, type_name
 from ._config import Schema, StoreConfig
 from ._errors import StoreClosedError, StoreReadOnlyError
-from ._log import Log, Recovery, Replay, replay
+from ._log import Log
+from ._open import load
+from ._replay import Recovery
 from ._txn import MISSING, Transaction, Write
-from ._types import K, Migration, RecoveryMode, V
+from ._types import K, Migration, V
 
 if TYPE_CHECKING:  # PEP 747: lets `open(path, str, int | None)` infer TypedStore[str, int | None]
     from typing_extensions import TypeForm
@@ -176,67 +178,21 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._txn_thread: int | None = None
         self._is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
-        self._log: Log | None = None
-        self._header_bytes = b""
         self._skip_auto_compact_below = 0
-        self.recovery: Recovery | None = None
-        """What opening did about damage in the log (None when it found none)."""
         if not readonly:
             _fs.make_parents(path)
             self._file_lock = _fs.FileLock(path)
         try:
-            self._data = self._load()
+            opened = load(path, codec, schema, config, readonly=readonly)
         except BaseException:
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
+        self._data = opened.entries
+        self._log = opened.log
+        self.recovery: Recovery | None = opened.recovery
+        """What opening did about damage in the log (None when it found none)."""
         self._is_closed = False
-
-    def _load(self) -> dict[K, object]:
-        path = self._path
-        if not self._readonly and _fs.remove_if_exists(_fs.temp_path(path)):
-            logger.warning("%s: removed the temp file of an interrupted compaction", path)
-        buf = _fs.read_file(path) if self._readonly or path.exists() else b""
-        if not buf:
-            if not self._readonly:
-                self._log = Log.create(path, self._config, [self._header()], 0)
-            return {}
-        state = replay(path, buf, self._codec, self._schema_now, self._config.recovery)
-        backup = None
-        if not self._readonly:
-            self._log, backup = self._open_log(state, len(buf))
-            current = (self._schema_now.version, self._codec.fingerprint)
-            if backup is None and (state.schema.version, state.schema.fingerprint) != current:
-                # Later records must say they were written under the current schema.
-                self._log.pending_schema = self._codec.metadata(self._schema_now.version)
-        self.recovery = _describe_recovery(path, state, self._config.recovery, backup)
-        return state.entries
-
-    def _open_log(self, state: Replay[K], size: int) -> tuple[Log, Path | None]:
-        """Open the replayed log for appending, first dealing with any damage found."""
-        path, config = self._path, self._config
-        if not state.damage:
-            file = _fs.LogFile.open_existing(path, size)
-            return Log(file, config, state.total_records, state.generation), None
-        if state.torn_tail and len(state.damage) == 1:
-            # Truncate and fsync before appending: a record written after the torn
-            # one would turn a harmless torn tail into damage before the tail.
-            _fs.truncate_file(path, state.end)
-            file = _fs.LogFile.open_existing(path, state.end)
-            return Log(file, config, state.total_records, state.generation), None
-        backup = _fs.copy_aside(path)
-        chunks = _compact.live_chunks(
-            self._header(), _compact.insert_bodies(state.entries, self._codec)
-        )
-        return Log.create(path, config, chunks, len(state.entries)), backup
-
-    def _header(self) -> bytes:
-        """Return the header a rewritten log starts with: it describes the current types."""
-        if not self._header_bytes:
-            self._header_bytes = _format.encode_header(
-                self._codec.metadata(self._schema_now.version)
-            )
-        return self._header_bytes
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -483,7 +439,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def _compact_locked(self, log: Log) -> None:
         entries = _compact.insert_bodies(self._data, self._codec)
-        log.rewrite(_compact.live_chunks(self._header(), entries), len(self._data))
+        header = _compact.header(self._codec, self._schema_now.version)
+        log.rewrite(_compact.live_chunks(header, entries), len(self._data))
         self._skip_auto_compact_below = 0
 
     def close(self) -> None:
@@ -576,31 +533,6 @@ def _schema_of(
         migrations=dict(migrations or {}),
         dropped_fields=frozenset(dropped_fields),
     )
-
-
-def _describe_recovery(
-    path: Path, state: Replay[Any], mode: RecoveryMode, backup: Path | None
-) -> Recovery | None:
-    """Return (and log) what replay did about damage, or None if there was none."""
-    if not state.damage:
-        return None
-    dropped = sum(end - start for start, end in state.damage)
-    offset = state.damage[0][0]
-    kind: Literal["torn_tail", "truncated", "skipped"]
-    if state.torn_tail and len(state.damage) == 1:
-        kind = "torn_tail"
-    else:
-        kind = "truncated" if mode == "truncate" else "skipped"
-    copied = f"; the original was copied to {backup}" if backup else ""
-    logger.warning(
-        "%s: %s at byte offset %d; %d bytes not replayed%s",
-        path,
-        kind.replace("_", " "),
-        offset,
-        dropped,
-        copied,
-    )
-    return Recovery(kind, offset, dropped, backup)
 
 
 class _ValuesView(ValuesView[V], Generic[K, V]):

@@ -1,0 +1,343 @@
+"""Replay: reading a log back into memory on open (SPEC §3, docs/FORMAT.md "Replay")."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, Literal
+
+import pydantic
+
+from . import _format
+from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
+from ._config import Schema
+from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError
+from ._types import K, RecoveryMode, V
+
+logger = logging.getLogger("typedstore")
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What opening a store did about damage found in its log.
+
+    ``kind`` is ``"torn_tail"`` for an incomplete final record (dropped on a
+    writable open), ``"truncated"`` or ``"skipped"`` for damage before the tail
+    that a recovery mode dealt with. ``backup`` is the copy of the original log made
+    before a recovery mode rewrote it.
+    """
+
+    kind: Literal["torn_tail", "truncated", "skipped"]
+    offset: int
+    """Byte offset where the first damage starts."""
+    dropped_bytes: int
+    """How many bytes of the log were not replayed."""
+    backup: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The schema a run of records was written under: the header's, or a schema record's."""
+
+    offset: int
+    version: int
+    fingerprint: str
+    meta: dict[str, object]
+
+
+@dataclass(slots=True)
+class Replay(Generic[K]):
+    """The state a log replays to."""
+
+    entries: dict[K, object]
+    """Live entries in insertion order, values in the form the codec keeps in memory."""
+    total_records: int
+    schema: Segment
+    """The schema the log's last records were written under."""
+    generation: int
+    """The schema generation in force at the end of the log."""
+    end: int
+    """End of the last record replayed; a writable open continues from here."""
+    damage: list[tuple[int, int]] = field(default_factory=list)
+    """Byte ranges that were not replayed, in order; the last may be a torn tail."""
+    torn_tail: bool = False
+
+
+class FrameScanner:
+    """Walk the frames after the header, classifying damage as SPEC §3 says.
+
+    Iterating yields ``(offset, end)`` for each valid frame. Damage that a valid
+    frame follows raises ``CorruptLogError`` in ``strict`` mode, ends the walk in
+    ``truncate`` mode and is stepped over in ``skip`` mode; damage no valid frame
+    follows is a torn tail and ends the walk in every mode. ``damage`` lists the
+    byte ranges not walked.
+    """
+
+    def __init__(self, path: Path, buf: bytes, start: int, mode: RecoveryMode) -> None:
+        self.path = path
+        self.buf = buf
+        self.start = start
+        self.mode = mode
+        self.damage: list[tuple[int, int]] = []
+        self.torn_tail = False
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        buf, offset = self.buf, self.start
+        while offset < len(buf):
+            end = _format.read_frame(buf, offset)
+            if end == -1:
+                offset = self._step_over_damage(offset)
+            else:
+                yield offset, end
+                offset = end
+
+    def _step_over_damage(self, offset: int) -> int:
+        """Record the damage at ``offset``; return where the walk goes on."""
+        following = _format.find_next_frame(self.buf, offset)
+        if following == -1:
+            self.torn_tail = True
+            self.damage.append((offset, len(self.buf)))
+            return len(self.buf)
+        if self.mode == "strict":
+            raise CorruptLogError(self.path, offset, "checksum mismatch or cut-short record")
+        if self.mode == "truncate":
+            self.damage.append((offset, len(self.buf)))
+            return len(self.buf)
+        self.damage.append((offset, following))
+        return following
+
+
+class SchemaTrail:
+    """Follow a log's schema generations, refusing records of a generation not in force.
+
+    Every body carries the generation of the schema it was written under (see
+    ``_format.tag``); each schema record opens the next one. A record of another
+    generation means the schema record it was written under is lost (inside a range
+    a recovery mode skipped): its schema is unknown, so it is refused, not guessed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.generation = 0
+
+    def follow(self, body: memoryview, offset: int) -> bytes | None:
+        """Return a schema record's metadata (its generation now in force), else None."""
+        kind, generation = _format.kind_of(body)
+        if kind == _format.RecordKind.SCHEMA:
+            expected = (self.generation + 1) % _format.GENERATIONS
+            if generation != expected:
+                raise CorruptLogError(
+                    self.path,
+                    offset,
+                    f"schema record of generation {generation} where "
+                    f"{expected} was due: the schema record before it is lost",
+                )
+            self.generation = generation
+            return bytes(body[1:])
+        if generation != self.generation:
+            raise CorruptLogError(
+                self.path,
+                offset,
+                f"record of schema generation {generation} where "
+                f"{self.generation} is in force: the schema record it was written under is lost",
+            )
+        return None
+
+
+def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
+    """Return the header's metadata and end offset; raise the store's errors if unusable."""
+    try:
+        return _format.decode_header(buf)
+    except _format.ForeignFileError as exc:
+        raise NotAStoreError(path, str(exc)) from exc
+    except _format.FormatError as exc:
+        raise CorruptLogError(path, 0, str(exc)) from exc
+
+
+def replay(
+    path: Path, buf: bytes, codec: Codec[K, V], schema: Schema, mode: RecoveryMode
+) -> Replay[K]:
+    """Replay the log held in ``buf``; see SPEC §3 and ``docs/FORMAT.md``.
+
+    Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
+    checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``
+    (a record that does not validate, a migration that fails or is missing, fields a
+    type change would drop, or a schema version newer than ``schema.version``).
+    """
+    meta, start = open_header(path, buf)
+    segments = [_segment(path, meta, 0, schema)]
+    pending: dict[K, tuple[bytes, int, Segment]] = {}
+    total = 0
+    end = start
+    frames = FrameScanner(path, buf, start, mode)
+    trail = SchemaTrail(path)
+    for offset, end in frames:
+        body = _format.frame_body(buf, offset, end)
+        schema_meta = trail.follow(body, offset)
+        if schema_meta is not None:
+            segments.append(_segment(path, schema_meta, offset, schema))
+            continue
+        ops = _decode_ops(path, body, offset, codec, segments[-1])
+        for key, value in ops:
+            if value is None:
+                pending.pop(key, None)
+            else:
+                pending[key] = (value, offset, segments[-1])
+        total += len(ops)
+    entries = _validate_values(path, pending, codec, schema)
+    return Replay(
+        entries, total, segments[-1], trail.generation, end, frames.damage, frames.torn_tail
+    )
+
+
+def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
+    """Read a header's or schema record's metadata; refuse versions this code cannot reach."""
+    try:
+        data = decode_metadata(meta)
+    except RecordDecodeError as exc:
+        raise CorruptLogError(path, offset, f"undecodable schema metadata: {exc}") from exc
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise CorruptLogError(path, offset, f"schema version {version!r} is not a positive int")
+    fingerprint = data.get("fingerprint", "")
+    segment = Segment(offset, version, fingerprint if isinstance(fingerprint, str) else "", data)
+    if version > schema.version:
+        raise SchemaMismatchError(
+            f"{path}: records from byte offset {offset} were written at schema version "
+            f"{version}, newer than this code's version {schema.version}; open it with the "
+            "newer code (nothing was changed)",
+            path=path,
+            offset=offset,
+            version=version,
+        )
+    missing = [step for step in range(version, schema.version) if step not in schema.migrations]
+    if missing:
+        raise SchemaMismatchError(
+            f"{path}: records from byte offset {offset} were written at schema version "
+            f"{version}, but no migration upgrades version {missing[0]} to {missing[0] + 1} "
+            f"(declare migrations={{{missing[0]}: ...}}); nothing was changed",
+            path=path,
+            offset=offset,
+            version=version,
+        )
+    return segment
+
+
+def _decode_ops(
+    path: Path, body: memoryview, offset: int, codec: Codec[K, V], segment: Segment
+) -> list[tuple[K, bytes | None]]:
+    """Return a checksum-valid record's operations with validated keys.
+
+    Content that fails to decode is not damage a recovery mode may drop: the
+    checksum proves these are the bytes that were written.
+    """
+    try:
+        ops = _format.decode_body(body)
+        decoded = [(unpack(op.key), op.value) for op in ops]
+        for op in ops:
+            if op.value is not None:
+                unpack(op.value)  # validated later, and only if still live; decodable now
+    except (_format.FormatError, RecordDecodeError) as exc:
+        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+    keyed: list[tuple[K, bytes | None]] = []
+    for data, value in decoded:
+        try:
+            keyed.append((codec.validate_key(data), value))
+        except pydantic.ValidationError as exc:
+            raise SchemaMismatchError(
+                f"{path}: the key of the record at byte offset {offset} ({data!r}) does not "
+                f"validate against the store's key type; nothing was changed:\n{exc}",
+                path=path,
+                offset=offset,
+                key=data,
+                version=segment.version,
+                error=exc,
+            ) from exc
+    return keyed
+
+
+def _validate_values(
+    path: Path, pending: dict[K, tuple[bytes, int, Segment]], codec: Codec[K, V], schema: Schema
+) -> dict[K, object]:
+    """Validate the live values, upgrading those written under another schema."""
+    entries: dict[K, object] = {}
+    described: set[str] = set()
+    for key, (blob, offset, segment) in pending.items():
+        if segment.version == schema.version and segment.fingerprint == codec.fingerprint:
+            try:
+                entries[key] = codec.freeze(codec.decode_value(blob), blob)
+            except pydantic.ValidationError as exc:
+                raise _invalid(path, key, offset, segment, exc) from exc
+            continue
+        if segment.version == schema.version and segment.fingerprint not in described:
+            described.add(segment.fingerprint)
+            logger.info(
+                "%s: the value type changed without a schema version bump (%s)",
+                path,
+                describe_changes(segment.meta, codec.describe()),
+            )
+        value, blob = _upgrade(path, key, blob, offset, segment, codec, schema)
+        entries[key] = codec.freeze(value, blob)
+    return entries
+
+
+def _upgrade(
+    path: Path,
+    key: K,
+    blob: bytes,
+    offset: int,
+    segment: Segment,
+    codec: Codec[K, V],
+    schema: Schema,
+) -> tuple[V, bytes]:
+    """Migrate a value written under an older schema; refuse to lose fields silently."""
+    data = unpack(blob)
+    for step in range(segment.version, schema.version):
+        try:
+            data = schema.migrations[step](data)
+        except Exception as exc:  # the application's code: report which record broke it
+            raise SchemaMismatchError(
+                f"{path}: migration {step} -> {step + 1} failed on the record at byte offset "
+                f"{offset} (key {key!r}, schema version {segment.version}): {exc!r}; "
+                "nothing was changed",
+                path=path,
+                offset=offset,
+                key=key,
+                version=segment.version,
+                error=exc,
+            ) from exc
+    try:
+        value = codec.validate_value(data)
+    except pydantic.ValidationError as exc:
+        raise _invalid(path, key, offset, segment, exc) from exc
+    lost = sorted(codec.lost_fields(data, value) - schema.dropped_fields)
+    if lost:
+        raise SchemaMismatchError(
+            f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+            f"{segment.version}) holds fields the value type no longer has: "
+            f"{', '.join(lost)}. Remove them in a migration, or declare "
+            f"dropped_fields={{{', '.join(map(repr, lost))}}}; nothing was changed",
+            path=path,
+            offset=offset,
+            key=key,
+            version=segment.version,
+            fields=tuple(lost),
+        )
+    return codec.encode_value(value)
+
+
+def _invalid(
+    path: Path, key: object, offset: int, segment: Segment, exc: pydantic.ValidationError
+) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+        f"{segment.version}) does not validate against the store's value type; nothing "
+        f"was changed:\n{exc}",
+        path=path,
+        offset=offset,
+        key=key,
+        version=segment.version,
+        error=exc,
+    )
