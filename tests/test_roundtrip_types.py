@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple, NotRequired
+from typing import Annotated, Any, NamedTuple, NotRequired
 
 import pydantic
 import pytest
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from tests.models import Point, User
-from typedstore import TypedStore
+from typedstore import EncodingError, TypedStore
 
 UTC_PLUS_0530 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 UTC_MINUS_08 = datetime.timezone(datetime.timedelta(hours=-8))
@@ -510,3 +510,100 @@ def test_unvalidated_instances_are_rejected_and_nothing_is_written(
         assert list(store.items()) == [("alice", ALICE)]
     with TypedStore.open(log_path, str, User) as reopened:
         assert list(reopened.items()) == [("alice", ALICE)]
+
+
+# -- strict models, foreign instances, validators that are not idempotent ---------------------
+
+
+class Shade(enum.Enum):
+    """An enum for strict-mode models."""
+
+    RED = "r"
+
+
+class StrictRecord(BaseModel):
+    """A strict model: validation refuses the plain data msgpack decodes to."""
+
+    model_config = ConfigDict(strict=True)
+
+    shade: Shade
+    pair: tuple[int, int]
+    ident: uuid.UUID
+    amount: Decimal
+    tags: set[str]
+
+
+def test_strict_model_round_trips(log_path: Path) -> None:
+    """A model in pydantic's strict mode is stored and reads back equal after a reopen."""
+    record = StrictRecord(
+        shade=Shade.RED, pair=(1, 2), ident=uuid.UUID(int=7), amount=Decimal("1.50"), tags={"a"}
+    )
+    with TypedStore.open(log_path, str, StrictRecord) as store:
+        store["r"] = record
+        assert store["r"] == record
+    with TypedStore.open(log_path, str, StrictRecord) as store:
+        assert store["r"] == record
+
+
+class Admin(BaseModel):
+    """A model with User's fields and one more, but not a User."""
+
+    name: str
+    age: int
+    role: str
+
+
+def test_instance_of_another_model_is_rejected(log_path: Path) -> None:
+    """An instance of an unrelated model is invalid input, not a User with fields dropped."""
+    with TypedStore.open(log_path, str, User) as store:
+        size = log_path.stat().st_size
+        with pytest.raises(pydantic.ValidationError, match="instance of User"):
+            store["a"] = Admin(name="a", age=1, role="root")  # type: ignore[assignment]
+        assert "a" not in store
+        assert log_path.stat().st_size == size
+
+
+def _bump(value: int) -> int:
+    return value + 1
+
+
+class Bumped(BaseModel):
+    """A frozen model whose validator changes the value every time it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: Annotated[int, pydantic.AfterValidator(_bump)]
+
+
+class BumpedMutable(BaseModel):
+    """The same validator on a mutable model, whose bytes the store keeps."""
+
+    x: Annotated[int, pydantic.AfterValidator(_bump)]
+
+
+def test_unstable_immutable_value_is_refused(log_path: Path) -> None:
+    """An immutable value that validation changes again would not survive compaction: refused."""
+    with TypedStore.open(log_path, str, Bumped) as store:
+        size = log_path.stat().st_size
+        with pytest.raises(EncodingError, match="not idempotent"):
+            store["k"] = Bumped(x=0)
+        assert "k" not in store
+        assert log_path.stat().st_size == size
+
+
+def test_unstable_mutable_value_survives_compaction(log_path: Path) -> None:
+    """A mutable value is kept as its bytes, so compaction and a reopen give what memory had."""
+    with TypedStore.open(log_path, str, BumpedMutable) as store:
+        store["k"] = BumpedMutable(x=0)
+        before = store["k"]
+        store.compact()
+    with TypedStore.open(log_path, str, BumpedMutable) as store:
+        assert store["k"] == before
+
+
+def test_annotated_metadata_need_not_be_hashable(log_path: Path) -> None:
+    """A type whose Annotated metadata is a dict opens, stores and reads back."""
+    with TypedStore.open(log_path, str, list[Annotated[int, {"doc": "x"}]]) as store:
+        store["k"] = [1, 2]
+    with TypedStore.open(log_path, str, list[Annotated[int, {"doc": "x"}]]) as store:
+        assert store["k"] == [1, 2]

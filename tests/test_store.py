@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import random
 import re
+import threading
+import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pydantic
 import pytest
 
 from tests.conftest import Settle
 from tests.models import Point, User
-from typedstore import StoreClosedError, StoreConfig, StoreReadOnlyError, TypedStore
+from typedstore import (
+    EncodingError,
+    StoreClosedError,
+    StoreConfig,
+    StoreReadOnlyError,
+    TypedStore,
+)
 from typedstore._format import RecordKind, decode_header, frame_body, read_frame
 
 
@@ -747,3 +756,110 @@ def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
             frame_body(log_path.read_bytes(), start, end)[0] == RecordKind.INSERT
             for start, end in frames
         )
+
+
+# -- keys given in another type than they are stored in ----------------------------------------
+
+
+class StrictInts(TypedStore[pydantic.StrictInt, str]):
+    """Keys validated in strict mode: True equals 1 for a dict, but is not a valid key."""
+
+
+def test_remove_with_an_equal_key_of_another_type_keeps_the_log_openable(log_path: Path) -> None:
+    """remove(True) on a strict int store removes nothing and writes no record it cannot read."""
+    with StrictInts.open(log_path) as store:
+        store[1] = "one"
+        assert store.remove(True) is None
+        assert store[1] == "one"
+    with StrictInts.open(log_path) as store:
+        assert dict(store) == {1: "one"}
+
+
+def test_remove_writes_the_stored_keys_bytes(log_path: Path) -> None:
+    """remove(1.0) on an int store removes key 1 with a record a reopen replays."""
+    with TypedStore.open(log_path, int, str) as store:
+        store[1] = "one"
+        store[2] = "two"
+        assert store.remove(1.0) == "one"  # type: ignore[arg-type]  # a float equal to 1
+    with TypedStore.open(log_path, int, str) as store:
+        assert dict(store) == {2: "two"}
+
+
+def test_modify_with_an_invalid_equal_key_raises_key_error(log_path: Path) -> None:
+    """modify(True) on a strict int store is a KeyError and writes nothing."""
+    with StrictInts.open(log_path) as store:
+        store[1] = "one"
+        size = log_path.stat().st_size
+        with pytest.raises(KeyError, match="True"):
+            store.modify(True, str.upper)
+        assert log_path.stat().st_size == size
+
+
+def test_unencodable_str_key_raises_encoding_error(log_path: Path) -> None:
+    """A str key msgpack cannot encode (a lone surrogate) raises EncodingError, writes nothing."""
+    with Ints.open(log_path) as store:
+        size = log_path.stat().st_size
+        with pytest.raises(EncodingError, match="cannot encode"):
+            store["\ud800"] = 1
+        assert log_path.stat().st_size == size
+
+
+# -- setdefault ----------------------------------------------------------------------------------
+
+
+def test_setdefault_returns_the_stored_value(log_path: Path) -> None:
+    """setdefault returns the value as the store holds it, validated, and keeps an existing one."""
+    with TypedStore.open(log_path, str, int) as store:
+        assert store.setdefault("a", "7") == 7  # type: ignore[arg-type]  # validated to 7
+        assert store.setdefault("a", 8) == 7
+    with TypedStore.open(log_path, str, int) as store:
+        assert dict(store) == {"a": 7}
+
+
+class SlowName(pydantic.BaseModel):
+    """A model whose validation takes long enough for threads to interleave."""
+
+    who: str
+
+    @pydantic.field_validator("who")
+    @classmethod
+    def _slow(cls, value: str) -> str:
+        time.sleep(0.02)
+        return value
+
+
+def test_setdefault_is_atomic(log_path: Path) -> None:
+    """Threads calling setdefault on one absent key all get the single value stored."""
+    with TypedStore.open(log_path, str, SlowName) as store:
+        got: dict[str, str] = {}
+
+        def race(name: str) -> None:
+            got[name] = store.setdefault("k", SlowName(who=name)).who
+
+        threads = [threading.Thread(target=race, args=(f"t{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(got.values()) == {store["k"].who}
+
+
+# -- declarative classes through a generic base --------------------------------------------------
+
+VT = TypeVar("VT")
+
+
+class ByName(TypedStore[str, VT], Generic[VT]):
+    """A generic base that binds the key type only."""
+
+
+class UsersByName(ByName[User]):
+    """Binds the value type through the generic base."""
+
+
+def test_declarative_class_through_a_generic_base(log_path: Path) -> None:
+    """A class binding its value type through a generic base opens with both types bound."""
+    with UsersByName.open(log_path) as store:
+        store["a"] = User(name="A", age=1)
+    with UsersByName.open(log_path) as store:
+        assert store["a"] == User(name="A", age=1)

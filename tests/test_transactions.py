@@ -558,3 +558,16 @@ def test_concurrent_transfers_keep_total(
         with settle(store) as store:
             assert sum(account.balance for account in store.values()) == 500
             assert list(store) == owners
+
+
+def test_removal_with_an_invalid_equal_key_stages_nothing(log_path: Path) -> None:
+    """del tx[True] on a strict int store is a KeyError; the log stays openable."""
+    with TypedStore.open(log_path, pydantic.StrictInt, str) as store:
+        store[1] = "one"
+        with store.transaction() as txn:
+            with pytest.raises(KeyError, match="True"):
+                del txn[True]
+            assert txn.remove(True) is None
+            txn[2] = "two"
+    with TypedStore.open(log_path, pydantic.StrictInt, str) as store:
+        assert dict(store) == {1: "one", 2: "two"}

@@ -79,23 +79,29 @@ class Codec(Generic[K, V]):
         """
         if self._plain_key is not None and type(key) is self._plain_key:
             return cast(K, key), _packb(key)
-        validated, blob = _round_trip(self._keys, key)
+        validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
         except TypeError as exc:
             raise TypeError(f"keys must be hashable after validation: {exc}") from exc
-        canonical = _pack(self._keys, validated)
-        if canonical != blob:
-            # Write the validated key ("1" given for an int key is written as 1): a
-            # model-free reader such as the CLI can then tell keys apart by their bytes.
-            validated, blob = _round_trip(self._keys, validated)
         return validated, blob
+
+    def find_key(self, key: object) -> tuple[K, bytes] | None:
+        """Return ``key`` validated, and its bytes, or None when no valid key equals it.
+
+        Removals use it: their record must hold the stored key's own bytes, and a key
+        that does not validate cannot be stored.
+        """
+        try:
+            return self.encode_key(key)
+        except (pydantic.ValidationError, EncodingError, TypeError):
+            return None
 
     def validate_key(self, data: object) -> K:
         """Return the key that decoded ``data`` validates to."""
         if self._plain_key is not None and type(data) is self._plain_key:
             return cast(K, data)
-        return self._keys.validate_python(data, by_alias=False, by_name=True)
+        return self._keys.validate_python(data, **_DECODED)
 
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
@@ -107,11 +113,13 @@ class Codec(Generic[K, V]):
 
     def encode_value(self, value: object) -> tuple[V, bytes]:
         """Validate ``value``; return it as a replay would give it, and its bytes."""
-        return _round_trip(self._values, value)
+        # Memory keeps the bytes of mutable values; immutable ones are encoded again
+        # by compaction, so those must give their own bytes back.
+        return _round_trip(self._values, value, stable=not self.copies_values)
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""
-        return self._values.validate_python(unpack(blob), by_alias=False, by_name=True)
+        return self._values.validate_python(unpack(blob), **_DECODED)
 
     def freeze(self, value: V, blob: bytes) -> object:
         """Return what memory keeps for a value: its bytes when mutable, else itself."""
@@ -131,7 +139,7 @@ class Codec(Generic[K, V]):
 
     def validate_value(self, data: object) -> V:
         """Return the value that decoded (or migrated) ``data`` validates to."""
-        return self._values.validate_python(data, by_alias=False, by_name=True)
+        return self._values.validate_python(data, **_DECODED)
 
     def lost_fields(self, data: object, value: V) -> set[str]:
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
@@ -237,27 +245,50 @@ def decode_metadata(blob: bytes) -> dict[str, object]:
     return cast(dict[str, object], data)
 
 
-def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object) -> tuple[V, bytes]:
+_DECODED: dict[str, Any] = {"strict": False, "by_alias": False, "by_name": True}
+"""How decoded data is validated: by field name, and lax, since msgpack has no tuples,
+enums or UUIDs that strict mode would insist on (the input itself was validated as given)."""
+
+
+def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) -> tuple[V, bytes]:
+    """Validate ``raw`` as given; return what validating its bytes gives, and the bytes.
+
+    With ``stable``, the bytes are those of the returned value itself, as compaction
+    writes them; a value whose validation changes it again raises ``EncodingError``.
+    """
+    validated = adapter.validate_python(raw)  # the type's own rules, strict mode included
+    blob = _pack(adapter, validated)
     try:
-        blob = _pack(adapter, raw)
-    except _ENCODE_FAILURES as exc:
-        adapter.validate_python(raw)  # an invalid input raises ValidationError, as promised
-        raise EncodingError(f"cannot encode {type(raw).__name__} as msgpack: {exc}") from exc
-    try:
-        return adapter.validate_python(unpack(blob), by_alias=False, by_name=True), blob
+        value = adapter.validate_python(unpack(blob), **_DECODED)
     except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
         raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
+    if stable:
+        again = _pack(adapter, value)
+        if again != blob:
+            if adapter.validate_python(unpack(again), **_DECODED) != value:
+                raise EncodingError(
+                    f"{type(raw).__name__} changes each time it is validated (a validator "
+                    "that is not idempotent), so it would not read back as stored"
+                )
+            blob = again
+    return value, blob
 
 
 def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
     # warnings=False: an unvalidated input (model_construct) may not match the schema;
     # validation of the decoded bytes right after reports that properly.
-    data = adapter.dump_python(raw, by_alias=False, round_trip=True, warnings=False)
+    try:
+        data = adapter.dump_python(raw, by_alias=False, round_trip=True, warnings=False)
+    except _ENCODE_FAILURES as exc:
+        raise EncodingError(f"cannot dump {type(raw).__name__}: {exc}") from exc
     return _packb(data)
 
 
 def _packb(data: object) -> bytes:
-    packed: bytes = msgpack.packb(data, default=_encode_default)
+    try:
+        packed: bytes = msgpack.packb(data, default=_encode_default)
+    except _ENCODE_FAILURES as exc:
+        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
     return packed
 
 
@@ -290,40 +321,38 @@ def type_name(tp: object) -> str:
     return repr(tp)
 
 
-def is_immutable(tp: object, seen: frozenset[object] = frozenset()) -> bool:
+def is_immutable(tp: object, seen: frozenset[int] = frozenset()) -> bool:
     """Return True when no instance of ``tp`` can be changed in place after validation."""
-    if tp in seen:
+    if id(tp) in seen:  # by id: type forms may hold unhashable metadata (Annotated)
         return True
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         return is_immutable(typing.get_args(tp)[0], seen)
     if origin is not None:
-        return _is_immutable_generic(origin, typing.get_args(tp), seen | {tp})
+        return _is_immutable_generic(origin, typing.get_args(tp), seen | {id(tp)})
     alias_value = getattr(tp, "__value__", _NO_ALIAS)  # a `type X = ...` alias (3.12+)
     if alias_value is not _NO_ALIAS:
-        return is_immutable(alias_value, seen | {tp})
+        return is_immutable(alias_value, seen | {id(tp)})
     if isinstance(tp, typing.NewType):
         return is_immutable(tp.__supertype__, seen)
-    if tp in _IMMUTABLE_LEAVES:
+    if any(tp is leaf for leaf in _IMMUTABLE_LEAVES):
         return True
     if not isinstance(tp, type):
         return False
     if issubclass(tp, enum.Enum):
         return True
-    return _is_immutable_class(tp, seen | {tp})
+    return _is_immutable_class(tp, seen | {id(tp)})
 
 
-def _is_immutable_generic(
-    origin: object, args: tuple[object, ...], seen: frozenset[object]
-) -> bool:
+def _is_immutable_generic(origin: object, args: tuple[object, ...], seen: frozenset[int]) -> bool:
     if origin is typing.Literal:
         return True
-    if origin not in _IMMUTABLE_CONTAINERS:
+    if not any(origin is container for container in _IMMUTABLE_CONTAINERS):
         return isinstance(origin, type) and _is_immutable_class(origin, seen)
     return all(arg is Ellipsis or is_immutable(arg, seen) for arg in args)
 
 
-def _is_immutable_class(tp: type, seen: frozenset[object]) -> bool:
+def _is_immutable_class(tp: type, seen: frozenset[int]) -> bool:
     if issubclass(tp, pydantic.BaseModel):
         config = tp.model_config
         # Private attributes stay settable on frozen models and are never stored.

@@ -53,6 +53,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     _key_type: ClassVar[object] = _UNBOUND
     _value_type: ClassVar[object] = _UNBOUND
+    _type_args: ClassVar[tuple[object, object]] = (_UNBOUND, _UNBOUND)
+    """The key and value types as this class binds them, type variables where it does not."""
     _schema: ClassVar[Schema | None] = None
 
     def __init_subclass__(
@@ -65,14 +67,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     ) -> None:
         """Bind a declarative subclass's types, and its schema version and migrations."""
         super().__init_subclass__(**kwargs)
-        if version is not None or migrations is not None or dropped_fields:
-            cls._schema = _schema_of(version, migrations, dropped_fields)
         for base in getattr(cls, "__orig_bases__", ()):
             origin = typing.get_origin(base)
             if isinstance(origin, type) and issubclass(origin, TypedStore):
-                args = typing.get_args(base)
-                if len(args) == 2 and not any(isinstance(arg, TypeVar) for arg in args):
-                    cls._key_type, cls._value_type = args
+                cls._type_args = _substitute(origin, typing.get_args(base))
+        if not any(isinstance(arg, TypeVar) or arg is _UNBOUND for arg in cls._type_args):
+            cls._key_type, cls._value_type = cls._type_args
+        if version is not None or migrations is not None or dropped_fields:
+            cls._schema = _schema_of(version, migrations, dropped_fields)
 
     def __init__(self) -> None:
         raise TypeError("open a store with TypedStore.open(path, key_type, value_type)")
@@ -291,6 +293,20 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._after_write()
             return previous
 
+    def setdefault(self, key: K, default: V, /) -> V:
+        """Return the value of ``key``; if absent, first insert ``default`` (validated).
+
+        Atomic: two threads calling it for the same absent key get the same value back.
+        """
+        with self._lock:
+            self._check_open()
+            stored = self._data.get(key, MISSING)
+            if stored is MISSING:
+                validated_key, _ = self._codec.encode_key(key)
+                self._put(key, default)
+                stored = self._data[validated_key]
+        return self._codec.thaw(stored)
+
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
 
@@ -326,12 +342,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             return key, self._codec.thaw(self._delete(key))
 
     def _delete(self, key: K) -> object:
+        found = self._codec.find_key(key)
         with self._lock:
             log = self._writable_log()
-            if key not in self._data:
+            if found is None or found[0] not in self._data:
                 return MISSING
-            log.append(_format.remove_body(self._codec.key_bytes(key)), 1)
-            previous = self._data.pop(key)
+            stored_key, key_bytes = found
+            log.append(_format.remove_body(key_bytes), 1)
+            previous = self._data.pop(stored_key)
             self._order = None
             self._after_write()
             return previous
@@ -349,14 +367,16 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         write raises, nothing changed, in memory or on disk, and the exception
         propagates. Raises KeyError, writing nothing, if ``key`` is absent.
         """
+        found = self._codec.find_key(key)
         with self._lock:
             log = self._writable_log()
-            stored = self._data.get(key, MISSING)
-            if stored is MISSING:
+            stored = MISSING if found is None else self._data.get(found[0], MISSING)
+            if found is None or stored is MISSING:
                 raise KeyError(key)
+            stored_key, key_bytes = found
             validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            log.append(_format.insert_body(self._codec.key_bytes(key), blob), 1)
-            self._apply_insert(key, validated, blob)
+            log.append(_format.insert_body(key_bytes, blob), 1)
+            self._apply_insert(stored_key, validated, blob)
             self._after_write()
             # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
             return validated
@@ -519,6 +539,33 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             )
         self._log.check_writable()
         return self._log
+
+
+# TypedStore's own key and value types are its type parameters, K and V.
+TypedStore._type_args = getattr(TypedStore, "__parameters__")  # noqa: B009 - not in the stubs
+
+
+def _substitute(
+    origin: type[TypedStore[Any, Any]], args: tuple[object, ...]
+) -> tuple[object, object]:
+    """Return ``origin``'s key and value types with its type parameters bound to ``args``.
+
+    ``TypedStore[str, User]`` gives ``(str, User)``; with ``class ByName(TypedStore[str,
+    VT], Generic[VT])``, ``ByName[User]`` gives ``(str, User)`` too.
+    """
+    parameters = getattr(origin, "__parameters__", ())
+    bound = dict(zip(parameters, args, strict=False))
+    key, value = origin._type_args
+    return _bind(key, bound), _bind(value, bound)
+
+
+def _bind(tp: object, bound: dict[object, object]) -> object:
+    if isinstance(tp, TypeVar):
+        return bound.get(tp, tp)
+    parameters = getattr(tp, "__parameters__", ())
+    if parameters and not isinstance(tp, type):  # a generic alias such as list[VT]
+        return tp[tuple(bound.get(p, p) for p in parameters)]  # type: ignore[index]  # an alias
+    return tp
 
 
 def _schema_of(

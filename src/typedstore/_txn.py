@@ -97,24 +97,30 @@ class Transaction(Generic[K, V]):
 
     def remove(self, key: K) -> V | None:
         """Stage the removal of ``key``; return its value, or None if absent."""
-        previous = self._lookup(key)
-        if previous is not MISSING:
-            self._stage_removal(key)
-            return previous
-        return None
+        found = self._codec.find_key(key)
+        previous = MISSING if found is None else self._lookup(found[0])
+        if found is None or previous is MISSING:
+            self._check_open()
+            return None
+        self._stage_removal(*found)
+        return previous
 
     def __delitem__(self, key: K) -> None:
-        if key not in self:
+        found = self._codec.find_key(key)
+        if found is None or found[0] not in self:
+            self._check_open()
             raise KeyError(key)
-        self._stage_removal(key)
+        self._stage_removal(*found)
 
     def modify(self, key: K, fn: Callable[[V], V]) -> V:
         """Stage ``fn(private copy of the value)`` as the new value; return it."""
-        current = self._lookup(key)
-        if current is MISSING:
+        found = self._codec.find_key(key)
+        current = MISSING if found is None else self._lookup(found[0])
+        if found is None or current is MISSING:
+            self._check_open()
             raise KeyError(key)
-        self[key] = fn(current)
-        staged = self._overlay[key]
+        self[found[0]] = fn(current)
+        staged = self._overlay[found[0]]
         assert not isinstance(staged, _Missing)
         return self._codec.thaw(self._codec.freeze(*staged))
 
@@ -158,9 +164,9 @@ class Transaction(Generic[K, V]):
             return MISSING
         return self._codec.thaw(self._codec.freeze(*staged))
 
-    def _stage_removal(self, key: K) -> None:
+    def _stage_removal(self, key: K, key_bytes: bytes) -> None:
         self._writes.append(Write(key, None, None))
-        self._bodies.append(_format.remove_body(self._codec.key_bytes(key)))
+        self._bodies.append(_format.remove_body(key_bytes))
         self._overlay[key] = MISSING
 
     def _check_open(self) -> None:
