@@ -935,3 +935,57 @@ def test_offline_compact_then_store_compact_makes_one_version(
     assert report["schema_versions"] == [2]
     with TypedStore.open(log_path, str, UserV2, version=2) as users:
         assert list(users.items()) == expected
+
+
+def test_compact_through_a_symlink_respects_the_writers_lock(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compact given a link to a log a writer holds exits 2 and leaves the link in place."""
+    link = log_path.with_name("link.log")
+    link.symlink_to(log_path.name)
+    with TypedStore.open(log_path, str, int) as store:
+        store["a"] = 1
+        run = cli(capsys, "compact", link)
+        assert run.code == ExitCode.LOCKED
+        assert link.is_symlink()
+        store["b"] = 2
+    with TypedStore.open(link, str, int, readonly=True) as store:
+        assert dict(store) == {"a": 1, "b": 2}
+
+
+def _log_with_header_meta(path: Path, meta: bytes) -> None:
+    path.write_bytes(_format.encode_header(meta))
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [msgpack.packb([1, 2]), msgpack.packb({"version": 0}), msgpack.packb({"version": "two"})],
+    ids=["not-a-map", "version-0", "version-not-int"],
+)
+def test_verify_refuses_a_header_open_refuses(
+    log_path: Path, capsys: pytest.CaptureFixture[str], meta: bytes
+) -> None:
+    """verify reports damage at offset 0 for checksum-valid header metadata open refuses."""
+    _log_with_header_meta(log_path, meta)
+    with pytest.raises(CorruptLogError, match="byte offset 0 "):
+        TypedStore.open(log_path, str, int, readonly=True)
+    run = cli(capsys, "verify", "--json", log_path)
+    assert run.code == ExitCode.DAMAGED
+    assert json.loads(run.out)["offset"] == 0
+
+
+def test_verify_refuses_a_schema_record_open_refuses(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify reports a checksum-valid schema record with a bad version where open does."""
+    with TypedStore.open(log_path, str, int) as store:
+        store["a"] = 1
+    offset = log_path.stat().st_size
+    body = _format.schema_body(msgpack.packb({"version": "two"}), 1)
+    with log_path.open("ab") as file:
+        file.write(_format.encode_frame(body, offset))
+    with pytest.raises(CorruptLogError, match=f"byte offset {offset} "):
+        TypedStore.open(log_path, str, int, readonly=True)
+    run = cli(capsys, "verify", "--json", log_path)
+    assert run.code == ExitCode.DAMAGED
+    assert json.loads(run.out)["offset"] == offset

@@ -195,3 +195,20 @@ def test_readme_python_block_runs_and_prints_what_it_says(
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
     assert out.getvalue().splitlines() == expected
+
+
+def test_format_states_where_torn_tails_begin(tmp_path: Path) -> None:
+    """The offsets FORMAT.md gives for torn tails are the header's end and the first log's end."""
+    basic, full = write_format_example(tmp_path)
+    _, header_end = _format.decode_header(basic)
+    assert f"at any offset after {header_end:#06x} leaves a torn tail" in FORMAT
+    assert f"Cutting the file at any offset after\n{len(basic):#06x} and before its end" in FORMAT
+    boundaries = {header_end}
+    while max(boundaries) < len(full):
+        boundaries.add(_format.read_frame(full, max(boundaries)))
+    cut_log = tmp_path / "cut.log"
+    for cut in sorted(set(range(header_end, len(full))) - boundaries):
+        cut_log.write_bytes(full[:cut])
+        with TypedStore.open(cut_log, str, int, readonly=True) as store:
+            assert store.recovery is not None
+            assert store.recovery.kind == "torn_tail"

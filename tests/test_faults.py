@@ -840,3 +840,20 @@ def test_close_failing_fsync_raises_and_still_releases_lock(
     assert caught.value is fault.error
     assert store.is_closed
     assert reopened(log_path) == expected
+
+
+def test_failed_close_keeps_buffered_records_and_can_be_retried(
+    log_path: Path, faulty_os: FaultyOS
+) -> None:
+    """close() that cannot write the buffer raises, keeps the store open, and a retry saves all."""
+    store = open_users(log_path, StoreConfig(write_through=False))
+    store["a"] = User(name="A", age=1)
+    fault = faulty_os.fail("pwrite", path=log_path)
+    with pytest.raises(OSError, match=ENOSPC) as caught:
+        store.close()
+    assert caught.value is fault.error
+    assert store["a"] == User(name="A", age=1)  # still open: a closed store would raise
+    store.close()
+    assert store.is_closed
+    with open_users(log_path) as reopened:
+        assert contents(reopened) == [("a", User(name="A", age=1))]

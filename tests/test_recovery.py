@@ -589,3 +589,25 @@ def test_undecodable_record_is_not_dropped_by_recovery_modes(
         TypedStore.open(log_path, str, User, config=StoreConfig(recovery=mode))
     assert log_path.read_bytes() == content
     assert sibling_names(log_path) <= {log_path.name, log_path.name + ".lock"}
+
+
+def test_torn_tail_of_a_large_record_is_known_from_its_intact_head(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large record cut short is a torn tail at once: the bytes after it are not scanned."""
+    with TypedStore.open(log_path, str, bytes) as store:
+        store["small"] = b"x"
+        boundary = log_path.stat().st_size
+        store["big"] = bytes(range(256)) * 4096
+    size = log_path.stat().st_size
+    log_path.write_bytes(log_path.read_bytes()[: size - 1])
+
+    def no_scan(buf: bytes, offset: int) -> int:
+        raise AssertionError("scanned byte by byte")
+
+    monkeypatch.setattr(_format, "find_next_frame", no_scan)
+    with TypedStore.open(log_path, str, bytes, readonly=True) as store:
+        assert dict(store) == {"small": b"x"}
+        assert store.recovery is not None
+        assert store.recovery.kind == "torn_tail"
+        assert store.recovery.offset == boundary

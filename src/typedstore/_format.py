@@ -25,7 +25,8 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 _HEADER_FIXED = struct.Struct("<8sHHI")  # magic, version, flags, metadata length
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_FRAME_HEAD = struct.Struct("<II")  # crc32, body length
+_FRAME_HEAD = struct.Struct("<III")  # head checksum, body length, body checksum
+_HEAD_TAIL = struct.Struct("<II")  # body length, body checksum: what the head checksum covers
 FRAME_OVERHEAD = _FRAME_HEAD.size
 HEADER_OVERHEAD = _HEADER_FIXED.size + _U32.size
 
@@ -94,11 +95,12 @@ def decode_header(buf: bytes) -> tuple[bytes, int]:
 
 
 def encode_frame(body: bytes, offset: int) -> bytes:
-    """Return ``body`` framed (checksum, length, body) to be written at byte ``offset``.
+    """Return ``body`` framed to be written at byte ``offset``; see ``docs/FORMAT.md``.
 
-    The checksum covers the offset too, so a frame is valid only where it was
-    written: a complete frame stored inside a value (a log kept in a ``bytes``
-    field, say) never passes for a record after a torn tail.
+    The frame's head (length and body checksum) has a checksum of its own, which
+    also covers the offset: a frame is valid only where it was written, so a frame
+    stored inside a value never passes for a record, and an intact head tells a
+    record cut short by a crash apart without reading further.
     Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
     """
     if len(body) > MAX_RECORD_BYTES:
@@ -106,33 +108,51 @@ def encode_frame(body: bytes, offset: int) -> bytes:
             f"a record of {len(body)} bytes exceeds MAX_RECORD_BYTES ({MAX_RECORD_BYTES}); "
             "store large values in smaller pieces or commit smaller transactions"
         )
-    length = _U32.pack(len(body))
-    return _U32.pack(zlib.crc32(body, zlib.crc32(length, _seed(offset)))) + length + body
+    tail = _HEAD_TAIL.pack(len(body), zlib.crc32(body))
+    return _U32.pack(zlib.crc32(tail, _seed(offset))) + tail + body
 
 
 def _seed(offset: int) -> int:
     return zlib.crc32(_U64.pack(offset))
 
 
-def read_frame(buf: bytes, offset: int) -> int:
-    """Return the end offset of the valid frame at ``offset``, or -1 if there is none.
+def read_head(buf: bytes, offset: int) -> int:
+    """Return where the frame whose head at ``offset`` is intact ends, or -1.
 
-    A frame is invalid when it is cut short, its length is out of bounds, or its
-    checksum does not match.
+    Intact: all head bytes present, the length within bounds and the head checksum
+    matching. The end returned may lie beyond ``buf``: the frame is then cut short.
     """
     if offset + FRAME_OVERHEAD > len(buf):
         return -1
-    crc, length = _FRAME_HEAD.unpack_from(buf, offset)
-    end = offset + FRAME_OVERHEAD + length
-    if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
+    crc, length, _ = _FRAME_HEAD.unpack_from(buf, offset)
+    if length == 0 or length > MAX_RECORD_BYTES:
         return -1
-    if zlib.crc32(memoryview(buf)[offset + 4 : end], _seed(offset)) != crc:
+    if zlib.crc32(memoryview(buf)[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != crc:
         return -1
-    return int(end)
+    return int(offset + FRAME_OVERHEAD + length)
+
+
+def read_frame(buf: bytes, offset: int) -> int:
+    """Return the end offset of the valid frame at ``offset``, or -1 if there is none.
+
+    A frame is invalid when its head is not intact (see :func:`read_head`), its body
+    is cut short, or the body checksum does not match.
+    """
+    end = read_head(buf, offset)
+    if end == -1 or end > len(buf):
+        return -1
+    (crc,) = _U32.unpack_from(buf, offset + 8)
+    if zlib.crc32(memoryview(buf)[offset + FRAME_OVERHEAD : end]) != crc:
+        return -1
+    return end
 
 
 def find_next_frame(buf: bytes, offset: int) -> int:
-    """Return the first offset after ``offset`` where a valid frame starts, or -1."""
+    """Return the first offset after ``offset`` where a valid frame starts, or -1.
+
+    Each candidate costs a checksum of its 8 head bytes; a body is checked only
+    behind an intact head.
+    """
     for candidate in range(offset + 1, len(buf) - FRAME_OVERHEAD):
         if read_frame(buf, candidate) != -1:
             return candidate

@@ -34,6 +34,15 @@ def make_parents(path: Path) -> None:
         fsync_directory(folder.parent)
 
 
+def real_path(path: Path) -> Path:
+    """Return ``path`` with symlinks resolved: the log every path to it names.
+
+    The lock and temp files sit beside the real log: through a link, a writer would
+    otherwise take a lock of its own, and a rewrite would replace the link.
+    """
+    return Path(os.path.realpath(path))
+
+
 def lock_path(path: Path) -> Path:
     """Return the lock file's path for the log at ``path``."""
     return path.with_name(path.name + ".lock")

@@ -20,7 +20,7 @@ from . import _format, _fs
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._compact import live_chunks
 from ._errors import CorruptLogError
-from ._replay import FrameScanner, SchemaTrail, open_header
+from ._replay import FrameScanner, SchemaTrail, open_header, read_segment
 from ._types import RecoveryMode
 
 ProgressCallback = Callable[[int, int], None]
@@ -106,6 +106,7 @@ def scan_log(path: Path, buf: bytes, progress: ProgressCallback | None = None) -
     if not buf:
         return LogScan(path, 0, None, 0, (), (), torn_tail=False)
     meta, start = open_header(path, buf)
+    read_segment(path, meta, 0)  # a header open refuses is damage to verify too
     scanner = FrameScanner(path, buf, start, "skip")
     frames = tuple(_read_frames(buf, scanner, progress))
     return LogScan(path, len(buf), meta, start, frames, tuple(scanner.damage), scanner.torn_tail)
@@ -130,10 +131,9 @@ def _decode_frame(buf: bytes, offset: int, end: int, trail: SchemaTrail) -> Fram
         return Frame(offset, end, kind, (), exc.reason, bytes(body))
     if schema is not None:
         try:
-            decode_metadata(schema)
-        except RecordDecodeError as exc:
-            reason = f"undecodable schema metadata: {_why(exc)}"
-            return Frame(offset, end, kind, (), reason, bytes(body))
+            read_segment(trail.path, schema, offset)
+        except CorruptLogError as exc:
+            return Frame(offset, end, kind, (), exc.reason, bytes(body))
         return Frame(offset, end, kind, (), None, schema=schema)
     try:
         ops = tuple(_format.decode_body(body))
@@ -266,6 +266,7 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
     Refuses (``CorruptLogError``, nothing changed) what a store's open refuses; a torn
     tail is dropped. An empty file is left as it is.
     """
+    path = _fs.real_path(path)
     _preflight(path)
     with writer_lock(path):
         scan, removed = _read_locked(path, progress)
@@ -289,6 +290,7 @@ def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = N
     """
     if mode == "strict":
         raise ValueError("repair needs a recovery mode: 'truncate' or 'skip'")
+    path = _fs.real_path(path)
     _preflight(path)
     with writer_lock(path):
         scan, removed = _read_locked(path, progress)

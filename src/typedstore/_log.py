@@ -100,12 +100,26 @@ class Log:
             raise directory_error
 
     def close(self) -> None:
-        """Flush (unless an fsync already failed) and close the file."""
-        try:
-            if self._failure is None:
+        """Flush (unless an fsync already failed) and close the file.
+
+        If handing the buffer to the OS fails, the file stays open and the buffer
+        intact, so nothing acknowledged is lost and closing can be retried. Once an
+        fsync has failed the file is closed whatever happens: durability is unknown,
+        and only a reopen tells what the log holds.
+        """
+        if not self.has_failed():
+            try:
                 self.flush()
-        finally:
-            self.file.close()
+            except OSError:
+                if not self.has_failed():
+                    raise
+                self.file.close()
+                raise
+        self.file.close()
+
+    def has_failed(self) -> bool:
+        """Whether an fsync failed: the log then refuses writes until reopened."""
+        return self._failure is not None
 
     def check_writable(self) -> None:
         """Raise ``StoreFailedError`` if an earlier fsync failed."""

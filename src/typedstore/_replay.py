@@ -95,7 +95,7 @@ class FrameScanner:
 
     def _step_over_damage(self, offset: int) -> int:
         """Record the damage at ``offset``; return where the walk goes on."""
-        following = _format.find_next_frame(self.buf, offset)
+        following = self._next_frame(offset)
         if following == -1:
             self.torn_tail = True
             self.damage.append((offset, len(self.buf)))
@@ -107,6 +107,19 @@ class FrameScanner:
             return len(self.buf)
         self.damage.append((offset, following))
         return following
+
+    def _next_frame(self, offset: int) -> int:
+        """Return where the first valid frame after the invalid one at ``offset`` starts, or -1."""
+        buf = self.buf
+        end = _format.read_head(buf, offset)
+        if end >= len(buf):
+            # An intact head whose record reaches the end of the file: the last write,
+            # cut short by a crash (or its last blocks never written). Nothing follows,
+            # and no scan through a large record's bytes is needed to know it.
+            return -1
+        if end != -1 and _format.read_frame(buf, end) != -1:
+            return end  # a damaged body, with the next record right behind it
+        return _format.find_next_frame(buf, offset)
 
 
 class SchemaTrail:
@@ -192,17 +205,26 @@ def replay(
     )
 
 
-def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
-    """Read a header's or schema record's metadata; refuse versions this code cannot reach."""
+def read_segment(path: Path, meta: bytes, offset: int) -> Segment:
+    """Read the metadata of the header (``offset`` 0) or of a schema record.
+
+    Raises ``CorruptLogError`` when it is not a map or its version not a positive int.
+    """
     try:
         data = decode_metadata(meta)
     except RecordDecodeError as exc:
         raise CorruptLogError(path, offset, f"undecodable schema metadata: {exc}") from exc
     version = data.get("version", 1)
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CorruptLogError(path, offset, f"schema version {version!r} is not a positive int")
     fingerprint = data.get("fingerprint", "")
-    segment = Segment(offset, version, fingerprint if isinstance(fingerprint, str) else "", data)
+    return Segment(offset, version, fingerprint if isinstance(fingerprint, str) else "", data)
+
+
+def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
+    """Read a header's or schema record's metadata; refuse versions this code cannot reach."""
+    segment = read_segment(path, meta, offset)
+    version = segment.version
     if version > schema.version:
         raise SchemaMismatchError(
             f"{path}: records from byte offset {offset} were written at schema version "

@@ -145,12 +145,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             config = StoreConfig()
         elif not isinstance(config, StoreConfig):
             raise TypeError(f"config must be a StoreConfig, not {type(config).__name__}")
-        # Resolve symlinks once: the lock file and the compaction temp file must sit
-        # beside the real log, or a second path to it would get a lock of its own and
-        # compaction would replace the link instead of the log.
-        real_path = Path(os.path.realpath(path))
         store = object.__new__(cls)
-        store._setup(real_path, Codec(key_type, value_type), schema, config, readonly=readonly)
+        codec = Codec[Any, Any](key_type, value_type)
+        store._setup(_fs.real_path(Path(path)), codec, schema, config, readonly=readonly)
         return store
 
     @classmethod
@@ -464,17 +461,30 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._skip_auto_compact_below = 0
 
     def close(self) -> None:
-        """Flush, fsync and close the log and release its lock; closing twice is harmless."""
+        """Flush, fsync and close the log and release its lock; closing twice is harmless.
+
+        If the buffered records cannot be written (disk full, say), the OSError
+        propagates and the store stays open with them, so ``close()`` can be retried.
+        If an fsync fails, the store is closed anyway and the OSError propagates.
+        """
         with self._lock:
             if self._is_closed:
                 return
-            self._is_closed = True
+            log = self._log
             try:
-                if self._log is not None:
-                    self._log.close()
-            finally:
-                if self._file_lock is not None:
-                    self._file_lock.release()
+                if log is not None:
+                    log.close()
+            except OSError:
+                if log is not None and not log.has_failed():
+                    raise  # still open, records still buffered: close() can be retried
+                self._release()
+                raise
+            self._release()
+
+    def _release(self) -> None:
+        self._is_closed = True
+        if self._file_lock is not None:
+            self._file_lock.release()
 
     def __enter__(self: S) -> S:
         return self
