@@ -303,7 +303,7 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
     if result.backup is None:
         print(f"{path}: no damage found; nothing changed")
         return ExitCode.OK
-    print(f"{path}: copied the original to {result.backup}")
+    print(f"{path}: copied the original to {_beside(path, result.backup)}")
     for start, end in result.dropped:
         print(f"{path}: dropped bytes {start}-{end} ({end - start:,} bytes)")
     if result.dropped_frames:
@@ -312,6 +312,12 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
     live = _count(result.live, "live entry", "live entries")
     print(f"{path}: repaired ({args.mode}): {live} kept, {result.size:,} bytes")
     return _directory_status(path, result)
+
+
+def _beside(path: Path, backup: Path) -> Path:
+    """Name ``backup`` as the user named the log, unless that name is a link elsewhere."""
+    named = path.with_name(backup.name)
+    return named if named.resolve() == backup.resolve() else backup
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:
