@@ -6,6 +6,8 @@ Most tests call ``main(argv)`` in-process; a few run ``python -m typedstore`` fo
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 import io
 import json
 import math
@@ -15,6 +17,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -989,3 +992,38 @@ def test_verify_refuses_a_schema_record_open_refuses(
     run = cli(capsys, "verify", "--json", log_path)
     assert run.code == ExitCode.DAMAGED
     assert json.loads(run.out)["offset"] == offset
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``typedstore --version`` prints the package's version and exits 0."""
+    run = cli(capsys, "--version")
+    assert run.code == ExitCode.OK
+    assert run.out.strip() == f"typedstore {importlib.metadata.version('typedstore')}"
+
+
+def test_removal_through_an_equal_key_is_seen_by_the_cli(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key removed through an equal key of other bytes (another zone) stays removed offline."""
+    utc = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.UTC)
+    same_instant = utc.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+    with TypedStore.open(log_path, datetime.datetime, int) as store:
+        store[utc] = 1
+        store[utc + datetime.timedelta(days=1)] = 2
+        assert store.remove(same_instant) == 1
+    assert len(cli(capsys, "dump", log_path).out.splitlines()) == 1
+    assert cli(capsys, "compact", log_path).code == ExitCode.OK
+    with TypedStore.open(log_path, datetime.datetime, int) as store:
+        assert dict(store) == {utc + datetime.timedelta(days=1): 2}
+
+
+def test_equal_keys_of_other_bytes_are_one_entry_to_the_cli(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Decimal("1.0") and Decimal("1.00") are one key to the store, and so to dump and info."""
+    with TypedStore.open(log_path, Decimal, int) as store:
+        store[Decimal("1.0")] = 1
+        store[Decimal("1.00")] = 2
+        assert dict(store) == {Decimal("1.0"): 2}
+    lines = cli(capsys, "dump", log_path).out.splitlines()
+    assert [json.loads(line) for line in lines] == [{"key": "1.0", "value": 2}]

@@ -7,9 +7,11 @@ replacing the ``os`` module it sees with :class:`FaultyOS`, which fails chosen c
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -857,3 +859,25 @@ def test_failed_close_keeps_buffered_records_and_can_be_retried(
     assert store.is_closed
     with open_users(log_path) as reopened:
         assert contents(reopened) == [("a", User(name="A", age=1))]
+
+
+def test_store_dropped_after_a_failed_close_releases_its_lock(
+    log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store garbage-collected after close() failed frees the log for a new writer."""
+    store = open_users(log_path, StoreConfig(write_through=False))
+    store["a"] = User(name="A", age=1)
+    first = faulty_os.fail("pwrite", path=log_path)
+    with pytest.raises(OSError, match=ENOSPC) as caught:
+        store.close()
+    assert caught.value is first.error
+    del caught  # its traceback would keep the store alive
+    first.error.__traceback__ = None  # the armed error keeps the failed close's frames
+    faulty_os.fail("pwrite", path=log_path)  # the close in __del__ fails too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del store
+        gc.collect()
+    assert "could not close" in caplog.text
+    with open_users(log_path) as reopened:
+        assert len(reopened) == 0

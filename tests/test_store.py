@@ -863,3 +863,11 @@ def test_declarative_class_through_a_generic_base(log_path: Path) -> None:
         store["a"] = User(name="A", age=1)
     with UsersByName.open(log_path) as store:
         assert store["a"] == User(name="A", age=1)
+
+
+def test_setdefault_validates_the_key_and_never_overwrites(log_path: Path) -> None:
+    """setdefault("1") on an int store finds key 1 and keeps its value."""
+    with TypedStore.open(log_path, int, str) as store:
+        store[1] = "original"
+        assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
+        assert dict(store) == {1: "original"}

@@ -571,3 +571,52 @@ def test_removal_with_an_invalid_equal_key_stages_nothing(log_path: Path) -> Non
             txn[2] = "two"
     with TypedStore.open(log_path, pydantic.StrictInt, str) as store:
         assert dict(store) == {1: "one", 2: "two"}
+
+
+def test_a_transaction_takes_the_store_only_inside_its_block(log_path: Path) -> None:
+    """transaction() alone takes no lock: the store stays writable, and other threads go on."""
+    with TypedStore.open(log_path, str, int) as store:
+        txn = store.transaction()
+        store["x"] = 1
+        other = threading.Thread(target=lambda: store.__setitem__("y", 2))
+        other.start()
+        other.join(WAIT)
+        assert not other.is_alive()
+        assert dict(store) == {"x": 1, "y": 2}
+        with txn:
+            txn["z"] = 3
+        assert dict(store) == {"x": 1, "y": 2, "z": 3}
+
+
+def test_a_transaction_not_yet_entered_refuses_use(log_path: Path) -> None:
+    """Writing through a transaction outside its block raises StoreClosedError, writes nothing."""
+    with TypedStore.open(log_path, str, int) as store:
+        txn = store.transaction()
+        with pytest.raises(StoreClosedError, match="has not started"):
+            txn["a"] = 1
+        assert "a" not in store
+
+
+def test_a_transaction_cannot_be_entered_twice(log_path: Path) -> None:
+    """Entering an ended transaction again raises StoreClosedError and leaves the store usable."""
+    with TypedStore.open(log_path, str, int) as store:
+        with store.transaction() as txn:
+            txn["a"] = 1
+        with pytest.raises(StoreClosedError, match="one with block"), txn:
+            txn["b"] = 2
+        store["c"] = 3
+        assert dict(store) == {"a": 1, "c": 3}
+
+
+def test_iterating_a_transaction_follows_its_writes(log_path: Path) -> None:
+    """iter(txn) gives the keys as the transaction sees them, in the order a commit gives."""
+    with TypedStore.open(log_path, str, int) as store:
+        store["a"] = 1
+        store["b"] = 2
+        with store.transaction() as txn:
+            del txn["a"]
+            txn["c"] = 3
+            txn["a"] = 4
+            txn["b"] = 5
+            seen = list(txn)
+        assert seen == list(store) == ["b", "c", "a"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
+import importlib.metadata
 import json
 import os
 import sys
@@ -283,9 +284,10 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     if scan.torn_tail:
         print(f"{path}: dropped a torn tail at byte offset {scan.damage[-1][0]}")
+    schemas = f" and {_count(result.schemas, 'schema record')}" if result.schemas else ""
     print(
         f"{path}: compacted {_count(len(scan.frames), 'record')} "
-        f"({_count(scan.records, 'operation')}) to {_count(result.live, 'record')}; "
+        f"({_count(scan.records, 'operation')}) to {_count(result.live, 'record')}{schemas}; "
         f"{scan.size:,} -> {result.size:,} bytes"
     )
     return _directory_status(path, result)
@@ -355,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
         "without the application's models.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {importlib.metadata.version('typedstore')}",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name, handler, summary in _COMMANDS:

@@ -65,6 +65,11 @@ class Codec(Generic[K, V]):
         self._keys: pydantic.TypeAdapter[K] = pydantic.TypeAdapter(cast(Any, key_type))
         self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
         self._plain_key = key_type if key_type in (str, bytes) else None
+        self.canonical_keys = key_type in (str, bytes, int, uuid.UUID) or (
+            isinstance(key_type, type) and issubclass(key_type, enum.Enum)
+        )
+        """True when equal keys always encode to equal bytes (not so for Decimal, float
+        or aware datetime keys: 1.0 == 1.00, 0.0 == -0.0, the same instant in two zones)."""
         self._description: dict[str, object] | None = None
         self.copies_values = not is_immutable(value_type)
         """True when values are mutable: memory then keeps their bytes and reads decode a copy."""

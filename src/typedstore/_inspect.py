@@ -233,6 +233,8 @@ class Rewrite:
     """The log as it was found, under the writer lock."""
     live: int
     """Live entries written to the new log."""
+    schemas: int
+    """Schema records written between them, keeping each value's schema version."""
     size: int
     """The log's size afterwards."""
     removed_temp: bool
@@ -271,13 +273,14 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
     with writer_lock(path):
         scan, removed = _read_locked(path, progress)
         if scan.meta is None:
-            return Rewrite(scan, 0, 0, removed)
+            return Rewrite(scan, 0, 0, 0, removed)
         finding = check(scan)
         if finding.status == "damaged":
             raise CorruptLogError(path, finding.offset or 0, finding.reason or DAMAGED_RECORD)
         entries = live_entries(scan.meta, scan.frames)
         size, directory_error = _write_log(path, scan.meta, entries)
-    return Rewrite(scan, len(entries), size, removed, directory_error=directory_error)
+    schemas = _schema_changes(scan.meta, entries)
+    return Rewrite(scan, len(entries), schemas, size, removed, directory_error=directory_error)
 
 
 def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = None) -> Rewrite:
@@ -297,7 +300,7 @@ def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = N
         finding = check(scan)
         if scan.meta is None or finding.status == "clean":
             live = live_entries(scan.meta or b"", scan.frames)
-            return Rewrite(scan, len(live), scan.size, removed)
+            return Rewrite(scan, len(live), 0, scan.size, removed)
         return _repair_locked(scan, finding, mode, removed)
 
 
@@ -313,10 +316,14 @@ def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed:
     backup = _fs.copy_aside(scan.path)
     if finding.status == "torn_tail":
         _fs.truncate_file(scan.path, cut)
-        return Rewrite(scan, len(entries), cut, removed, backup, dropped)
+        kept_schemas = sum(frame.schema is not None for frame in kept)
+        return Rewrite(scan, len(entries), kept_schemas, cut, removed, backup, dropped)
     size, directory_error = _write_log(scan.path, scan.meta, entries)
     lost = len(scan.frames) - len(kept)
-    return Rewrite(scan, len(entries), size, removed, backup, dropped, lost, directory_error)
+    schemas = _schema_changes(scan.meta, entries)
+    return Rewrite(
+        scan, len(entries), schemas, size, removed, backup, dropped, lost, directory_error
+    )
 
 
 def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
@@ -338,6 +345,12 @@ def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[in
     size = file.size
     file.close()
     return size, directory_error
+
+
+def _schema_changes(meta: bytes, entries: dict[bytes, Entry]) -> int:
+    """Return how many schema records a rewrite of ``entries`` writes between them."""
+    bodies = _bodies(meta, entries)
+    return sum(_format.schema_meta(memoryview(body)) is not None for body in bodies)
 
 
 def _bodies(meta: bytes, entries: dict[bytes, Entry]) -> Iterator[bytes]:

@@ -117,6 +117,13 @@ class Log:
                 raise
         self.file.close()
 
+    def abandon(self) -> int:
+        """Close the file without flushing; return how many buffered bytes were dropped."""
+        dropped = len(self._buffer)
+        self._buffer.clear()
+        self.file.close()
+        return dropped
+
     def has_failed(self) -> bool:
         """Whether an fsync failed: the log then refuses writes until reopened."""
         return self._failure is not None

@@ -188,6 +188,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 self._file_lock.release()
             raise
         self._data = opened.entries
+        self._key_bytes: dict[K, bytes] | None = None
+        if not codec.canonical_keys:
+            self._key_bytes = {key: codec.key_bytes(key) for key in self._data}
         self._log = opened.log
         self.recovery: Recovery | None = opened.recovery
         """What opening did about damage in the log (None when it found none)."""
@@ -285,24 +288,39 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         body = _format.insert_body(key_bytes, blob)
         with self._lock:
             log = self._writable_log()
+            held = self._record_key(validated_key, key_bytes)
+            if held is not key_bytes:
+                body = _format.insert_body(held, blob)
             log.append(body, 1)
-            previous = self._apply_insert(validated_key, validated, blob)
+            previous = self._apply_insert(validated_key, held, validated, blob)
             self._after_write()
             return previous
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).
 
-        Atomic: two threads calling it for the same absent key get the same value back.
+        The key is validated first, like every write. Atomic: two threads calling it
+        for the same absent key get the same value back.
         """
+        validated_key, _ = self._codec.encode_key(key)
         with self._lock:
             self._check_open()
-            stored = self._data.get(key, MISSING)
+            stored = self._data.get(validated_key, MISSING)
             if stored is MISSING:
-                validated_key, _ = self._codec.encode_key(key)
-                self._put(key, default)
+                self._put(validated_key, default)
                 stored = self._data[validated_key]
         return self._codec.thaw(stored)
+
+    def _record_key(self, key: K, given: bytes) -> bytes:
+        """Return the key bytes a record about ``key`` holds: the stored key's, if present.
+
+        Equal keys may encode differently (``Decimal("1.0")`` and ``Decimal("1.00")``);
+        memory keeps the first key object, and records keep its bytes, so a model-free
+        reader of the log (the CLI) sees the keys the store sees.
+        """
+        if self._key_bytes is None:
+            return given
+        return self._key_bytes.get(key, given)
 
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
@@ -345,9 +363,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             if found is None or found[0] not in self._data:
                 return MISSING
             stored_key, key_bytes = found
-            log.append(_format.remove_body(key_bytes), 1)
-            previous = self._data.pop(stored_key)
-            self._order = None
+            log.append(_format.remove_body(self._record_key(stored_key, key_bytes)), 1)
+            previous = self._apply_removal(stored_key)
             self._after_write()
             return previous
 
@@ -372,33 +389,41 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 raise KeyError(key)
             stored_key, key_bytes = found
             validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            log.append(_format.insert_body(key_bytes, blob), 1)
-            self._apply_insert(stored_key, validated, blob)
+            held = self._record_key(stored_key, key_bytes)
+            log.append(_format.insert_body(held, blob), 1)
+            self._apply_insert(stored_key, held, validated, blob)
             self._after_write()
             # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
             return validated
 
     def transaction(self) -> Transaction[K, V]:
-        """Start a transaction: use it as ``with store.transaction() as txn:``.
+        """Return a transaction, to use as ``with store.transaction() as txn:``.
 
-        Other threads' reads and writes wait until it ends. Nesting is refused with
-        RuntimeError: commit the outer transaction first.
+        Entering the block takes the store: other threads' reads and writes wait
+        until it ends. Nesting is refused with RuntimeError: commit the outer
+        transaction first.
         """
-        self._lock.acquire()
-        try:
+        with self._lock:
             self._writable_log()
-        except BaseException:
-            self._lock.release()
-            raise
-        self._txn_thread = threading.get_ident()
         return Transaction(self, self._codec)
 
-    def _apply_insert(self, key: K, value: V, blob: bytes) -> object:
+    def _apply_insert(self, key: K, key_bytes: bytes, value: V, blob: bytes) -> object:
         """Put an entry whose record is written into memory; return what it replaced."""
         previous = self._data.get(key, MISSING)
         self._data[key] = self._codec.freeze(value, blob)
-        if previous is MISSING and self._order is not None:
-            self._order.append(key)
+        if previous is MISSING:
+            if self._order is not None:
+                self._order.append(key)
+            if self._key_bytes is not None:
+                self._key_bytes[key] = key_bytes
+        return previous
+
+    def _apply_removal(self, key: K) -> object:
+        """Take an entry whose removal is written out of memory; return it."""
+        previous = self._data.pop(key)
+        self._order = None
+        if self._key_bytes is not None:
+            del self._key_bytes[key]
         return previous
 
     def _after_write(self) -> None:
@@ -425,20 +450,49 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _stored_len(self) -> int:
         return len(self._data)
 
-    def _commit(self, writes: list[Write[K, V]], body: bytes) -> None:
+    def _commit(self, writes: list[Write[K, V]]) -> None:
         log = self._writable_log(in_transaction=True)
-        log.append(body, len(writes))
-        for write in writes:
+        held = self._record_keys(writes)
+        bodies = (
+            _format.remove_body(key_bytes)
+            if write.blob is None
+            else _format.insert_body(key_bytes, write.blob)
+            for write, key_bytes in zip(writes, held, strict=True)
+        )
+        log.append(_format.batch_body(bodies), len(writes))
+        for write, key_bytes in zip(writes, held, strict=True):
             if write.blob is None:
-                self._data.pop(write.key, None)
-                self._order = None
+                self._apply_removal(write.key)
             else:
-                self._apply_insert(write.key, cast(V, write.value), write.blob)
+                self._apply_insert(write.key, key_bytes, cast(V, write.value), write.blob)
         self._after_write()
+
+    def _record_keys(self, writes: list[Write[K, V]]) -> list[bytes]:
+        """Return the key bytes of each write's record, as applying them in turn holds them."""
+        held: dict[K, bytes | None] = {}
+        out = []
+        for write in writes:
+            known = held[write.key] if write.key in held else self._record_key(write.key, b"")
+            key_bytes = known or write.key_bytes
+            out.append(key_bytes)
+            held[write.key] = None if write.blob is None else key_bytes
+        return out
+
+    def _begin_transaction(self) -> None:
+        self._lock.acquire()
+        try:
+            self._writable_log()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._txn_thread = threading.get_ident()
 
     def _end_transaction(self) -> None:
         self._txn_thread = None
         self._lock.release()
+
+    def _stored_keys(self) -> list[K]:
+        return list(self._data)
 
     # -- durability --------------------------------------------------------------------------
 
@@ -498,9 +552,25 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_is_closed", True):
-            warnings.warn(f"unclosed store {self._path}", ResourceWarning, stacklevel=2)
+        if getattr(self, "_is_closed", True):
+            return
+        warnings.warn(f"unclosed store {self._path}", ResourceWarning, stacklevel=2)
+        try:
             self.close()
+        except OSError:
+            # Nobody is left to retry close() or to catch the error: release the file
+            # and the lock anyway, or the log stays locked for the life of the process,
+            # and report what was lost on the logger.
+            dropped = 0
+            if not self._is_closed:
+                dropped = 0 if self._log is None else self._log.abandon()
+                self._release()
+            logger.error(
+                "%s: dropped %d buffered bytes of a store that could not close",
+                self._path,
+                dropped,
+                exc_info=True,
+            )
 
     # -- state -------------------------------------------------------------------------------
 

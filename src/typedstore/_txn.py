@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
 
-from . import _format
 from ._codec import Codec
 from ._errors import StoreClosedError
 from ._types import K, V
@@ -24,11 +23,18 @@ MISSING = _Missing.MISSING
 """No value: distinct from a stored ``None``."""
 
 
+class _State(enum.Enum):
+    NEW = enum.auto()
+    OPEN = enum.auto()
+    ENDED = enum.auto()
+
+
 @dataclass(frozen=True, slots=True)
 class Write(Generic[K, V]):
     """One staged write: an insert (``blob`` set) or a removal (``blob`` is None)."""
 
     key: K
+    key_bytes: bytes
     value: V | None
     blob: bytes | None
 
@@ -42,11 +48,17 @@ class TransactionHost(Protocol[K, V]):
     def _stored_len(self) -> int:
         """Return the number of entries in memory."""
 
-    def _commit(self, writes: list[Write[K, V]], body: bytes) -> None:
-        """Append ``body`` as one record and apply ``writes`` to memory at once."""
+    def _commit(self, writes: list[Write[K, V]]) -> None:
+        """Append ``writes`` as one batch record and apply them to memory at once."""
+
+    def _begin_transaction(self) -> None:
+        """Take the store for a transaction: other threads wait until it ends."""
 
     def _end_transaction(self) -> None:
-        """Release what ``transaction()`` took."""
+        """Release what ``_begin_transaction`` took."""
+
+    def _stored_keys(self) -> list[K]:
+        """Return the keys in memory, in order."""
 
 
 class Transaction(Generic[K, V]):
@@ -61,11 +73,14 @@ class Transaction(Generic[K, V]):
         self._host = host
         self._codec = codec
         self._writes: list[Write[K, V]] = []
-        self._bodies: list[bytes] = []
         self._overlay: dict[K, tuple[V, bytes] | _Missing] = {}
-        self._is_open = True
+        self._state = _State.NEW
 
     def __enter__(self) -> Transaction[K, V]:
+        if self._state is not _State.NEW:
+            raise StoreClosedError("a transaction is used for one with block; start a new one")
+        self._host._begin_transaction()
+        self._state = _State.OPEN
         return self
 
     def __exit__(
@@ -74,10 +89,10 @@ class Transaction(Generic[K, V]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._is_open = False
+        self._state = _State.ENDED
         try:
             if exc_type is None and self._writes:
-                self._host._commit(self._writes, _format.batch_body(self._bodies))
+                self._host._commit(self._writes)
         finally:
             self._host._end_transaction()
 
@@ -91,8 +106,7 @@ class Transaction(Generic[K, V]):
         self._check_open()
         validated_key, key_bytes = self._codec.encode_key(key)
         validated, blob = self._codec.encode_value(value)
-        self._writes.append(Write(validated_key, validated, blob))
-        self._bodies.append(_format.insert_body(key_bytes, blob))
+        self._writes.append(Write(validated_key, key_bytes, validated, blob))
         self._overlay[validated_key] = (validated, blob)
 
     def remove(self, key: K) -> V | None:
@@ -165,10 +179,24 @@ class Transaction(Generic[K, V]):
         return self._codec.thaw(self._codec.freeze(*staged))
 
     def _stage_removal(self, key: K, key_bytes: bytes) -> None:
-        self._writes.append(Write(key, None, None))
-        self._bodies.append(_format.remove_body(key_bytes))
+        self._writes.append(Write(key, key_bytes, None, None))
         self._overlay[key] = MISSING
 
+    def __iter__(self) -> Iterator[K]:
+        """Iterate over the keys as this transaction sees them, in order."""
+        self._check_open()
+        keys = dict.fromkeys(self._host._stored_keys())
+        for write in self._writes:  # the store's own order rules, applied in sequence
+            if write.blob is None:
+                keys.pop(write.key, None)
+            else:
+                keys.setdefault(write.key)
+        return iter(list(keys))
+
     def _check_open(self) -> None:
-        if not self._is_open:
+        if self._state is _State.NEW:
+            raise StoreClosedError(
+                "this transaction has not started: use it as `with store.transaction() as txn:`"
+            )
+        if self._state is _State.ENDED:
             raise StoreClosedError("this transaction has ended; start a new one")
