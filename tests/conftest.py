@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from typedstore import TypedStore
+from typedstore._format import read_frame
 
 S = TypeVar("S", bound="TypedStore[Any, Any]")
 
@@ -44,6 +45,18 @@ def settle(request: pytest.FixtureRequest) -> Settle:
         return type(store).open(store.path, config=store.config)
 
     return same if request.param == "fresh" else reopen
+
+
+def frames_after(path: Path, offset: int) -> list[tuple[int, int]]:
+    """Return ``(start, end)`` of each valid frame from ``offset`` to the end of the file."""
+    buf = path.read_bytes()
+    frames = []
+    while offset < len(buf):
+        end = read_frame(buf, offset)
+        assert end != -1, f"no valid frame at offset {offset}"
+        frames.append((offset, end))
+        offset = end
+    return frames
 
 
 def pytest_report_header() -> str:

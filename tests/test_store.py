@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import pydantic
 import pytest
 
-from tests.conftest import Settle
+from tests.conftest import Settle, frames_after
 from tests.models import Point, User
 from typedstore import (
     EncodingError,
@@ -26,7 +26,7 @@ from typedstore import (
     StoreReadOnlyError,
     TypedStore,
 )
-from typedstore._format import RecordKind, decode_header, frame_body, read_frame
+from typedstore._format import RecordKind, decode_header, frame_body
 
 
 class Ints(TypedStore[str, int]):
@@ -76,18 +76,6 @@ class FrozenLists(TypedStore[str, FrozenList]):
 
 def _alice() -> User:
     return User(name="Alice", age=30, tags=["admin"])
-
-
-def _frames_after(path: Path, offset: int) -> list[tuple[int, int]]:
-    """Return ``(start, end)`` of each valid frame from ``offset`` to the end of the file."""
-    buf = path.read_bytes()
-    frames = []
-    while offset < len(buf):
-        end = read_frame(buf, offset)
-        assert end != -1, f"no valid frame at offset {offset}"
-        frames.append((offset, end))
-        offset = end
-    return frames
 
 
 # -- the MutableMapping protocol -----------------------------------------------------------
@@ -249,7 +237,7 @@ def test_clear_writes_one_record(log_path: Path, settle: Settle) -> None:
         size = log_path.stat().st_size
         store.clear()
         assert len(store) == 0
-        assert len(_frames_after(log_path, size)) == 1
+        assert len(frames_after(log_path, size)) == 1
         with settle(store) as store:
             assert len(store) == 0
             assert list(store) == []
@@ -751,7 +739,7 @@ def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
         for number in range(20):
             store[f"key-{number}"] = number
         assert log_path.stat().st_size > header_end
-        frames = _frames_after(log_path, header_end)
+        frames = frames_after(log_path, header_end)
         assert all(
             frame_body(log_path.read_bytes(), start, end)[0] == RecordKind.INSERT
             for start, end in frames

@@ -16,7 +16,7 @@ from typing import Any, cast
 import pydantic
 import pytest
 
-from tests.conftest import Settle
+from tests.conftest import Settle, frames_after
 from tests.models import Account, User
 from typedstore import (
     StoreClosedError,
@@ -25,7 +25,7 @@ from typedstore import (
     Transaction,
     TypedStore,
 )
-from typedstore._format import RecordKind, frame_body, read_frame
+from typedstore._format import RecordKind, frame_body
 
 WAIT = 5.0
 """Upper bound, in seconds, on waiting for another thread to reach a point it must reach."""
@@ -45,18 +45,6 @@ class Accounts(TypedStore[str, Account]):
 
 class Abort(Exception):
     """Raised inside a transaction block to abort it."""
-
-
-def _frames_after(path: Path, offset: int) -> list[tuple[int, int]]:
-    """Return ``(start, end)`` of each valid frame from ``offset`` to the end of the file."""
-    buf = path.read_bytes()
-    frames = []
-    while offset < len(buf):
-        end = read_frame(buf, offset)
-        assert end != -1, f"no valid frame at offset {offset}"
-        frames.append((offset, end))
-        offset = end
-    return frames
 
 
 def _kind(path: Path, frame: tuple[int, int]) -> int:
@@ -153,7 +141,7 @@ def test_commit_writes_one_batch_record(log_path: Path) -> None:
             for number in range(10):
                 tx[f"n{number}"] = number
             del tx["a"]
-        frames = _frames_after(log_path, size)
+        frames = frames_after(log_path, size)
         assert len(frames) == 1
         assert _kind(log_path, frames[0]) == RecordKind.BATCH
 
@@ -163,7 +151,7 @@ def test_modify_outside_transaction_writes_one_insert(log_path: Path) -> None:
     with _abc(log_path) as store:
         size = log_path.stat().st_size
         store.modify("a", lambda value: value + 1)
-        frames = _frames_after(log_path, size)
+        frames = frames_after(log_path, size)
         assert len(frames) == 1
         assert _kind(log_path, frames[0]) == RecordKind.INSERT
 
@@ -175,7 +163,7 @@ def test_commit_under_sync_on_write(log_path: Path, settle: Settle) -> None:
         with store.transaction() as tx:
             tx["a"] = 1
             tx["b"] = 2
-        assert len(_frames_after(log_path, size)) == 1
+        assert len(frames_after(log_path, size)) == 1
         with settle(store) as store:
             assert dict(store) == {"a": 1, "b": 2}
 
