@@ -27,8 +27,9 @@ from ._errors import StoreClosedError, StoreReadOnlyError
 from ._log import Log
 from ._open import load
 from ._replay import Recovery
-from ._txn import MISSING, Transaction, Write
-from ._types import K, Migration, V
+from ._table import Table
+from ._txn import Transaction, Write
+from ._types import MISSING, K, Migration, V
 
 if TYPE_CHECKING:  # PEP 747: lets `open(path, str, int | None)` infer TypedStore[str, int | None]
     from typing_extensions import TypeForm
@@ -173,7 +174,6 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._config = config
         self._readonly = readonly
         self._lock = threading.RLock()
-        self._order: list[K] | None = None
         self._txn_thread: int | None = None
         self._is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
@@ -187,10 +187,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
-        self._data = opened.entries
-        self._key_bytes: dict[K, bytes] | None = None
+        key_bytes = None
         if not codec.canonical_keys:
-            self._key_bytes = {key: codec.key_bytes(key) for key in self._data}
+            key_bytes = {key: codec.key_bytes(key) for key in opened.entries}
+        self._table = Table(opened.entries, key_bytes)
         self._log = opened.log
         self.recovery: Recovery | None = opened.recovery
         """What opening did about damage in the log (None when it found none)."""
@@ -206,13 +206,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Return the value of ``key`` (a copy for mutable types), or ``default``."""
         with self._lock:
             self._check_open()
-            stored = self._data.get(key, MISSING)
+            stored = self._table.entries.get(key, MISSING)
         return default if stored is MISSING else self._codec.thaw(stored)
 
     def __getitem__(self, key: K) -> V:
         with self._lock:
             self._check_open()
-            stored = self._data.get(key, MISSING)
+            stored = self._table.entries.get(key, MISSING)
         if stored is MISSING:
             raise KeyError(key)
         return self._codec.thaw(stored)
@@ -224,18 +224,18 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         with self._lock:
             self._check_open()
-            return key in self._data
+            return key in self._table.entries
 
     def __len__(self) -> int:
         with self._lock:
             self._check_open()
-            return len(self._data)
+            return len(self._table.entries)
 
     def __iter__(self) -> Iterator[K]:
         """Iterate over a snapshot of the keys, in insertion order."""
         with self._lock:
             self._check_open()
-            return iter(list(self._data))
+            return iter(list(self._table.entries))
 
     def values(self) -> ValuesView[V]:
         """Return a view of the values in insertion order; iterating it takes a snapshot."""
@@ -255,18 +255,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             raise TypeError(f"index must be an int, not {type(index).__name__}")
         with self._lock:
             self._check_open()
-            if self._order is None:
-                self._order = list(self._data)
-            if not -len(self._order) <= index < len(self._order):
-                return None
-            key = self._order[index]
-            stored = self._data[key]
-        return key, self._codec.thaw(stored)
+            entry = self._table.at(index)
+        return None if entry is None else (entry[0], self._codec.thaw(entry[1]))
 
     def _snapshot(self) -> list[tuple[K, object]]:
         with self._lock:
             self._check_open()
-            return list(self._data.items())
+            return list(self._table.entries.items())
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -288,7 +283,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         body = _format.insert_body(key_bytes, blob)
         with self._lock:
             log = self._writable_log()
-            held = self._record_key(validated_key, key_bytes)
+            held = self._table.record_key(validated_key, key_bytes)
             if held is not key_bytes:
                 body = _format.insert_body(held, blob)
             log.append(body, 1)
@@ -305,22 +300,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         validated_key, _ = self._codec.encode_key(key)
         with self._lock:
             self._check_open()
-            stored = self._data.get(validated_key, MISSING)
+            stored = self._table.entries.get(validated_key, MISSING)
             if stored is MISSING:
                 self._put(validated_key, default)
-                stored = self._data[validated_key]
+                stored = self._table.entries[validated_key]
         return self._codec.thaw(stored)
-
-    def _record_key(self, key: K, given: bytes) -> bytes:
-        """Return the key bytes a record about ``key`` holds: the stored key's, if present.
-
-        Equal keys may encode differently (``Decimal("1.0")`` and ``Decimal("1.00")``);
-        memory keeps the first key object, and records keep its bytes, so a model-free
-        reader of the log (the CLI) sees the keys the store sees.
-        """
-        if self._key_bytes is None:
-            return given
-        return self._key_bytes.get(key, given)
 
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
@@ -351,27 +335,27 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Remove and return the last entry, like ``dict.popitem``; KeyError if empty."""
         with self._lock:
             self._writable_log()
-            if not self._data:
+            if not self._table.entries:
                 raise KeyError("popitem(): the store is empty")
-            key = next(reversed(self._data))
+            key = next(reversed(self._table.entries))
             return key, self._codec.thaw(self._delete(key))
 
     def _delete(self, key: K) -> object:
         found = self._codec.find_key(key)
         with self._lock:
             log = self._writable_log()
-            if found is None or found[0] not in self._data:
+            if found is None or found[0] not in self._table.entries:
                 return MISSING
             stored_key, key_bytes = found
-            log.append(_format.remove_body(self._record_key(stored_key, key_bytes)), 1)
-            previous = self._apply_removal(stored_key)
+            log.append(_format.remove_body(self._table.record_key(stored_key, key_bytes)), 1)
+            previous = self._table.pop(stored_key)
             self._after_write()
             return previous
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""
         with self.transaction() as txn:
-            for key in list(self._data):
+            for key in list(self._table.entries):
                 del txn[key]
 
     def modify(self, key: K, fn: Callable[[V], V]) -> V:
@@ -384,12 +368,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         found = self._codec.find_key(key)
         with self._lock:
             log = self._writable_log()
-            stored = MISSING if found is None else self._data.get(found[0], MISSING)
+            stored = MISSING if found is None else self._table.entries.get(found[0], MISSING)
             if found is None or stored is MISSING:
                 raise KeyError(key)
             stored_key, key_bytes = found
             validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            held = self._record_key(stored_key, key_bytes)
+            held = self._table.record_key(stored_key, key_bytes)
             log.append(_format.insert_body(held, blob), 1)
             self._apply_insert(stored_key, held, validated, blob)
             self._after_write()
@@ -409,29 +393,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def _apply_insert(self, key: K, key_bytes: bytes, value: V, blob: bytes) -> object:
         """Put an entry whose record is written into memory; return what it replaced."""
-        previous = self._data.get(key, MISSING)
-        self._data[key] = self._codec.freeze(value, blob)
-        if previous is MISSING:
-            if self._order is not None:
-                self._order.append(key)
-            if self._key_bytes is not None:
-                self._key_bytes[key] = key_bytes
-        return previous
-
-    def _apply_removal(self, key: K) -> object:
-        """Take an entry whose removal is written out of memory; return it."""
-        previous = self._data.pop(key)
-        self._order = None
-        if self._key_bytes is not None:
-            del self._key_bytes[key]
-        return previous
+        return self._table.put(key, key_bytes, self._codec.freeze(value, blob))
 
     def _after_write(self) -> None:
         """Compact when the policy says so; a failure is logged, never fails the write."""
         log = self._log
         assert log is not None
         if log.size < self._skip_auto_compact_below or not _compact.is_due(
-            self._config, log.size, log.total_records, len(self._data)
+            self._config, log.size, log.total_records, len(self._table.entries)
         ):
             return
         try:
@@ -445,14 +414,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     # -- transactions (TransactionHost) -----------------------------------------------------
 
     def _read_stored(self, key: K) -> object:
-        return self._data.get(key, MISSING)
+        return self._table.entries.get(key, MISSING)
 
     def _stored_len(self) -> int:
-        return len(self._data)
+        return len(self._table.entries)
 
     def _commit(self, writes: list[Write[K, V]]) -> None:
         log = self._writable_log(in_transaction=True)
-        held = self._record_keys(writes)
+        held = self._table.record_keys([(w.key, w.key_bytes, w.blob is None) for w in writes])
         bodies = (
             _format.remove_body(key_bytes)
             if write.blob is None
@@ -462,21 +431,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         log.append(_format.batch_body(bodies), len(writes))
         for write, key_bytes in zip(writes, held, strict=True):
             if write.blob is None:
-                self._apply_removal(write.key)
+                self._table.pop(write.key)
             else:
                 self._apply_insert(write.key, key_bytes, cast(V, write.value), write.blob)
         self._after_write()
-
-    def _record_keys(self, writes: list[Write[K, V]]) -> list[bytes]:
-        """Return the key bytes of each write's record, as applying them in turn holds them."""
-        held: dict[K, bytes | None] = {}
-        out = []
-        for write in writes:
-            known = held[write.key] if write.key in held else self._record_key(write.key, b"")
-            key_bytes = known or write.key_bytes
-            out.append(key_bytes)
-            held[write.key] = None if write.blob is None else key_bytes
-        return out
 
     def _begin_transaction(self) -> None:
         self._lock.acquire()
@@ -492,7 +450,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._lock.release()
 
     def _stored_keys(self) -> list[K]:
-        return list(self._data)
+        return list(self._table.entries)
 
     # -- durability --------------------------------------------------------------------------
 
@@ -509,9 +467,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._compact_locked(self._writable_log())
 
     def _compact_locked(self, log: Log) -> None:
-        entries = _compact.insert_bodies(self._data, self._codec)
+        entries = _compact.insert_bodies(self._table.entries, self._codec)
         header = _compact.header(self._codec, self._schema_now.version)
-        log.rewrite(_compact.live_chunks(header, entries), len(self._data))
+        log.rewrite(_compact.live_chunks(header, entries), len(self._table.entries))
         self._skip_auto_compact_below = 0
 
     def close(self) -> None:
@@ -601,7 +559,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def __repr__(self) -> str:
         types = f"{type_name(self._codec.key_type)}, {type_name(self._codec.value_type)}"
-        state = "closed" if self._is_closed else f"{len(self._data)} entries"
+        state = "closed" if self._is_closed else f"{len(self._table.entries)} entries"
         return f"<{type(self).__name__}[{types}] {str(self._path)!r} {state}>"
 
     def _check_open(self) -> None:

@@ -10,17 +10,9 @@ from typing import Generic, Protocol, TypeVar, overload
 
 from ._codec import Codec
 from ._errors import StoreClosedError
-from ._types import K, V
+from ._types import MISSING, K, V, _Missing
 
 T = TypeVar("T")
-
-
-class _Missing(enum.Enum):
-    MISSING = enum.auto()
-
-
-MISSING = _Missing.MISSING
-"""No value: distinct from a stored ``None``."""
 
 
 class _State(enum.Enum):

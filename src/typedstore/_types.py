@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -17,3 +18,11 @@ RecoveryMode = Literal["strict", "truncate", "skip"]
 Migration = Callable[[Any], Any]
 """Upgrade one value's decoded data by one schema version. ``Any``: decoded msgpack has no
 static type, and callers annotate their migrations with what their old data looks like."""
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING = _Missing.MISSING
+"""No value: distinct from a stored ``None``."""

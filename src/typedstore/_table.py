@@ -1,0 +1,73 @@
+"""Table: what a store holds in memory, and the key bytes its records name."""
+
+from __future__ import annotations
+
+from typing import Generic
+
+from ._types import MISSING, K
+
+
+class Table(Generic[K]):
+    """The live entries in insertion order, their positions, and the bytes of their keys.
+
+    Values are in the form the codec keeps in memory (see ``Codec.freeze``). Equal keys
+    may encode differently (``Decimal("1.0")`` and ``Decimal("1.00")``): the table keeps
+    the first key object, and, for key types that need it, the bytes it was written
+    with, so that every later record names it the same way and a model-free reader of
+    the log (the CLI) sees the keys the store sees.
+    """
+
+    def __init__(self, entries: dict[K, object], key_bytes: dict[K, bytes] | None) -> None:
+        self.entries = entries
+        """Key to stored value, in insertion order; read it, change it through the methods."""
+        self._key_bytes = key_bytes
+        self._order: list[K] | None = None
+        """Keys by position, built on demand and dropped by a removal."""
+
+    def at(self, index: int) -> tuple[K, object] | None:
+        """Return the entry at ``index`` (negative counts from the end), or None if out of range.
+
+        O(1), except that the first call after a removal rebuilds the positions in O(n).
+        """
+        if self._order is None:
+            self._order = list(self.entries)
+        if not -len(self._order) <= index < len(self._order):
+            return None
+        key = self._order[index]
+        return key, self.entries[key]
+
+    def record_key(self, key: K, given: bytes) -> bytes:
+        """Return the key bytes a record about ``key`` holds: the stored key's, if present."""
+        if self._key_bytes is None:
+            return given
+        return self._key_bytes.get(key, given)
+
+    def record_keys(self, writes: list[tuple[K, bytes, bool]]) -> list[bytes]:
+        """Return the key bytes of each ``(key, given bytes, is_removal)``, applied in turn."""
+        held: dict[K, bytes | None] = {}
+        out = []
+        for key, given, is_removal in writes:
+            known = held[key] if key in held else self.record_key(key, b"")
+            key_bytes = known or given
+            out.append(key_bytes)
+            held[key] = None if is_removal else key_bytes
+        return out
+
+    def put(self, key: K, key_bytes: bytes, stored: object) -> object:
+        """Set ``key`` to ``stored`` (its record written); return what it replaced, or MISSING."""
+        previous = self.entries.get(key, MISSING)
+        self.entries[key] = stored
+        if previous is MISSING:
+            if self._order is not None:
+                self._order.append(key)
+            if self._key_bytes is not None:
+                self._key_bytes[key] = key_bytes
+        return previous
+
+    def pop(self, key: K) -> object:
+        """Remove ``key`` (its removal written); return its stored value."""
+        previous = self.entries.pop(key)
+        self._order = None
+        if self._key_bytes is not None:
+            del self._key_bytes[key]
+        return previous
