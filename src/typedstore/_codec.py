@@ -92,10 +92,10 @@ class Codec(Generic[K, V]):
         return validated, blob
 
     def find_key(self, key: object) -> tuple[K, bytes] | None:
-        """Return ``key`` validated, and its bytes, or None when no valid key equals it.
+        """Return ``key`` validated, and its bytes, or None when it does not validate.
 
-        Removals use it: their record must hold the stored key's own bytes, and a key
-        that does not validate cannot be stored.
+        Removals and ``modify`` use it: a key that does not validate cannot have been
+        stored, so for them it is absent.
         """
         try:
             return self.encode_key(key)
