@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import _format, _fs, _inspect
-from ._codec import RecordDecodeError
+from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._errors import CorruptLogError, NotAStoreError, StoreLockedError
 from ._render import JSONValue, Progress, to_json
 
@@ -51,7 +51,7 @@ exit codes:
 
 def _blob_to_json(blob: bytes) -> JSONValue:
     """Render the msgpack in ``blob``, which the scan already decoded once."""
-    return to_json(_inspect.decode(blob))
+    return to_json(unpack(blob))
 
 
 def _print_json(data: JSONValue, *, indent: int | None = None) -> None:
@@ -119,7 +119,7 @@ def _metadata(meta: bytes | None) -> tuple[JSONValue, JSONValue]:
     if meta is None:
         return None, None
     try:
-        return to_json(_inspect.metadata(meta)), None
+        return to_json(decode_metadata(meta)), None
     except RecordDecodeError as exc:
         return None, str(exc)
 

@@ -124,7 +124,7 @@ class Codec(Generic[K, V]):
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""
-        return self._values.validate_python(unpack(blob), **_DECODED)
+        return self.validate_value(unpack(blob))
 
     def freeze(self, value: V, blob: bytes) -> object:
         """Return what memory keeps for a value: its bytes when mutable, else itself."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import _format, _fs
-from ._codec import RecordDecodeError, decode_metadata, unpack
+from ._codec import RecordDecodeError, unpack
 from ._compact import live_chunks
 from ._errors import CorruptLogError
 from ._replay import FrameScanner, SchemaTrail, open_header, read_segment
@@ -200,16 +200,6 @@ def _why(exc: Exception) -> str:
 
 def _after(scan: LogScan, offset: int) -> int:
     return sum(1 for frame in scan.frames if frame.offset > offset)
-
-
-def decode(blob: bytes) -> object:
-    """Return the data held in msgpack ``blob``; raise ``RecordDecodeError`` if it cannot."""
-    return unpack(blob)
-
-
-def metadata(meta: bytes) -> dict[str, object]:
-    """Return the header metadata as a dict; raise ``RecordDecodeError`` if it cannot."""
-    return decode_metadata(meta)
 
 
 # -- rewriting ------------------------------------------------------------------------------

@@ -268,15 +268,7 @@ def _decode_ops(
         try:
             keyed.append((codec.validate_key(data), value))
         except pydantic.ValidationError as exc:
-            raise SchemaMismatchError(
-                f"{path}: the key of the record at byte offset {offset} ({data!r}) does not "
-                f"validate against the store's key type; nothing was changed:\n{exc}",
-                path=path,
-                offset=offset,
-                key=data,
-                version=segment.version,
-                error=exc,
-            ) from exc
+            raise _invalid(path, data, offset, segment, exc, part="key") from exc
     return keyed
 
 
@@ -351,11 +343,16 @@ def _upgrade(
 
 
 def _invalid(
-    path: Path, key: object, offset: int, segment: Segment, exc: pydantic.ValidationError
+    path: Path,
+    key: object,
+    offset: int,
+    segment: Segment,
+    exc: pydantic.ValidationError,
+    part: str = "value",
 ) -> SchemaMismatchError:
     return SchemaMismatchError(
         f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
-        f"{segment.version}) does not validate against the store's value type; nothing "
+        f"{segment.version}) does not validate against the store's {part} type; nothing "
         f"was changed:\n{exc}",
         path=path,
         offset=offset,

@@ -126,9 +126,9 @@ class Transaction(Generic[K, V]):
             self._check_open()
             raise KeyError(key)
         self[found[0]] = fn(current)
-        staged = self._overlay[found[0]]
+        staged = self._lookup(found[0])
         assert not isinstance(staged, _Missing)
-        return self._codec.thaw(self._codec.freeze(*staged))
+        return staged
 
     @overload
     def get(self, key: K) -> V | None: ...
