@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import json
 import pathlib
+import threading
 import types
 import typing
 import uuid
@@ -106,7 +107,20 @@ class Codec(Generic[K, V]):
         """Return the key that decoded ``data`` validates to."""
         if self._plain_key is not None and type(data) is self._plain_key:
             return cast(K, data)
-        return self._keys.validate_python(data, **_DECODED)
+        return _validate_decoded(self._keys, data)
+
+    def decode_key(self, blob: bytes) -> object:
+        """Return the data a key's bytes hold, as :func:`unpack` does, for :meth:`validate_key`.
+
+        Short ``str`` keys, the common case, are read without msgpack's call overhead.
+        """
+        # A msgpack fixstr (0xA0 plus its length, up to 31) and nothing after it:
+        if self._plain_key is str and 0 < len(blob) <= 32 and blob[0] == 0xA0 + len(blob) - 1:
+            try:
+                return blob[1:].decode()
+            except UnicodeDecodeError as exc:
+                raise RecordDecodeError(str(exc)) from exc
+        return unpack(blob)
 
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
@@ -144,7 +158,7 @@ class Codec(Generic[K, V]):
 
     def validate_value(self, data: object) -> V:
         """Return the value that decoded (or migrated) ``data`` validates to."""
-        return self._values.validate_python(data, **_DECODED)
+        return _validate_decoded(self._values, data)
 
     def lost_fields(self, data: object, value: V) -> set[str]:
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
@@ -261,16 +275,16 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
     With ``stable``, the bytes are those of the returned value itself, as compaction
     writes them; a value whose validation changes it again raises ``EncodingError``.
     """
-    validated = adapter.validate_python(raw)  # the type's own rules, strict mode included
+    validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
     blob = _pack(adapter, validated)
     try:
-        value = adapter.validate_python(unpack(blob), **_DECODED)
+        value = _validate_decoded(adapter, unpack(blob))
     except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
         raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
     if stable:
         again = _pack(adapter, value)
         if again != blob:
-            if adapter.validate_python(unpack(again), **_DECODED) != value:
+            if _validate_decoded(adapter, unpack(again)) != value:
                 raise EncodingError(
                     f"{type(raw).__name__} changes each time it is validated (a validator "
                     "that is not idempotent), so it would not read back as stored"
@@ -279,19 +293,42 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
     return value, blob
 
 
+def _validate_decoded(adapter: pydantic.TypeAdapter[V], data: object) -> V:
+    # The adapter's validator and serializer are called directly here and in _pack and
+    # _round_trip: TypeAdapter's methods only forward to them, at a cost on every read,
+    # write and replayed record.
+    return cast(V, adapter.validator.validate_python(data, **_DECODED))
+
+
 def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
     # warnings=False: an unvalidated input (model_construct) may not match the schema;
     # validation of the decoded bytes right after reports that properly.
     try:
-        data = adapter.dump_python(raw, by_alias=False, round_trip=True, warnings=False)
+        data = adapter.serializer.to_python(raw, by_alias=False, round_trip=True, warnings=False)
     except _ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot dump {type(raw).__name__}: {exc}") from exc
-    return _packb(data)
+    return _packb(data, _thread_packer())
 
 
-def _packb(data: object) -> bytes:
+_packers = threading.local()
+
+
+def _thread_packer() -> msgpack.Packer:
+    """Return this thread's packer: making one per value costs more than packing it."""
+    packer: msgpack.Packer | None = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(default=_encode_default)
+    return packer
+
+
+def _packb(data: object, packer: msgpack.Packer | None = None) -> bytes:
+    # A packer given is reused (it resets itself, also after an error); nested calls,
+    # from _encode_default, must not pass one, since it is in the middle of a value.
     try:
-        packed: bytes = msgpack.packb(data, default=_encode_default)
+        if packer is None:
+            packed: bytes = msgpack.packb(data, default=_encode_default)
+        else:
+            packed = packer.pack(data)
     except _ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
     return packed

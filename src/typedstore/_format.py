@@ -10,7 +10,7 @@ import enum
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import EncodingError
 
@@ -40,8 +40,7 @@ class RecordKind(enum.IntEnum):
     SCHEMA = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One insert (``value`` set) or remove (``value`` is None) decoded from a body."""
 
     key: bytes
@@ -127,22 +126,31 @@ def read_head(buf: bytes, offset: int) -> int:
     crc, length, _ = _FRAME_HEAD.unpack_from(buf, offset)
     if length == 0 or length > MAX_RECORD_BYTES:
         return -1
-    if zlib.crc32(memoryview(buf)[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != crc:
+    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != crc:
         return -1
-    return int(offset + FRAME_OVERHEAD + length)
+    end: int = offset + FRAME_OVERHEAD + length
+    return end
 
 
-def read_frame(buf: bytes, offset: int) -> int:
+def read_frame(buf: bytes, offset: int, view: memoryview | None = None) -> int:
     """Return the end offset of the valid frame at ``offset``, or -1 if there is none.
 
     A frame is invalid when its head is not intact (see :func:`read_head`), its body
-    is cut short, or the body checksum does not match.
+    is cut short, or the body checksum does not match. ``view``, a memoryview of
+    ``buf``, saves making one per call when walking many frames.
     """
-    end = read_head(buf, offset)
-    if end == -1 or end > len(buf):
+    # read_head's checks, inlined: this runs once per record on every open.
+    if offset + FRAME_OVERHEAD > len(buf):
         return -1
-    (crc,) = _U32.unpack_from(buf, offset + 8)
-    if zlib.crc32(memoryview(buf)[offset + FRAME_OVERHEAD : end]) != crc:
+    head_crc, length, body_crc = _FRAME_HEAD.unpack_from(buf, offset)
+    end: int = offset + FRAME_OVERHEAD + length
+    if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
+        return -1
+    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != head_crc:
+        return -1
+    if view is None:
+        view = memoryview(buf)
+    if zlib.crc32(view[offset + FRAME_OVERHEAD : end]) != body_crc:
         return -1
     return end
 
@@ -220,23 +228,29 @@ def decode_body(body: memoryview) -> list[Op]:
     Raises ``FormatError`` for an unknown kind or inconsistent lengths.
     """
     kind = body[0] & 0x07
-    if kind == RecordKind.BATCH:
+    if kind == _BATCH:
         return list(_decode_batch(body))
     return [_decode_op(body, kind)]
 
 
+# Plain ints: the kinds are compared once per record on every open.
+_INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(RecordKind.BATCH)
+
+
 def _decode_op(body: memoryview, kind: int) -> Op:
-    if kind == RecordKind.INSERT:
-        if len(body) < 5:
+    size = len(body)
+    if kind == _INSERT:
+        if size < 5:
             raise FormatError("insert record cut short")
         (key_len,) = _U32.unpack_from(body, 1)
-        if key_len == 0 or 5 + key_len >= len(body):
+        split = 5 + key_len
+        if key_len == 0 or split >= size:
             raise FormatError("insert record with an impossible key length")
-        return Op(bytes(body[5 : 5 + key_len]), bytes(body[5 + key_len :]))
-    if kind == RecordKind.REMOVE:
-        if len(body) < 2:
+        return Op(body[5:split].tobytes(), body[split:].tobytes())
+    if kind == _REMOVE:
+        if size < 2:
             raise FormatError("remove record without a key")
-        return Op(bytes(body[1:]), None)
+        return Op(body[1:].tobytes(), None)
     raise FormatError(f"unknown record kind {kind}")
 
 

@@ -103,17 +103,19 @@ class LogFile:
         Cutting back guards against a partial record that later records would
         follow, which replay would then have to call damage rather than a torn tail.
         """
-        view = memoryview(data)
         offset = self.size
         try:
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view = view[written:]
-                offset += written
+            written = os.pwrite(self._fd, data, offset)
+            if written < len(data):  # a short write (a full disk, a signal): finish it
+                view = memoryview(data)[written:]
+                while view:
+                    offset += written
+                    written = os.pwrite(self._fd, view, offset)
+                    view = view[written:]
         except OSError:
             self.truncate(self.size)
             raise
-        self.size = offset
+        self.size = offset + written
 
     def sync(self) -> None:
         """fdatasync the file: after it returns, its records survive power loss."""

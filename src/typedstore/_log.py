@@ -53,15 +53,19 @@ class Log:
         buffer holds the record.
         """
         self.check_writable()
-        frame = b""
         generation = self.generation
-        if self.pending_schema is not None:
+        if self.pending_schema is None:
+            frame = _format.encode_frame(_format.tag(body, generation), self.size)
+        else:
             # In the same write as the first record under the new schema: a log opened
             # with changed types is not written to until something is stored.
             generation = (generation + 1) % _format.GENERATIONS
-            schema = _format.schema_body(self.pending_schema, generation)
-            frame = _format.encode_frame(schema, self.size)
-        frame += _format.encode_frame(_format.tag(body, generation), self.size + len(frame))
+            schema = _format.encode_frame(
+                _format.schema_body(self.pending_schema, generation), self.size
+            )
+            frame = schema + _format.encode_frame(
+                _format.tag(body, generation), self.size + len(schema)
+            )
         if self._config.write_through:
             before = self.file.size
             self.file.append(frame)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from . import _format
 from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
 from ._config import Schema
 from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError
-from ._types import K, RecoveryMode, V
+from ._types import MISSING, K, RecoveryMode, V
 
 logger = logging.getLogger("typedstore")
 
@@ -85,8 +87,9 @@ class FrameScanner:
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         buf, offset = self.buf, self.start
+        view = memoryview(buf)
         while offset < len(buf):
-            end = _format.read_frame(buf, offset)
+            end = _format.read_frame(buf, offset, view)
             if end == -1:
                 offset = self._step_over_damage(offset)
             else:
@@ -181,28 +184,63 @@ def replay(
     """
     meta, start = open_header(path, buf)
     segments = [_segment(path, meta, 0, schema)]
-    pending: dict[K, tuple[bytes, int, Segment]] = {}
+    current = _is_current(segments[-1], codec, schema)
+    # Per live key: its value's bytes, the record's offset and schema, and the value as
+    # memory keeps it, or MISSING until validated.
+    pending: dict[K, tuple[bytes, int, Segment, object]] = {}
     total = 0
     end = start
     frames = FrameScanner(path, buf, start, mode)
     trail = SchemaTrail(path)
-    for offset, end in frames:
-        body = _format.frame_body(buf, offset, end)
-        schema_meta = trail.follow(body, offset)
-        if schema_meta is not None:
-            segments.append(_segment(path, schema_meta, offset, schema))
-            continue
-        ops = _decode_ops(path, body, offset, codec, segments[-1])
-        for key, value in ops:
-            if value is None:
-                pending.pop(key, None)
-            else:
-                pending[key] = (value, offset, segments[-1])
-        total += len(ops)
-    entries = _validate_values(path, pending, codec, schema)
+    view = memoryview(buf)
+    with _collector_paused():
+        for offset, end in frames:
+            body = view[offset + _format.FRAME_OVERHEAD : end]
+            schema_meta = trail.follow(body, offset)
+            if schema_meta is not None:
+                segments.append(_segment(path, schema_meta, offset, schema))
+                current = _is_current(segments[-1], codec, schema)
+                continue
+            ops = _decode_ops(path, body, offset, codec, segments[-1])
+            for key, blob, data in ops:
+                if blob is None:
+                    pending.pop(key, None)
+                    continue
+                # Validated as it is read, so each value is decoded once. One that
+                # fails is kept for the end: a later record may still replace it.
+                held: object = MISSING
+                if current:
+                    try:  # noqa: SIM105 - suppress() would cost a context manager per record
+                        held = codec.freeze(codec.validate_value(data), blob)
+                    except pydantic.ValidationError:
+                        pass
+                pending[key] = (blob, offset, segments[-1], held)
+            total += len(ops)
+        entries = _validate_values(path, pending, codec, schema)
     return Replay(
         entries, total, segments[-1], trail.generation, end, frames.damage, frames.torn_tail
     )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while replay builds many objects.
+
+    Replay only allocates objects that stay referenced, so collections during it find
+    nothing to free; each one would walk every object built so far.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _is_current(segment: Segment, codec: Codec[K, V], schema: Schema) -> bool:
+    """Whether records of ``segment`` were written under exactly the types of this open."""
+    return segment.version == schema.version and segment.fingerprint == codec.fingerprint
 
 
 def read_segment(path: Path, meta: bytes, offset: int) -> Segment:
@@ -249,37 +287,46 @@ def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
 
 def _decode_ops(
     path: Path, body: memoryview, offset: int, codec: Codec[K, V], segment: Segment
-) -> list[tuple[K, bytes | None]]:
-    """Return a checksum-valid record's operations with validated keys.
+) -> list[tuple[K, bytes | None, object]]:
+    """Return a checksum-valid record's operations: validated key, value bytes, value data.
 
     Content that fails to decode is not damage a recovery mode may drop: the
     checksum proves these are the bytes that were written.
     """
     try:
-        ops = _format.decode_body(body)
-        decoded = [(unpack(op.key), op.value) for op in ops]
-        for op in ops:
-            if op.value is not None:
-                unpack(op.value)  # validated later, and only if still live; decodable now
+        decoded = [
+            (codec.decode_key(key), value, None if value is None else unpack(value))
+            for key, value in _format.decode_body(body)
+        ]
     except (_format.FormatError, RecordDecodeError) as exc:
         raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
-    keyed: list[tuple[K, bytes | None]] = []
-    for data, value in decoded:
+    # Keys are validated once the whole record decodes: damage is reported first.
+    keyed: list[tuple[K, bytes | None, object]] = []
+    for key_data, value, data in decoded:
         try:
-            keyed.append((codec.validate_key(data), value))
+            keyed.append((codec.validate_key(key_data), value, data))
         except pydantic.ValidationError as exc:
-            raise _invalid(path, data, offset, segment, exc, part="key") from exc
+            raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
     return keyed
 
 
 def _validate_values(
-    path: Path, pending: dict[K, tuple[bytes, int, Segment]], codec: Codec[K, V], schema: Schema
+    path: Path,
+    pending: dict[K, tuple[bytes, int, Segment, object]],
+    codec: Codec[K, V],
+    schema: Schema,
 ) -> dict[K, object]:
-    """Validate the live values, upgrading those written under another schema."""
+    """Return the live entries, upgrading the values written under another schema.
+
+    Raises the validation error of a live value written under the current schema.
+    """
     entries: dict[K, object] = {}
     described: set[str] = set()
-    for key, (blob, offset, segment) in pending.items():
-        if segment.version == schema.version and segment.fingerprint == codec.fingerprint:
+    for key, (blob, offset, segment, held) in pending.items():
+        if held is not MISSING:
+            entries[key] = held
+            continue
+        if _is_current(segment, codec, schema):
             try:
                 entries[key] = codec.freeze(codec.decode_value(blob), blob)
             except pydantic.ValidationError as exc:
