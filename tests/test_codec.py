@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import msgpack
 import pydantic
 import pytest
 from hypothesis import assume, given
@@ -336,3 +337,34 @@ def test_generation_tag_round_trips(body: bytes, generation: int) -> None:
     tagged = _format.tag(bytes((kind_byte,)) + body[1:], generation)
     assert _format.kind_of(memoryview(tagged)) == (kind_byte, generation)
     assert tagged[1:] == body[1:]
+
+
+@given(key=st.text(st.characters(exclude_categories=["Cs"]), max_size=40))
+def test_str_key_fast_decode_matches_msgpack(key: str) -> None:
+    """Decoding a str key's bytes gives what msgpack gives, short keys and long ones alike."""
+    codec: Codec[str, User] = Codec(str, User)
+    _, blob = codec.encode_key(key)
+    assert codec.decode_key(blob) == unpack(blob) == key
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"\xa2\xff\xfe", b"\xa3ab", b"\xa1ab", b"\xa0\x00"],
+    ids=["bad-utf8", "cut-short", "trailing-byte", "empty-then-extra"],
+)
+def test_str_key_fast_decode_refuses_what_msgpack_refuses(blob: bytes) -> None:
+    """Key bytes that are not exactly one msgpack str raise RecordDecodeError on either path."""
+    with pytest.raises(RecordDecodeError, match=r"."):
+        unpack(blob)
+    with pytest.raises(RecordDecodeError, match=r"."):
+        Codec(str, User).decode_key(blob)
+
+
+def test_packer_is_reused_correctly_after_a_failed_pack() -> None:
+    """A value that fails to encode leaves nothing behind for the next value packed."""
+    codec: Codec[str, dict[str, Any]] = Codec(str, dict[str, Any])
+    with pytest.raises(EncodingError, match="msgpack"):
+        codec.encode_value({"big": 2**70})
+    value, blob = codec.encode_value({"a": [1, 2]})
+    assert blob == msgpack.packb({"a": [1, 2]})
+    assert codec.decode_value(blob) == value == {"a": [1, 2]}

@@ -881,3 +881,38 @@ def test_store_dropped_after_a_failed_close_releases_its_lock(
     assert "could not close" in caplog.text
     with open_users(log_path) as reopened:
         assert len(reopened) == 0
+
+
+# -- short writes ------------------------------------------------------------------------------
+
+
+class ShortWritingOS:
+    """Stands in for ``os`` inside ``typedstore._fs``: every pwrite writes at most 3 bytes."""
+
+    def __init__(self) -> None:
+        self.short_writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        if len(data) > 3:
+            self.short_writes += 1
+        return os.pwrite(fd, data[:3], offset)
+
+
+@pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
+def test_short_writes_are_completed(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch, write: Callable[[Store], None]
+) -> None:
+    """A pwrite that writes only part of a record is followed by more until all of it is written."""
+    with open_users(log_path) as store:
+        fill(store)
+        short = ShortWritingOS()
+        monkeypatch.setattr(_fs, "os", short)
+        write(store)
+        expected = contents(store)
+        assert short.short_writes > 0
+    monkeypatch.undo()
+    assert log_path.stat().st_size == len(log_path.read_bytes())
+    assert reopened(log_path) == expected

@@ -205,13 +205,15 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def get(self, key: K, /, default: object = None) -> object:
         """Return the value of ``key`` (a copy for mutable types), or ``default``."""
         with self._lock:
-            self._check_open()
+            if self._is_closed:  # _check_open, inlined in the two hottest reads
+                self._check_open()
             stored = self._table.entries.get(key, MISSING)
         return default if stored is MISSING else self._codec.thaw(stored)
 
     def __getitem__(self, key: K) -> V:
         with self._lock:
-            self._check_open()
+            if self._is_closed:
+                self._check_open()
             stored = self._table.entries.get(key, MISSING)
         if stored is MISSING:
             raise KeyError(key)
