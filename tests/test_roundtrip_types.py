@@ -104,6 +104,23 @@ class Pair(NamedTuple):
     right: str
 
 
+class Stamped(BaseModel):
+    """A frozen model whose fields use pydantic's constrained date types."""
+
+    model_config = ConfigDict(frozen=True)
+
+    created: pydantic.AwareDatetime
+    born: pydantic.PastDate
+    seen: pydantic.NaiveDatetime
+
+
+STAMPED = Stamped(
+    created=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
+    born=datetime.date(2001, 2, 3),
+    seen=datetime.datetime(2024, 1, 1),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """Entries of one key and value type, written in this order."""
@@ -347,6 +364,11 @@ IMMUTABLE_CASES = {
     "frozenset": values_of(frozenset[int], frozenset({2**40})),
     "datetime": values_of(datetime.datetime, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)),
     "enum": values_of(Color, Color.RED),
+    "aware-datetime": values_of(
+        pydantic.AwareDatetime, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    ),
+    "past-date": values_of(pydantic.PastDate, datetime.date(2001, 2, 3)),
+    "frozen-model-of-constrained-dates": values_of(Stamped, STAMPED),
 }
 
 

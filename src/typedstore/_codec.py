@@ -39,6 +39,9 @@ _IMMUTABLE_LEAVES: frozenset[object] = frozenset(
         pathlib.Path, pathlib.PosixPath, ipaddress.IPv4Address, ipaddress.IPv6Address,
         ipaddress.IPv4Network, ipaddress.IPv6Network, ipaddress.IPv4Interface,
         ipaddress.IPv6Interface, typing.Literal, range,
+        # pydantic's constrained forms of the above: they validate to plain dates and strs.
+        pydantic.AwareDatetime, pydantic.NaiveDatetime, pydantic.PastDatetime,
+        pydantic.FutureDatetime, pydantic.PastDate, pydantic.FutureDate, pydantic.EmailStr,
     }
 )  # fmt: skip
 _IMMUTABLE_CONTAINERS: frozenset[object] = frozenset(
