@@ -237,6 +237,23 @@ def decode_body(body: memoryview) -> list[Op]:
 _INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(RecordKind.BATCH)
 
 
+def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> Op | None:
+    """Return the operation of the valid frame ``[offset, end)`` if it is a lone insert.
+
+    A lone insert written under schema ``generation``, whose key length fits, is the most
+    common record, read on this short path. Anything else gives None, and
+    :func:`decode_body` reads it (and says what is wrong with it, if anything is).
+    """
+    start = offset + FRAME_OVERHEAD
+    if buf[start] != _INSERT | generation << 3 or end - start < 5:
+        return None
+    (key_len,) = _U32.unpack_from(buf, start + 1)
+    split = start + 5 + key_len
+    if key_len == 0 or split >= end:
+        return None
+    return Op(buf[start + 5 : split], buf[split:end])
+
+
 def _decode_op(body: memoryview, kind: int) -> Op:
     size = len(body)
     if kind == _INSERT:

@@ -195,13 +195,17 @@ def replay(
     view = memoryview(buf)
     with _collector_paused():
         for offset, end in frames:
-            body = view[offset + _format.FRAME_OVERHEAD : end]
-            schema_meta = trail.follow(body, offset)
-            if schema_meta is not None:
-                segments.append(_segment(path, schema_meta, offset, schema))
-                current = _is_current(segments[-1], codec, schema)
-                continue
-            ops = _decode_ops(path, body, offset, codec, segments[-1])
+            insert = _format.plain_insert(buf, offset, end, trail.generation)
+            if insert is None:
+                body = view[offset + _format.FRAME_OVERHEAD : end]
+                schema_meta = trail.follow(body, offset)
+                if schema_meta is not None:
+                    segments.append(_segment(path, schema_meta, offset, schema))
+                    current = _is_current(segments[-1], codec, schema)
+                    continue
+                ops = _decode_ops(path, _body_ops(path, body, offset), offset, codec, segments[-1])
+            else:
+                ops = _decode_ops(path, [insert], offset, codec, segments[-1])
             for key, blob, data in ops:
                 if blob is None:
                     pending.pop(key, None)
@@ -285,8 +289,16 @@ def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
     return segment
 
 
+def _body_ops(path: Path, body: memoryview, offset: int) -> list[_format.Op]:
+    """Return the operations of a checksum-valid record's body."""
+    try:
+        return _format.decode_body(body)
+    except _format.FormatError as exc:
+        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+
+
 def _decode_ops(
-    path: Path, body: memoryview, offset: int, codec: Codec[K, V], segment: Segment
+    path: Path, ops: list[_format.Op], offset: int, codec: Codec[K, V], segment: Segment
 ) -> list[tuple[K, bytes | None, object]]:
     """Return a checksum-valid record's operations: validated key, value bytes, value data.
 
@@ -296,9 +308,9 @@ def _decode_ops(
     try:
         decoded = [
             (codec.decode_key(key), value, None if value is None else unpack(value))
-            for key, value in _format.decode_body(body)
+            for key, value in ops
         ]
-    except (_format.FormatError, RecordDecodeError) as exc:
+    except RecordDecodeError as exc:
         raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
     # Keys are validated once the whole record decodes: damage is reported first.
     keyed: list[tuple[K, bytes | None, object]] = []
