@@ -87,7 +87,7 @@ class Codec(Generic[K, V]):
         that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), _packb(key)
+            return cast(K, key), _packb(key, _thread_packer())
         validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
@@ -128,7 +128,7 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return _packb(key)
+            return _packb(key, _thread_packer())
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------

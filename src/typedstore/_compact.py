@@ -26,14 +26,17 @@ def live_chunks(header: bytes, bodies: Iterable[bytes]) -> list[bytes]:
     """Return a rewritten log's content: ``header``, then each record body framed in turn."""
     chunks = [header]
     offset = len(header)
+    encode_frame = _format.encode_frame
     for body in bodies:
         # A frame's checksum covers the offset it is written at (see _format).
-        chunks.append(_format.encode_frame(body, offset))
-        offset += len(chunks[-1])
+        frame = encode_frame(body, offset)
+        chunks.append(frame)
+        offset += len(frame)
     return chunks
 
 
 def insert_bodies(entries: Mapping[K, object], codec: Codec[K, V]) -> Iterator[bytes]:
     """Yield one insert body per live entry of a store, in order."""
+    insert_body, key_bytes, stored_bytes = _format.insert_body, codec.key_bytes, codec.stored_bytes
     for key, stored in entries.items():
-        yield _format.insert_body(codec.key_bytes(key), codec.stored_bytes(stored))
+        yield insert_body(key_bytes(key), stored_bytes(stored))
