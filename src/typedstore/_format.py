@@ -146,7 +146,8 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None) -> int:
     end: int = offset + FRAME_OVERHEAD + length
     if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
         return -1
-    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != head_crc:
+    seed = zlib.crc32(_U64.pack(offset))  # _seed, inlined
+    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], seed) != head_crc:
         return -1
     if view is None:
         view = memoryview(buf)
@@ -237,8 +238,8 @@ def decode_body(body: memoryview) -> list[Op]:
 _INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(RecordKind.BATCH)
 
 
-def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> Op | None:
-    """Return the operation of the valid frame ``[offset, end)`` if it is a lone insert.
+def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[bytes, bytes] | None:
+    """Return the key and value bytes of the valid frame ``[offset, end)``, if a lone insert.
 
     A lone insert written under schema ``generation``, whose key length fits, is the most
     common record, read on this short path. Anything else gives None, and
@@ -251,7 +252,7 @@ def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> Op | Non
     split = start + 5 + key_len
     if key_len == 0 or split >= end:
         return None
-    return Op(buf[start + 5 : split], buf[split:end])
+    return buf[start + 5 : split], buf[split:end]
 
 
 def _decode_op(body: memoryview, kind: int) -> Op:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal
@@ -195,6 +195,7 @@ def replay(
     view = memoryview(buf)
     with _collector_paused():
         for offset, end in frames:
+            ops: Sequence[tuple[K, bytes | None, object]]
             insert = _format.plain_insert(buf, offset, end, trail.generation)
             if insert is None:
                 body = view[offset + _format.FRAME_OVERHEAD : end]
@@ -205,7 +206,7 @@ def replay(
                     continue
                 ops = _decode_ops(path, _body_ops(path, body, offset), offset, codec, segments[-1])
             else:
-                ops = _decode_ops(path, [insert], offset, codec, segments[-1])
+                ops = (_decode_op(path, *insert, offset, codec, segments[-1]),)
             for key, blob, data in ops:
                 if blob is None:
                     pending.pop(key, None)
@@ -295,6 +296,20 @@ def _body_ops(path: Path, body: memoryview, offset: int) -> list[_format.Op]:
         return _format.decode_body(body)
     except _format.FormatError as exc:
         raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+
+
+def _decode_op(
+    path: Path, key: bytes, value: bytes, offset: int, codec: Codec[K, V], segment: Segment
+) -> tuple[K, bytes, object]:
+    """Return the validated key, the value bytes and the value data of a lone insert."""
+    try:
+        key_data, data = codec.decode_key(key), unpack(value)
+    except RecordDecodeError as exc:
+        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+    try:
+        return codec.validate_key(key_data), value, data
+    except pydantic.ValidationError as exc:
+        raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
 
 
 def _decode_ops(
