@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import runpy
 import subprocess
@@ -81,12 +82,41 @@ def test_typing_pins_run(tmp_path: Path) -> None:
 
 
 def test_ruff_check_passes() -> None:
-    """ruff check finds no lint error in src, tests and examples."""
-    result = run("ruff", "check", "--no-cache", "src", "tests", "examples")
+    """ruff check finds no lint error in src, tests, examples and benchmarks."""
+    result = run("ruff", "check", "--no-cache", "src", "tests", "examples", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_applied() -> None:
-    """ruff format would change no file in src, tests and examples."""
-    result = run("ruff", "format", "--check", "--no-cache", "src", "tests", "examples")
+    """ruff format would change no file in src, tests, examples and benchmarks."""
+    result = run(
+        "ruff", "format", "--check", "--no-cache", "src", "tests", "examples", "benchmarks"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+BENCHMARK_ONLY = {"lmdb", "diskcache", "sqlitedict", "sqlmodel", "sqlalchemy", "matplotlib"}
+"""The benchmark's peers (the extra ``bench``), which the library and the tests never need."""
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Return the top-level names of the modules a Python file imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("folder", ["src", "tests", "examples"])
+def test_library_and_tests_never_import_the_benchmark(folder: str) -> None:
+    """No file outside benchmarks/ imports a benchmark module or one of its peers."""
+    benchmark_modules = {path.stem for path in (ROOT / "benchmarks").glob("*.py")}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(found)
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (found := imported_modules(path) & (BENCHMARK_ONLY | benchmark_modules))
+    }
+    assert offenders == {}
