@@ -629,3 +629,21 @@ def test_annotated_metadata_need_not_be_hashable(log_path: Path) -> None:
         store["k"] = [1, 2]
     with TypedStore.open(log_path, str, list[Annotated[int, {"doc": "x"}]]) as store:
         assert store["k"] == [1, 2]
+
+
+class Deferred(BaseModel):
+    """A model whose validator pydantic builds only when first needed."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    items: list[int]
+
+
+def test_model_with_deferred_build_round_trips(log_path: Path) -> None:
+    """A model with ``defer_build=True`` is validated, stored, copied on read and replayed."""
+    with TypedStore.open(log_path, str, Deferred) as store:
+        store["k"] = Deferred(items=[1, 2])
+        store["k"].items.append(3)
+        assert store["k"] == Deferred(items=[1, 2])
+    with TypedStore.open(log_path, str, Deferred) as store:
+        assert store["k"] == Deferred(items=[1, 2])

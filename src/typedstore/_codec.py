@@ -21,7 +21,7 @@ import threading
 import types
 import typing
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, cast
 
 import msgpack
@@ -68,6 +68,10 @@ class Codec(Generic[K, V]):
         # are bound by the caller's annotation, which is what the adapters validate to.
         self._keys: pydantic.TypeAdapter[K] = pydantic.TypeAdapter(cast(Any, key_type))
         self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
+        # Bound once: every read of a mutable value and every replayed record calls it.
+        self._validate_decoded_value: Callable[[object], V] = functools.partial(
+            self._values.validator.validate_python, **_DECODED
+        )
         self._plain_key = key_type if key_type in (str, bytes) else None
         self.canonical_keys = key_type in (str, bytes, int, uuid.UUID) or (
             isinstance(key_type, type) and issubclass(key_type, enum.Enum)
@@ -150,7 +154,7 @@ class Codec(Generic[K, V]):
     def thaw(self, stored: object) -> V:
         """Return the value for what memory keeps: a fresh copy when values are mutable."""
         if self.copies_values:  # decode_value, inlined: this is every read's cost
-            return _validate_decoded(self._values, unpack(cast(bytes, stored)))
+            return self._validate_decoded_value(unpack(cast(bytes, stored)))
         return cast(V, stored)
 
     def stored_bytes(self, stored: object) -> bytes:
@@ -161,7 +165,7 @@ class Codec(Generic[K, V]):
 
     def validate_value(self, data: object) -> V:
         """Return the value that decoded (or migrated) ``data`` validates to."""
-        return _validate_decoded(self._values, data)
+        return self._validate_decoded_value(data)
 
     def lost_fields(self, data: object, value: V) -> set[str]:
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
