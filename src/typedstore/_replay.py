@@ -185,9 +185,10 @@ def replay(
     meta, start = open_header(path, buf)
     segments = [_segment(path, meta, 0, schema)]
     current = _is_current(segments[-1], codec, schema)
-    # Per live key: its value's bytes, the record's offset and schema, and the value as
-    # memory keeps it, or MISSING until validated.
-    pending: dict[K, tuple[bytes, int, Segment, object]] = {}
+    # The live entries, values as memory keeps them; MISSING for a value not validated
+    # yet, whose bytes, record offset and schema are then in ``deferred``.
+    entries: dict[K, object] = {}
+    deferred: dict[K, tuple[bytes, int, Segment]] = {}
     total = 0
     end = start
     frames = FrameScanner(path, buf, start, mode)
@@ -209,19 +210,26 @@ def replay(
                 ops = (_decode_op(path, *insert, offset, codec, segments[-1]),)
             for key, blob, data in ops:
                 if blob is None:
-                    pending.pop(key, None)
+                    entries.pop(key, None)
+                    deferred.pop(key, None)
                     continue
                 # Validated as it is read, so each value is decoded once. One that
-                # fails is kept for the end: a later record may still replace it.
+                # fails, or was written under another schema, waits for the end: a
+                # later record may still replace it.
                 held: object = MISSING
                 if current:
                     try:  # noqa: SIM105 - suppress() would cost a context manager per record
                         held = codec.freeze(codec.validate_value(data), blob)
                     except pydantic.ValidationError:
                         pass
-                pending[key] = (blob, offset, segments[-1], held)
+                entries[key] = held
+                if held is MISSING:
+                    deferred[key] = (blob, offset, segments[-1])
+                elif deferred:
+                    deferred.pop(key, None)
             total += len(ops)
-        entries = _validate_values(path, pending, codec, schema)
+        if deferred:
+            _settle_deferred(path, entries, deferred, codec, schema)
     return Replay(
         entries, total, segments[-1], trail.generation, end, frames.damage, frames.torn_tail
     )
@@ -337,22 +345,23 @@ def _decode_ops(
     return keyed
 
 
-def _validate_values(
+def _settle_deferred(
     path: Path,
-    pending: dict[K, tuple[bytes, int, Segment, object]],
+    entries: dict[K, object],
+    deferred: dict[K, tuple[bytes, int, Segment]],
     codec: Codec[K, V],
     schema: Schema,
-) -> dict[K, object]:
-    """Return the live entries, upgrading the values written under another schema.
+) -> None:
+    """Fill in the live values replay deferred, upgrading those of another schema.
 
-    Raises the validation error of a live value written under the current schema.
+    Goes through the entries in order, so the first live value that fails is the one
+    reported. Raises the validation error of a live value written under the current schema.
     """
-    entries: dict[K, object] = {}
     described: set[str] = set()
-    for key, (blob, offset, segment, held) in pending.items():
+    for key, held in entries.items():
         if held is not MISSING:
-            entries[key] = held
             continue
+        blob, offset, segment = deferred[key]
         if _is_current(segment, codec, schema):
             try:
                 entries[key] = codec.freeze(codec.decode_value(blob), blob)
@@ -368,7 +377,6 @@ def _validate_values(
             )
         value, blob = _upgrade(path, key, blob, offset, segment, codec, schema)
         entries[key] = codec.freeze(value, blob)
-    return entries
 
 
 def _upgrade(
