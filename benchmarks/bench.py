@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         traced = run_worker("tracemalloc", n, args.seed, root)
         if FSYNC in classes.values():
             fsync_probe = run_worker("fsync-probe", sync_n, args.seed, root)
-        for size in scaling_sizes:
-            scaling.append(run_worker("scaling", size, args.seed, root))
+        for rep in range(reps if len(scaling_sizes) > 1 else 1):
+            sizes = scaling_sizes if rep % 2 == 0 else scaling_sizes[::-1]
+            for size in sizes:
+                scaling.append(run_worker("scaling", size, args.seed, root))
     except BenchError as error:
         print(f"bench: FAILED: {error}", file=sys.stderr)
         return 1

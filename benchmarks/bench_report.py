@@ -390,15 +390,28 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+SCALING_FIELDS = ("insert_s", "reopen_s", "compact_s", "maxrss_growth_kib", "disk_bytes")
+
+
+def scaling_medians(results: dict[str, Any]) -> dict[int, dict[str, float]]:
+    """Per size, the median of each scaling measurement over its repetitions."""
+    by_n: dict[int, list[dict[str, Any]]] = {}
+    for run in results.get("scaling", []):
+        by_n.setdefault(int(run["n"]), []).append(run)
+    return {
+        n: {"runs": len(runs)} | {f: statistics.median(r[f] for r in runs) for f in SCALING_FIELDS}
+        for n, runs in sorted(by_n.items())
+    }
+
+
 def scaling_growth(results: dict[str, Any]) -> dict[str, float]:
     """Time growth from 100k to 1M records, per measurement (empty if not both measured)."""
-    by_n = {int(run["n"]): run for run in results.get("scaling", [])}
+    by_n = scaling_medians(results)
     if 100_000 not in by_n or 1_000_000 not in by_n:
         return {}
     small, large = by_n[100_000], by_n[1_000_000]
     return {
-        name: float(large[f"{name}_s"]) / float(small[f"{name}_s"])
-        for name in ("insert", "reopen", "compact")
+        name: large[f"{name}_s"] / small[f"{name}_s"] for name in ("insert", "reopen", "compact")
     }
 
 
@@ -625,27 +638,28 @@ def _reopen_section(results: dict[str, Any]) -> list[str]:
 
 
 def _scaling_section(results: dict[str, Any]) -> list[str]:
-    scaling = sorted(results.get("scaling", []), key=lambda run: int(run["n"]))
-    if not scaling:
+    by_n = scaling_medians(results)
+    if not by_n:
         return []
     rows = [
         [
-            f"{int(run['n']):,}",
+            f"{n:,}",
+            f"{int(run['runs'])}",
             f"{run['insert_s']:.2f}",
             f"{run['reopen_s']:.2f}",
             f"{run['compact_s']:.2f}",
             f"{run['maxrss_growth_kib'] / 1024:,.0f}",
             _bytes(run["disk_bytes"]),
         ]
-        for run in scaling
+        for n, run in by_n.items()
     ]
     growth = scaling_growth(results)
     if growth:
-        by_n = {int(run["n"]): run for run in scaling}
         rss = by_n[1_000_000]["maxrss_growth_kib"] / max(1, by_n[100_000]["maxrss_growth_kib"])
         rows.append(
             [
                 "growth 100k → 1M",
+                "",
                 f"{growth['insert']:.1f}×",
                 f"{growth['reopen']:.1f}×",
                 f"{growth['compact']:.1f}×",
@@ -657,10 +671,20 @@ def _scaling_section(results: dict[str, Any]) -> list[str]:
         "### Scaling (typedstore, default config, one process per size)",
         "",
         "insert = N inserts then flush (records generated in chunks of 10,000 outside the "
-        "timer); reopen = open plus one get; compact rewrites the N live records.",
+        "timer); reopen = open plus one get; compact rewrites the N live records. Medians "
+        "over the runs, which alternate the order of the sizes.",
         "",
         *_table(
-            ["N", "insert s", "reopen s", "compact s", "peak RSS growth MiB", "log bytes"], rows
+            [
+                "N",
+                "runs",
+                "insert s",
+                "reopen s",
+                "compact s",
+                "peak RSS growth MiB",
+                "log bytes",
+            ],
+            rows,
         ),
         "",
     ]
