@@ -22,17 +22,16 @@ def header(codec: Codec[K, V], version: int) -> bytes:
     return _format.encode_header(codec.metadata(version))
 
 
-def live_chunks(header: bytes, bodies: Iterable[bytes]) -> list[bytes]:
-    """Return a rewritten log's content: ``header``, then each record body framed in turn."""
-    chunks = [header]
+def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield a rewritten log's content: ``header``, then each record body framed in turn."""
+    yield header
     offset = len(header)
     encode_frame = _format.encode_frame
     for body in bodies:
         # A frame's checksum covers the offset it is written at (see _format).
         frame = encode_frame(body, offset)
-        chunks.append(frame)
+        yield frame
         offset += len(frame)
-    return chunks
 
 
 def insert_bodies(entries: Mapping[K, object], codec: Codec[K, V]) -> Iterator[bytes]:

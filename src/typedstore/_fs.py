@@ -9,6 +9,7 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ._errors import StoreLockedError
@@ -141,8 +142,11 @@ def truncate_file(path: Path, size: int) -> None:
         os.close(fd)
 
 
-def write_new_log(path: Path, chunks: list[bytes]) -> tuple[LogFile, OSError | None]:
+def write_new_log(path: Path, chunks: Iterable[bytes]) -> tuple[LogFile, OSError | None]:
     """Write ``chunks`` as the new content of ``path`` atomically; return it open to append.
+
+    ``chunks`` may be a generator: it is written as it is produced, so a compaction never
+    holds a second copy of the whole log in memory.
 
     Protocol: write ``<log>.compact.tmp``, fsync it, rename it over the log, fsync
     the directory. A crash at any instant leaves either the whole old file or the
@@ -173,20 +177,18 @@ def write_new_log(path: Path, chunks: list[bytes]) -> tuple[LogFile, OSError | N
     return log, None
 
 
-def _rechunk(chunks: list[bytes]) -> list[bytes]:
-    """Group small records into writes of about ``_CHUNK`` bytes."""
-    out: list[bytes] = []
+def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Group small records into writes of about ``_CHUNK`` bytes, as they come."""
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
         if size >= _CHUNK:
-            out.append(b"".join(pending))
+            yield b"".join(pending)
             pending, size = [], 0
     if pending:
-        out.append(b"".join(pending))
-    return out
+        yield b"".join(pending)
 
 
 def fsync_directory(path: Path) -> None:

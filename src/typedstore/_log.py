@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import _format
@@ -32,7 +33,7 @@ class Log:
         """Metadata of a schema record to write before the next record, if the types changed."""
 
     @classmethod
-    def create(cls, path: Path, config: StoreConfig, chunks: list[bytes], records: int) -> Log:
+    def create(cls, path: Path, config: StoreConfig, chunks: Iterable[bytes], records: int) -> Log:
         """Write a new log holding ``chunks`` atomically and return its writer."""
         file, directory_error = write_new_log(path, chunks)
         if directory_error is not None:
@@ -89,7 +90,7 @@ class Log:
         self._drain()
         self._sync(rollback_to=None)
 
-    def rewrite(self, chunks: list[bytes], records: int) -> None:
+    def rewrite(self, chunks: Iterable[bytes], records: int) -> None:
         """Replace the log atomically by ``chunks`` (header and records); see ``_fs``."""
         self.check_writable()
         new_file, directory_error = write_new_log(self.file.path, chunks)
