@@ -236,7 +236,7 @@ class Sqlite3Subject(Subject):
         self.durability = FSYNC if synchronous == "FULL" else PROCESS
         self.settings = (
             f"`journal_mode=WAL`, `synchronous={synchronous}`, `isolation_level=None` "
-            "(autocommit); table `kv(k TEXT PRIMARY KEY, v TEXT)`; "
+            "(autocommit); table `kv(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID` (one B-tree); "
             "`INSERT OR REPLACE` / `SELECT` then `UPDATE` / `DELETE`; "
             "flush = `PRAGMA wal_checkpoint(FULL)`; compact = `VACUUM` then "
             "`wal_checkpoint(TRUNCATE)`"
@@ -252,7 +252,10 @@ class Sqlite3Subject(Subject):
         self._db = sqlite3.connect(directory / "kv.sqlite", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL").fetchall()
         self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-        self._db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        # WITHOUT ROWID: the rows live in the key's B-tree, not in a second one.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID"
+        )
 
     def insert(self, key: str, user: User) -> None:
         self.db.execute(
@@ -495,7 +498,8 @@ class ShelveSubject(Subject):
         "`shelve.open(file, writeback=False)`; values are the JSON strings (pickled by "
         "shelve); flush = `sync()`; no compaction. Which dbm backs it is shown in the report. "
         "`dbm.dumb` rewrites its whole index file on every delete (about 30 ms per delete "
-        "at 50k keys), so its remove phase removes only the first 500 keys of the sample"
+        "at 50k keys), so its remove phase removes only the first 500 keys of the sample, "
+        "which leaves it 4,500 more live keys to reopen than the others"
     )
     remove_cap = 500
 
