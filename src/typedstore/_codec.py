@@ -68,10 +68,8 @@ class Codec(Generic[K, V]):
         # are bound by the caller's annotation, which is what the adapters validate to.
         self._keys: pydantic.TypeAdapter[K] = pydantic.TypeAdapter(cast(Any, key_type))
         self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
-        # Bound once: every read of a mutable value and every replayed record calls it.
-        self._validate_decoded_value: Callable[[object], V] = functools.partial(
-            self._values.validator.validate_python, **_DECODED
-        )
+        self._bound_validate: Callable[[object], V] | None = None
+        """The value validator with the decoding options, bound on first use (see below)."""
         self._plain_key = key_type if key_type in (str, bytes) else None
         self.canonical_keys = key_type in (str, bytes, int, uuid.UUID) or (
             isinstance(key_type, type) and issubclass(key_type, enum.Enum)
@@ -91,7 +89,7 @@ class Codec(Generic[K, V]):
         that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), _packb(key, _thread_packer())
+            return cast(K, key), _pack_reusing(key)
         validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
@@ -132,7 +130,7 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return _packb(key, _thread_packer())
+            return _pack_reusing(key)
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------
@@ -154,7 +152,7 @@ class Codec(Generic[K, V]):
     def thaw(self, stored: object) -> V:
         """Return the value for what memory keeps: a fresh copy when values are mutable."""
         if self.copies_values:  # decode_value, inlined: this is every read's cost
-            return self._validate_decoded_value(unpack(cast(bytes, stored)))
+            return self.validate_value(unpack(cast(bytes, stored)))
         return cast(V, stored)
 
     def stored_bytes(self, stored: object) -> bytes:
@@ -165,7 +163,16 @@ class Codec(Generic[K, V]):
 
     def validate_value(self, data: object) -> V:
         """Return the value that decoded (or migrated) ``data`` validates to."""
-        return self._validate_decoded_value(data)
+        validate = self._bound_validate
+        if validate is None:
+            # Bound once, since every read of a mutable value and every replayed record
+            # calls it; but not before first use: a model with a forward reference may
+            # be completed (model_rebuild) after the store is opened.
+            validate = functools.partial(
+                self._values.validator.validate_python, strict=False, by_alias=False, by_name=True
+            )  # the options of _DECODED, spelled out so that mypy sees `input` is left free
+            self._bound_validate = validate
+        return validate(data)
 
     def lost_fields(self, data: object, value: V) -> set[str]:
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
@@ -314,28 +321,37 @@ def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
         data = adapter.serializer.to_python(raw, by_alias=False, round_trip=True, warnings=False)
     except _ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot dump {type(raw).__name__}: {exc}") from exc
-    return _packb(data, _thread_packer())
+    return _pack_reusing(data)
 
 
 _packers = threading.local()
+_PACKER_KEEP_BYTES = 64 * 1024
+"""A packer that packed more than this is dropped: it would keep a buffer that large."""
 
 
-def _thread_packer() -> msgpack.Packer:
-    """Return this thread's packer: making one per value costs more than packing it."""
-    packer: msgpack.Packer | None = getattr(_packers, "packer", None)
+def _pack_reusing(data: object) -> bytes:
+    """Pack ``data`` with this thread's packer: making one per value costs more than packing.
+
+    The packer is taken out of the thread's slot while it packs. Code that runs inside a
+    pack (``_encode_default``, or a signal handler or finalizer that writes to a store)
+    and packs again then finds the slot empty and makes its own packer, instead of
+    writing into the middle of this one's buffer.
+    """
+    packer: msgpack.Packer | None = _packers.__dict__.pop("packer", None)
     if packer is None:
-        packer = _packers.packer = msgpack.Packer(default=_encode_default)
-    return packer
-
-
-def _packb(data: object, packer: msgpack.Packer | None = None) -> bytes:
-    # A packer given is reused (it resets itself, also after an error); nested calls,
-    # from _encode_default, must not pass one, since it is in the middle of a value.
+        packer = msgpack.Packer(default=_encode_default)
     try:
-        if packer is None:
-            packed: bytes = msgpack.packb(data, default=_encode_default)
-        else:
-            packed = packer.pack(data)
+        packed: bytes = packer.pack(data)
+    except _ENCODE_FAILURES as exc:  # the packer is dropped: its buffer may have grown
+        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
+    if len(packed) <= _PACKER_KEEP_BYTES:
+        _packers.packer = packer
+    return packed
+
+
+def _packb(data: object) -> bytes:
+    try:
+        packed: bytes = msgpack.packb(data, default=_encode_default)
     except _ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
     return packed

@@ -215,12 +215,13 @@ def replay(
                     continue
                 # Validated as it is read, so each value is decoded once. One that
                 # fails, or was written under another schema, waits for the end: a
-                # later record may still replace it.
+                # later record may still replace it, and a value no longer live must
+                # not fail an open, whatever its validators raise.
                 held: object = MISSING
                 if current:
                     try:  # noqa: SIM105 - suppress() would cost a context manager per record
                         held = codec.freeze(codec.validate_value(data), blob)
-                    except pydantic.ValidationError:
+                    except Exception:  # raised again at the end if the value is still live
                         pass
                 entries[key] = held
                 if held is MISSING:

@@ -1,0 +1,525 @@
+"""What the fast paths must keep: replay order and errors, the reused packer, writes, compaction.
+
+Each test pins a behaviour that a speed-up of replay, the codec, appending or compaction
+could change (docs/BENCHMARKS.md lists those speed-ups).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import gc
+import os
+import signal
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import msgpack
+import pydantic
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from typedstore import (
+    CorruptLogError,
+    EncodingError,
+    SchemaMismatchError,
+    StoreConfig,
+    TypedStore,
+    _format,
+    _fs,
+)
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def append_frame(path: Path, body: bytes) -> int:
+    """Append ``body`` as a frame at the end of the log at ``path``; return its offset."""
+    offset = path.stat().st_size
+    with open(path, "ab") as file:
+        file.write(_format.encode_frame(body, offset))
+    return offset
+
+
+def insert(key: object, value: object) -> bytes:
+    """Return the body of an insert record of msgpack-packed ``key`` and ``value``."""
+    return _format.insert_body(msgpack.packb(key), msgpack.packb(value))
+
+
+# -- dead values are not validated (FORMAT.md, Replay step 7) ----------------------------------
+
+REGISTRY: dict[str, int] = {}
+
+
+def _registered(name: str) -> str:
+    REGISTRY[name]  # a lookup: KeyError for an unknown name, as application code raises
+    return name
+
+
+RegisteredName = Annotated[str, pydantic.AfterValidator(_registered)]
+"""A type whose validator raises KeyError (not a validation error) for an unknown name."""
+
+
+@pytest.fixture
+def registry() -> Iterator[dict[str, int]]:
+    REGISTRY.clear()
+    yield REGISTRY
+    REGISTRY.clear()
+
+
+def test_overwritten_value_is_not_validated_on_open(
+    log_path: Path, registry: dict[str, int]
+) -> None:
+    """A value a later record replaced is validated no further than its msgpack on open."""
+    registry.update(old=1, new=2)
+    with TypedStore.open(log_path, str, RegisteredName) as store:
+        store["k"] = "old"
+        store["k"] = "new"
+    del registry["old"]
+    with TypedStore.open(log_path, str, RegisteredName) as store:
+        assert dict(store.items()) == {"k": "new"}
+
+
+def test_removed_value_is_not_validated_on_open(log_path: Path, registry: dict[str, int]) -> None:
+    """A value whose key was removed later is validated no further than its msgpack on open."""
+    registry.update(old=1, new=2)
+    with TypedStore.open(log_path, str, RegisteredName) as store:
+        store["gone"] = "old"
+        store["k"] = "new"
+        del store["gone"]
+    del registry["old"]
+    with TypedStore.open(log_path, str, RegisteredName, readonly=True) as store:
+        assert dict(store.items()) == {"k": "new"}
+
+
+# -- error precedence and deferred values ------------------------------------------------------
+
+ALLOWED: set[str] = set()
+
+
+def _allowed(name: str) -> str:
+    if name not in ALLOWED:
+        raise ValueError(f"{name!r} is not allowed")
+    return name
+
+
+AllowedName = Annotated[str, pydantic.AfterValidator(_allowed)]
+
+
+@pytest.fixture
+def allowed() -> Iterator[set[str]]:
+    ALLOWED.clear()
+    yield ALLOWED
+    ALLOWED.clear()
+
+
+def test_undecodable_record_after_an_invalid_value_is_reported_first(
+    log_path: Path, allowed: set[str]
+) -> None:
+    """Damage found by the scan wins over a value that fails validation earlier in the file."""
+    allowed.add("ok")
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "ok"
+    append_frame(log_path, insert("bad", "refused"))
+    damaged = append_frame(log_path, _format.insert_body(msgpack.packb("x"), b"\xc1"))
+    append_frame(log_path, insert("after", "ok"))
+    with pytest.raises(CorruptLogError, match="undecodable") as caught:
+        TypedStore.open(log_path, str, AllowedName, readonly=True)
+    assert caught.value.offset == damaged
+
+
+def test_batch_with_an_invalid_and_an_undecodable_value_is_corrupt(
+    log_path: Path, allowed: set[str]
+) -> None:
+    """A batch holding an undecodable value is damage, whatever its other operations hold."""
+    allowed.add("ok")
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "ok"
+    body = _format.batch_body(
+        [insert("a", "refused"), _format.insert_body(msgpack.packb("b"), b"\xc1")]
+    )
+    offset = append_frame(log_path, body)
+    with pytest.raises(CorruptLogError, match="undecodable") as caught:
+        TypedStore.open(log_path, str, AllowedName, readonly=True)
+    assert caught.value.offset == offset
+
+
+def test_first_of_two_invalid_live_values_in_entry_order_is_reported(
+    log_path: Path, allowed: set[str]
+) -> None:
+    """With two live invalid values, the error names the entry that comes first in the store."""
+    allowed.update({"ok", "bad"})
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["first"] = "ok"
+        store["second"] = "ok"
+        store["second"] = "bad"
+        offset = log_path.stat().st_size
+        store["first"] = "bad"
+    allowed.discard("bad")
+    with pytest.raises(SchemaMismatchError, match="'first'") as caught:
+        TypedStore.open(log_path, str, AllowedName)
+    assert (caught.value.offset, caught.value.key) == (offset, "first")
+
+
+def test_invalid_value_in_a_skipped_range_does_not_stop_the_open(
+    log_path: Path, allowed: set[str]
+) -> None:
+    """In skip mode a record inside a damaged range is never validated, and the rest replays."""
+    allowed.update({"ok", "bad"})
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "ok"
+        damaged = log_path.stat().st_size
+        store["k"] = "bad"
+        store["other"] = "ok"
+    allowed.discard("bad")
+    data = bytearray(log_path.read_bytes())
+    data[damaged + 5] ^= 0xFF  # the body length byte of the record holding "bad"
+    log_path.write_bytes(bytes(data))
+    config = StoreConfig(recovery="skip")
+    with TypedStore.open(log_path, str, AllowedName, config=config, readonly=True) as store:
+        assert dict(store.items()) == {"k": "ok", "other": "ok"}
+        assert store.recovery is not None
+        assert store.recovery.offset == damaged
+
+
+def test_key_reinserted_after_removal_goes_to_the_end_on_replay(log_path: Path) -> None:
+    """A key removed and inserted again replays at the end, also when its value is migrated."""
+    with TypedStore.open(log_path, str, str) as store:
+        store["a"] = "1"
+        store["b"] = "2"
+        del store["a"]
+        store["a"] = "3"
+        store["c"] = "4"
+    with TypedStore.open(log_path, str, str, version=2, migrations={1: upper}) as store:
+        assert list(store.items()) == [("b", "2!"), ("a", "3!"), ("c", "4!")]
+
+
+def test_invalid_utf8_str_key_is_corrupt_in_every_mode(log_path: Path) -> None:
+    """A checksum-valid record whose short str key is not UTF-8 is damage even in skip mode."""
+    with TypedStore.open(log_path, str, int) as store:
+        store["k"] = 1
+    offset = append_frame(log_path, _format.insert_body(b"\xa2\xff\xfe", msgpack.packb(2)))
+    append_frame(log_path, insert("after", 3))
+    config = StoreConfig(recovery="skip")
+    with pytest.raises(CorruptLogError, match="undecodable") as caught:
+        TypedStore.open(log_path, str, int, config=config)
+    assert caught.value.offset == offset
+
+
+@pytest.mark.parametrize("length", range(0, 40))
+def test_str_keys_of_every_short_length_replay_equal(log_path: Path, length: int) -> None:
+    """ASCII and multi-byte str keys around msgpack's 31-byte fixstr limit replay as written."""
+    keys = ["a" * length, "é" * (length // 2) + "z" * (length % 2), "😀" * (length // 4) + "b"]
+    expected = {key: index for index, key in enumerate(keys)}
+    with TypedStore.open(log_path, str, int) as store:
+        for key, index in expected.items():
+            store[key] = index
+    with TypedStore.open(log_path, str, int) as store:
+        assert list(store.items()) == list(expected.items())
+        assert all(key in store for key in keys)
+
+
+# -- migrations and deferred values ------------------------------------------------------------
+
+
+def upper(data: Any) -> Any:
+    """Migration 1 -> 2 of a str value: mark it as migrated."""
+    return f"{data}!"
+
+
+def test_old_value_replaced_under_the_current_schema_is_never_migrated(log_path: Path) -> None:
+    """A value of an older schema that a current record replaces is dropped, not migrated."""
+    with TypedStore.open(log_path, str, str) as store:
+        store["k"] = "old"
+        store["other"] = "x"
+    migrated: list[object] = []
+
+    def spy(data: Any) -> Any:
+        migrated.append(data)
+        return upper(data)
+
+    with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
+        store["k"] = "new"
+    migrated.clear()
+    with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
+        assert dict(store.items()) == {"k": "new", "other": "x!"}
+    assert migrated == ["x"]
+
+
+def test_readonly_open_migrates_in_memory_and_writes_nothing(log_path: Path) -> None:
+    """A read-only open of an older log upgrades its values in memory and leaves the file as is."""
+    with TypedStore.open(log_path, str, str) as store:
+        store["k"] = "v"
+        store["k"] = "w"
+    before = log_path.read_bytes()
+    with TypedStore.open(log_path, str, str, version=2, migrations={1: upper}, readonly=True) as s:
+        assert dict(s.items()) == {"k": "w!"}
+    assert log_path.read_bytes() == before
+
+
+def test_keyboard_interrupt_in_a_migration_leaves_the_collector_enabled(log_path: Path) -> None:
+    """An interrupt raised while replay runs application code still turns the collector back on."""
+    with TypedStore.open(log_path, str, str) as store:
+        store["k"] = "v"
+
+    def interrupted(data: Any) -> Any:
+        raise KeyboardInterrupt
+
+    assert gc.isenabled()
+    with pytest.raises(KeyboardInterrupt, match=r"^$"):
+        TypedStore.open(log_path, str, str, version=2, migrations={1: interrupted})
+    assert gc.isenabled()
+    with TypedStore.open(log_path, str, str) as store:
+        assert dict(store.items()) == {"k": "v"}
+
+
+# -- the per-thread packer ---------------------------------------------------------------------
+
+
+class SignallingDatetime(datetime.datetime):
+    """A datetime that raises SIGUSR1 while it is encoded: a signal arriving at that instant."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return super().isoformat(sep, timespec)
+
+
+@pytest.fixture
+def audit_on_signal(tmp_path: Path) -> Iterator[TypedStore[str, int]]:
+    """A store that a SIGUSR1 handler writes to, as a handler saving state on a signal does."""
+    audit = TypedStore.open(tmp_path / "audit.log", str, int)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        audit[f"signal-{signum}"] = signum
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield audit
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        audit.close()
+
+
+STAMPS = [datetime.datetime(2020, 1, 1), datetime.datetime(2022, 1, 1)]
+
+
+def test_write_interrupted_by_a_signal_handler_that_writes_succeeds(
+    log_path: Path, audit_on_signal: TypedStore[str, int]
+) -> None:
+    """A write whose encoding a store-writing signal handler interrupts is stored as given."""
+    value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
+    with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
+        store["k"] = value
+    assert "signal-10" in audit_on_signal
+    with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
+        assert store["k"] == [STAMPS[0], datetime.datetime(2021, 1, 1), STAMPS[1]]
+
+
+def test_signal_handler_write_during_another_encoding_reopens(
+    log_path: Path, audit_on_signal: TypedStore[str, int]
+) -> None:
+    """What a signal handler writes while another store encodes a value reads back on reopen."""
+    value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
+    store = TypedStore.open(log_path, str, list[datetime.datetime])
+    # This write's own outcome is the test above; this one is about the handler's.
+    with store, contextlib.suppress(EncodingError):
+        store["k"] = value
+    audit_on_signal.close()
+    with TypedStore.open(audit_on_signal.path, str, int) as audit:
+        assert dict(audit.items()) == {"signal-10": 10}
+
+
+def test_thread_that_wrote_a_large_value_does_not_keep_a_buffer_of_its_size(
+    log_path: Path,
+) -> None:
+    """Once a thread's write of a large value returns, no buffer that large stays allocated."""
+    size = 8 * 1024 * 1024
+    written, release = threading.Event(), threading.Event()
+
+    def write_large() -> None:
+        with TypedStore.open(log_path, str, list[int]) as store:
+            store["big"] = [1] * size  # a mutable value: the store keeps only its bytes
+
+    def worker() -> None:
+        write_large()
+        written.set()
+        release.wait(30)
+
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        thread = threading.Thread(target=worker)
+        thread.start()
+        written.wait(60)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+        release.set()
+        thread.join()
+    assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
+
+
+Stamp = frozenset[tuple[int, datetime.datetime]]
+
+
+def test_set_keys_written_from_many_threads_replay_equal(log_path: Path) -> None:
+    """Threads writing frozenset keys of tuples and datetimes at once produce a log that replays."""
+    base = datetime.datetime(2024, 1, 1)
+
+    def key(thread: int, index: int) -> Stamp:
+        return frozenset(
+            (n, base + datetime.timedelta(days=thread, seconds=n)) for n in range(index % 5 + 1)
+        )
+
+    with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
+
+        def work(thread: int) -> None:
+            for index in range(150):
+                store[key(thread, index)] = frozenset({base, base + datetime.timedelta(index)})
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        expected = dict(store.items())
+    assert len(expected) == 4 * 5
+    with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
+        assert dict(store.items()) == expected
+        assert store[frozenset(reversed(sorted(key(0, 4))))] == expected[key(0, 4)]
+
+
+# -- short writes ------------------------------------------------------------------------------
+
+
+def test_write_failing_after_a_short_write_leaves_no_partial_record(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pwrite that fails after an earlier short one cuts the file back to its last record."""
+    with TypedStore.open(log_path, str, int) as store:
+        store["a"] = 1
+        size = log_path.stat().st_size
+        calls: list[int] = []
+        real_pwrite = os.pwrite
+
+        def short_then_full_disk(fd: int, data: bytes | memoryview, offset: int) -> int:
+            calls.append(offset)
+            if len(calls) == 1:
+                return real_pwrite(fd, bytes(data)[:5], offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "pwrite", short_then_full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            store["b"] = 2
+        monkeypatch.undo()
+        assert calls == [size, size + 5]
+        assert log_path.stat().st_size == size
+        store["c"] = 3
+    with TypedStore.open(log_path, str, int) as store:
+        assert dict(store.items()) == {"a": 1, "c": 3}
+
+
+# -- compaction that fails while streaming -----------------------------------------------------
+
+FAIL_AFTER: list[int] = []
+"""When set, the number of serializations left before ``Chunk`` raises."""
+
+
+class Chunk(BaseModel):
+    """A frozen model (kept as it is, so compaction serializes it) that can fail on demand."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: bytes
+
+    @pydantic.field_serializer("data")
+    def _serialize(self, data: bytes) -> bytes:
+        if FAIL_AFTER:
+            FAIL_AFTER[0] -= 1
+            if FAIL_AFTER[0] == 0:
+                raise ValueError("serializer failed")
+        return data
+
+
+def fill_chunks(store: TypedStore[str, Chunk]) -> None:
+    """Store 40 records of 64 KiB each: more than one of compaction's 1 MiB writes."""
+    for index in range(40):
+        store[f"k{index}"] = Chunk(data=bytes([index]) * 65536)
+
+
+def assert_old_log_kept(store: TypedStore[str, Chunk], before: bytes) -> None:
+    """Assert the failed compaction left the log as it was, no temp file, and a usable store."""
+    assert not _fs.temp_path(store.path).exists()
+    assert store.path.read_bytes() == before
+    store["after"] = Chunk(data=b"x")
+    store.compact()
+    store.close()
+    with TypedStore.open(store.path, str, Chunk) as reopened:
+        assert len(reopened) == 41
+        assert reopened["k39"] == Chunk(data=bytes([39]) * 65536)
+
+
+def test_compaction_whose_records_fail_to_encode_midway_keeps_the_old_log(
+    log_path: Path,
+) -> None:
+    """A compaction whose records fail to encode after 1 MiB was written keeps the old log whole."""
+    store = TypedStore.open(log_path, str, Chunk)
+    fill_chunks(store)
+    before = log_path.read_bytes()
+    FAIL_AFTER[:] = [35]
+    try:
+        with pytest.raises(EncodingError, match="serializer failed"):
+            store.compact()
+    finally:
+        FAIL_AFTER.clear()
+    assert_old_log_kept(store, before)
+
+
+def test_compaction_interrupted_midway_keeps_the_old_log(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt while compaction streams its frames keeps the old log whole."""
+    store = TypedStore.open(log_path, str, Chunk)
+    fill_chunks(store)
+    before = log_path.read_bytes()
+    encode_frame = _format.encode_frame
+    temp_sizes: list[int] = []
+
+    def interrupted(body: bytes, offset: int) -> bytes:
+        if offset > 2 * 1024 * 1024:
+            temp_sizes.append(_fs.temp_path(log_path).stat().st_size)
+            raise KeyboardInterrupt
+        return encode_frame(body, offset)
+
+    monkeypatch.setattr(_format, "encode_frame", interrupted)
+    with pytest.raises(KeyboardInterrupt, match=r"^$"):
+        store.compact()
+    monkeypatch.undo()
+    assert temp_sizes[0] >= 1024 * 1024
+    assert_old_log_kept(store, before)
+
+
+# -- types pydantic completes after open -------------------------------------------------------
+
+
+def test_model_completed_after_open_is_stored_and_replayed(log_path: Path) -> None:
+    """A model whose forward reference is defined only after open is usable once rebuilt."""
+
+    class Node(BaseModel):
+        child: Later | None = None
+
+    store = TypedStore.open(log_path, str, Node)
+
+    class Later(BaseModel):
+        x: int
+
+    Node.model_rebuild()
+    with store:
+        store["a"] = Node(child=Later(x=1))
+    with TypedStore.open(log_path, str, Node) as reopened:
+        assert reopened["a"] == Node(child=Later(x=1))
