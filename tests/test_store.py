@@ -10,6 +10,7 @@ import random
 import re
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -620,6 +621,21 @@ def test_close_twice_is_harmless(log_path: Path) -> None:
         assert store.is_closed
         with Ints.open(log_path) as reopened:
             assert reopened["a"] == 1
+
+
+def test_close_lets_go_of_the_entries(log_path: Path) -> None:
+    """Closing frees the entries held in memory, even while the store object lives on."""
+    tracemalloc.start()  # it sees only what is allocated after it starts
+    try:
+        store = TypedStore.open(log_path, str, User)
+        for index in range(2_000):
+            store[f"k{index}"] = User(name=f"{index:0200d}", age=index)
+        before = tracemalloc.get_traced_memory()[0]
+        store.close()
+        freed = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed > 2_000 * 200
 
 
 def test_context_manager_closes_and_releases_lock(log_path: Path) -> None:

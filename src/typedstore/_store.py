@@ -497,6 +497,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def _release(self) -> None:
         self._is_closed = True
+        # A closed store answers nothing: let its entries go now, not when the object does
+        # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
+        self._table = Table({}, None)
         if self._file_lock is not None:
             self._file_lock.release()
 
