@@ -117,6 +117,60 @@ def allowed() -> Iterator[set[str]]:
     ALLOWED.clear()
 
 
+def test_invalid_record_replaced_by_a_later_one_opens(log_path: Path, allowed: set[str]) -> None:
+    """A value that no longer validates but that a later record replaces is not an error."""
+    allowed.update({"old", "new"})
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "old"
+        store["k"] = "new"
+        store["gone"] = "old"
+        del store["gone"]
+    allowed.discard("old")
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        assert dict(store.items()) == {"k": "new"}
+
+
+def test_invalid_live_record_raises_at_its_own_offset(log_path: Path, allowed: set[str]) -> None:
+    """A live value that no longer validates raises SchemaMismatchError naming its record."""
+    allowed.update({"old", "new"})
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "new"
+        store["live"] = "new"
+        offset = log_path.stat().st_size
+        store["live"] = "old"
+        store["later"] = "new"
+    allowed.discard("old")
+    with pytest.raises(SchemaMismatchError, match="'live'") as caught:
+        TypedStore.open(log_path, str, AllowedName)
+    assert (caught.value.offset, caught.value.key) == (offset, "live")
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-enabled", "gc-disabled"])
+@pytest.mark.parametrize("fails", [False, True], ids=["opens", "raises"])
+def test_open_leaves_the_garbage_collector_as_it_found_it(
+    log_path: Path, allowed: set[str], enabled: bool, fails: bool
+) -> None:
+    """Replay pauses the cyclic collector; afterwards it is on or off as before, even on error."""
+    allowed.add("name")
+    with TypedStore.open(log_path, str, AllowedName) as store:
+        store["k"] = "name"
+    if fails:
+        allowed.clear()
+    was_enabled = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        if fails:
+            with pytest.raises(SchemaMismatchError, match="'k'"):
+                TypedStore.open(log_path, str, AllowedName)
+        else:
+            TypedStore.open(log_path, str, AllowedName).close()
+        assert gc.isenabled() is enabled
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def test_undecodable_record_after_an_invalid_value_is_reported_first(
     log_path: Path, allowed: set[str]
 ) -> None:

@@ -8,16 +8,13 @@ comes with the exact state a reopen must give.
 
 from __future__ import annotations
 
-import gc
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import msgpack
-import pydantic
 import pytest
 
 from tests.models import Point, User
@@ -614,83 +611,3 @@ def test_torn_tail_of_a_large_record_is_known_from_its_intact_head(
         assert store.recovery is not None
         assert store.recovery.kind == "torn_tail"
         assert store.recovery.offset == boundary
-
-
-# -- values whose validity changed without a type change ---------------------------------------
-
-ALLOWED_NAMES: set[str] = set()
-
-
-def _allowed(name: str) -> str:
-    if name not in ALLOWED_NAMES:
-        raise ValueError(f"{name!r} is not allowed")
-    return name
-
-
-AllowedName = Annotated[str, pydantic.AfterValidator(_allowed)]
-"""A type whose validity depends on ALLOWED_NAMES: the fingerprint cannot see a change to it."""
-
-
-@pytest.fixture
-def allowed_names() -> Iterator[set[str]]:
-    ALLOWED_NAMES.clear()
-    yield ALLOWED_NAMES
-    ALLOWED_NAMES.clear()
-
-
-def test_invalid_record_replaced_by_a_later_one_opens(
-    log_path: Path, allowed_names: set[str]
-) -> None:
-    """A value that no longer validates but that a later record replaces is not an error."""
-    allowed_names.update({"old", "new"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "old"
-        store["k"] = "new"
-        store["gone"] = "old"
-        del store["gone"]
-    allowed_names.discard("old")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        assert dict(store.items()) == {"k": "new"}
-
-
-def test_invalid_live_record_raises_at_its_own_offset(
-    log_path: Path, allowed_names: set[str]
-) -> None:
-    """A live value that no longer validates raises SchemaMismatchError naming its record."""
-    allowed_names.update({"old", "new"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "new"
-        store["live"] = "new"
-        offset = log_path.stat().st_size
-        store["live"] = "old"
-        store["later"] = "new"
-    allowed_names.discard("old")
-    with pytest.raises(SchemaMismatchError, match="'live'") as caught:
-        TypedStore.open(log_path, str, AllowedName)
-    assert (caught.value.offset, caught.value.key) == (offset, "live")
-
-
-@pytest.mark.parametrize("enabled", [True, False], ids=["gc-enabled", "gc-disabled"])
-@pytest.mark.parametrize("fails", [False, True], ids=["opens", "raises"])
-def test_open_leaves_the_garbage_collector_as_it_found_it(
-    log_path: Path, allowed_names: set[str], enabled: bool, fails: bool
-) -> None:
-    """Replay pauses the cyclic collector; afterwards it is on or off as before, even on error."""
-    allowed_names.add("name")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "name"
-    if fails:
-        allowed_names.clear()
-    was_enabled = gc.isenabled()
-    try:
-        if not enabled:
-            gc.disable()
-        if fails:
-            with pytest.raises(SchemaMismatchError, match="'k'"):
-                TypedStore.open(log_path, str, AllowedName)
-        else:
-            TypedStore.open(log_path, str, AllowedName).close()
-        assert gc.isenabled() is enabled
-    finally:
-        if was_enabled:
-            gc.enable()
