@@ -193,13 +193,12 @@ def replay(
     end = start
     frames = FrameScanner(path, buf, start, mode)
     trail = SchemaTrail(path)
-    view = memoryview(buf)
     with _collector_paused():
         for offset, end in frames:
             ops: Sequence[tuple[K, bytes | None, object]]
             insert = _format.plain_insert(buf, offset, end, trail.generation)
             if insert is None:
-                body = view[offset + _format.FRAME_OVERHEAD : end]
+                body = _format.frame_body(buf, offset, end)
                 schema_meta = trail.follow(body, offset)
                 if schema_meta is not None:
                     segments.append(_segment(path, schema_meta, offset, schema))
