@@ -372,20 +372,6 @@ def test_failed_fsync_on_write_raises_and_applies_nothing(
         store.close()
 
 
-@pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
-def test_writes_refused_after_failed_fsync_on_write(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], object]
-) -> None:
-    """After an fsync failed, every further write raises StoreFailedError."""
-    store, acknowledged = _fail_synced_insert(log_path, faulty_os)
-    try:
-        with pytest.raises(StoreFailedError, match=FAILED):
-            write(store)
-        assert contents(store) == acknowledged
-    finally:
-        store.close()
-
-
 def test_reads_work_after_failed_fsync(log_path: Path, faulty_os: FaultyOS) -> None:
     """A store whose fsync failed still answers reads."""
     store, acknowledged = _fail_synced_insert(log_path, faulty_os)
@@ -448,12 +434,22 @@ def _fail_flush(path: Path, faulty_os: FaultyOS) -> tuple[Store, list[tuple[str,
     return store, contents(store)
 
 
+FAILED_FSYNCS: dict[str, Callable[[Path, FaultyOS], tuple[Store, list[tuple[str, User]]]]] = {
+    "on-write": _fail_synced_insert,
+    "on-flush": _fail_flush,
+}
+
+
+@pytest.mark.parametrize("fail", list(FAILED_FSYNCS.values()), ids=list(FAILED_FSYNCS))
 @pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
-def test_writes_refused_after_failed_flush(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], object]
+def test_writes_refused_after_failed_fsync(
+    log_path: Path,
+    faulty_os: FaultyOS,
+    write: Callable[[Store], object],
+    fail: Callable[[Path, FaultyOS], tuple[Store, list[tuple[str, User]]]],
 ) -> None:
-    """After flush() failed to fsync, every further write raises StoreFailedError."""
-    store, acknowledged = _fail_flush(log_path, faulty_os)
+    """After an fsync failed, on a write or in flush(), every further write is refused."""
+    store, acknowledged = fail(log_path, faulty_os)
     try:
         with pytest.raises(StoreFailedError, match=FAILED):
             write(store)
@@ -611,6 +607,16 @@ def _auto_compacting(path: Path) -> Store:
 COMPACTION_FAILED = "automatic compaction failed"
 
 
+def _overwrite_with_failing_compaction(
+    store: Store, faulty_os: FaultyOS, path: Path, step: str, caplog: pytest.LogCaptureFixture
+) -> Fault:
+    """Arm ``step`` to fail, then overwrite ``k0``: the automatic compaction it starts fails."""
+    fault = _arm_step(faulty_os, path, step)
+    with caplog.at_level(logging.WARNING, logger="typedstore"):
+        store["k0"] = User(name="second", age=2)
+    return fault
+
+
 @pytest.mark.parametrize("step", list(BEFORE_RENAME))
 def test_failed_automatic_compaction_does_not_fail_the_write(
     log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture, step: str
@@ -618,9 +624,7 @@ def test_failed_automatic_compaction_does_not_fail_the_write(
     """An automatic compaction that fails logs a warning and the triggering write succeeds."""
     store = _auto_compacting(log_path)
     try:
-        fault = _arm_step(faulty_os, log_path, step)
-        with caplog.at_level(logging.WARNING, logger="typedstore"):
-            store["k0"] = User(name="second", age=2)
+        fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
         assert fault.fired
         assert store["k0"] == User(name="second", age=2)
         assert not tmp_of(log_path).exists()
@@ -638,9 +642,7 @@ def test_store_usable_after_failed_automatic_compaction(
     """After an automatic compaction failed, writes go on and a reopen equals memory."""
     store = _auto_compacting(log_path)
     try:
-        fault = _arm_step(faulty_os, log_path, step)
-        with caplog.at_level(logging.WARNING, logger="typedstore"):
-            store["k0"] = User(name="second", age=2)
+        fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
         assert fault.fired
         for i in range(20):
             store[f"n{i % 3}"] = User(name="n", age=i)
@@ -658,9 +660,7 @@ def test_automatic_compaction_failing_directory_fsync_refuses_later_writes(
     """A failed directory fsync in an automatic compaction keeps the write but refuses the next."""
     store = _auto_compacting(log_path)
     try:
-        _arm_step(faulty_os, log_path, "fsync-directory")
-        with caplog.at_level(logging.WARNING, logger="typedstore"):
-            store["k0"] = User(name="second", age=2)
+        _overwrite_with_failing_compaction(store, faulty_os, log_path, "fsync-directory", caplog)
         assert any(COMPACTION_FAILED in record.getMessage() for record in caplog.records)
         with pytest.raises(StoreFailedError, match=FAILED):
             store["k1"] = User(name="refused", age=3)

@@ -89,7 +89,7 @@ class Codec(Generic[K, V]):
         that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), _pack_reusing(key)
+            return cast(K, key), _packb(key)
         validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
@@ -130,7 +130,7 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return _pack_reusing(key)
+            return _packb(key)
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------
@@ -151,8 +151,8 @@ class Codec(Generic[K, V]):
 
     def thaw(self, stored: object) -> V:
         """Return the value for what memory keeps: a fresh copy when values are mutable."""
-        if self.copies_values:  # decode_value, inlined: this is every read's cost
-            return self.validate_value(unpack(cast(bytes, stored)))
+        if self.copies_values:
+            return self.decode_value(cast(bytes, stored))
         return cast(V, stored)
 
     def stored_bytes(self, stored: object) -> bytes:
@@ -168,9 +168,7 @@ class Codec(Generic[K, V]):
             # Bound once, since every read of a mutable value and every replayed record
             # calls it; but not before first use: a model with a forward reference may
             # be completed (model_rebuild) after the store is opened.
-            validate = functools.partial(
-                self._values.validator.validate_python, strict=False, by_alias=False, by_name=True
-            )  # the options of _DECODED, spelled out so that mypy sees `input` is left free
+            validate = functools.partial(self._values.validator.validate_python, **_DECODED)
             self._bound_validate = validate
         return validate(data)
 
@@ -278,7 +276,13 @@ def decode_metadata(blob: bytes) -> dict[str, object]:
     return cast(dict[str, object], data)
 
 
-_DECODED: dict[str, Any] = {"strict": False, "by_alias": False, "by_name": True}
+class _DecodedOptions(typing.TypedDict):
+    strict: bool
+    by_alias: bool
+    by_name: bool
+
+
+_DECODED: _DecodedOptions = {"strict": False, "by_alias": False, "by_name": True}
 """How decoded data is validated: by field name, and lax, since msgpack has no tuples,
 enums or UUIDs that strict mode would insist on (the input itself was validated as given)."""
 
@@ -321,7 +325,7 @@ def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
         data = adapter.serializer.to_python(raw, by_alias=False, round_trip=True, warnings=False)
     except _ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot dump {type(raw).__name__}: {exc}") from exc
-    return _pack_reusing(data)
+    return _packb(data)
 
 
 _packers = threading.local()
@@ -329,13 +333,13 @@ _PACKER_KEEP_BYTES = 64 * 1024
 """A packer that packed more than this is dropped: it would keep a buffer that large."""
 
 
-def _pack_reusing(data: object) -> bytes:
+def _packb(data: object) -> bytes:
     """Pack ``data`` with this thread's packer: making one per value costs more than packing.
 
     The packer is taken out of the thread's slot while it packs. Code that runs inside a
-    pack (``_encode_default``, or a signal handler or finalizer that writes to a store)
-    and packs again then finds the slot empty and makes its own packer, instead of
-    writing into the middle of this one's buffer.
+    pack (``_encode_default`` packing a set's elements, or a signal handler or finalizer
+    that writes to a store) and packs again then finds the slot empty and makes its own
+    packer, instead of writing into the middle of this one's buffer.
     """
     packer: msgpack.Packer | None = _packers.__dict__.pop("packer", None)
     if packer is None:
@@ -346,14 +350,6 @@ def _pack_reusing(data: object) -> bytes:
         raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
     if len(packed) <= _PACKER_KEEP_BYTES:
         _packers.packer = packer
-    return packed
-
-
-def _packb(data: object) -> bytes:
-    try:
-        packed: bytes = msgpack.packb(data, default=_encode_default)
-    except _ENCODE_FAILURES as exc:
-        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
     return packed
 
 

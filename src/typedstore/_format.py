@@ -139,19 +139,13 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None) -> int:
     is cut short, or the body checksum does not match. ``view``, a memoryview of
     ``buf``, saves making one per call when walking many frames.
     """
-    # read_head's checks, inlined: this runs once per record on every open.
-    if offset + FRAME_OVERHEAD > len(buf):
+    end = read_head(buf, offset)
+    if end == -1 or end > len(buf):
         return -1
-    head_crc, length, body_crc = _FRAME_HEAD.unpack_from(buf, offset)
-    end: int = offset + FRAME_OVERHEAD + length
-    if length == 0 or length > MAX_RECORD_BYTES or end > len(buf):
-        return -1
-    seed = zlib.crc32(_U64.pack(offset))  # _seed, inlined
-    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], seed) != head_crc:
-        return -1
+    (crc,) = _U32.unpack_from(buf, offset + 8)
     if view is None:
         view = memoryview(buf)
-    if zlib.crc32(view[offset + FRAME_OVERHEAD : end]) != body_crc:
+    if zlib.crc32(view[offset + FRAME_OVERHEAD : end]) != crc:
         return -1
     return end
 
@@ -246,27 +240,33 @@ def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[by
     :func:`decode_body` reads it (and says what is wrong with it, if anything is).
     """
     start = offset + FRAME_OVERHEAD
-    if buf[start] != _INSERT | generation << 3 or end - start < 5:
+    if buf[start] != _INSERT | generation << 3:
         return None
-    (key_len,) = _U32.unpack_from(buf, start + 1)
-    split = start + 5 + key_len
-    if key_len == 0 or split >= end:
+    try:
+        split = _insert_split(buf, start, end)
+    except FormatError:
         return None
     return buf[start + 5 : split], buf[split:end]
 
 
+def _insert_split(data: bytes | memoryview, start: int, end: int) -> int:
+    """Return where the value starts in the insert body ``data[start:end]``; its key is
+    ``data[start + 5 : split]``. Raises ``FormatError`` for an impossible key length."""
+    if end - start < 5:
+        raise FormatError("insert record cut short")
+    (key_len,) = _U32.unpack_from(data, start + 1)
+    split: int = start + 5 + key_len
+    if key_len == 0 or split >= end:
+        raise FormatError("insert record with an impossible key length")
+    return split
+
+
 def _decode_op(body: memoryview, kind: int) -> Op:
-    size = len(body)
     if kind == _INSERT:
-        if size < 5:
-            raise FormatError("insert record cut short")
-        (key_len,) = _U32.unpack_from(body, 1)
-        split = 5 + key_len
-        if key_len == 0 or split >= size:
-            raise FormatError("insert record with an impossible key length")
+        split = _insert_split(body, 0, len(body))
         return Op(body[5:split].tobytes(), body[split:].tobytes())
     if kind == _REMOVE:
-        if size < 2:
+        if len(body) < 2:
             raise FormatError("remove record without a key")
         return Op(body[1:].tobytes(), None)
     raise FormatError(f"unknown record kind {kind}")

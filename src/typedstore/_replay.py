@@ -310,14 +310,8 @@ def _decode_op(
     path: Path, key: bytes, value: bytes, offset: int, codec: Codec[K, V], segment: Segment
 ) -> tuple[K, bytes, object]:
     """Return the validated key, the value bytes and the value data of a lone insert."""
-    try:
-        key_data, data = codec.decode_key(key), unpack(value)
-    except RecordDecodeError as exc:
-        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
-    try:
-        return codec.validate_key(key_data), value, data
-    except pydantic.ValidationError as exc:
-        raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
+    key_data, data = _decoded(path, key, value, offset, codec)
+    return _valid_key(path, key_data, offset, codec, segment), value, data
 
 
 def _decode_ops(
@@ -325,24 +319,37 @@ def _decode_ops(
 ) -> list[tuple[K, bytes | None, object]]:
     """Return a checksum-valid record's operations: validated key, value bytes, value data.
 
+    Keys are validated once the whole record decodes, so damage is reported first.
+    """
+    decoded = [(*_decoded(path, key, value, offset, codec), value) for key, value in ops]
+    return [
+        (_valid_key(path, key_data, offset, codec, segment), value, data)
+        for key_data, data, value in decoded
+    ]
+
+
+def _decoded(
+    path: Path, key: bytes, value: bytes | None, offset: int, codec: Codec[K, V]
+) -> tuple[object, object]:
+    """Return the data a checksum-valid record's key and value bytes hold (None: a removal).
+
     Content that fails to decode is not damage a recovery mode may drop: the
     checksum proves these are the bytes that were written.
     """
     try:
-        decoded = [
-            (codec.decode_key(key), value, None if value is None else unpack(value))
-            for key, value in ops
-        ]
+        return codec.decode_key(key), None if value is None else unpack(value)
     except RecordDecodeError as exc:
         raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
-    # Keys are validated once the whole record decodes: damage is reported first.
-    keyed: list[tuple[K, bytes | None, object]] = []
-    for key_data, value, data in decoded:
-        try:
-            keyed.append((codec.validate_key(key_data), value, data))
-        except pydantic.ValidationError as exc:
-            raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
-    return keyed
+
+
+def _valid_key(
+    path: Path, key_data: object, offset: int, codec: Codec[K, V], segment: Segment
+) -> K:
+    """Return the key ``key_data`` validates to; SchemaMismatchError if it does not."""
+    try:
+        return codec.validate_key(key_data)
+    except pydantic.ValidationError as exc:
+        raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
 
 
 def _settle_deferred(

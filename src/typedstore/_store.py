@@ -282,13 +282,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _put(self, key: K, value: V) -> object:
         validated_key, key_bytes = self._codec.encode_key(key)
         validated, blob = self._codec.encode_value(value)
-        body = _format.insert_body(key_bytes, blob)
         with self._lock:
             log = self._writable_log()
             held = self._table.record_key(validated_key, key_bytes)
-            if held is not key_bytes:
-                body = _format.insert_body(held, blob)
-            log.append(body, 1)
+            log.append(_format.insert_body(held, blob), 1)
             previous = self._apply_insert(validated_key, held, validated, blob)
             self._after_write()
             return previous
@@ -401,8 +398,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Compact when the policy says so; a failure is logged, never fails the write."""
         log = self._log
         assert log is not None
-        if log.size < self._skip_auto_compact_below or not _compact.is_due(
-            self._config, log.size, log.total_records, len(self._table.entries)
+        size = log.size
+        if size < self._skip_auto_compact_below or not _compact.is_due(
+            self._config, size, log.total_records, len(self._table.entries)
         ):
             return
         try:
