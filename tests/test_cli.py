@@ -26,6 +26,13 @@ import pytest
 from pydantic import BaseModel
 
 from tests.models import User
+from tests.test_locking import (
+    MAY_HANG,
+    SPECIAL_KINDS,
+    limit_memory,
+    make_special,
+    node_state,
+)
 from typedstore import (
     CorruptLogError,
     NotAStoreError,
@@ -60,13 +67,14 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Run:
 
 
 def cli_process(*argv: str | Path) -> Run:
-    """Run ``python -m typedstore argv`` in a child process."""
+    """Run ``python -m typedstore argv`` in a child process, bounded in time and memory."""
     done = subprocess.run(
         [sys.executable, "-m", "typedstore", *map(str, argv)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        preexec_fn=limit_memory,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 
@@ -701,11 +709,20 @@ def test_damaged_header_is_reported_at_offset_0(
     assert_one_line_error(cli(capsys, "dump", log_path), ExitCode.DAMAGED)
 
 
-def test_directory_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A directory given as the log: one line, exit 3."""
-    run = cli(capsys, "verify", tmp_path)
-    assert_one_line_error(run, ExitCode.FILE_ERROR)
-    assert "is a directory" in run.err
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_path_that_is_not_a_regular_file_exits_4(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, command: str
+) -> None:
+    """Every subcommand on a FIFO, a device, a link to one or a folder: exit 4, node untouched."""
+    path = make_special(tmp_path, kind)
+    before = node_state(path)
+    argv: list[str | Path] = [*_args(command), path]
+    run = cli_process(*argv) if kind in MAY_HANG else cli(capsys, *argv)
+    assert_one_line_error(run, ExitCode.NOT_A_STORE)
+    assert "not a regular file" in run.err
+    assert node_state(path) == before
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
 
 # -- real processes -------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""The writer lock, read-only opens beside a writer, and closed stores (SPEC §1)."""
+"""The writer lock, what a log's path may be, read-only opens beside a writer, and closed stores.
+
+The promises are README's "One writer" and "Readers" paragraphs.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import resource
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +20,7 @@ from tests.models import User
 from typedstore import (
     NotAStoreError,
     StoreClosedError,
+    StoreError,
     StoreLockedError,
     StoreReadOnlyError,
     TypedStore,
@@ -346,6 +352,98 @@ def test_readonly_open_of_missing_file_in_existing_folder_creates_nothing(
     with pytest.raises(FileNotFoundError, match=re.escape(str(log_path))):
         open_users(log_path, readonly=True)
     assert list(log_path.parent.iterdir()) == []
+
+
+# -- paths that are not regular files ---------------------------------------------------------
+
+SPECIAL_KINDS = ["fifo", "character_device", "link_to_dev_zero", "directory"]
+MAY_HANG = frozenset({"fifo", "link_to_dev_zero"})
+"""Kinds that blocked or filled memory before the fix: opened only in a bounded child process."""
+
+
+def make_special(folder: Path, kind: str) -> Path:
+    """Create a node of ``kind`` (one of ``SPECIAL_KINDS``) named ``store.log`` in ``folder``."""
+    path = folder / "store.log"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "character_device":
+        try:  # the numbers of /dev/null: harmless whatever a failing test does to it
+            os.mknod(path, stat.S_IFCHR | 0o600, os.stat("/dev/null").st_rdev)
+        except PermissionError:
+            pytest.skip("making a device node needs root (CAP_MKNOD), which this run lacks")
+    elif kind == "link_to_dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    return path
+
+
+def node_state(path: Path) -> tuple[int, int, int]:
+    """Return what identifies the node at ``path`` itself: its mode, inode and device numbers."""
+    status = path.lstat()
+    return status.st_mode, status.st_ino, status.st_rdev
+
+
+def limit_memory() -> None:
+    """Cap a child's address space, so that reading /dev/zero fails fast instead of swapping."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+OPEN_CHILD = """
+import sys
+from typedstore import StoreError, TypedStore
+
+try:
+    TypedStore.open(sys.argv[1], str, int, readonly=sys.argv[2] == "readonly").close()
+except StoreError as exc:
+    print(type(exc).__name__, exc)
+else:
+    print("opened")
+"""
+
+
+def open_outcome(path: Path, kind: str, mode: str) -> str:
+    """Open ``path`` (a child process for a kind in ``MAY_HANG``); return what was raised."""
+    if kind in MAY_HANG:
+        return open_in_guarded_child(path, mode)
+    try:
+        open_users(path, readonly=mode == "readonly").close()
+    except StoreError as exc:
+        return f"{type(exc).__name__} {exc}"
+    return "opened"
+
+
+def open_in_guarded_child(path: Path, mode: str) -> str:
+    """Open ``path`` in a child process bounded in time and memory; return what it reports."""
+    result = subprocess.run(
+        [sys.executable, "-c", OPEN_CHILD, str(path), mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        preexec_fn=limit_memory,
+    )
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("mode", ["writable", "readonly"])
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_open_refuses_a_path_that_is_not_a_regular_file(
+    tmp_path: Path, kind: str, mode: str
+) -> None:
+    """An open of a FIFO, a device, a link to one or a folder raises NotAStoreError, node intact."""
+    path = make_special(tmp_path, kind)
+    before = node_state(path)
+    assert open_outcome(path, kind, mode).startswith("NotAStoreError")
+    assert node_state(path) == before
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
+
+
+def test_open_names_what_the_path_is(tmp_path: Path) -> None:
+    """The refusal of a folder says it is a directory, not a regular file."""
+    path = make_special(tmp_path, "directory")
+    with pytest.raises(NotAStoreError, match="a directory, not a regular file"):
+        open_users(path)
 
 
 # -- closed stores ---------------------------------------------------------------------------

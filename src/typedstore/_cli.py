@@ -44,7 +44,7 @@ exit codes:
        refused a log a store's open would refuse (CorruptLogError)
   2    another process holds the log's writer lock (compact, repair)
   3    file error: no such file, permission denied, other I/O error
-  4    not a typedstore log (the file was not changed)
+  4    not a typedstore log, or not a regular file (nothing was changed)
   64   usage error
   130  interrupted"""
 

@@ -8,19 +8,62 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ._errors import StoreLockedError
+from ._errors import NotAStoreError, StoreLockedError
 
 _CHUNK = 1024 * 1024
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
 
 def read_file(path: Path) -> bytes:
-    """Return the whole content of ``path``."""
-    with open(path, "rb") as file:
+    """Return the whole content of the regular file at ``path``.
+
+    Anything else is ``NotAStoreError``, left untouched: a device such as
+    ``/dev/zero`` would be read until memory runs out, and a FIFO would block the
+    open until some writer came. The path is checked before opening (opening a
+    device may have effects of its own) and the open file again, since the path may
+    change in between; ``O_NONBLOCK`` keeps even that open from waiting on a FIFO.
+    """
+    check_regular(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _require_regular(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb") as file:
         return file.read()
+
+
+def check_regular(path: Path) -> os.stat_result | None:
+    """Return the status of the file at ``path`` (None if there is none), if it is regular.
+
+    A symlink is followed: a link to a device is the device. Anything but a regular
+    file is ``NotAStoreError``.
+    """
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    _require_regular(path, status)
+    return status
+
+
+def _require_regular(path: Path, status: os.stat_result) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(status.st_mode)), "")
+        raise NotAStoreError(path, f"{kind or 'a special file'}, not a regular file")
 
 
 def make_parents(path: Path) -> None:
@@ -64,7 +107,12 @@ class FileLock:
     """
 
     def __init__(self, path: Path) -> None:
-        """Take the lock of the log at ``path``; raise ``StoreLockedError`` if it is held."""
+        """Take the lock of the log at ``path``; raise ``StoreLockedError`` if it is held.
+
+        Before the lock file is made, a ``path`` that is not a regular file is refused
+        (``NotAStoreError``): a lock file beside ``/dev/zero`` helps nobody.
+        """
+        check_regular(path)
         self.path = lock_path(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
