@@ -541,6 +541,20 @@ def test_compact_of_locked_log_exits_2(capsys: pytest.CaptureFixture[str], log_p
 # -- repair ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", ["compact", "repair"])
+def test_rewrite_of_hard_linked_log_exits_2(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """``compact`` and ``repair`` refuse a log with two names, as a writable open does: exit 2."""
+    make_log(log_path)
+    os.link(log_path, log_path.with_name("alias.log"))
+    content = log_path.read_bytes()
+    run = cli(capsys, *_args(command), log_path)
+    assert_one_line_error(run, ExitCode.LOCKED)
+    assert "2 hard links" in run.err
+    assert log_path.read_bytes() == content
+
+
 @pytest.mark.parametrize("mode", ["truncate", "skip"])
 def test_repair_matches_the_library_recovery_mode(
     capsys: pytest.CaptureFixture[str], log_path: Path, mode: str

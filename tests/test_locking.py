@@ -121,6 +121,37 @@ def test_second_writer_through_symlink_is_refused(log_path: Path, writer: Store)
         open_users(alias).close()
 
 
+def test_second_writer_through_hard_link_is_refused(log_path: Path, writer: Store) -> None:
+    """A writable open through a hard link to an open log raises StoreLockedError."""
+    alias = log_path.with_name("alias.log")
+    os.link(log_path, alias)
+    with pytest.raises(StoreLockedError, match="2 hard links"):
+        open_users(alias).close()
+
+
+def test_writable_open_of_hard_linked_log_is_refused_and_changes_nothing(log_path: Path) -> None:
+    """A log with two names refuses a writable open under either name, its bytes unchanged."""
+    with open_users(log_path) as store:
+        store["alice"] = User(name="Alice", age=30)
+    alias = log_path.with_name("alias.log")
+    os.link(log_path, alias)
+    content = log_path.read_bytes()
+    for name in (log_path, alias):
+        with pytest.raises(StoreLockedError, match="readonly=True"):
+            open_users(name).close()
+    assert log_path.read_bytes() == content
+
+
+def test_readonly_open_of_hard_linked_log_reads_it(log_path: Path) -> None:
+    """A read-only open through a hard link reads the log: only writers are refused."""
+    with open_users(log_path) as store:
+        store["alice"] = User(name="Alice", age=30)
+    alias = log_path.with_name("alias.log")
+    os.link(log_path, alias)
+    with open_users(alias, readonly=True) as reader:
+        assert dict(reader) == {"alice": User(name="Alice", age=30)}
+
+
 def test_compaction_through_symlink_keeps_writing_the_linked_log(log_path: Path) -> None:
     """A store opened through a symlink compacts the linked log and leaves the link in place."""
     with open_users(log_path) as store:

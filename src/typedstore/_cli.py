@@ -42,7 +42,8 @@ exit codes:
   0    success; for verify: the log is clean
   1    the log is damaged: verify found damage or a torn tail, or a command
        refused a log a store's open would refuse (CorruptLogError)
-  2    another process holds the log's writer lock (compact, repair)
+  2    another process holds the log's writer lock, or the log has other
+       hard links, which the lock cannot cover (compact, repair)
   3    file error: no such file, permission denied, other I/O error
   4    not a typedstore log, or not a regular file (nothing was changed)
   64   usage error
@@ -458,11 +459,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
-    except StoreLockedError:
-        _error(
-            f"{args.log}: another process holds this log's writer lock "
-            f"({_fs.lock_path(args.log)}); close the store that uses it and retry"
-        )
+    except StoreLockedError as exc:
+        if exc.reason is not None:  # the lock could not be taken safely (hard links)
+            _error(f"{args.log}: {exc.reason}")
+        else:
+            _error(
+                f"{args.log}: another process holds this log's writer lock "
+                f"({_fs.lock_path(args.log)}); close the store that uses it and retry"
+            )
         return ExitCode.LOCKED
     except NotAStoreError as exc:
         _error(str(exc))

@@ -82,13 +82,20 @@ class EncodingError(StoreError, ValueError):
 
 
 class StoreLockedError(StoreError):
-    """Another writable store, in this process or another, holds the log's lock."""
+    """Another writable store, in this process or another, holds the log's lock.
 
-    def __init__(self, path: Path) -> None:
+    Also raised, with ``reason`` saying why, when the lock could not keep other
+    writers out (a log with several hard links).
+    """
+
+    def __init__(self, path: Path, reason: str | None = None) -> None:
         super().__init__(
-            f"{path}: another writer holds this log; open it with readonly=True to read it"
+            f"{path}: {reason}"
+            if reason is not None
+            else f"{path}: another writer holds this log; open it with readonly=True to read it"
         )
         self.path = path
+        self.reason = reason
 
 
 class StoreClosedError(StoreError, ValueError):

@@ -109,10 +109,13 @@ class FileLock:
     def __init__(self, path: Path) -> None:
         """Take the lock of the log at ``path``; raise ``StoreLockedError`` if it is held.
 
-        Before the lock file is made, a ``path`` that is not a regular file is refused
-        (``NotAStoreError``): a lock file beside ``/dev/zero`` helps nobody.
+        Before the lock file is made, a ``path`` that is not a regular file raises
+        ``NotAStoreError``, and a log with other hard links ``StoreLockedError`` (see
+        :func:`_refuse_hard_links`).
         """
-        check_regular(path)
+        status = check_regular(path)
+        if status is not None:
+            _refuse_hard_links(path, status)
         self.path = lock_path(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -124,6 +127,23 @@ class FileLock:
     def release(self) -> None:
         """Drop the lock; the lock file stays, so no other opener races on its inode."""
         os.close(self._fd)
+
+
+def _refuse_hard_links(path: Path, status: os.stat_result) -> None:
+    """Raise ``StoreLockedError`` if the log at ``path`` has other names (hard links).
+
+    The lock is named after the log's path, so a writer through another name would
+    take a lock of its own and both would append at the same offsets; and the first
+    compaction would split the names into two diverging files. Links made after the
+    open cannot be seen here; README's "One writer" section states the limit.
+    """
+    if status.st_nlink > 1:
+        raise StoreLockedError(
+            path,
+            f"the log has {status.st_nlink} hard links (names); the writer lock is taken "
+            "by name and cannot keep out a writer using another one, so writing is "
+            "refused: remove the other names, or open it with readonly=True",
+        )
 
 
 class LogFile:
