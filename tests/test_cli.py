@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgpack
 import pytest
@@ -40,10 +40,11 @@ from typedstore import (
     TypedStore,
     _format,
     _fs,
+    _inspect,
 )
 from typedstore.__main__ import main
 from typedstore._cli import ExitCode
-from typedstore._render import Progress, to_json
+from typedstore._render import Progress, _json_parts, dumps, to_json
 
 ROOT = Path(__file__).parents[1]
 COMMANDS = ["info", "verify", "dump", "compact", "repair"]
@@ -475,6 +476,43 @@ def test_dump_of_torn_log_prints_the_prefix_and_warns(
     assert "torn tail" in run.err
 
 
+def nested_list(depth: int) -> Any:
+    """Return an empty list nested ``depth`` lists deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [600, 1000])
+@pytest.mark.parametrize("option", [[], ["--all"]])
+def test_dump_prints_values_nested_past_the_recursion_limit(
+    capsys: pytest.CaptureFixture[str], log_path: Path, depth: int, option: list[str]
+) -> None:
+    """``dump`` of a list nested as deep as the store accepts prints it, no traceback."""
+    with TypedStore.open(log_path, str, Any) as store:
+        store["deep"] = nested_list(depth)
+    run = cli(capsys, "dump", *option, log_path)
+    assert (run.code, run.err) == (ExitCode.OK, "")
+    assert "[" * depth + "]" * depth in run.out
+
+
+def test_dump_and_info_read_a_store_of_deeply_nested_dicts(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """A ``dict[str, Any]`` store holding 400 nested dicts dumps and reports info cleanly."""
+    value: dict[str, Any] = {}
+    for _ in range(400):
+        value = {"inner": value}
+    with TypedStore.open(log_path, str, dict[str, Any]) as store:
+        store["deep"] = value
+    dump = cli(capsys, "dump", log_path)
+    info = cli(capsys, "info", "--json", log_path)
+    assert (dump.code, dump.err, info.code, info.err) == (ExitCode.OK, "", ExitCode.OK, "")
+    assert dump.out.startswith('{"key": "deep", "value": ' + '{"inner": ' * 400 + "{}")
+    assert json.loads(info.out)["live_entries"] == 1
+
+
 # -- compact --------------------------------------------------------------------------------
 
 
@@ -785,6 +823,21 @@ def test_verify_and_dump_beside_a_writer_process(
     assert compact.code == ExitCode.LOCKED
 
 
+def test_unexpected_error_is_one_line_with_exit_70(
+    capsys: pytest.CaptureFixture[str], log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception the command line does not expect is one error line, exit 70, no traceback."""
+    make_log(log_path)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_inspect, "scan_log", broken)
+    run = cli(capsys, "info", log_path)
+    assert_one_line_error(run, ExitCode.INTERNAL)
+    assert "RuntimeError: boom" in run.err
+
+
 def test_module_runs_as_a_process(log_path: Path) -> None:
     """``python -m typedstore dump`` prints the entries, like the in-process call."""
     items = make_log(log_path)
@@ -818,6 +871,18 @@ def test_to_json_tags_values_json_cannot_hold() -> None:
     assert to_json({"$bytes": 1, "a": 2}) == {"$bytes": 1, "a": 2}
     assert to_json(msgpack.ExtType(5, b"x")) == {"$ext": {"code": 5, "data": {"$bytes": "eA=="}}}
     assert to_json(msgpack.Timestamp(1, 2)) == {"$timestamp": {"seconds": 1, "nanoseconds": 2}}
+
+
+def test_to_json_and_dumps_handle_any_depth() -> None:
+    """Data nested 5,000 deep converts and prints as JSON."""
+    assert dumps(to_json(nested_list(5000))) == "[" * 5000 + "]" * 5000
+
+
+def test_deep_json_text_is_what_json_dumps_writes() -> None:
+    """The iterative writer used past the recursion limit writes the text ``json.dumps`` does."""
+    shallow: dict[str, Any] = {"a": [1, {"b": None, "c": [2.5, "x", {}]}], "d": []}
+    assert "".join(_json_parts(shallow, 2)) == json.dumps(shallow, indent=2)
+    assert "".join(_json_parts(shallow, None)) == json.dumps(shallow)
 
 
 class _Terminal(io.StringIO):

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import enum
 import importlib.metadata
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +21,7 @@ from typing import NoReturn
 from . import _format, _fs, _inspect
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._errors import CorruptLogError, NotAStoreError, StoreLockedError
-from ._render import JSONValue, Progress, to_json
+from ._render import JSONValue, Progress, dumps, to_json
 
 
 class ExitCode(enum.IntEnum):
@@ -34,6 +33,7 @@ class ExitCode(enum.IntEnum):
     FILE_ERROR = 3
     NOT_A_STORE = 4
     USAGE = 64
+    INTERNAL = 70
     INTERRUPTED = 130
 
 
@@ -47,6 +47,7 @@ exit codes:
   3    file error: no such file, permission denied, other I/O error
   4    not a typedstore log, or not a regular file (nothing was changed)
   64   usage error
+  70   internal error: a bug in typedstore (reported on one line, please report it)
   130  interrupted"""
 
 
@@ -56,7 +57,7 @@ def _blob_to_json(blob: bytes) -> JSONValue:
 
 
 def _print_json(data: JSONValue, *, indent: int | None = None) -> None:
-    print(json.dumps(data, indent=indent))
+    print(dumps(data, indent=indent))
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def _versions_text(versions: JSONValue) -> str:
 
 
 def _meta_text(value: JSONValue) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else dumps(value)
 
 
 def _state_line(state: JSONValue) -> str:
@@ -477,3 +478,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _error(_os_reason(exc) if exc.filename is not None else f"{args.log}: {_os_reason(exc)}")
         return ExitCode.FILE_ERROR
+    except Exception as exc:  # a bug: still one line, as promised for every command
+        _error(
+            f"{args.log}: internal error: {type(exc).__name__}: {exc}; "
+            "this is a bug in typedstore, please report it"
+        )
+        return ExitCode.INTERNAL

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import math
 import time
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 """What ``json.dumps`` writes without help."""
@@ -17,7 +18,25 @@ TAGS = frozenset({"$bytes", "$float", "$map", "$ext", "$timestamp", "$datetime",
 
 
 def to_json(data: object) -> JSONValue:
-    """Return decoded msgpack ``data`` as JSON data, tagging what JSON cannot hold."""
+    """Return decoded msgpack ``data`` as JSON data, tagging what JSON cannot hold.
+
+    Iterative, not recursive: the store accepts values nested about a thousand levels
+    deep, past Python's recursion limit for a function that calls itself per level.
+    """
+    root: list[JSONValue] = [None]
+    pending: list[tuple[object, Any, int | str]] = [(data, root, 0)]
+    while pending:
+        item, target, slot = pending.pop()
+        target[slot] = _convert(item, pending)
+    return root[0]
+
+
+def _convert(data: object, pending: list[tuple[object, Any, int | str]]) -> JSONValue:
+    """Return ``data`` as JSON data; a container's items are added to ``pending``.
+
+    Each entry of ``pending`` is an item to convert and the slot it fills: a list and
+    an index, or a dict and a key.
+    """
     if data is None or isinstance(data, (bool, int, str)):
         return data
     if isinstance(data, float):
@@ -25,27 +44,75 @@ def to_json(data: object) -> JSONValue:
     if isinstance(data, bytes):
         return {"$bytes": base64.b64encode(data).decode("ascii")}
     if isinstance(data, dict):
-        return _map_to_json(data)
+        return _map_to_json(data, pending)
     if isinstance(data, datetime.datetime):  # the log's own extension types (see _codec)
         return {"$datetime": data.isoformat()}
     if isinstance(data, datetime.time):
         return {"$time": data.isoformat()}
     if isinstance(data, tuple) and getattr(data, "_fields", None) == ("code", "data"):
-        code, blob = data  # msgpack's ExtType, a named tuple
+        code, blob = data  # msgpack's ExtType, a named tuple of an int and bytes
         return {"$ext": {"code": to_json(code), "data": to_json(blob)}}
     if type(data).__name__ == "Timestamp" and hasattr(data, "nanoseconds"):
         seconds, nanoseconds = getattr(data, "seconds", None), getattr(data, "nanoseconds", None)
         return {"$timestamp": {"seconds": to_json(seconds), "nanoseconds": to_json(nanoseconds)}}
     if isinstance(data, (list, tuple)):
-        return [to_json(item) for item in data]
+        items: list[JSONValue] = [None] * len(data)
+        pending.extend((item, items, index) for index, item in enumerate(data))
+        return items
     return {"$repr": repr(data)}
 
 
-def _map_to_json(data: dict[object, object]) -> JSONValue:
+def _map_to_json(
+    data: dict[object, object], pending: list[tuple[object, Any, int | str]]
+) -> JSONValue:
     keys = list(data)
     if all(isinstance(key, str) for key in keys) and not (len(keys) == 1 and keys[0] in TAGS):
-        return {str(key): to_json(value) for key, value in data.items()}
-    return {"$map": [[to_json(key), to_json(value)] for key, value in data.items()]}
+        fields: dict[str, JSONValue] = dict.fromkeys(map(str, keys))  # keeps the map's order
+        pending.extend((value, fields, str(key)) for key, value in data.items())
+        return fields
+    pairs: list[JSONValue] = []
+    for key, value in data.items():
+        pair: list[JSONValue] = [None, None]
+        pending.extend(((key, pair, 0), (value, pair, 1)))
+        pairs.append(pair)
+    return {"$map": pairs}
+
+
+def dumps(data: JSONValue, *, indent: int | None = None) -> str:
+    """Return ``data`` as JSON text, as ``json.dumps`` writes it, however deep it is nested.
+
+    ``json.dumps`` recurses once per level and fails near a thousand levels; only
+    then is the text built here, iteratively (the common case keeps C's speed).
+    """
+    try:
+        return json.dumps(data, indent=indent)
+    except RecursionError:
+        return "".join(_json_parts(data, indent))
+
+
+def _json_parts(data: JSONValue, indent: int | None) -> Iterator[str]:
+    """Yield the JSON text of ``data`` in pieces, keeping a stack instead of recursing."""
+    pending: list[tuple[JSONValue, int] | str] = [(data, 0)]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):  # text of a container's punctuation
+            yield item
+            continue
+        value, depth = item
+        if not value or not isinstance(value, (list, dict)):
+            yield json.dumps(value)  # a scalar, "[]" or "{}"
+            continue
+        pairs = value.items() if isinstance(value, dict) else ((None, item) for item in value)
+        yield "{" if isinstance(value, dict) else "["
+        newline = "" if indent is None else "\n" + " " * (indent * (depth + 1))
+        children: list[tuple[JSONValue, int] | str] = []
+        for number, (key, child) in enumerate(pairs):
+            separator = (", " if indent is None else ",") if number else ""
+            label = "" if key is None else json.dumps(key) + ": "
+            children.extend((separator + newline + label, (child, depth + 1)))
+        closing = "" if indent is None else "\n" + " " * (indent * depth)
+        children.append(closing + ("}" if isinstance(value, dict) else "]"))
+        pending.extend(reversed(children))
 
 
 # -- progress -------------------------------------------------------------------------------
