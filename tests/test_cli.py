@@ -777,6 +777,94 @@ def test_path_that_is_not_a_regular_file_exits_4(
     assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
 
+# -- errors with --json ----------------------------------------------------------------------
+
+
+def json_error(run: Run) -> dict[str, object]:
+    """Return the one JSON object a failed ``--json`` run printed, checking nothing else was."""
+    assert run.err == "", run.err
+    error: dict[str, object] = json.loads(run.out)
+    assert sorted(error) == ["error", "message", "offset", "path"]
+    return error
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_json_error_is_one_object_on_stdout(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """With ``--json``, a missing file is one JSON object on stdout, with its exit status."""
+    run = cli(capsys, *_args(command), "--json", log_path)
+    assert run.code == ExitCode.FILE_ERROR
+    error = json_error(run)
+    assert (error["error"], error["offset"], error["path"]) == ("file_error", None, str(log_path))
+    assert "no such file" in str(error["message"])
+
+
+@pytest.mark.parametrize("command", ["dump", "compact", "repair"])
+def test_json_error_of_damaged_log_gives_its_offset(
+    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+) -> None:
+    """A command refusing damage reports it in JSON with the damage's byte offset, exit 1."""
+    make_log(log_path)
+    if command == "repair":  # the damage repair refuses: a checksum-valid undecodable record
+        parts: list[Part] = [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))]
+        offset = append_parts(log_path, parts)[0]
+    else:
+        offset = frame_offsets(log_path)[0]
+        flip(log_path, offset + 4)
+    run = cli(capsys, *_args(command), "--json", log_path)
+    assert run.code == ExitCode.DAMAGED
+    error = json_error(run)
+    assert (error["error"], error["offset"]) == ("damaged", offset)
+
+
+def test_json_error_names_a_locked_log(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+    """``compact --json`` of a log a store holds reports kind ``locked``, exit 2."""
+    make_log(log_path)
+    with TypedStore.open(log_path, str, User):
+        run = cli(capsys, "compact", "--json", log_path)
+    assert run.code == ExitCode.LOCKED
+    assert json_error(run)["error"] == "locked"
+
+
+def test_json_error_names_a_foreign_file(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``info --json`` of a file that is not a log reports kind ``not_a_store``, exit 4."""
+    log_path.write_text("name,age\n")
+    run = cli(capsys, "info", "--json", log_path)
+    assert run.code == ExitCode.NOT_A_STORE
+    assert json_error(run)["error"] == "not_a_store"
+
+
+def test_compact_json_reports_the_rewrite(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``compact --json`` prints one object with the counts and sizes before and after."""
+    items = make_log(log_path)
+    size = log_path.stat().st_size
+    run = cli(capsys, "compact", "--json", log_path)
+    report = json.loads(run.out)
+    assert run.code == ExitCode.OK
+    assert (report["status"], report["live_entries"]) == ("compacted", len(items))
+    assert (report["size_before"], report["size"]) == (size, log_path.stat().st_size)
+
+
+def test_repair_json_reports_the_backup_and_what_it_dropped(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``repair --json`` prints one object naming the copy and the dropped byte ranges."""
+    make_log(log_path)
+    offset = frame_offsets(log_path)[1]
+    flip(log_path, offset + 4)
+    run = cli(capsys, "repair", "--mode", "skip", "--json", log_path)
+    report = json.loads(run.out)
+    assert run.code == ExitCode.OK
+    assert report["status"] == "repaired"
+    assert Path(report["backup"]).read_bytes() != log_path.read_bytes()
+    assert report["dropped"][0][0] == offset
+
+
 # -- real processes -------------------------------------------------------------------------
 
 WRITER = """

@@ -15,6 +15,7 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -280,10 +281,19 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
     finally:
         progress.finish()
     _note_removed_temp(path, result)
+    if not args.json:
+        _print_compaction(path, result)
+    _check_directory(path, result)
+    if args.json:
+        _print_json(_compaction_report(path, result), indent=2)
+    return ExitCode.OK
+
+
+def _print_compaction(path: Path, result: _inspect.Rewrite) -> None:
     scan = result.scan
     if scan.meta is None:
         print(f"{path}: empty log (no header yet); nothing to compact")
-        return ExitCode.OK
+        return
     if scan.torn_tail:
         print(f"{path}: dropped a torn tail at byte offset {scan.damage[-1][0]}")
     schemas = f" and {_count(result.schemas, 'schema record')}" if result.schemas else ""
@@ -292,7 +302,22 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
         f"({_count(scan.records, 'operation')}) to {_count(result.live, 'record')}{schemas}; "
         f"{scan.size:,} -> {result.size:,} bytes"
     )
-    return _directory_status(path, result)
+
+
+def _compaction_report(path: Path, result: _inspect.Rewrite) -> dict[str, JSONValue]:
+    scan = result.scan
+    return {
+        "path": str(path),
+        "status": "empty" if scan.meta is None else "compacted",
+        "records_before": len(scan.frames),
+        "operations_before": scan.records,
+        "records": result.live + result.schemas,
+        "live_entries": result.live,
+        "schema_records": result.schemas,
+        "size_before": scan.size,
+        "size": result.size if scan.meta is not None else scan.size,
+        "torn_tail_dropped_at": scan.damage[-1][0] if scan.torn_tail else None,
+    }
 
 
 def cmd_repair(args: argparse.Namespace) -> ExitCode:
@@ -304,9 +329,18 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
     finally:
         progress.finish()
     _note_removed_temp(path, result)
+    if not args.json:
+        _print_repair(path, args.mode, result)
+    _check_directory(path, result)
+    if args.json:
+        _print_json(_repair_report(path, args.mode, result), indent=2)
+    return ExitCode.OK
+
+
+def _print_repair(path: Path, mode: str, result: _inspect.Rewrite) -> None:
     if result.backup is None:
         print(f"{path}: no damage found; nothing changed")
-        return ExitCode.OK
+        return
     print(f"{path}: copied the original to {_beside(path, result.backup)}")
     for start, end in result.dropped:
         print(f"{path}: dropped bytes {start}-{end} ({end - start:,} bytes)")
@@ -314,8 +348,21 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
         lost = _count(result.dropped_frames, "readable record")
         print(f"{path}: dropped {lost} after the damage (the copy keeps them)")
     live = _count(result.live, "live entry", "live entries")
-    print(f"{path}: repaired ({args.mode}): {live} kept, {result.size:,} bytes")
-    return _directory_status(path, result)
+    print(f"{path}: repaired ({mode}): {live} kept, {result.size:,} bytes")
+
+
+def _repair_report(path: Path, mode: str, result: _inspect.Rewrite) -> dict[str, JSONValue]:
+    backup = None if result.backup is None else str(_beside(path, result.backup))
+    return {
+        "path": str(path),
+        "mode": mode,
+        "status": "clean" if result.backup is None else "repaired",
+        "backup": backup,
+        "dropped": [[start, end] for start, end in result.dropped],
+        "dropped_records": result.dropped_frames,
+        "live_entries": result.live,
+        "size": result.size,
+    }
 
 
 def _beside(path: Path, backup: Path) -> Path:
@@ -333,12 +380,12 @@ def _note_removed_temp(path: Path, result: _inspect.Rewrite) -> None:
         _warn(f"{path}: removed {_fs.temp_path(path)} left by an interrupted compaction")
 
 
-def _directory_status(path: Path, result: _inspect.Rewrite) -> ExitCode:
-    if result.directory_error is None:
-        return ExitCode.OK
-    reason = _os_reason(result.directory_error)
-    _error(f"{path}: the new log is in place, but fsyncing its folder failed: {reason}")
-    return ExitCode.FILE_ERROR
+def _check_directory(path: Path, result: _inspect.Rewrite) -> None:
+    """Fail with ``FILE_ERROR`` if the folder's fsync after the rename failed."""
+    if result.directory_error is not None:
+        reason = _os_reason(result.directory_error)
+        message = f"{path}: the new log is in place, but fsyncing its folder failed: {reason}"
+        raise CommandFailed(Failure(ExitCode.FILE_ERROR, message))
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -381,11 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _info_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (an error too, on stdout, instead of a line on stderr)",
+    )
 
 
 def _dump_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="report an error as one JSON object on stdout (entries are JSON lines anyway)",
+    )
     parser.add_argument(
         "--all",
         action="store_true",
@@ -394,6 +450,7 @@ def _dump_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _repair_options(parser: argparse.ArgumentParser) -> None:
+    _json_option(parser)
     parser.add_argument(
         "--mode",
         required=True,
@@ -410,9 +467,10 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], ExitCode], str]] = [
     ("repair", cmd_repair, "recover from damage before the tail; the original is copied aside"),
 ]
 _OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "info": _info_options,
-    "verify": _info_options,
+    "info": _json_option,
+    "verify": _json_option,
     "dump": _dump_options,
+    "compact": _json_option,
     "repair": _repair_options,
 }
 
@@ -425,7 +483,7 @@ def _warn(message: str) -> None:
 
 
 def _error(message: str) -> None:
-    print("typedstore: error: " + " ".join(message.split()), file=sys.stderr)
+    print(f"typedstore: error: {message}", file=sys.stderr)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -458,29 +516,67 @@ def run(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except KeyboardInterrupt:
-        _error("interrupted")
-        return ExitCode.INTERRUPTED
-    except StoreLockedError as exc:
-        if exc.reason is not None:  # the lock could not be taken safely (hard links)
-            _error(f"{args.log}: {exc.reason}")
-        else:
-            _error(
-                f"{args.log}: another process holds this log's writer lock "
-                f"({_fs.lock_path(args.log)}); close the store that uses it and retry"
-            )
-        return ExitCode.LOCKED
-    except NotAStoreError as exc:
-        _error(str(exc))
-        return ExitCode.NOT_A_STORE
-    except CorruptLogError as exc:
-        _error(f"{args.log}: damaged at byte offset {exc.offset} ({exc.reason}); " + _advice(args))
-        return ExitCode.DAMAGED
-    except OSError as exc:
-        _error(_os_reason(exc) if exc.filename is not None else f"{args.log}: {_os_reason(exc)}")
-        return ExitCode.FILE_ERROR
-    except Exception as exc:  # a bug: still one line, as promised for every command
-        _error(
-            f"{args.log}: internal error: {type(exc).__name__}: {exc}; "
-            "this is a bug in typedstore, please report it"
+        return _report(args, Failure(ExitCode.INTERRUPTED, "interrupted"))
+    except Exception as exc:  # every error, a bug included, ends as one line or object
+        return _report(args, _failure(args, exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a command failed: its exit status, one line of message, and where, if known."""
+
+    code: ExitCode
+    message: str
+    offset: int | None = None
+    """The byte offset of the damage, for ``ExitCode.DAMAGED``."""
+
+
+class CommandFailed(Exception):
+    """Raised by a command to end with ``failure`` after doing what it could."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _failure(args: argparse.Namespace, exc: Exception) -> Failure:
+    """Map ``exc`` to the failure reported for it."""
+    if isinstance(exc, CommandFailed):
+        return exc.failure
+    if isinstance(exc, StoreLockedError):
+        return Failure(ExitCode.LOCKED, _locked_message(args.log, exc))
+    if isinstance(exc, NotAStoreError):
+        return Failure(ExitCode.NOT_A_STORE, str(exc))
+    if isinstance(exc, CorruptLogError):
+        message = f"{args.log}: damaged at byte offset {exc.offset} ({exc.reason}); "
+        return Failure(ExitCode.DAMAGED, message + _advice(args), exc.offset)
+    if isinstance(exc, OSError):
+        reason = _os_reason(exc)
+        return Failure(
+            ExitCode.FILE_ERROR, reason if exc.filename is not None else f"{args.log}: {reason}"
         )
-        return ExitCode.INTERNAL
+    return Failure(
+        ExitCode.INTERNAL,
+        f"{args.log}: internal error: {type(exc).__name__}: {exc}; "
+        "this is a bug in typedstore, please report it",
+    )
+
+
+def _locked_message(path: Path, exc: StoreLockedError) -> str:
+    if exc.reason is not None:  # the lock could not be taken safely (hard links)
+        return f"{path}: {exc.reason}"
+    return (
+        f"{path}: another process holds this log's writer lock "
+        f"({_fs.lock_path(path)}); close the store that uses it and retry"
+    )
+
+
+def _report(args: argparse.Namespace, failure: Failure) -> ExitCode:
+    """Print ``failure``: one line on stderr, or with ``--json`` one object on stdout."""
+    message = " ".join(failure.message.split())
+    if getattr(args, "json", False):
+        error = {"error": failure.code.name.lower(), "message": message, "offset": failure.offset}
+        _print_json({**error, "path": str(args.log)}, indent=2)
+    else:
+        _error(message)
+    return failure.code
