@@ -1,4 +1,4 @@
-"""The ``typedstore`` command line (SPEC §8): each subcommand, its errors and exit codes.
+"""The ``typedstore`` command line (docs/CLI.md): each subcommand, its errors and exit codes.
 
 Most tests call ``main(argv)`` in-process; a few run ``python -m typedstore`` for real.
 ``verify`` is checked against what ``TypedStore.open(..., readonly=True)`` itself finds.
@@ -374,7 +374,7 @@ def test_verify_agrees_with_open_on_undecodable_records(
 
 
 def test_open_refuses_undecodable_dead_value(log_path: Path) -> None:
-    """SPEC §3: a checksum-valid record that cannot be decoded is damage, even if overwritten."""
+    """A checksum-valid record that cannot be decoded is damage, even if overwritten (README)."""
     make_log(log_path)
     bad = append_parts(log_path, UNDECODABLE["undecodable value made dead"])[0]
     with pytest.raises(CorruptLogError, match=f"offset {bad} "):
@@ -382,7 +382,7 @@ def test_open_refuses_undecodable_dead_value(log_path: Path) -> None:
 
 
 def test_open_reports_first_undecodable_value_in_file_order(log_path: Path) -> None:
-    """SPEC §3: CorruptLogError carries the offset of the first undecodable record in the file."""
+    """CorruptLogError carries the offset of the first undecodable record in the file (README)."""
     make_log(log_path)
     bad = append_parts(log_path, UNDECODABLE["two undecodable values"])[0]
     with pytest.raises(CorruptLogError, match=f"offset {bad} "):

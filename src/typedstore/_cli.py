@@ -1,4 +1,6 @@
-"""The ``typedstore`` command: inspect, verify, dump, compact and repair a log (SPEC §8).
+"""The ``typedstore`` command: inspect, verify, dump, compact and repair a log.
+
+Its behaviour, output and exit codes are documented in ``docs/CLI.md``.
 
 It works without the application's models: keys and values are shown as the data
 msgpack holds, rendered as JSON by ``_render.to_json``. Reading and rewriting is
