@@ -5,19 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, NotRequired
 
+import msgpack
 import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from tests.models import Point, User
-from typedstore import EncodingError, TypedStore
+from typedstore import EncodingError, TypedStore, _format
+from typedstore._codec import Codec
 
 UTC_PLUS_0530 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 UTC_MINUS_08 = datetime.timezone(datetime.timedelta(hours=-8))
@@ -647,3 +651,101 @@ def test_model_with_deferred_build_round_trips(log_path: Path) -> None:
         assert store["k"] == Deferred(items=[1, 2])
     with TypedStore.open(log_path, str, Deferred) as store:
         assert store["k"] == Deferred(items=[1, 2])
+
+
+# -- deeply nested data -------------------------------------------------------------------
+
+
+def _nested_lists(depth: int) -> Any:
+    """Return ``1`` inside ``depth`` lists."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _nested_sets(depth: int) -> Any:
+    """Return ``1`` inside ``depth`` frozensets."""
+    value: Any = 1
+    for _ in range(depth):
+        value = frozenset({value})
+    return value
+
+
+class TestDeeplyNestedData:
+    """Data nests up to msgpack's 1,024 levels; deeper is refused clearly, and open copes."""
+
+    def test_value_at_the_nesting_limit_reads_back_after_reopen(self, log_path: Path) -> None:
+        """A value nested 1,024 levels deep, deeper than Python's recursion limit, reopens."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["deep"] = _nested_lists(1024)
+        with TypedStore.open(log_path, str, Any) as store:
+            # msgpack compares without Python's recursion limit; == would not.
+            assert msgpack.packb(store["deep"]) == msgpack.packb(_nested_lists(1024))
+
+    def test_value_beyond_the_nesting_limit_is_refused_naming_it(self, log_path: Path) -> None:
+        """A value nested deeper than 1,024 levels raises EncodingError naming the limit."""
+        with TypedStore.open(log_path, str, Any) as store:
+            with pytest.raises(EncodingError, match="nested deeper than 1024 levels"):
+                store["deep"] = _nested_lists(1025)
+            assert "deep" not in store
+        with TypedStore.open(log_path, str, Any) as store:
+            assert len(store) == 0
+
+    def test_nested_sets_encode_in_time_linear_in_their_size(self, log_path: Path) -> None:
+        """Sets nested 40 deep store at once (each level once, not twice per level)."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["sets"] = _nested_sets(40)
+        with TypedStore.open(log_path, str, Any) as store:
+            assert msgpack.packb(store["sets"]) == msgpack.packb(_nested_lists(40))
+
+    def test_sets_nested_too_deep_are_refused_with_encoding_error(self, log_path: Path) -> None:
+        """Sets nested 1,000 deep raise EncodingError, not a RecursionError, and write nothing."""
+        with TypedStore.open(log_path, str, Any) as store:
+            with pytest.raises(EncodingError, match="nested too deeply"):
+                store["sets"] = _nested_sets(1000)
+            assert len(store) == 0
+
+    def test_upgrade_checks_a_deep_value_for_dropped_fields(self, log_path: Path) -> None:
+        """Opening at a new version checks a 1,000-deep value for lost fields and opens."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["deep"] = _nested_lists(1000)
+        before = log_path.read_bytes()
+        with TypedStore.open(log_path, str, Any, version=2, migrations={1: _same}) as store:
+            assert msgpack.packb(store["deep"]) == msgpack.packb(_nested_lists(1000))
+        assert log_path.read_bytes() == before
+
+    def test_header_naming_a_deeply_nested_type_opens_and_logs(
+        self, log_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A header whose value type is 1,000-deep data opens and logs it shortened."""
+        log_path.write_bytes(_log_with_deep_value_type(1000))
+        before = log_path.read_bytes()
+        caplog.set_level(logging.INFO, logger="typedstore")
+        with TypedStore.open(log_path, str, Point) as store:
+            assert store["p"] == Point(x=1, y=2)
+        message = " ".join(r.getMessage() for r in caplog.records if r.name == "typedstore")
+        assert re.search(r"value type \[+\.\.\.\]+ is now tests\.models\.Point", message)
+        assert log_path.read_bytes() == before
+
+
+def _same(data: object) -> object:
+    """A migration that changes nothing."""
+    return data
+
+
+def _log_with_deep_value_type(depth: int) -> bytes:
+    """Return a log with one Point under a header naming ``depth``-deep data as value type.
+
+    Checksum-valid, and with another fingerprint than Point's, so opening describes the
+    change from that header's types to Point.
+    """
+    meta = Codec(str, Point).describe() | {
+        "value_type": _nested_lists(depth),
+        "value_schema": None,
+        "version": 1,
+        "fingerprint": "0" * 32,
+    }
+    header = _format.encode_header(msgpack.packb(meta))
+    body = _format.insert_body(msgpack.packb("p"), msgpack.packb({"x": 1, "y": 2}))
+    return header + _format.encode_frame(body, len(header))

@@ -155,6 +155,7 @@ class Codec(Generic[K, V]):
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
 
         Paths are dotted, with ``[]`` for list items: ``address.zip``, ``items[].sku``.
+        ``data`` may nest as deep as msgpack allows: no part of this recurses on it.
         """
         dumped = self._values.dump_python(value, by_alias=False, round_trip=True, warnings=False)
         return set(_metadata.missing_paths(data, dumped))
@@ -205,13 +206,20 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
     if stable:
         again = _pack(adapter, value)
         if again != blob:
-            if _validate_decoded(adapter, unpack(again)) != value:
+            if not _same(_validate_decoded(adapter, unpack(again)), value):
                 raise EncodingError(
                     f"{type(raw).__name__} changes each time it is validated (a validator "
                     "that is not idempotent), so it would not read back as stored"
                 )
             blob = again
     return value, blob
+
+
+def _same(first: object, second: object) -> bool:
+    try:
+        return first == second
+    except RecursionError:  # nested beyond what Python compares: not provably the same
+        return False
 
 
 def _validate_decoded(adapter: pydantic.TypeAdapter[V], data: object) -> V:

@@ -20,6 +20,8 @@ EXT_DATETIME = 1
 EXT_TIME = 2
 """msgpack extension code of a ``time``: its ``isoformat()`` text in UTF-8."""
 
+MAX_NESTING = 1024
+"""How deep msgpack packs and unpacks nested arrays and maps: deeper data raises."""
 ENCODE_FAILURES = (TypeError, ValueError, OverflowError, pydantic_core.PydanticSerializationError)
 """What packing or pydantic's dump raise for data they cannot encode."""
 _DECODE_FAILURES = (ValueError, TypeError, msgpack.UnpackException)
@@ -73,17 +75,30 @@ def packb(data: object) -> bytes:
     pack (``_encode_default`` packing a set's elements, or a signal handler or finalizer
     that writes to a store) and packs again then finds the slot empty and makes its own
     packer, instead of writing into the middle of this one's buffer.
+    Raises ``EncodingError``, also for data nested deeper than ``MAX_NESTING``.
     """
     packer: msgpack.Packer | None = _packers.__dict__.pop("packer", None)
     if packer is None:
         packer = msgpack.Packer(default=_encode_default)
+    # On any failure the packer is dropped: its buffer may have grown.
     try:
         packed: bytes = packer.pack(data)
-    except ENCODE_FAILURES as exc:  # the packer is dropped: its buffer may have grown
-        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
+    except EncodingError:  # from a set's element, packed on its own: it names the problem
+        raise
+    except RecursionError as exc:  # sets nested in sets: each level packs its elements
+        raise EncodingError(f"{type(data).__name__} is nested too deeply to encode") from exc
+    except ENCODE_FAILURES as exc:
+        reason = _reason(exc)
+        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {reason}") from exc
     if len(packed) <= _PACKER_KEEP_BYTES:
         _packers.packer = packer
     return packed
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValueError) and "recursion limit" in str(exc):  # msgpack's wording
+        return f"it is nested deeper than {MAX_NESTING} levels, the most msgpack reads back"
+    return str(exc)
 
 
 def _encode_default(obj: object) -> object:
@@ -94,7 +109,19 @@ def _encode_default(obj: object) -> object:
     if isinstance(obj, datetime.time):
         return msgpack.ExtType(EXT_TIME, obj.isoformat().encode())
     if isinstance(obj, (set, frozenset)):
-        # In a fixed order: equal sets must give equal bytes, or a model-free reader
-        # (the CLI) would take one key, built two ways, for two keys.
-        return sorted(obj, key=packb)
+        return _sorted_elements(obj)
     return pydantic_core.to_jsonable_python(obj)
+
+
+def _sorted_elements(elements: set[object] | frozenset[object]) -> list[object]:
+    """Return a set's elements in the order of their bytes, as data with no set left in it.
+
+    In a fixed order: equal sets must give equal bytes, or a model-free reader (the CLI)
+    would take one key, built two ways, for two keys. The elements come back as their
+    bytes decoded (which pack to the same bytes), not as themselves: packing themselves
+    again would sort every set inside them again, twice per level of nesting.
+    """
+    return [
+        msgpack.unpackb(packed, use_list=False, strict_map_key=False)
+        for packed in sorted(map(packb, elements))
+    ]
