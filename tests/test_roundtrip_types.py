@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import logging
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, NotRequired
+from typing import Annotated, Any, NamedTuple, NotRequired, cast
 
 import msgpack
 import pydantic
@@ -627,6 +630,35 @@ def test_unstable_mutable_value_survives_compaction(log_path: Path) -> None:
         assert store["k"] == before
 
 
+class BumpedLarge(BaseModel):
+    """An unstable frozen model with a payload large enough to be compared by digest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: Annotated[int, pydantic.AfterValidator(_bump)]
+    payload: bytes
+
+
+LARGE_PAYLOAD = b"p" * (2 * 1024 * 1024)
+
+
+def test_large_unstable_immutable_value_is_refused(log_path: Path) -> None:
+    """A large immutable value that validation changes again is refused, as a small one is."""
+    with TypedStore.open(log_path, str, BumpedLarge) as store:
+        with pytest.raises(EncodingError, match="not idempotent"):
+            store["k"] = BumpedLarge(x=0, payload=LARGE_PAYLOAD)
+        assert "k" not in store
+
+
+def test_large_immutable_value_survives_compaction(log_path: Path) -> None:
+    """A large immutable value reads back as stored after compaction and a reopen."""
+    with TypedStore.open(log_path, str, tuple[int, bytes]) as store:
+        store["k"] = (1, LARGE_PAYLOAD)
+        store.compact()
+    with TypedStore.open(log_path, str, tuple[int, bytes]) as store:
+        assert store["k"] == (1, LARGE_PAYLOAD)
+
+
 def test_annotated_metadata_need_not_be_hashable(log_path: Path) -> None:
     """A type whose Annotated metadata is a dict opens, stores and reads back."""
     with TypedStore.open(log_path, str, list[Annotated[int, {"doc": "x"}]]) as store:
@@ -749,3 +781,51 @@ def _log_with_deep_value_type(depth: int) -> bytes:
     header = _format.encode_header(msgpack.packb(meta))
     body = _format.insert_body(msgpack.packb("p"), msgpack.packb({"x": 1, "y": 2}))
     return header + _format.encode_frame(body, len(header))
+
+
+# -- huge values --------------------------------------------------------------------------
+
+PEAK_OF_STORING = """
+import json, resource, sys
+from typedstore import EncodingError, TypedStore
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+store = TypedStore.open(sys.argv[1], str, bytes)
+store["small"] = b"x"
+baseline = rss()
+value = b"x" * int(sys.argv[2])
+try:
+    store["huge"] = value
+    outcome = "stored"
+except EncodingError as exc:
+    outcome = str(exc)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"outcome": outcome, "grew": peak - baseline}))
+"""
+SLACK_BYTES = 64 * 1024 * 1024
+"""What the peak may exceed its bound by: allocator rounding and page-table noise."""
+
+
+def _peak_of_storing(path: Path, size: int) -> dict[str, Any]:
+    """Store ``size`` bytes in a fresh process; return its outcome and peak memory growth."""
+    command = [sys.executable, "-c", PEAK_OF_STORING, str(path), str(size)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return cast(dict[str, Any], json.loads(result.stdout))
+
+
+@pytest.mark.slow
+class TestHugeValues:
+    """Storing a huge value holds it at most three times at once, its own copy included."""
+
+    def test_value_beyond_the_record_bound_is_refused_within_three_copies(
+        self, log_path: Path
+    ) -> None:
+        """A 300 MB value is refused with EncodingError at a peak of 3 x its size at most."""
+        size = 300 * 1000 * 1000
+        peak = _peak_of_storing(log_path, size)
+        assert peak["grew"] <= 3 * size + SLACK_BYTES
+        assert "MAX_RECORD_BYTES" in peak["outcome"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import typing
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pydantic
 
 from . import _metadata
 from ._errors import EncodingError
+from ._format import MAX_RECORD_BYTES
 from ._immutability import is_immutable
 from ._metadata import describe_changes, type_name
 from ._packing import ENCODE_FAILURES, RecordDecodeError, decode_metadata, packb, unpack
@@ -196,23 +198,54 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
 
     With ``stable``, the bytes are those of the returned value itself, as compaction
     writes them; a value whose validation changes it again raises ``EncodingError``.
+    For huge values (README, "Limitations"), the bytes are checked against the record
+    bound before more copies are made, and a large value's first and second bytes are
+    never held at once.
     """
     validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
     blob = _pack(adapter, validated)
+    del validated  # a copy of a huge input need not outlive its bytes
+    if len(blob) > MAX_RECORD_BYTES:
+        raise _too_large(blob, raw)
     try:
         value = _validate_decoded(adapter, unpack(blob))
     except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
         raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
-    if stable:
-        again = _pack(adapter, value)
-        if again != blob:
-            if not _same(_validate_decoded(adapter, unpack(again)), value):
-                raise EncodingError(
-                    f"{type(raw).__name__} changes each time it is validated (a validator "
-                    "that is not idempotent), so it would not read back as stored"
-                )
-            blob = again
-    return value, blob
+    if not stable:
+        return value, blob
+    # Inline rather than in a helper: this runs for every immutable value and most keys.
+    written = blob if len(blob) <= _LARGE_BLOB else _digest(blob)
+    del blob
+    again = _pack(adapter, value)
+    if (again if len(again) <= _LARGE_BLOB else _digest(again)) != written and not _same(
+        _validate_decoded(adapter, unpack(again)), value
+    ):
+        raise EncodingError(
+            f"{type(raw).__name__} changes each time it is validated (a validator "
+            "that is not idempotent), so it would not read back as stored"
+        )
+    return value, again
+
+
+def _too_large(blob: bytes, raw: object) -> EncodingError:
+    """Refuse bytes no record can hold, before more copies of them are made."""
+    return EncodingError(
+        f"{type(raw).__name__} encodes to {len(blob)} bytes, more than a record holds "
+        f"(MAX_RECORD_BYTES, {MAX_RECORD_BYTES}); store large values in smaller pieces"
+    )
+
+
+_LARGE_BLOB = 1024 * 1024
+"""Above this, hashing bytes twice costs less than holding two copies of them at once."""
+
+
+def _digest(blob: bytes) -> bytes:
+    """Return what stands for a large ``blob`` in a comparison: its size and SHA-256.
+
+    Two blobs are equal exactly when their digests are (up to SHA-256 collisions), so
+    the first can be freed before the second is made.
+    """
+    return len(blob).to_bytes(8, "big") + hashlib.sha256(blob).digest()
 
 
 def _same(first: object, second: object) -> bool:
