@@ -5,19 +5,26 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
+import logging
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, NotRequired
+from typing import Annotated, Any, NamedTuple, NotRequired, cast
 
+import msgpack
 import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from tests.models import Point, User
-from typedstore import EncodingError, TypedStore
+from typedstore import EncodingError, TypedStore, _format
+from typedstore._codec import Codec
 
 UTC_PLUS_0530 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 UTC_MINUS_08 = datetime.timezone(datetime.timedelta(hours=-8))
@@ -623,6 +630,35 @@ def test_unstable_mutable_value_survives_compaction(log_path: Path) -> None:
         assert store["k"] == before
 
 
+class BumpedLarge(BaseModel):
+    """An unstable frozen model with a payload large enough to be compared by digest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: Annotated[int, pydantic.AfterValidator(_bump)]
+    payload: bytes
+
+
+LARGE_PAYLOAD = b"p" * (2 * 1024 * 1024)
+
+
+def test_large_unstable_immutable_value_is_refused(log_path: Path) -> None:
+    """A large immutable value that validation changes again is refused, as a small one is."""
+    with TypedStore.open(log_path, str, BumpedLarge) as store:
+        with pytest.raises(EncodingError, match="not idempotent"):
+            store["k"] = BumpedLarge(x=0, payload=LARGE_PAYLOAD)
+        assert "k" not in store
+
+
+def test_large_immutable_value_survives_compaction(log_path: Path) -> None:
+    """A large immutable value reads back as stored after compaction and a reopen."""
+    with TypedStore.open(log_path, str, tuple[int, bytes]) as store:
+        store["k"] = (1, LARGE_PAYLOAD)
+        store.compact()
+    with TypedStore.open(log_path, str, tuple[int, bytes]) as store:
+        assert store["k"] == (1, LARGE_PAYLOAD)
+
+
 def test_annotated_metadata_need_not_be_hashable(log_path: Path) -> None:
     """A type whose Annotated metadata is a dict opens, stores and reads back."""
     with TypedStore.open(log_path, str, list[Annotated[int, {"doc": "x"}]]) as store:
@@ -647,3 +683,149 @@ def test_model_with_deferred_build_round_trips(log_path: Path) -> None:
         assert store["k"] == Deferred(items=[1, 2])
     with TypedStore.open(log_path, str, Deferred) as store:
         assert store["k"] == Deferred(items=[1, 2])
+
+
+# -- deeply nested data -------------------------------------------------------------------
+
+
+def _nested_lists(depth: int) -> Any:
+    """Return ``1`` inside ``depth`` lists."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _nested_sets(depth: int) -> Any:
+    """Return ``1`` inside ``depth`` frozensets."""
+    value: Any = 1
+    for _ in range(depth):
+        value = frozenset({value})
+    return value
+
+
+class TestDeeplyNestedData:
+    """Data nests up to msgpack's 1,024 levels; deeper is refused clearly, and open copes."""
+
+    def test_value_at_the_nesting_limit_reads_back_after_reopen(self, log_path: Path) -> None:
+        """A value nested 1,024 levels deep, deeper than Python's recursion limit, reopens."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["deep"] = _nested_lists(1024)
+        with TypedStore.open(log_path, str, Any) as store:
+            # msgpack compares without Python's recursion limit; == would not.
+            assert msgpack.packb(store["deep"]) == msgpack.packb(_nested_lists(1024))
+
+    def test_value_beyond_the_nesting_limit_is_refused_naming_it(self, log_path: Path) -> None:
+        """A value nested deeper than 1,024 levels raises EncodingError naming the limit."""
+        with TypedStore.open(log_path, str, Any) as store:
+            with pytest.raises(EncodingError, match="nested deeper than 1024 levels"):
+                store["deep"] = _nested_lists(1025)
+            assert "deep" not in store
+        with TypedStore.open(log_path, str, Any) as store:
+            assert len(store) == 0
+
+    def test_nested_sets_encode_in_time_linear_in_their_size(self, log_path: Path) -> None:
+        """Sets nested 40 deep store at once (each level once, not twice per level)."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["sets"] = _nested_sets(40)
+        with TypedStore.open(log_path, str, Any) as store:
+            assert msgpack.packb(store["sets"]) == msgpack.packb(_nested_lists(40))
+
+    def test_sets_nested_too_deep_are_refused_with_encoding_error(self, log_path: Path) -> None:
+        """Sets nested 1,000 deep raise EncodingError, not a RecursionError, and write nothing."""
+        with TypedStore.open(log_path, str, Any) as store:
+            with pytest.raises(EncodingError, match="nested too deeply"):
+                store["sets"] = _nested_sets(1000)
+            assert len(store) == 0
+
+    def test_upgrade_checks_a_deep_value_for_dropped_fields(self, log_path: Path) -> None:
+        """Opening at a new version checks a 1,000-deep value for lost fields and opens."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["deep"] = _nested_lists(1000)
+        before = log_path.read_bytes()
+        with TypedStore.open(log_path, str, Any, version=2, migrations={1: _same}) as store:
+            assert msgpack.packb(store["deep"]) == msgpack.packb(_nested_lists(1000))
+        assert log_path.read_bytes() == before
+
+    def test_header_naming_a_deeply_nested_type_opens_and_logs(
+        self, log_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A header whose value type is 1,000-deep data opens and logs it shortened."""
+        log_path.write_bytes(_log_with_deep_value_type(1000))
+        before = log_path.read_bytes()
+        caplog.set_level(logging.INFO, logger="typedstore")
+        with TypedStore.open(log_path, str, Point) as store:
+            assert store["p"] == Point(x=1, y=2)
+        message = " ".join(r.getMessage() for r in caplog.records if r.name == "typedstore")
+        assert re.search(r"value type \[+\.\.\.\]+ is now tests\.models\.Point", message)
+        assert log_path.read_bytes() == before
+
+
+def _same(data: object) -> object:
+    """A migration that changes nothing."""
+    return data
+
+
+def _log_with_deep_value_type(depth: int) -> bytes:
+    """Return a log with one Point under a header naming ``depth``-deep data as value type.
+
+    Checksum-valid, and with another fingerprint than Point's, so opening describes the
+    change from that header's types to Point.
+    """
+    meta = Codec(str, Point).describe() | {
+        "value_type": _nested_lists(depth),
+        "value_schema": None,
+        "version": 1,
+        "fingerprint": "0" * 32,
+    }
+    header = _format.encode_header(msgpack.packb(meta))
+    body = _format.insert_body(msgpack.packb("p"), msgpack.packb({"x": 1, "y": 2}))
+    return header + _format.encode_frame(body, len(header))
+
+
+# -- huge values --------------------------------------------------------------------------
+
+PEAK_OF_STORING = """
+import json, resource, sys
+from typedstore import EncodingError, TypedStore
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+store = TypedStore.open(sys.argv[1], str, bytes)
+store["small"] = b"x"
+baseline = rss()
+value = b"x" * int(sys.argv[2])
+try:
+    store["huge"] = value
+    outcome = "stored"
+except EncodingError as exc:
+    outcome = str(exc)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"outcome": outcome, "grew": peak - baseline}))
+"""
+SLACK_BYTES = 64 * 1024 * 1024
+"""What the peak may exceed its bound by: allocator rounding and page-table noise."""
+
+
+def _peak_of_storing(path: Path, size: int) -> dict[str, Any]:
+    """Store ``size`` bytes in a fresh process; return its outcome and peak memory growth."""
+    command = [sys.executable, "-c", PEAK_OF_STORING, str(path), str(size)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return cast(dict[str, Any], json.loads(result.stdout))
+
+
+@pytest.mark.slow
+class TestHugeValues:
+    """Storing a huge value holds it at most three times at once, its own copy included."""
+
+    def test_value_beyond_the_record_bound_is_refused_within_three_copies(
+        self, log_path: Path
+    ) -> None:
+        """A 300 MB value is refused with EncodingError at a peak of 3 x its size at most."""
+        size = 300 * 1000 * 1000
+        peak = _peak_of_storing(log_path, size)
+        assert peak["grew"] <= 3 * size + SLACK_BYTES
+        assert "MAX_RECORD_BYTES" in peak["outcome"]

@@ -1,61 +1,42 @@
-"""Codec: validation with pydantic and encoding with msgpack, the only module that imports either.
+"""Codec: validation with pydantic of one store's keys and values, and their bytes.
 
 A key or value is written as ``msgpack(pydantic dump)``. What the store keeps in memory is
 always what validating the decoded bytes gives, so memory and a replay agree by
-construction, not by assumption.
+construction, not by assumption. The codec's helpers each hold one concept:
+``_packing`` (msgpack and its extension types), ``_metadata`` (what the log's header
+says about the types) and ``_immutability`` (which values need copies on read); the
+names other modules use from them are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
 import enum
-import fractions
 import functools
 import hashlib
-import ipaddress
-import json
-import pathlib
-import threading
-import types
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Generic, cast
 
-import msgpack
 import pydantic
-import pydantic_core
 
+from . import _metadata
 from ._errors import EncodingError
+from ._format import MAX_RECORD_BYTES
+from ._immutability import is_immutable
+from ._metadata import describe_changes, type_name
+from ._packing import ENCODE_FAILURES, RecordDecodeError, decode_metadata, packb, unpack
 from ._types import K, V
 
-_IMMUTABLE_LEAVES: frozenset[object] = frozenset(
-    {
-        int, float, complex, bool, str, bytes, type(None), decimal.Decimal, fractions.Fraction,
-        uuid.UUID, datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
-        datetime.timezone, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
-        pathlib.Path, pathlib.PosixPath, ipaddress.IPv4Address, ipaddress.IPv6Address,
-        ipaddress.IPv4Network, ipaddress.IPv6Network, ipaddress.IPv4Interface,
-        ipaddress.IPv6Interface, typing.Literal, range,
-        # pydantic's constrained forms of the above: they validate to plain dates and strs.
-        pydantic.AwareDatetime, pydantic.NaiveDatetime, pydantic.PastDatetime,
-        pydantic.FutureDatetime, pydantic.PastDate, pydantic.FutureDate, pydantic.EmailStr,
-    }
-)  # fmt: skip
-_IMMUTABLE_CONTAINERS: frozenset[object] = frozenset(
-    {tuple, frozenset, typing.Union, types.UnionType, typing.Literal}
-)
-_DECODE_FAILURES = (ValueError, TypeError, msgpack.UnpackException)
-_ENCODE_FAILURES = (TypeError, ValueError, OverflowError, pydantic_core.PydanticSerializationError)
-
-
-_NO_ALIAS = object()
-
-
-class RecordDecodeError(Exception):
-    """Bytes in a checksum-valid record that msgpack cannot decode."""
+__all__ = [
+    "Codec",
+    "RecordDecodeError",
+    "decode_metadata",
+    "describe_changes",
+    "is_immutable",
+    "type_name",
+    "unpack",
+]
 
 
 class Codec(Generic[K, V]):
@@ -89,7 +70,7 @@ class Codec(Generic[K, V]):
         that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), _packb(key)
+            return cast(K, key), packb(key)
         validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
@@ -130,7 +111,7 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return _packb(key)
+            return packb(key)
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------
@@ -176,104 +157,29 @@ class Codec(Generic[K, V]):
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.
 
         Paths are dotted, with ``[]`` for list items: ``address.zip``, ``items[].sku``.
+        ``data`` may nest as deep as msgpack allows: no part of this recurses on it.
         """
         dumped = self._values.dump_python(value, by_alias=False, round_trip=True, warnings=False)
-        return set(_missing_paths(data, dumped, ""))
+        return set(_metadata.missing_paths(data, dumped))
 
     # -- metadata -------------------------------------------------------------------------
 
     def metadata(self, version: int) -> bytes:
         """Return the metadata describing this codec's types at schema ``version``."""
-        return _packb(self.describe() | {"version": version, "fingerprint": self.fingerprint})
+        return packb(self.describe() | {"version": version, "fingerprint": self.fingerprint})
 
     def describe(self) -> dict[str, object]:
         """Return the type names and JSON schemas of the key and value types."""
         if self._description is None:
-            self._description = {
-                "key_type": type_name(self.key_type),
-                "value_type": type_name(self.value_type),
-                "key_schema": _json_schema(self._keys),
-                "value_schema": _json_schema(self._values),
-            }
+            self._description = _metadata.describe(
+                self.key_type, self.value_type, self._keys, self._values
+            )
         return self._description
 
     @functools.cached_property
     def fingerprint(self) -> str:
         """A digest of :meth:`describe`: equal fingerprints mean unchanged types."""
-        text = json.dumps(self.describe(), sort_keys=True, default=repr)
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def describe_changes(old: dict[str, object], new: dict[str, object]) -> str:
-    """Return a one-line account of how the value type changed between two metadata maps."""
-    old_fields = _properties(old.get("value_schema"))
-    new_fields = _properties(new.get("value_schema"))
-    if old_fields is None or new_fields is None:
-        return f"value type {old.get('value_type')!s} is now {new.get('value_type')!s}"
-    added = sorted(map(str, new_fields.keys() - old_fields.keys()))
-    removed = sorted(map(str, old_fields.keys() - new_fields.keys()))
-    kept = old_fields.keys() & new_fields.keys()
-    changed = sorted(str(name) for name in kept if old_fields[name] != new_fields[name])
-    labelled = (("added", added), ("removed", removed), ("changed", changed))
-    parts = [f"{label}: {', '.join(names)}" for label, names in labelled if names]
-    return "; ".join(parts) or "the JSON schema changed, not its fields"
-
-
-def _properties(schema: object) -> dict[object, object] | None:
-    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
-        return cast(dict[object, object], schema["properties"])
-    return None
-
-
-def _missing_paths(data: object, dumped: object, prefix: str) -> Iterator[str]:
-    if isinstance(data, dict) and isinstance(dumped, dict):
-        for key, item in data.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in dumped:
-                yield path
-            else:
-                yield from _missing_paths(item, dumped[key], path)
-    elif isinstance(data, (list, tuple)) and isinstance(dumped, (list, tuple)):
-        for item, dumped_item in zip(data, dumped, strict=False):
-            yield from _missing_paths(item, dumped_item, f"{prefix}[]")
-
-
-EXT_DATETIME = 1
-"""msgpack extension code of a ``datetime``: its ``isoformat()`` text in UTF-8."""
-EXT_TIME = 2
-"""msgpack extension code of a ``time``: its ``isoformat()`` text in UTF-8."""
-
-
-def _decode_ext(code: int, data: bytes) -> object:
-    if code == EXT_DATETIME:
-        return datetime.datetime.fromisoformat(data.decode())
-    if code == EXT_TIME:
-        return datetime.time.fromisoformat(data.decode())
-    return msgpack.ExtType(code, data)
-
-
-def unpack(blob: bytes) -> object:
-    """Return the data msgpack holds in ``blob``; raise ``RecordDecodeError`` if it cannot."""
-    try:
-        return msgpack.unpackb(blob, strict_map_key=False, ext_hook=_decode_ext)
-    except TypeError:
-        # A map keyed by arrays (a dict keyed by tuples): lists are unhashable, so
-        # decode every array as a tuple; pydantic accepts tuples wherever lists go.
-        pass
-    except _DECODE_FAILURES as exc:
-        raise RecordDecodeError(str(exc)) from exc
-    try:
-        return msgpack.unpackb(blob, strict_map_key=False, use_list=False, ext_hook=_decode_ext)
-    except _DECODE_FAILURES as exc:
-        raise RecordDecodeError(str(exc)) from exc
-
-
-def decode_metadata(blob: bytes) -> dict[str, object]:
-    """Return the header metadata as a dict, or raise ``RecordDecodeError``."""
-    data = unpack(blob)
-    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
-        raise RecordDecodeError("header metadata is not a map of strings")
-    return cast(dict[str, object], data)
+        return _metadata.fingerprint(self.describe())
 
 
 class _DecodedOptions(typing.TypedDict):
@@ -292,23 +198,61 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
 
     With ``stable``, the bytes are those of the returned value itself, as compaction
     writes them; a value whose validation changes it again raises ``EncodingError``.
+    For huge values (README, "Limitations"), the bytes are checked against the record
+    bound before more copies are made, and a large value's first and second bytes are
+    never held at once.
     """
     validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
     blob = _pack(adapter, validated)
+    del validated  # a copy of a huge input need not outlive its bytes
+    if len(blob) > MAX_RECORD_BYTES:
+        raise _too_large(blob, raw)
     try:
         value = _validate_decoded(adapter, unpack(blob))
     except RecordDecodeError as exc:  # pragma: no cover - msgpack reads what it wrote
         raise EncodingError(f"msgpack cannot read back {type(raw).__name__}: {exc}") from exc
-    if stable:
-        again = _pack(adapter, value)
-        if again != blob:
-            if _validate_decoded(adapter, unpack(again)) != value:
-                raise EncodingError(
-                    f"{type(raw).__name__} changes each time it is validated (a validator "
-                    "that is not idempotent), so it would not read back as stored"
-                )
-            blob = again
-    return value, blob
+    if not stable:
+        return value, blob
+    # Inline rather than in a helper: this runs for every immutable value and most keys.
+    written = blob if len(blob) <= _LARGE_BLOB else _digest(blob)
+    del blob
+    again = _pack(adapter, value)
+    if (again if len(again) <= _LARGE_BLOB else _digest(again)) != written and not _same(
+        _validate_decoded(adapter, unpack(again)), value
+    ):
+        raise EncodingError(
+            f"{type(raw).__name__} changes each time it is validated (a validator "
+            "that is not idempotent), so it would not read back as stored"
+        )
+    return value, again
+
+
+def _too_large(blob: bytes, raw: object) -> EncodingError:
+    """Refuse bytes no record can hold, before more copies of them are made."""
+    return EncodingError(
+        f"{type(raw).__name__} encodes to {len(blob)} bytes, more than a record holds "
+        f"(MAX_RECORD_BYTES, {MAX_RECORD_BYTES}); store large values in smaller pieces"
+    )
+
+
+_LARGE_BLOB = 1024 * 1024
+"""Above this, hashing bytes twice costs less than holding two copies of them at once."""
+
+
+def _digest(blob: bytes) -> bytes:
+    """Return what stands for a large ``blob`` in a comparison: its size and SHA-256.
+
+    Two blobs are equal exactly when their digests are (up to SHA-256 collisions), so
+    the first can be freed before the second is made.
+    """
+    return len(blob).to_bytes(8, "big") + hashlib.sha256(blob).digest()
+
+
+def _same(first: object, second: object) -> bool:
+    try:
+        return first == second
+    except RecursionError:  # nested beyond what Python compares: not provably the same
+        return False
 
 
 def _validate_decoded(adapter: pydantic.TypeAdapter[V], data: object) -> V:
@@ -323,109 +267,6 @@ def _pack(adapter: pydantic.TypeAdapter[Any], raw: object) -> bytes:
     # validation of the decoded bytes right after reports that properly.
     try:
         data = adapter.serializer.to_python(raw, by_alias=False, round_trip=True, warnings=False)
-    except _ENCODE_FAILURES as exc:
+    except ENCODE_FAILURES as exc:
         raise EncodingError(f"cannot dump {type(raw).__name__}: {exc}") from exc
-    return _packb(data)
-
-
-_packers = threading.local()
-_PACKER_KEEP_BYTES = 64 * 1024
-"""A packer that packed more than this is dropped: it would keep a buffer that large."""
-
-
-def _packb(data: object) -> bytes:
-    """Pack ``data`` with this thread's packer: making one per value costs more than packing.
-
-    The packer is taken out of the thread's slot while it packs. Code that runs inside a
-    pack (``_encode_default`` packing a set's elements, or a signal handler or finalizer
-    that writes to a store) and packs again then finds the slot empty and makes its own
-    packer, instead of writing into the middle of this one's buffer.
-    """
-    packer: msgpack.Packer | None = _packers.__dict__.pop("packer", None)
-    if packer is None:
-        packer = msgpack.Packer(default=_encode_default)
-    try:
-        packed: bytes = packer.pack(data)
-    except _ENCODE_FAILURES as exc:  # the packer is dropped: its buffer may have grown
-        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {exc}") from exc
-    if len(packed) <= _PACKER_KEEP_BYTES:
-        _packers.packer = packer
-    return packed
-
-
-def _encode_default(obj: object) -> object:
-    # datetime and time get extension types of their own: pydantic's ISO text would
-    # round a UTC offset with seconds (historic zones) to minutes, another instant.
-    if isinstance(obj, datetime.datetime):
-        return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
-    if isinstance(obj, datetime.time):
-        return msgpack.ExtType(EXT_TIME, obj.isoformat().encode())
-    if isinstance(obj, (set, frozenset)):
-        # In a fixed order: equal sets must give equal bytes, or a model-free reader
-        # (the CLI) would take one key, built two ways, for two keys.
-        return sorted(obj, key=_packb)
-    return pydantic_core.to_jsonable_python(obj)
-
-
-def _json_schema(adapter: pydantic.TypeAdapter[Any]) -> object:
-    try:
-        return adapter.json_schema()
-    except pydantic.PydanticUserError:  # types with no JSON schema are still storable
-        return None
-
-
-def type_name(tp: object) -> str:
-    """Return a readable, qualified name for a type."""
-    if isinstance(tp, type) and not typing.get_args(tp):
-        module = tp.__module__
-        return tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
-    return repr(tp)
-
-
-def is_immutable(tp: object, seen: frozenset[int] = frozenset()) -> bool:
-    """Return True when no instance of ``tp`` can be changed in place after validation."""
-    if id(tp) in seen:  # by id: type forms may hold unhashable metadata (Annotated)
-        return True
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return is_immutable(typing.get_args(tp)[0], seen)
-    if origin is not None:
-        return _is_immutable_generic(origin, typing.get_args(tp), seen | {id(tp)})
-    alias_value = getattr(tp, "__value__", _NO_ALIAS)  # a `type X = ...` alias (3.12+)
-    if alias_value is not _NO_ALIAS:
-        return is_immutable(alias_value, seen | {id(tp)})
-    if isinstance(tp, typing.NewType):
-        return is_immutable(tp.__supertype__, seen)
-    if any(tp is leaf for leaf in _IMMUTABLE_LEAVES):
-        return True
-    if not isinstance(tp, type):
-        return False
-    if issubclass(tp, enum.Enum):
-        return True
-    return _is_immutable_class(tp, seen | {id(tp)})
-
-
-def _is_immutable_generic(origin: object, args: tuple[object, ...], seen: frozenset[int]) -> bool:
-    if origin is typing.Literal:
-        return True
-    if not any(origin is container for container in _IMMUTABLE_CONTAINERS):
-        return isinstance(origin, type) and _is_immutable_class(origin, seen)
-    return all(arg is Ellipsis or is_immutable(arg, seen) for arg in args)
-
-
-def _is_immutable_class(tp: type, seen: frozenset[int]) -> bool:
-    if issubclass(tp, pydantic.BaseModel):
-        config = tp.model_config
-        # Private attributes stay settable on frozen models and are never stored.
-        if not config.get("frozen") or config.get("extra") == "allow" or tp.__private_attributes__:
-            return False
-        return all(is_immutable(field.annotation, seen) for field in tp.model_fields.values())
-    if dataclasses.is_dataclass(tp):
-        if not tp.__dataclass_params__.frozen:  # type: ignore[attr-defined]  # set by @dataclass
-            return False
-        hints = typing.get_type_hints(tp)
-        return all(is_immutable(hints[field.name], seen) for field in dataclasses.fields(tp))
-    if issubclass(tp, tuple) and hasattr(tp, "_fields"):  # NamedTuple
-        hints = typing.get_type_hints(tp)
-        return all(is_immutable(hints.get(name, object), seen) for name in tp._fields)
-    return False
+    return packb(data)

@@ -1,0 +1,127 @@
+"""msgpack packing and unpacking: the log's own extension types and its one packer per thread.
+
+The only module that imports msgpack. What a key or value is as data (the pydantic dump)
+is the codec's business; this module turns such data into bytes and back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from typing import cast
+
+import msgpack
+import pydantic_core
+
+from ._errors import EncodingError
+
+EXT_DATETIME = 1
+"""msgpack extension code of a ``datetime``: its ``isoformat()`` text in UTF-8."""
+EXT_TIME = 2
+"""msgpack extension code of a ``time``: its ``isoformat()`` text in UTF-8."""
+
+MAX_NESTING = 1024
+"""How deep msgpack packs and unpacks nested arrays and maps: deeper data raises."""
+ENCODE_FAILURES = (TypeError, ValueError, OverflowError, pydantic_core.PydanticSerializationError)
+"""What packing or pydantic's dump raise for data they cannot encode."""
+_DECODE_FAILURES = (ValueError, TypeError, msgpack.UnpackException)
+
+
+class RecordDecodeError(Exception):
+    """Bytes in a checksum-valid record that msgpack cannot decode."""
+
+
+def _decode_ext(code: int, data: bytes) -> object:
+    if code == EXT_DATETIME:
+        return datetime.datetime.fromisoformat(data.decode())
+    if code == EXT_TIME:
+        return datetime.time.fromisoformat(data.decode())
+    return msgpack.ExtType(code, data)
+
+
+def unpack(blob: bytes) -> object:
+    """Return the data msgpack holds in ``blob``; raise ``RecordDecodeError`` if it cannot."""
+    try:
+        return msgpack.unpackb(blob, strict_map_key=False, ext_hook=_decode_ext)
+    except TypeError:
+        # A map keyed by arrays (a dict keyed by tuples): lists are unhashable, so
+        # decode every array as a tuple; pydantic accepts tuples wherever lists go.
+        pass
+    except _DECODE_FAILURES as exc:
+        raise RecordDecodeError(str(exc)) from exc
+    try:
+        return msgpack.unpackb(blob, strict_map_key=False, use_list=False, ext_hook=_decode_ext)
+    except _DECODE_FAILURES as exc:
+        raise RecordDecodeError(str(exc)) from exc
+
+
+def decode_metadata(blob: bytes) -> dict[str, object]:
+    """Return the header metadata as a dict, or raise ``RecordDecodeError``."""
+    data = unpack(blob)
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise RecordDecodeError("header metadata is not a map of strings")
+    return cast(dict[str, object], data)
+
+
+_packers = threading.local()
+_PACKER_KEEP_BYTES = 64 * 1024
+"""A packer that packed more than this is dropped: it would keep a buffer that large."""
+
+
+def packb(data: object) -> bytes:
+    """Pack ``data`` with this thread's packer: making one per value costs more than packing.
+
+    The packer is taken out of the thread's slot while it packs. Code that runs inside a
+    pack (``_encode_default`` packing a set's elements, or a signal handler or finalizer
+    that writes to a store) and packs again then finds the slot empty and makes its own
+    packer, instead of writing into the middle of this one's buffer.
+    Raises ``EncodingError``, also for data nested deeper than ``MAX_NESTING``.
+    """
+    packer: msgpack.Packer | None = _packers.__dict__.pop("packer", None)
+    if packer is None:
+        packer = msgpack.Packer(default=_encode_default)
+    # On any failure the packer is dropped: its buffer may have grown.
+    try:
+        packed: bytes = packer.pack(data)
+    except EncodingError:  # from a set's element, packed on its own: it names the problem
+        raise
+    except RecursionError as exc:  # sets nested in sets: each level packs its elements
+        raise EncodingError(f"{type(data).__name__} is nested too deeply to encode") from exc
+    except ENCODE_FAILURES as exc:
+        reason = _reason(exc)
+        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {reason}") from exc
+    if len(packed) <= _PACKER_KEEP_BYTES:
+        _packers.packer = packer
+    return packed
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValueError) and "recursion limit" in str(exc):  # msgpack's wording
+        return f"it is nested deeper than {MAX_NESTING} levels, the most msgpack reads back"
+    return str(exc)
+
+
+def _encode_default(obj: object) -> object:
+    # datetime and time get extension types of their own: pydantic's ISO text would
+    # round a UTC offset with seconds (historic zones) to minutes, another instant.
+    if isinstance(obj, datetime.datetime):
+        return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, datetime.time):
+        return msgpack.ExtType(EXT_TIME, obj.isoformat().encode())
+    if isinstance(obj, (set, frozenset)):
+        return _sorted_elements(obj)
+    return pydantic_core.to_jsonable_python(obj)
+
+
+def _sorted_elements(elements: set[object] | frozenset[object]) -> list[object]:
+    """Return a set's elements in the order of their bytes, as data with no set left in it.
+
+    In a fixed order: equal sets must give equal bytes, or a model-free reader (the CLI)
+    would take one key, built two ways, for two keys. The elements come back as their
+    bytes decoded (which pack to the same bytes), not as themselves: packing themselves
+    again would sort every set inside them again, twice per level of nesting.
+    """
+    return [
+        msgpack.unpackb(packed, use_list=False, strict_map_key=False)
+        for packed in sorted(map(packb, elements))
+    ]
