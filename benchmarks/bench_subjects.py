@@ -2,6 +2,8 @@
 
 Every peer stores the model's JSON (``model_dump_json()``) and returns
 ``User.model_validate_json(...)`` from ``get``, so every subject validates what it reads.
+The floor (``bench_floor.py``) is the least a correct store with typedstore's guarantees
+spends, measured like a peer.
 The peers are imported only inside the class that uses them: they are untyped (mypy sees
 them as ``Any``), so each is wrapped in a class with typed methods.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_floor import FloorStore
 from bench_model import User
 from typedstore import StoreConfig, TypedStore
 
@@ -144,6 +147,55 @@ class TypedStoreSubject(Subject):
 
     def remove(self, key: str) -> None:
         # The dict form, like the peers' deletes: remove() would also decode the old value.
+        del self.store[key]
+
+    def close(self) -> None:
+        self.store.close()
+        self._store = None
+
+    def compact(self) -> bool:
+        self.store.compact()
+        return True
+
+
+class FloorSubject(Subject):
+    """The floor (``bench_floor.py``): the least a correct store with typedstore's guarantees
+    spends."""
+
+    def __init__(self, name: str, sync: bool) -> None:
+        self.name = name
+        self._sync = sync
+        self.durability = FSYNC if sync else PROCESS
+        self.settings = (
+            "`bench_floor.FloorStore`: one `os.write` of a CRC-32 frame per mutation on an "
+            "`O_APPEND` descriptor"
+            + (", `fdatasync` after each" if sync else "")
+            + "; mutable values held as their JSON-mode dump and validated on every read; "
+            "flush = `fsync`; compact = temp file, fsync, rename, directory fsync"
+        )
+        self._store: FloorStore[str, User] | None = None
+
+    @property
+    def store(self) -> FloorStore[str, User]:
+        assert self._store is not None, "not open"
+        return self._store
+
+    def open(self, directory: Path) -> None:
+        self._store = FloorStore(directory / "users.floor", str, User, sync=self._sync)
+
+    def insert(self, key: str, user: User) -> None:
+        self.store[key] = user
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def get(self, key: str) -> User | None:
+        return self.store.get(key)
+
+    def modify_age(self, key: str) -> None:
+        self.store.modify(key, _birthday)
+
+    def remove(self, key: str) -> None:
         del self.store[key]
 
     def close(self) -> None:
@@ -550,6 +602,7 @@ SUBJECTS: dict[str, Callable[[], Subject]] = {
         "(up to `buf_capacity`), so it is not strictly in this class",
         StoreConfig(write_through=False),
     ),
+    "floor": lambda: FloorSubject("floor", sync=False),
     "lmdb": lambda: LmdbSubject("lmdb", sync=False),
     "sqlite3": lambda: Sqlite3Subject("sqlite3", "NORMAL"),
     "diskcache": DiskcacheSubject,
@@ -562,6 +615,7 @@ SUBJECTS: dict[str, Callable[[], Subject]] = {
         "`StoreConfig(sync_on_write=True)`",
         StoreConfig(sync_on_write=True),
     ),
+    "floor-sync": lambda: FloorSubject("floor-sync", sync=True),
     "sqlite3-full": lambda: Sqlite3Subject("sqlite3-full", "FULL"),
     "lmdb-sync": lambda: LmdbSubject("lmdb-sync", sync=True),
 }
