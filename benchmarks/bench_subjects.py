@@ -22,6 +22,7 @@ from typing import Any
 
 from bench_floor import FloorStore
 from bench_model import User
+from bench_scenarios import KV, Opener
 from typedstore import StoreConfig, TypedStore
 
 PROCESS = "process"
@@ -113,6 +114,10 @@ class Subject(ABC):
         """Compact the open store's files; return False if the subject has no compaction."""
         return False
 
+    def scenario_opener(self) -> Opener | None:
+        """How the Rust crate's scenarios open this subject's store; None to skip them."""
+        return None
+
 
 class TypedStoreSubject(Subject):
     """typedstore through its public API."""
@@ -156,6 +161,12 @@ class TypedStoreSubject(Subject):
     def compact(self) -> bool:
         self.store.compact()
         return True
+
+    def scenario_opener(self) -> Opener:
+        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
+            return TypedStore.open(path, key_type, value_type, config=self._config)
+
+        return opener
 
 
 class FloorSubject(Subject):
@@ -205,6 +216,46 @@ class FloorSubject(Subject):
     def compact(self) -> bool:
         self.store.compact()
         return True
+
+    def scenario_opener(self) -> Opener:
+        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
+            return FloorStore(path, key_type, value_type, sync=self._sync)
+
+        return opener
+
+
+class LmdbKV:
+    """An lmdb environment as a typed mapping: keys and values as their pydantic JSON."""
+
+    def __init__(self, path: Path, key_type: type[Any], value_type: type[Any]) -> None:
+        import lmdb
+        from pydantic import TypeAdapter
+
+        self._keys: TypeAdapter[Any] = TypeAdapter(key_type)
+        self._values: TypeAdapter[Any] = TypeAdapter(value_type)
+        self._env: Any = lmdb.open(str(path), map_size=LmdbSubject.MAP_SIZE, sync=False)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(self._keys.dump_json(key), self._values.dump_json(value))
+
+    def get(self, key: Any) -> Any:
+        with self._env.begin() as txn:
+            raw = txn.get(self._keys.dump_json(key))
+        return None if raw is None else self._values.validate_json(raw)
+
+    def modify(self, key: Any, fn: Callable[[Any], Any]) -> Any:
+        encoded = self._keys.dump_json(key)
+        with self._env.begin(write=True) as txn:
+            value = fn(self._values.validate_json(txn.get(encoded)))
+            txn.put(encoded, self._values.dump_json(value))
+        return value
+
+    def flush(self) -> None:
+        self._env.sync(True)
+
+    def close(self) -> None:
+        self._env.close()
 
 
 class LmdbSubject(Subject):
@@ -262,6 +313,9 @@ class LmdbSubject(Subject):
     def close(self) -> None:
         self._env.close()
         self._env = None
+
+    def scenario_opener(self) -> Opener | None:
+        return LmdbKV
 
     def compact(self) -> bool:
         directory = self._directory

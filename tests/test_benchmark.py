@@ -44,6 +44,26 @@ def test_quick_benchmark_runs_the_floor(quick_report: str) -> None:
 
 
 @pytest.mark.slow
+def test_quick_benchmark_runs_the_crate_scenarios_for_the_floor(quick_report: str) -> None:
+    """The quick run times the Rust crate's five scenarios for the floor beside typedstore."""
+    scenarios = quick_report.split("### The Rust crate's scenarios", 1)[1]
+    assert re.search(r"^\| `floor` (\| [0-9.,]+ \([0-9.]+\u00d7\) ){5}\|$", scenarios, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_quick_benchmark_marks_each_issue_11_target(quick_report: str) -> None:
+    """Every workload and scenario gets typedstore ÷ floor, marked met or not met."""
+    section = quick_report.split("### Targets (issue 11)", 1)[1]
+    for workload in ("insert", "get", "modify", "remove", "reopen", "compact", "`modify_10k`"):
+        assert re.search(
+            rf"^\| {workload} \| (µs/op|ms) \| [0-9.,]+ \| [0-9.,]+ "
+            r"\| [0-9.]+\u00d7 (met|NOT MET) \|",
+            section,
+            flags=re.MULTILINE,
+        ), workload
+
+
+@pytest.mark.slow
 def test_quick_benchmark_counts_no_floor_as_a_peer(quick_report: str) -> None:
     """The floor is not a peer: with typedstore and the floor alone, no peer's disk is compared."""
     assert (
@@ -55,7 +75,7 @@ def test_quick_benchmark_counts_no_floor_as_a_peer(quick_report: str) -> None:
 SABOTAGED_WORKER = """
 import runpy, sys
 sys.path.insert(0, "benchmarks")
-import bench_subjects
+import bench_floor, bench_subjects
 
 directory, sabotage, name = sys.argv[1:4]
 classes = {"typedstore": bench_subjects.TypedStoreSubject, "floor": bench_subjects.FloorSubject}
@@ -66,8 +86,13 @@ if sabotage == "wrong-value":
         user = real_get(self, key)
         return None if user is None else user.model_copy(update={"age": user.age + 1})
     subject.get = get
-else:
+elif sabotage == "remove-ignored":
     subject.remove = lambda self, key: None
+else:
+    real_set = bench_floor.FloorStore.__setitem__
+    def setitem(self, key, value):
+        real_set(self, key, value + 1 if type(key) is int else value)
+    bench_floor.FloorStore.__setitem__ = setitem
 sys.argv = ["bench_worker.py", "run", "--subject", name, "--n", "200", "--dir", directory]
 runpy.run_path("benchmarks/bench_worker.py", run_name="__main__")
 """
@@ -88,6 +113,15 @@ def test_benchmark_worker_fails_loudly_on_a_wrong_answer(
     assert result.returncode == 2, result.stderr
     assert f"read-back mismatch: subject={subject}" in result.stderr
     assert f"phase={phase}" in result.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_worker_checks_the_crate_scenarios(tmp_path: Path) -> None:
+    """A store that answers the scenarios' int keys wrongly stops the worker at the first one."""
+    command = [sys.executable, "-c", SABOTAGED_WORKER, str(tmp_path / "data"), "ints", "floor"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "read-back mismatch: subject=floor phase=insert_10k_ints key=0" in result.stderr
 
 
 TORN_FLOOR = """
