@@ -2,8 +2,8 @@
 # ruff: noqa: RUF001
 """Render ``bench.py``'s results: Markdown tables, a targets table, a PNG chart and raw JSON.
 
-Every verdict in the targets table is computed here from the measured numbers; the
-thresholds are the ones issue 6 sets (``TARGETS``).
+Every verdict in the targets tables is computed here from the measured numbers; the
+thresholds are the ones issues 6 and 11 set (the ``TARGET_*`` constants).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench_scenarios import SCENARIOS
 from bench_subjects import FSYNC, PROCESS, REFERENCE
 
 START = "<!-- results:start -->"
@@ -49,6 +50,12 @@ WORKLOADS = (
     ("compact", "compact", 1e3, "ms"),
 )
 TYPEDSTORE_VARIANTS = ("typedstore", "typedstore-buffered", "typedstore-sync")
+# The floor is a yardstick, not a store a user would pick: no peer target counts it.
+FLOOR_VARIANTS = ("floor", "floor-sync")
+# Workloads timed per operation, against which issue 11 compares typedstore with lmdb.
+PER_OPERATION = ("insert", "get", "modify", "remove")
+# The Rust crate's scenarios that repeat one operation (reopen_10k is one open).
+PER_OPERATION_SCENARIOS = ("insert_10k_ints", "insert_2k_strings", "modify_10k", "lookup_100k")
 
 # Issue 6's thresholds.
 TARGET_VS_LMDB = 0.7
@@ -61,6 +68,11 @@ TARGET_SCALING = 11.0
 # bytes of the value, so a read may cost one decode+validate of those bytes plus its
 # lookup and lock; this tolerance (10 %) is the benchmark's reading of the target.
 READ_TOLERANCE = 1.10
+
+# Issue 11's thresholds.
+TARGET_VS_FLOOR = 1.2
+TARGET_VS_LMDB_FAST = 0.7
+TARGET_SYNC_VS_FULL = 1.2
 
 
 # ---------------------------------------------------------------------------- machine
@@ -147,6 +159,15 @@ def run_median(results: dict[str, Any], subject: str, field: str) -> float | Non
     )
 
 
+def scenario_time(results: dict[str, Any], subject: str, scenario: str) -> float | None:
+    """Median seconds of one of the Rust crate's scenarios for ``subject``, or None."""
+    return _median(
+        float(run["scenarios"][scenario])
+        for run in results["runs"].get(subject, [])
+        if run.get("scenarios")
+    )
+
+
 def baseline_median(results: dict[str, Any], field: str) -> float | None:
     return _median(float(run[field]) for run in results["runs"].get("typedstore-baseline", []))
 
@@ -209,6 +230,41 @@ def _workload_table(results: dict[str, Any], durability: str) -> list[str]:
             row.append(cell)
         rows.append(row)
     return _table(header, rows)
+
+
+def _scenario_table(results: dict[str, Any]) -> list[str]:
+    names = [
+        name
+        for name in subjects_of(results, PROCESS)
+        if scenario_time(results, name, next(iter(SCENARIOS))) is not None
+    ]
+    if not names:
+        return []
+    rows = []
+    for name in names:
+        row = [f"`{name}`"]
+        for scenario in SCENARIOS:
+            value = scenario_time(results, name, scenario)
+            cell = _num(None if value is None else value * 1e3, 2)
+            ratio = _ratio(value, scenario_time(results, "typedstore", scenario))
+            if value is not None and name != "typedstore" and ratio is not None:
+                cell += f" ({_times(ratio)})"
+            row.append(cell)
+        rows.append(row)
+    return [
+        "### The Rust crate's scenarios (ms per scenario)",
+        "",
+        "The five scenarios of `indexmap_store`'s benchmark, at its sizes: 10,000 inserts "
+        "`i → 7i` into an `int → int` store then flush; 2,000 inserts of short strings into a "
+        "`str → str` store then flush; 10,000 modifies `v → v + 1` then flush; 100,000 gets "
+        "`i % 10,000` from 10,000 entries; and opening a log of 10,000 `int` inserts. Each "
+        "cell is the median over the repetitions of each worker's median of "
+        "three runs; every entry is read back and compared with a dict after each run. "
+        "(×) is the subject's time ÷ typedstore's.",
+        "",
+        *_table(["subject", *(f"`{name}`" for name in SCENARIOS)], rows),
+        "",
+    ]
 
 
 # ---------------------------------------------------------------------------- targets
@@ -311,7 +367,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     ours = run_median(results, "typedstore", "disk_after_compact")
     peers = {}
     for name in subjects_of(results, PROCESS):
-        if name in TYPEDSTORE_VARIANTS:
+        if name in TYPEDSTORE_VARIANTS or name in FLOOR_VARIANTS:
             continue
         after = run_median(results, name, "disk_after_compact")
         peers[name] = (
@@ -388,6 +444,102 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         ]
     )
     return rows
+
+
+def _mark(ratio: float | None, met: bool | None) -> str:
+    if ratio is None or met is None:
+        return "—"
+    return f"{ratio:.2f}× {'met' if met else 'NOT MET'}"
+
+
+def issue11_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per workload and scenario: typedstore, the floor and lmdb, with the ratios of issue 11."""
+    measured: list[tuple[str, float | None, float | None, float | None, float, bool]] = [
+        (
+            phase,
+            per_op(results, "typedstore", phase),
+            per_op(results, "floor", phase),
+            per_op(results, "lmdb", phase),
+            scale,
+            phase in PER_OPERATION,
+        )
+        for phase, _label, scale, _unit in WORKLOADS
+    ]
+    measured += [
+        (
+            f"`{name}`",
+            scenario_time(results, "typedstore", name),
+            scenario_time(results, "floor", name),
+            scenario_time(results, "lmdb", name),
+            1e3,
+            name in PER_OPERATION_SCENARIOS,
+        )
+        for name in SCENARIOS
+    ]
+    rows = []
+    for label, ours, floor, lmdb, scale, per_operation in measured:
+        vs_floor = _ratio(ours, floor)
+        vs_lmdb = _ratio(ours, lmdb) if per_operation else None
+        rows.append(
+            [
+                label,
+                "µs/op" if scale == 1e6 else "ms",
+                _num(None if ours is None else ours * scale, 2),
+                _num(None if floor is None else floor * scale, 2),
+                _mark(vs_floor, None if vs_floor is None else vs_floor <= TARGET_VS_FLOOR),
+                _num(None if lmdb is None or not per_operation else lmdb * scale, 2),
+                _mark(vs_lmdb, None if vs_lmdb is None else vs_lmdb <= TARGET_VS_LMDB_FAST),
+            ]
+        )
+    return rows
+
+
+def issue11_sync_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Insert and modify throughput under fsync per mutation, against sqlite3 FULL."""
+    rows = []
+    for subject in ("typedstore-sync", "floor-sync"):
+        for phase in ("insert", "modify"):
+            ours = per_op(results, subject, phase)
+            full = per_op(results, "sqlite3-full", phase)
+            ratio = _ratio(full, ours)
+            rows.append(
+                [
+                    f"`{subject}` {phase}",
+                    _num(None if ours is None else ours * 1e6, 2),
+                    _num(None if full is None else full * 1e6, 2),
+                    _mark(ratio, None if ratio is None else ratio >= TARGET_SYNC_VS_FULL),
+                ]
+            )
+    return rows
+
+
+def _issue11_section(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Targets (issue 11): typedstore against the floor",
+        "",
+        f"Medians of the same run. ÷ floor: typedstore's time ÷ the floor's, target ≤ "
+        f"{TARGET_VS_FLOOR}× for every workload and scenario. ÷ lmdb: typedstore's time ÷ "
+        f"lmdb's, target ≤ {TARGET_VS_LMDB_FAST}× for the per-operation workloads and "
+        "scenarios. — where a subject was not run or the target does not apply.",
+        "",
+        *_table(
+            ["workload", "unit", "typedstore", "floor", "÷ floor", "lmdb", "÷ lmdb"],
+            issue11_rows(results),
+        ),
+        "",
+    ]
+    if subjects_of(results, FSYNC):
+        lines += [
+            f"fsync per mutation: throughput ÷ sqlite3 `synchronous=FULL`'s, target ≥ "
+            f"{TARGET_SYNC_VS_FULL}× for typedstore-sync (the floor's row is for context).",
+            "",
+            *_table(
+                ["subject and workload", "µs/op", "sqlite3-full µs/op", "throughput ÷ sqlite3"],
+                issue11_sync_rows(results),
+            ),
+            "",
+        ]
+    return lines
 
 
 SCALING_FIELDS = ("insert_s", "reopen_s", "compact_s", "maxrss_growth_kib", "disk_bytes")
@@ -473,12 +625,14 @@ def render_markdown(results: dict[str, Any], chart: str | None = CHART) -> str:
         ]
     if chart:
         lines += [f"![peer time ÷ typedstore time, per workload]({chart})", ""]
+    lines += _scenario_table(results)
     lines += [
         "### Targets (issue 6)",
         "",
         *_table(["target", "measured", "verdict"], targets(results)),
         "",
     ]
+    lines += _issue11_section(results)
     lines += _disk_and_memory(results)
     lines += _reopen_section(results)
     lines += _scaling_section(results)

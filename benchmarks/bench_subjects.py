@@ -2,6 +2,8 @@
 
 Every peer stores the model's JSON (``model_dump_json()``) and returns
 ``User.model_validate_json(...)`` from ``get``, so every subject validates what it reads.
+The floor (``bench_floor.py``) is the least a correct store with typedstore's guarantees
+spends, measured like a peer.
 The peers are imported only inside the class that uses them: they are untyped (mypy sees
 them as ``Any``), so each is wrapped in a class with typed methods.
 """
@@ -18,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_floor import FloorStore
 from bench_model import User
+from bench_scenarios import KV, Opener
 from typedstore import StoreConfig, TypedStore
 
 PROCESS = "process"
@@ -110,6 +114,10 @@ class Subject(ABC):
         """Compact the open store's files; return False if the subject has no compaction."""
         return False
 
+    def scenario_opener(self) -> Opener | None:
+        """How the Rust crate's scenarios open this subject's store; None to skip them."""
+        return None
+
 
 class TypedStoreSubject(Subject):
     """typedstore through its public API."""
@@ -153,6 +161,101 @@ class TypedStoreSubject(Subject):
     def compact(self) -> bool:
         self.store.compact()
         return True
+
+    def scenario_opener(self) -> Opener:
+        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
+            return TypedStore.open(path, key_type, value_type, config=self._config)
+
+        return opener
+
+
+class FloorSubject(Subject):
+    """The floor (``bench_floor.py``): the least a correct store with typedstore's guarantees
+    spends."""
+
+    def __init__(self, name: str, sync: bool) -> None:
+        self.name = name
+        self._sync = sync
+        self.durability = FSYNC if sync else PROCESS
+        self.settings = (
+            "`bench_floor.FloorStore`: one `os.write` of a CRC-32 frame per mutation on an "
+            "`O_APPEND` descriptor"
+            + (", `fdatasync` after each" if sync else "")
+            + "; mutable values held as their JSON-mode dump and validated on every read; "
+            "flush = `fsync`; compact = temp file, fsync, rename, directory fsync"
+        )
+        self._store: FloorStore[str, User] | None = None
+
+    @property
+    def store(self) -> FloorStore[str, User]:
+        assert self._store is not None, "not open"
+        return self._store
+
+    def open(self, directory: Path) -> None:
+        self._store = FloorStore(directory / "users.floor", str, User, sync=self._sync)
+
+    def insert(self, key: str, user: User) -> None:
+        self.store[key] = user
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def get(self, key: str) -> User | None:
+        return self.store.get(key)
+
+    def modify_age(self, key: str) -> None:
+        self.store.modify(key, _birthday)
+
+    def remove(self, key: str) -> None:
+        del self.store[key]
+
+    def close(self) -> None:
+        self.store.close()
+        self._store = None
+
+    def compact(self) -> bool:
+        self.store.compact()
+        return True
+
+    def scenario_opener(self) -> Opener:
+        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
+            return FloorStore(path, key_type, value_type, sync=self._sync)
+
+        return opener
+
+
+class LmdbKV:
+    """An lmdb environment as a typed mapping: keys and values as their pydantic JSON."""
+
+    def __init__(self, path: Path, key_type: type[Any], value_type: type[Any]) -> None:
+        import lmdb
+        from pydantic import TypeAdapter
+
+        self._keys: TypeAdapter[Any] = TypeAdapter(key_type)
+        self._values: TypeAdapter[Any] = TypeAdapter(value_type)
+        self._env: Any = lmdb.open(str(path), map_size=LmdbSubject.MAP_SIZE, sync=False)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(self._keys.dump_json(key), self._values.dump_json(value))
+
+    def get(self, key: Any) -> Any:
+        with self._env.begin() as txn:
+            raw = txn.get(self._keys.dump_json(key))
+        return None if raw is None else self._values.validate_json(raw)
+
+    def modify(self, key: Any, fn: Callable[[Any], Any]) -> Any:
+        encoded = self._keys.dump_json(key)
+        with self._env.begin(write=True) as txn:
+            value = fn(self._values.validate_json(txn.get(encoded)))
+            txn.put(encoded, self._values.dump_json(value))
+        return value
+
+    def flush(self) -> None:
+        self._env.sync(True)
+
+    def close(self) -> None:
+        self._env.close()
 
 
 class LmdbSubject(Subject):
@@ -210,6 +313,9 @@ class LmdbSubject(Subject):
     def close(self) -> None:
         self._env.close()
         self._env = None
+
+    def scenario_opener(self) -> Opener | None:
+        return LmdbKV
 
     def compact(self) -> bool:
         directory = self._directory
@@ -550,6 +656,7 @@ SUBJECTS: dict[str, Callable[[], Subject]] = {
         "(up to `buf_capacity`), so it is not strictly in this class",
         StoreConfig(write_through=False),
     ),
+    "floor": lambda: FloorSubject("floor", sync=False),
     "lmdb": lambda: LmdbSubject("lmdb", sync=False),
     "sqlite3": lambda: Sqlite3Subject("sqlite3", "NORMAL"),
     "diskcache": DiskcacheSubject,
@@ -562,6 +669,7 @@ SUBJECTS: dict[str, Callable[[], Subject]] = {
         "`StoreConfig(sync_on_write=True)`",
         StoreConfig(sync_on_write=True),
     ),
+    "floor-sync": lambda: FloorSubject("floor-sync", sync=True),
     "sqlite3-full": lambda: Sqlite3Subject("sqlite3-full", "FULL"),
     "lmdb-sync": lambda: LmdbSubject("lmdb-sync", sync=True),
 }

@@ -3,7 +3,8 @@
 ``bench.py`` spawns this script once per subject and repetition; it prints one JSON object
 on stdout. Modes:
 
-- ``run SUBJECT``: the workload phases, each followed by a read-back check.
+- ``run SUBJECT``: the workload phases, each followed by a read-back check, then the
+  Rust crate's five scenarios (``bench_scenarios.py``) where the subject supports them.
 - ``baseline``: decode+validate of the same records from in-memory lists, and read costs.
 - ``tracemalloc``: the memory typedstore holds beyond a plain dict of the same values.
 - ``scaling``: insert, reopen and compact of typedstore at one size.
@@ -38,6 +39,7 @@ from typing import Any, NoReturn
 import msgpack
 
 from bench_model import FrozenUser, User, iter_raw_records, records
+from bench_scenarios import run_scenarios
 from bench_subjects import FSYNC, Subject, disk_bytes, make
 from typedstore import TypedStore
 
@@ -188,6 +190,10 @@ def run_subject(name: str, n: int, seed: int, directory: Path) -> dict[str, Any]
             record("reopen_compacted", timed(reopen), 1)
     subject.close()
     rss_after = maxrss_kib()
+    opener = subject.scenario_opener()
+    scenarios = None
+    if opener is not None and subject.durability != FSYNC:
+        scenarios = run_scenarios(opener, directory / "scenarios", name)
     return {
         "mode": "run",
         "subject": name,
@@ -199,6 +205,7 @@ def run_subject(name: str, n: int, seed: int, directory: Path) -> dict[str, Any]
         "disk_after_compact": disk_after,
         "maxrss_growth_kib": rss_after - rss_before,
         "settings": subject.settings,
+        "scenarios": scenarios,
     }
 
 
