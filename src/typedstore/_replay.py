@@ -1,4 +1,4 @@
-"""Replay: reading a log back into memory on open (SPEC §3, docs/FORMAT.md "Replay")."""
+"""Replay: reading a log back into memory on open (docs/FORMAT.md, "Replay")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pydantic
 from . import _format
 from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
 from ._config import Schema
-from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError
+from ._errors import CorruptLogError, SchemaMismatchError
+from ._scan import Damage, FrameScanner, Verdict, open_header, verdict
 from ._types import MISSING, K, RecoveryMode, V
 
 logger = logging.getLogger("typedstore")
@@ -62,67 +63,14 @@ class Replay(Generic[K]):
     """The schema generation in force at the end of the log."""
     end: int
     """End of the last record replayed; a writable open continues from here."""
-    damage: list[tuple[int, int]] = field(default_factory=list)
-    """Byte ranges that were not replayed, in order; the last may be a torn tail."""
-    torn_tail: bool = False
+    damage: list[Damage] = field(default_factory=list)
+    """Damage a recovery mode stepped over or cut off, in order."""
+    torn_tail: int | None = None
+    """Where the torn tail starts, if there is one."""
 
-
-class FrameScanner:
-    """Walk the frames after the header, classifying damage as SPEC §3 says.
-
-    Iterating yields ``(offset, end)`` for each valid frame. Damage that a valid
-    frame follows raises ``CorruptLogError`` in ``strict`` mode, ends the walk in
-    ``truncate`` mode and is stepped over in ``skip`` mode; damage no valid frame
-    follows is a torn tail and ends the walk in every mode. ``damage`` lists the
-    byte ranges not walked.
-    """
-
-    def __init__(self, path: Path, buf: bytes, start: int, mode: RecoveryMode) -> None:
-        self.path = path
-        self.buf = buf
-        self.start = start
-        self.mode = mode
-        self.damage: list[tuple[int, int]] = []
-        self.torn_tail = False
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        buf, offset = self.buf, self.start
-        view = memoryview(buf)
-        while offset < len(buf):
-            end = _format.read_frame(buf, offset, view)
-            if end == -1:
-                offset = self._step_over_damage(offset)
-            else:
-                yield offset, end
-                offset = end
-
-    def _step_over_damage(self, offset: int) -> int:
-        """Record the damage at ``offset``; return where the walk goes on."""
-        following = self._next_frame(offset)
-        if following == -1:
-            self.torn_tail = True
-            self.damage.append((offset, len(self.buf)))
-            return len(self.buf)
-        if self.mode == "strict":
-            raise CorruptLogError(self.path, offset, "checksum mismatch or cut-short record")
-        if self.mode == "truncate":
-            self.damage.append((offset, len(self.buf)))
-            return len(self.buf)
-        self.damage.append((offset, following))
-        return following
-
-    def _next_frame(self, offset: int) -> int:
-        """Return where the first valid frame after the invalid one at ``offset`` starts, or -1."""
-        buf = self.buf
-        end = _format.read_head(buf, offset)
-        if end >= len(buf):
-            # An intact head whose record reaches the end of the file: the last write,
-            # cut short by a crash (or its last blocks never written). Nothing follows,
-            # and no scan through a large record's bytes is needed to know it.
-            return -1
-        if end != -1 and _format.read_frame(buf, end) != -1:
-            return end  # a damaged body, with the next record right behind it
-        return _format.find_next_frame(buf, offset)
+    def verdict(self) -> Verdict:
+        """Return what the replay found: clean, a torn tail, or damage."""
+        return verdict(self.damage, self.torn_tail)
 
 
 class SchemaTrail:
@@ -162,20 +110,17 @@ class SchemaTrail:
         return None
 
 
-def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
-    """Return the header's metadata and end offset; raise the store's errors if unusable."""
-    try:
-        return _format.decode_header(buf)
-    except _format.ForeignFileError as exc:
-        raise NotAStoreError(path, str(exc)) from exc
-    except _format.FormatError as exc:
-        raise CorruptLogError(path, 0, str(exc)) from exc
-
-
 def replay(
-    path: Path, buf: bytes, codec: Codec[K, V], schema: Schema, mode: RecoveryMode
+    path: Path,
+    buf: bytes,
+    codec: Codec[K, V],
+    schema: Schema,
+    mode: RecoveryMode,
+    tail_bound: int,
 ) -> Replay[K]:
-    """Replay the log held in ``buf``; see SPEC §3 and ``docs/FORMAT.md``.
+    """Replay the log held in ``buf``; see ``docs/FORMAT.md`` ("Replay").
+
+    ``tail_bound`` is the most a crash leaves beyond one record (``buf_capacity``).
 
     Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
     checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``
@@ -191,7 +136,7 @@ def replay(
     deferred: dict[K, tuple[bytes, int, Segment]] = {}
     total = 0
     end = start
-    frames = FrameScanner(path, buf, start, mode)
+    frames = FrameScanner(path, buf, start, mode, tail_bound)
     trail = SchemaTrail(path)
     with _collector_paused():
         for offset, end in frames:
