@@ -1211,3 +1211,16 @@ def test_equal_keys_of_other_bytes_are_one_entry_to_the_cli(
         assert dict(store) == {Decimal("1.0"): 2}
     lines = cli(capsys, "dump", log_path).out.splitlines()
     assert [json.loads(line) for line in lines] == [{"key": "1.0", "value": 2}]
+
+
+def test_verify_torn_tail_after_one_record_says_it_is_intact(
+    capsys: pytest.CaptureFixture[str], log_path: Path
+) -> None:
+    """``verify`` of one record and a torn tail says "the 1 record before it is intact"."""
+    with TypedStore.open(log_path, str, User) as store:
+        store["alice"] = User(name="Alice", age=30)
+        store["bob"] = User(name="Bob", age=25)
+    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+    run = cli(capsys, "verify", log_path)
+    assert run.code == ExitCode.DAMAGED
+    assert "the 1 record before it is intact" in run.out

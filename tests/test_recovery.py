@@ -1,6 +1,6 @@
 """Opening damaged logs: cuts at every byte, flipped bytes, foreign files, recovery modes.
 
-SPEC §3 (opening and recovery) and §5 (durability); the byte layout is in
+README ("Durability and recovery") and docs/FORMAT.md ("Replay"); the byte layout is in
 ``typedstore._format``. Every log here is written with ``sync_on_write=True`` and
 the file size is recorded after each acknowledged write, so each record boundary
 comes with the exact state a reopen must give.
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from typedstore import (
     StoreError,
     TypedStore,
     _format,
+    _fs,
 )
 
 State = list[tuple[str, User]]
@@ -611,3 +615,163 @@ def test_torn_tail_of_a_large_record_is_known_from_its_intact_head(
         assert store.recovery is not None
         assert store.recovery.kind == "torn_tail"
         assert store.recovery.offset == boundary
+
+
+# -- how long a torn tail can be -------------------------------------------------------------
+
+
+def write_users(path: Path, count: int, config: StoreConfig = SYNCED) -> list[tuple[str, User]]:
+    """Write ``count`` users to the log at ``path``; return them in order."""
+    users = [(f"u{index}", User(name=f"User {index}", age=index % 90)) for index in range(count)]
+    with TypedStore.open(path, str, User, config=config) as store:
+        for key, user in users:
+            store[key] = user
+    return users
+
+
+class TestTornTailBound:
+    """A damaged tail is dropped as torn only when a crash can have left it."""
+
+    def test_joined_logs_are_damage_not_a_torn_tail(self, log_path: Path) -> None:
+        """``cat a.log b.log > c.log`` raises CorruptLogError at b's header; nothing changes."""
+        first = log_path.with_name("a.log")
+        second = log_path.with_name("b.log")
+        write_users(first, 3)
+        write_users(second, 50)
+        joined = first.read_bytes() + second.read_bytes()
+        log_path.write_bytes(joined)
+        with pytest.raises(CorruptLogError, match=f"byte offset {first.stat().st_size} .*header"):
+            TypedStore.open(log_path, str, User)
+        assert log_path.read_bytes() == joined
+
+    def test_junk_longer_than_a_buffer_is_damage(self, log_path: Path) -> None:
+        """Junk appended past ``buf_capacity`` raises CorruptLogError at its start; no change."""
+        write_users(log_path, 3)
+        size = log_path.stat().st_size
+        junk = bytes(random.Random(SEED_JUNK).randrange(256) for _ in range(5000))
+        log_path.write_bytes(log_path.read_bytes() + junk)
+        config = StoreConfig(buf_capacity=4096)
+        with pytest.raises(CorruptLogError, match=f"byte offset {size} .*more than a crash"):
+            TypedStore.open(log_path, str, User, config=config)
+        assert log_path.stat().st_size == size + len(junk)
+
+    def test_junk_within_a_buffer_is_a_torn_tail(self, log_path: Path) -> None:
+        """Junk no longer than ``buf_capacity`` is what a crash can leave: dropped as torn."""
+        users = write_users(log_path, 3)
+        size = log_path.stat().st_size
+        log_path.write_bytes(log_path.read_bytes() + b"\xff" * 4096)
+        config = StoreConfig(buf_capacity=4096)
+        with TypedStore.open(log_path, str, User, config=config) as store:
+            assert list(store.items()) == users
+            assert store.recovery == Recovery("torn_tail", size, 4096)
+        assert log_path.stat().st_size == size
+
+    def test_recovery_mode_copies_a_long_damaged_tail_aside(self, log_path: Path) -> None:
+        """``recovery='truncate'`` drops a junk tail too long to be torn, after a backup."""
+        users = write_users(log_path, 3)
+        size = log_path.stat().st_size
+        original = log_path.read_bytes() + b"\xff" * 5000
+        log_path.write_bytes(original)
+        config = StoreConfig(buf_capacity=4096, recovery="truncate")
+        with TypedStore.open(log_path, str, User, config=config) as store:
+            assert list(store.items()) == users
+            assert store.recovery is not None
+            assert (store.recovery.kind, store.recovery.offset) == ("truncated", size)
+            assert store.recovery.backup is not None
+            assert store.recovery.backup.read_bytes() == original
+
+    def test_long_record_cut_short_is_a_torn_tail(self, log_path: Path) -> None:
+        """A record longer than ``buf_capacity`` cut short by a crash is still a torn tail."""
+        config = StoreConfig(buf_capacity=4096)
+        with TypedStore.open(log_path, str, bytes, config=config) as store:
+            store["small"] = b"x"
+            boundary = log_path.stat().st_size
+            store["big"] = bytes(100_000)
+        cut = log_path.stat().st_size - 10
+        _fs.truncate_file(log_path, cut)
+        with TypedStore.open(log_path, str, bytes, config=config) as store:
+            assert dict(store) == {"small": b"x"}
+            assert store.recovery == Recovery("torn_tail", boundary, cut - boundary)
+
+
+SEED_JUNK = 20261207
+
+
+class TestDamageScanSpeed:
+    """Finding the next valid frame after damage costs C speed per byte, linear in the file."""
+
+    @pytest.mark.slow
+    def test_damaged_head_before_a_large_record_is_scanned_quickly(self, log_path: Path) -> None:
+        """A damaged head in front of a 64 MiB record is stepped over in seconds, not minutes."""
+        with TypedStore.open(log_path, str, bytes) as store:
+            store["big"] = random.Random(SEED_JUNK).randbytes(64 * 1024 * 1024)
+            store["after"] = b"x"
+        data = bytearray(log_path.read_bytes())
+        start = _format.decode_header(bytes(data))[1]
+        data[start] ^= 0xFF  # the head checksum of the big record
+        log_path.write_bytes(data)
+        began = time.perf_counter()
+        with TypedStore.open(log_path, str, bytes, readonly=True, config=SKIP) as store:
+            assert dict(store) == {"after": b"x"}
+        assert time.perf_counter() - began < 10
+
+    def test_crafted_heads_claiming_the_whole_file_are_scanned_linearly(
+        self, log_path: Path
+    ) -> None:
+        """Intact heads every 8 bytes, each claiming a body to the end, are stepped over fast."""
+        write_users(log_path, 1)
+        start = log_path.stat().st_size
+        log_path.write_bytes(log_path.read_bytes() + crafted_heads(start, 1024 * 1024))
+        began = time.perf_counter()
+        with TypedStore.open(log_path, str, User, readonly=True) as store:
+            assert store.recovery == Recovery("torn_tail", start, 1024 * 1024)
+        assert time.perf_counter() - began < 5
+
+
+def crafted_heads(start: int, length: int) -> bytes:
+    """Return ``length`` bytes to put at ``start``: from ``start + 8`` on, a frame head every
+    8 bytes whose checksum is intact (see docs/FORMAT.md, "Frames"), each claiming a body
+    that ends where the bytes end. Heads overlap: a head's body checksum field is the next
+    head's checksum, so they are built from the last one back."""
+    data = bytearray(length)
+    end = start + length
+    following = 0
+    for offset in reversed(range(start + 8, end - 12, 8)):
+        tail = struct.pack("<II", end - offset - 12, following)
+        following = zlib.crc32(tail, zlib.crc32(struct.pack("<Q", offset)))
+        data[offset - start : offset - start + 12] = struct.pack("<I", following) + tail
+    return bytes(data)
+
+
+SKIP = StoreConfig(recovery="skip")
+
+
+class TestDamageMessages:
+    """Errors about damage say what was found and advise only what can help."""
+
+    def test_damaged_header_does_not_advise_recovery_modes(self, log_path: Path) -> None:
+        """A damaged header's error names the header and advises no recovery mode."""
+        write_users(log_path, 2)
+        data = bytearray(log_path.read_bytes())
+        data[MAGIC_AND_VERSION + 4] ^= 0x01  # inside the header's metadata
+        log_path.write_bytes(data)
+        with pytest.raises(CorruptLogError, match=r"byte offset 0 .*header") as caught:
+            TypedStore.open(log_path, str, User)
+        assert "recovery=" not in str(caught.value)
+        assert "valid records after it" not in str(caught.value)
+
+    def test_error_in_skip_mode_does_not_advise_skip(self, log_path: Path) -> None:
+        """An undecodable record found by a ``recovery='skip'`` open does not advise 'skip'."""
+        write_users(log_path, 1)
+        size = log_path.stat().st_size
+        body = _format.insert_body(b"\xc1", b"\x01")  # 0xc1: never valid msgpack
+        log_path.write_bytes(log_path.read_bytes() + _format.encode_frame(body, size))
+        with pytest.raises(CorruptLogError, match=f"byte offset {size} .*undecodable") as caught:
+            TypedStore.open(log_path, str, User, config=SKIP)
+        assert "'skip'" not in str(caught.value)
+
+    def test_short_header_of_a_newer_format_names_its_version(self, log_path: Path) -> None:
+        """A header cut short after the magic and a newer format version names the version."""
+        log_path.write_bytes(_format.MAGIC + struct.pack("<H", _format.FORMAT_VERSION + 1))
+        with pytest.raises(NotAStoreError, match=f"format version {_format.FORMAT_VERSION + 1}"):
+            TypedStore.open(log_path, str, User)

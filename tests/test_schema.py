@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pytest
@@ -468,8 +468,14 @@ def test_missing_migration_step_is_refused_untouched(log_path: Path) -> None:
     assert_untouched(log_path, before)
 
 
-def test_failing_migration_is_refused_with_key_version_and_cause(log_path: Path) -> None:
-    """A raising migration names the record's key and version, chains the cause, changes nothing."""
+def assert_names_the_record(exc: BaseException, path: Path, key: str) -> None:
+    """``exc`` carries a note naming the store's log, the record's key and its offset."""
+    notes = " ".join(getattr(exc, "__notes__", []))
+    assert re.search(rf"store {re.escape(str(path))}\b.*byte offset \d+ \(key {key}\)", notes)
+
+
+def test_failing_migration_is_raised_as_is_with_a_note(log_path: Path) -> None:
+    """A migration's own exception reaches the caller unchanged, noting store, key, offset."""
     before = write_v1(log_path)
     problem = RuntimeError("phone book unreachable")
 
@@ -479,11 +485,10 @@ def test_failing_migration_is_refused_with_key_version_and_cause(log_path: Path)
         return rename_name(data)
 
     migrations = {1: fail_on_bo, 2: drop_fax}
-    with pytest.raises(SchemaMismatchError, match="phone book unreachable") as info:
+    with pytest.raises(RuntimeError, match="phone book unreachable") as info:
         TypedStore.open(log_path, str, CustomerV3, version=3, migrations=migrations)
-    assert (info.value.key, info.value.version) == ("bo", 1)
-    assert info.value.__cause__ is problem
-    assert info.value.error is problem
+    assert info.value is problem
+    assert_names_the_record(info.value, log_path, "'bo'")
     assert_untouched(log_path, before)
 
 
@@ -754,3 +759,103 @@ def test_sigkill_during_migrating_compaction_keeps_the_state(
             assert list(items.items()) == expected
         assert not temp.exists()
     assert in_compaction >= 1, "no kill landed inside a compaction"
+
+
+# -- keys that change under a new key type ---------------------------------------------------
+
+
+LowerStr = Annotated[str, pydantic.AfterValidator(str.lower)]
+
+
+class TestKeyMerges:
+    """A key type change never merges two stored keys into one entry silently."""
+
+    def test_two_keys_validating_to_one_are_refused(self, log_path: Path) -> None:
+        """Stored "Alice" and "alice" reopened with a lower-casing key type: refused, untouched."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["Alice"] = 1
+            store["alice"] = 2
+        before = log_path.read_bytes()
+        with pytest.raises(SchemaMismatchError, match=r"'alice'.*'Alice'.*merge") as info:
+            TypedStore.open(log_path, LowerStr, int)
+        assert info.value.key == "alice"
+        assert_untouched(log_path, before)
+
+    def test_one_key_changed_by_the_new_key_type_opens(self, log_path: Path) -> None:
+        """A stored key the new key type changes, with no other key to merge with, opens."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["Alice"] = 1
+            store["Alice"] = 3
+            store["bob"] = 2
+        with TypedStore.open(log_path, LowerStr, int, readonly=True) as store:
+            assert dict(store) == {"alice": 3, "bob": 2}
+
+
+# -- errors from the application's code during open ----------------------------------------
+
+
+def refuse_bo(value: str) -> str:
+    """A validator that fails with something other than a validation error."""
+    if value == "bo":
+        raise LookupError("bo is not in the directory")
+    return value
+
+
+class TestUserCodeErrors:
+    """An exception a validator raises at open reaches the caller as raised, with a note."""
+
+    def test_key_validator_error_is_raised_with_a_note(self, log_path: Path) -> None:
+        """A key validator's LookupError is raised unchanged, noting store, key and offset."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["al"] = 1
+            store["bo"] = 2
+        before = log_path.read_bytes()
+        refusing = Annotated[str, pydantic.AfterValidator(refuse_bo)]
+        with pytest.raises(LookupError, match="not in the directory") as info:
+            TypedStore.open(log_path, refusing, int)
+        assert_names_the_record(info.value, log_path, "'bo'")
+        assert_untouched(log_path, before)
+
+    def test_value_validator_error_is_raised_with_a_note(self, log_path: Path) -> None:
+        """A value validator's LookupError is raised unchanged, noting store, key and offset."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["first"] = "al"
+            store["second"] = "bo"
+        before = log_path.read_bytes()
+        refusing = Annotated[str, pydantic.AfterValidator(refuse_bo)]
+        with pytest.raises(LookupError, match="not in the directory") as info:
+            TypedStore.open(log_path, str, refusing)
+        assert_names_the_record(info.value, log_path, "'second'")
+        assert_untouched(log_path, before)
+
+
+# -- messages about changed types ----------------------------------------------------------
+
+
+def test_key_type_change_is_logged_as_a_key_type_change(
+    log_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reopening with another key type logs that the key type changed, not the value type."""
+    with TypedStore.open(log_path, str, str) as store:
+        store["a"] = "x"
+    caplog.set_level(logging.INFO, logger="typedstore")
+    with TypedStore.open(log_path, Literal["a", "b"], str, readonly=True) as store:
+        assert dict(store) == {"a": "x"}
+    messages = [r.getMessage() for r in caplog.records if r.name == "typedstore"]
+    assert len(messages) == 1
+    assert "the key type changed" in messages[0]
+    assert "value type" not in messages[0]
+
+
+def test_deeply_nested_invalid_key_is_a_schema_mismatch(log_path: Path) -> None:
+    """A checksum-valid key nested 1000 lists deep that does not validate: SchemaMismatchError."""
+    with TypedStore.open(log_path, str, int) as store:
+        store["a"] = 1
+    size = log_path.stat().st_size
+    deep_key = b"\x91" * 1000 + b"\xa1a"  # msgpack: 1000 nested one-item lists around "a"
+    body = _format.insert_body(deep_key, b"\x01")
+    log_path.write_bytes(log_path.read_bytes() + _format.encode_frame(body, size))
+    before = log_path.read_bytes()
+    with pytest.raises(SchemaMismatchError, match=f"byte offset {size} .*key type"):
+        TypedStore.open(log_path, str, int)
+    assert_untouched(log_path, before)

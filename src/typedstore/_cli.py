@@ -182,10 +182,7 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
     buf = _fs.read_file(path)
     progress = Progress(f"verify {path}", sys.stderr)
     try:
-        finding = _inspect.check(_inspect.scan_log(path, buf, progress))
-    except CorruptLogError as exc:  # the header itself is damaged
-        frames = _inspect.count_frames(path, buf, 0)
-        finding = _inspect.Finding("damaged", exc.offset, exc.reason, frames, frames)
+        finding = _inspect.verify(path, buf, progress)
     finally:
         progress.finish()
     if args.json:
@@ -215,14 +212,18 @@ def _verify_line(path: Path, size: int, finding: _inspect.Finding) -> str:
     if finding.status == "torn_tail":
         return (
             f"{path}: torn tail at byte offset {offset}: the last {size - offset:,} bytes are "
-            f"an incomplete record; the {_count(finding.frames, 'record')} before it are intact "
-            "(a writable open drops the tail)"
+            f"an incomplete record; {_intact(finding.frames)} (a writable open drops the tail)"
         )
     return (
         f"{path}: damaged at byte offset {offset} ({finding.reason}); "
         f"{_count(finding.frames_after, 'readable record')} after it; opening the store raises "
         "CorruptLogError (see 'typedstore repair')"
     )
+
+
+def _intact(records: int) -> str:
+    verb = "is" if records == 1 else "are"
+    return f"the {_count(records, 'record')} before it {verb} intact"
 
 
 def cmd_dump(args: argparse.Namespace) -> ExitCode:
@@ -248,9 +249,10 @@ def _records(scan: _inspect.LogScan) -> Iterator[dict[str, JSONValue]]:
     events: list[tuple[int, dict[str, JSONValue]]] = [
         (frame.offset, _frame_record(frame)) for frame in scan.frames
     ]
-    for number, (start, end) in enumerate(scan.damage, 1):
-        is_tail = scan.torn_tail and number == len(scan.damage)
-        kind = "torn_tail" if is_tail else "damaged"
+    ranges = [("damaged", item.start, item.end) for item in scan.damage]
+    if scan.torn_tail is not None:
+        ranges.append(("torn_tail", scan.torn_tail, scan.size))
+    for kind, start, end in ranges:
         events.append((start, {"offset": start, "kind": kind, "length": end - start}))
     for _, record in sorted(events, key=lambda event: event[0]):
         yield record
@@ -296,8 +298,8 @@ def _print_compaction(path: Path, result: _inspect.Rewrite) -> None:
     if scan.meta is None:
         print(f"{path}: empty log (no header yet); nothing to compact")
         return
-    if scan.torn_tail:
-        print(f"{path}: dropped a torn tail at byte offset {scan.damage[-1][0]}")
+    if scan.torn_tail is not None:
+        print(f"{path}: dropped a torn tail at byte offset {scan.torn_tail}")
     schemas = f" and {_count(result.schemas, 'schema record')}" if result.schemas else ""
     print(
         f"{path}: compacted {_count(len(scan.frames), 'record')} "
@@ -318,7 +320,7 @@ def _compaction_report(path: Path, result: _inspect.Rewrite) -> dict[str, JSONVa
         "schema_records": result.schemas,
         "size_before": scan.size,
         "size": result.size if scan.meta is not None else scan.size,
-        "torn_tail_dropped_at": scan.damage[-1][0] if scan.torn_tail else None,
+        "torn_tail_dropped_at": scan.torn_tail,
     }
 
 

@@ -35,13 +35,15 @@ class NotAStoreError(StoreError, ValueError):
 
 
 class CorruptLogError(StoreError, ValueError):
-    """The log is damaged before its tail; ``offset`` is where the first damage starts."""
+    """The log is damaged; ``offset`` is where the first damage starts.
 
-    def __init__(self, path: Path, offset: int, reason: str) -> None:
+    ``hint`` ends the message with what the caller can do, when something can be done.
+    """
+
+    def __init__(self, path: Path, offset: int, reason: str, *, hint: str = "") -> None:
         super().__init__(
-            f"{path}: damaged record at byte offset {offset} ({reason}) with valid records "
-            "after it; nothing was changed. Open with StoreConfig(recovery='truncate') or "
-            "'skip' to recover (the original is copied aside first)"
+            f"{path}: damaged record at byte offset {offset} ({reason}); nothing was changed"
+            + (f". {hint}" if hint else "")
         )
         self.path = path
         self.offset = offset

@@ -1,11 +1,12 @@
-"""Model-free reading and rewriting of logs, for the command line (SPEC §8).
+"""Model-free reading and rewriting of logs, for the command line (README, "Inspecting a log").
 
 Nothing here knows the application's types: keys and values stay msgpack bytes, and a
 key's identity is its msgpack bytes. Frames are found and classified by the same
-reader a store's open uses (``_replay.open_header``, ``_replay.FrameScanner``,
-``_format.decode_body``, ``_codec.unpack``), so :func:`check` reaches the verdict
-``TypedStore.open`` would, short of validating against the application's models
-(``SchemaMismatchError`` needs them).
+reader a store's open uses (``_scan.open_header``, ``_scan.FrameScanner``,
+``_format.decode_body``, ``_codec.unpack``), and judged by the same
+``_scan.verdict``, so :func:`check` reaches the verdict ``TypedStore.open`` would,
+short of validating against the application's models (``SchemaMismatchError`` needs
+them).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from typing import Literal
 from . import _format, _fs
 from ._codec import RecordDecodeError, unpack
 from ._compact import live_chunks
+from ._config import StoreConfig
 from ._errors import CorruptLogError
-from ._replay import FrameScanner, SchemaTrail, open_header, read_segment
+from ._replay import SchemaTrail, read_segment
+from ._scan import DAMAGED_RECORD as DAMAGED_RECORD
+from ._scan import Damage, FrameScanner, open_header, verdict
 from ._types import RecoveryMode
 
 ProgressCallback = Callable[[int, int], None]
 """Told how many bytes of the log were read so far, and the log's size."""
 
-DAMAGED_RECORD = "checksum mismatch or cut-short record"
+TAIL_BOUND = StoreConfig().buf_capacity
+"""The longest damaged tail judged torn without knowing the store's configuration."""
 _PROGRESS_EVERY = 512
 """Frames between two progress reports: a report costs a clock read, a frame a CRC."""
 
@@ -70,9 +75,10 @@ class LogScan:
     start: int
     """Where the first frame starts (the header's end)."""
     frames: tuple[Frame, ...]
-    damage: tuple[tuple[int, int], ...]
-    """Byte ranges holding no valid frame, in order; the last may be a torn tail."""
-    torn_tail: bool
+    damage: tuple[Damage, ...]
+    """Byte ranges holding no valid frame, in order, the torn tail apart."""
+    torn_tail: int | None
+    """Where the torn tail starts, if there is one."""
 
     @property
     def records(self) -> int:
@@ -104,10 +110,10 @@ def scan_log(path: Path, buf: bytes, progress: ProgressCallback | None = None) -
     for a damaged header, as a store's open does.
     """
     if not buf:
-        return LogScan(path, 0, None, 0, (), (), torn_tail=False)
+        return LogScan(path, 0, None, 0, (), (), torn_tail=None)
     meta, start = open_header(path, buf)
     read_segment(path, meta, 0)  # a header open refuses is damage to verify too
-    scanner = FrameScanner(path, buf, start, "skip")
+    scanner = FrameScanner(path, buf, start, "skip", TAIL_BOUND)
     frames = tuple(_read_frames(buf, scanner, progress))
     return LogScan(path, len(buf), meta, start, frames, tuple(scanner.damage), scanner.torn_tail)
 
@@ -149,7 +155,7 @@ def _decode_frame(buf: bytes, offset: int, end: int, trail: SchemaTrail) -> Fram
 
 def count_frames(path: Path, buf: bytes, start: int) -> int:
     """Return how many checksum-valid frames follow ``start``, stepping over damage."""
-    return sum(1 for _ in FrameScanner(path, buf, start, "skip"))
+    return sum(1 for _ in FrameScanner(path, buf, start, "skip", TAIL_BOUND))
 
 
 def live_entries(meta: bytes, frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
@@ -169,29 +175,23 @@ def live_entries(meta: bytes, frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
 def check(scan: LogScan) -> Finding:
     """Return what a read-only ``TypedStore.open`` of the scanned log would find.
 
-    As ``_replay.replay`` does, it walks frames and damage front to back: the first
-    undecodable record or damage before the tail is what ``CorruptLogError``
+    The first undecodable record or damage, in file order, is what ``CorruptLogError``
     reports; otherwise a torn tail is the only finding.
     """
-    damage = _first_damage(scan)
-    if damage is not None:
-        offset, reason = damage
-        return Finding("damaged", offset, reason, len(scan.frames), _after(scan, offset))
-    if scan.torn_tail:
-        offset = scan.damage[-1][0]
-        return Finding("torn_tail", offset, "incomplete final record", len(scan.frames), 0)
-    return Finding("clean", None, None, len(scan.frames), 0)
+    found = verdict(scan.damage, scan.torn_tail, _first_damage_in(scan.frames))
+    after = 0 if found.offset is None else _after(scan, found.offset)
+    if found.status != "damaged":
+        after = 0
+    return Finding(found.status, found.offset, found.reason, len(scan.frames), after)
 
 
-def _first_damage(scan: LogScan) -> tuple[int, str] | None:
-    """Return the first undecodable record or damage before the tail, in file order."""
-    events: list[tuple[int, str | None]] = [(frame.offset, frame.error) for frame in scan.frames]
-    tail = len(scan.damage) - 1 if scan.torn_tail else len(scan.damage)
-    events.extend((start, DAMAGED_RECORD) for start, _ in scan.damage[:tail])
-    for offset, reason in sorted(events, key=lambda event: event[0]):
-        if reason is not None:
-            return offset, reason
-    return None
+def verify(path: Path, buf: bytes, progress: ProgressCallback | None = None) -> Finding:
+    """Return what opening the log held in ``buf`` would find, a damaged header included."""
+    try:
+        return check(scan_log(path, buf, progress))
+    except CorruptLogError as exc:  # the header itself is damaged
+        frames = count_frames(path, buf, 0)
+        return Finding("damaged", exc.offset, exc.reason, frames, frames)
 
 
 def _why(exc: Exception) -> str:
@@ -239,6 +239,9 @@ class Rewrite:
     """An fsync of the folder that failed after the new log was renamed into place."""
 
 
+REPAIR_HINT = "See 'typedstore repair'"
+
+
 def _preflight(path: Path) -> None:
     """Fail on a missing, unreadable or foreign file before a lock file is made beside it."""
     buf = _fs.read_file(path)
@@ -266,7 +269,9 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
             return Rewrite(scan, 0, 0, 0, removed)
         finding = check(scan)
         if finding.status == "damaged":
-            raise CorruptLogError(path, finding.offset or 0, finding.reason or DAMAGED_RECORD)
+            raise CorruptLogError(
+                path, finding.offset or 0, finding.reason or DAMAGED_RECORD, hint=REPAIR_HINT
+            )
         entries = live_entries(scan.meta, scan.frames)
         size, directory_error = _write_log(path, scan.meta, entries)
     schemas = _schema_changes(scan.meta, entries)
@@ -296,13 +301,19 @@ def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = N
 
 def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed: bool) -> Rewrite:
     assert scan.meta is not None
-    cut = scan.damage[0][0] if scan.damage else scan.size
+    starts = [item.start for item in scan.damage[:1]]
+    if scan.torn_tail is not None:
+        starts.append(scan.torn_tail)
+    cut = min(starts, default=scan.size)
     kept = scan.frames if mode == "skip" else tuple(f for f in scan.frames if f.offset < cut)
     entries = live_entries(scan.meta, kept)
     problem = _first_damage_in(kept)
     if problem is not None:
         raise CorruptLogError(scan.path, problem[0], problem[1])
-    dropped = scan.damage if mode == "skip" else ((cut, scan.size),) if scan.damage else ()
+    ranges = tuple((item.start, item.end) for item in scan.damage)
+    if scan.torn_tail is not None:
+        ranges += ((scan.torn_tail, scan.size),)
+    dropped = ranges if mode == "skip" else ((cut, scan.size),) if ranges else ()
     backup = _fs.copy_aside(scan.path)
     if finding.status == "torn_tail":
         _fs.truncate_file(scan.path, cut)

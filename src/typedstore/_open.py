@@ -1,4 +1,7 @@
-"""Opening a store's log: create it, or replay it and deal with what replay found (SPEC §3)."""
+"""Opening a store's log: create it, or replay it and deal with what replay found.
+
+The rules are in README ("Durability and recovery") and docs/FORMAT.md ("Replay").
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def load(
     if not buf:
         header = _compact.header(codec, schema.version)
         return Opened({}, None if readonly else Log.create(path, config, [header], 0), None)
-    state = replay(path, buf, codec, schema, config.recovery)
+    state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
     log, backup = None, None
     if not readonly:
         log, backup = _open_log(path, state, len(buf), codec, schema, config)
@@ -45,7 +48,9 @@ def load(
         if backup is None and (state.schema.version, state.schema.fingerprint) != current:
             # Later records must say they were written under the current schema.
             log.pending_schema = codec.metadata(schema.version)
-    return Opened(state.entries, log, _describe_recovery(path, state, config.recovery, backup))
+    return Opened(
+        state.entries, log, _describe_recovery(path, state, len(buf), config.recovery, backup)
+    )
 
 
 def _open_log(
@@ -57,10 +62,11 @@ def _open_log(
     config: StoreConfig,
 ) -> tuple[Log, Path | None]:
     """Open the replayed log for appending, first dealing with any damage found."""
-    if not state.damage:
+    status = state.verdict().status
+    if status == "clean":
         file = _fs.LogFile.open_existing(path, size)
         return Log(file, config, state.total_records, state.generation), None
-    if state.torn_tail and len(state.damage) == 1:
+    if status == "torn_tail":
         # Truncate and fsync before appending: a record written after the torn
         # one would turn a harmless torn tail into damage before the tail.
         _fs.truncate_file(path, state.end)
@@ -73,15 +79,17 @@ def _open_log(
 
 
 def _describe_recovery(
-    path: Path, state: Replay[Any], mode: RecoveryMode, backup: Path | None
+    path: Path, state: Replay[Any], size: int, mode: RecoveryMode, backup: Path | None
 ) -> Recovery | None:
     """Return (and log) what replay did about damage, or None if there was none."""
-    if not state.damage:
+    found = state.verdict()
+    if found.status == "clean" or found.offset is None:
         return None
-    dropped = sum(end - start for start, end in state.damage)
-    offset = state.damage[0][0]
+    dropped = sum(item.end - item.start for item in state.damage)
+    if state.torn_tail is not None:
+        dropped += size - state.torn_tail
     kind: Literal["torn_tail", "truncated", "skipped"]
-    if state.torn_tail and len(state.damage) == 1:
+    if found.status == "torn_tail":
         kind = "torn_tail"
     else:
         kind = "truncated" if mode == "truncate" else "skipped"
@@ -90,8 +98,8 @@ def _describe_recovery(
         "%s: %s at byte offset %d; %d bytes not replayed%s",
         path,
         kind.replace("_", " "),
-        offset,
+        found.offset,
         dropped,
         copied,
     )
-    return Recovery(kind, offset, dropped, backup)
+    return Recovery(kind, found.offset, dropped, backup)

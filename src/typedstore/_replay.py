@@ -1,11 +1,12 @@
-"""Replay: reading a log back into memory on open (SPEC §3, docs/FORMAT.md "Replay")."""
+"""Replay: reading a log back into memory on open (docs/FORMAT.md, "Replay")."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator, Sequence
+import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal
@@ -15,7 +16,8 @@ import pydantic
 from . import _format
 from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
 from ._config import Schema
-from ._errors import CorruptLogError, NotAStoreError, SchemaMismatchError
+from ._errors import CorruptLogError, SchemaMismatchError, StoreError
+from ._scan import Damage, FrameScanner, Verdict, open_header, verdict
 from ._types import MISSING, K, RecoveryMode, V
 
 logger = logging.getLogger("typedstore")
@@ -62,67 +64,14 @@ class Replay(Generic[K]):
     """The schema generation in force at the end of the log."""
     end: int
     """End of the last record replayed; a writable open continues from here."""
-    damage: list[tuple[int, int]] = field(default_factory=list)
-    """Byte ranges that were not replayed, in order; the last may be a torn tail."""
-    torn_tail: bool = False
+    damage: list[Damage] = field(default_factory=list)
+    """Damage a recovery mode stepped over or cut off, in order."""
+    torn_tail: int | None = None
+    """Where the torn tail starts, if there is one."""
 
-
-class FrameScanner:
-    """Walk the frames after the header, classifying damage as SPEC §3 says.
-
-    Iterating yields ``(offset, end)`` for each valid frame. Damage that a valid
-    frame follows raises ``CorruptLogError`` in ``strict`` mode, ends the walk in
-    ``truncate`` mode and is stepped over in ``skip`` mode; damage no valid frame
-    follows is a torn tail and ends the walk in every mode. ``damage`` lists the
-    byte ranges not walked.
-    """
-
-    def __init__(self, path: Path, buf: bytes, start: int, mode: RecoveryMode) -> None:
-        self.path = path
-        self.buf = buf
-        self.start = start
-        self.mode = mode
-        self.damage: list[tuple[int, int]] = []
-        self.torn_tail = False
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        buf, offset = self.buf, self.start
-        view = memoryview(buf)
-        while offset < len(buf):
-            end = _format.read_frame(buf, offset, view)
-            if end == -1:
-                offset = self._step_over_damage(offset)
-            else:
-                yield offset, end
-                offset = end
-
-    def _step_over_damage(self, offset: int) -> int:
-        """Record the damage at ``offset``; return where the walk goes on."""
-        following = self._next_frame(offset)
-        if following == -1:
-            self.torn_tail = True
-            self.damage.append((offset, len(self.buf)))
-            return len(self.buf)
-        if self.mode == "strict":
-            raise CorruptLogError(self.path, offset, "checksum mismatch or cut-short record")
-        if self.mode == "truncate":
-            self.damage.append((offset, len(self.buf)))
-            return len(self.buf)
-        self.damage.append((offset, following))
-        return following
-
-    def _next_frame(self, offset: int) -> int:
-        """Return where the first valid frame after the invalid one at ``offset`` starts, or -1."""
-        buf = self.buf
-        end = _format.read_head(buf, offset)
-        if end >= len(buf):
-            # An intact head whose record reaches the end of the file: the last write,
-            # cut short by a crash (or its last blocks never written). Nothing follows,
-            # and no scan through a large record's bytes is needed to know it.
-            return -1
-        if end != -1 and _format.read_frame(buf, end) != -1:
-            return end  # a damaged body, with the next record right behind it
-        return _format.find_next_frame(buf, offset)
+    def verdict(self) -> Verdict:
+        """Return what the replay found: clean, a torn tail, or damage."""
+        return verdict(self.damage, self.torn_tail)
 
 
 class SchemaTrail:
@@ -162,77 +111,223 @@ class SchemaTrail:
         return None
 
 
-def open_header(path: Path, buf: bytes) -> tuple[bytes, int]:
-    """Return the header's metadata and end offset; raise the store's errors if unusable."""
-    try:
-        return _format.decode_header(buf)
-    except _format.ForeignFileError as exc:
-        raise NotAStoreError(path, str(exc)) from exc
-    except _format.FormatError as exc:
-        raise CorruptLogError(path, 0, str(exc)) from exc
-
-
 def replay(
-    path: Path, buf: bytes, codec: Codec[K, V], schema: Schema, mode: RecoveryMode
+    path: Path,
+    buf: bytes,
+    codec: Codec[K, V],
+    schema: Schema,
+    mode: RecoveryMode,
+    tail_bound: int,
 ) -> Replay[K]:
-    """Replay the log held in ``buf``; see SPEC §3 and ``docs/FORMAT.md``.
+    """Replay the log held in ``buf``; see ``docs/FORMAT.md`` ("Replay").
 
     Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
     checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``
-    (a record that does not validate, a migration that fails or is missing, fields a
-    type change would drop, or a schema version newer than ``schema.version``).
+    (a record that does not validate, two stored keys that validate to one, a missing
+    migration, fields a type change would drop, or a schema version newer than
+    ``schema.version``). An exception a validator or migration raises otherwise reaches
+    the caller as it was raised, with a note naming the store, the key and the offset.
+    ``tail_bound`` is the most a crash leaves beyond one record (``buf_capacity``).
     """
-    meta, start = open_header(path, buf)
-    segments = [_segment(path, meta, 0, schema)]
-    current = _is_current(segments[-1], codec, schema)
-    # The live entries, values as memory keeps them; MISSING for a value not validated
-    # yet, whose bytes, record offset and schema are then in ``deferred``.
-    entries: dict[K, object] = {}
-    deferred: dict[K, tuple[bytes, int, Segment]] = {}
-    total = 0
-    end = start
-    frames = FrameScanner(path, buf, start, mode)
-    trail = SchemaTrail(path)
-    with _collector_paused():
-        for offset, end in frames:
-            ops: Sequence[tuple[K, bytes | None, object]]
-            insert = _format.plain_insert(buf, offset, end, trail.generation)
-            if insert is None:
-                body = _format.frame_body(buf, offset, end)
-                schema_meta = trail.follow(body, offset)
-                if schema_meta is not None:
-                    segments.append(_segment(path, schema_meta, offset, schema))
-                    current = _is_current(segments[-1], codec, schema)
-                    continue
-                ops = _decode_ops(path, _body_ops(path, body, offset), offset, codec, segments[-1])
+    return Replayer(path, buf, codec, schema).run(mode, tail_bound)
+
+
+class Replayer(Generic[K, V]):
+    """Replay one log into memory, one method per concern.
+
+    The frame walk is :meth:`run`; :meth:`_read_insert` and :meth:`_read_record` are the
+    two decode paths (a lone insert, the common case, and every other record);
+    :meth:`_enter_segment` follows schema switches; :meth:`_put` and :meth:`_remove`
+    apply operations; :meth:`_settle` validates and upgrades what was deferred.
+    """
+
+    def __init__(self, path: Path, buf: bytes, codec: Codec[K, V], schema: Schema) -> None:
+        self.path = path
+        self.buf = buf
+        self.codec = codec
+        self.schema = schema
+        self.entries: dict[K, object] = {}
+        """Live entries, values as memory keeps them; MISSING for one not validated yet."""
+        self.deferred: dict[K, tuple[bytes, int, Segment]] = {}
+        """Bytes, record offset and schema of each value left MISSING in ``entries``."""
+        self.sources: dict[K, object] = {}
+        """The stored key data of live keys that validation changed, to catch merges."""
+        self.total = 0
+        self.trail = SchemaTrail(path)
+        self.segment: Segment | None = None
+        self.current = False
+        """Whether the records in force were written under exactly this open's types."""
+
+    def run(self, mode: RecoveryMode, tail_bound: int) -> Replay[K]:
+        """Walk the frames front to back, apply each, then settle what was deferred."""
+        buf, path = self.buf, self.path
+        meta, end = open_header(path, buf)
+        self._enter_segment(meta, 0)
+        frames = FrameScanner(path, buf, end, mode, tail_bound)
+        plain_insert, trail = _format.plain_insert, self.trail
+        with _collector_paused():
+            for offset, end in frames:
+                insert = plain_insert(buf, offset, end, trail.generation)
+                if insert is None:
+                    self._read_record(offset, end)
+                else:
+                    self._read_insert(insert[0], insert[1], offset)
+            self._settle()
+        assert self.segment is not None
+        return Replay(
+            self.entries,
+            self.total,
+            self.segment,
+            trail.generation,
+            end,
+            frames.damage,
+            frames.torn_tail,
+        )
+
+    # -- decode paths ---------------------------------------------------------------------
+
+    def _read_insert(self, key: bytes, blob: bytes, offset: int) -> None:
+        """Apply a lone insert of the schema in force, read on the short path."""
+        try:
+            key_data, data = self.codec.decode_key(key), unpack(blob)
+        except RecordDecodeError as exc:
+            raise _undecodable(self.path, offset, exc) from exc
+        self._put(self._valid_key(key_data, offset), key_data, blob, data, offset)
+        self.total += 1
+
+    def _read_record(self, offset: int, end: int) -> None:
+        """Apply any other record: a schema record, a removal, a batch, a tagged insert."""
+        body = _format.frame_body(self.buf, offset, end)
+        meta = self.trail.follow(body, offset)
+        if meta is not None:
+            self._enter_segment(meta, offset)
+            return
+        try:
+            ops = _format.decode_body(body)
+            # Every key and value is decoded before any is validated or applied, so
+            # damage in a batch is reported before what its content means.
+            decoded = [(self.codec.decode_key(k), v, _maybe_unpack(v)) for k, v in ops]
+        except (_format.FormatError, RecordDecodeError) as exc:
+            raise _undecodable(self.path, offset, exc) from exc
+        keys = [self._valid_key(key_data, offset) for key_data, _, _ in decoded]
+        for key, (key_data, blob, data) in zip(keys, decoded, strict=True):
+            if blob is None:
+                self._remove(key)
             else:
-                ops = (_decode_op(path, *insert, offset, codec, segments[-1]),)
-            for key, blob, data in ops:
-                if blob is None:
-                    entries.pop(key, None)
-                    deferred.pop(key, None)
-                    continue
-                # Validated as it is read, so each value is decoded once. One that
-                # fails, or was written under another schema, waits for the end: a
-                # later record may still replace it, and a value no longer live must
-                # not fail an open, whatever its validators raise.
-                held: object = MISSING
-                if current:
-                    try:  # noqa: SIM105 - suppress() would cost a context manager per record
-                        held = codec.freeze(codec.validate_value(data), blob)
-                    except Exception:  # raised again at the end if the value is still live
-                        pass
-                entries[key] = held
-                if held is MISSING:
-                    deferred[key] = (blob, offset, segments[-1])
-                elif deferred:
-                    deferred.pop(key, None)
-            total += len(ops)
-        if deferred:
-            _settle_deferred(path, entries, deferred, codec, schema)
-    return Replay(
-        entries, total, segments[-1], trail.generation, end, frames.damage, frames.torn_tail
-    )
+                self._put(key, key_data, blob, data, offset)
+        self.total += len(decoded)
+
+    def _enter_segment(self, meta: bytes, offset: int) -> None:
+        """Follow a switch to the schema of the header (offset 0) or of a schema record."""
+        self.segment = _segment(self.path, meta, offset, self.schema)
+        self.current = _is_current(self.segment, self.codec, self.schema)
+
+    # -- applying -------------------------------------------------------------------------
+
+    def _valid_key(self, key_data: object, offset: int) -> K:
+        """Return the key ``key_data`` validates to; SchemaMismatchError if it does not."""
+        try:
+            return self.codec.validate_key(key_data)
+        except pydantic.ValidationError as exc:
+            assert self.segment is not None
+            raise _invalid(self.path, key_data, offset, self.segment, exc, "key") from exc
+        except Exception as exc:  # the application's validator: say where it failed
+            _add_context(exc, self.path, offset, key_data)
+            raise
+
+    def _put(self, key: K, key_data: object, blob: bytes, data: object, offset: int) -> None:
+        """Set ``key`` to the value ``data``, validated now if it can be, else at the end."""
+        if key is not key_data or self.sources:
+            self._check_merge(key, key_data, offset)
+        # Validated as it is read, so each value is decoded once. One that fails, or
+        # was written under another schema, waits for the end: a later record may
+        # still replace it, and a value no longer live must not fail an open,
+        # whatever its validators raise.
+        held: object = MISSING
+        if self.current:
+            try:  # noqa: SIM105 - suppress() would cost a context manager per record
+                held = self.codec.freeze(self.codec.validate_value(data), blob)
+            except Exception:  # raised again at the end if the value is still live
+                pass
+        self.entries[key] = held
+        if held is MISSING:
+            assert self.segment is not None
+            self.deferred[key] = (blob, offset, self.segment)
+        elif self.deferred:
+            self.deferred.pop(key, None)
+
+    def _remove(self, key: K) -> None:
+        self.entries.pop(key, None)
+        self.deferred.pop(key, None)
+        self.sources.pop(key, None)
+
+    def _check_merge(self, key: K, key_data: object, offset: int) -> None:
+        """Refuse a record whose stored key validates to the key of another live entry.
+
+        A key type that changes stored keys (lower-casing them, say) would otherwise
+        merge two entries into one, and the next compaction would erase the other.
+        """
+        source = self.sources.get(key, key)
+        if key in self.entries and source != key_data:
+            raise SchemaMismatchError(
+                f"{self.path}: the record at byte offset {offset} holds key "
+                f"{shown(key_data)} and an earlier record key {shown(source)}; both "
+                f"validate to the key {shown(key)}, so the store's key type would merge "
+                "two entries into one. Keep the old key type, or migrate the keys with "
+                "a new store; nothing was changed",
+                path=self.path,
+                offset=offset,
+                key=key,
+                version=None if self.segment is None else self.segment.version,
+            )
+        if key is not key_data:
+            self.sources[key] = key_data
+
+    # -- deferred values ------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Fill in the live values replay deferred, upgrading those of another schema.
+
+        Goes through the entries in order, so the first live value that fails is the one
+        reported.
+        """
+        if not self.deferred:
+            return
+        described: set[str] = set()
+        for key, held in self.entries.items():
+            if held is MISSING:
+                blob, offset, segment = self.deferred[key]
+                if segment.fingerprint not in described:
+                    described.add(segment.fingerprint)
+                    self._log_type_change(segment)
+                try:
+                    self.entries[key] = self._settled(key, blob, offset, segment)
+                except Exception as exc:
+                    if not isinstance(exc, StoreError | pydantic.ValidationError):
+                        _add_context(exc, self.path, offset, key)
+                    raise
+
+    def _settled(self, key: K, blob: bytes, offset: int, segment: Segment) -> object:
+        """Return what memory keeps for a deferred value, validated or upgraded."""
+        codec = self.codec
+        if _is_current(segment, codec, self.schema):
+            try:
+                return codec.freeze(codec.decode_value(blob), blob)
+            except pydantic.ValidationError as exc:
+                raise _invalid(self.path, key, offset, segment, exc) from exc
+        value, blob = _upgrade(self.path, key, blob, offset, segment, codec, self.schema)
+        return codec.freeze(value, blob)
+
+    def _log_type_change(self, segment: Segment) -> None:
+        """Log a type change made without a schema version bump (INFO: it is allowed)."""
+        if segment.version != self.schema.version or _is_current(segment, self.codec, self.schema):
+            return
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s: %s",
+                self.path,
+                _type_change(segment.meta, self.codec.describe()),
+            )
 
 
 @contextlib.contextmanager
@@ -298,92 +393,59 @@ def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
     return segment
 
 
-def _body_ops(path: Path, body: memoryview, offset: int) -> list[_format.Op]:
-    """Return the operations of a checksum-valid record's body."""
+def _maybe_unpack(blob: bytes | None) -> object:
+    return None if blob is None else unpack(blob)
+
+
+def _undecodable(path: Path, offset: int, exc: Exception) -> CorruptLogError:
+    """Content that fails to decode is not damage a recovery mode may drop: the
+    checksum proves these are the bytes that were written."""
+    return CorruptLogError(
+        path,
+        offset,
+        f"undecodable record: {exc}",
+        hint="Recovery modes never drop a checksum-valid record; see 'typedstore verify'",
+    )
+
+
+def _add_context(exc: BaseException, path: Path, offset: int, key: object) -> None:
+    """Note on an exception from the application's code which record of which store raised it."""
+    exc.add_note(
+        f"typedstore: raised while opening the store {path}, on the record at byte "
+        f"offset {offset} (key {shown(key)})"
+    )
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """Return a repr of ``value`` for a message: bounded in length and nesting depth."""
     try:
-        return _format.decode_body(body)
-    except _format.FormatError as exc:
-        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
+        text = _REPR.repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to show>"
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
-def _decode_op(
-    path: Path, key: bytes, value: bytes, offset: int, codec: Codec[K, V], segment: Segment
-) -> tuple[K, bytes, object]:
-    """Return the validated key, the value bytes and the value data of a lone insert."""
-    key_data, data = _decoded(path, key, value, offset, codec)
-    return _valid_key(path, key_data, offset, codec, segment), value, data
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 6
+_REPR.maxstring = 160
+_REPR.maxother = 160
 
 
-def _decode_ops(
-    path: Path, ops: list[_format.Op], offset: int, codec: Codec[K, V], segment: Segment
-) -> list[tuple[K, bytes | None, object]]:
-    """Return a checksum-valid record's operations: validated key, value bytes, value data.
-
-    Keys are validated once the whole record decodes, so damage is reported first.
-    """
-    decoded = [(*_decoded(path, key, value, offset, codec), value) for key, value in ops]
-    return [
-        (_valid_key(path, key_data, offset, codec, segment), value, data)
-        for key_data, data, value in decoded
-    ]
-
-
-def _decoded(
-    path: Path, key: bytes, value: bytes | None, offset: int, codec: Codec[K, V]
-) -> tuple[object, object]:
-    """Return the data a checksum-valid record's key and value bytes hold (None: a removal).
-
-    Content that fails to decode is not damage a recovery mode may drop: the
-    checksum proves these are the bytes that were written.
-    """
-    try:
-        return codec.decode_key(key), None if value is None else unpack(value)
-    except RecordDecodeError as exc:
-        raise CorruptLogError(path, offset, f"undecodable record: {exc}") from exc
-
-
-def _valid_key(
-    path: Path, key_data: object, offset: int, codec: Codec[K, V], segment: Segment
-) -> K:
-    """Return the key ``key_data`` validates to; SchemaMismatchError if it does not."""
-    try:
-        return codec.validate_key(key_data)
-    except pydantic.ValidationError as exc:
-        raise _invalid(path, key_data, offset, segment, exc, part="key") from exc
-
-
-def _settle_deferred(
-    path: Path,
-    entries: dict[K, object],
-    deferred: dict[K, tuple[bytes, int, Segment]],
-    codec: Codec[K, V],
-    schema: Schema,
-) -> None:
-    """Fill in the live values replay deferred, upgrading those of another schema.
-
-    Goes through the entries in order, so the first live value that fails is the one
-    reported. Raises the validation error of a live value written under the current schema.
-    """
-    described: set[str] = set()
-    for key, held in entries.items():
-        if held is not MISSING:
-            continue
-        blob, offset, segment = deferred[key]
-        if _is_current(segment, codec, schema):
-            try:
-                entries[key] = codec.freeze(codec.decode_value(blob), blob)
-            except pydantic.ValidationError as exc:
-                raise _invalid(path, key, offset, segment, exc) from exc
-            continue
-        if segment.version == schema.version and segment.fingerprint not in described:
-            described.add(segment.fingerprint)
-            logger.info(
-                "%s: the value type changed without a schema version bump (%s)",
-                path,
-                describe_changes(segment.meta, codec.describe()),
-            )
-        value, blob = _upgrade(path, key, blob, offset, segment, codec, schema)
-        entries[key] = codec.freeze(value, blob)
+def _type_change(old: dict[str, object], new: dict[str, object]) -> str:
+    """Return which stored types changed, and how, for the log."""
+    details = []
+    subjects = []
+    if (old.get("key_type"), old.get("key_schema")) != (new.get("key_type"), new.get("key_schema")):
+        subjects.append("key")
+        details.append(f"key type {old.get('key_type')!s} is now {new.get('key_type')!s}")
+    if (old.get("value_type"), old.get("value_schema")) != (
+        new.get("value_type"),
+        new.get("value_schema"),
+    ) or not subjects:
+        subjects.append("value")
+        details.append(describe_changes(old, new))
+    subject = "the key and value types" if len(subjects) == 2 else f"the {subjects[0]} type"
+    return f"{subject} changed without a schema version bump ({'; '.join(details)})"
 
 
 def _upgrade(
@@ -395,22 +457,17 @@ def _upgrade(
     codec: Codec[K, V],
     schema: Schema,
 ) -> tuple[V, bytes]:
-    """Migrate a value written under an older schema; refuse to lose fields silently."""
+    """Migrate a value written under an older schema; refuse to lose fields silently.
+
+    An exception a migration raises reaches the caller as it was raised (the caller
+    adds a note saying where).
+    """
     data = unpack(blob)
     for step in range(segment.version, schema.version):
         try:
             data = schema.migrations[step](data)
-        except Exception as exc:  # the application's code: report which record broke it
-            raise SchemaMismatchError(
-                f"{path}: migration {step} -> {step + 1} failed on the record at byte offset "
-                f"{offset} (key {key!r}, schema version {segment.version}): {exc!r}; "
-                "nothing was changed",
-                path=path,
-                offset=offset,
-                key=key,
-                version=segment.version,
-                error=exc,
-            ) from exc
+        except pydantic.ValidationError as exc:  # a migration that validates as it goes
+            raise _invalid(path, key, offset, segment, exc) from exc
     try:
         value = codec.validate_value(data)
     except pydantic.ValidationError as exc:
@@ -418,7 +475,7 @@ def _upgrade(
     lost = sorted(codec.lost_fields(data, value) - schema.dropped_fields)
     if lost:
         raise SchemaMismatchError(
-            f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+            f"{path}: the record at byte offset {offset} (key {shown(key)}, schema version "
             f"{segment.version}) holds fields the value type no longer has: "
             f"{', '.join(lost)}. Remove them in a migration, or declare "
             f"dropped_fields={{{', '.join(map(repr, lost))}}}; nothing was changed",
@@ -440,12 +497,19 @@ def _invalid(
     part: str = "value",
 ) -> SchemaMismatchError:
     return SchemaMismatchError(
-        f"{path}: the record at byte offset {offset} (key {key!r}, schema version "
+        f"{path}: the record at byte offset {offset} (key {shown(key)}, schema version "
         f"{segment.version}) does not validate against the store's {part} type; nothing "
-        f"was changed:\n{exc}",
+        f"was changed:\n{_validation_text(exc)}",
         path=path,
         offset=offset,
         key=key,
         version=segment.version,
         error=exc,
     )
+
+
+def _validation_text(exc: pydantic.ValidationError) -> str:
+    try:
+        return str(exc)
+    except RecursionError:
+        return f"{exc.error_count()} validation error(s), too deeply nested to show"
