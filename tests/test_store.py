@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Annotated, Any, BinaryIO, Generic, TypeVar
 
 import pydantic
 import pytest
@@ -875,3 +876,125 @@ def test_setdefault_validates_the_key_and_never_overwrites(log_path: Path) -> No
         store[1] = "original"
         assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
         assert dict(store) == {1: "original"}
+
+
+# -- code that runs inside a write: signal handlers, callbacks, validators -----------------------
+
+
+AUDITED: list[TypedStore[str, Any]] = []
+"""The store that ``_audit`` writes to while it validates, if any."""
+
+
+def _audit(value: int) -> int:
+    if AUDITED and value != -1:
+        AUDITED[0]["audit"] = -1
+    return value
+
+
+Audited = Annotated[int, pydantic.AfterValidator(_audit)]
+"""An int whose validator writes ``audit = -1`` to the store in AUDITED."""
+
+
+class AuditedStore(TypedStore[str, Audited]):
+    """A store whose values' validator writes to it."""
+
+
+class TestWritesFromInsideAWrite:
+    """A write re-entered from its own thread is refused, and a store closed meanwhile writes
+    nowhere: the log never gets a record interleaved with another."""
+
+    def test_signal_handler_writes_are_refused_and_the_log_stays_whole(
+        self, log_path: Path
+    ) -> None:
+        """A SIGALRM handler writing while the main loop writes is refused or done, never torn."""
+        store = Ints.open(log_path)
+        done = {"beats": 0, "refused": 0}
+
+        def beat(signum: int, frame: object) -> None:
+            try:
+                store["beat"] = store.get("beat", 0) + 1
+            except RuntimeError:
+                done["refused"] += 1
+            else:
+                done["beats"] += 1
+
+        previous = signal.signal(signal.SIGALRM, beat)
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        try:
+            written = 0
+            while written < 40_000 and not (done["refused"] and done["beats"]):
+                store[f"k{written}"] = written
+                written += 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, previous)
+        store.close()
+        with Ints.open(log_path) as reopened:
+            assert reopened.get("beat", 0) == done["beats"]
+            assert all(reopened[f"k{i}"] == i for i in range(written))
+        assert done["refused"] > 0
+
+    def test_modify_fn_that_writes_is_refused(self, log_path: Path, settle: Settle) -> None:
+        """A modify fn writing to its own store raises RuntimeError, and nothing is written."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+
+            def sneak(value: int) -> int:
+                store["b"] = 2
+                return value + 1
+
+            with pytest.raises(RuntimeError, match="inside one of its writes"):
+                store.modify("a", sneak)
+            assert log_path.stat().st_size == size
+            with settle(store) as store:
+                assert dict(store) == {"a": 1}
+
+    def test_validator_that_writes_during_modify_is_refused(
+        self, log_path: Path, settle: Settle
+    ) -> None:
+        """A validator writing to the store while modify validates is refused; nothing written."""
+        with AuditedStore.open(log_path) as store:
+            AUDITED.append(store)
+            try:
+                store["a"] = 1  # validated before the write begins: the audit write is done
+                size = log_path.stat().st_size
+                with pytest.raises(RuntimeError, match="inside one of its writes"):
+                    store.modify("a", lambda value: value + 1)
+                assert log_path.stat().st_size == size
+            finally:
+                AUDITED.clear()
+            with settle(store) as store:
+                assert dict(store) == {"audit": -1, "a": 1}
+
+    def test_modify_fn_may_read_the_store(self, log_path: Path, settle: Settle) -> None:
+        """A modify fn may read the store it modifies."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store["b"] = 10
+            assert store.modify("a", lambda value: value + store["b"]) == 11
+            with settle(store) as store:
+                assert dict(store) == {"a": 11, "b": 10}
+
+    def test_modify_fn_that_closes_the_store_writes_nowhere(
+        self, log_path: Path, tmp_path: Path
+    ) -> None:
+        """A modify fn that closes the store and opens a file raises StoreClosedError."""
+        store = TypedStore.open(log_path, str, str)
+        store["a"] = "x"
+        size = log_path.stat().st_size
+        other = tmp_path / "other"
+        opened: list[BinaryIO] = []
+
+        def close_and_open(value: str) -> str:
+            store.close()
+            opened.append(open(other, "w+b"))  # noqa: SIM115 - closed below
+            return value + "y"
+
+        with pytest.raises(StoreClosedError, match="closed during a write"):
+            store.modify("a", close_and_open)
+        opened[0].close()
+        assert other.read_bytes() == b""
+        assert log_path.stat().st_size == size
+        with TypedStore.open(log_path, str, str) as reopened:
+            assert dict(reopened) == {"a": "x"}

@@ -1,4 +1,4 @@
-"""Transactions (SPEC §7, issue 3): all or nothing, isolated until the block ends, one record.
+"""Transactions (README, "Transactions"): all or nothing, isolated until the block ends, one record.
 
 Tests taking the ``settle`` fixture run twice: on the store as written ("fresh") and on the
 same log closed and opened again ("reopened").
