@@ -16,6 +16,7 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Generic, TypeVar
 
+import msgpack
 import pydantic
 import pytest
 
@@ -27,6 +28,7 @@ from typedstore import (
     StoreConfig,
     StoreReadOnlyError,
     TypedStore,
+    _format,
 )
 from typedstore._format import RecordKind, decode_header, frame_body
 
@@ -998,3 +1000,80 @@ class TestWritesFromInsideAWrite:
         assert log_path.stat().st_size == size
         with TypedStore.open(log_path, str, str) as reopened:
             assert dict(reopened) == {"a": "x"}
+
+
+# -- keys not equal to themselves (NaN) ----------------------------------------------------------
+
+
+class FloatKeys(TypedStore[float, int]):
+    """Float keys: a NaN would equal no key, not even itself."""
+
+
+def _log_with_a_nan_key(path: Path) -> None:
+    """Write 1.0 = 1 through the API, then a NaN key = 2 as an older version could."""
+    with FloatKeys.open(path) as store:
+        store[1.0] = 1
+    size = path.stat().st_size
+    body = _format.insert_body(msgpack.packb(float("nan")), msgpack.packb(2))
+    with path.open("ab") as log:
+        log.write(_format.encode_frame(body, size))
+
+
+def _nan_key(store: FloatKeys) -> float:
+    return next(key for key in store if key != key)
+
+
+class TestNanKeys:
+    """A NaN key is refused at the write; one an older version stored is removable by itself."""
+
+    @pytest.mark.parametrize("key", [float("nan"), (float("nan"), 1)], ids=["nan", "tuple"])
+    def test_nan_key_is_refused_and_nothing_written(
+        self, log_path: Path, key: float | tuple[float, int]
+    ) -> None:
+        """Writing a key containing a NaN raises EncodingError and writes nothing."""
+        with TypedStore.open(log_path, float | tuple[float, int], int) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(EncodingError, match="not equal to itself"):
+                store[key] = 1
+            with pytest.raises(EncodingError, match="not equal to itself"):
+                store.setdefault(key, 1)
+            assert log_path.stat().st_size == size
+            assert len(store) == 0
+
+    @pytest.mark.parametrize("how", ["remove", "del", "pop", "popitem"])
+    def test_stored_nan_key_is_removable_by_itself(self, log_path: Path, how: str) -> None:
+        """A NaN key from an older log is removed by the key object the store gives back."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            key = _nan_key(store)
+            if how == "remove":
+                assert store.remove(key) == 2
+            elif how == "del":
+                del store[key]
+            elif how == "pop":
+                assert store.pop(key) == 2
+            else:
+                popped = store.popitem()
+                assert popped[0] is key
+                assert popped[1] == 2
+            assert dict(store) == {1.0: 1}
+        with FloatKeys.open(log_path) as store:
+            assert dict(store) == {1.0: 1}
+
+    def test_stored_nan_key_is_modified_by_itself(self, log_path: Path) -> None:
+        """modify of a NaN key from an older log replaces its value, once, after a reopen too."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            assert store.modify(_nan_key(store), lambda value: value + 1) == 3
+        with FloatKeys.open(log_path) as store:
+            assert sorted(store.values()) == [1, 3]
+
+    def test_stored_nan_key_is_removable_in_a_transaction(self, log_path: Path) -> None:
+        """A transaction removes a NaN key from an older log by itself, after a reopen too."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            with store.transaction() as tx:
+                assert tx.remove(_nan_key(store)) == 2
+            assert dict(store) == {1.0: 1}
+        with FloatKeys.open(log_path) as store:
+            assert dict(store) == {1.0: 1}

@@ -365,9 +365,14 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._writable_log()
             if not self._table.entries:
                 raise KeyError("popitem(): the store is empty")
+            # The key object as stored: a NaN key written by an older version equals
+            # no other object, and the table finds it by identity.
             key = next(reversed(self._table.entries))
-            write = removal(key, self._codec.key_bytes(key))
-            (previous,) = self._write(lambda _: (write,))
+            key_bytes = self._codec.key_bytes(key)
+            write = removal(key, key_bytes)
+            (previous,) = self._write(
+                lambda _: (write,), compact=not self._codec.finds(key, key_bytes)
+            )
         return key, self._codec.thaw(previous)
 
     def _delete(self, key: K) -> Stored:
@@ -378,7 +383,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             return MISSING
         stored_key, key_bytes = found
         write = removal(stored_key, key_bytes)
-        previous = self._write(lambda table: (write,) if stored_key in table.entries else ())
+        previous = self._write(
+            lambda table: (write,) if stored_key in table.entries else (),
+            compact=not self._codec.finds(stored_key, key_bytes),
+        )
         return previous[0] if previous else MISSING
 
     def clear(self) -> None:
@@ -406,7 +414,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             result.append(validated)
             return (Write(found[0], found[1], codec.freeze(validated, blob), blob),)
 
-        self._write(stage)
+        self._write(stage, compact=found is not None and not codec.finds(*found))
         # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
         return result[0]
 
@@ -422,7 +430,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         return Transaction(self, self._codec)
 
     def _write(
-        self, stage: Callable[[Table[K]], Sequence[Write[K]]], *, batch: bool = False
+        self,
+        stage: Callable[[Table[K]], Sequence[Write[K]]],
+        *,
+        batch: bool = False,
+        compact: bool = False,
     ) -> list[Stored]:
         """Write what ``stage`` returns as one record, then apply it to memory: every write's path.
 
@@ -432,6 +444,10 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         running inside a write of this store in this thread (a signal handler, a
         finalizer, a validator or ``fn``): the store's lock is re-entrant, and such a
         write would interleave its record with the interrupted one.
+
+        ``compact`` rewrites the log right after: for a record naming a key that is
+        not equal to itself (a NaN key stored by an older version), which replay
+        could never match to the entry it is about.
         """
         with self._lock:
             log = self._writable_log()
@@ -447,11 +463,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 if self._is_closed or self._log is not log:
                     raise StoreClosedError(f"{self._path}: the store was closed during a write")
                 self._phase = _Phase.APPENDING
-                return self._append(log, writes, batch)
+                return self._append(log, writes, batch, compact)
             finally:
                 self._phase = _Phase.IDLE
 
-    def _append(self, log: Log, writes: Sequence[Write[K]], batch: bool) -> list[Stored]:
+    def _append(
+        self, log: Log, writes: Sequence[Write[K]], batch: bool, compact: bool
+    ) -> list[Stored]:
         """Append ``writes`` as one record, then apply them to memory; see ``_write``."""
         table = self._table
         key_bytes = table.record_keys(writes)
@@ -461,14 +479,15 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             table.pop(key) if blob is None else table.put(key, named, stored)
             for (key, _, stored, blob), named in zip(writes, key_bytes, strict=True)
         ]
-        self._after_write(log)
+        self._after_write(log, compact)
         return previous
 
-    def _after_write(self, log: Log) -> None:
-        """Compact when the policy says so; a failure is logged, never fails the write."""
+    def _after_write(self, log: Log, compact: bool) -> None:
+        """Compact when asked or the policy says so; a failure is logged, never fails the write."""
         size = log.size
-        if size < self._skip_auto_compact_below or not _compact.is_due(
-            self._config, size, log.total_records, len(self._table.entries)
+        if not compact and (
+            size < self._skip_auto_compact_below
+            or not _compact.is_due(self._config, size, log.total_records, len(self._table.entries))
         ):
             return
         try:
@@ -496,7 +515,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         # The transaction holds the lock until _end_transaction: only its thread is here.
         self._txn_thread = None
-        self._write(lambda _: writes, batch=True)
+        finds = self._codec.finds
+        unmatched = any(w.blob is None and not finds(w.key, w.key_bytes) for w in writes)
+        self._write(lambda _: writes, batch=True, compact=unmatched)
 
     def _end_transaction(self) -> None:
         self._txn_thread = None
