@@ -608,3 +608,18 @@ def test_iterating_a_transaction_follows_its_writes(log_path: Path) -> None:
             txn["b"] = 5
             seen = list(txn)
         assert seen == list(store) == ["b", "c", "a"]
+
+
+class TestTransactionWritesValidateTheKeyFirst:
+    """A transaction's writes look keys up as validated, as the store's own writes do."""
+
+    def test_tx_insert_returns_the_previous_value_of_the_validated_key(
+        self, log_path: Path
+    ) -> None:
+        """tx.insert("1", v) with int keys returns key 1's previous value, like store.insert."""
+        with TypedStore.open(log_path, int, str) as store:
+            store[1] = "one"
+            assert store.insert("1", "uno") == "one"  # type: ignore[arg-type]  # "1" is 1
+            with store.transaction() as tx:
+                assert tx.insert("1", "eins") == "uno"  # type: ignore[arg-type]  # as above
+            assert dict(store) == {1: "eins"}

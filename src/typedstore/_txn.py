@@ -77,8 +77,9 @@ class Transaction(Generic[K, V]):
 
     def insert(self, key: K, value: V) -> V | None:
         """Validate and stage ``key = value``; return the previous value."""
-        previous = self._lookup(key)
-        self[key] = value
+        write = self._validated(key, value)
+        previous = self._lookup(write.key)
+        self._stage(write)
         return None if previous is MISSING else previous
 
     def __setitem__(self, key: K, value: V) -> None:
