@@ -163,6 +163,18 @@ def test_iteration_follows_insertion_order(
             assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
 
 
+def test_reversed_gives_the_keys_last_first(log_path: Path, settle: Settle) -> None:
+    """reversed(store) gives the keys in reverse insertion order, like a dict's."""
+    with Ints.open(log_path) as store:
+        for key in "bca":
+            store[key] = 1
+        del store["c"]
+        store["c"] = 2
+        store["b"] = 3
+        with settle(store) as store:
+            assert list(reversed(store)) == ["c", "a", "b"]
+
+
 def test_pop_returns_and_removes(log_path: Path, settle: Settle) -> None:
     """pop of a present key returns its value and removes it."""
     with Ints.open(log_path) as store:

@@ -264,6 +264,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._check_open()
             return iter(list(self._table.entries))
 
+    def __reversed__(self) -> Iterator[K]:
+        """Iterate over a snapshot of the keys, last inserted first, like a dict."""
+        with self._lock:
+            self._check_open()
+            return iter(list(reversed(self._table.entries)))
+
     def values(self) -> ValuesView[V]:
         """Return a view of the values in insertion order; iterating it takes a snapshot."""
         return _ValuesView(self)
