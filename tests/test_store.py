@@ -777,6 +777,45 @@ def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
         )
 
 
+class TestModifyWithADefault:
+    """modify(key, fn, default=d) is an upsert: fn starts from d when the key is absent."""
+
+    def test_absent_key_starts_from_the_default(self, log_path: Path, settle: Settle) -> None:
+        """Each modify with a default writes one insert record, the first from the default."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            assert store.modify("hits", lambda hits: hits + 1, default=0) == 1
+            assert store.modify("hits", lambda hits: hits + 1, default=0) == 2
+            frames = frames_after(log_path, size)
+            body = log_path.read_bytes()
+            assert [frame_body(body, *frame)[0] for frame in frames] == [RecordKind.INSERT] * 2
+            with settle(store) as store:
+                assert dict(store) == {"hits": 2}
+
+    def test_an_invalid_default_writes_nothing(self, log_path: Path) -> None:
+        """An invalid default for an absent key raises ValidationError and writes nothing."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(pydantic.ValidationError, match="valid integer"):
+                store.modify("hits", lambda hits: hits + 1, default="many")  # type: ignore[call-overload]
+            assert log_path.stat().st_size == size
+            assert len(store) == 0
+
+    def test_fn_gets_a_private_copy_of_the_default(self, log_path: Path, settle: Settle) -> None:
+        """fn mutating the default it receives leaves the caller's default object unchanged."""
+        default = User(name="New", age=0)
+
+        def tag(user: User) -> User:
+            user.tags.append("seen")
+            return user
+
+        with Users.open(log_path) as store:
+            assert store.modify("n", tag, default=default).tags == ["seen"]
+            assert default.tags == []
+            with settle(store) as store:
+                assert store["n"] == User(name="New", age=0, tags=["seen"])
+
+
 # -- keys given in another type than they are stored in ----------------------------------------
 
 

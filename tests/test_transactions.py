@@ -623,3 +623,13 @@ class TestTransactionWritesValidateTheKeyFirst:
             with store.transaction() as tx:
                 assert tx.insert("1", "eins") == "uno"  # type: ignore[arg-type]  # as above
             assert dict(store) == {1: "eins"}
+
+
+def test_tx_modify_with_a_default_starts_from_it(log_path: Path, settle: Settle) -> None:
+    """tx.modify(key, fn, default=d) of an absent key stages fn(d), validated."""
+    with Ints.open(log_path) as store:
+        with store.transaction() as tx:
+            assert tx.modify("hits", lambda hits: hits + 1, default=0) == 1
+            assert tx.modify("hits", lambda hits: hits + 1, default=0) == 2
+        with settle(store) as store:
+            assert dict(store) == {"hits": 2}

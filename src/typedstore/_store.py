@@ -401,19 +401,27 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             for key in list(self._table.entries):
                 del txn[key]
 
-    def modify(self, key: K, fn: Callable[[V], V]) -> V:
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V]) -> V: ...
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V], *, default: V) -> V: ...
+    def modify(self, key: K, fn: Callable[[V], V], *, default: object = MISSING) -> V:
         """Replace the value of ``key`` by ``fn(private copy of it)``; return the new value.
 
         ``fn`` runs while the store is locked. If ``fn``, validation, encoding or the
         write raises, nothing changed, in memory or on disk, and the exception
-        propagates. Raises KeyError, writing nothing, if ``key`` is absent.
+        propagates. An absent key raises KeyError, writing nothing; with ``default``,
+        ``fn`` starts from a validated copy of ``default`` instead (one insert record).
         """
         codec = self._codec
-        found = codec.find_key(key)
+        # With a default, modify may insert: the key is validated as for any write.
+        found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
         result: list[V] = []
 
         def stage(table: Table[K]) -> tuple[Write[K]]:
             stored = MISSING if found is None else table.entries.get(found[0], MISSING)
+            if stored is MISSING and default is not MISSING:
+                stored = codec.freeze(*codec.encode_value(default))
             if found is None or stored is MISSING:
                 raise KeyError(key)
             validated, blob = codec.encode_value(fn(codec.thaw(stored)))

@@ -102,10 +102,24 @@ class Transaction(Generic[K, V]):
             raise KeyError(key)
         self._stage(removal(*found))
 
-    def modify(self, key: K, fn: Callable[[V], V]) -> V:
-        """Stage ``fn(private copy of the value)`` as the new value; return it."""
-        found = self._codec.find_key(key)
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V]) -> V: ...
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V], *, default: V) -> V: ...
+    def modify(self, key: K, fn: Callable[[V], V], *, default: object = MISSING) -> V:
+        """Stage ``fn(private copy of the value)`` as the new value; return it.
+
+        An absent key raises KeyError, or, with ``default``, starts from a validated
+        copy of ``default``.
+        """
+        if default is MISSING:
+            found = self._codec.find_key(key)
+        else:
+            self._check_open()
+            found = self._codec.encode_key(key)
         current = MISSING if found is None else self._lookup(found[0])
+        if found is not None and current is MISSING and default is not MISSING:
+            current = self._codec.thaw(self._validated(found[0], default).stored)
         if found is None or isinstance(current, _Missing):
             self._check_open()
             raise KeyError(key)
