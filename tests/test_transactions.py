@@ -633,3 +633,30 @@ def test_tx_modify_with_a_default_starts_from_it(log_path: Path, settle: Settle)
             assert tx.modify("hits", lambda hits: hits + 1, default=0) == 2
         with settle(store) as store:
             assert dict(store) == {"hits": 2}
+
+
+class TestValidationErrorsNameTheirKey:
+    """A ValidationError raised by a transaction's write has a note naming the key."""
+
+    def test_invalid_value_names_its_key(self, log_path: Path) -> None:
+        """tx[k] = invalid value raises ValidationError with a note naming k."""
+        with Users.open(log_path) as store, store.transaction() as tx:
+            with pytest.raises(pydantic.ValidationError, match="age") as caught:
+                tx["carol"] = User.model_construct(name="Carol", age="old")  # type: ignore[arg-type]
+            assert caught.value.__notes__ == ["raised by a transaction's write of key 'carol'"]
+
+    def test_invalid_modify_result_names_its_key(self, log_path: Path) -> None:
+        """tx.modify(k, fn) whose fn returns an invalid value names k in a note."""
+        with Ints.open(log_path) as store:
+            store["hits"] = 1
+            with store.transaction() as tx:
+                with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
+                    tx.modify("hits", lambda hits: "many")  # type: ignore[arg-type, return-value]
+                assert caught.value.__notes__ == ["raised by a transaction's write of key 'hits'"]
+
+    def test_invalid_key_names_itself(self, log_path: Path) -> None:
+        """tx.insert with a key that does not validate names the key in a note."""
+        with TypedStore.open(log_path, int, str) as store, store.transaction() as tx:
+            with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
+                tx.insert("one", "1")  # type: ignore[arg-type]
+            assert caught.value.__notes__ == ["raised by a transaction's write of key 'one'"]

@@ -6,6 +6,7 @@ README.md, "Transactions", describes what users see.
 from __future__ import annotations
 
 import enum
+import reprlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
@@ -13,7 +14,7 @@ from typing import Generic, Protocol, TypeVar, overload
 from ._codec import Codec
 from ._errors import StoreClosedError
 from ._records import Write, removal
-from ._types import MISSING, K, Stored, V, _Missing
+from ._types import MISSING, K, KeyBytes, Stored, V, _Missing
 
 T = TypeVar("T")
 
@@ -112,11 +113,7 @@ class Transaction(Generic[K, V]):
         An absent key raises KeyError, or, with ``default``, starts from a validated
         copy of ``default``.
         """
-        if default is MISSING:
-            found = self._codec.find_key(key)
-        else:
-            self._check_open()
-            found = self._codec.encode_key(key)
+        found = self._codec.find_key(key) if default is MISSING else self._key(key)
         current = MISSING if found is None else self._lookup(found[0])
         if found is not None and current is MISSING and default is not MISSING:
             current = self._codec.thaw(self._validated(found[0], default).stored)
@@ -168,11 +165,23 @@ class Transaction(Generic[K, V]):
                 keys.setdefault(write.key)
         return iter(list(keys))
 
-    def _validated(self, key: K, value: object) -> Write[K]:
-        """Return the insert ``key = value``, validated and encoded."""
+    def _key(self, key: K) -> tuple[K, KeyBytes]:
+        """Return ``key`` validated and its bytes; a ValueError gets a note naming the key."""
         self._check_open()
-        validated_key, key_bytes = self._codec.encode_key(key)
-        validated, blob = self._codec.encode_value(value)
+        try:
+            return self._codec.encode_key(key)
+        except ValueError as exc:  # pydantic's ValidationError, or EncodingError
+            exc.add_note(_about(key))
+            raise
+
+    def _validated(self, key: K, value: object) -> Write[K]:
+        """Return the insert ``key = value``, validated; a ValueError gets a note naming the key."""
+        validated_key, key_bytes = self._key(key)
+        try:
+            validated, blob = self._codec.encode_value(value)
+        except ValueError as exc:
+            exc.add_note(_about(key))
+            raise
         return Write(validated_key, key_bytes, self._codec.freeze(validated, blob), blob)
 
     def _stage(self, write: Write[K]) -> None:
@@ -194,3 +203,8 @@ class Transaction(Generic[K, V]):
             )
         if self._state is _State.ENDED:
             raise StoreClosedError("this transaction has ended; start a new one")
+
+
+def _about(key: object) -> str:
+    # reprlib: a key's repr may be long, or nested too deep for repr().
+    return f"raised by a transaction's write of key {reprlib.repr(key)}"
