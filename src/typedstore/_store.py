@@ -28,7 +28,7 @@ from ._config import Schema, StoreConfig
 from ._errors import StoreClosedError, StoreReadOnlyError
 from ._log import Log
 from ._open import load
-from ._records import Write, record_body, removal
+from ._records import Write, batch_record_body, operation_body, removal
 from ._replay import Recovery
 from ._table import Table
 from ._txn import Transaction
@@ -61,9 +61,8 @@ class _Phase(enum.Enum):
     """Appending the record and applying it: nothing may touch the log."""
 
 
-def _nothing(table: Table[Any]) -> tuple[()]:
-    """Stage no write: ``_write`` then only checks that the store may be written."""
-    return ()
+_IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
+"""As plain globals: read on the path of every write."""
 
 
 class TypedStore(MutableMapping[K, V], Generic[K, V]):
@@ -199,10 +198,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._readonly = readonly
         self._lock = threading.RLock()
         self._txn_thread: int | None = None
-        self._phase = _Phase.IDLE
+        self._phase = _IDLE
         self._is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
-        self._skip_auto_compact_below = 0
+        self._skip_auto_compact_below = config.min_compact_bytes
+        """No automatic compaction below this size: the policy's minimum, or more after
+        a compaction failed. Checked first, so that most writes skip the policy."""
         if not readonly:
             _fs.make_parents(path)
             self._file_lock = _fs.FileLock(path)
@@ -314,8 +315,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
-        write = Write(validated_key, key_bytes, codec.freeze(validated, blob), blob)
-        return self._write(lambda _: (write,))[0]
+        return self._write(((validated_key, key_bytes, codec.freeze(validated, blob), blob),))[0]
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).
@@ -334,7 +334,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 return ()
             validated, blob = codec.encode_value(default)
             present.append(codec.freeze(validated, blob))
-            return (Write(validated_key, key_bytes, present[0], blob),)
+            return ((validated_key, key_bytes, present[0], blob),)
 
         self._write(stage)
         return codec.thaw(present[0])
@@ -375,9 +375,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             # no other object, and the table finds it by identity.
             key = next(reversed(self._table.entries))
             key_bytes = self._codec.key_bytes(key)
-            write = removal(key, key_bytes)
             (previous,) = self._write(
-                lambda _: (write,), compact=not self._codec.finds(key, key_bytes)
+                (removal(key, key_bytes),), compact=not self._codec.finds(key, key_bytes)
             )
         return key, self._codec.thaw(previous)
 
@@ -385,15 +384,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Remove ``key`` if present; return its stored value, or MISSING."""
         found = self._codec.find_key(key)
         if found is None:  # a key that does not validate cannot have been stored
-            self._write(_nothing)
+            self._write(())  # writes nothing, but checks the store may be written
             return MISSING
         stored_key, key_bytes = found
-        write = removal(stored_key, key_bytes)
-        previous = self._write(
-            lambda table: (write,) if stored_key in table.entries else (),
-            compact=not self._codec.finds(stored_key, key_bytes),
-        )
-        return previous[0] if previous else MISSING
+        codec = self._codec
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and not codec.finds(stored_key, key_bytes)
+        return self._write(((stored_key, key_bytes, None, None),), compact=compact)[0]
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""
@@ -426,9 +423,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 raise KeyError(key)
             validated, blob = codec.encode_value(fn(codec.thaw(stored)))
             result.append(validated)
-            return (Write(found[0], found[1], codec.freeze(validated, blob), blob),)
+            return ((found[0], found[1], codec.freeze(validated, blob), blob),)
 
-        self._write(stage, compact=found is not None and not codec.finds(*found))
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
+        self._write(stage, compact=compact)
         # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
         return result[0]
 
@@ -445,19 +444,22 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def _write(
         self,
-        stage: Callable[[Table[K]], Sequence[Write[K]]],
+        stage: Callable[[Table[K]], Sequence[Write[K]]] | Sequence[Write[K]],
         *,
         batch: bool = False,
         compact: bool = False,
     ) -> list[Stored]:
-        """Write what ``stage`` returns as one record, then apply it to memory: every write's path.
+        """Write ``stage``'s writes as one record, then apply them to memory: every write's path.
 
-        ``stage`` runs under the lock and may run user code (validators, ``modify``'s
-        ``fn``); it returns the writes, or nothing to write nothing. Returns what each
-        write replaced (MISSING where nothing). Raises RuntimeError for a write from code
-        running inside a write of this store in this thread (a signal handler, a
-        finalizer, a validator or ``fn``): the store's lock is re-entrant, and such a
-        write would interleave its record with the interrupted one.
+        ``stage`` is the writes, or a function of the table that runs under the lock and
+        may run user code (validators, ``modify``'s ``fn``), and returns them; nothing,
+        or a lone removal of an absent key, writes nothing. Returns what each write
+        replaced (MISSING where nothing).
+
+        Raises RuntimeError for a write from code running inside a write of this store
+        in this thread (a signal handler, a finalizer, a validator or ``fn``): the
+        store's lock is re-entrant, and such a write would interleave its record with
+        the interrupted one.
 
         ``compact`` rewrites the log right after: for a record naming a key that is
         not equal to itself (a NaN key stored by an older version), which replay
@@ -465,36 +467,42 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """
         with self._lock:
             log = self._writable_log()
-            if self._phase is not _Phase.IDLE:
+            if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            self._phase = _Phase.USER_CODE
+            self._phase = _USER_CODE
             try:
-                writes = stage(self._table)
+                writes = stage(self._table) if callable(stage) else stage
                 if not writes:
                     return []
                 # User code may have closed the store, and something else may now own
                 # its file's descriptor number: write nowhere.
                 if self._is_closed or self._log is not log:
                     raise StoreClosedError(f"{self._path}: the store was closed during a write")
-                self._phase = _Phase.APPENDING
-                return self._append(log, writes, batch, compact)
+                self._phase = _APPENDING
+                previous = self._append(log, writes, batch)
+                self._after_write(log, compact)
+                return previous
             finally:
-                self._phase = _Phase.IDLE
+                self._phase = _IDLE
 
-    def _append(
-        self, log: Log, writes: Sequence[Write[K]], batch: bool, compact: bool
-    ) -> list[Stored]:
+    def _append(self, log: Log, writes: Sequence[Write[K]], batch: bool) -> list[Stored]:
         """Append ``writes`` as one record, then apply them to memory; see ``_write``."""
         table = self._table
-        key_bytes = table.record_keys(writes)
-        log.append(record_body(writes, key_bytes, batch=batch), len(writes))
-        # The record is in the log (or its buffer): memory follows.
-        previous = [
-            table.pop(key) if blob is None else table.put(key, named, stored)
-            for (key, _, stored, blob), named in zip(writes, key_bytes, strict=True)
-        ]
-        self._after_write(log, compact)
-        return previous
+        if batch:
+            key_bytes = table.record_keys(writes)
+            log.append(batch_record_body(writes, key_bytes), len(writes))
+            # The record is in the log (or its buffer): memory follows.
+            put, pop = table.put, table.pop
+            return [
+                pop(key) if blob is None else put(key, named, stored)
+                for (key, _, stored, blob), named in zip(writes, key_bytes)  # noqa: B905 - hot
+            ]
+        ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
+        if blob is None and key not in table.entries:
+            return [MISSING]  # the removal of an absent key writes nothing
+        named = table.record_key(key, given)
+        log.append(operation_body(named, blob), 1)
+        return [table.pop(key) if blob is None else table.put(key, named, stored)]
 
     def _after_write(self, log: Log, compact: bool) -> None:
         """Compact when asked or the policy says so; a failure is logged, never fails the write."""
@@ -518,7 +526,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._lock.acquire()
         try:
             self._writable_log()
-            if self._phase is not _Phase.IDLE:
+            if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
         except BaseException:
             self._lock.release()
@@ -530,8 +538,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         # The transaction holds the lock until _end_transaction: only its thread is here.
         self._txn_thread = None
         finds = self._codec.finds
-        unmatched = any(w.blob is None and not finds(w.key, w.key_bytes) for w in writes)
-        self._write(lambda _: writes, batch=True, compact=unmatched)
+        unmatched = any(blob is None and not finds(key, named) for key, named, _, blob in writes)
+        self._write(writes, batch=True, compact=unmatched)
 
     def _end_transaction(self) -> None:
         self._txn_thread = None
@@ -561,7 +569,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         entries = _compact.insert_bodies(self._table.entries, self._codec)
         header = _compact.header(self._codec, self._schema_now.version)
         log.rewrite(_compact.live_chunks(header, entries), len(self._table.entries))
-        self._skip_auto_compact_below = 0
+        self._skip_auto_compact_below = self._config.min_compact_bytes
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; closing twice is harmless.
@@ -573,7 +581,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             if self._is_closed:
                 return
-            if self._phase is _Phase.APPENDING:  # a signal handler, say: the write goes on
+            if self._phase is _APPENDING:  # a signal handler, say: the write goes on
                 raise RuntimeError("close() from code that interrupted a write of this store")
             log = self._log
             try:
@@ -663,7 +671,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             raise StoreClosedError(f"{self._path}: the store is closed")
 
     def _writable_log(self) -> Log:
-        self._check_open()
+        if self._is_closed:
+            self._check_open()
         if self._log is None:
             raise StoreReadOnlyError(f"{self._path}: the store was opened with readonly=True")
         if self._txn_thread is not None:  # under the lock, which the transaction holds
@@ -671,12 +680,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                 "a transaction is open on this store in this thread: write through it, "
                 "or end it first"
             )
-        self._log.check_writable()
+        if self._log.failure is not None:
+            self._log.check_writable()
         return self._log
 
     def _check_not_writing(self, action: str) -> None:
         """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
-        if self._phase is not _Phase.IDLE:
+        if self._phase is not _IDLE:
             raise RuntimeError(f"{action} from code running inside a write of this store")
 
 

@@ -38,6 +38,12 @@ class Table(Generic[K]):
         key = self._order[index]
         return key, self.entries[key]
 
+    def record_key(self, key: K, given: KeyBytes) -> KeyBytes:
+        """Return the key bytes a record about ``key`` holds: the stored key's, if present."""
+        if self._key_bytes is None:
+            return given
+        return self._key_bytes.get(key, given)
+
     def record_keys(self, writes: Sequence[Write[K]]) -> list[KeyBytes]:
         """Return the key bytes each of ``writes``' records holds, the writes applied in turn.
 
@@ -45,7 +51,7 @@ class Table(Generic[K]):
         was first written with; a new key by its own.
         """
         if self._key_bytes is None:
-            return [write.key_bytes for write in writes]
+            return [write[1] for write in writes]
         known = self._key_bytes
         after: dict[K, KeyBytes | None] = {}
         """The bytes of the keys the earlier writes touched; None once removed."""

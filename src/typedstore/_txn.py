@@ -79,7 +79,7 @@ class Transaction(Generic[K, V]):
     def insert(self, key: K, value: V) -> V | None:
         """Validate and stage ``key = value``; return the previous value."""
         write = self._validated(key, value)
-        previous = self._lookup(write.key)
+        previous = self._lookup(write[0])
         self._stage(write)
         return None if previous is MISSING else previous
 
@@ -116,7 +116,7 @@ class Transaction(Generic[K, V]):
         found = self._codec.find_key(key) if default is MISSING else self._key(key)
         current = MISSING if found is None else self._lookup(found[0])
         if found is not None and current is MISSING and default is not MISSING:
-            current = self._codec.thaw(self._validated(found[0], default).stored)
+            current = self._codec.thaw(self._validated(found[0], default)[2])
         if found is None or isinstance(current, _Missing):
             self._check_open()
             raise KeyError(key)
@@ -145,24 +145,24 @@ class Transaction(Generic[K, V]):
         staged = self._staged.get(key)  # type: ignore[arg-type]  # any object may be asked
         if staged is None:
             return key in self._entries
-        return staged.blob is not None
+        return staged[3] is not None
 
     def __len__(self) -> int:
         self._check_open()
         size = len(self._entries)
         for key, staged in self._staged.items():
-            size += (staged.blob is not None) - (key in self._entries)
+            size += (staged[3] is not None) - (key in self._entries)
         return size
 
     def __iter__(self) -> Iterator[K]:
         """Iterate over the keys as this transaction sees them, in order."""
         self._check_open()
         keys = dict.fromkeys(self._entries)
-        for write in self._writes:  # the store's own order rules, applied in sequence
-            if write.blob is None:
-                keys.pop(write.key, None)
+        for key, _, _, blob in self._writes:  # the store's own order rules, in sequence
+            if blob is None:
+                keys.pop(key, None)
             else:
-                keys.setdefault(write.key)
+                keys.setdefault(key)
         return iter(list(keys))
 
     def _key(self, key: K) -> tuple[K, KeyBytes]:
@@ -182,11 +182,11 @@ class Transaction(Generic[K, V]):
         except ValueError as exc:
             exc.add_note(_about(key))
             raise
-        return Write(validated_key, key_bytes, self._codec.freeze(validated, blob), blob)
+        return (validated_key, key_bytes, self._codec.freeze(validated, blob), blob)
 
     def _stage(self, write: Write[K]) -> None:
         self._writes.append(write)
-        self._staged[write.key] = write
+        self._staged[write[0]] = write
 
     def _lookup(self, key: K) -> V | _Missing:
         self._check_open()
@@ -194,7 +194,7 @@ class Transaction(Generic[K, V]):
         if staged is None:
             stored = self._entries.get(key, MISSING)
             return MISSING if stored is MISSING else self._codec.thaw(stored)
-        return MISSING if staged.blob is None else self._codec.thaw(staged.stored)
+        return MISSING if staged[3] is None else self._codec.thaw(staged[2])
 
     def _check_open(self) -> None:
         if self._state is _State.NEW:
