@@ -1020,6 +1020,28 @@ class TestWritesFromInsideAWrite:
             with settle(store) as store:
                 assert dict(store) == {"audit": -1, "a": 1}
 
+    @pytest.mark.parametrize("call", ["flush", "compact", "transaction"])
+    def test_modify_fn_may_not_flush_compact_or_start_a_transaction(
+        self, log_path: Path, call: str
+    ) -> None:
+        """flush(), compact() or a transaction from a modify fn raises RuntimeError."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+
+            def sneak(value: int) -> int:
+                if call == "transaction":
+                    with store.transaction() as tx:
+                        tx["b"] = 2
+                else:
+                    getattr(store, call)()
+                return value + 1
+
+            with pytest.raises(RuntimeError, match=r"inside .*write"):
+                store.modify("a", sneak)
+            assert log_path.stat().st_size == size
+            assert dict(store) == {"a": 1}
+
     def test_modify_fn_may_read_the_store(self, log_path: Path, settle: Settle) -> None:
         """A modify fn may read the store it modifies."""
         with Ints.open(log_path) as store:
