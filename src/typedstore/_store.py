@@ -466,7 +466,9 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         could never match to the entry it is about.
         """
         with self._lock:
-            log = self._writable_log()
+            log = self._log
+            if self._is_closed or log is None or log.failure or self._txn_thread is not None:
+                log = self._writable_log()  # raises the error that applies
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
             self._phase = _USER_CODE
@@ -480,7 +482,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                     raise StoreClosedError(f"{self._path}: the store was closed during a write")
                 self._phase = _APPENDING
                 previous = self._append(log, writes, batch)
-                self._after_write(log, compact)
+                if compact or log.size >= self._skip_auto_compact_below:
+                    self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
