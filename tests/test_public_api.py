@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +72,18 @@ def test_errors_are_found() -> None:
 def test_public_error_derives_from_store_error(name: str) -> None:
     """Every public exception is a StoreError, so one except clause catches the store's errors."""
     assert issubclass(getattr(typedstore, name), typedstore.StoreError)
+
+
+@pytest.mark.slow
+def test_mypy_strict_passes_without_the_projects_config(tmp_path: Path) -> None:
+    """mypy --strict -p typedstore, run as a user's CI runs it (no mypy.ini), finds no error."""
+    cache = ["--cache-dir", str(tmp_path / "mypy-cache")]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--config-file=", "-p", "typedstore", *cache],
+        cwd=tmp_path,  # outside the repository: none of its configuration is found
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Annotated, Any, BinaryIO, Generic, TypeVar
 
+import msgpack
 import pydantic
 import pytest
 
@@ -26,6 +28,7 @@ from typedstore import (
     StoreConfig,
     StoreReadOnlyError,
     TypedStore,
+    _format,
 )
 from typedstore._format import RecordKind, decode_header, frame_body
 
@@ -158,6 +161,18 @@ def test_iteration_follows_insertion_order(
             assert list(store.keys()) == keys
             assert list(store.values()) == list(range(len(keys)))
             assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
+
+
+def test_reversed_gives_the_keys_last_first(log_path: Path, settle: Settle) -> None:
+    """reversed(store) gives the keys in reverse insertion order, like a dict's."""
+    with Ints.open(log_path) as store:
+        for key in "bca":
+            store[key] = 1
+        del store["c"]
+        store["c"] = 2
+        store["b"] = 3
+        with settle(store) as store:
+            assert list(reversed(store)) == ["c", "a", "b"]
 
 
 def test_pop_returns_and_removes(log_path: Path, settle: Settle) -> None:
@@ -762,6 +777,45 @@ def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
         )
 
 
+class TestModifyWithADefault:
+    """modify(key, fn, default=d) is an upsert: fn starts from d when the key is absent."""
+
+    def test_absent_key_starts_from_the_default(self, log_path: Path, settle: Settle) -> None:
+        """Each modify with a default writes one insert record, the first from the default."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            assert store.modify("hits", lambda hits: hits + 1, default=0) == 1
+            assert store.modify("hits", lambda hits: hits + 1, default=0) == 2
+            frames = frames_after(log_path, size)
+            body = log_path.read_bytes()
+            assert [frame_body(body, *frame)[0] for frame in frames] == [RecordKind.INSERT] * 2
+            with settle(store) as store:
+                assert dict(store) == {"hits": 2}
+
+    def test_an_invalid_default_writes_nothing(self, log_path: Path) -> None:
+        """An invalid default for an absent key raises ValidationError and writes nothing."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(pydantic.ValidationError, match="valid integer"):
+                store.modify("hits", lambda hits: hits + 1, default="many")  # type: ignore[call-overload]
+            assert log_path.stat().st_size == size
+            assert len(store) == 0
+
+    def test_fn_gets_a_private_copy_of_the_default(self, log_path: Path, settle: Settle) -> None:
+        """fn mutating the default it receives leaves the caller's default object unchanged."""
+        default = User(name="New", age=0)
+
+        def tag(user: User) -> User:
+            user.tags.append("seen")
+            return user
+
+        with Users.open(log_path) as store:
+            assert store.modify("n", tag, default=default).tags == ["seen"]
+            assert default.tags == []
+            with settle(store) as store:
+                assert store["n"] == User(name="New", age=0, tags=["seen"])
+
+
 # -- keys given in another type than they are stored in ----------------------------------------
 
 
@@ -875,3 +929,224 @@ def test_setdefault_validates_the_key_and_never_overwrites(log_path: Path) -> No
         store[1] = "original"
         assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
         assert dict(store) == {1: "original"}
+
+
+# -- code that runs inside a write: signal handlers, callbacks, validators -----------------------
+
+
+AUDITED: list[TypedStore[str, Any]] = []
+"""The store that ``_audit`` writes to while it validates, if any."""
+
+
+def _audit(value: int) -> int:
+    if AUDITED and value != -1:
+        AUDITED[0]["audit"] = -1
+    return value
+
+
+Audited = Annotated[int, pydantic.AfterValidator(_audit)]
+"""An int whose validator writes ``audit = -1`` to the store in AUDITED."""
+
+
+class AuditedStore(TypedStore[str, Audited]):
+    """A store whose values' validator writes to it."""
+
+
+class TestWritesFromInsideAWrite:
+    """A write re-entered from its own thread is refused, and a store closed meanwhile writes
+    nowhere: the log never gets a record interleaved with another."""
+
+    def test_signal_handler_writes_are_refused_and_the_log_stays_whole(
+        self, log_path: Path
+    ) -> None:
+        """A SIGALRM handler writing while the main loop writes is refused or done, never torn."""
+        store = Ints.open(log_path)
+        done = {"beats": 0, "refused": 0}
+
+        def beat(signum: int, frame: object) -> None:
+            try:
+                store["beat"] = store.get("beat", 0) + 1
+            except RuntimeError:
+                done["refused"] += 1
+            else:
+                done["beats"] += 1
+
+        previous = signal.signal(signal.SIGALRM, beat)
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        try:
+            written = 0
+            while written < 40_000 and not (done["refused"] and done["beats"]):
+                store[f"k{written}"] = written
+                written += 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, previous)
+        store.close()
+        with Ints.open(log_path) as reopened:
+            assert reopened.get("beat", 0) == done["beats"]
+            assert all(reopened[f"k{i}"] == i for i in range(written))
+        assert done["refused"] > 0
+
+    def test_modify_fn_that_writes_is_refused(self, log_path: Path, settle: Settle) -> None:
+        """A modify fn writing to its own store raises RuntimeError, and nothing is written."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+
+            def sneak(value: int) -> int:
+                store["b"] = 2
+                return value + 1
+
+            with pytest.raises(RuntimeError, match="inside one of its writes"):
+                store.modify("a", sneak)
+            assert log_path.stat().st_size == size
+            with settle(store) as store:
+                assert dict(store) == {"a": 1}
+
+    def test_validator_that_writes_during_modify_is_refused(
+        self, log_path: Path, settle: Settle
+    ) -> None:
+        """A validator writing to the store while modify validates is refused; nothing written."""
+        with AuditedStore.open(log_path) as store:
+            AUDITED.append(store)
+            try:
+                store["a"] = 1  # validated before the write begins: the audit write is done
+                size = log_path.stat().st_size
+                with pytest.raises(RuntimeError, match="inside one of its writes"):
+                    store.modify("a", lambda value: value + 1)
+                assert log_path.stat().st_size == size
+            finally:
+                AUDITED.clear()
+            with settle(store) as store:
+                assert dict(store) == {"audit": -1, "a": 1}
+
+    @pytest.mark.parametrize("call", ["flush", "compact", "transaction"])
+    def test_modify_fn_may_not_flush_compact_or_start_a_transaction(
+        self, log_path: Path, call: str
+    ) -> None:
+        """flush(), compact() or a transaction from a modify fn raises RuntimeError."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+
+            def sneak(value: int) -> int:
+                if call == "transaction":
+                    with store.transaction() as tx:
+                        tx["b"] = 2
+                else:
+                    getattr(store, call)()
+                return value + 1
+
+            with pytest.raises(RuntimeError, match=r"inside .*write"):
+                store.modify("a", sneak)
+            assert log_path.stat().st_size == size
+            assert dict(store) == {"a": 1}
+
+    def test_modify_fn_may_read_the_store(self, log_path: Path, settle: Settle) -> None:
+        """A modify fn may read the store it modifies."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store["b"] = 10
+            assert store.modify("a", lambda value: value + store["b"]) == 11
+            with settle(store) as store:
+                assert dict(store) == {"a": 11, "b": 10}
+
+    def test_modify_fn_that_closes_the_store_writes_nowhere(
+        self, log_path: Path, tmp_path: Path
+    ) -> None:
+        """A modify fn that closes the store and opens a file raises StoreClosedError."""
+        store = TypedStore.open(log_path, str, str)
+        store["a"] = "x"
+        size = log_path.stat().st_size
+        other = tmp_path / "other"
+        opened: list[BinaryIO] = []
+
+        def close_and_open(value: str) -> str:
+            store.close()
+            opened.append(open(other, "w+b"))  # noqa: SIM115 - closed below
+            return value + "y"
+
+        with pytest.raises(StoreClosedError, match="closed during a write"):
+            store.modify("a", close_and_open)
+        opened[0].close()
+        assert other.read_bytes() == b""
+        assert log_path.stat().st_size == size
+        with TypedStore.open(log_path, str, str) as reopened:
+            assert dict(reopened) == {"a": "x"}
+
+
+# -- keys not equal to themselves (NaN) ----------------------------------------------------------
+
+
+class FloatKeys(TypedStore[float, int]):
+    """Float keys: a NaN would equal no key, not even itself."""
+
+
+def _log_with_a_nan_key(path: Path) -> None:
+    """Write 1.0 = 1 through the API, then a NaN key = 2 as an older version could."""
+    with FloatKeys.open(path) as store:
+        store[1.0] = 1
+    size = path.stat().st_size
+    body = _format.insert_body(msgpack.packb(float("nan")), msgpack.packb(2))
+    with path.open("ab") as log:
+        log.write(_format.encode_frame(body, size))
+
+
+def _nan_key(store: FloatKeys) -> float:
+    return next(key for key in store if key != key)
+
+
+class TestNanKeys:
+    """A NaN key is refused at the write; one an older version stored is removable by itself."""
+
+    @pytest.mark.parametrize("key", [float("nan"), (float("nan"), 1)], ids=["nan", "tuple"])
+    def test_nan_key_is_refused_and_nothing_written(
+        self, log_path: Path, key: float | tuple[float, int]
+    ) -> None:
+        """Writing a key containing a NaN raises EncodingError and writes nothing."""
+        with TypedStore.open(log_path, float | tuple[float, int], int) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(EncodingError, match="not equal to itself"):
+                store[key] = 1
+            with pytest.raises(EncodingError, match="not equal to itself"):
+                store.setdefault(key, 1)
+            assert log_path.stat().st_size == size
+            assert len(store) == 0
+
+    @pytest.mark.parametrize("how", ["remove", "del", "pop", "popitem"])
+    def test_stored_nan_key_is_removable_by_itself(self, log_path: Path, how: str) -> None:
+        """A NaN key from an older log is removed by the key object the store gives back."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            key = _nan_key(store)
+            if how == "remove":
+                assert store.remove(key) == 2
+            elif how == "del":
+                del store[key]
+            elif how == "pop":
+                assert store.pop(key) == 2
+            else:
+                popped = store.popitem()
+                assert popped[0] is key
+                assert popped[1] == 2
+            assert dict(store) == {1.0: 1}
+        with FloatKeys.open(log_path) as store:
+            assert dict(store) == {1.0: 1}
+
+    def test_stored_nan_key_is_modified_by_itself(self, log_path: Path) -> None:
+        """modify of a NaN key from an older log replaces its value, once, after a reopen too."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            assert store.modify(_nan_key(store), lambda value: value + 1) == 3
+        with FloatKeys.open(log_path) as store:
+            assert sorted(store.values()) == [1, 3]
+
+    def test_stored_nan_key_is_removable_in_a_transaction(self, log_path: Path) -> None:
+        """A transaction removes a NaN key from an older log by itself, after a reopen too."""
+        _log_with_a_nan_key(log_path)
+        with FloatKeys.open(log_path) as store:
+            with store.transaction() as tx:
+                assert tx.remove(_nan_key(store)) == 2
+            assert dict(store) == {1.0: 1}
+        with FloatKeys.open(log_path) as store:
+            assert dict(store) == {1.0: 1}

@@ -1,4 +1,4 @@
-"""One store shared by threads: every operation is atomic with respect to the others (SPEC §1)."""
+"""One store shared by threads: every operation is atomic with respect to the others (README)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transactions (SPEC §7, issue 3): all or nothing, isolated until the block ends, one record.
+"""Transactions (README, "Transactions"): all or nothing, isolated until the block ends, one record.
 
 Tests taking the ``settle`` fixture run twice: on the store as written ("fresh") and on the
 same log closed and opened again ("reopened").
@@ -608,3 +608,55 @@ def test_iterating_a_transaction_follows_its_writes(log_path: Path) -> None:
             txn["b"] = 5
             seen = list(txn)
         assert seen == list(store) == ["b", "c", "a"]
+
+
+class TestTransactionWritesValidateTheKeyFirst:
+    """A transaction's writes look keys up as validated, as the store's own writes do."""
+
+    def test_tx_insert_returns_the_previous_value_of_the_validated_key(
+        self, log_path: Path
+    ) -> None:
+        """tx.insert("1", v) with int keys returns key 1's previous value, like store.insert."""
+        with TypedStore.open(log_path, int, str) as store:
+            store[1] = "one"
+            assert store.insert("1", "uno") == "one"  # type: ignore[arg-type]  # "1" is 1
+            with store.transaction() as tx:
+                assert tx.insert("1", "eins") == "uno"  # type: ignore[arg-type]  # as above
+            assert dict(store) == {1: "eins"}
+
+
+def test_tx_modify_with_a_default_starts_from_it(log_path: Path, settle: Settle) -> None:
+    """tx.modify(key, fn, default=d) of an absent key stages fn(d), validated."""
+    with Ints.open(log_path) as store:
+        with store.transaction() as tx:
+            assert tx.modify("hits", lambda hits: hits + 1, default=0) == 1
+            assert tx.modify("hits", lambda hits: hits + 1, default=0) == 2
+        with settle(store) as store:
+            assert dict(store) == {"hits": 2}
+
+
+class TestValidationErrorsNameTheirKey:
+    """A ValidationError raised by a transaction's write has a note naming the key."""
+
+    def test_invalid_value_names_its_key(self, log_path: Path) -> None:
+        """tx[k] = invalid value raises ValidationError with a note naming k."""
+        with Users.open(log_path) as store, store.transaction() as tx:
+            with pytest.raises(pydantic.ValidationError, match="age") as caught:
+                tx["carol"] = User.model_construct(name="Carol", age="old")  # type: ignore[arg-type]
+            assert caught.value.__notes__ == ["raised by a transaction's write of key 'carol'"]
+
+    def test_invalid_modify_result_names_its_key(self, log_path: Path) -> None:
+        """tx.modify(k, fn) whose fn returns an invalid value names k in a note."""
+        with Ints.open(log_path) as store:
+            store["hits"] = 1
+            with store.transaction() as tx:
+                with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
+                    tx.modify("hits", lambda hits: "many")  # type: ignore[arg-type, return-value]
+                assert caught.value.__notes__ == ["raised by a transaction's write of key 'hits'"]
+
+    def test_invalid_key_names_itself(self, log_path: Path) -> None:
+        """tx.insert with a key that does not validate names the key in a note."""
+        with TypedStore.open(log_path, int, str) as store, store.transaction() as tx:
+            with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
+                tx.insert("one", "1")  # type: ignore[arg-type]
+            assert caught.value.__notes__ == ["raised by a transaction's write of key 'one'"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import reprlib
 import typing
 import uuid
 from collections.abc import Callable
@@ -66,11 +67,20 @@ class Codec(Generic[K, V]):
     def encode_key(self, key: object) -> tuple[K, bytes]:
         """Validate ``key``; return it as the store holds it, and its bytes.
 
-        Raises ``pydantic.ValidationError``, ``EncodingError``, or ``TypeError`` for a key
-        that is not hashable after validation.
+        Raises ``pydantic.ValidationError``, ``EncodingError`` (also for a key that is
+        not equal to itself once read back, a NaN: no lookup could find it), or
+        ``TypeError`` for a key that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
             return cast(K, key), packb(key)
+        validated, blob = self._validated_key(key)
+        if not self.finds(validated, blob):
+            raise EncodingError(
+                f"key {reprlib.repr(key)} is not equal to itself (a NaN), so none could find it"
+            )
+        return validated, blob
+
+    def _validated_key(self, key: object) -> tuple[K, bytes]:
         validated, blob = _round_trip(self._keys, key, stable=True)
         try:
             hash(validated)
@@ -78,16 +88,24 @@ class Codec(Generic[K, V]):
             raise TypeError(f"keys must be hashable after validation: {exc}") from exc
         return validated, blob
 
+    def finds(self, key: K, blob: bytes) -> bool:
+        """Return whether the key ``blob`` holds equals ``key``: not so for a NaN."""
+        return self.canonical_keys or self.validate_key(self.decode_key(blob)) == key
+
     def find_key(self, key: object) -> tuple[K, bytes] | None:
         """Return ``key`` validated, and its bytes, or None when it does not validate.
 
         Removals and ``modify`` use it: a key that does not validate cannot have been
-        stored, so for them it is absent.
+        stored, so for them it is absent. A key not equal to itself (a NaN, stored by
+        an older version) is returned as given: only the stored object finds it.
         """
+        if self._plain_key is not None and type(key) is self._plain_key:
+            return cast(K, key), packb(key)
         try:
-            return self.encode_key(key)
+            validated, blob = self._validated_key(key)
         except (pydantic.ValidationError, EncodingError, TypeError):
             return None
+        return (validated, blob) if self.finds(validated, blob) else (cast(K, key), blob)
 
     def validate_key(self, data: object) -> K:
         """Return the key that decoded ``data`` validates to."""

@@ -28,7 +28,8 @@ class Log:
         """The schema generation the log's next record is written under."""
         self._config = config
         self._buffer = bytearray()
-        self._failure: OSError | None = None
+        self.failure: OSError | None = None
+        """The error of an fsync that failed, after which the log refuses writes."""
         self.pending_schema: bytes | None = None
         """Metadata of a schema record to write before the next record, if the types changed."""
 
@@ -53,7 +54,8 @@ class Log:
         (``sync_on_write``) or in the buffer. When it raises, neither file nor
         buffer holds the record.
         """
-        self.check_writable()
+        if self.failure is not None:  # check_writable, inlined on the path of every write
+            self.check_writable()
         generation = self.generation
         if self.pending_schema is None:
             frame = _format.encode_frame(_format.tag(body, generation), self.size)
@@ -101,7 +103,7 @@ class Log:
         self.total_records = records
         old.close()
         if directory_error is not None:
-            self._failure = directory_error
+            self.failure = directory_error
             raise directory_error
 
     def close(self) -> None:
@@ -131,15 +133,15 @@ class Log:
 
     def has_failed(self) -> bool:
         """Whether an fsync failed: the log then refuses writes until reopened."""
-        return self._failure is not None
+        return self.failure is not None
 
     def check_writable(self) -> None:
         """Raise ``StoreFailedError`` if an earlier fsync failed."""
-        if self._failure is not None:
+        if self.failure is not None:
             raise StoreFailedError(
-                f"{self.file.path}: an fsync failed ({self._failure}); the kernel may have "
+                f"{self.file.path}: an fsync failed ({self.failure}); the kernel may have "
                 "dropped written records, so this store refuses writes until it is reopened"
-            ) from self._failure
+            ) from self.failure
 
     def _drain(self) -> None:
         if self._buffer:
@@ -154,7 +156,7 @@ class Log:
             # (PostgreSQL's "fsyncgate"): retrying could report durability we do not
             # have. Refuse further writes, and take the unacknowledged record back out
             # so a reopen does not resurrect a mutation whose call failed.
-            self._failure = exc
+            self.failure = exc
             if rollback_to is not None:
                 with contextlib.suppress(OSError):  # the fsync error is the one to report
                     self.file.truncate(rollback_to)

@@ -10,7 +10,9 @@ import datetime
 import threading
 from typing import cast
 
-import msgpack
+# msgpack ships no type information; this module narrows what it returns on the spot.
+# The ignore is for users' mypy runs, which do not read this repository's mypy.ini.
+import msgpack  # type: ignore[import-untyped, unused-ignore]
 import pydantic_core
 
 from ._errors import EncodingError

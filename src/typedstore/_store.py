@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -14,22 +15,24 @@ from collections.abc import (
     Iterator,
     Mapping,
     MutableMapping,
+    Sequence,
     ValuesView,
 )
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
-from . import _compact, _format, _fs
+from . import _compact, _fs
 from ._codec import Codec, type_name
 from ._config import Schema, StoreConfig
 from ._errors import StoreClosedError, StoreReadOnlyError
 from ._log import Log
 from ._open import load
+from ._records import Write, batch_record_body, operation_body, removal
 from ._replay import Recovery
 from ._table import Table
-from ._txn import Transaction, Write
-from ._types import MISSING, K, Migration, V
+from ._txn import Transaction
+from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:  # PEP 747: lets `open(path, str, int | None)` infer TypedStore[str, int | None]
     from typing_extensions import TypeForm
@@ -41,6 +44,25 @@ K2 = TypeVar("K2")
 V2 = TypeVar("V2")
 T = TypeVar("T")
 _UNBOUND: object = object()
+_REENTERED = (
+    "a write to this store from code running inside one of its writes in the same thread "
+    "(a signal handler, a finalizer, a validator or modify's fn) is refused: it would "
+    "interleave with the write in progress"
+)
+
+
+class _Phase(enum.Enum):
+    """Where this thread is in a write; other threads wait on the lock."""
+
+    IDLE = enum.auto()
+    USER_CODE = enum.auto()
+    """Running validators or ``modify``'s ``fn``: closing the store is allowed."""
+    APPENDING = enum.auto()
+    """Appending the record and applying it: nothing may touch the log."""
+
+
+_IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
+"""As plain globals: read on the path of every write."""
 
 
 class TypedStore(MutableMapping[K, V], Generic[K, V]):
@@ -123,10 +145,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     ) -> Any:
         """Open the store at ``path``, creating it (and its folders) if it does not exist.
 
-        An existing log is replayed (SPEC §3). Raises ``StoreLockedError`` when
-        another writer holds it, ``NotAStoreError``, ``CorruptLogError`` or
-        ``SchemaMismatchError`` for a log it cannot use (the file is left as it
-        was), and ``FileNotFoundError`` for a missing file with ``readonly=True``.
+        An existing log is replayed (README.md, "Durability and recovery"). Raises
+        ``StoreLockedError`` when another writer holds it, ``NotAStoreError``,
+        ``CorruptLogError`` or ``SchemaMismatchError`` for a log it cannot use (the file
+        is left as it was), and ``FileNotFoundError`` for a missing file with
+        ``readonly=True``.
 
         ``version`` is the schema version of the values (default 1); records written
         at an older version pass through ``migrations[k]`` (version k to k + 1) on
@@ -175,9 +198,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         self._readonly = readonly
         self._lock = threading.RLock()
         self._txn_thread: int | None = None
+        self._phase = _IDLE
         self._is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
-        self._skip_auto_compact_below = 0
+        self._skip_auto_compact_below = config.min_compact_bytes
+        """No automatic compaction below this size: the policy's minimum, or more after
+        a compaction failed. Checked first, so that most writes skip the policy."""
         if not readonly:
             _fs.make_parents(path)
             self._file_lock = _fs.FileLock(path)
@@ -239,6 +265,12 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._check_open()
             return iter(list(self._table.entries))
 
+    def __reversed__(self) -> Iterator[K]:
+        """Iterate over a snapshot of the keys, last inserted first, like a dict."""
+        with self._lock:
+            self._check_open()
+            return iter(list(reversed(self._table.entries)))
+
     def values(self) -> ValuesView[V]:
         """Return a view of the values in insertion order; iterating it takes a snapshot."""
         return _ValuesView(self)
@@ -260,7 +292,7 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             entry = self._table.at(index)
         return None if entry is None else (entry[0], self._codec.thaw(entry[1]))
 
-    def _snapshot(self) -> list[tuple[K, object]]:
+    def _snapshot(self) -> list[tuple[K, Stored]]:
         with self._lock:
             self._check_open()
             return list(self._table.entries.items())
@@ -279,16 +311,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         self._put(key, value)
 
-    def _put(self, key: K, value: V) -> object:
-        validated_key, key_bytes = self._codec.encode_key(key)
-        validated, blob = self._codec.encode_value(value)
-        with self._lock:
-            log = self._writable_log()
-            held = self._table.record_key(validated_key, key_bytes)
-            log.append(_format.insert_body(held, blob), 1)
-            previous = self._apply_insert(validated_key, held, validated, blob)
-            self._after_write()
-            return previous
+    def _put(self, key: K, value: V) -> Stored:
+        codec = self._codec
+        validated_key, key_bytes = codec.encode_key(key)
+        validated, blob = codec.encode_value(value)
+        return self._write(((validated_key, key_bytes, codec.freeze(validated, blob), blob),))[0]
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).
@@ -296,14 +323,21 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         The key is validated first, like every write. Atomic: two threads calling it
         for the same absent key get the same value back.
         """
-        validated_key, _ = self._codec.encode_key(key)
-        with self._lock:
-            self._check_open()
-            stored = self._table.entries.get(validated_key, MISSING)
-            if stored is MISSING:
-                self._put(validated_key, default)
-                stored = self._table.entries[validated_key]
-        return self._codec.thaw(stored)
+        codec = self._codec
+        validated_key, key_bytes = codec.encode_key(key)
+        present: list[Stored] = []
+
+        def stage(table: Table[K]) -> tuple[Write[K], ...]:
+            stored = table.entries.get(validated_key, MISSING)
+            if stored is not MISSING:
+                present.append(stored)
+                return ()
+            validated, blob = codec.encode_value(default)
+            present.append(codec.freeze(validated, blob))
+            return ((validated_key, key_bytes, present[0], blob),)
+
+        self._write(stage)
+        return codec.thaw(present[0])
 
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
@@ -332,24 +366,31 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return the last entry, like ``dict.popitem``; KeyError if empty."""
-        with self._lock:
+
+        with self._lock:  # the last key, and its removal, under one hold of the lock
             self._writable_log()
             if not self._table.entries:
                 raise KeyError("popitem(): the store is empty")
+            # The key object as stored: a NaN key written by an older version equals
+            # no other object, and the table finds it by identity.
             key = next(reversed(self._table.entries))
-            return key, self._codec.thaw(self._delete(key))
+            key_bytes = self._codec.key_bytes(key)
+            (previous,) = self._write(
+                (removal(key, key_bytes),), compact=not self._codec.finds(key, key_bytes)
+            )
+        return key, self._codec.thaw(previous)
 
-    def _delete(self, key: K) -> object:
+    def _delete(self, key: K) -> Stored:
+        """Remove ``key`` if present; return its stored value, or MISSING."""
         found = self._codec.find_key(key)
-        with self._lock:
-            log = self._writable_log()
-            if found is None or found[0] not in self._table.entries:
-                return MISSING
-            stored_key, key_bytes = found
-            log.append(_format.remove_body(self._table.record_key(stored_key, key_bytes)), 1)
-            previous = self._table.pop(stored_key)
-            self._after_write()
-            return previous
+        if found is None:  # a key that does not validate cannot have been stored
+            self._write(())  # writes nothing, but checks the store may be written
+            return MISSING
+        stored_key, key_bytes = found
+        codec = self._codec
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and not codec.finds(stored_key, key_bytes)
+        return self._write(((stored_key, key_bytes, None, None),), compact=compact)[0]
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""
@@ -357,27 +398,38 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             for key in list(self._table.entries):
                 del txn[key]
 
-    def modify(self, key: K, fn: Callable[[V], V]) -> V:
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V]) -> V: ...
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V], *, default: V) -> V: ...
+    def modify(self, key: K, fn: Callable[[V], V], *, default: object = MISSING) -> V:
         """Replace the value of ``key`` by ``fn(private copy of it)``; return the new value.
 
         ``fn`` runs while the store is locked. If ``fn``, validation, encoding or the
         write raises, nothing changed, in memory or on disk, and the exception
-        propagates. Raises KeyError, writing nothing, if ``key`` is absent.
+        propagates. An absent key raises KeyError, writing nothing; with ``default``,
+        ``fn`` starts from a validated copy of ``default`` instead (one insert record).
         """
-        found = self._codec.find_key(key)
-        with self._lock:
-            log = self._writable_log()
-            stored = MISSING if found is None else self._table.entries.get(found[0], MISSING)
+        codec = self._codec
+        # With a default, modify may insert: the key is validated as for any write.
+        found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
+        result: list[V] = []
+
+        def stage(table: Table[K]) -> tuple[Write[K]]:
+            stored = MISSING if found is None else table.entries.get(found[0], MISSING)
+            if stored is MISSING and default is not MISSING:
+                stored = codec.freeze(*codec.encode_value(default))
             if found is None or stored is MISSING:
                 raise KeyError(key)
-            stored_key, key_bytes = found
-            validated, blob = self._codec.encode_value(fn(self._codec.thaw(stored)))
-            held = self._table.record_key(stored_key, key_bytes)
-            log.append(_format.insert_body(held, blob), 1)
-            self._apply_insert(stored_key, held, validated, blob)
-            self._after_write()
-            # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
-            return validated
+            validated, blob = codec.encode_value(fn(codec.thaw(stored)))
+            result.append(validated)
+            return ((found[0], found[1], codec.freeze(validated, blob), blob),)
+
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
+        self._write(stage, compact=compact)
+        # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
+        return result[0]
 
     def transaction(self) -> Transaction[K, V]:
         """Return a transaction, to use as ``with store.transaction() as txn:``.
@@ -390,17 +442,77 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._writable_log()
         return Transaction(self, self._codec)
 
-    def _apply_insert(self, key: K, key_bytes: bytes, value: V, blob: bytes) -> object:
-        """Put an entry whose record is written into memory; return what it replaced."""
-        return self._table.put(key, key_bytes, self._codec.freeze(value, blob))
+    def _write(
+        self,
+        stage: Callable[[Table[K]], Sequence[Write[K]]] | Sequence[Write[K]],
+        *,
+        batch: bool = False,
+        compact: bool = False,
+    ) -> list[Stored]:
+        """Write ``stage``'s writes as one record, then apply them to memory: every write's path.
 
-    def _after_write(self) -> None:
-        """Compact when the policy says so; a failure is logged, never fails the write."""
-        log = self._log
-        assert log is not None
+        ``stage`` is the writes, or a function of the table that runs under the lock and
+        may run user code (validators, ``modify``'s ``fn``), and returns them; nothing,
+        or a lone removal of an absent key, writes nothing. Returns what each write
+        replaced (MISSING where nothing).
+
+        Raises RuntimeError for a write from code running inside a write of this store
+        in this thread (a signal handler, a finalizer, a validator or ``fn``): the
+        store's lock is re-entrant, and such a write would interleave its record with
+        the interrupted one.
+
+        ``compact`` rewrites the log right after: for a record naming a key that is
+        not equal to itself (a NaN key stored by an older version), which replay
+        could never match to the entry it is about.
+        """
+        with self._lock:
+            log = self._log
+            if self._is_closed or log is None or log.failure or self._txn_thread is not None:
+                log = self._writable_log()  # raises the error that applies
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            self._phase = _USER_CODE
+            try:
+                writes = stage(self._table) if callable(stage) else stage
+                if not writes:
+                    return []
+                # User code may have closed the store, and something else may now own
+                # its file's descriptor number: write nowhere.
+                if self._is_closed or self._log is not log:
+                    raise StoreClosedError(f"{self._path}: the store was closed during a write")
+                self._phase = _APPENDING
+                previous = self._append(log, writes, batch)
+                if compact or log.size >= self._skip_auto_compact_below:
+                    self._after_write(log, compact)
+                return previous
+            finally:
+                self._phase = _IDLE
+
+    def _append(self, log: Log, writes: Sequence[Write[K]], batch: bool) -> list[Stored]:
+        """Append ``writes`` as one record, then apply them to memory; see ``_write``."""
+        table = self._table
+        if batch:
+            key_bytes = table.record_keys(writes)
+            log.append(batch_record_body(writes, key_bytes), len(writes))
+            # The record is in the log (or its buffer): memory follows.
+            put, pop = table.put, table.pop
+            return [
+                pop(key) if blob is None else put(key, named, stored)
+                for (key, _, stored, blob), named in zip(writes, key_bytes)  # noqa: B905 - hot
+            ]
+        ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
+        if blob is None and key not in table.entries:
+            return [MISSING]  # the removal of an absent key writes nothing
+        named = table.record_key(key, given)
+        log.append(operation_body(named, blob), 1)
+        return [table.pop(key) if blob is None else table.put(key, named, stored)]
+
+    def _after_write(self, log: Log, compact: bool) -> None:
+        """Compact when asked or the policy says so; a failure is logged, never fails the write."""
         size = log.size
-        if size < self._skip_auto_compact_below or not _compact.is_due(
-            self._config, size, log.total_records, len(self._table.entries)
+        if not compact and (
+            size < self._skip_auto_compact_below
+            or not _compact.is_due(self._config, size, log.total_records, len(self._table.entries))
         ):
             return
         try:
@@ -413,44 +525,28 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
 
     # -- transactions (TransactionHost) -----------------------------------------------------
 
-    def _read_stored(self, key: K) -> object:
-        return self._table.entries.get(key, MISSING)
-
-    def _stored_len(self) -> int:
-        return len(self._table.entries)
-
-    def _commit(self, writes: list[Write[K, V]]) -> None:
-        log = self._writable_log(in_transaction=True)
-        held = self._table.record_keys([(w.key, w.key_bytes, w.blob is None) for w in writes])
-        bodies = (
-            _format.remove_body(key_bytes)
-            if write.blob is None
-            else _format.insert_body(key_bytes, write.blob)
-            for write, key_bytes in zip(writes, held, strict=True)
-        )
-        log.append(_format.batch_body(bodies), len(writes))
-        for write, key_bytes in zip(writes, held, strict=True):
-            if write.blob is None:
-                self._table.pop(write.key)
-            else:
-                self._apply_insert(write.key, key_bytes, cast(V, write.value), write.blob)
-        self._after_write()
-
-    def _begin_transaction(self) -> None:
+    def _begin_transaction(self) -> Mapping[K, Stored]:
         self._lock.acquire()
         try:
             self._writable_log()
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
         except BaseException:
             self._lock.release()
             raise
         self._txn_thread = threading.get_ident()
+        return self._table.entries
+
+    def _commit(self, writes: Sequence[Write[K]]) -> None:
+        # The transaction holds the lock until _end_transaction: only its thread is here.
+        self._txn_thread = None
+        finds = self._codec.finds
+        unmatched = any(blob is None and not finds(key, named) for key, named, _, blob in writes)
+        self._write(writes, batch=True, compact=unmatched)
 
     def _end_transaction(self) -> None:
         self._txn_thread = None
         self._lock.release()
-
-    def _stored_keys(self) -> list[K]:
-        return list(self._table.entries)
 
     # -- durability --------------------------------------------------------------------------
 
@@ -458,19 +554,25 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
         with self._lock:
             self._check_open()
+            self._check_not_writing("flush()")
             if self._log is not None:
                 self._log.flush()
 
     def compact(self) -> None:
-        """Rewrite the log to its header and one insert per live entry, atomically (SPEC §4)."""
+        """Rewrite the log to its header and one insert per live entry, atomically.
+
+        README.md, "Durability and recovery", says what survives a crash meanwhile.
+        """
         with self._lock:
-            self._compact_locked(self._writable_log())
+            log = self._writable_log()
+            self._check_not_writing("compact()")
+            self._compact_locked(log)
 
     def _compact_locked(self, log: Log) -> None:
         entries = _compact.insert_bodies(self._table.entries, self._codec)
         header = _compact.header(self._codec, self._schema_now.version)
         log.rewrite(_compact.live_chunks(header, entries), len(self._table.entries))
-        self._skip_auto_compact_below = 0
+        self._skip_auto_compact_below = self._config.min_compact_bytes
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; closing twice is harmless.
@@ -482,6 +584,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             if self._is_closed:
                 return
+            if self._phase is _APPENDING:  # a signal handler, say: the write goes on
+                raise RuntimeError("close() from code that interrupted a write of this store")
             log = self._log
             try:
                 if log is not None:
@@ -569,17 +673,24 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         if self._is_closed:
             raise StoreClosedError(f"{self._path}: the store is closed")
 
-    def _writable_log(self, *, in_transaction: bool = False) -> Log:
-        self._check_open()
+    def _writable_log(self) -> Log:
+        if self._is_closed:
+            self._check_open()
         if self._log is None:
             raise StoreReadOnlyError(f"{self._path}: the store was opened with readonly=True")
-        if self._txn_thread is not None and not in_transaction:
+        if self._txn_thread is not None:  # under the lock, which the transaction holds
             raise RuntimeError(
                 "a transaction is open on this store in this thread: write through it, "
                 "or end it first"
             )
-        self._log.check_writable()
+        if self._log.failure is not None:
+            self._log.check_writable()
         return self._log
+
+    def _check_not_writing(self, action: str) -> None:
+        """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
+        if self._phase is not _IDLE:
+            raise RuntimeError(f"{action} from code running inside a write of this store")
 
 
 # TypedStore's own key and value types are its type parameters, K and V.

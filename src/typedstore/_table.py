@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Generic
 
-from ._types import MISSING, K
+from ._records import Write
+from ._types import MISSING, K, KeyBytes, Stored
 
 
 class Table(Generic[K]):
@@ -17,14 +19,14 @@ class Table(Generic[K]):
     the log (the CLI) sees the keys the store sees.
     """
 
-    def __init__(self, entries: dict[K, object], key_bytes: dict[K, bytes] | None) -> None:
+    def __init__(self, entries: dict[K, Stored], key_bytes: dict[K, KeyBytes] | None) -> None:
         self.entries = entries
         """Key to stored value, in insertion order; read it, change it through the methods."""
         self._key_bytes = key_bytes
         self._order: list[K] | None = None
         """Keys by position, built on demand and dropped by a removal."""
 
-    def at(self, index: int) -> tuple[K, object] | None:
+    def at(self, index: int) -> tuple[K, Stored] | None:
         """Return the entry at ``index`` (negative counts from the end), or None if out of range.
 
         O(1), except that the first call after a removal rebuilds the positions in O(n).
@@ -36,24 +38,31 @@ class Table(Generic[K]):
         key = self._order[index]
         return key, self.entries[key]
 
-    def record_key(self, key: K, given: bytes) -> bytes:
+    def record_key(self, key: K, given: KeyBytes) -> KeyBytes:
         """Return the key bytes a record about ``key`` holds: the stored key's, if present."""
         if self._key_bytes is None:
             return given
         return self._key_bytes.get(key, given)
 
-    def record_keys(self, writes: list[tuple[K, bytes, bool]]) -> list[bytes]:
-        """Return the key bytes of each ``(key, given bytes, is_removal)``, applied in turn."""
-        held: dict[K, bytes | None] = {}
+    def record_keys(self, writes: Sequence[Write[K]]) -> list[KeyBytes]:
+        """Return the key bytes each of ``writes``' records holds, the writes applied in turn.
+
+        A key present in the table (or put by an earlier write) is named by the bytes it
+        was first written with; a new key by its own.
+        """
+        if self._key_bytes is None:
+            return [write[1] for write in writes]
+        known = self._key_bytes
+        after: dict[K, KeyBytes | None] = {}
+        """The bytes of the keys the earlier writes touched; None once removed."""
         out = []
-        for key, given, is_removal in writes:
-            known = held[key] if key in held else self.record_key(key, b"")
-            key_bytes = known or given
+        for key, given, _, blob in writes:
+            key_bytes = (after[key] if key in after else known.get(key)) or given
             out.append(key_bytes)
-            held[key] = None if is_removal else key_bytes
+            after[key] = None if blob is None else key_bytes
         return out
 
-    def put(self, key: K, key_bytes: bytes, stored: object) -> object:
+    def put(self, key: K, key_bytes: KeyBytes, stored: Stored) -> Stored:
         """Set ``key`` to ``stored`` (its record written); return what it replaced, or MISSING."""
         previous = self.entries.get(key, MISSING)
         self.entries[key] = stored
@@ -64,7 +73,7 @@ class Table(Generic[K]):
                 self._key_bytes[key] = key_bytes
         return previous
 
-    def pop(self, key: K) -> object:
+    def pop(self, key: K) -> Stored:
         """Remove ``key`` (its removal written); return its stored value."""
         previous = self.entries.pop(key)
         self._order = None

@@ -1,16 +1,20 @@
-"""Transaction: several writes that reach the log as one batch record, or not at all (SPEC §7)."""
+"""Transaction: several writes that reach the log as one batch record, or not at all.
+
+README.md, "Transactions", describes what users see.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import reprlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
 
 from ._codec import Codec
 from ._errors import StoreClosedError
-from ._types import MISSING, K, V, _Missing
+from ._records import Write, removal
+from ._types import MISSING, K, KeyBytes, Stored, V, _Missing
 
 T = TypeVar("T")
 
@@ -21,36 +25,17 @@ class _State(enum.Enum):
     ENDED = enum.auto()
 
 
-@dataclass(frozen=True, slots=True)
-class Write(Generic[K, V]):
-    """One staged write: an insert (``blob`` set) or a removal (``blob`` is None)."""
+class TransactionHost(Protocol[K]):
+    """What a transaction needs from its store: take it, write to it once, let it go."""
 
-    key: K
-    key_bytes: bytes
-    value: V | None
-    blob: bytes | None
+    def _begin_transaction(self) -> Mapping[K, Stored]:
+        """Take the store: other threads wait until the end. Return its entries, to read."""
 
-
-class TransactionHost(Protocol[K, V]):
-    """What a transaction needs from its store."""
-
-    def _read_stored(self, key: K) -> object:
-        """Return what memory keeps for ``key``, or ``MISSING``."""
-
-    def _stored_len(self) -> int:
-        """Return the number of entries in memory."""
-
-    def _commit(self, writes: list[Write[K, V]]) -> None:
-        """Append ``writes`` as one batch record and apply them to memory at once."""
-
-    def _begin_transaction(self) -> None:
-        """Take the store for a transaction: other threads wait until it ends."""
+    def _commit(self, writes: Sequence[Write[K]]) -> None:
+        """Write ``writes`` as one batch record and apply them to memory at once."""
 
     def _end_transaction(self) -> None:
         """Release what ``_begin_transaction`` took."""
-
-    def _stored_keys(self) -> list[K]:
-        """Return the keys in memory, in order."""
 
 
 class Transaction(Generic[K, V]):
@@ -61,17 +46,20 @@ class Transaction(Generic[K, V]):
     block ended raises ``StoreClosedError``.
     """
 
-    def __init__(self, host: TransactionHost[K, V], codec: Codec[K, V]) -> None:
+    def __init__(self, host: TransactionHost[K], codec: Codec[K, V]) -> None:
         self._host = host
         self._codec = codec
-        self._writes: list[Write[K, V]] = []
-        self._overlay: dict[K, tuple[V, bytes] | _Missing] = {}
+        self._writes: list[Write[K]] = []
+        self._staged: dict[K, Write[K]] = {}
+        """The last write staged for each key."""
+        self._entries: Mapping[K, Stored] = {}
+        """The store's entries, as they were when the block began."""
         self._state = _State.NEW
 
     def __enter__(self) -> Transaction[K, V]:
         if self._state is not _State.NEW:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
-        self._host._begin_transaction()
+        self._entries = self._host._begin_transaction()
         self._state = _State.OPEN
         return self
 
@@ -90,16 +78,13 @@ class Transaction(Generic[K, V]):
 
     def insert(self, key: K, value: V) -> V | None:
         """Validate and stage ``key = value``; return the previous value."""
-        previous = self._lookup(key)
-        self[key] = value
+        write = self._validated(key, value)
+        previous = self._lookup(write[0])
+        self._stage(write)
         return None if previous is MISSING else previous
 
     def __setitem__(self, key: K, value: V) -> None:
-        self._check_open()
-        validated_key, key_bytes = self._codec.encode_key(key)
-        validated, blob = self._codec.encode_value(value)
-        self._writes.append(Write(validated_key, key_bytes, validated, blob))
-        self._overlay[validated_key] = (validated, blob)
+        self._stage(self._validated(key, value))
 
     def remove(self, key: K) -> V | None:
         """Stage the removal of ``key``; return its value, or None if absent."""
@@ -108,7 +93,7 @@ class Transaction(Generic[K, V]):
         if found is None or previous is MISSING:
             self._check_open()
             return None
-        self._stage_removal(*found)
+        self._stage(removal(*found))
         return previous
 
     def __delitem__(self, key: K) -> None:
@@ -116,13 +101,23 @@ class Transaction(Generic[K, V]):
         if found is None or found[0] not in self:
             self._check_open()
             raise KeyError(key)
-        self._stage_removal(*found)
+        self._stage(removal(*found))
 
-    def modify(self, key: K, fn: Callable[[V], V]) -> V:
-        """Stage ``fn(private copy of the value)`` as the new value; return it."""
-        found = self._codec.find_key(key)
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V]) -> V: ...
+    @overload
+    def modify(self, key: K, fn: Callable[[V], V], *, default: V) -> V: ...
+    def modify(self, key: K, fn: Callable[[V], V], *, default: object = MISSING) -> V:
+        """Stage ``fn(private copy of the value)`` as the new value; return it.
+
+        An absent key raises KeyError, or, with ``default``, starts from a validated
+        copy of ``default``.
+        """
+        found = self._codec.find_key(key) if default is MISSING else self._key(key)
         current = MISSING if found is None else self._lookup(found[0])
-        if found is None or current is MISSING:
+        if found is not None and current is MISSING and default is not MISSING:
+            current = self._codec.thaw(self._validated(found[0], default)[2])
+        if found is None or isinstance(current, _Missing):
             self._check_open()
             raise KeyError(key)
         self[found[0]] = fn(current)
@@ -147,43 +142,59 @@ class Transaction(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         self._check_open()
-        staged = self._overlay.get(key, None)  # type: ignore[arg-type]  # any object may be asked
+        staged = self._staged.get(key)  # type: ignore[arg-type]  # any object may be asked
         if staged is None:
-            return self._host._read_stored(key) is not MISSING  # type: ignore[arg-type]  # as above
-        return not isinstance(staged, _Missing)
+            return key in self._entries
+        return staged[3] is not None
 
     def __len__(self) -> int:
         self._check_open()
-        size = self._host._stored_len()
-        for key, staged in self._overlay.items():
-            in_store = self._host._read_stored(key) is not MISSING
-            size += (not isinstance(staged, _Missing)) - in_store
+        size = len(self._entries)
+        for key, staged in self._staged.items():
+            size += (staged[3] is not None) - (key in self._entries)
         return size
-
-    def _lookup(self, key: K) -> V | _Missing:
-        self._check_open()
-        staged = self._overlay.get(key, None)
-        if staged is None:
-            stored = self._host._read_stored(key)
-            return MISSING if stored is MISSING else self._codec.thaw(stored)
-        if isinstance(staged, _Missing):
-            return MISSING
-        return self._codec.thaw(self._codec.freeze(*staged))
-
-    def _stage_removal(self, key: K, key_bytes: bytes) -> None:
-        self._writes.append(Write(key, key_bytes, None, None))
-        self._overlay[key] = MISSING
 
     def __iter__(self) -> Iterator[K]:
         """Iterate over the keys as this transaction sees them, in order."""
         self._check_open()
-        keys = dict.fromkeys(self._host._stored_keys())
-        for write in self._writes:  # the store's own order rules, applied in sequence
-            if write.blob is None:
-                keys.pop(write.key, None)
+        keys = dict.fromkeys(self._entries)
+        for key, _, _, blob in self._writes:  # the store's own order rules, in sequence
+            if blob is None:
+                keys.pop(key, None)
             else:
-                keys.setdefault(write.key)
+                keys.setdefault(key)
         return iter(list(keys))
+
+    def _key(self, key: K) -> tuple[K, KeyBytes]:
+        """Return ``key`` validated and its bytes; a ValueError gets a note naming the key."""
+        self._check_open()
+        try:
+            return self._codec.encode_key(key)
+        except ValueError as exc:  # pydantic's ValidationError, or EncodingError
+            exc.add_note(_about(key))
+            raise
+
+    def _validated(self, key: K, value: object) -> Write[K]:
+        """Return the insert ``key = value``, validated; a ValueError gets a note naming the key."""
+        validated_key, key_bytes = self._key(key)
+        try:
+            validated, blob = self._codec.encode_value(value)
+        except ValueError as exc:
+            exc.add_note(_about(key))
+            raise
+        return (validated_key, key_bytes, self._codec.freeze(validated, blob), blob)
+
+    def _stage(self, write: Write[K]) -> None:
+        self._writes.append(write)
+        self._staged[write[0]] = write
+
+    def _lookup(self, key: K) -> V | _Missing:
+        self._check_open()
+        staged = self._staged.get(key)
+        if staged is None:
+            stored = self._entries.get(key, MISSING)
+            return MISSING if stored is MISSING else self._codec.thaw(stored)
+        return MISSING if staged[3] is None else self._codec.thaw(staged[2])
 
     def _check_open(self) -> None:
         if self._state is _State.NEW:
@@ -192,3 +203,8 @@ class Transaction(Generic[K, V]):
             )
         if self._state is _State.ENDED:
             raise StoreClosedError("this transaction has ended; start a new one")
+
+
+def _about(key: object) -> str:
+    # reprlib: a key's repr may be long, or nested too deep for repr().
+    return f"raised by a transaction's write of key {reprlib.repr(key)}"

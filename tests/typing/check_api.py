@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import ItemsView, KeysView, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from pathlib import Path
 from typing import assert_type
 
@@ -38,6 +38,8 @@ def check_functional_form(path: Path) -> None:
         assert_type(store["alice"], User)
         assert_type(store.modify("alice", birthday), User)
         assert_type(store.modify("alice", lambda user: user), User)
+        assert_type(store.modify("carol", birthday, default=alice), User)
+        assert_type(reversed(store), Iterator[str])
         assert_type(store.get_index(0), tuple[str, User] | None)
         assert_type(store.get_index(-1), tuple[str, User] | None)
         assert_type(store.keys(), KeysView[str])
@@ -75,6 +77,7 @@ def check_transaction(path: Path) -> None:
             assert_type(txn.get("nobody", alice), User)
             assert_type(txn["alice"], User)
             assert_type(txn.modify("alice", birthday), User)
+            assert_type(txn.modify("dave", birthday, default=alice), User)
             assert_type(txn.remove("alice"), User | None)
             assert_type("bob" in txn, bool)
             del txn["bob"]

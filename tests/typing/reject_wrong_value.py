@@ -23,6 +23,7 @@ def misuse(path: Path) -> None:
     store["k"] = Point(x=1, y=2)  # E: assignment
     store.insert(1, User(name="a", age=1))  # E: arg-type
     store.modify("k", lambda user: user.age)  # E: arg-type, return-value
+    store.modify("k", lambda user: user, default=42)  # E: call-overload
     age: str = store["k"].age  # E: assignment
     users = Users.open(path)
     users.insert("k", "not a user")  # E: arg-type
