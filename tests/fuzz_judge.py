@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import os
 import re
 import resource
 import signal
 import threading
 import time
-import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +24,6 @@ from unittest import mock
 
 import pydantic
 
-from tests import strategies as hs
 from typedstore import StoreError, _cli
 
 FUZZ_SEED = int(os.environ.get("TYPEDSTORE_FUZZ_SEED", "20261207"))
@@ -145,10 +141,6 @@ def attempt(
         except ALLOWED as exc:
             return Outcome(error=exc)
         except Exception as exc:
-            for name, matches in KNOWN_BUGS.items():
-                if matches(case, exc):
-                    known_bug_hits[name] += 1
-                    return Outcome(error=exc)
             raise AssertionError(
                 f"{what} raised {type(exc).__name__}: {str(exc)[:300]} on {case.describe()}"
             ) from exc
@@ -187,42 +179,6 @@ def run_cli(argv: Sequence[str]) -> tuple[int, str, str]:
 
 
 # -- known bugs -----------------------------------------------------------------------------
-
-
-RECURSION_SITES = frozenset({"_invalid", "describe_changes", "_missing_paths", "to_json"})
-"""Where issue 10 items 5 and 15 say deep nesting overflows the stack: building the
-message for an invalid key (``_replay._invalid``), describing a changed type
-(``_codec.describe_changes``), looking for dropped fields (``_codec._missing_paths``),
-and rendering JSON in the CLI (``_render.to_json``)."""
-
-
-def _deep_recursion(case: Case, exc: BaseException) -> bool:
-    sites = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
-    return (
-        isinstance(exc, RecursionError)
-        and nesting_depth(case.buf) >= hs.DEEP
-        and bool(sites & RECURSION_SITES)
-    )
-
-
-def _nan_key(case: Case, exc: BaseException) -> bool:
-    if isinstance(exc, KeyError):  # del store[key] with the NaN key as stored
-        return bool(exc.args) and isinstance(exc.args[0], float) and math.isnan(exc.args[0])
-    # popitem() of a NaN key leaks the private RecordDecodeError about its _Missing marker
-    return type(exc).__name__ == "RecordDecodeError" and "_Missing" in str(exc)
-
-
-KNOWN_BUGS: dict[str, Callable[[Case, BaseException], bool]] = {
-    # Delete each once its fix is merged, with the xfail tests that pin it.
-    "issue 10 items 5/15: RecursionError on deep nesting": _deep_recursion,
-    "issue 10 item 3: a NaN key cannot be removed": _nan_key,
-}
-"""Failures being fixed on other branches, accepted here only for the inputs that show them.
-
-Each entry has strict xfail reproducers in ``tests/test_fuzz.py``; when a fix lands they
-pass unexpectedly: delete them and the entry here, and the fuzzer then holds the fix.
-"""
-known_bug_hits: Counter[str] = Counter()
 
 
 def nesting_depth(buf: bytes) -> int:

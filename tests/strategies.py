@@ -75,7 +75,7 @@ def operations(
 # -- hostile msgpack and record bodies (the fuzz harness, tests/test_fuzz.py) ----------------
 
 DEEP = 200
-"""Nesting from which a blob counts as deep (see ``tests/fuzz_judge.py``, ``KNOWN_BUGS``)."""
+"""Nesting from which a blob counts as deep: past what a recursive walk of it survives."""
 
 _scalars = (
     st.none()

@@ -69,7 +69,7 @@ def workdir(tmp_path: Path) -> Iterator[Callable[[], Path]]:
         return Path(tempfile.mkdtemp(dir=tmp_path))
 
     yield fresh
-    print(f"fuzz seed {fj.FUZZ_SEED}; known bugs met: {dict(fj.known_bug_hits)}")
+    print(f"fuzz seed {fj.FUZZ_SEED}")
 
 
 targets = st.sampled_from(fz.TARGETS)
@@ -305,11 +305,11 @@ class TestJudge:
 
     def test_the_store_errors_pass(self, tmp_path: Path) -> None:
         """A reader raising an allowed error (here an OSError) gives it as its outcome."""
-        reader = lambda: TypedStore.open(tmp_path, str, int)  # noqa: E731
-        assert isinstance(fj.attempt(self.case, "reader", reader).error, IsADirectoryError)
+        reader = lambda: TypedStore.open(tmp_path / "none.log", str, int, readonly=True)  # noqa: E731
+        assert isinstance(fj.attempt(self.case, "reader", reader).error, FileNotFoundError)
 
 
-# -- known bugs, pinned (delete each with its KNOWN_BUGS entry once fixed) ------------------
+# -- regressions: inputs the fuzzer found, fixed with issue 10 ----------------------------
 
 
 def _deep_log(folder: Path, target: fz.Target, meta: bytes, key: bytes, value: bytes) -> Path:
@@ -320,10 +320,8 @@ def _deep_log(folder: Path, target: fz.Target, meta: bytes, key: bytes, value: b
 
 _ANY = fz.TARGETS[0]
 _DEEP_LIST = b"\x91" * 1000 + b"\x01"  # msgpack reads it: its own limit is 1024
-_KNOWN_15 = pytest.mark.xfail(strict=True, raises=RecursionError, reason="issue 10 item 15")
 
 
-@_KNOWN_15
 def test_a_deep_key_is_a_schema_mismatch(tmp_path: Path) -> None:
     """A key nested 1,000 deep that does not validate is a SchemaMismatchError (``_invalid``)."""
     meta = fz.metas(_ANY)[-1]  # the current schema of TypedStore[str, Any]
@@ -332,7 +330,6 @@ def test_a_deep_key_is_a_schema_mismatch(tmp_path: Path) -> None:
         TypedStore.open(path, str, Any, readonly=True)
 
 
-@_KNOWN_15
 def test_a_deep_value_under_an_older_schema_opens(tmp_path: Path) -> None:
     """A value nested 1,000 deep written under another value type opens (_codec._missing_paths)."""
     meta = fz.metas(_ANY)[0]  # the header: TypedStore[str, int]
@@ -341,7 +338,6 @@ def test_a_deep_value_under_an_older_schema_opens(tmp_path: Path) -> None:
         assert list(store) == ["a"]
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="issue 10 items 5 and 15")
 def test_dump_prints_a_deep_value(tmp_path: Path) -> None:
     """dump prints a value nested 900 deep, which the store opens (_render.to_json)."""
     path = _deep_log(tmp_path, _ANY, fz.metas(_ANY)[-1], b"\xa1a", b"\x91" * 900 + b"\x01")
@@ -355,27 +351,11 @@ def test_dump_prints_a_deep_value(tmp_path: Path) -> None:
 
 READ_ALL = tuple(fuzz_paths.READERS)
 
-KNOWN_PATH_BUGS = {
-    # Issue 10 item 2: a FIFO hangs every reader, /dev/zero's numbers read until memory runs
-    # out, /dev/null's numbers pass for an empty store (and a writable open replaces the
-    # node). Delete once that fix is merged.
-    *((kind, reader) for kind in ("fifo", "zero_device", "null_device") for reader in READ_ALL),
-}
-"""(kind, reader) pairs that fail today and are being fixed on another branch."""
-NEW_PATH_FINDINGS = {
-    # Found by this harness: a writable open replaces a symlink loop at the path with a new
-    # log (a read-only open raises ELOOP). Reported to the lead with issue 10.
-    ("symlink_loop", "open writable"),
-}
-
 
 def _path_cases() -> Iterator[Any]:
     for kind in fuzz_paths.KINDS:
         for reader in fuzz_paths.READERS:
-            marks = []
-            if (kind, reader) in KNOWN_PATH_BUGS | NEW_PATH_FINDINGS:
-                marks.append(pytest.mark.xfail(strict=True, reason="see KNOWN_PATH_BUGS"))
-            yield pytest.param(kind, reader, marks=marks, id=f"{kind}-{reader}")
+            yield pytest.param(kind, reader, id=f"{kind}-{reader}")
 
 
 @functools.cache
@@ -409,14 +389,12 @@ def test_a_path_that_is_not_a_regular_file_is_refused(kind: str, reader: str) ->
     assert (refused or created, report["kept"]) == (True, True), f"{reader} on a {kind}: {report}"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="new finding: empty path name")
 def test_a_writable_open_of_the_root_directory_is_refused() -> None:
-    """A writable open of ``/`` raises an OSError like a read-only one, not ValueError."""
-    with pytest.raises(OSError, match="directory"):
+    """A writable open of ``/`` is refused as a directory, not with an error about its name."""
+    with pytest.raises(NotAStoreError, match="a directory, not a regular file"):
         TypedStore.open("/", str, int)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="issue 10 item 3")
 def test_a_nan_key_read_from_a_log_can_be_removed(tmp_path: Path) -> None:
     """A NaN key that an older log holds is removed by the key as stored."""
     target = fz.TARGETS[3]  # TypedStore[float, list[int]]
@@ -428,7 +406,6 @@ def test_a_nan_key_read_from_a_log_can_be_removed(tmp_path: Path) -> None:
         assert len(store) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 10 item 16")
 def test_a_scan_bomb_opens_at_once(tmp_path: Path) -> None:
     """256 KiB of frame heads claiming the rest of the file are scanned in under a second."""
     base = fz.base_log(_ANY)
