@@ -1,4 +1,4 @@
-"""StoreConfig: SPEC §1 defaults, validation at construction, frozen and keyword-only."""
+"""StoreConfig: README's defaults, validation at construction, frozen and keyword-only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MIB = 1024 * 1024
 
 
 def test_defaults_match_spec() -> None:
-    """The defaults are those of the SPEC §1 table, with strict recovery."""
+    """The defaults are those of README's configuration table, with strict recovery."""
     config = StoreConfig()
     assert config.sync_on_write is False
     assert config.write_through is True

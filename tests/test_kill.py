@@ -1,10 +1,11 @@
 """SIGKILL a writing child process at random moments: no acknowledged mutation is ever lost.
 
-SPEC §5: under the default config a crash of the process at any instant keeps every
-mutation whose call returned, and the store opens. The child (``tests/writer_child.py``)
-prints an acknowledgement after each call returns; the parent replays the same
-deterministic stream on a plain dict, kills the child, reopens the log and checks that it
-holds exactly the state after the last acknowledged operation, or after the one in flight.
+README, "Durability and recovery": under the default config a crash of the process at any
+instant keeps every mutation whose call returned, and the store opens. The child
+(``tests/writer_child.py``) prints an acknowledgement after each call returns; the parent
+replays the same deterministic stream on a plain dict, kills the child, reopens the log and
+checks that it holds exactly the state after the last acknowledged operation, or after the
+one in flight.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Compaction: when to rewrite the log, and what the rewritten log holds (SPEC §4)."""
+"""Compaction: when to rewrite the log, and what the rewritten log holds (README)."""
 
 from __future__ import annotations
 
