@@ -18,7 +18,7 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench_floor import FloorStore
 from bench_model import User
@@ -119,23 +119,28 @@ class Subject(ABC):
         return None
 
 
-class TypedStoreSubject(Subject):
-    """typedstore through its public API."""
+class _Mapping(KV, Protocol):
+    """What a subject speaking typedstore's API uses beyond the scenarios' :class:`KV`."""
 
-    def __init__(self, name: str, config: StoreConfig, durability: str, settings: str) -> None:
-        self.name = name
-        self.durability = durability
-        self.settings = settings
-        self._config = config
-        self._store: TypedStore[str, User] | None = None
+    def __delitem__(self, key: Any) -> None: ...
+
+    def compact(self) -> None: ...
+
+
+class _MappingSubject(Subject):
+    """A subject whose store speaks typedstore's API: typedstore itself and the floor."""
+
+    def __init__(self) -> None:
+        self._store: _Mapping | None = None
+
+    @abstractmethod
+    def _open_store(self, path: Path, key_type: type[Any], value_type: type[Any]) -> _Mapping:
+        """Open (or create) the store at ``path`` for ``key_type`` and ``value_type``."""
 
     @property
-    def store(self) -> TypedStore[str, User]:
+    def store(self) -> _Mapping:
         assert self._store is not None, "not open"
         return self._store
-
-    def open(self, directory: Path) -> None:
-        self._store = TypedStore.open(directory / "users.log", str, User, config=self._config)
 
     def insert(self, key: str, user: User) -> None:
         # The dict form, like the peers' puts: insert() would also return the old value.
@@ -145,7 +150,8 @@ class TypedStoreSubject(Subject):
         self.store.flush()
 
     def get(self, key: str) -> User | None:
-        return self.store.get(key)
+        found: User | None = self.store.get(key)
+        return found
 
     def modify_age(self, key: str) -> None:
         self.store.modify(key, _birthday)
@@ -163,17 +169,32 @@ class TypedStoreSubject(Subject):
         return True
 
     def scenario_opener(self) -> Opener:
-        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
-            return TypedStore.open(path, key_type, value_type, config=self._config)
-
-        return opener
+        return self._open_store
 
 
-class FloorSubject(Subject):
+class TypedStoreSubject(_MappingSubject):
+    """typedstore through its public API."""
+
+    def __init__(self, name: str, config: StoreConfig, durability: str, settings: str) -> None:
+        super().__init__()
+        self.name = name
+        self.durability = durability
+        self.settings = settings
+        self._config = config
+
+    def open(self, directory: Path) -> None:
+        self._store = self._open_store(directory / "users.log", str, User)
+
+    def _open_store(self, path: Path, key_type: type[Any], value_type: type[Any]) -> _Mapping:
+        return TypedStore.open(path, key_type, value_type, config=self._config)
+
+
+class FloorSubject(_MappingSubject):
     """The floor (``bench_floor.py``): the least a correct store with typedstore's guarantees
     spends."""
 
     def __init__(self, name: str, sync: bool) -> None:
+        super().__init__()
         self.name = name
         self._sync = sync
         self.durability = FSYNC if sync else PROCESS
@@ -184,44 +205,12 @@ class FloorSubject(Subject):
             + "; mutable values held as their JSON-mode dump and validated on every read; "
             "flush = `fsync`; compact = temp file, fsync, rename, directory fsync"
         )
-        self._store: FloorStore[str, User] | None = None
-
-    @property
-    def store(self) -> FloorStore[str, User]:
-        assert self._store is not None, "not open"
-        return self._store
 
     def open(self, directory: Path) -> None:
-        self._store = FloorStore(directory / "users.floor", str, User, sync=self._sync)
+        self._store = self._open_store(directory / "users.floor", str, User)
 
-    def insert(self, key: str, user: User) -> None:
-        self.store[key] = user
-
-    def flush(self) -> None:
-        self.store.flush()
-
-    def get(self, key: str) -> User | None:
-        return self.store.get(key)
-
-    def modify_age(self, key: str) -> None:
-        self.store.modify(key, _birthday)
-
-    def remove(self, key: str) -> None:
-        del self.store[key]
-
-    def close(self) -> None:
-        self.store.close()
-        self._store = None
-
-    def compact(self) -> bool:
-        self.store.compact()
-        return True
-
-    def scenario_opener(self) -> Opener:
-        def opener(path: Path, key_type: type[Any], value_type: type[Any]) -> KV:
-            return FloorStore(path, key_type, value_type, sync=self._sync)
-
-        return opener
+    def _open_store(self, path: Path, key_type: type[Any], value_type: type[Any]) -> _Mapping:
+        return FloorStore(path, key_type, value_type, sync=self._sync)
 
 
 class LmdbKV:
