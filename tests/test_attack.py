@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import pytest
 from pydantic import AfterValidator
 
-from typedstore import NotAStoreError, TypedStore
+from typedstore import NotAStoreError, StoreConfig, TypedStore
 from typedstore.__main__ import main
 
 
@@ -172,3 +172,54 @@ class TestCliJsonUsageErrors:
         out = capsys.readouterr().out
         assert code == 64
         assert out.lstrip().startswith("{")
+
+
+class TestTornTailBound:
+    """What one buffered write leaves after a crash is a torn tail, as README promises."""
+
+    @pytest.mark.xfail(strict=True, reason="attack: one drain can exceed buf_capacity")
+    def test_zeroed_last_buffered_write_is_a_torn_tail(self, tmp_path: Path) -> None:
+        """A crash zero-filling the whole last drain of the buffer does not refuse the open."""
+        path = tmp_path / "buffered.log"
+        config = StoreConfig(write_through=False, buf_capacity=4096)
+        with TypedStore.open(path, str, bytes, config=config) as store:
+            store.flush()
+            before = path.stat().st_size
+            for i in range(3):  # the third record takes the buffer past 4096: one drain
+                store[f"k{i}"] = b"x" * 1500
+            after = path.stat().st_size
+        assert after - before > config.buf_capacity  # what one buffered write wrote
+        with path.open("r+b") as file:  # what a crash during that write may leave
+            file.seek(before)
+            file.write(bytes(after - before))
+        with TypedStore.open(path, str, bytes, config=config) as reopened:
+            assert reopened.recovery is not None
+            assert reopened.recovery.kind == "torn_tail"
+
+
+class TestUserErrorsAtOpen:
+    """An exception from user code at open reaches the caller as it was raised."""
+
+    @pytest.mark.xfail(strict=True, reason="attack: add_note fails on a non-list __notes__")
+    def test_validator_error_with_tuple_notes_reaches_the_caller(self, tmp_path: Path) -> None:
+        """A validator's exception whose __notes__ is not a list is not replaced by TypeError."""
+        path = tmp_path / "notes.log"
+
+        class Refused(Exception):
+            """An application's error, carrying its notes as a tuple."""
+
+        armed: list[bool] = []
+
+        def check(value: int) -> int:
+            if armed:
+                error = Refused("no")
+                vars(error)["__notes__"] = ("from the application",)  # a tuple, not a list
+                raise error
+            return value
+
+        value_type = Annotated[int, AfterValidator(check)]
+        with TypedStore.open(path, str, value_type) as store:
+            store["a"] = 1
+        armed.append(True)
+        with pytest.raises(Refused, match="no"):
+            TypedStore.open(path, str, value_type)
