@@ -6,6 +6,7 @@ remove its ``xfail`` mark with the fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,21 +22,26 @@ from typedstore import NotAStoreError, StoreConfig, TypedStore
 from typedstore.__main__ import main
 
 
-def _signal_inside_table_put(handler: Any) -> None:
-    """Arrange for SIGALRM, handled by ``handler``, to arrive as memory applies a record.
+def _signal_on_call(handler: Any, function: str, module: str) -> None:
+    """Arrange for SIGALRM, handled by ``handler``, to arrive as ``module.function`` is called.
 
-    A trace function sends the signal on entering the store's table update, the instant
-    after the record reached the log: the point the README's re-entrancy rule guards.
+    A trace function sends the signal on entering it: the handler runs at that instant,
+    as a real signal arriving there would.
     """
     signal.signal(signal.SIGALRM, handler)
 
     def tracer(frame: FrameType, event: str, arg: object) -> None:
         code = frame.f_code
-        if event == "call" and code.co_name == "put" and code.co_filename.endswith("_table.py"):
+        if event == "call" and code.co_name == function and code.co_filename.endswith(module):
             sys.settrace(None)
             os.kill(os.getpid(), signal.SIGALRM)
 
     sys.settrace(tracer)
+
+
+def _signal_inside_table_put(handler: Any) -> None:
+    """Signal as memory applies a record: the instant after the record reached the log."""
+    _signal_on_call(handler, "put", "_table.py")
 
 
 class TestWriteInterruptedBySignal:
@@ -82,6 +88,49 @@ class TestWriteInterruptedBySignal:
             signal.signal(signal.SIGALRM, previous)
         in_memory = dict(store.items())
         store.close()
+        with TypedStore.open(path, str, int, readonly=True) as reopened:
+            assert dict(reopened.items()) == in_memory
+
+
+class TestWriteFromHandlerDuringMaintenance:
+    """A handler's write during flush() or compact() is refused or kept, never silently lost."""
+
+    @staticmethod
+    def _beat_during(path: Path, store: TypedStore[str, int], function: str) -> dict[str, int]:
+        """Run ``store.flush()`` or ``compact()`` with a handler writing as ``function`` starts."""
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # a refusal is a correct outcome
+                store["beat"] = 1
+
+        previous = signal.getsignal(signal.SIGALRM)
+        try:
+            _signal_on_call(beat, function, "_fs.py")
+            store.flush() if function == "append" else store.compact()
+        finally:
+            sys.settrace(None)
+            signal.signal(signal.SIGALRM, previous)
+        in_memory = dict(store.items())
+        store.close()
+        return in_memory
+
+    @pytest.mark.xfail(strict=True, reason="attack: handler write during flush() is lost")
+    def test_write_from_a_handler_during_flush_is_not_lost(self, tmp_path: Path) -> None:
+        """A buffered store's flush() does not drop a record a handler wrote meanwhile."""
+        path = tmp_path / "flush.log"
+        store = TypedStore.open(path, str, int, config=StoreConfig(write_through=False))
+        store["a"] = 1
+        in_memory = self._beat_during(path, store, "append")  # the flush's drain of the buffer
+        with TypedStore.open(path, str, int, readonly=True) as reopened:
+            assert dict(reopened.items()) == in_memory
+
+    @pytest.mark.xfail(strict=True, reason="attack: handler write during compact() is lost")
+    def test_write_from_a_handler_during_compact_is_not_lost(self, tmp_path: Path) -> None:
+        """compact() does not swap in a log lacking a record a handler wrote meanwhile."""
+        path = tmp_path / "compact.log"
+        store = TypedStore.open(path, str, int)
+        store["a"] = 1
+        in_memory = self._beat_during(path, store, "sync")  # the fsync of the new log
         with TypedStore.open(path, str, int, readonly=True) as reopened:
             assert dict(reopened.items()) == in_memory
 
