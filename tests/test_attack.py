@@ -96,7 +96,7 @@ class TestWriteFromHandlerDuringMaintenance:
     """A handler's write during flush() or compact() is refused or kept, never silently lost."""
 
     @staticmethod
-    def _beat_during(path: Path, store: TypedStore[str, int], function: str) -> dict[str, int]:
+    def _beat_during(store: TypedStore[str, int], function: str) -> dict[str, int]:
         """Run ``store.flush()`` or ``compact()`` with a handler writing as ``function`` starts."""
 
         def beat(signum: int, frame: FrameType | None) -> None:
@@ -120,7 +120,7 @@ class TestWriteFromHandlerDuringMaintenance:
         path = tmp_path / "flush.log"
         store = TypedStore.open(path, str, int, config=StoreConfig(write_through=False))
         store["a"] = 1
-        in_memory = self._beat_during(path, store, "append")  # the flush's drain of the buffer
+        in_memory = self._beat_during(store, "append")  # the flush's drain of the buffer
         with TypedStore.open(path, str, int, readonly=True) as reopened:
             assert dict(reopened.items()) == in_memory
 
@@ -130,7 +130,7 @@ class TestWriteFromHandlerDuringMaintenance:
         path = tmp_path / "compact.log"
         store = TypedStore.open(path, str, int)
         store["a"] = 1
-        in_memory = self._beat_during(path, store, "sync")  # the fsync of the new log
+        in_memory = self._beat_during(store, "sync")  # the fsync of the new log
         with TypedStore.open(path, str, int, readonly=True) as reopened:
             assert dict(reopened.items()) == in_memory
 
