@@ -249,7 +249,6 @@ class TestTornTailBound:
 class TestUserErrorsAtOpen:
     """An exception from user code at open reaches the caller as it was raised."""
 
-    @pytest.mark.xfail(strict=True, reason="attack: add_note fails on a non-list __notes__")
     def test_validator_error_with_tuple_notes_reaches_the_caller(self, tmp_path: Path) -> None:
         """A validator's exception whose __notes__ is not a list is not replaced by TypeError."""
         path = tmp_path / "notes.log"

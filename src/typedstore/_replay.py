@@ -409,11 +409,16 @@ def _undecodable(path: Path, offset: int, exc: Exception) -> CorruptLogError:
 
 
 def _add_context(exc: BaseException, path: Path, offset: int, key: object) -> None:
-    """Note on an exception from the application's code which record of which store raised it."""
-    exc.add_note(
-        f"typedstore: raised while opening the store {path}, on the record at byte "
-        f"offset {offset} (key {shown(key)})"
-    )
+    """Note on an exception from the application's code which record of which store raised it.
+
+    An exception whose ``__notes__`` the application made something other than a list
+    refuses notes (``TypeError``): it then goes on as it was raised, without this one.
+    """
+    with contextlib.suppress(TypeError):
+        exc.add_note(
+            f"typedstore: raised while opening the store {path}, on the record at byte "
+            f"offset {offset} (key {shown(key)})"
+        )
 
 
 def shown(value: object, limit: int = 200) -> str:
