@@ -7,6 +7,7 @@ The layout is documented with a worked example in ``docs/FORMAT.md``.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -158,34 +159,30 @@ def find_next_frame(buf: bytes, offset: int) -> int:
 
     A frame head whose checksum is intact was written where it stands, with the length
     it claims, and the next write went where that record ends: no frame starts inside
-    it. So an intact head with a bad body sends the search to its end, and one whose
-    record reaches past the end of ``buf`` leaves nothing to find. Each byte is then
-    checksummed at most once as part of a body, and the scan stays linear whatever the
-    input. Candidate heads come from :func:`_candidates`, found at C speed.
+    it. So an intact head with a bad body sends the search to its end. A head further on
+    that claims more bytes than are left, or whose body does not start with a record
+    kind, is passed over, but one at ``offset`` whose record reaches past the end of
+    ``buf`` leaves nothing to find. Each byte is checksummed at most once as part of a
+    body, and the scan stays linear whatever the input. Candidate heads come from
+    :func:`_candidates`, found at C speed a window at a time; a window's candidates are
+    used up before the next window is searched.
     """
     size = len(buf)
     end = read_head(buf, offset)
     position = offset + 1 if end == -1 else end
-    unpack, crc32, pack_offset = _FRAME_HEAD.unpack_from, zlib.crc32, _U64.pack
-    while end < size and position < size - FRAME_OVERHEAD:
-        window = _candidates(buf, position)
-        for candidate in window:
-            crc, length, _ = unpack(buf, candidate)
-            if (
-                length > MAX_RECORD_BYTES
-                or crc32(
-                    buf[candidate + 4 : candidate + FRAME_OVERHEAD], crc32(pack_offset(candidate))
-                )
-                != crc
-            ):
+    limit = size - FRAME_OVERHEAD  # a head starting here or later has no body byte
+    while position < limit:
+        stop = min((position | (_WINDOW - 1)) + 1, limit)
+        for candidate in _candidates(buf, position, stop):
+            if candidate < position or not _KIND_OK[buf[candidate + FRAME_OVERHEAD]]:
                 continue
-            end = candidate + FRAME_OVERHEAD + length
-            if end <= size and _body_intact(buf, candidate, end):
+            end = read_head(buf, candidate)
+            if end == -1 or end > size:
+                continue
+            if _body_intact(buf, candidate, end):
                 return candidate
             position = end
-            break
-        else:
-            position += _WINDOW
+        position = max(position, stop)
     return -1
 
 
@@ -196,34 +193,57 @@ def _body_intact(buf: bytes, offset: int, end: int) -> bool:
 
 
 _WINDOW = 1 << 20
-"""Bytes of a log examined per call of :func:`_candidates`."""
-_ZERO_OR_NOT = bytes(0x5A if byte == 0 else 0x4E for byte in range(256))
-"""Translates a byte to Z (zero) or N (not zero)."""
+"""Bytes of a log examined per call of :func:`_candidates`; windows are aligned to it."""
 _KIND_OK = bytes(1 if 1 <= byte & 0x07 <= 4 else 0 for byte in range(256))
 """1 for a byte that can start a body (a record kind, with any schema generation), else 0."""
 
 
-def _candidates(buf: bytes, start: int) -> list[int]:
-    """Return, in order, the offsets in ``[start, start + _WINDOW)`` that could start a frame.
+def _candidates(buf: bytes, start: int, stop: int) -> list[int]:
+    """Return, in order, offsets in ``[start, stop)`` where a frame head may be intact.
 
-    A head's length is a little-endian u32 from 1 to the bytes left in ``buf``, and its
-    body starts with a record kind. Unless its top byte is set, the length's highest
-    non-zero byte is followed by zeros: a non-zero byte then a zero byte. The window is
-    translated to Z (zero) and N (not zero), those pairs are found with ``bytes.find``,
-    and the top byte's values with a second translation, so Python time is spent only
-    per pair (about one in 256 random bytes, none in zeros or text).
+    ``[start, stop)`` lies in one ``_WINDOW``-aligned window. Where few offsets pass the
+    cheap length test of :func:`_length_candidates` they are returned; otherwise, as on
+    random bytes in a large log or on msgpack, :func:`_checksum_candidates`' filter,
+    whose cost does not depend on the data, is used.
     """
-    stop = min(start + _WINDOW, len(buf) - FRAME_OVERHEAD)
+    found = _length_candidates(buf, start, stop)
+    return _checksum_candidates(buf, start, stop) if found is None else found
+
+
+def _length_candidates(buf: bytes, start: int, stop: int) -> list[int] | None:
+    """Return the offsets in ``[start, stop)`` whose length field fits the bytes left in
+    ``buf``, or None when there are more than about one in 128.
+
+    A head's length is a little-endian u32 from 1 to the bytes left. Unless its top byte
+    is set, the length's highest non-zero byte is followed by zeros: a non-zero byte then
+    a zero byte. The window is translated to Z (zero) and N (not zero), those pairs are
+    counted and found with ``bytes.find``, and the top byte's values with a second
+    translation, so Python time is spent only per pair (about one in 256 random bytes,
+    none in zeros or text).
+    """
     longest = min(len(buf) - FRAME_OVERHEAD - start, MAX_RECORD_BYTES)
     top = (max(longest, 1).bit_length() - 1) // 8  # the highest length byte that may be set
     bound = longest >> (8 * top)
     window = buf[start : stop + FRAME_OVERHEAD]
-    found = _falling_edges(window.translate(_ZERO_OR_NOT), window, top, bound)
+    budget = (stop - start) >> 7
+    tops: list[int] = []
     if top == 3:  # a length whose top byte is set: that byte is 1 to ``bound``
-        found = sorted(found + _top_bytes(window, bound))
-    kinds = window[FRAME_OVERHEAD:].translate(_KIND_OK)
+        marks = window.translate(bytes(1 if 1 <= byte <= bound else 0 for byte in range(256)))
+        if marks.count(1) > budget:
+            return None
+        tops = _top_bytes(marks)
+    letters = window.translate(_ZERO_OR_NOT)
+    if letters.count(b"NZ") > budget:
+        return None
+    found = _falling_edges(letters, window, top, bound)
+    if tops:
+        found = sorted(found + tops)
     size = stop - start
-    return [start + head for head in found if 0 <= head < size and kinds[head]]
+    return [start + head for head in found if 0 <= head < size]
+
+
+_ZERO_OR_NOT = bytes(0x5A if byte == 0 else 0x4E for byte in range(256))
+"""Translates a byte to Z (zero) or N (not zero)."""
 
 
 def _falling_edges(letters: bytes, window: bytes, top: int, bound: int) -> list[int]:
@@ -241,15 +261,79 @@ def _falling_edges(letters: bytes, window: bytes, top: int, bound: int) -> list[
     return heads
 
 
-def _top_bytes(window: bytes, bound: int) -> list[int]:
-    """Return the heads in ``window`` whose length byte 3 is from 1 to ``bound``."""
-    marks = window.translate(bytes(1 if 1 <= byte <= bound else 0 for byte in range(256)))
+def _top_bytes(marks: bytes) -> list[int]:
+    """Return the heads whose length byte 3 is marked in ``marks``."""
     heads = []
     index = marks.find(1, 7)
     while index != -1:
         heads.append(index - 7)
         index = marks.find(1, index + 1)
     return heads
+
+
+def _checksum_candidates(buf: bytes, start: int, stop: int) -> list[int]:
+    """Return the offsets in ``[start, stop)`` where a head checksum's low byte matches.
+
+    A head's checksum is CRC-32, affine over GF(2) in the head's other 8 bytes and in
+    the offset's bits (the seed), so its low byte is an XOR of per-byte table lookups:
+    ``bytes.translate`` looks them up for every offset at once, and Python integers XOR
+    the translated strings. About one offset in 256 matches, whatever the data.
+    """
+    tables = _crc_tables()[0]
+    base = start & -_WINDOW  # bits of the offset above the window's are one constant
+    total = int.from_bytes(buf[start:stop], "little")
+    total ^= _low_offset_bytes(start - base, stop - base)
+    for index, table in enumerate(tables):
+        if index == 0:
+            table = table.translate(_xor_table(_offset_byte(base)))
+        shift = start + 4 + index
+        total ^= int.from_bytes(buf[shift : stop + 4 + index].translate(table), "little")
+    matches = total.to_bytes(stop - start, "little")
+    found = []
+    index = matches.find(0)
+    while index != -1:
+        found.append(start + index)
+        index = matches.find(0, index + 1)
+    return found
+
+
+@functools.cache
+def _crc_tables() -> tuple[list[bytes], bytes, int]:
+    """Return the tables :func:`_candidates` translates with.
+
+    The low byte of ``crc32(head[4:12], _seed(offset))`` is the XOR of ``tables[m]``
+    looked up at ``head[4 + m]`` for each ``m``, of ``_offset_byte`` of the offset's
+    window, and of ``low`` at the offset within that window (also given as an integer).
+    """
+    zeros = bytes(8)
+    origin = zlib.crc32(zeros, _seed(0))
+    tables = []
+    for index in range(8):
+        entries = bytearray(256)
+        for byte in range(256):
+            head = bytearray(8)
+            head[index] = byte
+            entries[byte] = (zlib.crc32(head, _seed(0)) ^ origin) & 0xFF
+        tables.append(bytes(entries))
+    low = b"\x00"
+    while len(low) < _WINDOW:  # each doubling adds one bit of the offset, linearly
+        low += low.translate(_xor_table((zlib.crc32(zeros, _seed(len(low))) ^ origin) & 0xFF))
+    return tables, low, int.from_bytes(low, "little")
+
+
+def _offset_byte(base: int) -> int:
+    return zlib.crc32(bytes(8), _seed(base)) & 0xFF
+
+
+def _low_offset_bytes(start: int, stop: int) -> int:
+    _, low, whole = _crc_tables()
+    if start == 0 and stop == _WINDOW:
+        return whole
+    return int.from_bytes(low[start:stop], "little")
+
+
+def _xor_table(mask: int) -> bytes:
+    return bytes(byte ^ mask for byte in range(256))
 
 
 def frame_body(buf: bytes, offset: int, end: int) -> memoryview:
