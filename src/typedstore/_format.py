@@ -106,12 +106,33 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
     """
     if len(body) > MAX_RECORD_BYTES:
-        raise EncodingError(
-            f"a record of {len(body)} bytes exceeds MAX_RECORD_BYTES ({MAX_RECORD_BYTES}); "
-            "store large values in smaller pieces or commit smaller transactions"
-        )
+        raise _record_too_large(len(body))
     tail = _HEAD_TAIL.pack(len(body), zlib.crc32(body))
     return _U32.pack(zlib.crc32(tail, _seed(offset))) + tail + body
+
+
+def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
+    """Return the frame :func:`encode_frame` makes of the concatenated ``body``, as parts.
+
+    The parts are the frame's head followed by ``body``'s own parts, uncopied: a huge
+    value is framed and written without a second copy of it. Raises ``EncodingError``
+    when the body exceeds ``MAX_RECORD_BYTES``.
+    """
+    length = sum(map(len, body))
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
+    crc = 0
+    for part in body:
+        crc = zlib.crc32(part, crc)
+    tail = _HEAD_TAIL.pack(length, crc)
+    return [_U32.pack(zlib.crc32(tail, _seed(offset))) + tail, *body]
+
+
+def _record_too_large(length: int) -> EncodingError:
+    return EncodingError(
+        f"a record of {length} bytes exceeds MAX_RECORD_BYTES ({MAX_RECORD_BYTES}); "
+        "store large values in smaller pieces or commit smaller transactions"
+    )
 
 
 def _seed(offset: int) -> int:
@@ -349,6 +370,11 @@ def insert_body(key: bytes, value: bytes) -> bytes:
     return b"\x01" + _U32.pack(len(key)) + key + value
 
 
+def insert_parts(key: bytes, value: bytes) -> list[bytes]:
+    """Return the body of an insert record as parts, ``value`` uncopied among them."""
+    return [b"\x01" + _U32.pack(len(key)) + key, value]
+
+
 def remove_body(key: bytes) -> bytes:
     """Return the body of a remove record."""
     return b"\x02" + key
@@ -364,6 +390,29 @@ def batch_body(bodies: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def batch_parts(bodies: Iterable[list[bytes]], join_below: int) -> list[bytes]:
+    """Return the body of a batch record grouping the bodies given as parts, as parts.
+
+    Parts of ``join_below`` bytes or more are kept uncopied; the runs of smaller ones
+    between them are joined, so a batch of many small operations stays a few parts.
+    """
+    parts: list[bytes] = []
+    run: list[bytes] = []
+    count = 0
+    for body in bodies:
+        run.append(_U32.pack(sum(map(len, body))))
+        for part in body:
+            if len(part) < join_below:
+                run.append(part)
+            else:
+                parts += (b"".join(run), part)
+                run = []
+        count += 1
+    parts.append(b"".join(run))
+    parts[0] = b"\x03" + _U32.pack(count) + parts[0]
+    return parts
+
+
 _OPERATION_KINDS = (RecordKind.INSERT, RecordKind.REMOVE)
 GENERATIONS = 32
 """Schema generations cycle through 0 to 31, kept in the upper 5 bits of a body's kind byte."""
@@ -374,6 +423,13 @@ def tag(body: bytes, generation: int) -> bytes:
     if generation == 0:
         return body
     return bytes((body[0] | generation << 3,)) + body[1:]
+
+
+def tag_parts(body: list[bytes], generation: int) -> list[bytes]:
+    """Return the parts of ``body`` marked as :func:`tag` marks a body; only the first is copied."""
+    if generation == 0:
+        return body
+    return [tag(body[0], generation), *body[1:]]
 
 
 def kind_of(body: memoryview) -> tuple[int, int]:

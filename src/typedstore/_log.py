@@ -47,15 +47,19 @@ class Log:
         """Bytes in the log, buffered records included."""
         return self.file.size + len(self._buffer)
 
-    def append(self, body: bytes, records: int) -> None:
+    def append(self, body: bytes | list[bytes], records: int) -> None:
         """Frame ``body`` at the log's end and append it; it holds ``records`` operations.
 
+        ``body`` is one ``bytes``, or a large body's parts (see ``_records.LARGE_BODY``).
         When it returns the record is in the OS (write-through), on disk
         (``sync_on_write``) or in the buffer. When it raises, neither file nor
         buffer holds the record.
         """
         if self.failure is not None:  # check_writable, inlined on the path of every write
             self.check_writable()
+        if isinstance(body, list):
+            self._append_parts(body, records)
+            return
         generation = self.generation
         if self.pending_schema is None:
             frame = _format.encode_frame(_format.tag(body, generation), self.size)
@@ -82,6 +86,38 @@ class Log:
                 except OSError:
                     del self._buffer[-len(frame) :]
                     raise
+        self.total_records += records
+        self.pending_schema = None
+        self.generation = generation
+
+    def _append_parts(self, body: list[bytes], records: int) -> None:
+        """Append a body given as parts, as :meth:`append` does, without joining them.
+
+        The record goes through the buffer only if it fits there; otherwise the buffer
+        is handed to the OS first, to keep the records in order, then the record's parts.
+        """
+        generation = self.generation
+        frame: list[bytes] = []
+        offset = self.size
+        if self.pending_schema is not None:  # in the same write: see append
+            generation = (generation + 1) % _format.GENERATIONS
+            schema = _format.encode_frame(
+                _format.schema_body(self.pending_schema, generation), offset
+            )
+            frame.append(schema)
+            offset += len(schema)
+        frame += _format.frame_parts(_format.tag_parts(body, generation), offset)
+        if self._config.write_through:
+            before = self.file.size
+            self.file.append_parts(frame)
+            if self._config.sync_on_write:
+                self._sync(rollback_to=before)
+        elif len(self._buffer) + sum(map(len, frame)) < self._config.buf_capacity:
+            for part in frame:
+                self._buffer += part
+        else:
+            self._drain()
+            self.file.append_parts(frame)
         self.total_records += records
         self.pending_schema = None
         self.generation = generation
