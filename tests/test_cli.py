@@ -2,6 +2,23 @@
 
 Most tests call ``main(argv)`` in-process; a few run ``python -m typedstore`` for real.
 ``verify`` is checked against what ``TypedStore.open(..., readonly=True)`` itself finds.
+
+One class per promise, in file order:
+
+- ``TestHelpAndUsage``: ``--help``, ``--version`` and usage errors.
+- ``TestInfo``: ``info``, as text or JSON.
+- ``TestVerify``: ``verify`` reports and never writes.
+- ``TestDump``: ``dump`` and ``dump --all``.
+- ``TestRepair``: ``repair`` keeps what a writable open would.
+- ``TestCompact``: ``compact``, and its refusals.
+- ``TestErrorExitCodes``: one error line with its documented exit code.
+- ``TestJsonErrors``: errors as one JSON object with ``--json``.
+- ``TestRealProcesses``: ``python -m typedstore`` run for real.
+- ``TestJsonRendering``: values JSON cannot hold, data of any depth.
+- ``TestProgress``: the progress line on a terminal.
+- ``TestSchemaRecords``: schema records and versions offline.
+- ``TestVerifyAgreesWithOpen``: ``verify`` finds what a read-only open finds.
+- ``TestEqualKeys``: keys the store holds equal are one entry offline.
 """
 
 from __future__ import annotations
@@ -178,175 +195,148 @@ def assert_one_line_error(run: Run, code: ExitCode) -> None:
     assert run.err.startswith("typedstore: error: ")
 
 
-# -- help and usage -------------------------------------------------------------------------
+class TestHelpAndUsage:
+    """--help lists the exit codes, --version the version, and a usage error is one line, exit
+    64."""
+
+    @pytest.mark.parametrize("command", [[], *[[name] for name in COMMANDS]])
+    def test_help_documents_exit_codes(
+        self, capsys: pytest.CaptureFixture[str], command: list[str]
+    ) -> None:
+        """``--help`` of the command and of every subcommand lists every exit code."""
+        run = cli(capsys, *command, "--help")
+        assert run.code == 0
+        for code in ExitCode:
+            assert f"\n  {code.value} " in run.out
+
+    def test_usage_error_exits_64_on_one_line(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A missing required option is a usage error: one line, exit 64."""
+        run = cli(capsys, "repair", "some.log")
+        assert run.code == 64
+        assert run.err.count("\n") == 1
+        assert "--mode" in run.err
+
+    def test_version_prints_the_installed_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """``typedstore --version`` prints the package's version and exits 0."""
+        run = cli(capsys, "--version")
+        assert run.code == ExitCode.OK
+        assert run.out.strip() == f"typedstore {importlib.metadata.version('typedstore')}"
 
 
-@pytest.mark.parametrize("command", [[], *[[name] for name in COMMANDS]])
-def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
-    """``--help`` of the command and of every subcommand lists every exit code."""
-    run = cli(capsys, *command, "--help")
-    assert run.code == 0
-    for code in ExitCode:
-        assert f"\n  {code.value} " in run.out
+class TestInfo:
+    """info reports counts, header, types and a torn tail, as text or JSON."""
+
+    def test_info_json_reports_counts_and_header(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``info --json`` gives version, size, record counts, dead ratio and the recorded types."""
+        items = make_log(log_path)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert report["format_version"] == _format.FORMAT_VERSION
+        assert report["file_size"] == log_path.stat().st_size
+        assert report["records"] == len(frame_offsets(log_path)) == 8
+        assert report["operations"] == 10  # the batch holds three
+        assert report["live_entries"] == len(items) == 4
+        assert report["dead_ratio"] == pytest.approx(6 / 10, abs=1e-4)
+        assert report["state"]["status"] == "clean"
+        meta = report["metadata"]
+        assert (meta["key_type"], meta["value_type"]) == ("str", "tests.models.User")
+        assert meta["value_schema"] == User.model_json_schema()
+
+    def test_info_text_names_types_and_state(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Plain ``info`` prints one labelled line per fact, the types included."""
+        make_log(log_path)
+        lines = cli(capsys, "info", log_path).out.splitlines()
+        assert f"format version: {_format.FORMAT_VERSION}" in lines
+        assert "live entries:   4" in lines
+        assert "value type:     tests.models.User" in lines
+        assert "state:          clean" in lines
+
+    def test_info_reports_a_torn_tail(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``info`` on a log cut inside its last record names the torn tail and its offset."""
+        make_log(log_path)
+        last = frame_offsets(log_path)[-1]
+        _fs.truncate_file(log_path, log_path.stat().st_size - 3)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert report["state"] == {
+            "status": "torn_tail",
+            "offset": last,
+            "reason": report["state"]["reason"],
+        }
 
 
-def test_usage_error_exits_64_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing required option is a usage error: one line, exit 64."""
-    run = cli(capsys, "repair", "some.log")
-    assert run.code == 64
-    assert run.err.count("\n") == 1
-    assert "--mode" in run.err
+class TestVerify:
+    """verify reports a clean log, a torn tail or damage with its offset, and never writes."""
 
+    def test_verify_clean_log_exits_0(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A log written through the API verifies clean, every record counted, nothing on stderr."""
+        make_log(log_path)
+        run = cli(capsys, "verify", "--json", log_path)
+        assert run.code == ExitCode.OK
+        assert run.err == ""
+        report = json.loads(run.out)
+        assert (report["status"], report["offset"]) == ("clean", None)
+        assert report["records"] == len(frame_offsets(log_path))
 
-# -- info -----------------------------------------------------------------------------------
+    def test_verify_damage_gives_offset_and_records_after(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Damage in the second record: exit 1, its offset, and the count of readable records
+        after."""
+        make_log(log_path)
+        offsets = frame_offsets(log_path)
+        flip(log_path, offsets[1] + 9)
+        run = cli(capsys, "verify", "--json", log_path)
+        assert run.code == ExitCode.DAMAGED
+        report = json.loads(run.out)
+        assert (report["status"], report["offset"]) == ("damaged", offsets[1])
+        assert report["records_after"] == len(offsets) - 2
 
-
-def test_info_json_reports_counts_and_header(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``info --json`` gives version, size, record counts, dead ratio and the recorded types."""
-    items = make_log(log_path)
-    report = json.loads(cli(capsys, "info", "--json", log_path).out)
-    assert report["format_version"] == _format.FORMAT_VERSION
-    assert report["file_size"] == log_path.stat().st_size
-    assert report["records"] == len(frame_offsets(log_path)) == 8
-    assert report["operations"] == 10  # the batch holds three
-    assert report["live_entries"] == len(items) == 4
-    assert report["dead_ratio"] == pytest.approx(6 / 10, abs=1e-4)
-    assert report["state"]["status"] == "clean"
-    meta = report["metadata"]
-    assert (meta["key_type"], meta["value_type"]) == ("str", "tests.models.User")
-    assert meta["value_schema"] == User.model_json_schema()
-
-
-def test_info_text_names_types_and_state(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Plain ``info`` prints one labelled line per fact, the types included."""
-    make_log(log_path)
-    lines = cli(capsys, "info", log_path).out.splitlines()
-    assert f"format version: {_format.FORMAT_VERSION}" in lines
-    assert "live entries:   4" in lines
-    assert "value type:     tests.models.User" in lines
-    assert "state:          clean" in lines
-
-
-def test_info_reports_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``info`` on a log cut inside its last record names the torn tail and its offset."""
-    make_log(log_path)
-    last = frame_offsets(log_path)[-1]
-    _fs.truncate_file(log_path, log_path.stat().st_size - 3)
-    report = json.loads(cli(capsys, "info", "--json", log_path).out)
-    assert report["state"] == {
-        "status": "torn_tail",
-        "offset": last,
-        "reason": report["state"]["reason"],
-    }
-
-
-# -- verify ---------------------------------------------------------------------------------
-
-
-def test_verify_clean_log_exits_0(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """A log written through the API verifies clean, every record counted, nothing on stderr."""
-    make_log(log_path)
-    run = cli(capsys, "verify", "--json", log_path)
-    assert run.code == ExitCode.OK
-    assert run.err == ""
-    report = json.loads(run.out)
-    assert (report["status"], report["offset"]) == ("clean", None)
-    assert report["records"] == len(frame_offsets(log_path))
-
-
-def test_verify_damage_gives_offset_and_records_after(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Damage in the second record: exit 1, its offset, and the count of readable records after."""
-    make_log(log_path)
-    offsets = frame_offsets(log_path)
-    flip(log_path, offsets[1] + 9)
-    run = cli(capsys, "verify", "--json", log_path)
-    assert run.code == ExitCode.DAMAGED
-    report = json.loads(run.out)
-    assert (report["status"], report["offset"]) == ("damaged", offsets[1])
-    assert report["records_after"] == len(offsets) - 2
-
-
-def test_verify_text_tells_torn_tail_from_damage(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """The plain report says "torn tail" for a cut last record and "damaged" for earlier damage."""
-    make_log(log_path)
-    offsets = frame_offsets(log_path)
-    original = log_path.read_bytes()
-    _fs.truncate_file(log_path, len(original) - 1)
-    torn = cli(capsys, "verify", log_path)
-    log_path.write_bytes(original)
-    flip(log_path, offsets[0] + 6)
-    damaged = cli(capsys, "verify", log_path)
-    assert torn.code == damaged.code == ExitCode.DAMAGED
-    assert f"torn tail at byte offset {offsets[-1]}" in torn.out
-    assert f"damaged at byte offset {offsets[0]}" in damaged.out
-    assert "torn tail" not in damaged.out
-
-
-def test_verify_never_writes(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``verify`` of a torn log leaves its bytes as they were and makes no lock or temp file."""
-    make_log(log_path)
-    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
-    _fs.lock_path(log_path).unlink()
-    before = log_path.read_bytes()
-    cli(capsys, "verify", log_path)
-    assert log_path.read_bytes() == before
-    assert sorted(p.name for p in log_path.parent.iterdir()) == [log_path.name]
-
-
-def test_verify_agrees_with_open_on_sampled_cuts_and_flips(
-    capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
-) -> None:
-    """For 40 random cuts and 40 random byte flips, verify finds what a read-only open finds."""
-    make_log(log_path)
-    original = log_path.read_bytes()
-    for offset in rng.sample(range(len(original) + 1), 40):
-        log_path.write_bytes(original[:offset])
-        assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"cut at {offset}"
-    for offset in rng.sample(range(len(original)), 40):
+    def test_verify_text_tells_torn_tail_from_damage(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """The plain report says "torn tail" for a cut last record and "damaged" for earlier
+        damage."""
+        make_log(log_path)
+        offsets = frame_offsets(log_path)
+        original = log_path.read_bytes()
+        _fs.truncate_file(log_path, len(original) - 1)
+        torn = cli(capsys, "verify", log_path)
         log_path.write_bytes(original)
-        flip(log_path, offset, rng.randrange(1, 256))
-        assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"flip at {offset}"
+        flip(log_path, offsets[0] + 6)
+        damaged = cli(capsys, "verify", log_path)
+        assert torn.code == damaged.code == ExitCode.DAMAGED
+        assert f"torn tail at byte offset {offsets[-1]}" in torn.out
+        assert f"damaged at byte offset {offsets[0]}" in damaged.out
+        assert "torn tail" not in damaged.out
 
+    def test_verify_torn_tail_after_one_record_says_it_is_intact(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``verify`` of one record and a torn tail says "the 1 record before it is intact"."""
+        with TypedStore.open(log_path, str, User) as store:
+            store["alice"] = User(name="Alice", age=30)
+            store["bob"] = User(name="Bob", age=25)
+        _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+        run = cli(capsys, "verify", log_path)
+        assert run.code == ExitCode.DAMAGED
+        assert "the 1 record before it is intact" in run.out
 
-@pytest.mark.slow
-def test_verify_agrees_with_open_on_every_cut(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """For the log cut at every byte offset, verify finds what a read-only open finds."""
-    make_log(log_path)
-    original = log_path.read_bytes()
-    seen = set()
-    for offset in range(len(original) + 1):
-        log_path.write_bytes(original[:offset])
-        outcome = open_outcome(log_path)
-        assert verify_outcome(capsys, log_path) == outcome, f"cut at {offset}"
-        seen.add(outcome[0])
-    assert seen == {"clean", "torn_tail", "damaged", "not_a_store"}
-
-
-@pytest.mark.slow
-def test_verify_agrees_with_open_on_every_byte_flip(
-    capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
-) -> None:
-    """For one byte flipped at every offset, verify finds what a read-only open finds."""
-    make_log(log_path)
-    original = log_path.read_bytes()
-    seen = set()
-    for offset in range(len(original)):
-        log_path.write_bytes(original)
-        flip(log_path, offset, rng.randrange(1, 256))
-        outcome = open_outcome(log_path)
-        assert verify_outcome(capsys, log_path) == outcome, f"flip at {offset}"
-        seen.add(outcome[0])
-    assert {"damaged", "torn_tail", "not_a_store"} <= seen
+    def test_verify_never_writes(self, capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+        """``verify`` of a torn log leaves its bytes as they were and makes no lock or temp file."""
+        make_log(log_path)
+        _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+        _fs.lock_path(log_path).unlink()
+        before = log_path.read_bytes()
+        cli(capsys, "verify", log_path)
+        assert log_path.read_bytes() == before
+        assert sorted(p.name for p in log_path.parent.iterdir()) == [log_path.name]
 
 
 UNDECODABLE: dict[str, list[Part]] = {
@@ -363,119 +353,6 @@ UNDECODABLE: dict[str, list[Part]] = {
 }
 
 
-@pytest.mark.parametrize("parts", UNDECODABLE.values(), ids=list(UNDECODABLE))
-def test_verify_agrees_with_open_on_undecodable_records(
-    capsys: pytest.CaptureFixture[str], log_path: Path, parts: list[Part]
-) -> None:
-    """Checksum-valid records that cannot be decoded: verify finds what a read-only open finds."""
-    make_log(log_path)
-    append_parts(log_path, parts)
-    assert verify_outcome(capsys, log_path) == open_outcome(log_path)
-
-
-def test_open_refuses_undecodable_dead_value(log_path: Path) -> None:
-    """A checksum-valid record that cannot be decoded is damage, even if overwritten (README)."""
-    make_log(log_path)
-    bad = append_parts(log_path, UNDECODABLE["undecodable value made dead"])[0]
-    with pytest.raises(CorruptLogError, match=f"offset {bad} "):
-        TypedStore.open(log_path, str, User, readonly=True).close()
-
-
-def test_open_reports_first_undecodable_value_in_file_order(log_path: Path) -> None:
-    """CorruptLogError carries the offset of the first undecodable record in the file (README)."""
-    make_log(log_path)
-    bad = append_parts(log_path, UNDECODABLE["two undecodable values"])[0]
-    with pytest.raises(CorruptLogError, match=f"offset {bad} "):
-        TypedStore.open(log_path, str, User, readonly=True).close()
-
-
-# -- dump -----------------------------------------------------------------------------------
-
-
-def test_dump_equals_live_entries_in_order(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Each ``dump`` line parses as JSON and together they are the store's entries, in order."""
-    items = make_log(log_path)
-    run = cli(capsys, "dump", log_path)
-    assert run.code == ExitCode.OK
-    lines = [json.loads(line) for line in run.out.splitlines()]
-    assert lines == [{"key": key, "value": value.model_dump()} for key, value in items]
-    assert [line["key"] for line in lines] == ["alice", "erin", "dave", "bob"]
-
-
-def test_dump_all_lists_every_record(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``dump --all`` prints every record with its offset and kind, a batch's operations inside."""
-    make_log(log_path)
-    records = [json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()]
-    assert [record["offset"] for record in records] == frame_offsets(log_path)
-    kinds = [record["kind"] for record in records]
-    assert kinds == ["insert"] * 5 + ["remove", "batch", "insert"]
-    batch = records[6]["ops"]
-    assert [(op["kind"], op["key"]) for op in batch] == [
-        ("insert", "dave"),
-        ("remove", "carol"),
-        ("insert", "erin"),
-    ]
-    assert records[5] == {"offset": records[5]["offset"], "kind": "remove", "key": "bob"}
-
-
-def test_dump_all_shows_damaged_ranges(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``dump --all`` of a damaged log shows the damaged range in place and the records after it."""
-    make_log(log_path)
-    offsets = frame_offsets(log_path)
-    flip(log_path, offsets[2] + 5)
-    run = cli(capsys, "dump", "--all", log_path)
-    records = [json.loads(line) for line in run.out.splitlines()]
-    assert run.code == ExitCode.OK
-    assert records[2] == {
-        "offset": offsets[2],
-        "kind": "damaged",
-        "length": offsets[3] - offsets[2],
-    }
-    assert [record["offset"] for record in records] == offsets
-
-
-def test_dump_all_shows_undecodable_records(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``dump --all`` shows a checksum-valid record it cannot decode with its raw body."""
-    make_log(log_path)
-    bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
-    run = cli(capsys, "dump", "--all", log_path)
-    records = {record["offset"]: record for record in map(json.loads, run.out.splitlines())}
-    assert records[bad]["kind"] == "undecodable"
-    assert records[bad]["body"] == {"$bytes": "B2FiYw=="}
-    assert "unknown record kind 7" in records[bad]["error"]
-
-
-def test_dump_renders_what_json_cannot_hold(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Bytes keys, int-keyed maps and NaN come out tagged as docs/CLI.md documents."""
-    with TypedStore.open(log_path, bytes, dict[int, float]) as store:
-        store[b"\x00\xff"] = {1: math.nan, 2: 0.5}
-    line = json.loads(cli(capsys, "dump", log_path).out)
-    assert line == {
-        "key": {"$bytes": "AP8="},
-        "value": {"$map": [[1, {"$float": "nan"}], [2, 0.5]]},
-    }
-
-
-def test_dump_of_torn_log_prints_the_prefix_and_warns(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``dump`` of a torn log prints what a read-only open holds and notes the tail on stderr."""
-    make_log(log_path)
-    _fs.truncate_file(log_path, log_path.stat().st_size - 4)
-    run = cli(capsys, "dump", log_path)
-    assert run.code == ExitCode.OK
-    lines = [json.loads(line) for line in run.out.splitlines()]
-    expected = stored_items(log_path)
-    assert lines == [{"key": key, "value": value.model_dump()} for key, value in expected]
-    assert "torn tail" in run.err
-
-
 def nested_list(depth: int) -> Any:
     """Return an empty list nested ``depth`` lists deep."""
     value: Any = []
@@ -484,300 +361,445 @@ def nested_list(depth: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize("depth", [600, 1000])
-@pytest.mark.parametrize("option", [[], ["--all"]])
-def test_dump_prints_values_nested_past_the_recursion_limit(
-    capsys: pytest.CaptureFixture[str], log_path: Path, depth: int, option: list[str]
-) -> None:
-    """``dump`` of a list nested as deep as the store accepts prints it, no traceback."""
-    with TypedStore.open(log_path, str, Any) as store:
-        store["deep"] = nested_list(depth)
-    run = cli(capsys, "dump", *option, log_path)
-    assert (run.code, run.err) == (ExitCode.OK, "")
-    assert "[" * depth + "]" * depth in run.out
+class TestDump:
+    """dump prints the live entries, or with --all every record, as JSON whatever they hold."""
+
+    def test_dump_equals_live_entries_in_order(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Each ``dump`` line parses as JSON and together they are the store's entries, in order."""
+        items = make_log(log_path)
+        run = cli(capsys, "dump", log_path)
+        assert run.code == ExitCode.OK
+        lines = [json.loads(line) for line in run.out.splitlines()]
+        assert lines == [{"key": key, "value": value.model_dump()} for key, value in items]
+        assert [line["key"] for line in lines] == ["alice", "erin", "dave", "bob"]
+
+    def test_dump_all_lists_every_record(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all`` prints every record with its offset and kind, a batch's operations
+        inside."""
+        make_log(log_path)
+        records = [
+            json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()
+        ]
+        assert [record["offset"] for record in records] == frame_offsets(log_path)
+        kinds = [record["kind"] for record in records]
+        assert kinds == ["insert"] * 5 + ["remove", "batch", "insert"]
+        batch = records[6]["ops"]
+        assert [(op["kind"], op["key"]) for op in batch] == [
+            ("insert", "dave"),
+            ("remove", "carol"),
+            ("insert", "erin"),
+        ]
+        assert records[5] == {"offset": records[5]["offset"], "kind": "remove", "key": "bob"}
+
+    def test_dump_all_shows_damaged_ranges(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all`` of a damaged log shows the damaged range in place and the records after
+        it."""
+        make_log(log_path)
+        offsets = frame_offsets(log_path)
+        flip(log_path, offsets[2] + 5)
+        run = cli(capsys, "dump", "--all", log_path)
+        records = [json.loads(line) for line in run.out.splitlines()]
+        assert run.code == ExitCode.OK
+        assert records[2] == {
+            "offset": offsets[2],
+            "kind": "damaged",
+            "length": offsets[3] - offsets[2],
+        }
+        assert [record["offset"] for record in records] == offsets
+
+    def test_dump_all_shows_undecodable_records(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all`` shows a checksum-valid record it cannot decode with its raw body."""
+        make_log(log_path)
+        bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
+        run = cli(capsys, "dump", "--all", log_path)
+        records = {record["offset"]: record for record in map(json.loads, run.out.splitlines())}
+        assert records[bad]["kind"] == "undecodable"
+        assert records[bad]["body"] == {"$bytes": "B2FiYw=="}
+        assert "unknown record kind 7" in records[bad]["error"]
+
+    def test_dump_renders_what_json_cannot_hold(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Bytes keys, int-keyed maps and NaN come out tagged as docs/CLI.md documents."""
+        with TypedStore.open(log_path, bytes, dict[int, float]) as store:
+            store[b"\x00\xff"] = {1: math.nan, 2: 0.5}
+        line = json.loads(cli(capsys, "dump", log_path).out)
+        assert line == {
+            "key": {"$bytes": "AP8="},
+            "value": {"$map": [[1, {"$float": "nan"}], [2, 0.5]]},
+        }
+
+    def test_dump_of_torn_log_prints_the_prefix_and_warns(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump`` of a torn log prints what a read-only open holds and notes the tail on
+        stderr."""
+        make_log(log_path)
+        _fs.truncate_file(log_path, log_path.stat().st_size - 4)
+        run = cli(capsys, "dump", log_path)
+        assert run.code == ExitCode.OK
+        lines = [json.loads(line) for line in run.out.splitlines()]
+        expected = stored_items(log_path)
+        assert lines == [{"key": key, "value": value.model_dump()} for key, value in expected]
+        assert "torn tail" in run.err
+
+    @pytest.mark.parametrize("depth", [600, 1000])
+    @pytest.mark.parametrize("option", [[], ["--all"]])
+    def test_dump_prints_values_nested_past_the_recursion_limit(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, depth: int, option: list[str]
+    ) -> None:
+        """``dump`` of a list nested as deep as the store accepts prints it, no traceback."""
+        with TypedStore.open(log_path, str, Any) as store:
+            store["deep"] = nested_list(depth)
+        run = cli(capsys, "dump", *option, log_path)
+        assert (run.code, run.err) == (ExitCode.OK, "")
+        assert "[" * depth + "]" * depth in run.out
+
+    def test_dump_and_info_read_a_store_of_deeply_nested_dicts(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A ``dict[str, Any]`` store holding 400 nested dicts dumps and reports info cleanly."""
+        value: dict[str, Any] = {}
+        for _ in range(400):
+            value = {"inner": value}
+        with TypedStore.open(log_path, str, dict[str, Any]) as store:
+            store["deep"] = value
+        dump = cli(capsys, "dump", log_path)
+        info = cli(capsys, "info", "--json", log_path)
+        assert (dump.code, dump.err, info.code, info.err) == (ExitCode.OK, "", ExitCode.OK, "")
+        assert dump.out.startswith('{"key": "deep", "value": ' + '{"inner": ' * 400 + "{}")
+        assert json.loads(info.out)["live_entries"] == 1
 
 
-def test_dump_and_info_read_a_store_of_deeply_nested_dicts(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """A ``dict[str, Any]`` store holding 400 nested dicts dumps and reports info cleanly."""
-    value: dict[str, Any] = {}
-    for _ in range(400):
-        value = {"inner": value}
-    with TypedStore.open(log_path, str, dict[str, Any]) as store:
-        store["deep"] = value
-    dump = cli(capsys, "dump", log_path)
-    info = cli(capsys, "info", "--json", log_path)
-    assert (dump.code, dump.err, info.code, info.err) == (ExitCode.OK, "", ExitCode.OK, "")
-    assert dump.out.startswith('{"key": "deep", "value": ' + '{"inner": ' * 400 + "{}")
-    assert json.loads(info.out)["live_entries"] == 1
+class TestRepair:
+    """repair keeps what a writable open would, after copying the original aside."""
 
+    @pytest.mark.parametrize("mode", ["truncate", "skip"])
+    def test_repair_matches_the_library_recovery_mode(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, mode: str
+    ) -> None:
+        """``repair --mode M`` leaves the entries a writable open with ``recovery=M`` keeps."""
+        make_log(log_path)
+        flip(log_path, frame_offsets(log_path)[3] + 6)
+        twin = log_path.with_name("twin.log")
+        twin.write_bytes(log_path.read_bytes())
+        expected = stored_items(twin, StoreConfig(recovery=mode))  # type: ignore[arg-type]  # a RecoveryMode
+        run = cli(capsys, "repair", "--mode", mode, log_path)
+        assert run.code == ExitCode.OK
+        assert stored_items(log_path) == expected
+        assert open_outcome(log_path) == ("clean", None)
 
-# -- compact --------------------------------------------------------------------------------
-
-
-def test_compact_keeps_entries_and_header(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``compact`` leaves one record per live entry, the same entries and the same header."""
-    items = make_log(log_path)
-    before = log_path.read_bytes()
-    run = cli(capsys, "compact", log_path)
-    assert run.code == ExitCode.OK
-    after = log_path.read_bytes()
-    assert stored_items(log_path) == items
-    assert len(frame_offsets(log_path)) == len(items)
-    assert _format.decode_header(after) == _format.decode_header(before)
-    assert len(after) < len(before)
-
-
-def test_compact_removes_leftover_temp_file(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """A ``.compact.tmp`` left by an interrupted compaction is removed, and said so on stderr."""
-    items = make_log(log_path)
-    _fs.temp_path(log_path).write_bytes(b"half a compaction")
-    run = cli(capsys, "compact", log_path)
-    assert run.code == ExitCode.OK
-    assert not _fs.temp_path(log_path).exists()
-    assert "interrupted compaction" in run.err
-    assert stored_items(log_path) == items
-
-
-def test_compact_drops_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``compact`` of a torn log keeps what a read-only open holds and verifies clean after."""
-    make_log(log_path)
-    _fs.truncate_file(log_path, log_path.stat().st_size - 1)
-    expected = stored_items(log_path)
-    assert cli(capsys, "compact", log_path).code == ExitCode.OK
-    assert stored_items(log_path) == expected
-    assert open_outcome(log_path) == ("clean", None)
-
-
-def test_compact_refuses_a_damaged_log(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``compact`` of a log the library refuses exits 1 on one line and changes nothing."""
-    make_log(log_path)
-    flip(log_path, frame_offsets(log_path)[1] + 7)
-    before = log_path.read_bytes()
-    run = cli(capsys, "compact", log_path)
-    assert_one_line_error(run, ExitCode.DAMAGED)
-    assert "typedstore repair" in run.err
-    assert log_path.read_bytes() == before
-
-
-def test_compact_of_locked_log_exits_2(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``compact`` while a store holds the writer lock exits 2 with one line, log unchanged."""
-    make_log(log_path)
-    before = log_path.read_bytes()
-    with TypedStore.open(log_path, str, User):
-        run = cli(capsys, "compact", log_path)
-    assert_one_line_error(run, ExitCode.LOCKED)
-    assert "writer lock" in run.err
-    assert log_path.read_bytes() == before
-
-
-# -- repair ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("command", ["compact", "repair"])
-def test_rewrite_of_hard_linked_log_exits_2(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """``compact`` and ``repair`` refuse a log with two names, as a writable open does: exit 2."""
-    make_log(log_path)
-    os.link(log_path, log_path.with_name("alias.log"))
-    content = log_path.read_bytes()
-    run = cli(capsys, *_args(command), log_path)
-    assert_one_line_error(run, ExitCode.LOCKED)
-    assert "2 hard links" in run.err
-    assert log_path.read_bytes() == content
-
-
-@pytest.mark.parametrize("mode", ["truncate", "skip"])
-def test_repair_matches_the_library_recovery_mode(
-    capsys: pytest.CaptureFixture[str], log_path: Path, mode: str
-) -> None:
-    """``repair --mode M`` leaves the entries a writable open with ``recovery=M`` keeps."""
-    make_log(log_path)
-    flip(log_path, frame_offsets(log_path)[3] + 6)
-    twin = log_path.with_name("twin.log")
-    twin.write_bytes(log_path.read_bytes())
-    expected = stored_items(twin, StoreConfig(recovery=mode))  # type: ignore[arg-type]  # a RecoveryMode
-    run = cli(capsys, "repair", "--mode", mode, log_path)
-    assert run.code == ExitCode.OK
-    assert stored_items(log_path) == expected
-    assert open_outcome(log_path) == ("clean", None)
-
-
-def test_repair_copies_the_original_aside_first(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``repair`` prints where it copied the original, and the copy holds the original bytes."""
-    make_log(log_path)
-    flip(log_path, frame_offsets(log_path)[2] + 6)
-    original = log_path.read_bytes()
-    run = cli(capsys, "repair", "--mode", "skip", log_path)
-    backups = list(log_path.parent.glob(log_path.name + ".damaged-*"))
-    assert len(backups) == 1
-    assert f"copied the original to {backups[0]}" in run.out
-    assert backups[0].read_bytes() == original
-
-
-def test_repair_prints_what_it_dropped(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``repair --mode truncate`` names the dropped byte range and the readable records lost."""
-    make_log(log_path)
-    offsets = frame_offsets(log_path)
-    size = log_path.stat().st_size
-    flip(log_path, offsets[4] + 6)
-    run = cli(capsys, "repair", "--mode", "truncate", log_path)
-    assert f"dropped bytes {offsets[4]}-{size} " in run.out
-    assert f"dropped {len(offsets) - 5} readable records" in run.out
-
-
-def test_repair_of_clean_log_changes_nothing(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``repair`` of a clean log says so, writes nothing and makes no copy."""
-    make_log(log_path)
-    before = log_path.read_bytes()
-    run = cli(capsys, "repair", "--mode", "skip", log_path)
-    assert run.code == ExitCode.OK
-    assert "nothing changed" in run.out
-    assert log_path.read_bytes() == before
-    assert not list(log_path.parent.glob("*.damaged-*"))
-
-
-def test_repair_cuts_a_torn_tail(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``repair`` of a torn log cuts it at the last complete record, as a writable open would."""
-    make_log(log_path)
-    last = frame_offsets(log_path)[-1]
-    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
-    assert cli(capsys, "repair", "--mode", "truncate", log_path).code == ExitCode.OK
-    assert log_path.stat().st_size == last
-    assert open_outcome(log_path) == ("clean", None)
-
-
-def test_repair_refuses_a_checksum_valid_undecodable_record(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """A record whose checksum holds is never dropped: exit 1, one line, nothing changed."""
-    make_log(log_path)
-    bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
-    before = log_path.read_bytes()
-    run = cli(capsys, "repair", "--mode", "skip", log_path)
-    assert_one_line_error(run, ExitCode.DAMAGED)
-    assert f"offset {bad} " in run.err
-    assert log_path.read_bytes() == before
-    assert not list(log_path.parent.glob("*.damaged-*"))
-
-
-def test_repair_of_locked_log_exits_2(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``repair`` while a store holds the writer lock exits 2 with one line."""
-    make_log(log_path)
-    with TypedStore.open(log_path, str, User):
+    def test_repair_copies_the_original_aside_first(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair`` prints where it copied the original, and the copy holds the original bytes."""
+        make_log(log_path)
+        flip(log_path, frame_offsets(log_path)[2] + 6)
+        original = log_path.read_bytes()
         run = cli(capsys, "repair", "--mode", "skip", log_path)
-    assert_one_line_error(run, ExitCode.LOCKED)
+        backups = list(log_path.parent.glob(log_path.name + ".damaged-*"))
+        assert len(backups) == 1
+        assert f"copied the original to {backups[0]}" in run.out
+        assert backups[0].read_bytes() == original
 
+    def test_repair_prints_what_it_dropped(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair --mode truncate`` names the dropped byte range and the readable records lost."""
+        make_log(log_path)
+        offsets = frame_offsets(log_path)
+        size = log_path.stat().st_size
+        flip(log_path, offsets[4] + 6)
+        run = cli(capsys, "repair", "--mode", "truncate", log_path)
+        assert f"dropped bytes {offsets[4]}-{size} " in run.out
+        assert f"dropped {len(offsets) - 5} readable records" in run.out
 
-# -- errors ---------------------------------------------------------------------------------
+    def test_repair_json_reports_the_backup_and_what_it_dropped(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair --json`` prints one object naming the copy and the dropped byte ranges."""
+        make_log(log_path)
+        offset = frame_offsets(log_path)[1]
+        flip(log_path, offset + 4)
+        run = cli(capsys, "repair", "--mode", "skip", "--json", log_path)
+        report = json.loads(run.out)
+        assert run.code == ExitCode.OK
+        assert report["status"] == "repaired"
+        assert Path(report["backup"]).read_bytes() != log_path.read_bytes()
+        assert report["dropped"][0][0] == offset
+
+    def test_repair_of_clean_log_changes_nothing(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair`` of a clean log says so, writes nothing and makes no copy."""
+        make_log(log_path)
+        before = log_path.read_bytes()
+        run = cli(capsys, "repair", "--mode", "skip", log_path)
+        assert run.code == ExitCode.OK
+        assert "nothing changed" in run.out
+        assert log_path.read_bytes() == before
+        assert not list(log_path.parent.glob("*.damaged-*"))
+
+    def test_repair_cuts_a_torn_tail(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair`` of a torn log cuts it at the last complete record, as a writable open
+        would."""
+        make_log(log_path)
+        last = frame_offsets(log_path)[-1]
+        _fs.truncate_file(log_path, log_path.stat().st_size - 2)
+        assert cli(capsys, "repair", "--mode", "truncate", log_path).code == ExitCode.OK
+        assert log_path.stat().st_size == last
+        assert open_outcome(log_path) == ("clean", None)
+
+    def test_repair_refuses_a_checksum_valid_undecodable_record(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A record whose checksum holds is never dropped: exit 1, one line, nothing changed."""
+        make_log(log_path)
+        bad = append_parts(log_path, [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))])[0]
+        before = log_path.read_bytes()
+        run = cli(capsys, "repair", "--mode", "skip", log_path)
+        assert_one_line_error(run, ExitCode.DAMAGED)
+        assert f"offset {bad} " in run.err
+        assert log_path.read_bytes() == before
+        assert not list(log_path.parent.glob("*.damaged-*"))
+
+    def test_repair_of_locked_log_exits_2(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair`` while a store holds the writer lock exits 2 with one line."""
+        make_log(log_path)
+        with TypedStore.open(log_path, str, User):
+            run = cli(capsys, "repair", "--mode", "skip", log_path)
+        assert_one_line_error(run, ExitCode.LOCKED)
 
 
 def _args(command: str) -> list[str]:
     return ["repair", "--mode", "skip"] if command == "repair" else [command]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_missing_file_exits_3(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """Every subcommand on a missing file: one line, exit 3, and no file created."""
-    run = cli(capsys, *_args(command), log_path)
-    assert_one_line_error(run, ExitCode.FILE_ERROR)
-    assert "no such file" in run.err
-    assert list(log_path.parent.iterdir()) == []
+class TestCompact:
+    """compact rewrites a log to its live entries, and refuses damage, a held lock or a second
+    name."""
+
+    def test_compact_keeps_entries_and_header(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` leaves one record per live entry, the same entries and the same header."""
+        items = make_log(log_path)
+        before = log_path.read_bytes()
+        run = cli(capsys, "compact", log_path)
+        assert run.code == ExitCode.OK
+        after = log_path.read_bytes()
+        assert stored_items(log_path) == items
+        assert len(frame_offsets(log_path)) == len(items)
+        assert _format.decode_header(after) == _format.decode_header(before)
+        assert len(after) < len(before)
+
+    def test_compact_json_reports_the_rewrite(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact --json`` prints one object with the counts and sizes before and after."""
+        items = make_log(log_path)
+        size = log_path.stat().st_size
+        run = cli(capsys, "compact", "--json", log_path)
+        report = json.loads(run.out)
+        assert run.code == ExitCode.OK
+        assert (report["status"], report["live_entries"]) == ("compacted", len(items))
+        assert (report["size_before"], report["size"]) == (size, log_path.stat().st_size)
+
+    def test_compact_removes_leftover_temp_file(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A ``.compact.tmp`` left by an interrupted compaction is removed, and said so on
+        stderr."""
+        items = make_log(log_path)
+        _fs.temp_path(log_path).write_bytes(b"half a compaction")
+        run = cli(capsys, "compact", log_path)
+        assert run.code == ExitCode.OK
+        assert not _fs.temp_path(log_path).exists()
+        assert "interrupted compaction" in run.err
+        assert stored_items(log_path) == items
+
+    def test_compact_drops_a_torn_tail(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` of a torn log keeps what a read-only open holds and verifies clean after."""
+        make_log(log_path)
+        _fs.truncate_file(log_path, log_path.stat().st_size - 1)
+        expected = stored_items(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        assert stored_items(log_path) == expected
+        assert open_outcome(log_path) == ("clean", None)
+
+    def test_compact_refuses_a_damaged_log(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` of a log the library refuses exits 1 on one line and changes nothing."""
+        make_log(log_path)
+        flip(log_path, frame_offsets(log_path)[1] + 7)
+        before = log_path.read_bytes()
+        run = cli(capsys, "compact", log_path)
+        assert_one_line_error(run, ExitCode.DAMAGED)
+        assert "typedstore repair" in run.err
+        assert log_path.read_bytes() == before
+
+    def test_compact_of_locked_log_exits_2(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` while a store holds the writer lock exits 2 with one line, log unchanged."""
+        make_log(log_path)
+        before = log_path.read_bytes()
+        with TypedStore.open(log_path, str, User):
+            run = cli(capsys, "compact", log_path)
+        assert_one_line_error(run, ExitCode.LOCKED)
+        assert "writer lock" in run.err
+        assert log_path.read_bytes() == before
+
+    def test_compact_through_a_symlink_respects_the_writers_lock(
+        self, log_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """compact given a link to a log a writer holds exits 2 and leaves the link in place."""
+        link = log_path.with_name("link.log")
+        link.symlink_to(log_path.name)
+        with TypedStore.open(log_path, str, int) as store:
+            store["a"] = 1
+            run = cli(capsys, "compact", link)
+            assert run.code == ExitCode.LOCKED
+            assert link.is_symlink()
+            store["b"] = 2
+        with TypedStore.open(link, str, int, readonly=True) as store:
+            assert dict(store) == {"a": 1, "b": 2}
+
+    @pytest.mark.parametrize("command", ["compact", "repair"])
+    def test_rewrite_of_hard_linked_log_exits_2(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """``compact`` and ``repair`` refuse a log with two names, as a writable open does: exit
+        2."""
+        make_log(log_path)
+        os.link(log_path, log_path.with_name("alias.log"))
+        content = log_path.read_bytes()
+        run = cli(capsys, *_args(command), log_path)
+        assert_one_line_error(run, ExitCode.LOCKED)
+        assert "2 hard links" in run.err
+        assert log_path.read_bytes() == content
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_foreign_file_exits_4(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """Every subcommand on a file that is not a log: one line, exit 4, the file untouched."""
-    log_path.write_text("name,age\nalice,30\n")
-    run = cli(capsys, *_args(command), log_path)
-    assert_one_line_error(run, ExitCode.NOT_A_STORE)
-    assert "not a typedstore log" in run.err
-    assert [p.name for p in log_path.parent.iterdir()] == [log_path.name]
+class TestErrorExitCodes:
+    """Every error is one line on stderr with the exit code docs/CLI.md gives it."""
 
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_missing_file_exits_3(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """Every subcommand on a missing file: one line, exit 3, and no file created."""
+        run = cli(capsys, *_args(command), log_path)
+        assert_one_line_error(run, ExitCode.FILE_ERROR)
+        assert "no such file" in run.err
+        assert list(log_path.parent.iterdir()) == []
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_permission_denied_exits_3(
-    capsys: pytest.CaptureFixture[str],
-    log_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    command: str,
-) -> None:
-    """Every subcommand on a log it may not read: one line naming the cause, exit 3."""
-    make_log(log_path)
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_foreign_file_exits_4(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """Every subcommand on a file that is not a log: one line, exit 4, the file untouched."""
+        log_path.write_text("name,age\nalice,30\n")
+        run = cli(capsys, *_args(command), log_path)
+        assert_one_line_error(run, ExitCode.NOT_A_STORE)
+        assert "not a typedstore log" in run.err
+        assert [p.name for p in log_path.parent.iterdir()] == [log_path.name]
 
-    def refuse(path: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(path))
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_permission_denied_exits_3(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        log_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        command: str,
+    ) -> None:
+        """Every subcommand on a log it may not read: one line naming the cause, exit 3."""
+        make_log(log_path)
 
-    monkeypatch.setattr(_fs, "read_file", refuse)
-    run = cli(capsys, *_args(command), log_path)
-    assert_one_line_error(run, ExitCode.FILE_ERROR)
-    assert f"{log_path}: permission denied" in run.err
+        def refuse(path: Path) -> bytes:
+            raise PermissionError(13, "Permission denied", str(path))
 
+        monkeypatch.setattr(_fs, "read_file", refuse)
+        run = cli(capsys, *_args(command), log_path)
+        assert_one_line_error(run, ExitCode.FILE_ERROR)
+        assert f"{log_path}: permission denied" in run.err
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_exits_3(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``verify`` of a log with mode 000 reports permission denied on one line, exit 3."""
-    make_log(log_path)
-    log_path.chmod(0)
-    run = cli(capsys, "verify", log_path)
-    assert_one_line_error(run, ExitCode.FILE_ERROR)
-    assert "permission denied" in run.err
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+    def test_unreadable_file_exits_3(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``verify`` of a log with mode 000 reports permission denied on one line, exit 3."""
+        make_log(log_path)
+        log_path.chmod(0)
+        run = cli(capsys, "verify", log_path)
+        assert_one_line_error(run, ExitCode.FILE_ERROR)
+        assert "permission denied" in run.err
 
+    @pytest.mark.parametrize("command", ["dump", "compact"])
+    def test_damaged_log_exits_1(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """``dump`` and ``compact`` refuse what the library refuses: one line with the offset."""
+        make_log(log_path)
+        offset = frame_offsets(log_path)[0]
+        flip(log_path, offset + 4)
+        run = cli(capsys, command, log_path)
+        assert_one_line_error(run, ExitCode.DAMAGED)
+        assert f"byte offset {offset} " in run.err
 
-@pytest.mark.parametrize("command", ["dump", "compact"])
-def test_damaged_log_exits_1(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """``dump`` and ``compact`` refuse what the library refuses: one line with the offset."""
-    make_log(log_path)
-    offset = frame_offsets(log_path)[0]
-    flip(log_path, offset + 4)
-    run = cli(capsys, command, log_path)
-    assert_one_line_error(run, ExitCode.DAMAGED)
-    assert f"byte offset {offset} " in run.err
+    def test_damaged_header_is_reported_at_offset_0(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A flipped header byte after the magic is damage at offset 0, as the library says."""
+        make_log(log_path)
+        flip(log_path, 20)
+        assert verify_outcome(capsys, log_path) == open_outcome(log_path) == ("damaged", 0)
+        assert_one_line_error(cli(capsys, "dump", log_path), ExitCode.DAMAGED)
 
+    @pytest.mark.parametrize("command", COMMANDS)
+    @pytest.mark.parametrize("kind", SPECIAL_KINDS)
+    def test_path_that_is_not_a_regular_file_exits_4(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, command: str
+    ) -> None:
+        """Every subcommand on a FIFO, a device, a link to one or a folder: exit 4, node
+        untouched."""
+        path = make_special(tmp_path, kind)
+        before = node_state(path)
+        argv: list[str | Path] = [*_args(command), path]
+        run = cli_process(*argv) if kind in MAY_HANG else cli(capsys, *argv)
+        assert_one_line_error(run, ExitCode.NOT_A_STORE)
+        assert "not a regular file" in run.err
+        assert node_state(path) == before
+        assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
-def test_damaged_header_is_reported_at_offset_0(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """A flipped header byte after the magic is damage at offset 0, as the library says."""
-    make_log(log_path)
-    flip(log_path, 20)
-    assert verify_outcome(capsys, log_path) == open_outcome(log_path) == ("damaged", 0)
-    assert_one_line_error(cli(capsys, "dump", log_path), ExitCode.DAMAGED)
+    def test_unexpected_error_is_one_line_with_exit_70(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An exception the command line does not expect is one error line, exit 70, no
+        traceback."""
+        make_log(log_path)
 
+        def broken(*args: object) -> None:
+            raise RuntimeError("boom")
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("kind", SPECIAL_KINDS)
-def test_path_that_is_not_a_regular_file_exits_4(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, command: str
-) -> None:
-    """Every subcommand on a FIFO, a device, a link to one or a folder: exit 4, node untouched."""
-    path = make_special(tmp_path, kind)
-    before = node_state(path)
-    argv: list[str | Path] = [*_args(command), path]
-    run = cli_process(*argv) if kind in MAY_HANG else cli(capsys, *argv)
-    assert_one_line_error(run, ExitCode.NOT_A_STORE)
-    assert "not a regular file" in run.err
-    assert node_state(path) == before
-    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
-
-
-# -- errors with --json ----------------------------------------------------------------------
+        monkeypatch.setattr(_inspect, "scan_log", broken)
+        run = cli(capsys, "info", log_path)
+        assert_one_line_error(run, ExitCode.INTERNAL)
+        assert "RuntimeError: boom" in run.err
 
 
 def json_error(run: Run) -> dict[str, object]:
@@ -788,84 +810,60 @@ def json_error(run: Run) -> dict[str, object]:
     return error
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_json_error_is_one_object_on_stdout(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """With ``--json``, a missing file is one JSON object on stdout, with its exit status."""
-    run = cli(capsys, *_args(command), "--json", log_path)
-    assert run.code == ExitCode.FILE_ERROR
-    error = json_error(run)
-    assert (error["error"], error["offset"], error["path"]) == ("file_error", None, str(log_path))
-    assert "no such file" in str(error["message"])
+class TestJsonErrors:
+    """With --json, an error is one JSON object on stdout naming its kind, with the exit status."""
 
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_json_error_is_one_object_on_stdout(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """With ``--json``, a missing file is one JSON object on stdout, with its exit status."""
+        run = cli(capsys, *_args(command), "--json", log_path)
+        assert run.code == ExitCode.FILE_ERROR
+        error = json_error(run)
+        assert (error["error"], error["offset"], error["path"]) == (
+            "file_error",
+            None,
+            str(log_path),
+        )
+        assert "no such file" in str(error["message"])
 
-@pytest.mark.parametrize("command", ["dump", "compact", "repair"])
-def test_json_error_of_damaged_log_gives_its_offset(
-    capsys: pytest.CaptureFixture[str], log_path: Path, command: str
-) -> None:
-    """A command refusing damage reports it in JSON with the damage's byte offset, exit 1."""
-    make_log(log_path)
-    if command == "repair":  # the damage repair refuses: a checksum-valid undecodable record
-        parts: list[Part] = [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))]
-        offset = append_parts(log_path, parts)[0]
-    else:
-        offset = frame_offsets(log_path)[0]
-        flip(log_path, offset + 4)
-    run = cli(capsys, *_args(command), "--json", log_path)
-    assert run.code == ExitCode.DAMAGED
-    error = json_error(run)
-    assert (error["error"], error["offset"]) == ("damaged", offset)
+    @pytest.mark.parametrize("command", ["dump", "compact", "repair"])
+    def test_json_error_of_damaged_log_gives_its_offset(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """A command refusing damage reports it in JSON with the damage's byte offset, exit 1."""
+        make_log(log_path)
+        if command == "repair":  # the damage repair refuses: a checksum-valid undecodable record
+            parts: list[Part] = [("frame", b"\x07abc"), insert("amy", user_bytes("A", 1))]
+            offset = append_parts(log_path, parts)[0]
+        else:
+            offset = frame_offsets(log_path)[0]
+            flip(log_path, offset + 4)
+        run = cli(capsys, *_args(command), "--json", log_path)
+        assert run.code == ExitCode.DAMAGED
+        error = json_error(run)
+        assert (error["error"], error["offset"]) == ("damaged", offset)
 
+    def test_json_error_names_a_locked_log(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact --json`` of a log a store holds reports kind ``locked``, exit 2."""
+        make_log(log_path)
+        with TypedStore.open(log_path, str, User):
+            run = cli(capsys, "compact", "--json", log_path)
+        assert run.code == ExitCode.LOCKED
+        assert json_error(run)["error"] == "locked"
 
-def test_json_error_names_a_locked_log(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``compact --json`` of a log a store holds reports kind ``locked``, exit 2."""
-    make_log(log_path)
-    with TypedStore.open(log_path, str, User):
-        run = cli(capsys, "compact", "--json", log_path)
-    assert run.code == ExitCode.LOCKED
-    assert json_error(run)["error"] == "locked"
+    def test_json_error_names_a_foreign_file(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``info --json`` of a file that is not a log reports kind ``not_a_store``, exit 4."""
+        log_path.write_text("name,age\n")
+        run = cli(capsys, "info", "--json", log_path)
+        assert run.code == ExitCode.NOT_A_STORE
+        assert json_error(run)["error"] == "not_a_store"
 
-
-def test_json_error_names_a_foreign_file(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``info --json`` of a file that is not a log reports kind ``not_a_store``, exit 4."""
-    log_path.write_text("name,age\n")
-    run = cli(capsys, "info", "--json", log_path)
-    assert run.code == ExitCode.NOT_A_STORE
-    assert json_error(run)["error"] == "not_a_store"
-
-
-def test_compact_json_reports_the_rewrite(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``compact --json`` prints one object with the counts and sizes before and after."""
-    items = make_log(log_path)
-    size = log_path.stat().st_size
-    run = cli(capsys, "compact", "--json", log_path)
-    report = json.loads(run.out)
-    assert run.code == ExitCode.OK
-    assert (report["status"], report["live_entries"]) == ("compacted", len(items))
-    assert (report["size_before"], report["size"]) == (size, log_path.stat().st_size)
-
-
-def test_repair_json_reports_the_backup_and_what_it_dropped(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``repair --json`` prints one object naming the copy and the dropped byte ranges."""
-    make_log(log_path)
-    offset = frame_offsets(log_path)[1]
-    flip(log_path, offset + 4)
-    run = cli(capsys, "repair", "--mode", "skip", "--json", log_path)
-    report = json.loads(run.out)
-    assert run.code == ExitCode.OK
-    assert report["status"] == "repaired"
-    assert Path(report["backup"]).read_bytes() != log_path.read_bytes()
-    assert report["dropped"][0][0] == offset
-
-
-# -- real processes -------------------------------------------------------------------------
 
 WRITER = """
 import sys
@@ -882,95 +880,82 @@ store.close()
 """
 
 
-def test_verify_and_dump_beside_a_writer_process(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Beside a child process holding the log to write, verify and dump read it; compact exits 2."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(log_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as writer:
-        assert writer.stdout is not None
-        assert writer.stdin is not None
-        assert writer.stdout.readline() == "ready\n"
-        verify = cli(capsys, "verify", log_path)
-        dump = cli(capsys, "dump", log_path)
-        verify_child = cli_process("verify", "--json", log_path)
-        compact = cli(capsys, "compact", log_path)
-        writer.stdin.write("\n")
-        writer.stdin.flush()
-        assert writer.wait(timeout=30) == 0
-    assert verify.code == ExitCode.OK
-    assert json.loads(verify_child.out)["status"] == "clean"
-    keys = [json.loads(line)["key"] for line in dump.out.splitlines()]
-    assert keys == [f"user{number}" for number in range(20) if number != 3]
-    assert compact.code == ExitCode.LOCKED
+class TestRealProcesses:
+    """python -m typedstore behaves as the in-process call, beside a writer process too."""
+
+    def test_module_runs_as_a_process(self, log_path: Path) -> None:
+        """``python -m typedstore dump`` prints the entries, like the in-process call."""
+        items = make_log(log_path)
+        run = cli_process("dump", log_path)
+        assert run.code == ExitCode.OK
+        assert [json.loads(line)["key"] for line in run.out.splitlines()] == [k for k, _ in items]
+
+    def test_process_error_is_one_line_without_traceback(self, tmp_path: Path) -> None:
+        """``python -m typedstore`` on a missing log: one error line, no traceback, exit 3."""
+        assert_one_line_error(cli_process("info", tmp_path / "nope.log"), ExitCode.FILE_ERROR)
+
+    def test_process_locked_compact_exits_2(self, log_path: Path) -> None:
+        """``python -m typedstore compact`` of a log this process holds open exits 2."""
+        make_log(log_path)
+        with TypedStore.open(log_path, str, User):
+            run = cli_process("compact", log_path)
+        assert_one_line_error(run, ExitCode.LOCKED)
+
+    def test_verify_and_dump_beside_a_writer_process(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Beside a child process holding the log to write, verify and dump read it; compact
+        exits 2."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(log_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as writer:
+            assert writer.stdout is not None
+            assert writer.stdin is not None
+            assert writer.stdout.readline() == "ready\n"
+            verify = cli(capsys, "verify", log_path)
+            dump = cli(capsys, "dump", log_path)
+            verify_child = cli_process("verify", "--json", log_path)
+            compact = cli(capsys, "compact", log_path)
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            assert writer.wait(timeout=30) == 0
+        assert verify.code == ExitCode.OK
+        assert json.loads(verify_child.out)["status"] == "clean"
+        keys = [json.loads(line)["key"] for line in dump.out.splitlines()]
+        assert keys == [f"user{number}" for number in range(20) if number != 3]
+        assert compact.code == ExitCode.LOCKED
 
 
-def test_unexpected_error_is_one_line_with_exit_70(
-    capsys: pytest.CaptureFixture[str], log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An exception the command line does not expect is one error line, exit 70, no traceback."""
-    make_log(log_path)
+class TestJsonRendering:
+    """Values JSON cannot hold are tagged, and data of any depth prints as json.dumps would."""
 
-    def broken(*args: object) -> None:
-        raise RuntimeError("boom")
+    def test_to_json_tags_values_json_cannot_hold(self) -> None:
+        """Bytes, non-finite floats, non-string keys, tag look-alikes and ext types are tagged."""
+        assert to_json(b"hi") == {"$bytes": "aGk="}
+        assert to_json([math.inf, -math.inf]) == [{"$float": "inf"}, {"$float": "-inf"}]
+        assert to_json({(1, 2): None}) == {"$map": [[[1, 2], None]]}
+        assert to_json({"$bytes": "x"}) == {"$map": [["$bytes", "x"]]}
+        assert to_json({"$bytes": 1, "a": 2}) == {"$bytes": 1, "a": 2}
+        assert to_json(msgpack.ExtType(5, b"x")) == {
+            "$ext": {"code": 5, "data": {"$bytes": "eA=="}}
+        }
+        assert to_json(msgpack.Timestamp(1, 2)) == {"$timestamp": {"seconds": 1, "nanoseconds": 2}}
 
-    monkeypatch.setattr(_inspect, "scan_log", broken)
-    run = cli(capsys, "info", log_path)
-    assert_one_line_error(run, ExitCode.INTERNAL)
-    assert "RuntimeError: boom" in run.err
+    def test_to_json_and_dumps_handle_any_depth(self) -> None:
+        """Data nested 5,000 deep converts and prints as JSON."""
+        assert dumps(to_json(nested_list(5000))) == "[" * 5000 + "]" * 5000
 
-
-def test_module_runs_as_a_process(log_path: Path) -> None:
-    """``python -m typedstore dump`` prints the entries, like the in-process call."""
-    items = make_log(log_path)
-    run = cli_process("dump", log_path)
-    assert run.code == ExitCode.OK
-    assert [json.loads(line)["key"] for line in run.out.splitlines()] == [k for k, _ in items]
-
-
-def test_process_error_is_one_line_without_traceback(tmp_path: Path) -> None:
-    """``python -m typedstore`` on a missing log: one error line, no traceback, exit 3."""
-    assert_one_line_error(cli_process("info", tmp_path / "nope.log"), ExitCode.FILE_ERROR)
-
-
-def test_process_locked_compact_exits_2(log_path: Path) -> None:
-    """``python -m typedstore compact`` of a log this process holds open exits 2."""
-    make_log(log_path)
-    with TypedStore.open(log_path, str, User):
-        run = cli_process("compact", log_path)
-    assert_one_line_error(run, ExitCode.LOCKED)
-
-
-# -- rendering and progress -----------------------------------------------------------------
-
-
-def test_to_json_tags_values_json_cannot_hold() -> None:
-    """Bytes, non-finite floats, non-string keys, tag look-alikes and ext types are tagged."""
-    assert to_json(b"hi") == {"$bytes": "aGk="}
-    assert to_json([math.inf, -math.inf]) == [{"$float": "inf"}, {"$float": "-inf"}]
-    assert to_json({(1, 2): None}) == {"$map": [[[1, 2], None]]}
-    assert to_json({"$bytes": "x"}) == {"$map": [["$bytes", "x"]]}
-    assert to_json({"$bytes": 1, "a": 2}) == {"$bytes": 1, "a": 2}
-    assert to_json(msgpack.ExtType(5, b"x")) == {"$ext": {"code": 5, "data": {"$bytes": "eA=="}}}
-    assert to_json(msgpack.Timestamp(1, 2)) == {"$timestamp": {"seconds": 1, "nanoseconds": 2}}
-
-
-def test_to_json_and_dumps_handle_any_depth() -> None:
-    """Data nested 5,000 deep converts and prints as JSON."""
-    assert dumps(to_json(nested_list(5000))) == "[" * 5000 + "]" * 5000
-
-
-def test_deep_json_text_is_what_json_dumps_writes() -> None:
-    """The iterative writer used past the recursion limit writes the text ``json.dumps`` does."""
-    shallow: dict[str, Any] = {"a": [1, {"b": None, "c": [2.5, "x", {}]}], "d": []}
-    assert "".join(_json_parts(shallow, 2)) == json.dumps(shallow, indent=2)
-    assert "".join(_json_parts(shallow, None)) == json.dumps(shallow)
+    def test_deep_json_text_is_what_json_dumps_writes(self) -> None:
+        """The iterative writer used past the recursion limit writes the text ``json.dumps``
+        does."""
+        shallow: dict[str, Any] = {"a": [1, {"b": None, "c": [2.5, "x", {}]}], "d": []}
+        assert "".join(_json_parts(shallow, 2)) == json.dumps(shallow, indent=2)
+        assert "".join(_json_parts(shallow, None)) == json.dumps(shallow)
 
 
 class _Terminal(io.StringIO):
@@ -980,33 +965,33 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_shows_only_after_a_second_on_a_terminal() -> None:
-    """Progress stays quiet for the first second, then shows a percentage, then erases itself."""
-    now = [0.0]
-    stream = _Terminal()
-    progress = Progress("verify x.log", stream, clock=lambda: now[0])
-    now[0] = 0.9
-    progress(10, 100)
-    assert stream.getvalue() == ""
-    now[0] = 1.2
-    progress(50, 100)
-    assert "verify x.log:  50% of 100 bytes" in stream.getvalue()
-    progress.finish()
-    assert stream.getvalue().endswith("\r")
+class TestProgress:
+    """Progress shows on a terminal only after a second, and erases itself."""
 
+    def test_progress_shows_only_after_a_second_on_a_terminal(self) -> None:
+        """Progress stays quiet for the first second, then shows a percentage, then erases
+        itself."""
+        now = [0.0]
+        stream = _Terminal()
+        progress = Progress("verify x.log", stream, clock=lambda: now[0])
+        now[0] = 0.9
+        progress(10, 100)
+        assert stream.getvalue() == ""
+        now[0] = 1.2
+        progress(50, 100)
+        assert "verify x.log:  50% of 100 bytes" in stream.getvalue()
+        progress.finish()
+        assert stream.getvalue().endswith("\r")
 
-def test_progress_is_silent_off_a_terminal() -> None:
-    """Progress writes nothing when the stream is not a terminal, however long the run."""
-    now = [0.0]
-    stream = io.StringIO()
-    progress = Progress("verify x.log", stream, clock=lambda: now[0])
-    now[0] = 60.0
-    progress(50, 100)
-    progress.finish()
-    assert stream.getvalue() == ""
-
-
-# -- schema records (issue 4) ---------------------------------------------------------------
+    def test_progress_is_silent_off_a_terminal(self) -> None:
+        """Progress writes nothing when the stream is not a terminal, however long the run."""
+        now = [0.0]
+        stream = io.StringIO()
+        progress = Progress("verify x.log", stream, clock=lambda: now[0])
+        now[0] = 60.0
+        progress(50, 100)
+        progress.finish()
+        assert stream.getvalue() == ""
 
 
 class UserV2(BaseModel):
@@ -1044,183 +1029,225 @@ def make_two_version_log(path: Path) -> list[tuple[str, UserV2]]:
         return list(users.items())
 
 
-def test_dump_all_shows_schema_records(capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
-    """``dump --all`` prints a schema record as kind "schema" with its version and types."""
-    make_two_version_log(log_path)
-    records = [json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()]
-    assert [record["kind"] for record in records] == [
-        "insert",
-        "insert",
-        "schema",
-        "insert",
-        "insert",
-    ]
-    schema = records[2]
-    assert schema["offset"] == frame_offsets(log_path)[2]
-    assert schema["metadata"]["version"] == 2
-    assert schema["metadata"]["value_type"] == "tests.test_cli.UserV2"
+class TestSchemaRecords:
+    """dump, info and compact show and keep the schema version each record was written at."""
 
+    def test_dump_all_shows_schema_records(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all`` prints a schema record as kind "schema" with its version and types."""
+        make_two_version_log(log_path)
+        records = [
+            json.loads(line) for line in cli(capsys, "dump", "--all", log_path).out.splitlines()
+        ]
+        assert [record["kind"] for record in records] == [
+            "insert",
+            "insert",
+            "schema",
+            "insert",
+            "insert",
+        ]
+        schema = records[2]
+        assert schema["offset"] == frame_offsets(log_path)[2]
+        assert schema["metadata"]["version"] == 2
+        assert schema["metadata"]["value_type"] == "tests.test_cli.UserV2"
 
-def test_dump_of_two_version_log_shows_values_as_stored(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``dump`` prints each live value as it was written, old fields for v1 values."""
-    make_two_version_log(log_path)
-    lines = [json.loads(line) for line in cli(capsys, "dump", log_path).out.splitlines()]
-    assert lines == [
-        {"key": "alice", "value": {"full_name": "Alice", "age": 31, "tags": []}},
-        {"key": "bob", "value": {"name": "Bob", "age": 25, "tags": ["x"]}},
-        {"key": "carol", "value": {"full_name": "Carol", "age": 41, "tags": []}},
-    ]
+    def test_dump_of_two_version_log_shows_values_as_stored(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump`` prints each live value as it was written, old fields for v1 values."""
+        make_two_version_log(log_path)
+        lines = [json.loads(line) for line in cli(capsys, "dump", log_path).out.splitlines()]
+        assert lines == [
+            {"key": "alice", "value": {"full_name": "Alice", "age": 31, "tags": []}},
+            {"key": "bob", "value": {"name": "Bob", "age": 25, "tags": ["x"]}},
+            {"key": "carol", "value": {"full_name": "Carol", "age": 41, "tags": []}},
+        ]
 
+    def test_info_json_lists_the_schema_versions(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``info --json`` lists the schema versions the log's records were written at."""
+        make_two_version_log(log_path)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert report["schema_versions"] == [1, 2]
+        assert report["live_entries"] == 3
 
-def test_info_json_lists_the_schema_versions(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``info --json`` lists the schema versions the log's records were written at."""
-    make_two_version_log(log_path)
-    report = json.loads(cli(capsys, "info", "--json", log_path).out)
-    assert report["schema_versions"] == [1, 2]
-    assert report["live_entries"] == 3
+    def test_info_text_shows_the_schema_versions(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Plain ``info`` prints the versions on a labelled line, label and value apart."""
+        make_two_version_log(log_path)
+        lines = cli(capsys, "info", log_path).out.splitlines()
+        shown = [line for line in lines if line.startswith("schema versions:")]
+        assert len(shown) == 1
+        assert re.fullmatch(r"schema versions:\s+1, 2", shown[0]), shown[0]
 
+    def test_offline_compact_keeps_each_values_schema_version(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` of a two-version log keeps each value's version: reopening migrates alike."""
+        expected = make_two_version_log(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        with open_users_v2(log_path) as users:
+            assert list(users.items()) == expected
+        kinds = [
+            record["kind"]
+            for record in map(json.loads, cli(capsys, "dump", "--all", log_path).out.splitlines())
+        ]
+        assert kinds.count("insert") == 3
 
-def test_info_text_shows_the_schema_versions(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """Plain ``info`` prints the versions on a labelled line, label and value apart."""
-    make_two_version_log(log_path)
-    lines = cli(capsys, "info", log_path).out.splitlines()
-    shown = [line for line in lines if line.startswith("schema versions:")]
-    assert len(shown) == 1
-    assert re.fullmatch(r"schema versions:\s+1, 2", shown[0]), shown[0]
-
-
-def test_offline_compact_keeps_each_values_schema_version(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``compact`` of a two-version log keeps each value's version: reopening migrates alike."""
-    expected = make_two_version_log(log_path)
-    assert cli(capsys, "compact", log_path).code == ExitCode.OK
-    with open_users_v2(log_path) as users:
-        assert list(users.items()) == expected
-    kinds = [
-        record["kind"]
-        for record in map(json.loads, cli(capsys, "dump", "--all", log_path).out.splitlines())
-    ]
-    assert kinds.count("insert") == 3
-
-
-def test_offline_compact_then_store_compact_makes_one_version(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """After the offline compaction, the store's own compact() leaves a single-version log."""
-    expected = make_two_version_log(log_path)
-    assert cli(capsys, "compact", log_path).code == ExitCode.OK
-    with open_users_v2(log_path) as users:
-        users.compact()
-    report = json.loads(cli(capsys, "info", "--json", log_path).out)
-    assert report["schema_versions"] == [2]
-    with TypedStore.open(log_path, str, UserV2, version=2) as users:
-        assert list(users.items()) == expected
-
-
-def test_compact_through_a_symlink_respects_the_writers_lock(
-    log_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """compact given a link to a log a writer holds exits 2 and leaves the link in place."""
-    link = log_path.with_name("link.log")
-    link.symlink_to(log_path.name)
-    with TypedStore.open(log_path, str, int) as store:
-        store["a"] = 1
-        run = cli(capsys, "compact", link)
-        assert run.code == ExitCode.LOCKED
-        assert link.is_symlink()
-        store["b"] = 2
-    with TypedStore.open(link, str, int, readonly=True) as store:
-        assert dict(store) == {"a": 1, "b": 2}
+    def test_offline_compact_then_store_compact_makes_one_version(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """After the offline compaction, the store's own compact() leaves a single-version log."""
+        expected = make_two_version_log(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        with open_users_v2(log_path) as users:
+            users.compact()
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert report["schema_versions"] == [2]
+        with TypedStore.open(log_path, str, UserV2, version=2) as users:
+            assert list(users.items()) == expected
 
 
 def _log_with_header_meta(path: Path, meta: bytes) -> None:
     path.write_bytes(_format.encode_header(meta))
 
 
-@pytest.mark.parametrize(
-    "meta",
-    [msgpack.packb([1, 2]), msgpack.packb({"version": 0}), msgpack.packb({"version": "two"})],
-    ids=["not-a-map", "version-0", "version-not-int"],
-)
-def test_verify_refuses_a_header_open_refuses(
-    log_path: Path, capsys: pytest.CaptureFixture[str], meta: bytes
-) -> None:
-    """verify reports damage at offset 0 for checksum-valid header metadata open refuses."""
-    _log_with_header_meta(log_path, meta)
-    with pytest.raises(CorruptLogError, match="byte offset 0 "):
-        TypedStore.open(log_path, str, int, readonly=True)
-    run = cli(capsys, "verify", "--json", log_path)
-    assert run.code == ExitCode.DAMAGED
-    assert json.loads(run.out)["offset"] == 0
+class TestVerifyAgreesWithOpen:
+    """verify finds the damage a read-only open finds, at the same offset."""
+
+    def test_verify_agrees_with_open_on_sampled_cuts_and_flips(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
+    ) -> None:
+        """For 40 random cuts and 40 random byte flips, verify finds what a read-only open finds."""
+        make_log(log_path)
+        original = log_path.read_bytes()
+        for offset in rng.sample(range(len(original) + 1), 40):
+            log_path.write_bytes(original[:offset])
+            assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"cut at {offset}"
+        for offset in rng.sample(range(len(original)), 40):
+            log_path.write_bytes(original)
+            flip(log_path, offset, rng.randrange(1, 256))
+            assert verify_outcome(capsys, log_path) == open_outcome(log_path), f"flip at {offset}"
+
+    @pytest.mark.slow
+    def test_verify_agrees_with_open_on_every_cut(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """For the log cut at every byte offset, verify finds what a read-only open finds."""
+        make_log(log_path)
+        original = log_path.read_bytes()
+        seen = set()
+        for offset in range(len(original) + 1):
+            log_path.write_bytes(original[:offset])
+            outcome = open_outcome(log_path)
+            assert verify_outcome(capsys, log_path) == outcome, f"cut at {offset}"
+            seen.add(outcome[0])
+        assert seen == {"clean", "torn_tail", "damaged", "not_a_store"}
+
+    @pytest.mark.slow
+    def test_verify_agrees_with_open_on_every_byte_flip(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, rng: random.Random
+    ) -> None:
+        """For one byte flipped at every offset, verify finds what a read-only open finds."""
+        make_log(log_path)
+        original = log_path.read_bytes()
+        seen = set()
+        for offset in range(len(original)):
+            log_path.write_bytes(original)
+            flip(log_path, offset, rng.randrange(1, 256))
+            outcome = open_outcome(log_path)
+            assert verify_outcome(capsys, log_path) == outcome, f"flip at {offset}"
+            seen.add(outcome[0])
+        assert {"damaged", "torn_tail", "not_a_store"} <= seen
+
+    @pytest.mark.parametrize("parts", UNDECODABLE.values(), ids=list(UNDECODABLE))
+    def test_verify_agrees_with_open_on_undecodable_records(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, parts: list[Part]
+    ) -> None:
+        """Checksum-valid records that cannot be decoded: verify finds what a read-only open
+        finds."""
+        make_log(log_path)
+        append_parts(log_path, parts)
+        assert verify_outcome(capsys, log_path) == open_outcome(log_path)
+
+    def test_open_refuses_undecodable_dead_value(self, log_path: Path) -> None:
+        """A checksum-valid record that cannot be decoded is damage, even if overwritten
+        (README)."""
+        make_log(log_path)
+        bad = append_parts(log_path, UNDECODABLE["undecodable value made dead"])[0]
+        with pytest.raises(CorruptLogError, match=f"offset {bad} "):
+            TypedStore.open(log_path, str, User, readonly=True).close()
+
+    def test_open_reports_first_undecodable_value_in_file_order(self, log_path: Path) -> None:
+        """CorruptLogError carries the offset of the first undecodable record in the file
+        (README)."""
+        make_log(log_path)
+        bad = append_parts(log_path, UNDECODABLE["two undecodable values"])[0]
+        with pytest.raises(CorruptLogError, match=f"offset {bad} "):
+            TypedStore.open(log_path, str, User, readonly=True).close()
+
+    @pytest.mark.parametrize(
+        "meta",
+        [msgpack.packb([1, 2]), msgpack.packb({"version": 0}), msgpack.packb({"version": "two"})],
+        ids=["not-a-map", "version-0", "version-not-int"],
+    )
+    def test_verify_refuses_a_header_open_refuses(
+        self, log_path: Path, capsys: pytest.CaptureFixture[str], meta: bytes
+    ) -> None:
+        """verify reports damage at offset 0 for checksum-valid header metadata open refuses."""
+        _log_with_header_meta(log_path, meta)
+        with pytest.raises(CorruptLogError, match="byte offset 0 "):
+            TypedStore.open(log_path, str, int, readonly=True)
+        run = cli(capsys, "verify", "--json", log_path)
+        assert run.code == ExitCode.DAMAGED
+        assert json.loads(run.out)["offset"] == 0
+
+    def test_verify_refuses_a_schema_record_open_refuses(
+        self, log_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """verify reports a checksum-valid schema record with a bad version where open does."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["a"] = 1
+        offset = log_path.stat().st_size
+        body = _format.schema_body(msgpack.packb({"version": "two"}), 1)
+        with log_path.open("ab") as file:
+            file.write(_format.encode_frame(body, offset))
+        with pytest.raises(CorruptLogError, match=f"byte offset {offset} "):
+            TypedStore.open(log_path, str, int, readonly=True)
+        run = cli(capsys, "verify", "--json", log_path)
+        assert run.code == ExitCode.DAMAGED
+        assert json.loads(run.out)["offset"] == offset
 
 
-def test_verify_refuses_a_schema_record_open_refuses(
-    log_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """verify reports a checksum-valid schema record with a bad version where open does."""
-    with TypedStore.open(log_path, str, int) as store:
-        store["a"] = 1
-    offset = log_path.stat().st_size
-    body = _format.schema_body(msgpack.packb({"version": "two"}), 1)
-    with log_path.open("ab") as file:
-        file.write(_format.encode_frame(body, offset))
-    with pytest.raises(CorruptLogError, match=f"byte offset {offset} "):
-        TypedStore.open(log_path, str, int, readonly=True)
-    run = cli(capsys, "verify", "--json", log_path)
-    assert run.code == ExitCode.DAMAGED
-    assert json.loads(run.out)["offset"] == offset
+class TestEqualKeys:
+    """Keys the store holds equal are one entry to the command line too."""
 
+    def test_equal_keys_of_other_bytes_are_one_entry_to_the_cli(
+        self, log_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Decimal("1.0") and Decimal("1.00") are one key to the store, and so to dump and info."""
+        with TypedStore.open(log_path, Decimal, int) as store:
+            store[Decimal("1.0")] = 1
+            store[Decimal("1.00")] = 2
+            assert dict(store) == {Decimal("1.0"): 2}
+        lines = cli(capsys, "dump", log_path).out.splitlines()
+        assert [json.loads(line) for line in lines] == [{"key": "1.0", "value": 2}]
 
-def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
-    """``typedstore --version`` prints the package's version and exits 0."""
-    run = cli(capsys, "--version")
-    assert run.code == ExitCode.OK
-    assert run.out.strip() == f"typedstore {importlib.metadata.version('typedstore')}"
-
-
-def test_removal_through_an_equal_key_is_seen_by_the_cli(
-    log_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A key removed through an equal key of other bytes (another zone) stays removed offline."""
-    utc = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.UTC)
-    same_instant = utc.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
-    with TypedStore.open(log_path, datetime.datetime, int) as store:
-        store[utc] = 1
-        store[utc + datetime.timedelta(days=1)] = 2
-        assert store.remove(same_instant) == 1
-    assert len(cli(capsys, "dump", log_path).out.splitlines()) == 1
-    assert cli(capsys, "compact", log_path).code == ExitCode.OK
-    with TypedStore.open(log_path, datetime.datetime, int) as store:
-        assert dict(store) == {utc + datetime.timedelta(days=1): 2}
-
-
-def test_equal_keys_of_other_bytes_are_one_entry_to_the_cli(
-    log_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Decimal("1.0") and Decimal("1.00") are one key to the store, and so to dump and info."""
-    with TypedStore.open(log_path, Decimal, int) as store:
-        store[Decimal("1.0")] = 1
-        store[Decimal("1.00")] = 2
-        assert dict(store) == {Decimal("1.0"): 2}
-    lines = cli(capsys, "dump", log_path).out.splitlines()
-    assert [json.loads(line) for line in lines] == [{"key": "1.0", "value": 2}]
-
-
-def test_verify_torn_tail_after_one_record_says_it_is_intact(
-    capsys: pytest.CaptureFixture[str], log_path: Path
-) -> None:
-    """``verify`` of one record and a torn tail says "the 1 record before it is intact"."""
-    with TypedStore.open(log_path, str, User) as store:
-        store["alice"] = User(name="Alice", age=30)
-        store["bob"] = User(name="Bob", age=25)
-    _fs.truncate_file(log_path, log_path.stat().st_size - 2)
-    run = cli(capsys, "verify", log_path)
-    assert run.code == ExitCode.DAMAGED
-    assert "the 1 record before it is intact" in run.out
+    def test_removal_through_an_equal_key_is_seen_by_the_cli(
+        self, log_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A key removed through an equal key of other bytes (another zone) stays removed
+        offline."""
+        utc = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.UTC)
+        same_instant = utc.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+        with TypedStore.open(log_path, datetime.datetime, int) as store:
+            store[utc] = 1
+            store[utc + datetime.timedelta(days=1)] = 2
+            assert store.remove(same_instant) == 1
+        assert len(cli(capsys, "dump", log_path).out.splitlines()) == 1
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        with TypedStore.open(log_path, datetime.datetime, int) as store:
+            assert dict(store) == {utc + datetime.timedelta(days=1): 2}

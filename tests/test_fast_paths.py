@@ -1,7 +1,17 @@
 """What the fast paths must keep: replay order and errors, the reused packer, writes, compaction.
 
 Each test pins a behaviour that a speed-up of replay, the codec, appending or compaction
-could change (docs/BENCHMARKS.md lists those speed-ups).
+could change (docs/BENCHMARKS.md lists those speed-ups). One class per promise, in file order:
+
+- ``TestDeadValuesAreNotValidated``: replaced or removed values are not validated.
+- ``TestErrorPrecedence``: which damage or invalid value is reported.
+- ``TestGarbageCollector``: the collector is restored after replay.
+- ``TestReplayGivesWhatWasWritten``: keys and order as written.
+- ``TestMigrationsAndDeferredValues``: only live old values are migrated.
+- ``TestPerThreadPacker``: signal handlers and threads sharing the packer.
+- ``TestShortWrites``: no partial record after a failed write.
+- ``TestCompactionFailingWhileStreaming``: the old log is kept whole.
+- ``TestTypesCompletedAfterOpen``: models completed after open.
 """
 
 from __future__ import annotations
@@ -50,8 +60,6 @@ def insert(key: object, value: object) -> bytes:
     return _format.insert_body(msgpack.packb(key), msgpack.packb(value))
 
 
-# -- dead values are not validated (FORMAT.md, Replay step 7) ----------------------------------
-
 REGISTRY: dict[str, int] = {}
 
 
@@ -70,33 +78,6 @@ def registry() -> Iterator[dict[str, int]]:
     yield REGISTRY
     REGISTRY.clear()
 
-
-def test_overwritten_value_is_not_validated_on_open(
-    log_path: Path, registry: dict[str, int]
-) -> None:
-    """A value a later record replaced is validated no further than its msgpack on open."""
-    registry.update(old=1, new=2)
-    with TypedStore.open(log_path, str, RegisteredName) as store:
-        store["k"] = "old"
-        store["k"] = "new"
-    del registry["old"]
-    with TypedStore.open(log_path, str, RegisteredName) as store:
-        assert dict(store.items()) == {"k": "new"}
-
-
-def test_removed_value_is_not_validated_on_open(log_path: Path, registry: dict[str, int]) -> None:
-    """A value whose key was removed later is validated no further than its msgpack on open."""
-    registry.update(old=1, new=2)
-    with TypedStore.open(log_path, str, RegisteredName) as store:
-        store["gone"] = "old"
-        store["k"] = "new"
-        del store["gone"]
-    del registry["old"]
-    with TypedStore.open(log_path, str, RegisteredName, readonly=True) as store:
-        assert dict(store.items()) == {"k": "new"}
-
-
-# -- error precedence and deferred values ------------------------------------------------------
 
 ALLOWED: set[str] = set()
 
@@ -117,167 +98,191 @@ def allowed() -> Iterator[set[str]]:
     ALLOWED.clear()
 
 
-def test_invalid_record_replaced_by_a_later_one_opens(log_path: Path, allowed: set[str]) -> None:
-    """A value that no longer validates but that a later record replaces is not an error."""
-    allowed.update({"old", "new"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "old"
-        store["k"] = "new"
-        store["gone"] = "old"
-        del store["gone"]
-    allowed.discard("old")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        assert dict(store.items()) == {"k": "new"}
+class TestDeadValuesAreNotValidated:
+    """A value a later record replaces or removes is not validated (FORMAT.md, Replay step 7)."""
+
+    def test_overwritten_value_is_not_validated_on_open(
+        self, log_path: Path, registry: dict[str, int]
+    ) -> None:
+        """A value a later record replaced is validated no further than its msgpack on open."""
+        registry.update(old=1, new=2)
+        with TypedStore.open(log_path, str, RegisteredName) as store:
+            store["k"] = "old"
+            store["k"] = "new"
+        del registry["old"]
+        with TypedStore.open(log_path, str, RegisteredName) as store:
+            assert dict(store.items()) == {"k": "new"}
+
+    def test_removed_value_is_not_validated_on_open(
+        self, log_path: Path, registry: dict[str, int]
+    ) -> None:
+        """A value whose key was removed later is validated no further than its msgpack on open."""
+        registry.update(old=1, new=2)
+        with TypedStore.open(log_path, str, RegisteredName) as store:
+            store["gone"] = "old"
+            store["k"] = "new"
+            del store["gone"]
+        del registry["old"]
+        with TypedStore.open(log_path, str, RegisteredName, readonly=True) as store:
+            assert dict(store.items()) == {"k": "new"}
+
+    def test_invalid_record_replaced_by_a_later_one_opens(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """A value that no longer validates but that a later record replaces is not an error."""
+        allowed.update({"old", "new"})
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "old"
+            store["k"] = "new"
+            store["gone"] = "old"
+            del store["gone"]
+        allowed.discard("old")
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            assert dict(store.items()) == {"k": "new"}
 
 
-def test_invalid_live_record_raises_at_its_own_offset(log_path: Path, allowed: set[str]) -> None:
-    """A live value that no longer validates raises SchemaMismatchError naming its record."""
-    allowed.update({"old", "new"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "new"
-        store["live"] = "new"
-        offset = log_path.stat().st_size
-        store["live"] = "old"
-        store["later"] = "new"
-    allowed.discard("old")
-    with pytest.raises(SchemaMismatchError, match="'live'") as caught:
-        TypedStore.open(log_path, str, AllowedName)
-    assert (caught.value.offset, caught.value.key) == (offset, "live")
+class TestErrorPrecedence:
+    """Replay reports the damage or invalid value it would report without the fast paths."""
+
+    def test_invalid_live_record_raises_at_its_own_offset(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """A live value that no longer validates raises SchemaMismatchError naming its record."""
+        allowed.update({"old", "new"})
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "new"
+            store["live"] = "new"
+            offset = log_path.stat().st_size
+            store["live"] = "old"
+            store["later"] = "new"
+        allowed.discard("old")
+        with pytest.raises(SchemaMismatchError, match="'live'") as caught:
+            TypedStore.open(log_path, str, AllowedName)
+        assert (caught.value.offset, caught.value.key) == (offset, "live")
+
+    def test_undecodable_record_after_an_invalid_value_is_reported_first(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """Damage found by the scan wins over a value that fails validation earlier in the file."""
+        allowed.add("ok")
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "ok"
+        append_frame(log_path, insert("bad", "refused"))
+        damaged = append_frame(log_path, _format.insert_body(msgpack.packb("x"), b"\xc1"))
+        append_frame(log_path, insert("after", "ok"))
+        with pytest.raises(CorruptLogError, match="undecodable") as caught:
+            TypedStore.open(log_path, str, AllowedName, readonly=True)
+        assert caught.value.offset == damaged
+
+    def test_batch_with_an_invalid_and_an_undecodable_value_is_corrupt(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """A batch holding an undecodable value is damage, whatever its other operations hold."""
+        allowed.add("ok")
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "ok"
+        body = _format.batch_body(
+            [insert("a", "refused"), _format.insert_body(msgpack.packb("b"), b"\xc1")]
+        )
+        offset = append_frame(log_path, body)
+        with pytest.raises(CorruptLogError, match="undecodable") as caught:
+            TypedStore.open(log_path, str, AllowedName, readonly=True)
+        assert caught.value.offset == offset
+
+    def test_first_of_two_invalid_live_values_in_entry_order_is_reported(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """With two live invalid values, the error names the entry that comes first in the store."""
+        allowed.update({"ok", "bad"})
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["first"] = "ok"
+            store["second"] = "ok"
+            store["second"] = "bad"
+            offset = log_path.stat().st_size
+            store["first"] = "bad"
+        allowed.discard("bad")
+        with pytest.raises(SchemaMismatchError, match="'first'") as caught:
+            TypedStore.open(log_path, str, AllowedName)
+        assert (caught.value.offset, caught.value.key) == (offset, "first")
+
+    def test_invalid_value_in_a_skipped_range_does_not_stop_the_open(
+        self, log_path: Path, allowed: set[str]
+    ) -> None:
+        """In skip mode a record inside a damaged range is never validated, and the rest replays."""
+        allowed.update({"ok", "bad"})
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "ok"
+            damaged = log_path.stat().st_size
+            store["k"] = "bad"
+            store["other"] = "ok"
+        allowed.discard("bad")
+        data = bytearray(log_path.read_bytes())
+        data[damaged + 5] ^= 0xFF  # the body length byte of the record holding "bad"
+        log_path.write_bytes(bytes(data))
+        config = StoreConfig(recovery="skip")
+        with TypedStore.open(log_path, str, AllowedName, config=config, readonly=True) as store:
+            assert dict(store.items()) == {"k": "ok", "other": "ok"}
+            assert store.recovery is not None
+            assert store.recovery.offset == damaged
+
+    def test_invalid_utf8_str_key_is_corrupt_in_every_mode(self, log_path: Path) -> None:
+        """A checksum-valid record whose short str key is not UTF-8 is damage even in skip mode."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["k"] = 1
+        offset = append_frame(log_path, _format.insert_body(b"\xa2\xff\xfe", msgpack.packb(2)))
+        append_frame(log_path, insert("after", 3))
+        config = StoreConfig(recovery="skip")
+        with pytest.raises(CorruptLogError, match="undecodable") as caught:
+            TypedStore.open(log_path, str, int, config=config)
+        assert caught.value.offset == offset
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["gc-enabled", "gc-disabled"])
-@pytest.mark.parametrize("fails", [False, True], ids=["opens", "raises"])
-def test_open_leaves_the_garbage_collector_as_it_found_it(
-    log_path: Path, allowed: set[str], enabled: bool, fails: bool
-) -> None:
-    """Replay pauses the cyclic collector; afterwards it is on or off as before, even on error."""
-    allowed.add("name")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "name"
-    if fails:
-        allowed.clear()
-    was_enabled = gc.isenabled()
-    try:
-        if not enabled:
-            gc.disable()
+class TestGarbageCollector:
+    """Replay pauses the cyclic collector and always turns it back as it was."""
+
+    @pytest.mark.parametrize("enabled", [True, False], ids=["gc-enabled", "gc-disabled"])
+    @pytest.mark.parametrize("fails", [False, True], ids=["opens", "raises"])
+    def test_open_leaves_the_garbage_collector_as_it_found_it(
+        self, log_path: Path, allowed: set[str], enabled: bool, fails: bool
+    ) -> None:
+        """Replay pauses the cyclic collector; afterwards it is on or off as before, even on
+        error."""
+        allowed.add("name")
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["k"] = "name"
         if fails:
-            with pytest.raises(SchemaMismatchError, match="'k'"):
-                TypedStore.open(log_path, str, AllowedName)
-        else:
-            TypedStore.open(log_path, str, AllowedName).close()
-        assert gc.isenabled() is enabled
-    finally:
-        if was_enabled:
-            gc.enable()
+            allowed.clear()
+        was_enabled = gc.isenabled()
+        try:
+            if not enabled:
+                gc.disable()
+            if fails:
+                with pytest.raises(SchemaMismatchError, match="'k'"):
+                    TypedStore.open(log_path, str, AllowedName)
+            else:
+                TypedStore.open(log_path, str, AllowedName).close()
+            assert gc.isenabled() is enabled
+        finally:
+            if was_enabled:
+                gc.enable()
 
+    def test_keyboard_interrupt_in_a_migration_leaves_the_collector_enabled(
+        self, log_path: Path
+    ) -> None:
+        """An interrupt raised while replay runs application code still turns the collector back
+        on."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["k"] = "v"
 
-def test_undecodable_record_after_an_invalid_value_is_reported_first(
-    log_path: Path, allowed: set[str]
-) -> None:
-    """Damage found by the scan wins over a value that fails validation earlier in the file."""
-    allowed.add("ok")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "ok"
-    append_frame(log_path, insert("bad", "refused"))
-    damaged = append_frame(log_path, _format.insert_body(msgpack.packb("x"), b"\xc1"))
-    append_frame(log_path, insert("after", "ok"))
-    with pytest.raises(CorruptLogError, match="undecodable") as caught:
-        TypedStore.open(log_path, str, AllowedName, readonly=True)
-    assert caught.value.offset == damaged
+        def interrupted(data: Any) -> Any:
+            raise KeyboardInterrupt
 
-
-def test_batch_with_an_invalid_and_an_undecodable_value_is_corrupt(
-    log_path: Path, allowed: set[str]
-) -> None:
-    """A batch holding an undecodable value is damage, whatever its other operations hold."""
-    allowed.add("ok")
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "ok"
-    body = _format.batch_body(
-        [insert("a", "refused"), _format.insert_body(msgpack.packb("b"), b"\xc1")]
-    )
-    offset = append_frame(log_path, body)
-    with pytest.raises(CorruptLogError, match="undecodable") as caught:
-        TypedStore.open(log_path, str, AllowedName, readonly=True)
-    assert caught.value.offset == offset
-
-
-def test_first_of_two_invalid_live_values_in_entry_order_is_reported(
-    log_path: Path, allowed: set[str]
-) -> None:
-    """With two live invalid values, the error names the entry that comes first in the store."""
-    allowed.update({"ok", "bad"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["first"] = "ok"
-        store["second"] = "ok"
-        store["second"] = "bad"
-        offset = log_path.stat().st_size
-        store["first"] = "bad"
-    allowed.discard("bad")
-    with pytest.raises(SchemaMismatchError, match="'first'") as caught:
-        TypedStore.open(log_path, str, AllowedName)
-    assert (caught.value.offset, caught.value.key) == (offset, "first")
-
-
-def test_invalid_value_in_a_skipped_range_does_not_stop_the_open(
-    log_path: Path, allowed: set[str]
-) -> None:
-    """In skip mode a record inside a damaged range is never validated, and the rest replays."""
-    allowed.update({"ok", "bad"})
-    with TypedStore.open(log_path, str, AllowedName) as store:
-        store["k"] = "ok"
-        damaged = log_path.stat().st_size
-        store["k"] = "bad"
-        store["other"] = "ok"
-    allowed.discard("bad")
-    data = bytearray(log_path.read_bytes())
-    data[damaged + 5] ^= 0xFF  # the body length byte of the record holding "bad"
-    log_path.write_bytes(bytes(data))
-    config = StoreConfig(recovery="skip")
-    with TypedStore.open(log_path, str, AllowedName, config=config, readonly=True) as store:
-        assert dict(store.items()) == {"k": "ok", "other": "ok"}
-        assert store.recovery is not None
-        assert store.recovery.offset == damaged
-
-
-def test_key_reinserted_after_removal_goes_to_the_end_on_replay(log_path: Path) -> None:
-    """A key removed and inserted again replays at the end, also when its value is migrated."""
-    with TypedStore.open(log_path, str, str) as store:
-        store["a"] = "1"
-        store["b"] = "2"
-        del store["a"]
-        store["a"] = "3"
-        store["c"] = "4"
-    with TypedStore.open(log_path, str, str, version=2, migrations={1: upper}) as store:
-        assert list(store.items()) == [("b", "2!"), ("a", "3!"), ("c", "4!")]
-
-
-def test_invalid_utf8_str_key_is_corrupt_in_every_mode(log_path: Path) -> None:
-    """A checksum-valid record whose short str key is not UTF-8 is damage even in skip mode."""
-    with TypedStore.open(log_path, str, int) as store:
-        store["k"] = 1
-    offset = append_frame(log_path, _format.insert_body(b"\xa2\xff\xfe", msgpack.packb(2)))
-    append_frame(log_path, insert("after", 3))
-    config = StoreConfig(recovery="skip")
-    with pytest.raises(CorruptLogError, match="undecodable") as caught:
-        TypedStore.open(log_path, str, int, config=config)
-    assert caught.value.offset == offset
-
-
-@pytest.mark.parametrize("length", range(0, 40))
-def test_str_keys_of_every_short_length_replay_equal(log_path: Path, length: int) -> None:
-    """ASCII and multi-byte str keys around msgpack's 31-byte fixstr limit replay as written."""
-    keys = ["a" * length, "é" * (length // 2) + "z" * (length % 2), "😀" * (length // 4) + "b"]
-    expected = {key: index for index, key in enumerate(keys)}
-    with TypedStore.open(log_path, str, int) as store:
-        for key, index in expected.items():
-            store[key] = index
-    with TypedStore.open(log_path, str, int) as store:
-        assert list(store.items()) == list(expected.items())
-        assert all(key in store for key in keys)
-
-
-# -- migrations and deferred values ------------------------------------------------------------
+        assert gc.isenabled()
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):
+            TypedStore.open(log_path, str, str, version=2, migrations={1: interrupted})
+        assert gc.isenabled()
+        with TypedStore.open(log_path, str, str) as store:
+            assert dict(store.items()) == {"k": "v"}
 
 
 def upper(data: Any) -> Any:
@@ -285,53 +290,68 @@ def upper(data: Any) -> Any:
     return f"{data}!"
 
 
-def test_old_value_replaced_under_the_current_schema_is_never_migrated(log_path: Path) -> None:
-    """A value of an older schema that a current record replaces is dropped, not migrated."""
-    with TypedStore.open(log_path, str, str) as store:
-        store["k"] = "old"
-        store["other"] = "x"
-    migrated: list[object] = []
+class TestReplayGivesWhatWasWritten:
+    """Replay gives the keys, in the order, that were written."""
 
-    def spy(data: Any) -> Any:
-        migrated.append(data)
-        return upper(data)
+    def test_key_reinserted_after_removal_goes_to_the_end_on_replay(self, log_path: Path) -> None:
+        """A key removed and inserted again replays at the end, also when its value is migrated."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["a"] = "1"
+            store["b"] = "2"
+            del store["a"]
+            store["a"] = "3"
+            store["c"] = "4"
+        with TypedStore.open(log_path, str, str, version=2, migrations={1: upper}) as store:
+            assert list(store.items()) == [("b", "2!"), ("a", "3!"), ("c", "4!")]
 
-    with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
-        store["k"] = "new"
-    migrated.clear()
-    with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
-        assert dict(store.items()) == {"k": "new", "other": "x!"}
-    assert migrated == ["x"]
-
-
-def test_readonly_open_migrates_in_memory_and_writes_nothing(log_path: Path) -> None:
-    """A read-only open of an older log upgrades its values in memory and leaves the file as is."""
-    with TypedStore.open(log_path, str, str) as store:
-        store["k"] = "v"
-        store["k"] = "w"
-    before = log_path.read_bytes()
-    with TypedStore.open(log_path, str, str, version=2, migrations={1: upper}, readonly=True) as s:
-        assert dict(s.items()) == {"k": "w!"}
-    assert log_path.read_bytes() == before
+    @pytest.mark.parametrize("length", range(0, 40))
+    def test_str_keys_of_every_short_length_replay_equal(self, log_path: Path, length: int) -> None:
+        """ASCII and multi-byte str keys around msgpack's 31-byte fixstr limit replay as written."""
+        keys = ["a" * length, "é" * (length // 2) + "z" * (length % 2), "😀" * (length // 4) + "b"]
+        expected = {key: index for index, key in enumerate(keys)}
+        with TypedStore.open(log_path, str, int) as store:
+            for key, index in expected.items():
+                store[key] = index
+        with TypedStore.open(log_path, str, int) as store:
+            assert list(store.items()) == list(expected.items())
+            assert all(key in store for key in keys)
 
 
-def test_keyboard_interrupt_in_a_migration_leaves_the_collector_enabled(log_path: Path) -> None:
-    """An interrupt raised while replay runs application code still turns the collector back on."""
-    with TypedStore.open(log_path, str, str) as store:
-        store["k"] = "v"
+class TestMigrationsAndDeferredValues:
+    """Only live values of an older schema are migrated, in memory for readonly opens."""
 
-    def interrupted(data: Any) -> Any:
-        raise KeyboardInterrupt
+    def test_old_value_replaced_under_the_current_schema_is_never_migrated(
+        self, log_path: Path
+    ) -> None:
+        """A value of an older schema that a current record replaces is dropped, not migrated."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["k"] = "old"
+            store["other"] = "x"
+        migrated: list[object] = []
 
-    assert gc.isenabled()
-    with pytest.raises(KeyboardInterrupt, match=r"^$"):
-        TypedStore.open(log_path, str, str, version=2, migrations={1: interrupted})
-    assert gc.isenabled()
-    with TypedStore.open(log_path, str, str) as store:
-        assert dict(store.items()) == {"k": "v"}
+        def spy(data: Any) -> Any:
+            migrated.append(data)
+            return upper(data)
 
+        with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
+            store["k"] = "new"
+        migrated.clear()
+        with TypedStore.open(log_path, str, str, version=2, migrations={1: spy}) as store:
+            assert dict(store.items()) == {"k": "new", "other": "x!"}
+        assert migrated == ["x"]
 
-# -- the per-thread packer ---------------------------------------------------------------------
+    def test_readonly_open_migrates_in_memory_and_writes_nothing(self, log_path: Path) -> None:
+        """A read-only open of an older log upgrades its values in memory and leaves the file as
+        is."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["k"] = "v"
+            store["k"] = "w"
+        before = log_path.read_bytes()
+        with TypedStore.open(
+            log_path, str, str, version=2, migrations={1: upper}, readonly=True
+        ) as s:
+            assert dict(s.items()) == {"k": "w!"}
+        assert log_path.read_bytes() == before
 
 
 class SignallingDatetime(datetime.datetime):
@@ -361,124 +381,124 @@ def audit_on_signal(tmp_path: Path) -> Iterator[TypedStore[str, int]]:
 STAMPS = [datetime.datetime(2020, 1, 1), datetime.datetime(2022, 1, 1)]
 
 
-def test_write_interrupted_by_a_signal_handler_that_writes_succeeds(
-    log_path: Path, audit_on_signal: TypedStore[str, int]
-) -> None:
-    """A write whose encoding a store-writing signal handler interrupts is stored as given."""
-    value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
-    with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
-        store["k"] = value
-    assert "signal-10" in audit_on_signal
-    with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
-        assert store["k"] == [STAMPS[0], datetime.datetime(2021, 1, 1), STAMPS[1]]
-
-
-def test_signal_handler_write_during_another_encoding_reopens(
-    log_path: Path, audit_on_signal: TypedStore[str, int]
-) -> None:
-    """What a signal handler writes while another store encodes a value reads back on reopen."""
-    value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
-    store = TypedStore.open(log_path, str, list[datetime.datetime])
-    # This write's own outcome is the test above; this one is about the handler's.
-    with store, contextlib.suppress(EncodingError):
-        store["k"] = value
-    audit_on_signal.close()
-    with TypedStore.open(audit_on_signal.path, str, int) as audit:
-        assert dict(audit.items()) == {"signal-10": 10}
-
-
-def test_thread_that_wrote_a_large_value_does_not_keep_a_buffer_of_its_size(
-    log_path: Path,
-) -> None:
-    """Once a thread's write of a large value returns, no buffer that large stays allocated."""
-    size = 8 * 1024 * 1024
-    written, release = threading.Event(), threading.Event()
-
-    def write_large() -> None:
-        with TypedStore.open(log_path, str, list[int]) as store:
-            store["big"] = [1] * size  # a mutable value: the store keeps only its bytes
-
-    def worker() -> None:
-        write_large()
-        written.set()
-        release.wait(30)
-
-    tracemalloc.start()
-    try:
-        baseline = tracemalloc.get_traced_memory()[0]
-        thread = threading.Thread(target=worker)
-        thread.start()
-        written.wait(60)
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0] - baseline
-    finally:
-        tracemalloc.stop()
-        release.set()
-        thread.join()
-    assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
-
-
 Stamp = frozenset[tuple[int, datetime.datetime]]
 
 
-def test_set_keys_written_from_many_threads_replay_equal(log_path: Path) -> None:
-    """Threads writing frozenset keys of tuples and datetimes at once produce a log that replays."""
-    base = datetime.datetime(2024, 1, 1)
+class TestPerThreadPacker:
+    """The reused packer serves signal handlers and threads without mixing their bytes."""
 
-    def key(thread: int, index: int) -> Stamp:
-        return frozenset(
-            (n, base + datetime.timedelta(days=thread, seconds=n)) for n in range(index % 5 + 1)
-        )
+    def test_write_interrupted_by_a_signal_handler_that_writes_succeeds(
+        self, log_path: Path, audit_on_signal: TypedStore[str, int]
+    ) -> None:
+        """A write whose encoding a store-writing signal handler interrupts is stored as given."""
+        value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
+        with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
+            store["k"] = value
+        assert "signal-10" in audit_on_signal
+        with TypedStore.open(log_path, str, list[datetime.datetime]) as store:
+            assert store["k"] == [STAMPS[0], datetime.datetime(2021, 1, 1), STAMPS[1]]
 
-    with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
+    def test_signal_handler_write_during_another_encoding_reopens(
+        self, log_path: Path, audit_on_signal: TypedStore[str, int]
+    ) -> None:
+        """What a signal handler writes while another store encodes a value reads back on reopen."""
+        value = [STAMPS[0], SignallingDatetime(2021, 1, 1), STAMPS[1]]
+        store = TypedStore.open(log_path, str, list[datetime.datetime])
+        # This write's own outcome is the test above; this one is about the handler's.
+        with store, contextlib.suppress(EncodingError):
+            store["k"] = value
+        audit_on_signal.close()
+        with TypedStore.open(audit_on_signal.path, str, int) as audit:
+            assert dict(audit.items()) == {"signal-10": 10}
 
-        def work(thread: int) -> None:
-            for index in range(150):
-                store[key(thread, index)] = frozenset({base, base + datetime.timedelta(index)})
+    def test_thread_that_wrote_a_large_value_does_not_keep_a_buffer_of_its_size(
+        self,
+        log_path: Path,
+    ) -> None:
+        """Once a thread's write of a large value returns, no buffer that large stays allocated."""
+        size = 8 * 1024 * 1024
+        written, release = threading.Event(), threading.Event()
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-        for thread in threads:
+        def write_large() -> None:
+            with TypedStore.open(log_path, str, list[int]) as store:
+                store["big"] = [1] * size  # a mutable value: the store keeps only its bytes
+
+        def worker() -> None:
+            write_large()
+            written.set()
+            release.wait(30)
+
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            thread = threading.Thread(target=worker)
             thread.start()
-        for thread in threads:
+            written.wait(60)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - baseline
+        finally:
+            tracemalloc.stop()
+            release.set()
             thread.join()
-        expected = dict(store.items())
-    assert len(expected) == 4 * 5
-    with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
-        assert dict(store.items()) == expected
-        assert store[frozenset(reversed(sorted(key(0, 4))))] == expected[key(0, 4)]
+        assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
+
+    def test_set_keys_written_from_many_threads_replay_equal(self, log_path: Path) -> None:
+        """Threads writing frozenset keys of tuples and datetimes at once produce a log that
+        replays."""
+        base = datetime.datetime(2024, 1, 1)
+
+        def key(thread: int, index: int) -> Stamp:
+            return frozenset(
+                (n, base + datetime.timedelta(days=thread, seconds=n)) for n in range(index % 5 + 1)
+            )
+
+        with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
+
+            def work(thread: int) -> None:
+                for index in range(150):
+                    store[key(thread, index)] = frozenset({base, base + datetime.timedelta(index)})
+
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            expected = dict(store.items())
+        assert len(expected) == 4 * 5
+        with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
+            assert dict(store.items()) == expected
+            assert store[frozenset(reversed(sorted(key(0, 4))))] == expected[key(0, 4)]
 
 
-# -- short writes ------------------------------------------------------------------------------
+class TestShortWrites:
+    """A write failing after a short write leaves no partial record."""
 
+    def test_write_failing_after_a_short_write_leaves_no_partial_record(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A pwrite that fails after an earlier short one cuts the file back to its last record."""
+        with TypedStore.open(log_path, str, int) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+            calls: list[int] = []
+            real_pwrite = os.pwrite
 
-def test_write_failing_after_a_short_write_leaves_no_partial_record(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A pwrite that fails after an earlier short one cuts the file back to its last record."""
-    with TypedStore.open(log_path, str, int) as store:
-        store["a"] = 1
-        size = log_path.stat().st_size
-        calls: list[int] = []
-        real_pwrite = os.pwrite
+            def short_then_full_disk(fd: int, data: bytes | memoryview, offset: int) -> int:
+                calls.append(offset)
+                if len(calls) == 1:
+                    return real_pwrite(fd, bytes(data)[:5], offset)
+                raise OSError(errno.ENOSPC, "No space left on device")
 
-        def short_then_full_disk(fd: int, data: bytes | memoryview, offset: int) -> int:
-            calls.append(offset)
-            if len(calls) == 1:
-                return real_pwrite(fd, bytes(data)[:5], offset)
-            raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(os, "pwrite", short_then_full_disk)
+            with pytest.raises(OSError, match="No space left"):
+                store["b"] = 2
+            monkeypatch.undo()
+            assert calls == [size, size + 5]
+            assert log_path.stat().st_size == size
+            store["c"] = 3
+        with TypedStore.open(log_path, str, int) as store:
+            assert dict(store.items()) == {"a": 1, "c": 3}
 
-        monkeypatch.setattr(os, "pwrite", short_then_full_disk)
-        with pytest.raises(OSError, match="No space left"):
-            store["b"] = 2
-        monkeypatch.undo()
-        assert calls == [size, size + 5]
-        assert log_path.stat().st_size == size
-        store["c"] = 3
-    with TypedStore.open(log_path, str, int) as store:
-        assert dict(store.items()) == {"a": 1, "c": 3}
-
-
-# -- compaction that fails while streaming -----------------------------------------------------
 
 FAIL_AFTER: list[int] = []
 """When set, the number of serializations left before ``Chunk`` raises."""
@@ -518,62 +538,66 @@ def assert_old_log_kept(store: TypedStore[str, Chunk], before: bytes) -> None:
         assert reopened["k39"] == Chunk(data=bytes([39]) * 65536)
 
 
-def test_compaction_whose_records_fail_to_encode_midway_keeps_the_old_log(
-    log_path: Path,
-) -> None:
-    """A compaction whose records fail to encode after 1 MiB was written keeps the old log whole."""
-    store = TypedStore.open(log_path, str, Chunk)
-    fill_chunks(store)
-    before = log_path.read_bytes()
-    FAIL_AFTER[:] = [35]
-    try:
-        with pytest.raises(EncodingError, match="serializer failed"):
+class TestCompactionFailingWhileStreaming:
+    """A compaction failing as it streams its frames keeps the old log whole."""
+
+    def test_compaction_whose_records_fail_to_encode_midway_keeps_the_old_log(
+        self,
+        log_path: Path,
+    ) -> None:
+        """A compaction whose records fail to encode after 1 MiB was written keeps the old log
+        whole."""
+        store = TypedStore.open(log_path, str, Chunk)
+        fill_chunks(store)
+        before = log_path.read_bytes()
+        FAIL_AFTER[:] = [35]
+        try:
+            with pytest.raises(EncodingError, match="serializer failed"):
+                store.compact()
+        finally:
+            FAIL_AFTER.clear()
+        assert_old_log_kept(store, before)
+
+    def test_compaction_interrupted_midway_keeps_the_old_log(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A KeyboardInterrupt while compaction streams its frames keeps the old log whole."""
+        store = TypedStore.open(log_path, str, Chunk)
+        fill_chunks(store)
+        before = log_path.read_bytes()
+        encode_frame = _format.encode_frame
+        temp_sizes: list[int] = []
+
+        def interrupted(body: bytes, offset: int) -> bytes:
+            if offset > 2 * 1024 * 1024:
+                temp_sizes.append(_fs.temp_path(log_path).stat().st_size)
+                raise KeyboardInterrupt
+            return encode_frame(body, offset)
+
+        monkeypatch.setattr(_format, "encode_frame", interrupted)
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):
             store.compact()
-    finally:
-        FAIL_AFTER.clear()
-    assert_old_log_kept(store, before)
+        monkeypatch.undo()
+        assert temp_sizes[0] >= 1024 * 1024
+        assert_old_log_kept(store, before)
 
 
-def test_compaction_interrupted_midway_keeps_the_old_log(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A KeyboardInterrupt while compaction streams its frames keeps the old log whole."""
-    store = TypedStore.open(log_path, str, Chunk)
-    fill_chunks(store)
-    before = log_path.read_bytes()
-    encode_frame = _format.encode_frame
-    temp_sizes: list[int] = []
+class TestTypesCompletedAfterOpen:
+    """A model pydantic completes only after open is stored and replayed."""
 
-    def interrupted(body: bytes, offset: int) -> bytes:
-        if offset > 2 * 1024 * 1024:
-            temp_sizes.append(_fs.temp_path(log_path).stat().st_size)
-            raise KeyboardInterrupt
-        return encode_frame(body, offset)
+    def test_model_completed_after_open_is_stored_and_replayed(self, log_path: Path) -> None:
+        """A model whose forward reference is defined only after open is usable once rebuilt."""
 
-    monkeypatch.setattr(_format, "encode_frame", interrupted)
-    with pytest.raises(KeyboardInterrupt, match=r"^$"):
-        store.compact()
-    monkeypatch.undo()
-    assert temp_sizes[0] >= 1024 * 1024
-    assert_old_log_kept(store, before)
+        class Node(BaseModel):
+            child: Later | None = None
 
+        store = TypedStore.open(log_path, str, Node)
 
-# -- types pydantic completes after open -------------------------------------------------------
+        class Later(BaseModel):
+            x: int
 
-
-def test_model_completed_after_open_is_stored_and_replayed(log_path: Path) -> None:
-    """A model whose forward reference is defined only after open is usable once rebuilt."""
-
-    class Node(BaseModel):
-        child: Later | None = None
-
-    store = TypedStore.open(log_path, str, Node)
-
-    class Later(BaseModel):
-        x: int
-
-    Node.model_rebuild()
-    with store:
-        store["a"] = Node(child=Later(x=1))
-    with TypedStore.open(log_path, str, Node) as reopened:
-        assert reopened["a"] == Node(child=Later(x=1))
+        Node.model_rebuild()
+        with store:
+            store["a"] = Node(child=Later(x=1))
+        with TypedStore.open(log_path, str, Node) as reopened:
+            assert reopened["a"] == Node(child=Later(x=1))

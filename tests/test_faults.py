@@ -2,6 +2,18 @@
 
 ``typedstore._fs`` is the only module that touches files, so every fault is injected by
 replacing the ``os`` module it sees with :class:`FaultyOS`, which fails chosen calls.
+
+One class per promise, in file order:
+
+- ``TestFailedWrite``: a failed write changes neither memory nor file.
+- ``TestFailedBufferDrain``: a failed drain keeps the earlier buffered writes.
+- ``TestFailedFsync``: after a failed fsync, writes are refused until a reopen.
+- ``TestFailedCompaction``: the old log before the rename, the new one after it.
+- ``TestFailedAutomaticCompaction``: the write that triggered it still succeeds.
+- ``TestEncodingErrors``: what msgpack cannot hold raises EncodingError, writes nothing.
+- ``TestFailuresWhileOpening``: no new log, no lock held.
+- ``TestFailuresWhileClosing``: no buffered record lost, the lock let go.
+- ``TestShortWrites``: a partial pwrite is completed.
 """
 
 from __future__ import annotations
@@ -197,77 +209,74 @@ WRITES: dict[str, Callable[[Store], None]] = {
 }
 
 
-# -- failed writes ---------------------------------------------------------------------------
+class TestFailedWrite:
+    """A failed write raises its OSError unchanged and changes neither memory nor file."""
 
+    @pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
+    @pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
+    def test_failed_write_raises_oserror_unchanged(
+        self, log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
+    ) -> None:
+        """A write whose pwrite fails raises that very OSError."""
+        with open_users(log_path) as store:
+            fill(store)
+            fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
+            with pytest.raises(OSError, match=ENOSPC) as caught:
+                write(store)
+            assert fault.fired
+            assert caught.value is fault.error
 
-@pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
-@pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
-def test_failed_write_raises_oserror_unchanged(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
-) -> None:
-    """A write whose pwrite fails raises that very OSError."""
-    with open_users(log_path) as store:
-        fill(store)
-        fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
-        with pytest.raises(OSError, match=ENOSPC) as caught:
+    @pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
+    @pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
+    def test_failed_write_changes_neither_memory_nor_file(
+        self, log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
+    ) -> None:
+        """After a failed write, memory and the log's bytes are exactly as before the call."""
+        with open_users(log_path) as store:
+            fill(store)
+            before, data = contents(store), log_path.read_bytes()
+            fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
+            with pytest.raises(OSError, match=ENOSPC):
+                write(store)
+            assert fault.fired
+            assert contents(store) == before
+            assert log_path.read_bytes() == data
+
+    @pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
+    @pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
+    def test_store_stays_usable_after_failed_write(
+        self, log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
+    ) -> None:
+        """After a failed write the same write succeeds, and a reopen equals memory."""
+        with open_users(log_path) as store:
+            fill(store)
+            fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
+            with pytest.raises(OSError, match=ENOSPC):
+                write(store)
+            assert fault.fired
             write(store)
-        assert fault.fired
-        assert caught.value is fault.error
+            store["after"] = User(name="After", age=2)
+            expected = contents(store)
+        assert ("after", User(name="After", age=2)) in expected
+        assert reopened(log_path) == expected
+        assert log_path.stat().st_size > 0
 
-
-@pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
-@pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
-def test_failed_write_changes_neither_memory_nor_file(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
-) -> None:
-    """After a failed write, memory and the log's bytes are exactly as before the call."""
-    with open_users(log_path) as store:
-        fill(store)
-        before, data = contents(store), log_path.read_bytes()
-        fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
-        with pytest.raises(OSError, match=ENOSPC):
-            write(store)
-        assert fault.fired
-        assert contents(store) == before
-        assert log_path.read_bytes() == data
-
-
-@pytest.mark.parametrize("partial", [False, True], ids=["enospc", "short-write-then-enospc"])
-@pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
-def test_store_stays_usable_after_failed_write(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], None], partial: bool
-) -> None:
-    """After a failed write the same write succeeds, and a reopen equals memory."""
-    with open_users(log_path) as store:
-        fill(store)
-        fault = faulty_os.fail("pwrite", path=log_path, partial=partial)
-        with pytest.raises(OSError, match=ENOSPC):
-            write(store)
-        assert fault.fired
-        write(store)
-        store["after"] = User(name="After", age=2)
-        expected = contents(store)
-    assert ("after", User(name="After", age=2)) in expected
-    assert reopened(log_path) == expected
-    assert log_path.stat().st_size > 0
-
-
-def test_failed_write_whose_cleanup_fails_too_keeps_later_records_readable(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """A short write whose cut-back also fails still leaves later writes replayable."""
-    with open_users(log_path) as store:
-        fill(store)
-        before = contents(store)
-        faulty_os.fail("pwrite", path=log_path, partial=True)
-        cut = faulty_os.fail("ftruncate", path=log_path, code=errno.EIO)
-        with pytest.raises(OSError, match=EIO):
-            store["big"] = User(name="B" * 4000, age=1)
-        assert cut.fired
-        assert contents(store) == before
-        store["small"] = User(name="s", age=2)
-        expected = contents(store)
-    assert reopened(log_path) == expected
+    def test_failed_write_whose_cleanup_fails_too_keeps_later_records_readable(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A short write whose cut-back also fails still leaves later writes replayable."""
+        with open_users(log_path) as store:
+            fill(store)
+            before = contents(store)
+            faulty_os.fail("pwrite", path=log_path, partial=True)
+            cut = faulty_os.fail("ftruncate", path=log_path, code=errno.EIO)
+            with pytest.raises(OSError, match=EIO):
+                store["big"] = User(name="B" * 4000, age=1)
+            assert cut.fired
+            assert contents(store) == before
+            store["small"] = User(name="s", age=2)
+            expected = contents(store)
+        assert reopened(log_path) == expected
 
 
 def _buffered(path: Path) -> Store:
@@ -278,59 +287,59 @@ def _buffered(path: Path) -> Store:
     return store
 
 
-def test_failed_buffer_drain_keeps_earlier_buffered_writes(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """A buffered store whose drain fails drops only the triggering write, keeping the file."""
-    store = _buffered(log_path)
-    try:
-        before, size = contents(store), log_path.stat().st_size
-        fault = faulty_os.fail("pwrite", path=log_path, partial=True)
-        with pytest.raises(OSError, match=ENOSPC) as caught:
-            store["large"] = User(name="L" * 2000, age=4)
-        assert caught.value is fault.error
-        assert contents(store) == before
-        assert log_path.stat().st_size == size
-    finally:
-        store.close()
-    assert reopened(log_path) == before
+class TestFailedBufferDrain:
+    """A buffered store whose write fails keeps its earlier buffered writes and stays usable."""
 
+    def test_failed_buffer_drain_keeps_earlier_buffered_writes(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A buffered store whose drain fails drops only the triggering write, keeping the file."""
+        store = _buffered(log_path)
+        try:
+            before, size = contents(store), log_path.stat().st_size
+            fault = faulty_os.fail("pwrite", path=log_path, partial=True)
+            with pytest.raises(OSError, match=ENOSPC) as caught:
+                store["large"] = User(name="L" * 2000, age=4)
+            assert caught.value is fault.error
+            assert contents(store) == before
+            assert log_path.stat().st_size == size
+        finally:
+            store.close()
+        assert reopened(log_path) == before
 
-def test_buffered_store_stays_usable_after_failed_drain(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """After a failed drain the next write drains the buffer, and a reopen equals memory."""
-    store = _buffered(log_path)
-    try:
-        fault = faulty_os.fail("pwrite", path=log_path)
-        with pytest.raises(OSError, match=ENOSPC):
-            store["large"] = User(name="L" * 2000, age=4)
-        assert fault.fired
-        store["large"] = User(name="L" * 2000, age=5)
-        expected = contents(store)
-    finally:
-        store.close()
-    assert ("buffered", User(name="in the buffer", age=3)) in expected
-    assert reopened(log_path) == expected
+    def test_buffered_store_stays_usable_after_failed_drain(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """After a failed drain the next write drains the buffer, and a reopen equals memory."""
+        store = _buffered(log_path)
+        try:
+            fault = faulty_os.fail("pwrite", path=log_path)
+            with pytest.raises(OSError, match=ENOSPC):
+                store["large"] = User(name="L" * 2000, age=4)
+            assert fault.fired
+            store["large"] = User(name="L" * 2000, age=5)
+            expected = contents(store)
+        finally:
+            store.close()
+        assert ("buffered", User(name="in the buffer", age=3)) in expected
+        assert reopened(log_path) == expected
 
-
-def test_failed_flush_of_buffer_keeps_the_buffer(log_path: Path, faulty_os: FaultyOS) -> None:
-    """flush() whose write fails raises the OSError and a later flush writes the records."""
-    store = _buffered(log_path)
-    try:
-        expected, size = contents(store), log_path.stat().st_size
-        fault = faulty_os.fail("pwrite", path=log_path, partial=True)
-        with pytest.raises(OSError, match=ENOSPC) as caught:
+    def test_failed_flush_of_buffer_keeps_the_buffer(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """flush() whose write fails raises the OSError and a later flush writes the records."""
+        store = _buffered(log_path)
+        try:
+            expected, size = contents(store), log_path.stat().st_size
+            fault = faulty_os.fail("pwrite", path=log_path, partial=True)
+            with pytest.raises(OSError, match=ENOSPC) as caught:
+                store.flush()
+            assert caught.value is fault.error
+            assert log_path.stat().st_size == size
             store.flush()
-        assert caught.value is fault.error
-        assert log_path.stat().st_size == size
-        store.flush()
-        assert reopened_readonly(log_path) == expected
-    finally:
-        store.close()
-
-
-# -- failed fsync ----------------------------------------------------------------------------
+            assert reopened_readonly(log_path) == expected
+        finally:
+            store.close()
 
 
 def _refused_writes() -> dict[str, Callable[[Store], object]]:
@@ -360,70 +369,6 @@ def _fail_synced_insert(path: Path, faulty_os: FaultyOS) -> tuple[Store, list[tu
     return store, acknowledged
 
 
-def test_failed_fsync_on_write_raises_and_applies_nothing(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """With sync_on_write, an insert whose fsync fails raises it and memory lacks the entry."""
-    store, acknowledged = _fail_synced_insert(log_path, faulty_os)
-    try:
-        assert "lost" not in store
-        assert contents(store) == acknowledged
-    finally:
-        store.close()
-
-
-def test_reads_work_after_failed_fsync(log_path: Path, faulty_os: FaultyOS) -> None:
-    """A store whose fsync failed still answers reads."""
-    store, acknowledged = _fail_synced_insert(log_path, faulty_os)
-    try:
-        assert store["k1"].age == 99
-        assert store.get("k2") is None
-        assert len(store) == len(acknowledged)
-        assert list(store.keys()) == [key for key, _ in acknowledged]
-        assert store.get_index(-1) == acknowledged[-1]
-    finally:
-        store.close()
-
-
-def test_reopen_after_failed_fsync_gives_acknowledged_state(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """Closing and reopening a store whose fsync failed gives the acknowledged state."""
-    store, acknowledged = _fail_synced_insert(log_path, faulty_os)
-    store.close()
-    assert reopened(log_path) == acknowledged
-
-
-def test_reopened_store_accepts_writes_after_failed_fsync(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """The refusal lasts only until the store is reopened."""
-    store, acknowledged = _fail_synced_insert(log_path, faulty_os)
-    store.close()
-    with open_users(log_path, StoreConfig(sync_on_write=True)) as again:
-        again["lost"] = User(name="written now", age=1)
-        expected = contents(again)
-    assert expected == [*acknowledged, ("lost", User(name="written now", age=1))]
-    assert reopened(log_path) == expected
-
-
-def test_failed_fsync_in_transaction_commit_applies_nothing(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """A transaction whose fsync fails applies nothing, and later writes are refused."""
-    with open_users(log_path, StoreConfig(sync_on_write=True)) as store:
-        fill(store)
-        acknowledged = contents(store)
-        fault = faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
-        with pytest.raises(OSError, match=EIO):
-            _commit(store)
-        assert fault.fired
-        assert contents(store) == acknowledged
-        with pytest.raises(StoreFailedError, match=FAILED):
-            store["k0"] = User(name="refused", age=1)
-    assert reopened(log_path) == acknowledged
-
-
 def _fail_flush(path: Path, faulty_os: FaultyOS) -> tuple[Store, list[tuple[str, User]]]:
     store = open_users(path)
     fill(store)
@@ -440,50 +385,113 @@ FAILED_FSYNCS: dict[str, Callable[[Path, FaultyOS], tuple[Store, list[tuple[str,
 }
 
 
-@pytest.mark.parametrize("fail", list(FAILED_FSYNCS.values()), ids=list(FAILED_FSYNCS))
-@pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
-def test_writes_refused_after_failed_fsync(
-    log_path: Path,
-    faulty_os: FaultyOS,
-    write: Callable[[Store], object],
-    fail: Callable[[Path, FaultyOS], tuple[Store, list[tuple[str, User]]]],
-) -> None:
-    """After an fsync failed, on a write or in flush(), every further write is refused."""
-    store, acknowledged = fail(log_path, faulty_os)
-    try:
-        with pytest.raises(StoreFailedError, match=FAILED):
-            write(store)
-        assert contents(store) == acknowledged
-    finally:
+class TestFailedFsync:
+    """After an fsync fails, reads go on, writes are refused until a reopen gives the
+    acknowledged state."""
+
+    def test_failed_fsync_on_write_raises_and_applies_nothing(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """With sync_on_write, an insert whose fsync fails raises it and memory lacks the entry."""
+        store, acknowledged = _fail_synced_insert(log_path, faulty_os)
+        try:
+            assert "lost" not in store
+            assert contents(store) == acknowledged
+        finally:
+            store.close()
+
+    def test_reads_work_after_failed_fsync(self, log_path: Path, faulty_os: FaultyOS) -> None:
+        """A store whose fsync failed still answers reads."""
+        store, acknowledged = _fail_synced_insert(log_path, faulty_os)
+        try:
+            assert store["k1"].age == 99
+            assert store.get("k2") is None
+            assert len(store) == len(acknowledged)
+            assert list(store.keys()) == [key for key, _ in acknowledged]
+            assert store.get_index(-1) == acknowledged[-1]
+        finally:
+            store.close()
+
+    def test_reopen_after_failed_fsync_gives_acknowledged_state(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """Closing and reopening a store whose fsync failed gives the acknowledged state."""
+        store, acknowledged = _fail_synced_insert(log_path, faulty_os)
         store.close()
+        assert reopened(log_path) == acknowledged
 
-
-def test_reopen_after_failed_flush_gives_acknowledged_state(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """Every write acknowledged before a failed flush is there after reopening."""
-    store, acknowledged = _fail_flush(log_path, faulty_os)
-    assert store["k3"].name == "renamed"
-    store.close()
-    assert reopened(log_path) == acknowledged
-
-
-def test_failed_flush_of_buffered_store_refuses_writes(log_path: Path, faulty_os: FaultyOS) -> None:
-    """A buffered store whose flush fsync fails refuses writes; a reopen has the drained data."""
-    store = _buffered(log_path)
-    acknowledged = contents(store)
-    try:
-        faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
-        with pytest.raises(OSError, match=EIO):
-            store.flush()
-        with pytest.raises(StoreFailedError, match=FAILED):
-            store["k0"] = User(name="refused", age=1)
-    finally:
+    def test_reopened_store_accepts_writes_after_failed_fsync(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """The refusal lasts only until the store is reopened."""
+        store, acknowledged = _fail_synced_insert(log_path, faulty_os)
         store.close()
-    assert reopened(log_path) == acknowledged
+        with open_users(log_path, StoreConfig(sync_on_write=True)) as again:
+            again["lost"] = User(name="written now", age=1)
+            expected = contents(again)
+        assert expected == [*acknowledged, ("lost", User(name="written now", age=1))]
+        assert reopened(log_path) == expected
 
+    def test_failed_fsync_in_transaction_commit_applies_nothing(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A transaction whose fsync fails applies nothing, and later writes are refused."""
+        with open_users(log_path, StoreConfig(sync_on_write=True)) as store:
+            fill(store)
+            acknowledged = contents(store)
+            fault = faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
+            with pytest.raises(OSError, match=EIO):
+                _commit(store)
+            assert fault.fired
+            assert contents(store) == acknowledged
+            with pytest.raises(StoreFailedError, match=FAILED):
+                store["k0"] = User(name="refused", age=1)
+        assert reopened(log_path) == acknowledged
 
-# -- compaction steps ------------------------------------------------------------------------
+    @pytest.mark.parametrize("fail", list(FAILED_FSYNCS.values()), ids=list(FAILED_FSYNCS))
+    @pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
+    def test_writes_refused_after_failed_fsync(
+        self,
+        log_path: Path,
+        faulty_os: FaultyOS,
+        write: Callable[[Store], object],
+        fail: Callable[[Path, FaultyOS], tuple[Store, list[tuple[str, User]]]],
+    ) -> None:
+        """After an fsync failed, on a write or in flush(), every further write is refused."""
+        store, acknowledged = fail(log_path, faulty_os)
+        try:
+            with pytest.raises(StoreFailedError, match=FAILED):
+                write(store)
+            assert contents(store) == acknowledged
+        finally:
+            store.close()
+
+    def test_reopen_after_failed_flush_gives_acknowledged_state(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """Every write acknowledged before a failed flush is there after reopening."""
+        store, acknowledged = _fail_flush(log_path, faulty_os)
+        assert store["k3"].name == "renamed"
+        store.close()
+        assert reopened(log_path) == acknowledged
+
+    def test_failed_flush_of_buffered_store_refuses_writes(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A buffered store whose flush fsync fails refuses writes; a reopen has the drained
+        data."""
+        store = _buffered(log_path)
+        acknowledged = contents(store)
+        try:
+            faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
+            with pytest.raises(OSError, match=EIO):
+                store.flush()
+            with pytest.raises(StoreFailedError, match=FAILED):
+                store["k0"] = User(name="refused", age=1)
+        finally:
+            store.close()
+        assert reopened(log_path) == acknowledged
+
 
 BEFORE_RENAME: dict[str, tuple[OsCall, bool]] = {
     "write-temp": ("pwrite", False),
@@ -511,90 +519,107 @@ def _compacted_bytes(path: Path, tmp_path: Path) -> bytes:
     return copy.read_bytes()
 
 
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_compaction_failing_before_rename_keeps_old_log(
-    log_path: Path, faulty_os: FaultyOS, step: str
-) -> None:
-    """A compaction failing before its rename raises, keeps the old log and leaves no temp file."""
-    with open_users(log_path) as store:
-        fill(store)
-        expected, old = contents(store), log_path.read_bytes()
-        fault = _arm_step(faulty_os, log_path, step)
-        with pytest.raises(OSError, match=ENOSPC) as caught:
+class TestFailedCompaction:
+    """A compaction failing before its rename keeps the old log; after it, the new log stands."""
+
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_compaction_failing_before_rename_keeps_old_log(
+        self, log_path: Path, faulty_os: FaultyOS, step: str
+    ) -> None:
+        """A compaction failing before its rename raises, keeps the old log and leaves no temp
+        file."""
+        with open_users(log_path) as store:
+            fill(store)
+            expected, old = contents(store), log_path.read_bytes()
+            fault = _arm_step(faulty_os, log_path, step)
+            with pytest.raises(OSError, match=ENOSPC) as caught:
+                store.compact()
+            assert caught.value is fault.error
+            assert log_path.read_bytes() == old
+            assert not tmp_of(log_path).exists()
+            assert contents(store) == expected
+        assert reopened(log_path) == expected
+
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_store_usable_after_compaction_failed_before_rename(
+        self, log_path: Path, faulty_os: FaultyOS, step: str
+    ) -> None:
+        """After a compaction failed before its rename, writes and a new compaction succeed."""
+        with open_users(log_path) as store:
+            fill(store)
+            fault = _arm_step(faulty_os, log_path, step)
+            with pytest.raises(OSError, match=ENOSPC):
+                store.compact()
+            assert fault.fired
+            store["after"] = User(name="after", age=1)
             store.compact()
-        assert caught.value is fault.error
-        assert log_path.read_bytes() == old
+            store["later"] = User(name="later", age=2)
+            expected = contents(store)
         assert not tmp_of(log_path).exists()
-        assert contents(store) == expected
-    assert reopened(log_path) == expected
+        assert reopened(log_path) == expected
 
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_compaction_failing_before_rename_keeps_buffered_writes(
+        self, log_path: Path, faulty_os: FaultyOS, step: str
+    ) -> None:
+        """A buffered store whose compaction fails keeps its buffer, so a reopen equals memory."""
+        store = _buffered(log_path)
+        try:
+            expected = contents(store)
+            fault = _arm_step(faulty_os, log_path, step)
+            with pytest.raises(OSError, match=ENOSPC):
+                store.compact()
+            assert fault.fired
+            assert contents(store) == expected
+        finally:
+            store.close()
+        assert reopened(log_path) == expected
 
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_store_usable_after_compaction_failed_before_rename(
-    log_path: Path, faulty_os: FaultyOS, step: str
-) -> None:
-    """After a compaction failed before its rename, writes and a new compaction succeed."""
-    with open_users(log_path) as store:
-        fill(store)
-        fault = _arm_step(faulty_os, log_path, step)
-        with pytest.raises(OSError, match=ENOSPC):
-            store.compact()
-        assert fault.fired
-        store["after"] = User(name="after", age=1)
-        store.compact()
-        store["later"] = User(name="later", age=2)
-        expected = contents(store)
-    assert not tmp_of(log_path).exists()
-    assert reopened(log_path) == expected
+    def test_compaction_failing_directory_fsync_keeps_new_log(
+        self, log_path: Path, tmp_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A compaction whose directory fsync fails raises it, with the new log in place."""
+        with open_users(log_path) as store:
+            fill(store)
+            expected, new = contents(store), _compacted_bytes(log_path, tmp_path)
+            fault = _arm_step(faulty_os, log_path, "fsync-directory")
+            with pytest.raises(OSError, match=EIO) as caught:
+                store.compact()
+            assert caught.value is fault.error
+            assert log_path.read_bytes() == new
+            assert not tmp_of(log_path).exists()
+            assert contents(store) == expected
+        assert reopened(log_path) == expected
 
+    @pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
+    def test_writes_refused_after_compaction_failed_directory_fsync(
+        self, log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], object]
+    ) -> None:
+        """After a compaction's directory fsync failed, every write raises StoreFailedError."""
+        with open_users(log_path) as store:
+            fill(store)
+            expected = contents(store)
+            _arm_step(faulty_os, log_path, "fsync-directory")
+            with pytest.raises(OSError, match=EIO):
+                store.compact()
+            with pytest.raises(StoreFailedError, match=FAILED):
+                write(store)
+            assert contents(store) == expected
+        assert reopened(log_path) == expected
 
-def test_compaction_failing_directory_fsync_keeps_new_log(
-    log_path: Path, tmp_path: Path, faulty_os: FaultyOS
-) -> None:
-    """A compaction whose directory fsync fails raises it, with the new log in place."""
-    with open_users(log_path) as store:
-        fill(store)
-        expected, new = contents(store), _compacted_bytes(log_path, tmp_path)
-        fault = _arm_step(faulty_os, log_path, "fsync-directory")
-        with pytest.raises(OSError, match=EIO) as caught:
-            store.compact()
-        assert caught.value is fault.error
-        assert log_path.read_bytes() == new
-        assert not tmp_of(log_path).exists()
-        assert contents(store) == expected
-    assert reopened(log_path) == expected
-
-
-@pytest.mark.parametrize("write", list(REFUSED.values()), ids=list(REFUSED))
-def test_writes_refused_after_compaction_failed_directory_fsync(
-    log_path: Path, faulty_os: FaultyOS, write: Callable[[Store], object]
-) -> None:
-    """After a compaction's directory fsync failed, every write raises StoreFailedError."""
-    with open_users(log_path) as store:
-        fill(store)
-        expected = contents(store)
-        _arm_step(faulty_os, log_path, "fsync-directory")
-        with pytest.raises(OSError, match=EIO):
-            store.compact()
-        with pytest.raises(StoreFailedError, match=FAILED):
-            write(store)
-        assert contents(store) == expected
-    assert reopened(log_path) == expected
-
-
-def test_reopened_store_accepts_writes_after_failed_directory_fsync(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """A store reopened after a failed directory fsync takes writes again."""
-    with open_users(log_path) as store:
-        fill(store)
-        _arm_step(faulty_os, log_path, "fsync-directory")
-        with pytest.raises(OSError, match=EIO):
-            store.compact()
-    with open_users(log_path) as again:
-        again["after"] = User(name="after", age=1)
-        expected = contents(again)
-    assert reopened(log_path) == expected
+    def test_reopened_store_accepts_writes_after_failed_directory_fsync(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """A store reopened after a failed directory fsync takes writes again."""
+        with open_users(log_path) as store:
+            fill(store)
+            _arm_step(faulty_os, log_path, "fsync-directory")
+            with pytest.raises(OSError, match=EIO):
+                store.compact()
+        with open_users(log_path) as again:
+            again["after"] = User(name="after", age=1)
+            expected = contents(again)
+        assert reopened(log_path) == expected
 
 
 def _auto_compacting(path: Path) -> Store:
@@ -617,59 +642,60 @@ def _overwrite_with_failing_compaction(
     return fault
 
 
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_failed_automatic_compaction_does_not_fail_the_write(
-    log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture, step: str
-) -> None:
-    """An automatic compaction that fails logs a warning and the triggering write succeeds."""
-    store = _auto_compacting(log_path)
-    try:
-        fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
-        assert fault.fired
-        assert store["k0"] == User(name="second", age=2)
-        assert not tmp_of(log_path).exists()
-        messages = [record.getMessage() for record in caplog.records]
-        assert any(COMPACTION_FAILED in message for message in messages), messages
-    finally:
-        store.close()
-    assert reopened(log_path) == [("k0", User(name="second", age=2))]
+class TestFailedAutomaticCompaction:
+    """A failed automatic compaction logs a warning and does not fail the write."""
 
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_failed_automatic_compaction_does_not_fail_the_write(
+        self, log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture, step: str
+    ) -> None:
+        """An automatic compaction that fails logs a warning and the triggering write succeeds."""
+        store = _auto_compacting(log_path)
+        try:
+            fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
+            assert fault.fired
+            assert store["k0"] == User(name="second", age=2)
+            assert not tmp_of(log_path).exists()
+            messages = [record.getMessage() for record in caplog.records]
+            assert any(COMPACTION_FAILED in message for message in messages), messages
+        finally:
+            store.close()
+        assert reopened(log_path) == [("k0", User(name="second", age=2))]
 
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_store_usable_after_failed_automatic_compaction(
-    log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture, step: str
-) -> None:
-    """After an automatic compaction failed, writes go on and a reopen equals memory."""
-    store = _auto_compacting(log_path)
-    try:
-        fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
-        assert fault.fired
-        for i in range(20):
-            store[f"n{i % 3}"] = User(name="n", age=i)
-        store.compact()
-        expected = contents(store)
-    finally:
-        store.close()
-    assert len(expected) == 4
-    assert reopened(log_path) == expected
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_store_usable_after_failed_automatic_compaction(
+        self, log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture, step: str
+    ) -> None:
+        """After an automatic compaction failed, writes go on and a reopen equals memory."""
+        store = _auto_compacting(log_path)
+        try:
+            fault = _overwrite_with_failing_compaction(store, faulty_os, log_path, step, caplog)
+            assert fault.fired
+            for i in range(20):
+                store[f"n{i % 3}"] = User(name="n", age=i)
+            store.compact()
+            expected = contents(store)
+        finally:
+            store.close()
+        assert len(expected) == 4
+        assert reopened(log_path) == expected
 
-
-def test_automatic_compaction_failing_directory_fsync_refuses_later_writes(
-    log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A failed directory fsync in an automatic compaction keeps the write but refuses the next."""
-    store = _auto_compacting(log_path)
-    try:
-        _overwrite_with_failing_compaction(store, faulty_os, log_path, "fsync-directory", caplog)
-        assert any(COMPACTION_FAILED in record.getMessage() for record in caplog.records)
-        with pytest.raises(StoreFailedError, match=FAILED):
-            store["k1"] = User(name="refused", age=3)
-    finally:
-        store.close()
-    assert reopened(log_path) == [("k0", User(name="second", age=2))]
-
-
-# -- encoding errors -------------------------------------------------------------------------
+    def test_automatic_compaction_failing_directory_fsync_refuses_later_writes(
+        self, log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A failed directory fsync in an automatic compaction keeps the write but refuses the
+        next."""
+        store = _auto_compacting(log_path)
+        try:
+            _overwrite_with_failing_compaction(
+                store, faulty_os, log_path, "fsync-directory", caplog
+            )
+            assert any(COMPACTION_FAILED in record.getMessage() for record in caplog.records)
+            with pytest.raises(StoreFailedError, match=FAILED):
+                store["k1"] = User(name="refused", age=3)
+        finally:
+            store.close()
+        assert reopened(log_path) == [("k0", User(name="second", age=2))]
 
 
 class Wide(BaseModel):
@@ -697,193 +723,171 @@ def _open_wide(path: Path) -> TypedStore[str, Wide]:
     return store
 
 
-@pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
-def test_unencodable_insert_raises_encoding_error(log_path: Path, value: Wide) -> None:
-    """A validated value msgpack cannot hold raises EncodingError from insert, writing nothing."""
-    with _open_wide(log_path) as store:
-        before = log_path.read_bytes()
-        with pytest.raises(EncodingError, match="cannot encode"):
-            store["bad"] = value
-        assert log_path.read_bytes() == before
-        assert list(store) == ["ok"]
-
-
-@pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
-def test_unencodable_modify_raises_encoding_error(log_path: Path, value: Wide) -> None:
-    """modify returning an unencodable value raises EncodingError and changes nothing."""
-    with _open_wide(log_path) as store:
-        before = log_path.read_bytes()
-        with pytest.raises(EncodingError, match="cannot encode"):
-            store.modify("ok", lambda _: value)
-        assert log_path.read_bytes() == before
-        assert store["ok"] == Wide(count=1, payload={"a": [1, 2]})
-
-
 def _stage_in_transaction(store: TypedStore[str, Wide], value: Wide) -> None:
     with store.transaction() as txn:
         txn["fine"] = Wide(count=2)
         txn["bad"] = value
 
 
-@pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
-def test_unencodable_value_in_transaction_raises_encoding_error(
-    log_path: Path, value: Wide
-) -> None:
-    """Staging an unencodable value in a transaction raises EncodingError and commits nothing."""
-    with _open_wide(log_path) as store:
-        before = log_path.read_bytes()
-        with pytest.raises(EncodingError, match="cannot encode"):
-            _stage_in_transaction(store, value)
-        assert log_path.read_bytes() == before
-        assert list(store) == ["ok"]
+class TestEncodingErrors:
+    """A value or key msgpack cannot hold raises EncodingError and writes nothing."""
+
+    @pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
+    def test_unencodable_insert_raises_encoding_error(self, log_path: Path, value: Wide) -> None:
+        """A validated value msgpack cannot hold raises EncodingError from insert, writing
+        nothing."""
+        with _open_wide(log_path) as store:
+            before = log_path.read_bytes()
+            with pytest.raises(EncodingError, match="cannot encode"):
+                store["bad"] = value
+            assert log_path.read_bytes() == before
+            assert list(store) == ["ok"]
+
+    @pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
+    def test_unencodable_modify_raises_encoding_error(self, log_path: Path, value: Wide) -> None:
+        """modify returning an unencodable value raises EncodingError and changes nothing."""
+        with _open_wide(log_path) as store:
+            before = log_path.read_bytes()
+            with pytest.raises(EncodingError, match="cannot encode"):
+                store.modify("ok", lambda _: value)
+            assert log_path.read_bytes() == before
+            assert store["ok"] == Wide(count=1, payload={"a": [1, 2]})
+
+    @pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
+    def test_unencodable_value_in_transaction_raises_encoding_error(
+        self, log_path: Path, value: Wide
+    ) -> None:
+        """Staging an unencodable value in a transaction raises EncodingError and commits
+        nothing."""
+        with _open_wide(log_path) as store:
+            before = log_path.read_bytes()
+            with pytest.raises(EncodingError, match="cannot encode"):
+                _stage_in_transaction(store, value)
+            assert log_path.read_bytes() == before
+            assert list(store) == ["ok"]
+
+    def test_unencodable_key_raises_encoding_error(self, log_path: Path) -> None:
+        """An int key above 2**64 raises EncodingError and writes nothing."""
+        with TypedStore.open(log_path, int, str) as store:
+            store[1] = "one"
+            before = log_path.read_bytes()
+            with pytest.raises(EncodingError, match="cannot encode"):
+                store[2**64] = "huge"
+            assert log_path.read_bytes() == before
+            assert list(store.items()) == [(1, "one")]
+
+    @pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
+    def test_store_usable_after_encoding_error(self, log_path: Path, value: Wide) -> None:
+        """After an EncodingError the store takes writes, and a reopen equals memory."""
+        with _open_wide(log_path) as store:
+            with pytest.raises(EncodingError, match="cannot encode"):
+                store["bad"] = value
+            store["good"] = Wide(count=2**64 - 1, payload=[None, "x"])
+            expected = list(store.items())
+        with TypedStore.open(log_path, str, Wide) as again:
+            assert list(again.items()) == expected
 
 
-def test_unencodable_key_raises_encoding_error(log_path: Path) -> None:
-    """An int key above 2**64 raises EncodingError and writes nothing."""
-    with TypedStore.open(log_path, int, str) as store:
-        store[1] = "one"
-        before = log_path.read_bytes()
-        with pytest.raises(EncodingError, match="cannot encode"):
-            store[2**64] = "huge"
-        assert log_path.read_bytes() == before
-        assert list(store.items()) == [(1, "one")]
+class TestFailuresWhileOpening:
+    """An open that fails raises its OSError, leaves no new log and holds no lock."""
 
+    @pytest.mark.parametrize("call", ["ftruncate", "fsync"])
+    def test_open_failing_to_cut_torn_tail_raises_and_releases_lock(
+        self, log_path: Path, faulty_os: FaultyOS, call: OsCall
+    ) -> None:
+        """An open whose cut of a torn tail fails raises the OSError and holds no lock
+        afterwards."""
+        with open_users(log_path) as store:
+            fill(store)
+            expected = contents(store)
+        with open(log_path, "ab") as file:
+            file.write(b"\x01\x02\x03")
+        fault = faulty_os.fail(call, path=log_path, code=errno.EIO)
+        with pytest.raises(OSError, match=EIO) as caught:
+            open_users(log_path)
+        assert caught.value is fault.error
+        assert reopened(log_path) == expected
 
-@pytest.mark.parametrize("value", list(UNENCODABLE.values()), ids=list(UNENCODABLE))
-def test_store_usable_after_encoding_error(log_path: Path, value: Wide) -> None:
-    """After an EncodingError the store takes writes, and a reopen equals memory."""
-    with _open_wide(log_path) as store:
-        with pytest.raises(EncodingError, match="cannot encode"):
-            store["bad"] = value
-        store["good"] = Wide(count=2**64 - 1, payload=[None, "x"])
-        expected = list(store.items())
-    with TypedStore.open(log_path, str, Wide) as again:
-        assert list(again.items()) == expected
-
-
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_compaction_failing_before_rename_keeps_buffered_writes(
-    log_path: Path, faulty_os: FaultyOS, step: str
-) -> None:
-    """A buffered store whose compaction fails keeps its buffer, so a reopen equals memory."""
-    store = _buffered(log_path)
-    try:
-        expected = contents(store)
+    @pytest.mark.parametrize("step", list(BEFORE_RENAME))
+    def test_creating_store_failing_leaves_no_log(
+        self, log_path: Path, faulty_os: FaultyOS, step: str
+    ) -> None:
+        """Creating a new store whose first write fails raises, leaves no log and no lock held."""
         fault = _arm_step(faulty_os, log_path, step)
-        with pytest.raises(OSError, match=ENOSPC):
-            store.compact()
-        assert fault.fired
-        assert contents(store) == expected
-    finally:
-        store.close()
-    assert reopened(log_path) == expected
+        with pytest.raises(OSError, match=ENOSPC) as caught:
+            open_users(log_path)
+        assert caught.value is fault.error
+        assert not log_path.exists()
+        assert not tmp_of(log_path).exists()
+        assert reopened(log_path) == []
+
+    def test_creating_store_failing_directory_fsync_raises_and_releases_lock(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """Creating a store whose directory fsync fails raises it; the next open succeeds."""
+        fault = _arm_step(faulty_os, log_path, "fsync-directory")
+        with pytest.raises(OSError, match=EIO) as caught:
+            open_users(log_path)
+        assert caught.value is fault.error
+        with open_users(log_path) as store:
+            store["a"] = User(name="A", age=1)
+        assert reopened(log_path) == [("a", User(name="A", age=1))]
 
 
-# -- failures while opening ------------------------------------------------------------------
+class TestFailuresWhileClosing:
+    """A close that fails raises, never loses buffered records, and lets go of the lock."""
 
-
-@pytest.mark.parametrize("call", ["ftruncate", "fsync"])
-def test_open_failing_to_cut_torn_tail_raises_and_releases_lock(
-    log_path: Path, faulty_os: FaultyOS, call: OsCall
-) -> None:
-    """An open whose cut of a torn tail fails raises the OSError and holds no lock afterwards."""
-    with open_users(log_path) as store:
+    def test_close_failing_fsync_raises_and_still_releases_lock(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """close() whose fsync fails raises it, yet closes the store and releases its lock."""
+        store = open_users(log_path)
         fill(store)
         expected = contents(store)
-    with open(log_path, "ab") as file:
-        file.write(b"\x01\x02\x03")
-    fault = faulty_os.fail(call, path=log_path, code=errno.EIO)
-    with pytest.raises(OSError, match=EIO) as caught:
-        open_users(log_path)
-    assert caught.value is fault.error
-    assert reopened(log_path) == expected
+        fault = faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
+        with pytest.raises(OSError, match=EIO) as caught:
+            store.close()
+        assert caught.value is fault.error
+        assert store.is_closed
+        assert reopened(log_path) == expected
 
-
-@pytest.mark.parametrize("step", list(BEFORE_RENAME))
-def test_creating_store_failing_leaves_no_log(
-    log_path: Path, faulty_os: FaultyOS, step: str
-) -> None:
-    """Creating a new store whose first write fails raises, leaves no log and no lock held."""
-    fault = _arm_step(faulty_os, log_path, step)
-    with pytest.raises(OSError, match=ENOSPC) as caught:
-        open_users(log_path)
-    assert caught.value is fault.error
-    assert not log_path.exists()
-    assert not tmp_of(log_path).exists()
-    assert reopened(log_path) == []
-
-
-def test_creating_store_failing_directory_fsync_raises_and_releases_lock(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """Creating a store whose directory fsync fails raises it; the next open succeeds."""
-    fault = _arm_step(faulty_os, log_path, "fsync-directory")
-    with pytest.raises(OSError, match=EIO) as caught:
-        open_users(log_path)
-    assert caught.value is fault.error
-    with open_users(log_path) as store:
+    def test_failed_close_keeps_buffered_records_and_can_be_retried(
+        self, log_path: Path, faulty_os: FaultyOS
+    ) -> None:
+        """close() that cannot write the buffer raises, keeps the store open, and a retry saves
+        all."""
+        store = open_users(log_path, StoreConfig(write_through=False))
         store["a"] = User(name="A", age=1)
-    assert reopened(log_path) == [("a", User(name="A", age=1))]
-
-
-# -- failures while closing ------------------------------------------------------------------
-
-
-def test_close_failing_fsync_raises_and_still_releases_lock(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """close() whose fsync fails raises it, yet closes the store and releases its lock."""
-    store = open_users(log_path)
-    fill(store)
-    expected = contents(store)
-    fault = faulty_os.fail("fdatasync", path=log_path, code=errno.EIO)
-    with pytest.raises(OSError, match=EIO) as caught:
+        fault = faulty_os.fail("pwrite", path=log_path)
+        with pytest.raises(OSError, match=ENOSPC) as caught:
+            store.close()
+        assert caught.value is fault.error
+        assert store["a"] == User(name="A", age=1)  # still open: a closed store would raise
         store.close()
-    assert caught.value is fault.error
-    assert store.is_closed
-    assert reopened(log_path) == expected
+        assert store.is_closed
+        with open_users(log_path) as reopened:
+            assert contents(reopened) == [("a", User(name="A", age=1))]
 
-
-def test_failed_close_keeps_buffered_records_and_can_be_retried(
-    log_path: Path, faulty_os: FaultyOS
-) -> None:
-    """close() that cannot write the buffer raises, keeps the store open, and a retry saves all."""
-    store = open_users(log_path, StoreConfig(write_through=False))
-    store["a"] = User(name="A", age=1)
-    fault = faulty_os.fail("pwrite", path=log_path)
-    with pytest.raises(OSError, match=ENOSPC) as caught:
-        store.close()
-    assert caught.value is fault.error
-    assert store["a"] == User(name="A", age=1)  # still open: a closed store would raise
-    store.close()
-    assert store.is_closed
-    with open_users(log_path) as reopened:
-        assert contents(reopened) == [("a", User(name="A", age=1))]
-
-
-def test_store_dropped_after_a_failed_close_releases_its_lock(
-    log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A store garbage-collected after close() failed frees the log for a new writer."""
-    store = open_users(log_path, StoreConfig(write_through=False))
-    store["a"] = User(name="A", age=1)
-    first = faulty_os.fail("pwrite", path=log_path)
-    with pytest.raises(OSError, match=ENOSPC) as caught:
-        store.close()
-    assert caught.value is first.error
-    del caught  # its traceback would keep the store alive
-    first.error.__traceback__ = None  # the armed error keeps the failed close's frames
-    faulty_os.fail("pwrite", path=log_path)  # the close in __del__ fails too
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        del store
-        gc.collect()
-    assert "could not close" in caplog.text
-    with open_users(log_path) as reopened:
-        assert len(reopened) == 0
-
-
-# -- short writes ------------------------------------------------------------------------------
+    def test_store_dropped_after_a_failed_close_releases_its_lock(
+        self, log_path: Path, faulty_os: FaultyOS, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A store garbage-collected after close() failed frees the log for a new writer."""
+        store = open_users(log_path, StoreConfig(write_through=False))
+        store["a"] = User(name="A", age=1)
+        first = faulty_os.fail("pwrite", path=log_path)
+        with pytest.raises(OSError, match=ENOSPC) as caught:
+            store.close()
+        assert caught.value is first.error
+        del caught  # its traceback would keep the store alive
+        first.error.__traceback__ = None  # the armed error keeps the failed close's frames
+        faulty_os.fail("pwrite", path=log_path)  # the close in __del__ fails too
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del store
+            gc.collect()
+        assert "could not close" in caplog.text
+        with open_users(log_path) as reopened:
+            assert len(reopened) == 0
 
 
 class ShortWritingOS:
@@ -901,18 +905,22 @@ class ShortWritingOS:
         return os.pwrite(fd, data[:3], offset)
 
 
-@pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
-def test_short_writes_are_completed(
-    log_path: Path, monkeypatch: pytest.MonkeyPatch, write: Callable[[Store], None]
-) -> None:
-    """A pwrite that writes only part of a record is followed by more until all of it is written."""
-    with open_users(log_path) as store:
-        fill(store)
-        short = ShortWritingOS()
-        monkeypatch.setattr(_fs, "os", short)
-        write(store)
-        expected = contents(store)
-        assert short.short_writes > 0
-    monkeypatch.undo()
-    assert log_path.stat().st_size == len(log_path.read_bytes())
-    assert reopened(log_path) == expected
+class TestShortWrites:
+    """A pwrite that writes part of a record is followed by more until all is written."""
+
+    @pytest.mark.parametrize("write", list(WRITES.values()), ids=list(WRITES))
+    def test_short_writes_are_completed(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch, write: Callable[[Store], None]
+    ) -> None:
+        """A pwrite that writes only part of a record is followed by more until all of it is
+        written."""
+        with open_users(log_path) as store:
+            fill(store)
+            short = ShortWritingOS()
+            monkeypatch.setattr(_fs, "os", short)
+            write(store)
+            expected = contents(store)
+            assert short.short_writes > 0
+        monkeypatch.undo()
+        assert log_path.stat().st_size == len(log_path.read_bytes())
+        assert reopened(log_path) == expected

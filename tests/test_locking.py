@@ -1,6 +1,16 @@
 """The writer lock, what a log's path may be, read-only opens beside a writer, and closed stores.
 
-The promises are README's "One writer" and "Readers" paragraphs.
+The promises are README's "One writer" and "Readers" paragraphs. One class per promise, in file
+order:
+
+- ``TestOneWriter``: a second writer is refused.
+- ``TestHardLinksAndSymlinks``: logs reached through links.
+- ``TestLockHeld``: the lock lasts through compaction and other handles closing.
+- ``TestLockReleased``: close or a failed open releases the lock.
+- ``TestReadersBesideAWriter``: readonly opens take no lock.
+- ``TestReadonlyWritesNothing``: a readonly store changes no file.
+- ``TestPathsThatAreNotRegularFiles``: FIFOs, devices and folders are refused.
+- ``TestClosedStores``: closed stores raise StoreClosedError.
 """
 
 from __future__ import annotations
@@ -80,223 +90,222 @@ def writer(log_path: Path) -> Iterator[Store]:
         yield store
 
 
-# -- a second writer is refused --------------------------------------------------------------
+class TestOneWriter:
+    """A second writable open of a log, by any path or from any process, raises StoreLockedError."""
+
+    def test_second_writer_in_same_process_is_refused(self, log_path: Path, writer: Store) -> None:
+        """A second writable open of the same path in this process raises StoreLockedError."""
+        with pytest.raises(StoreLockedError, match=locked_message(log_path)):
+            open_users(log_path)
+
+    def test_second_writer_through_other_spelling_of_path_is_refused(
+        self, log_path: Path, writer: Store
+    ) -> None:
+        """The lock holds for the same log reached through another spelling of its path."""
+        other = log_path.parent / "." / log_path.name
+        with pytest.raises(StoreLockedError, match=locked_message(other)):
+            open_users(other)
+
+    def test_refused_writer_leaves_first_store_working(self, log_path: Path, writer: Store) -> None:
+        """A refused second open does not disturb the store holding the lock."""
+        with pytest.raises(StoreLockedError, match=locked_message(log_path)):
+            open_users(log_path)
+        writer["dave"] = User(name="Dave", age=5)
+        assert list(writer) == ["alice", "bob", "dave"]
+
+    def test_second_writer_in_other_process_is_refused(self, log_path: Path, writer: Store) -> None:
+        """A writable open from another process fails at once with StoreLockedError."""
+        report = open_in_child(log_path)
+        assert report.startswith("locked"), report
+        assert str(log_path) in report
+
+    def test_second_writer_through_symlink_is_refused(self, log_path: Path, writer: Store) -> None:
+        """A writable open through a symlink to an open log raises StoreLockedError."""
+        alias = log_path.with_name("alias.log")
+        alias.symlink_to(log_path.name)
+        with pytest.raises(StoreLockedError, match="another writer holds this log"):
+            open_users(alias).close()
+
+    def test_second_writer_through_hard_link_is_refused(
+        self, log_path: Path, writer: Store
+    ) -> None:
+        """A writable open through a hard link to an open log raises StoreLockedError."""
+        alias = log_path.with_name("alias.log")
+        os.link(log_path, alias)
+        with pytest.raises(StoreLockedError, match="2 hard links"):
+            open_users(alias).close()
 
 
-def test_second_writer_in_same_process_is_refused(log_path: Path, writer: Store) -> None:
-    """A second writable open of the same path in this process raises StoreLockedError."""
-    with pytest.raises(StoreLockedError, match=locked_message(log_path)):
-        open_users(log_path)
+class TestHardLinksAndSymlinks:
+    """A log with two names refuses writers; a symlinked log is written and compacted in place."""
 
+    def test_writable_open_of_hard_linked_log_is_refused_and_changes_nothing(
+        self, log_path: Path
+    ) -> None:
+        """A log with two names refuses a writable open under either name, its bytes unchanged."""
+        with open_users(log_path) as store:
+            store["alice"] = User(name="Alice", age=30)
+        alias = log_path.with_name("alias.log")
+        os.link(log_path, alias)
+        content = log_path.read_bytes()
+        for name in (log_path, alias):
+            with pytest.raises(StoreLockedError, match="readonly=True"):
+                open_users(name).close()
+        assert log_path.read_bytes() == content
 
-def test_second_writer_through_other_spelling_of_path_is_refused(
-    log_path: Path, writer: Store
-) -> None:
-    """The lock holds for the same log reached through another spelling of its path."""
-    other = log_path.parent / "." / log_path.name
-    with pytest.raises(StoreLockedError, match=locked_message(other)):
-        open_users(other)
+    def test_readonly_open_of_hard_linked_log_reads_it(self, log_path: Path) -> None:
+        """A read-only open through a hard link reads the log: only writers are refused."""
+        with open_users(log_path) as store:
+            store["alice"] = User(name="Alice", age=30)
+        alias = log_path.with_name("alias.log")
+        os.link(log_path, alias)
+        with open_users(alias, readonly=True) as reader:
+            assert dict(reader) == {"alice": User(name="Alice", age=30)}
 
-
-def test_refused_writer_leaves_first_store_working(log_path: Path, writer: Store) -> None:
-    """A refused second open does not disturb the store holding the lock."""
-    with pytest.raises(StoreLockedError, match=locked_message(log_path)):
-        open_users(log_path)
-    writer["dave"] = User(name="Dave", age=5)
-    assert list(writer) == ["alice", "bob", "dave"]
-
-
-def test_second_writer_in_other_process_is_refused(log_path: Path, writer: Store) -> None:
-    """A writable open from another process fails at once with StoreLockedError."""
-    report = open_in_child(log_path)
-    assert report.startswith("locked"), report
-    assert str(log_path) in report
-
-
-def test_second_writer_through_symlink_is_refused(log_path: Path, writer: Store) -> None:
-    """A writable open through a symlink to an open log raises StoreLockedError."""
-    alias = log_path.with_name("alias.log")
-    alias.symlink_to(log_path.name)
-    with pytest.raises(StoreLockedError, match="another writer holds this log"):
-        open_users(alias).close()
-
-
-def test_second_writer_through_hard_link_is_refused(log_path: Path, writer: Store) -> None:
-    """A writable open through a hard link to an open log raises StoreLockedError."""
-    alias = log_path.with_name("alias.log")
-    os.link(log_path, alias)
-    with pytest.raises(StoreLockedError, match="2 hard links"):
-        open_users(alias).close()
-
-
-def test_writable_open_of_hard_linked_log_is_refused_and_changes_nothing(log_path: Path) -> None:
-    """A log with two names refuses a writable open under either name, its bytes unchanged."""
-    with open_users(log_path) as store:
-        store["alice"] = User(name="Alice", age=30)
-    alias = log_path.with_name("alias.log")
-    os.link(log_path, alias)
-    content = log_path.read_bytes()
-    for name in (log_path, alias):
-        with pytest.raises(StoreLockedError, match="readonly=True"):
-            open_users(name).close()
-    assert log_path.read_bytes() == content
-
-
-def test_readonly_open_of_hard_linked_log_reads_it(log_path: Path) -> None:
-    """A read-only open through a hard link reads the log: only writers are refused."""
-    with open_users(log_path) as store:
-        store["alice"] = User(name="Alice", age=30)
-    alias = log_path.with_name("alias.log")
-    os.link(log_path, alias)
-    with open_users(alias, readonly=True) as reader:
-        assert dict(reader) == {"alice": User(name="Alice", age=30)}
-
-
-def test_compaction_through_symlink_keeps_writing_the_linked_log(log_path: Path) -> None:
-    """A store opened through a symlink compacts the linked log and leaves the link in place."""
-    with open_users(log_path) as store:
-        store["alice"] = User(name="Alice", age=30)
-    alias = log_path.with_name("alias.log")
-    alias.symlink_to(log_path.name)
-    with open_users(alias) as store:
-        store.compact()
-        store["bob"] = User(name="Bob", age=25)
-    assert alias.is_symlink()
-    with open_users(log_path) as store:
-        assert list(store) == ["alice", "bob"]
-
-
-def test_lock_survives_compaction_in_same_process(log_path: Path, writer: Store) -> None:
-    """After the writer compacts (replacing the log's file), a second open is still refused."""
-    size = log_path.stat().st_size
-    writer.compact()
-    assert log_path.stat().st_size < size
-    with pytest.raises(StoreLockedError, match=locked_message(log_path)):
-        open_users(log_path)
-
-
-def test_lock_survives_compaction_for_other_process(log_path: Path, writer: Store) -> None:
-    """After the writer compacts, another process is still refused."""
-    writer.compact()
-    writer["dave"] = User(name="Dave", age=5)
-    report = open_in_child(log_path)
-    assert report.startswith("locked"), report
+    def test_compaction_through_symlink_keeps_writing_the_linked_log(self, log_path: Path) -> None:
+        """A store opened through a symlink compacts the linked log and leaves the link in place."""
+        with open_users(log_path) as store:
+            store["alice"] = User(name="Alice", age=30)
+        alias = log_path.with_name("alias.log")
+        alias.symlink_to(log_path.name)
+        with open_users(alias) as store:
+            store.compact()
+            store["bob"] = User(name="Bob", age=25)
+        assert alias.is_symlink()
+        with open_users(log_path) as store:
+            assert list(store) == ["alice", "bob"]
 
 
 def _lock_file(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-@pytest.mark.parametrize("which", ["log", "lock"])
-def test_closing_other_handle_keeps_lock_in_same_process(
-    log_path: Path, writer: Store, which: str
-) -> None:
-    """Opening and closing another handle to the log or its lock file does not drop the lock."""
-    target = log_path if which == "log" else _lock_file(log_path)
-    assert target.exists()
-    with open(target, "rb") as handle:
-        handle.read()
-    os.close(os.open(target, os.O_RDWR))
-    with pytest.raises(StoreLockedError, match=locked_message(log_path)):
-        open_users(log_path)
+class TestLockHeld:
+    """The lock lasts while the writer is open, through compaction and other handles closing."""
+
+    def test_lock_survives_compaction_in_same_process(self, log_path: Path, writer: Store) -> None:
+        """After the writer compacts (replacing the log's file), a second open is still refused."""
+        size = log_path.stat().st_size
+        writer.compact()
+        assert log_path.stat().st_size < size
+        with pytest.raises(StoreLockedError, match=locked_message(log_path)):
+            open_users(log_path)
+
+    def test_lock_survives_compaction_for_other_process(
+        self, log_path: Path, writer: Store
+    ) -> None:
+        """After the writer compacts, another process is still refused."""
+        writer.compact()
+        writer["dave"] = User(name="Dave", age=5)
+        report = open_in_child(log_path)
+        assert report.startswith("locked"), report
+
+    @pytest.mark.parametrize("which", ["log", "lock"])
+    def test_closing_other_handle_keeps_lock_in_same_process(
+        self, log_path: Path, writer: Store, which: str
+    ) -> None:
+        """Opening and closing another handle to the log or its lock file does not drop the lock."""
+        target = log_path if which == "log" else _lock_file(log_path)
+        assert target.exists()
+        with open(target, "rb") as handle:
+            handle.read()
+        os.close(os.open(target, os.O_RDWR))
+        with pytest.raises(StoreLockedError, match=locked_message(log_path)):
+            open_users(log_path)
+
+    @pytest.mark.parametrize("which", ["log", "lock"])
+    def test_closing_other_handle_keeps_lock_for_other_process(
+        self, log_path: Path, writer: Store, which: str
+    ) -> None:
+        """After another handle to the log or its lock file is closed, other processes are
+        refused."""
+        target = log_path if which == "log" else _lock_file(log_path)
+        with open(target, "rb") as handle:
+            handle.read()
+        os.close(os.open(target, os.O_RDWR))
+        report = open_in_child(log_path)
+        assert report.startswith("locked"), report
 
 
-@pytest.mark.parametrize("which", ["log", "lock"])
-def test_closing_other_handle_keeps_lock_for_other_process(
-    log_path: Path, writer: Store, which: str
-) -> None:
-    """After another handle to the log or its lock file is closed, other processes are refused."""
-    target = log_path if which == "log" else _lock_file(log_path)
-    with open(target, "rb") as handle:
-        handle.read()
-    os.close(os.open(target, os.O_RDWR))
-    report = open_in_child(log_path)
-    assert report.startswith("locked"), report
+class TestLockReleased:
+    """The lock is released when the writer closes or its open fails."""
+
+    def test_lock_released_on_close_in_same_process(self, log_path: Path, writer: Store) -> None:
+        """After close() a new writer in this process opens and sees the data."""
+        writer.close()
+        with open_users(log_path) as again:
+            again["dave"] = User(name="Dave", age=5)
+            assert list(again) == ["alice", "bob", "dave"]
+
+    def test_lock_released_on_close_for_other_process(self, log_path: Path, writer: Store) -> None:
+        """After close() a writer in another process opens, and its write is visible here."""
+        writer.close()
+        assert open_in_child(log_path) == "opened"
+        with open_users(log_path) as again:
+            assert again["child"] == User(name="child", age=1)
+
+    def test_lock_released_when_with_block_ends(self, log_path: Path) -> None:
+        """Leaving a with block releases the lock."""
+        with open_users(log_path) as store:
+            store["a"] = User(name="A", age=1)
+        with open_users(log_path) as again:
+            assert list(again) == ["a"]
+
+    def test_lock_released_after_failed_open(self, log_path: Path) -> None:
+        """An open that fails on a foreign file does not keep the lock."""
+        log_path.write_bytes(b"not a store at all\n")
+        with pytest.raises(NotAStoreError, match="not a typedstore log"):
+            open_users(log_path)
+        log_path.unlink()
+        with open_users(log_path) as store:
+            store["a"] = User(name="A", age=1)
+            assert len(store) == 1
 
 
-def test_lock_released_on_close_in_same_process(log_path: Path, writer: Store) -> None:
-    """After close() a new writer in this process opens and sees the data."""
-    writer.close()
-    with open_users(log_path) as again:
-        again["dave"] = User(name="Dave", age=5)
-        assert list(again) == ["alice", "bob", "dave"]
+class TestReadersBesideAWriter:
+    """Readonly opens take no lock and see what the writer flushed."""
 
+    def test_readonly_open_beside_writer(self, log_path: Path, writer: Store) -> None:
+        """A readonly open works while a writer holds the lock and sees its flushed writes."""
+        writer.flush()
+        with open_users(log_path, readonly=True) as reader:
+            assert list(reader.items()) == list(writer.items())
 
-def test_lock_released_on_close_for_other_process(log_path: Path, writer: Store) -> None:
-    """After close() a writer in another process opens, and its write is visible here."""
-    writer.close()
-    assert open_in_child(log_path) == "opened"
-    with open_users(log_path) as again:
-        assert again["child"] == User(name="child", age=1)
+    def test_readonly_reopen_sees_later_writes(self, log_path: Path, writer: Store) -> None:
+        """A readonly store reopened after more writes sees them."""
+        with open_users(log_path, readonly=True) as reader:
+            assert "dave" not in reader
+        writer["dave"] = User(name="Dave", age=5)
+        writer.modify("bob", lambda user: user.model_copy(update={"age": 26}))
+        writer.flush()
+        with open_users(log_path, readonly=True) as reader:
+            assert list(reader.items()) == list(writer.items())
+            assert reader["bob"].age == 26
 
+    def test_readonly_open_beside_compacted_writer(self, log_path: Path, writer: Store) -> None:
+        """A readonly open after the writer compacted sees the same entries."""
+        writer.compact()
+        writer["dave"] = User(name="Dave", age=5)
+        writer.flush()
+        with open_users(log_path, readonly=True) as reader:
+            assert list(reader.items()) == list(writer.items())
 
-def test_lock_released_when_with_block_ends(log_path: Path) -> None:
-    """Leaving a with block releases the lock."""
-    with open_users(log_path) as store:
-        store["a"] = User(name="A", age=1)
-    with open_users(log_path) as again:
-        assert list(again) == ["a"]
+    def test_many_readonly_opens_at_once(self, log_path: Path, writer: Store) -> None:
+        """Several readonly stores can be open together beside the writer."""
+        writer.flush()
+        readers = [open_users(log_path, readonly=True) for _ in range(3)]
+        try:
+            assert all(list(reader) == ["alice", "bob"] for reader in readers)
+        finally:
+            for reader in readers:
+                reader.close()
 
-
-def test_lock_released_after_failed_open(log_path: Path) -> None:
-    """An open that fails on a foreign file does not keep the lock."""
-    log_path.write_bytes(b"not a store at all\n")
-    with pytest.raises(NotAStoreError, match="not a typedstore log"):
-        open_users(log_path)
-    log_path.unlink()
-    with open_users(log_path) as store:
-        store["a"] = User(name="A", age=1)
-        assert len(store) == 1
-
-
-# -- read-only opens -------------------------------------------------------------------------
-
-
-def test_readonly_open_beside_writer(log_path: Path, writer: Store) -> None:
-    """A readonly open works while a writer holds the lock and sees its flushed writes."""
-    writer.flush()
-    with open_users(log_path, readonly=True) as reader:
-        assert list(reader.items()) == list(writer.items())
-
-
-def test_readonly_reopen_sees_later_writes(log_path: Path, writer: Store) -> None:
-    """A readonly store reopened after more writes sees them."""
-    with open_users(log_path, readonly=True) as reader:
-        assert "dave" not in reader
-    writer["dave"] = User(name="Dave", age=5)
-    writer.modify("bob", lambda user: user.model_copy(update={"age": 26}))
-    writer.flush()
-    with open_users(log_path, readonly=True) as reader:
-        assert list(reader.items()) == list(writer.items())
-        assert reader["bob"].age == 26
-
-
-def test_readonly_open_beside_compacted_writer(log_path: Path, writer: Store) -> None:
-    """A readonly open after the writer compacted sees the same entries."""
-    writer.compact()
-    writer["dave"] = User(name="Dave", age=5)
-    writer.flush()
-    with open_users(log_path, readonly=True) as reader:
-        assert list(reader.items()) == list(writer.items())
-
-
-def test_many_readonly_opens_at_once(log_path: Path, writer: Store) -> None:
-    """Several readonly stores can be open together beside the writer."""
-    writer.flush()
-    readers = [open_users(log_path, readonly=True) for _ in range(3)]
-    try:
-        assert all(list(reader) == ["alice", "bob"] for reader in readers)
-    finally:
-        for reader in readers:
-            reader.close()
-
-
-def test_readonly_open_does_not_block_a_writer(log_path: Path, writer: Store) -> None:
-    """A readonly store holds no lock: once the writer closes, a new writer opens beside it."""
-    writer.close()
-    with open_users(log_path, readonly=True) as reader, open_users(log_path) as again:
-        again["dave"] = User(name="Dave", age=5)
-        assert "dave" not in reader
+    def test_readonly_open_does_not_block_a_writer(self, log_path: Path, writer: Store) -> None:
+        """A readonly store holds no lock: once the writer closes, a new writer opens beside it."""
+        writer.close()
+        with open_users(log_path, readonly=True) as reader, open_users(log_path) as again:
+            again["dave"] = User(name="Dave", age=5)
+            assert "dave" not in reader
 
 
 READONLY_WRITES: dict[str, Callable[[Store], object]] = {
@@ -336,56 +345,57 @@ def closed_log(log_path: Path) -> Path:
     return log_path
 
 
-@pytest.mark.parametrize("write", list(READONLY_WRITES.values()), ids=list(READONLY_WRITES))
-def test_readonly_store_refuses_writes(closed_log: Path, write: Callable[[Store], object]) -> None:
-    """Every write on a readonly store raises StoreReadOnlyError."""
-    with open_users(closed_log, readonly=True) as reader:
-        with pytest.raises(StoreReadOnlyError, match="readonly"):
-            write(reader)
-        assert list(reader) == ["alice", "bob"]
+class TestReadonlyWritesNothing:
+    """A readonly store refuses writes and changes or creates no file."""
 
-
-def test_readonly_store_changes_no_file(closed_log: Path) -> None:
-    """Opening, reading, failed writes and closing a readonly store change and create no file."""
-    before = _snapshot(closed_log.parent)
-    with open_users(closed_log, readonly=True) as reader:
-        assert reader["alice"] == User(name="Alice", age=30)
-        for write in READONLY_WRITES.values():
+    @pytest.mark.parametrize("write", list(READONLY_WRITES.values()), ids=list(READONLY_WRITES))
+    def test_readonly_store_refuses_writes(
+        self, closed_log: Path, write: Callable[[Store], object]
+    ) -> None:
+        """Every write on a readonly store raises StoreReadOnlyError."""
+        with open_users(closed_log, readonly=True) as reader:
             with pytest.raises(StoreReadOnlyError, match="readonly"):
                 write(reader)
-        reader.flush()
-    assert _snapshot(closed_log.parent) == before
+            assert list(reader) == ["alice", "bob"]
 
+    def test_readonly_store_changes_no_file(self, closed_log: Path) -> None:
+        """Opening, reading, failed writes and closing a readonly store change and create no
+        file."""
+        before = _snapshot(closed_log.parent)
+        with open_users(closed_log, readonly=True) as reader:
+            assert reader["alice"] == User(name="Alice", age=30)
+            for write in READONLY_WRITES.values():
+                with pytest.raises(StoreReadOnlyError, match="readonly"):
+                    write(reader)
+            reader.flush()
+        assert _snapshot(closed_log.parent) == before
 
-def test_readonly_store_stops_at_torn_tail(closed_log: Path) -> None:
-    """A readonly open of a log with a torn tail reads up to it and truncates nothing."""
-    size = closed_log.stat().st_size
-    with open_users(closed_log, readonly=True) as reader:
-        assert list(reader.items()) == [
-            ("alice", User(name="Alice", age=30)),
-            ("bob", User(name="Bob", age=25)),
-        ]
-    assert closed_log.stat().st_size == size
+    def test_readonly_store_stops_at_torn_tail(self, closed_log: Path) -> None:
+        """A readonly open of a log with a torn tail reads up to it and truncates nothing."""
+        size = closed_log.stat().st_size
+        with open_users(closed_log, readonly=True) as reader:
+            assert list(reader.items()) == [
+                ("alice", User(name="Alice", age=30)),
+                ("bob", User(name="Bob", age=25)),
+            ]
+        assert closed_log.stat().st_size == size
 
+    def test_readonly_open_of_missing_file_raises(self, tmp_path: Path) -> None:
+        """A readonly open of a missing log raises FileNotFoundError and creates nothing."""
+        path = tmp_path / "missing" / "store.log"
+        with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+            open_users(path, readonly=True)
+        assert list(tmp_path.iterdir()) == []
 
-def test_readonly_open_of_missing_file_raises(tmp_path: Path) -> None:
-    """A readonly open of a missing log raises FileNotFoundError and creates nothing."""
-    path = tmp_path / "missing" / "store.log"
-    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
-        open_users(path, readonly=True)
-    assert list(tmp_path.iterdir()) == []
+    def test_readonly_open_of_missing_file_in_existing_folder_creates_nothing(
+        self,
+        log_path: Path,
+    ) -> None:
+        """A readonly open of a missing log in an existing folder leaves the folder empty."""
+        with pytest.raises(FileNotFoundError, match=re.escape(str(log_path))):
+            open_users(log_path, readonly=True)
+        assert list(log_path.parent.iterdir()) == []
 
-
-def test_readonly_open_of_missing_file_in_existing_folder_creates_nothing(
-    log_path: Path,
-) -> None:
-    """A readonly open of a missing log in an existing folder leaves the folder empty."""
-    with pytest.raises(FileNotFoundError, match=re.escape(str(log_path))):
-        open_users(log_path, readonly=True)
-    assert list(log_path.parent.iterdir()) == []
-
-
-# -- paths that are not regular files ---------------------------------------------------------
 
 SPECIAL_KINDS = ["fifo", "character_device", "link_to_dev_zero", "directory"]
 MAY_HANG = frozenset({"fifo", "link_to_dev_zero"})
@@ -457,27 +467,28 @@ def open_in_guarded_child(path: Path, mode: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.parametrize("mode", ["writable", "readonly"])
-@pytest.mark.parametrize("kind", SPECIAL_KINDS)
-def test_open_refuses_a_path_that_is_not_a_regular_file(
-    tmp_path: Path, kind: str, mode: str
-) -> None:
-    """An open of a FIFO, a device, a link to one or a folder raises NotAStoreError, node intact."""
-    path = make_special(tmp_path, kind)
-    before = node_state(path)
-    assert open_outcome(path, kind, mode).startswith("NotAStoreError")
-    assert node_state(path) == before
-    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
+class TestPathsThatAreNotRegularFiles:
+    """An open of a FIFO, a device, a link to one or a folder raises NotAStoreError."""
 
+    @pytest.mark.parametrize("mode", ["writable", "readonly"])
+    @pytest.mark.parametrize("kind", SPECIAL_KINDS)
+    def test_open_refuses_a_path_that_is_not_a_regular_file(
+        self, tmp_path: Path, kind: str, mode: str
+    ) -> None:
+        """An open of a FIFO, a device, a link to one or a folder raises NotAStoreError, node
+        intact."""
+        path = make_special(tmp_path, kind)
+        before = node_state(path)
+        assert open_outcome(path, kind, mode).startswith("NotAStoreError")
+        assert node_state(path) == before
+        assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
 
-def test_open_names_what_the_path_is(tmp_path: Path) -> None:
-    """The refusal of a folder says it is a directory, not a regular file."""
-    path = make_special(tmp_path, "directory")
-    with pytest.raises(NotAStoreError, match="a directory, not a regular file"):
-        open_users(path)
+    def test_open_names_what_the_path_is(self, tmp_path: Path) -> None:
+        """The refusal of a folder says it is a directory, not a regular file."""
+        path = make_special(tmp_path, "directory")
+        with pytest.raises(NotAStoreError, match="a directory, not a regular file"):
+            open_users(path)
 
-
-# -- closed stores ---------------------------------------------------------------------------
 
 CLOSED_USES: dict[str, Callable[[Store], object]] = {
     "get": lambda store: store.get("alice"),
@@ -495,32 +506,33 @@ CLOSED_USES: dict[str, Callable[[Store], object]] = {
 }
 
 
-@pytest.mark.parametrize("use", list(CLOSED_USES.values()), ids=list(CLOSED_USES))
-def test_closed_store_raises_store_closed_error(
-    log_path: Path, use: Callable[[Store], object]
-) -> None:
-    """Every read and write on a closed store raises StoreClosedError."""
-    store = open_users(log_path)
-    store["alice"] = User(name="Alice", age=30)
-    store.close()
-    with pytest.raises(StoreClosedError, match="closed"):
-        use(store)
+class TestClosedStores:
+    """A closed store raises StoreClosedError on every use, and closing again is harmless."""
 
+    @pytest.mark.parametrize("use", list(CLOSED_USES.values()), ids=list(CLOSED_USES))
+    def test_closed_store_raises_store_closed_error(
+        self, log_path: Path, use: Callable[[Store], object]
+    ) -> None:
+        """Every read and write on a closed store raises StoreClosedError."""
+        store = open_users(log_path)
+        store["alice"] = User(name="Alice", age=30)
+        store.close()
+        with pytest.raises(StoreClosedError, match="closed"):
+            use(store)
 
-@pytest.mark.parametrize("use", list(CLOSED_USES.values()), ids=list(CLOSED_USES))
-def test_closed_readonly_store_raises_store_closed_error(
-    closed_log: Path, use: Callable[[Store], object]
-) -> None:
-    """A closed readonly store raises StoreClosedError, not StoreReadOnlyError."""
-    store = open_users(closed_log, readonly=True)
-    store.close()
-    with pytest.raises(StoreClosedError, match="closed"):
-        use(store)
+    @pytest.mark.parametrize("use", list(CLOSED_USES.values()), ids=list(CLOSED_USES))
+    def test_closed_readonly_store_raises_store_closed_error(
+        self, closed_log: Path, use: Callable[[Store], object]
+    ) -> None:
+        """A closed readonly store raises StoreClosedError, not StoreReadOnlyError."""
+        store = open_users(closed_log, readonly=True)
+        store.close()
+        with pytest.raises(StoreClosedError, match="closed"):
+            use(store)
 
-
-def test_closing_twice_is_harmless(log_path: Path) -> None:
-    """A second close() neither raises nor reopens the store."""
-    store = open_users(log_path)
-    store.close()
-    store.close()
-    assert store.is_closed
+    def test_closing_twice_is_harmless(self, log_path: Path) -> None:
+        """A second close() neither raises nor reopens the store."""
+        store = open_users(log_path)
+        store.close()
+        store.close()
+        assert store.is_closed

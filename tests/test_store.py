@@ -2,6 +2,25 @@
 
 Tests taking the ``settle`` fixture run twice: on the store as written ("fresh") and on the
 same log closed and opened again ("reopened"), so memory and replay are held to one answer.
+
+One class per promise, in file order:
+
+- ``TestMappingProtocol``: reads, writes, removals and equality behave as a dict's.
+- ``TestInsertionOrder``: entries keep insertion order.
+- ``TestPop``: pop of a present or missing key.
+- ``TestInsertAndRemove``: insert and remove return the previous value.
+- ``TestGet``: get, a stored None included.
+- ``TestGetIndex``: reads by insertion position.
+- ``TestModify``: modify stores what fn returns, or changes nothing.
+- ``TestCopies``: values going in and out are copies.
+- ``TestLifecycle``: open, flush, close; closed and readonly stores.
+- ``TestBuffering``: write_through=False.
+- ``TestModifyWithADefault``: modify with a default is an upsert.
+- ``TestKeysOfAnotherType``: keys given in another type than they are stored in.
+- ``TestSetdefault``: setdefault.
+- ``TestDeclarativeForm``: types bound by a subclass, a generic base, or passed to open.
+- ``TestWritesFromInsideAWrite``: signal handlers, callbacks and validators that write.
+- ``TestNanKeys``: keys not equal to themselves.
 """
 
 from __future__ import annotations
@@ -82,402 +101,367 @@ def _alice() -> User:
     return User(name="Alice", age=30, tags=["admin"])
 
 
-# -- the MutableMapping protocol -----------------------------------------------------------
+class TestMappingProtocol:
+    """A store is a MutableMapping: reads, writes, removals and equality behave as a dict's."""
 
+    def test_is_a_mutable_mapping(self, log_path: Path) -> None:
+        """A store is a collections.abc.MutableMapping."""
+        with Ints.open(log_path) as store:
+            assert isinstance(store, MutableMapping)
 
-def test_is_a_mutable_mapping(log_path: Path) -> None:
-    """A store is a collections.abc.MutableMapping."""
-    with Ints.open(log_path) as store:
-        assert isinstance(store, MutableMapping)
+    def test_setitem_then_getitem(self, log_path: Path, settle: Settle) -> None:
+        """store[k] = v stores a value that store[k] reads back."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            with settle(store) as store:
+                assert store["a"] == 1
 
+    def test_getitem_missing_raises_keyerror(self, log_path: Path) -> None:
+        """store[k] of a missing key raises KeyError naming the key."""
+        with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+            store["nope"]
 
-def test_setitem_then_getitem(log_path: Path, settle: Settle) -> None:
-    """store[k] = v stores a value that store[k] reads back."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        with settle(store) as store:
-            assert store["a"] == 1
+    def test_delitem_removes(self, log_path: Path, settle: Settle) -> None:
+        """del store[k] removes the key."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store["b"] = 2
+            del store["a"]
+            with settle(store) as store:
+                assert list(store.items()) == [("b", 2)]
 
+    def test_delitem_missing_raises_keyerror_and_writes_nothing(self, log_path: Path) -> None:
+        """del store[k] of a missing key raises KeyError and leaves the file as it was."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+            with pytest.raises(KeyError, match="nope"):
+                del store["nope"]
+            assert log_path.stat().st_size == size
 
-def test_getitem_missing_raises_keyerror(log_path: Path) -> None:
-    """store[k] of a missing key raises KeyError naming the key."""
-    with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
-        store["nope"]
+    def test_in_and_contains_key(self, log_path: Path, settle: Settle) -> None:
+        """`in` and contains_key say whether a key is present."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            with settle(store) as store:
+                assert "a" in store
+                assert "b" not in store
+                assert store.contains_key("a")
+                assert not store.contains_key("b")
 
+    def test_len_counts_live_entries(self, log_path: Path, settle: Settle) -> None:
+        """len counts live entries: overwrites and removals do not add to it."""
+        with Ints.open(log_path) as store:
+            for key in "abcd":
+                store[key] = 1
+            store["a"] = 2
+            del store["b"]
+            with settle(store) as store:
+                assert len(store) == 3
 
-def test_delitem_removes(log_path: Path, settle: Settle) -> None:
-    """del store[k] removes the key."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        store["b"] = 2
-        del store["a"]
-        with settle(store) as store:
-            assert list(store.items()) == [("b", 2)]
+    def test_equals_dict_with_same_entries(self, log_path: Path, settle: Settle) -> None:
+        """A store equals a dict with the same entries and differs from one with other entries."""
+        with Ints.open(log_path) as store:
+            store.update({"a": 1, "b": 2})
+            with settle(store) as store:
+                assert store == {"b": 2, "a": 1}
+                assert store != {"a": 1, "b": 3}
+                assert store != {"a": 1}
 
+    def test_update_from_mapping_and_keywords(self, log_path: Path, settle: Settle) -> None:
+        """update takes a mapping and keywords; existing keys keep their position."""
+        with Ints.open(log_path) as store:
+            store["b"] = 0
+            store.update({"a": 1, "b": 2}, c=3)
+            with settle(store) as store:
+                assert list(store.items()) == [("b", 2), ("a", 1), ("c", 3)]
 
-def test_delitem_missing_raises_keyerror_and_writes_nothing(log_path: Path) -> None:
-    """del store[k] of a missing key raises KeyError and leaves the file as it was."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        size = log_path.stat().st_size
-        with pytest.raises(KeyError, match="nope"):
-            del store["nope"]
-        assert log_path.stat().st_size == size
-
-
-def test_in_and_contains_key(log_path: Path, settle: Settle) -> None:
-    """`in` and contains_key say whether a key is present."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        with settle(store) as store:
-            assert "a" in store
-            assert "b" not in store
-            assert store.contains_key("a")
-            assert not store.contains_key("b")
-
-
-def test_len_counts_live_entries(log_path: Path, settle: Settle) -> None:
-    """len counts live entries: overwrites and removals do not add to it."""
-    with Ints.open(log_path) as store:
-        for key in "abcd":
-            store[key] = 1
-        store["a"] = 2
-        del store["b"]
-        with settle(store) as store:
-            assert len(store) == 3
-
-
-def test_iteration_follows_insertion_order(
-    log_path: Path, settle: Settle, rng: random.Random
-) -> None:
-    """iter, keys, values and items all follow insertion order, not key order."""
-    keys = [f"key-{number}" for number in range(50)]
-    rng.shuffle(keys)
-    with Ints.open(log_path) as store:
-        for number, key in enumerate(keys):
-            store[key] = number
-        with settle(store) as store:
-            assert list(store) == keys
-            assert list(store.keys()) == keys
-            assert list(store.values()) == list(range(len(keys)))
-            assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
-
-
-def test_reversed_gives_the_keys_last_first(log_path: Path, settle: Settle) -> None:
-    """reversed(store) gives the keys in reverse insertion order, like a dict's."""
-    with Ints.open(log_path) as store:
-        for key in "bca":
-            store[key] = 1
-        del store["c"]
-        store["c"] = 2
-        store["b"] = 3
-        with settle(store) as store:
-            assert list(reversed(store)) == ["c", "a", "b"]
-
-
-def test_pop_returns_and_removes(log_path: Path, settle: Settle) -> None:
-    """pop of a present key returns its value and removes it."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        store["b"] = 2
-        assert store.pop("a") == 1
-        with settle(store) as store:
-            assert list(store.items()) == [("b", 2)]
-
-
-def test_pop_missing_with_default_returns_default(log_path: Path) -> None:
-    """pop of a missing key with a default returns the default and writes nothing."""
-    with Ints.open(log_path) as store:
-        size = log_path.stat().st_size
-        assert store.pop("nope", -1) == -1
-        assert log_path.stat().st_size == size
-
-
-def test_pop_missing_without_default_raises(log_path: Path) -> None:
-    """pop of a missing key without a default raises KeyError."""
-    with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
-        store.pop("nope")
-
-
-def test_popitem_is_lifo_like_dict(log_path: Path, settle: Settle) -> None:
-    """popitem removes and returns the last entry, as dict.popitem does."""
-    model = {"a": 1, "b": 2, "c": 3}
-    with Ints.open(log_path) as store:
-        store.update(model)
-        store["a"] = 10
-        model["a"] = 10
-        with settle(store) as store:
-            assert store.popitem() == model.popitem() == ("c", 3)
-            assert store.popitem() == model.popitem() == ("b", 2)
-            assert dict(store) == model
-
-
-def test_popitem_empty_raises(log_path: Path) -> None:
-    """popitem on an empty store raises KeyError."""
-    with Ints.open(log_path) as store, pytest.raises(KeyError, match="empty"):
-        store.popitem()
-
-
-def test_setdefault_inserts_when_missing(log_path: Path, settle: Settle) -> None:
-    """setdefault of a missing key stores and returns the default."""
-    with Ints.open(log_path) as store:
-        assert store.setdefault("a", 5) == 5
-        with settle(store) as store:
-            assert store["a"] == 5
-
-
-def test_setdefault_keeps_existing(log_path: Path) -> None:
-    """setdefault of a present key returns its value and writes nothing."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        size = log_path.stat().st_size
-        assert store.setdefault("a", 5) == 1
-        assert log_path.stat().st_size == size
-        assert store["a"] == 1
-
-
-def test_update_from_mapping_and_keywords(log_path: Path, settle: Settle) -> None:
-    """update takes a mapping and keywords; existing keys keep their position."""
-    with Ints.open(log_path) as store:
-        store["b"] = 0
-        store.update({"a": 1, "b": 2}, c=3)
-        with settle(store) as store:
-            assert list(store.items()) == [("b", 2), ("a", 1), ("c", 3)]
-
-
-def test_clear_writes_one_record(log_path: Path, settle: Settle) -> None:
-    """clear removes every entry with exactly one record appended to the log."""
-    with Ints.open(log_path) as store:
-        for key in "abcde":
-            store[key] = 1
-        size = log_path.stat().st_size
-        store.clear()
-        assert len(store) == 0
-        assert len(frames_after(log_path, size)) == 1
-        with settle(store) as store:
+    def test_clear_writes_one_record(self, log_path: Path, settle: Settle) -> None:
+        """clear removes every entry with exactly one record appended to the log."""
+        with Ints.open(log_path) as store:
+            for key in "abcde":
+                store[key] = 1
+            size = log_path.stat().st_size
+            store.clear()
             assert len(store) == 0
-            assert list(store) == []
+            assert len(frames_after(log_path, size)) == 1
+            with settle(store) as store:
+                assert len(store) == 0
+                assert list(store) == []
+
+    def test_clear_of_empty_store_writes_nothing(self, log_path: Path) -> None:
+        """clear on an empty store leaves the file as it was."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            store.clear()
+            assert log_path.stat().st_size == size
 
 
-def test_clear_of_empty_store_writes_nothing(log_path: Path) -> None:
-    """clear on an empty store leaves the file as it was."""
-    with Ints.open(log_path) as store:
-        size = log_path.stat().st_size
-        store.clear()
-        assert log_path.stat().st_size == size
+class TestInsertionOrder:
+    """Entries keep insertion order through iteration, overwrites, removals and popitem."""
+
+    def test_iteration_follows_insertion_order(
+        self, log_path: Path, settle: Settle, rng: random.Random
+    ) -> None:
+        """iter, keys, values and items all follow insertion order, not key order."""
+        keys = [f"key-{number}" for number in range(50)]
+        rng.shuffle(keys)
+        with Ints.open(log_path) as store:
+            for number, key in enumerate(keys):
+                store[key] = number
+            with settle(store) as store:
+                assert list(store) == keys
+                assert list(store.keys()) == keys
+                assert list(store.values()) == list(range(len(keys)))
+                assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
+
+    def test_reversed_gives_the_keys_last_first(self, log_path: Path, settle: Settle) -> None:
+        """reversed(store) gives the keys in reverse insertion order, like a dict's."""
+        with Ints.open(log_path) as store:
+            for key in "bca":
+                store[key] = 1
+            del store["c"]
+            store["c"] = 2
+            store["b"] = 3
+            with settle(store) as store:
+                assert list(reversed(store)) == ["c", "a", "b"]
+
+    def test_existing_key_keeps_its_position(self, log_path: Path, settle: Settle) -> None:
+        """Overwriting an existing key keeps its position in the order."""
+        with Ints.open(log_path) as store:
+            for key in "abc":
+                store.insert(key, 0)
+            store.insert("a", 9)
+            with settle(store) as store:
+                assert list(store.items()) == [("a", 9), ("b", 0), ("c", 0)]
+
+    def test_popitem_is_lifo_like_dict(self, log_path: Path, settle: Settle) -> None:
+        """popitem removes and returns the last entry, as dict.popitem does."""
+        model = {"a": 1, "b": 2, "c": 3}
+        with Ints.open(log_path) as store:
+            store.update(model)
+            store["a"] = 10
+            model["a"] = 10
+            with settle(store) as store:
+                assert store.popitem() == model.popitem() == ("c", 3)
+                assert store.popitem() == model.popitem() == ("b", 2)
+                assert dict(store) == model
+
+    def test_popitem_empty_raises(self, log_path: Path) -> None:
+        """popitem on an empty store raises KeyError."""
+        with Ints.open(log_path) as store, pytest.raises(KeyError, match="empty"):
+            store.popitem()
 
 
-def test_equals_dict_with_same_entries(log_path: Path, settle: Settle) -> None:
-    """A store equals a dict with the same entries and differs from one with other entries."""
-    with Ints.open(log_path) as store:
-        store.update({"a": 1, "b": 2})
-        with settle(store) as store:
-            assert store == {"b": 2, "a": 1}
-            assert store != {"a": 1, "b": 3}
-            assert store != {"a": 1}
+class TestPop:
+    """pop returns and removes a present key, and a missing one gives the default or KeyError."""
+
+    def test_pop_returns_and_removes(self, log_path: Path, settle: Settle) -> None:
+        """pop of a present key returns its value and removes it."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store["b"] = 2
+            assert store.pop("a") == 1
+            with settle(store) as store:
+                assert list(store.items()) == [("b", 2)]
+
+    def test_pop_missing_with_default_returns_default(self, log_path: Path) -> None:
+        """pop of a missing key with a default returns the default and writes nothing."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            assert store.pop("nope", -1) == -1
+            assert log_path.stat().st_size == size
+
+    def test_pop_missing_without_default_raises(self, log_path: Path) -> None:
+        """pop of a missing key without a default raises KeyError."""
+        with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+            store.pop("nope")
 
 
-# -- the store's own methods ---------------------------------------------------------------
+class TestInsertAndRemove:
+    """insert and remove return the previous value and write nothing when nothing changes."""
+
+    def test_insert_returns_previous_value(self, log_path: Path) -> None:
+        """insert returns None for a new key and the replaced value for an existing one."""
+        with Users.open(log_path) as store:
+            assert store.insert("a", _alice()) is None
+            previous = store.insert("a", User(name="Alice", age=31))
+            assert previous == _alice()
+
+    def test_remove_returns_value(self, log_path: Path, settle: Settle) -> None:
+        """remove returns the removed value and keeps the order of the rest."""
+        with Ints.open(log_path) as store:
+            for number, key in enumerate("abc"):
+                store[key] = number
+            assert store.remove("b") == 1
+            with settle(store) as store:
+                assert list(store) == ["a", "c"]
+
+    def test_remove_absent_key_writes_nothing(self, log_path: Path) -> None:
+        """remove of an absent key returns None and leaves the file as it was."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+            assert store.remove("nope") is None
+            assert log_path.stat().st_size == size
+            assert dict(store) == {"a": 1}
 
 
-def test_insert_returns_previous_value(log_path: Path) -> None:
-    """insert returns None for a new key and the replaced value for an existing one."""
-    with Users.open(log_path) as store:
-        assert store.insert("a", _alice()) is None
-        previous = store.insert("a", User(name="Alice", age=31))
-        assert previous == _alice()
+class TestGet:
+    """get returns the stored value, a stored None included, or the default."""
+
+    def test_get_with_default(self, log_path: Path) -> None:
+        """get returns the value, None for a missing key, or the default given."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            assert store.get("a") == 1
+            assert store.get("a", 7) == 1
+            assert store.get("nope") is None
+            assert store.get("nope", 7) == 7
+
+    def test_stored_none_is_not_missing(self, log_path: Path, settle: Settle) -> None:
+        """A stored None reads as None, is counted and contained, and is not the default."""
+        with Optionals.open(log_path) as store:
+            store["n"] = None
+            with settle(store) as store:
+                assert "n" in store
+                assert len(store) == 1
+                assert store["n"] is None
+                assert store.get("n", -1) is None
+                assert store.get("missing", -1) == -1
+                assert store.pop("n", -1) is None
+                assert "n" not in store
 
 
-def test_existing_key_keeps_its_position(log_path: Path, settle: Settle) -> None:
-    """Overwriting an existing key keeps its position in the order."""
-    with Ints.open(log_path) as store:
-        for key in "abc":
-            store.insert(key, 0)
-        store.insert("a", 9)
-        with settle(store) as store:
-            assert list(store.items()) == [("a", 9), ("b", 0), ("c", 0)]
+class TestGetIndex:
+    """get_index reads entries by insertion position, negative ones from the end."""
+
+    def test_get_index_positive_and_negative(self, log_path: Path, settle: Settle) -> None:
+        """get_index reads insertion positions, negative ones counting from the end."""
+        with Ints.open(log_path) as store:
+            for number, key in enumerate("abcd"):
+                store[key] = number
+            with settle(store) as store:
+                assert store.get_index(0) == ("a", 0)
+                assert store.get_index(3) == ("d", 3)
+                assert store.get_index(-1) == ("d", 3)
+                assert store.get_index(-4) == ("a", 0)
+
+    def test_get_index_out_of_range_is_none(self, log_path: Path) -> None:
+        """get_index out of range at either end gives None."""
+        with Ints.open(log_path) as store:
+            assert store.get_index(0) is None
+            store["a"] = 1
+            assert store.get_index(1) is None
+            assert store.get_index(-2) is None
+            assert store.get_index(10**9) is None
+
+    @pytest.mark.parametrize("index", [True, "0", 0.0, None])
+    def test_get_index_rejects_non_int(self, log_path: Path, index: object) -> None:
+        """get_index of a bool, str, float or None raises TypeError."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            with pytest.raises(TypeError, match="index must be an int"):
+                store.get_index(index)  # type: ignore[arg-type]  # the wrong type is the test
+
+    def test_get_index_sees_later_inserts(self, log_path: Path) -> None:
+        """get_index finds keys inserted after an earlier get_index call."""
+        with Ints.open(log_path) as store:
+            store["a"] = 0
+            assert store.get_index(-1) == ("a", 0)
+            store["b"] = 1
+            store["a"] = 2
+            assert store.get_index(-1) == ("b", 1)
+            assert store.get_index(0) == ("a", 2)
+            assert store.get_index(2) is None
+
+    def test_get_index_after_removals(self, log_path: Path, settle: Settle) -> None:
+        """get_index follows the order left by removals and later inserts."""
+        with Ints.open(log_path) as store:
+            for number, key in enumerate("abcde"):
+                store[key] = number
+            assert store.get_index(2) == ("c", 2)  # builds the position index before the removals
+            del store["b"]
+            store.remove("d")
+            store["f"] = 5
+            store["a"] = 10
+            with settle(store) as store:
+                expected = [("a", 10), ("c", 2), ("e", 4), ("f", 5)]
+                assert [store.get_index(i) for i in range(4)] == expected
+                assert store.get_index(-1) == ("f", 5)
+                assert store.get_index(4) is None
 
 
-def test_remove_returns_value(log_path: Path, settle: Settle) -> None:
-    """remove returns the removed value and keeps the order of the rest."""
-    with Ints.open(log_path) as store:
-        for number, key in enumerate("abc"):
-            store[key] = number
-        assert store.remove("b") == 1
-        with settle(store) as store:
-            assert list(store) == ["a", "c"]
+class TestModify:
+    """modify stores what fn returns, and changes nothing when fn or its result fails."""
 
+    def test_modify_returns_and_stores_new_value(self, log_path: Path, settle: Settle) -> None:
+        """modify stores what fn returns and returns it."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            result = store.modify("a", lambda user: user.model_copy(update={"age": user.age + 1}))
+            assert result.age == 31
+            with settle(store) as store:
+                assert store["a"].age == 31
 
-def test_remove_absent_key_writes_nothing(log_path: Path) -> None:
-    """remove of an absent key returns None and leaves the file as it was."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        size = log_path.stat().st_size
-        assert store.remove("nope") is None
-        assert log_path.stat().st_size == size
-        assert dict(store) == {"a": 1}
+    def test_modify_fn_raising_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+        """If fn raises, the exception propagates and neither memory nor file changes."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            size = log_path.stat().st_size
 
+            def fail(user: User) -> User:
+                raise ValueError("refused by fn")
 
-def test_get_with_default(log_path: Path) -> None:
-    """get returns the value, None for a missing key, or the default given."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        assert store.get("a") == 1
-        assert store.get("a", 7) == 1
-        assert store.get("nope") is None
-        assert store.get("nope", 7) == 7
+            with pytest.raises(ValueError, match="refused by fn"):
+                store.modify("a", fail)
+            assert log_path.stat().st_size == size
+            with settle(store) as store:
+                assert store["a"] == _alice()
 
+    def test_modify_invalid_result_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+        """If fn returns an invalid value, ValidationError is raised and nothing changes."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            size = log_path.stat().st_size
+            with pytest.raises(pydantic.ValidationError, match="age"):
+                store.modify("a", lambda user: user.model_copy(update={"age": "old"}))
+            assert log_path.stat().st_size == size
+            with settle(store) as store:
+                assert store["a"] == _alice()
 
-def test_stored_none_is_not_missing(log_path: Path, settle: Settle) -> None:
-    """A stored None reads as None, is counted and contained, and is not the default."""
-    with Optionals.open(log_path) as store:
-        store["n"] = None
-        with settle(store) as store:
-            assert "n" in store
-            assert len(store) == 1
-            assert store["n"] is None
-            assert store.get("n", -1) is None
-            assert store.get("missing", -1) == -1
-            assert store.pop("n", -1) is None
-            assert "n" not in store
+    def test_modify_fn_gets_private_copy(self, log_path: Path, settle: Settle) -> None:
+        """Mutating fn's argument in place and then raising leaves the stored value unchanged."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            size = log_path.stat().st_size
 
+            def mutate_then_fail(user: User) -> User:
+                user.age = 99
+                user.tags.append("hacked")
+                raise RuntimeError("after mutating")
 
-def test_get_index_positive_and_negative(log_path: Path, settle: Settle) -> None:
-    """get_index reads insertion positions, negative ones counting from the end."""
-    with Ints.open(log_path) as store:
-        for number, key in enumerate("abcd"):
-            store[key] = number
-        with settle(store) as store:
-            assert store.get_index(0) == ("a", 0)
-            assert store.get_index(3) == ("d", 3)
-            assert store.get_index(-1) == ("d", 3)
-            assert store.get_index(-4) == ("a", 0)
+            with pytest.raises(RuntimeError, match="after mutating"):
+                store.modify("a", mutate_then_fail)
+            assert log_path.stat().st_size == size
+            with settle(store) as store:
+                assert store["a"] == _alice()
 
+    def test_modify_missing_key_raises_keyerror(self, log_path: Path) -> None:
+        """modify of a missing key raises KeyError without calling fn or writing."""
+        calls: list[int] = []
 
-def test_get_index_out_of_range_is_none(log_path: Path) -> None:
-    """get_index out of range at either end gives None."""
-    with Ints.open(log_path) as store:
-        assert store.get_index(0) is None
-        store["a"] = 1
-        assert store.get_index(1) is None
-        assert store.get_index(-2) is None
-        assert store.get_index(10**9) is None
+        def record(value: int) -> int:
+            calls.append(value)
+            return value
 
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(KeyError, match="nope"):
+                store.modify("nope", record)
+            assert calls == []
+            assert log_path.stat().st_size == size
 
-@pytest.mark.parametrize("index", [True, "0", 0.0, None])
-def test_get_index_rejects_non_int(log_path: Path, index: object) -> None:
-    """get_index of a bool, str, float or None raises TypeError."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        with pytest.raises(TypeError, match="index must be an int"):
-            store.get_index(index)  # type: ignore[arg-type]  # the wrong type is the test
-
-
-def test_get_index_sees_later_inserts(log_path: Path) -> None:
-    """get_index finds keys inserted after an earlier get_index call."""
-    with Ints.open(log_path) as store:
-        store["a"] = 0
-        assert store.get_index(-1) == ("a", 0)
-        store["b"] = 1
-        store["a"] = 2
-        assert store.get_index(-1) == ("b", 1)
-        assert store.get_index(0) == ("a", 2)
-        assert store.get_index(2) is None
-
-
-def test_get_index_after_removals(log_path: Path, settle: Settle) -> None:
-    """get_index follows the order left by removals and later inserts."""
-    with Ints.open(log_path) as store:
-        for number, key in enumerate("abcde"):
-            store[key] = number
-        assert store.get_index(2) == ("c", 2)  # builds the position index before the removals
-        del store["b"]
-        store.remove("d")
-        store["f"] = 5
-        store["a"] = 10
-        with settle(store) as store:
-            expected = [("a", 10), ("c", 2), ("e", 4), ("f", 5)]
-            assert [store.get_index(i) for i in range(4)] == expected
-            assert store.get_index(-1) == ("f", 5)
-            assert store.get_index(4) is None
-
-
-# -- modify --------------------------------------------------------------------------------
-
-
-def test_modify_returns_and_stores_new_value(log_path: Path, settle: Settle) -> None:
-    """modify stores what fn returns and returns it."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        result = store.modify("a", lambda user: user.model_copy(update={"age": user.age + 1}))
-        assert result.age == 31
-        with settle(store) as store:
-            assert store["a"].age == 31
-
-
-def test_modify_fn_raising_changes_nothing(log_path: Path, settle: Settle) -> None:
-    """If fn raises, the exception propagates and neither memory nor file changes."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        size = log_path.stat().st_size
-
-        def fail(user: User) -> User:
-            raise ValueError("refused by fn")
-
-        with pytest.raises(ValueError, match="refused by fn"):
-            store.modify("a", fail)
-        assert log_path.stat().st_size == size
-        with settle(store) as store:
-            assert store["a"] == _alice()
-
-
-def test_modify_invalid_result_changes_nothing(log_path: Path, settle: Settle) -> None:
-    """If fn returns an invalid value, ValidationError is raised and nothing changes."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        size = log_path.stat().st_size
-        with pytest.raises(pydantic.ValidationError, match="age"):
-            store.modify("a", lambda user: user.model_copy(update={"age": "old"}))
-        assert log_path.stat().st_size == size
-        with settle(store) as store:
-            assert store["a"] == _alice()
-
-
-def test_modify_fn_gets_private_copy(log_path: Path, settle: Settle) -> None:
-    """Mutating fn's argument in place and then raising leaves the stored value unchanged."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        size = log_path.stat().st_size
-
-        def mutate_then_fail(user: User) -> User:
-            user.age = 99
-            user.tags.append("hacked")
-            raise RuntimeError("after mutating")
-
-        with pytest.raises(RuntimeError, match="after mutating"):
-            store.modify("a", mutate_then_fail)
-        assert log_path.stat().st_size == size
-        with settle(store) as store:
-            assert store["a"] == _alice()
-
-
-def test_modify_missing_key_raises_keyerror(log_path: Path) -> None:
-    """modify of a missing key raises KeyError without calling fn or writing."""
-    calls: list[int] = []
-
-    def record(value: int) -> int:
-        calls.append(value)
-        return value
-
-    with Ints.open(log_path) as store:
-        size = log_path.stat().st_size
-        with pytest.raises(KeyError, match="nope"):
-            store.modify("nope", record)
-        assert calls == []
-        assert log_path.stat().st_size == size
-
-
-# -- copies ----------------------------------------------------------------------------------
 
 _READERS: dict[str, Callable[[TypedStore[str, User]], User]] = {
     "getitem": lambda store: store["a"],
@@ -489,184 +473,86 @@ _READERS: dict[str, Callable[[TypedStore[str, User]], User]] = {
 }
 
 
-@pytest.mark.parametrize("read", _READERS.values(), ids=_READERS.keys())
-def test_mutating_a_returned_value_changes_nothing(
-    log_path: Path, settle: Settle, read: Callable[[TypedStore[str, User]], User]
-) -> None:
-    """A mutable value read from the store is a copy: mutating it changes nothing stored."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        with settle(store) as store:
-            user = read(store)
-            user.age = 99
-            user.tags.append("hacked")
-            assert store["a"] == _alice()
-    with Users.open(log_path) as reopened:
-        assert reopened["a"] == _alice()
+class TestCopies:
+    """Values going in and out of the store are copies, except immutable ones."""
 
+    @pytest.mark.parametrize("read", _READERS.values(), ids=_READERS.keys())
+    def test_mutating_a_returned_value_changes_nothing(
+        self, log_path: Path, settle: Settle, read: Callable[[TypedStore[str, User]], User]
+    ) -> None:
+        """A mutable value read from the store is a copy: mutating it changes nothing stored."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            with settle(store) as store:
+                user = read(store)
+                user.age = 99
+                user.tags.append("hacked")
+                assert store["a"] == _alice()
+        with Users.open(log_path) as reopened:
+            assert reopened["a"] == _alice()
 
-def test_mutating_inserted_object_changes_nothing(log_path: Path, settle: Settle) -> None:
-    """Mutating an object after inserting it does not change what the store holds."""
-    with Lists.open(log_path) as store:
-        numbers = [1, 2]
-        store["xs"] = numbers
-        numbers.append(3)
-        with settle(store) as store:
+    def test_mutating_inserted_object_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+        """Mutating an object after inserting it does not change what the store holds."""
+        with Lists.open(log_path) as store:
+            numbers = [1, 2]
+            store["xs"] = numbers
+            numbers.append(3)
+            with settle(store) as store:
+                assert store["xs"] == [1, 2]
+
+    def test_mutating_modify_result_changes_nothing(self, log_path: Path) -> None:
+        """The value modify returns is the caller's: mutating it changes nothing stored."""
+        with Lists.open(log_path) as store:
+            store["xs"] = [1]
+            result = store.modify("xs", lambda xs: [*xs, 2])
+            result.append(99)
             assert store["xs"] == [1, 2]
 
+    def test_mutating_previous_value_changes_nothing(self, log_path: Path) -> None:
+        """The previous values insert and pop return are copies as well."""
+        with Lists.open(log_path) as store:
+            store["xs"] = [1]
+            store["ys"] = [2]
+            previous = store.insert("xs", [10])
+            popped = store.pop("ys")
+            assert previous is not None
+            previous.append(99)
+            popped.append(99)
+            assert store["xs"] == [10]
+            assert "ys" not in store
 
-def test_mutating_modify_result_changes_nothing(log_path: Path) -> None:
-    """The value modify returns is the caller's: mutating it changes nothing stored."""
-    with Lists.open(log_path) as store:
-        store["xs"] = [1]
-        result = store.modify("xs", lambda xs: [*xs, 2])
-        result.append(99)
-        assert store["xs"] == [1, 2]
+    def test_immutable_values_are_returned_as_they_are(
+        self, log_path: Path, settle: Settle
+    ) -> None:
+        """Frozen values of immutable fields are handed out without copying."""
+        with Points.open(log_path) as store:
+            store["p"] = Point(x=1, y=2)
+            with settle(store) as store:
+                first = store["p"]
+                assert first == Point(x=1, y=2)
+                assert store["p"] is first
+                assert store.get("p") is first
+                assert next(iter(store.values())) is first
 
+    def test_frozen_model_with_mutable_field_is_copied(
+        self, log_path: Path, settle: Settle
+    ) -> None:
+        """A frozen model holding a list is handed out as a copy: appending to it changes
+        nothing."""
+        with FrozenLists.open(log_path) as store:
+            store["a"] = FrozenList(xs=[1])
+            with settle(store) as store:
+                store["a"].xs.append(99)
+                assert store["a"] == FrozenList(xs=[1])
 
-def test_mutating_previous_value_changes_nothing(log_path: Path) -> None:
-    """The previous values insert and pop return are copies as well."""
-    with Lists.open(log_path) as store:
-        store["xs"] = [1]
-        store["ys"] = [2]
-        previous = store.insert("xs", [10])
-        popped = store.pop("ys")
-        assert previous is not None
-        previous.append(99)
-        popped.append(99)
-        assert store["xs"] == [10]
-        assert "ys" not in store
-
-
-def test_immutable_values_are_returned_as_they_are(log_path: Path, settle: Settle) -> None:
-    """Frozen values of immutable fields are handed out without copying."""
-    with Points.open(log_path) as store:
-        store["p"] = Point(x=1, y=2)
-        with settle(store) as store:
-            first = store["p"]
-            assert first == Point(x=1, y=2)
-            assert store["p"] is first
-            assert store.get("p") is first
-            assert next(iter(store.values())) is first
-
-
-def test_frozen_model_with_mutable_field_is_copied(log_path: Path, settle: Settle) -> None:
-    """A frozen model holding a list is handed out as a copy: appending to it changes nothing."""
-    with FrozenLists.open(log_path) as store:
-        store["a"] = FrozenList(xs=[1])
-        with settle(store) as store:
-            store["a"].xs.append(99)
-            assert store["a"] == FrozenList(xs=[1])
-
-
-def test_private_attribute_of_returned_value_changes_nothing(log_path: Path) -> None:
-    """Setting a private attribute on a returned frozen model does not change later reads."""
-    with TaggedStore.open(log_path) as store:
-        store["a"] = Tagged(x=1)
-        store["a"]._note = "set by the caller"
-        assert store["a"]._note == ""
-    with TaggedStore.open(log_path) as reopened:
-        assert reopened["a"]._note == ""
-
-
-# -- declarative form and construction -------------------------------------------------------
-
-
-def test_declarative_form_binds_types(log_path: Path) -> None:
-    """A TypedStore[K, V] subclass opens with just a path and validates with its types."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        assert isinstance(store, Users)
-        with pytest.raises(pydantic.ValidationError, match="age"):
-            store["b"] = User.model_validate({"name": "B", "age": 1}).model_copy(
-                update={"age": "x"}
-            )
-    with Users.open(log_path) as reopened:
-        assert reopened["a"] == _alice()
-
-
-def test_bound_class_rejects_types(log_path: Path) -> None:
-    """Passing types to a class that binds them already raises TypeError."""
-    with pytest.raises(TypeError, match="binds its types already"):
-        Users.open(log_path, str, User)
-    assert not log_path.exists()
-
-
-def test_unbound_class_requires_types(log_path: Path) -> None:
-    """Opening TypedStore without key and value types raises TypeError."""
-    with pytest.raises(TypeError, match="pass the key and value types"):
-        TypedStore.open(log_path)
-    assert not log_path.exists()
-
-
-def test_direct_construction_is_refused() -> None:
-    """TypedStore() cannot be called directly: stores come from open."""
-    with pytest.raises(TypeError, match=re.escape("TypedStore.open")):
-        TypedStore[str, int]()
-
-
-def test_open_creates_parent_folders(tmp_path: Path) -> None:
-    """open creates the missing folders above the log."""
-    path = tmp_path / "a" / "b" / "store.log"
-    with Ints.open(path) as store:
-        store["a"] = 1
-    assert path.is_file()
-    with Ints.open(path) as reopened:
-        assert reopened["a"] == 1
-
-
-# -- lifecycle ---------------------------------------------------------------------------------
-
-
-def test_flush_makes_records_visible_to_readers(log_path: Path) -> None:
-    """After flush a readonly open sees every write."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        store.flush()
-        with Ints.open(log_path, readonly=True) as reader:
-            assert dict(reader) == {"a": 1}
-
-
-def test_close_twice_is_harmless(log_path: Path) -> None:
-    """Closing a closed store does nothing and raises nothing."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        store.close()
-        store.close()
-        assert store.is_closed
-        with Ints.open(log_path) as reopened:
-            assert reopened["a"] == 1
-
-
-def test_close_lets_go_of_the_entries(log_path: Path) -> None:
-    """Closing frees the entries held in memory, even while the store object lives on."""
-    tracemalloc.start()  # it sees only what is allocated after it starts
-    try:
-        store = TypedStore.open(log_path, str, User)
-        for index in range(2_000):
-            store[f"k{index}"] = User(name=f"{index:0200d}", age=index)
-        before = tracemalloc.get_traced_memory()[0]
-        store.close()
-        freed = before - tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert freed > 2_000 * 200
-
-
-def test_context_manager_closes_and_releases_lock(log_path: Path) -> None:
-    """Leaving the with block closes the store, even on an exception, so it can be reopened."""
-    with Ints.open(log_path) as store:
-
-        def fail_inside() -> None:
-            with store:
-                store["a"] = 1
-                raise LookupError("inside the block")
-
-        with pytest.raises(LookupError, match="inside the block"):
-            fail_inside()
-        assert store.is_closed
-        with Ints.open(log_path) as reopened:
-            assert reopened["a"] == 1
+    def test_private_attribute_of_returned_value_changes_nothing(self, log_path: Path) -> None:
+        """Setting a private attribute on a returned frozen model does not change later reads."""
+        with TaggedStore.open(log_path) as store:
+            store["a"] = Tagged(x=1)
+            store["a"]._note = "set by the caller"
+            assert store["a"]._note == ""
+        with TaggedStore.open(log_path) as reopened:
+            assert reopened["a"]._note == ""
 
 
 _OPERATIONS: dict[str, Callable[[TypedStore[str, int]], object]] = {
@@ -687,94 +573,149 @@ _OPERATIONS: dict[str, Callable[[TypedStore[str, int]], object]] = {
 }
 
 
-@pytest.mark.parametrize("operation", _OPERATIONS.values(), ids=_OPERATIONS.keys())
-def test_closed_store_raises(
-    log_path: Path, operation: Callable[[TypedStore[str, int]], object]
-) -> None:
-    """Every read and write on a closed store raises StoreClosedError and writes nothing."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        store.close()
-        size = log_path.stat().st_size
-        with pytest.raises(StoreClosedError, match="closed"):
-            operation(store)
-        assert log_path.stat().st_size == size
+class TestLifecycle:
+    """A store opens, flushes and closes cleanly; closed or readonly, it refuses what it can't
+    do."""
 
+    def test_open_creates_parent_folders(self, tmp_path: Path) -> None:
+        """open creates the missing folders above the log."""
+        path = tmp_path / "a" / "b" / "store.log"
+        with Ints.open(path) as store:
+            store["a"] = 1
+        assert path.is_file()
+        with Ints.open(path) as reopened:
+            assert reopened["a"] == 1
 
-def test_readonly_store_refuses_writes(log_path: Path) -> None:
-    """A readonly store raises StoreReadOnlyError on a write and leaves the file untouched."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-    before = log_path.read_bytes()
-    with Ints.open(log_path, readonly=True) as reader:
-        with pytest.raises(StoreReadOnlyError, match="readonly"):
-            reader["b"] = 2
-        assert dict(reader) == {"a": 1}
-    assert log_path.read_bytes() == before
+    def test_recovery_is_none_on_clean_open(self, log_path: Path, settle: Settle) -> None:
+        """A store whose log had no damage reports no recovery."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            with settle(store) as store:
+                assert store.recovery is None
 
+    def test_repr_shows_types_and_count(self, log_path: Path) -> None:
+        """repr names the key and value types and the entry count, or that the store is closed."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            store["b"] = _alice()
+            text = repr(store)
+            assert "str" in text
+            assert "tests.models.User" in text
+            assert "2 entries" in text
+            store.close()
+            assert "closed" in repr(store)
 
-def test_repr_shows_types_and_count(log_path: Path) -> None:
-    """repr names the key and value types and the entry count, or that the store is closed."""
-    with Users.open(log_path) as store:
-        store["a"] = _alice()
-        store["b"] = _alice()
-        text = repr(store)
-        assert "str" in text
-        assert "tests.models.User" in text
-        assert "2 entries" in text
-        store.close()
-        assert "closed" in repr(store)
+    def test_flush_makes_records_visible_to_readers(self, log_path: Path) -> None:
+        """After flush a readonly open sees every write."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store.flush()
+            with Ints.open(log_path, readonly=True) as reader:
+                assert dict(reader) == {"a": 1}
 
+    def test_close_twice_is_harmless(self, log_path: Path) -> None:
+        """Closing a closed store does nothing and raises nothing."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store.close()
+            store.close()
+            assert store.is_closed
+            with Ints.open(log_path) as reopened:
+                assert reopened["a"] == 1
 
-def test_recovery_is_none_on_clean_open(log_path: Path, settle: Settle) -> None:
-    """A store whose log had no damage reports no recovery."""
-    with Ints.open(log_path) as store:
-        store["a"] = 1
-        with settle(store) as store:
-            assert store.recovery is None
+    def test_close_lets_go_of_the_entries(self, log_path: Path) -> None:
+        """Closing frees the entries held in memory, even while the store object lives on."""
+        tracemalloc.start()  # it sees only what is allocated after it starts
+        try:
+            store = TypedStore.open(log_path, str, User)
+            for index in range(2_000):
+                store[f"k{index}"] = User(name=f"{index:0200d}", age=index)
+            before = tracemalloc.get_traced_memory()[0]
+            store.close()
+            freed = before - tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert freed > 2_000 * 200
 
+    def test_context_manager_closes_and_releases_lock(self, log_path: Path) -> None:
+        """Leaving the with block closes the store, even on an exception, so it can be reopened."""
+        with Ints.open(log_path) as store:
 
-# -- buffering -------------------------------------------------------------------------------
+            def fail_inside() -> None:
+                with store:
+                    store["a"] = 1
+                    raise LookupError("inside the block")
 
+            with pytest.raises(LookupError, match="inside the block"):
+                fail_inside()
+            assert store.is_closed
+            with Ints.open(log_path) as reopened:
+                assert reopened["a"] == 1
 
-def test_write_through_false_buffers_until_flush(log_path: Path) -> None:
-    """With write_through=False, records stay out of the file until flush."""
-    config = StoreConfig(write_through=False)
-    with Ints.open(log_path, config=config) as store:
-        size = log_path.stat().st_size
-        store["a"] = 1
-        store["b"] = 2
-        assert dict(store) == {"a": 1, "b": 2}
-        assert log_path.stat().st_size == size
+    @pytest.mark.parametrize("operation", _OPERATIONS.values(), ids=_OPERATIONS.keys())
+    def test_closed_store_raises(
+        self, log_path: Path, operation: Callable[[TypedStore[str, int]], object]
+    ) -> None:
+        """Every read and write on a closed store raises StoreClosedError and writes nothing."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            store.close()
+            size = log_path.stat().st_size
+            with pytest.raises(StoreClosedError, match="closed"):
+                operation(store)
+            assert log_path.stat().st_size == size
+
+    def test_readonly_store_refuses_writes(self, log_path: Path) -> None:
+        """A readonly store raises StoreReadOnlyError on a write and leaves the file untouched."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+        before = log_path.read_bytes()
         with Ints.open(log_path, readonly=True) as reader:
-            assert len(reader) == 0
-        store.flush()
-        assert log_path.stat().st_size > size
+            with pytest.raises(StoreReadOnlyError, match="readonly"):
+                reader["b"] = 2
+            assert dict(reader) == {"a": 1}
+        assert log_path.read_bytes() == before
+
+
+class TestBuffering:
+    """With write_through=False, records reach the file at flush, close or a full buffer."""
+
+    def test_write_through_false_buffers_until_flush(self, log_path: Path) -> None:
+        """With write_through=False, records stay out of the file until flush."""
+        config = StoreConfig(write_through=False)
+        with Ints.open(log_path, config=config) as store:
+            size = log_path.stat().st_size
+            store["a"] = 1
+            store["b"] = 2
+            assert dict(store) == {"a": 1, "b": 2}
+            assert log_path.stat().st_size == size
+            with Ints.open(log_path, readonly=True) as reader:
+                assert len(reader) == 0
+            store.flush()
+            assert log_path.stat().st_size > size
+            with Ints.open(log_path, readonly=True) as reader:
+                assert dict(reader) == {"a": 1, "b": 2}
+
+    def test_write_through_false_close_flushes(self, log_path: Path) -> None:
+        """With write_through=False, close writes the buffered records."""
+        with Ints.open(log_path, config=StoreConfig(write_through=False)) as store:
+            store["a"] = 1
         with Ints.open(log_path, readonly=True) as reader:
-            assert dict(reader) == {"a": 1, "b": 2}
+            assert dict(reader) == {"a": 1}
 
-
-def test_write_through_false_close_flushes(log_path: Path) -> None:
-    """With write_through=False, close writes the buffered records."""
-    with Ints.open(log_path, config=StoreConfig(write_through=False)) as store:
-        store["a"] = 1
-    with Ints.open(log_path, readonly=True) as reader:
-        assert dict(reader) == {"a": 1}
-
-
-def test_write_through_false_drains_full_buffer(log_path: Path) -> None:
-    """With write_through=False, a full buffer is written to the file before flush."""
-    config = StoreConfig(write_through=False, buf_capacity=64)
-    with Ints.open(log_path, config=config) as store:
-        header_end = decode_header(log_path.read_bytes())[1]
-        for number in range(20):
-            store[f"key-{number}"] = number
-        assert log_path.stat().st_size > header_end
-        frames = frames_after(log_path, header_end)
-        assert all(
-            frame_body(log_path.read_bytes(), start, end)[0] == RecordKind.INSERT
-            for start, end in frames
-        )
+    def test_write_through_false_drains_full_buffer(self, log_path: Path) -> None:
+        """With write_through=False, a full buffer is written to the file before flush."""
+        config = StoreConfig(write_through=False, buf_capacity=64)
+        with Ints.open(log_path, config=config) as store:
+            header_end = decode_header(log_path.read_bytes())[1]
+            for number in range(20):
+                store[f"key-{number}"] = number
+            assert log_path.stat().st_size > header_end
+            frames = frames_after(log_path, header_end)
+            assert all(
+                frame_body(log_path.read_bytes(), start, end)[0] == RecordKind.INSERT
+                for start, end in frames
+            )
 
 
 class TestModifyWithADefault:
@@ -816,62 +757,51 @@ class TestModifyWithADefault:
                 assert store["n"] == User(name="New", age=0, tags=["seen"])
 
 
-# -- keys given in another type than they are stored in ----------------------------------------
-
-
 class StrictInts(TypedStore[pydantic.StrictInt, str]):
     """Keys validated in strict mode: True equals 1 for a dict, but is not a valid key."""
 
 
-def test_remove_with_an_equal_key_of_another_type_keeps_the_log_openable(log_path: Path) -> None:
-    """remove(True) on a strict int store removes nothing and writes no record it cannot read."""
-    with StrictInts.open(log_path) as store:
-        store[1] = "one"
-        assert store.remove(True) is None
-        assert store[1] == "one"
-    with StrictInts.open(log_path) as store:
-        assert dict(store) == {1: "one"}
+class TestKeysOfAnotherType:
+    """A key given in another type than it is stored in finds, writes and replays the stored key."""
 
+    def test_remove_with_an_equal_key_of_another_type_keeps_the_log_openable(
+        self, log_path: Path
+    ) -> None:
+        """remove(True) on a strict int store removes nothing and writes no record it cannot
+        read."""
+        with StrictInts.open(log_path) as store:
+            store[1] = "one"
+            assert store.remove(True) is None
+            assert store[1] == "one"
+        with StrictInts.open(log_path) as store:
+            assert dict(store) == {1: "one"}
 
-def test_remove_writes_the_stored_keys_bytes(log_path: Path) -> None:
-    """remove(1.0) on an int store removes key 1 with a record a reopen replays."""
-    with TypedStore.open(log_path, int, str) as store:
-        store[1] = "one"
-        store[2] = "two"
-        assert store.remove(1.0) == "one"  # type: ignore[arg-type]  # a float equal to 1
-    with TypedStore.open(log_path, int, str) as store:
-        assert dict(store) == {2: "two"}
+    def test_remove_writes_the_stored_keys_bytes(self, log_path: Path) -> None:
+        """remove(1.0) on an int store removes key 1 with a record a reopen replays."""
+        with TypedStore.open(log_path, int, str) as store:
+            store[1] = "one"
+            store[2] = "two"
+            assert store.remove(1.0) == "one"  # type: ignore[arg-type]  # a float equal to 1
+        with TypedStore.open(log_path, int, str) as store:
+            assert dict(store) == {2: "two"}
 
+    def test_modify_with_an_invalid_equal_key_raises_key_error(self, log_path: Path) -> None:
+        """modify(True) on a strict int store is a KeyError and writes nothing."""
+        with StrictInts.open(log_path) as store:
+            store[1] = "one"
+            size = log_path.stat().st_size
+            with pytest.raises(KeyError, match="True"):
+                store.modify(True, str.upper)
+            assert log_path.stat().st_size == size
 
-def test_modify_with_an_invalid_equal_key_raises_key_error(log_path: Path) -> None:
-    """modify(True) on a strict int store is a KeyError and writes nothing."""
-    with StrictInts.open(log_path) as store:
-        store[1] = "one"
-        size = log_path.stat().st_size
-        with pytest.raises(KeyError, match="True"):
-            store.modify(True, str.upper)
-        assert log_path.stat().st_size == size
-
-
-def test_unencodable_str_key_raises_encoding_error(log_path: Path) -> None:
-    """A str key msgpack cannot encode (a lone surrogate) raises EncodingError, writes nothing."""
-    with Ints.open(log_path) as store:
-        size = log_path.stat().st_size
-        with pytest.raises(EncodingError, match="cannot encode"):
-            store["\ud800"] = 1
-        assert log_path.stat().st_size == size
-
-
-# -- setdefault ----------------------------------------------------------------------------------
-
-
-def test_setdefault_returns_the_stored_value(log_path: Path) -> None:
-    """setdefault returns the value as the store holds it, validated, and keeps an existing one."""
-    with TypedStore.open(log_path, str, int) as store:
-        assert store.setdefault("a", "7") == 7  # type: ignore[arg-type]  # validated to 7
-        assert store.setdefault("a", 8) == 7
-    with TypedStore.open(log_path, str, int) as store:
-        assert dict(store) == {"a": 7}
+    def test_unencodable_str_key_raises_encoding_error(self, log_path: Path) -> None:
+        """A str key msgpack cannot encode (a lone surrogate) raises EncodingError, writes
+        nothing."""
+        with Ints.open(log_path) as store:
+            size = log_path.stat().st_size
+            with pytest.raises(EncodingError, match="cannot encode"):
+                store["\ud800"] = 1
+            assert log_path.stat().st_size == size
 
 
 class SlowName(pydantic.BaseModel):
@@ -886,23 +816,56 @@ class SlowName(pydantic.BaseModel):
         return value
 
 
-def test_setdefault_is_atomic(log_path: Path) -> None:
-    """Threads calling setdefault on one absent key all get the single value stored."""
-    with TypedStore.open(log_path, str, SlowName) as store:
-        got: dict[str, str] = {}
+class TestSetdefault:
+    """setdefault stores the default only for a missing key and returns the stored value."""
 
-        def race(name: str) -> None:
-            got[name] = store.setdefault("k", SlowName(who=name)).who
+    def test_setdefault_inserts_when_missing(self, log_path: Path, settle: Settle) -> None:
+        """setdefault of a missing key stores and returns the default."""
+        with Ints.open(log_path) as store:
+            assert store.setdefault("a", 5) == 5
+            with settle(store) as store:
+                assert store["a"] == 5
 
-        threads = [threading.Thread(target=race, args=(f"t{i}",)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert set(got.values()) == {store["k"].who}
+    def test_setdefault_keeps_existing(self, log_path: Path) -> None:
+        """setdefault of a present key returns its value and writes nothing."""
+        with Ints.open(log_path) as store:
+            store["a"] = 1
+            size = log_path.stat().st_size
+            assert store.setdefault("a", 5) == 1
+            assert log_path.stat().st_size == size
+            assert store["a"] == 1
 
+    def test_setdefault_returns_the_stored_value(self, log_path: Path) -> None:
+        """setdefault returns the value as the store holds it, validated, and keeps an existing
+        one."""
+        with TypedStore.open(log_path, str, int) as store:
+            assert store.setdefault("a", "7") == 7  # type: ignore[arg-type]  # validated to 7
+            assert store.setdefault("a", 8) == 7
+        with TypedStore.open(log_path, str, int) as store:
+            assert dict(store) == {"a": 7}
 
-# -- declarative classes through a generic base --------------------------------------------------
+    def test_setdefault_validates_the_key_and_never_overwrites(self, log_path: Path) -> None:
+        """setdefault("1") on an int store finds key 1 and keeps its value."""
+        with TypedStore.open(log_path, int, str) as store:
+            store[1] = "original"
+            assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
+            assert dict(store) == {1: "original"}
+
+    def test_setdefault_is_atomic(self, log_path: Path) -> None:
+        """Threads calling setdefault on one absent key all get the single value stored."""
+        with TypedStore.open(log_path, str, SlowName) as store:
+            got: dict[str, str] = {}
+
+            def race(name: str) -> None:
+                got[name] = store.setdefault("k", SlowName(who=name)).who
+
+            threads = [threading.Thread(target=race, args=(f"t{i}",)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert set(got.values()) == {store["k"].who}
+
 
 VT = TypeVar("VT")
 
@@ -915,23 +878,44 @@ class UsersByName(ByName[User]):
     """Binds the value type through the generic base."""
 
 
-def test_declarative_class_through_a_generic_base(log_path: Path) -> None:
-    """A class binding its value type through a generic base opens with both types bound."""
-    with UsersByName.open(log_path) as store:
-        store["a"] = User(name="A", age=1)
-    with UsersByName.open(log_path) as store:
-        assert store["a"] == User(name="A", age=1)
+class TestDeclarativeForm:
+    """Stores are opened through open, with types bound by a subclass or passed in."""
 
+    def test_declarative_form_binds_types(self, log_path: Path) -> None:
+        """A TypedStore[K, V] subclass opens with just a path and validates with its types."""
+        with Users.open(log_path) as store:
+            store["a"] = _alice()
+            assert isinstance(store, Users)
+            with pytest.raises(pydantic.ValidationError, match="age"):
+                store["b"] = User.model_validate({"name": "B", "age": 1}).model_copy(
+                    update={"age": "x"}
+                )
+        with Users.open(log_path) as reopened:
+            assert reopened["a"] == _alice()
 
-def test_setdefault_validates_the_key_and_never_overwrites(log_path: Path) -> None:
-    """setdefault("1") on an int store finds key 1 and keeps its value."""
-    with TypedStore.open(log_path, int, str) as store:
-        store[1] = "original"
-        assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
-        assert dict(store) == {1: "original"}
+    def test_declarative_class_through_a_generic_base(self, log_path: Path) -> None:
+        """A class binding its value type through a generic base opens with both types bound."""
+        with UsersByName.open(log_path) as store:
+            store["a"] = User(name="A", age=1)
+        with UsersByName.open(log_path) as store:
+            assert store["a"] == User(name="A", age=1)
 
+    def test_bound_class_rejects_types(self, log_path: Path) -> None:
+        """Passing types to a class that binds them already raises TypeError."""
+        with pytest.raises(TypeError, match="binds its types already"):
+            Users.open(log_path, str, User)
+        assert not log_path.exists()
 
-# -- code that runs inside a write: signal handlers, callbacks, validators -----------------------
+    def test_unbound_class_requires_types(self, log_path: Path) -> None:
+        """Opening TypedStore without key and value types raises TypeError."""
+        with pytest.raises(TypeError, match="pass the key and value types"):
+            TypedStore.open(log_path)
+        assert not log_path.exists()
+
+    def test_direct_construction_is_refused(self) -> None:
+        """TypedStore() cannot be called directly: stores come from open."""
+        with pytest.raises(TypeError, match=re.escape("TypedStore.open")):
+            TypedStore[str, int]()
 
 
 AUDITED: list[TypedStore[str, Any]] = []
@@ -1073,9 +1057,6 @@ class TestWritesFromInsideAWrite:
         assert log_path.stat().st_size == size
         with TypedStore.open(log_path, str, str) as reopened:
             assert dict(reopened) == {"a": "x"}
-
-
-# -- keys not equal to themselves (NaN) ----------------------------------------------------------
 
 
 class FloatKeys(TypedStore[float, int]):

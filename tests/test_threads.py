@@ -1,4 +1,11 @@
-"""One store shared by threads: every operation is atomic with respect to the others (README)."""
+"""One store shared by threads: every operation is atomic with respect to the others (README).
+
+One class per promise, in file order:
+
+- ``TestMixedWritesOnOverlappingKeys``: no error, no lost write.
+- ``TestTransfersInTransactions``: concurrent transactions are atomic.
+- ``TestIteratingWhileOthersWrite``: iteration never raises.
+"""
 
 from __future__ import annotations
 
@@ -79,9 +86,6 @@ def thread_rngs(rng: random.Random, count: int) -> list[random.Random]:
     return [random.Random(rng.getrandbits(64)) for _ in range(count)]
 
 
-# -- mixed writes on overlapping keys ---------------------------------------------------------
-
-
 def _mixed_writer(store: Store, rng: random.Random, increments: Counter[str]) -> None:
     """Insert, remove and modify shared keys; count every increment made to a counter."""
     for step in range(250):
@@ -116,35 +120,35 @@ def _run_mixed(store: Store, rng: random.Random) -> tuple[Crew, Counter[str]]:
     return crew, sum(per_thread, Counter())
 
 
-def test_threads_writing_overlapping_keys_raise_nothing(log_path: Path, rng: random.Random) -> None:
-    """Eight threads inserting, removing and modifying overlapping keys raise no exception."""
-    with open_accounts(log_path) as store:
-        crew, _ = _run_mixed(store, rng)
+class TestMixedWritesOnOverlappingKeys:
+    """Threads writing overlapping keys raise nothing, lose no write and replay alike."""
+
+    def test_threads_writing_overlapping_keys_raise_nothing(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """Eight threads inserting, removing and modifying overlapping keys raise no exception."""
+        with open_accounts(log_path) as store:
+            crew, _ = _run_mixed(store, rng)
+            assert crew.errors == []
+            assert set(store) <= set(COUNTERS) | set(SHARED)
+
+    def test_threads_lose_no_counter_increment(self, log_path: Path, rng: random.Random) -> None:
+        """Counters incremented by modify and transactions from many threads are exact."""
+        with open_accounts(log_path) as store:
+            crew, increments = _run_mixed(store, rng)
+            assert crew.errors == []
+            assert {key: store[key].balance for key in COUNTERS} == dict(increments)
+
+    def test_threads_leave_memory_equal_to_reopen(self, log_path: Path, rng: random.Random) -> None:
+        """After many threads wrote, a reopen replays exactly what memory holds."""
+        with open_accounts(log_path) as store:
+            crew, increments = _run_mixed(store, rng)
+            expected = list(store.items())
         assert crew.errors == []
-        assert set(store) <= set(COUNTERS) | set(SHARED)
-
-
-def test_threads_lose_no_counter_increment(log_path: Path, rng: random.Random) -> None:
-    """Counters incremented by modify and transactions from many threads are exact."""
-    with open_accounts(log_path) as store:
-        crew, increments = _run_mixed(store, rng)
-        assert crew.errors == []
-        assert {key: store[key].balance for key in COUNTERS} == dict(increments)
-
-
-def test_threads_leave_memory_equal_to_reopen(log_path: Path, rng: random.Random) -> None:
-    """After many threads wrote, a reopen replays exactly what memory holds."""
-    with open_accounts(log_path) as store:
-        crew, increments = _run_mixed(store, rng)
-        expected = list(store.items())
-    assert crew.errors == []
-    assert reopened(log_path) == expected
-    assert sum(account.balance for key, account in expected if key in COUNTERS) == sum(
-        increments.values()
-    )
-
-
-# -- transfers in transactions ----------------------------------------------------------------
+        assert reopened(log_path) == expected
+        assert sum(account.balance for key, account in expected if key in COUNTERS) == sum(
+            increments.values()
+        )
 
 
 def _transfer(txn: Transaction[str, Account], rng: random.Random) -> None:
@@ -191,38 +195,6 @@ def _run_transfers(
     return writers, audits
 
 
-def test_concurrent_transfers_keep_every_snapshot_balanced(
-    log_path: Path, rng: random.Random
-) -> None:
-    """Readers iterating while transactions transfer money always see the same total."""
-    with open_accounts(log_path) as store:
-        crew, audits = _run_transfers(store, rng, transfers=150)
-    assert crew.errors == []
-    total = OPENING_BALANCE * len(ACCOUNTS)
-    assert all(audits), "every auditor took at least one snapshot"
-    assert [value for sums in audits for value in sums if value != total] == []
-
-
-def test_concurrent_transfers_lose_no_transaction(log_path: Path, rng: random.Random) -> None:
-    """Every committed transfer is counted, and the final total is unchanged."""
-    with open_accounts(log_path) as store:
-        crew, _ = _run_transfers(store, rng, transfers=150)
-        assert crew.errors == []
-        assert store[LEDGER].balance == 4 * 150
-        assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
-
-
-def test_concurrent_transfers_leave_memory_equal_to_reopen(
-    log_path: Path, rng: random.Random
-) -> None:
-    """After concurrent transactions, a reopen replays exactly what memory holds."""
-    with open_accounts(log_path) as store:
-        crew, _ = _run_transfers(store, rng, transfers=150)
-        expected = list(store.items())
-    assert crew.errors == []
-    assert reopened(log_path) == expected
-
-
 class AbortError(Exception):
     """Raised inside a transaction to abandon it."""
 
@@ -236,26 +208,57 @@ def _aborting_transferrer(store: Store, rng: random.Random, transfers: int) -> N
                 raise AbortError
 
 
-def test_aborted_transactions_apply_nothing_and_block_nobody(
-    log_path: Path, rng: random.Random
-) -> None:
-    """Transactions abandoned by an exception in some threads neither apply nor block others."""
-    with open_accounts(log_path) as store:
-        for key in ACCOUNTS:
-            store[key] = Account(owner=key, balance=OPENING_BALANCE)
-        store[LEDGER] = Account(owner=LEDGER, balance=0)
-        crew = Crew()
-        for thread_rng in thread_rngs(rng, 4):
-            crew.start(partial(_aborting_transferrer, store, thread_rng, 100))
-        crew.join()
+class TestTransfersInTransactions:
+    """Concurrent transactions are atomic: totals balance, none is lost, aborts block nobody."""
+
+    def test_concurrent_transfers_keep_every_snapshot_balanced(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """Readers iterating while transactions transfer money always see the same total."""
+        with open_accounts(log_path) as store:
+            crew, audits = _run_transfers(store, rng, transfers=150)
         assert crew.errors == []
-        assert store[LEDGER].balance == 4 * 50
-        assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
-        expected = list(store.items())
-    assert reopened(log_path) == expected
+        total = OPENING_BALANCE * len(ACCOUNTS)
+        assert all(audits), "every auditor took at least one snapshot"
+        assert [value for sums in audits for value in sums if value != total] == []
 
+    def test_concurrent_transfers_lose_no_transaction(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """Every committed transfer is counted, and the final total is unchanged."""
+        with open_accounts(log_path) as store:
+            crew, _ = _run_transfers(store, rng, transfers=150)
+            assert crew.errors == []
+            assert store[LEDGER].balance == 4 * 150
+            assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
 
-# -- iterating while others write -------------------------------------------------------------
+    def test_concurrent_transfers_leave_memory_equal_to_reopen(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """After concurrent transactions, a reopen replays exactly what memory holds."""
+        with open_accounts(log_path) as store:
+            crew, _ = _run_transfers(store, rng, transfers=150)
+            expected = list(store.items())
+        assert crew.errors == []
+        assert reopened(log_path) == expected
+
+    def test_aborted_transactions_apply_nothing_and_block_nobody(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """Transactions abandoned by an exception in some threads neither apply nor block others."""
+        with open_accounts(log_path) as store:
+            for key in ACCOUNTS:
+                store[key] = Account(owner=key, balance=OPENING_BALANCE)
+            store[LEDGER] = Account(owner=LEDGER, balance=0)
+            crew = Crew()
+            for thread_rng in thread_rngs(rng, 4):
+                crew.start(partial(_aborting_transferrer, store, thread_rng, 100))
+            crew.join()
+            assert crew.errors == []
+            assert store[LEDGER].balance == 4 * 50
+            assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
+            expected = list(store.items())
+        assert reopened(log_path) == expected
 
 
 def _churn(store: Store, rng: random.Random) -> None:
@@ -293,24 +296,27 @@ def _iterate(store: Store, view: Callable[[Store], list[object]], done: threadin
         rounds += 1
 
 
-@pytest.mark.parametrize("view", list(VIEWS.values()), ids=list(VIEWS))
-def test_iterating_while_threads_write_never_raises(
-    log_path: Path, rng: random.Random, view: Callable[[Store], list[object]]
-) -> None:
+class TestIteratingWhileOthersWrite:
     """Iterating a view while other threads write and compact never raises."""
-    with open_accounts(log_path) as store:
-        for i in range(20):
-            store[f"key{i}"] = Account(owner=f"key{i}", balance=i)
-        done = threading.Event()
-        readers = Crew()
-        for _ in range(3):
-            readers.start(partial(_iterate, store, view, done))
-        writers = Crew()
-        for thread_rng in thread_rngs(rng, 3):
-            writers.start(partial(_churn, store, thread_rng))
-        writers.join()
-        done.set()
-        readers.join()
-        expected = list(store.items())
-    assert writers.errors + readers.errors == []
-    assert reopened(log_path) == expected
+
+    @pytest.mark.parametrize("view", list(VIEWS.values()), ids=list(VIEWS))
+    def test_iterating_while_threads_write_never_raises(
+        self, log_path: Path, rng: random.Random, view: Callable[[Store], list[object]]
+    ) -> None:
+        """Iterating a view while other threads write and compact never raises."""
+        with open_accounts(log_path) as store:
+            for i in range(20):
+                store[f"key{i}"] = Account(owner=f"key{i}", balance=i)
+            done = threading.Event()
+            readers = Crew()
+            for _ in range(3):
+                readers.start(partial(_iterate, store, view, done))
+            writers = Crew()
+            for thread_rng in thread_rngs(rng, 3):
+                writers.start(partial(_churn, store, thread_rng))
+            writers.join()
+            done.set()
+            readers.join()
+            expected = list(store.items())
+        assert writers.errors + readers.errors == []
+        assert reopened(log_path) == expected
