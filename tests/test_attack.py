@@ -244,30 +244,3 @@ class TestTornTailBound:
         with TypedStore.open(path, str, bytes, config=config) as reopened:
             assert reopened.recovery is not None
             assert reopened.recovery.kind == "torn_tail"
-
-
-class TestUserErrorsAtOpen:
-    """An exception from user code at open reaches the caller as it was raised."""
-
-    def test_validator_error_with_tuple_notes_reaches_the_caller(self, tmp_path: Path) -> None:
-        """A validator's exception whose __notes__ is not a list is not replaced by TypeError."""
-        path = tmp_path / "notes.log"
-
-        class Refused(Exception):
-            """An application's error, carrying its notes as a tuple."""
-
-        armed: list[bool] = []
-
-        def check(value: int) -> int:
-            if armed:
-                error = Refused("no")
-                vars(error)["__notes__"] = ("from the application",)  # a tuple, not a list
-                raise error
-            return value
-
-        value_type = Annotated[int, AfterValidator(check)]
-        with TypedStore.open(path, str, value_type) as store:
-            store["a"] = 1
-        armed.append(True)
-        with pytest.raises(Refused, match="no"):
-            TypedStore.open(path, str, value_type)

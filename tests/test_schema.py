@@ -884,3 +884,26 @@ class TestUserCodeErrors:
             TypedStore.open(log_path, str, refusing)
         assert_names_the_record(info.value, log_path, "'second'")
         assert_untouched(log_path, before)
+
+    def test_validator_error_with_tuple_notes_reaches_the_caller(self, tmp_path: Path) -> None:
+        """A validator's exception whose __notes__ is not a list is not replaced by TypeError."""
+        path = tmp_path / "notes.log"
+
+        class Refused(Exception):
+            """An application's error, carrying its notes as a tuple."""
+
+        armed: list[bool] = []
+
+        def check(value: int) -> int:
+            if armed:
+                error = Refused("no")
+                vars(error)["__notes__"] = ("from the application",)  # a tuple, not a list
+                raise error
+            return value
+
+        value_type = Annotated[int, pydantic.AfterValidator(check)]
+        with TypedStore.open(path, str, value_type) as store:
+            store["a"] = 1
+        armed.append(True)
+        with pytest.raises(Refused, match="no"):
+            TypedStore.open(path, str, value_type)
