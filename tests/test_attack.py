@@ -221,26 +221,3 @@ class TestCliJsonUsageErrors:
         out = capsys.readouterr().out
         assert code == 64
         assert out.lstrip().startswith("{")
-
-
-class TestTornTailBound:
-    """What one buffered write leaves after a crash is a torn tail, as README promises."""
-
-    @pytest.mark.xfail(strict=True, reason="attack: one drain can exceed buf_capacity")
-    def test_zeroed_last_buffered_write_is_a_torn_tail(self, tmp_path: Path) -> None:
-        """A crash zero-filling the whole last drain of the buffer does not refuse the open."""
-        path = tmp_path / "buffered.log"
-        config = StoreConfig(write_through=False, buf_capacity=4096)
-        with TypedStore.open(path, str, bytes, config=config) as store:
-            store.flush()
-            before = path.stat().st_size
-            for i in range(3):  # the third record takes the buffer past 4096: one drain
-                store[f"k{i}"] = b"x" * 1500
-            after = path.stat().st_size
-        assert after - before > config.buf_capacity  # what one buffered write wrote
-        with path.open("r+b") as file:  # what a crash during that write may leave
-            file.seek(before)
-            file.write(bytes(after - before))
-        with TypedStore.open(path, str, bytes, config=config) as reopened:
-            assert reopened.recovery is not None
-            assert reopened.recovery.kind == "torn_tail"

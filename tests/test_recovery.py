@@ -9,6 +9,7 @@ comes with the exact state a reopen must give.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import struct
 import time
@@ -633,6 +634,54 @@ def write_users(path: Path, count: int, config: StoreConfig = SYNCED) -> list[tu
 
 class TestTornTailBound:
     """A damaged tail is dropped as torn only when a crash can have left it."""
+
+    def test_zeroed_last_buffered_write_is_a_torn_tail(self, log_path: Path) -> None:
+        """A crash right after the buffer's last write to the OS, zero-filling all of it, is a
+        torn tail: no write of the buffer holds more than ``buf_capacity`` bytes."""
+        config = StoreConfig(write_through=False, buf_capacity=4096)
+        crashed = log_path.with_name("crashed.log")
+        with TypedStore.open(log_path, str, bytes, config=config) as store:
+            store.flush()
+            before = log_path.stat().st_size
+            key = 0
+            while log_path.stat().st_size == before:  # until one write of the buffer
+                store[f"k{key}"] = b"x" * 1500
+                key += 1
+            after = log_path.stat().st_size
+            crashed.write_bytes(log_path.read_bytes())  # the file as a crash then leaves it
+        assert key == 3  # the third record overfilled the buffer: two went, it stays
+        assert 3000 < after - before <= config.buf_capacity
+        with crashed.open("r+b") as file:
+            file.seek(before)
+            file.write(bytes(after - before))
+        with TypedStore.open(crashed, str, bytes, config=config) as reopened:
+            assert reopened.recovery is not None
+            assert reopened.recovery.kind == "torn_tail"
+            assert len(reopened) == 0
+
+    def test_no_write_of_the_buffer_exceeds_its_capacity(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every write a buffered store hands the OS holds at most ``buf_capacity`` bytes,
+        or one record larger than that alone."""
+        config = StoreConfig(write_through=False, buf_capacity=4096)
+        sizes: list[int] = []
+        real_pwrite = os.pwrite
+
+        def pwrite(fd: int, data: bytes, offset: int) -> int:
+            sizes.append(len(data))
+            return real_pwrite(fd, data, offset)
+
+        with TypedStore.open(log_path, str, bytes, config=config) as store:
+            monkeypatch.setattr(os, "pwrite", pwrite)
+            for key in range(40):
+                store[f"k{key}"] = b"x" * (700 + 97 * key % 1300)
+            store["big"] = b"y" * 6000
+            store["after"] = b"z"
+        assert sizes
+        oversized = [size for size in sizes if size > config.buf_capacity]
+        assert len(oversized) == 1
+        assert 6000 < oversized[0] < 6100  # the big record alone, framed
 
     def test_joined_logs_are_damage_not_a_torn_tail(self, log_path: Path) -> None:
         """``cat a.log b.log > c.log`` raises CorruptLogError at b's header; nothing changes."""

@@ -79,16 +79,25 @@ class Log:
             if self._config.sync_on_write:
                 self._sync(rollback_to=before)
         else:
-            self._buffer += frame
-            if len(self._buffer) >= self._config.buf_capacity:
-                try:
-                    self._drain()
-                except OSError:
-                    del self._buffer[-len(frame) :]
-                    raise
+            self._buffer_frame(frame)
         self.total_records += records
         self.pending_schema = None
         self.generation = generation
+
+    def _buffer_frame(self, frame: bytes) -> None:
+        """Buffer ``frame``; hand the buffer to the OS first if ``frame`` would overfill it.
+
+        So no write to the OS holds more than ``buf_capacity`` bytes, or else one record
+        alone: what a crash in the middle of one write can tear, and what opening cuts
+        as a torn tail (README, "Durability and recovery"). If handing the buffer over
+        fails, it still holds its records and ``frame`` is not in it.
+        """
+        if len(self._buffer) + len(frame) > self._config.buf_capacity:
+            self._drain()
+            if len(frame) >= self._config.buf_capacity:
+                self.file.append(frame)
+                return
+        self._buffer += frame
 
     def _append_parts(self, body: list[bytes], records: int) -> None:
         """Append a body given as parts, as :meth:`append` does, without joining them.
