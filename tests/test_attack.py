@@ -39,59 +39,6 @@ def _signal_on_call(handler: Any, function: str, module: str) -> None:
     sys.settrace(tracer)
 
 
-def _signal_inside_table_put(handler: Any) -> None:
-    """Signal as memory applies a record: the instant after the record reached the log."""
-    _signal_on_call(handler, "put", "_table.py")
-
-
-class TestWriteInterruptedBySignal:
-    """A signal handler's refused write must leave memory equal to what a reopen replays."""
-
-    @pytest.mark.xfail(strict=True, reason="attack: refused handler write splits log and memory")
-    def test_write_refused_in_a_handler_leaves_memory_equal_to_a_reopen(
-        self, tmp_path: Path
-    ) -> None:
-        """A handler's RuntimeError raised mid-append does not leave a record only on disk."""
-        path = tmp_path / "sig.log"
-        store = TypedStore.open(path, str, int)
-
-        def beat(signum: int, frame: FrameType | None) -> None:
-            store["beat"] = 1  # refused with RuntimeError, raised into the interrupted write
-
-        previous = signal.getsignal(signal.SIGALRM)
-        try:
-            _signal_inside_table_put(beat)
-            with pytest.raises(RuntimeError, match="inside one of its writes"):
-                store["a"] = 1
-        finally:
-            sys.settrace(None)
-            signal.signal(signal.SIGALRM, previous)
-        in_memory = dict(store.items())
-        store.close()
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
-
-    @pytest.mark.xfail(strict=True, reason="attack: Ctrl-C mid-append splits log and memory")
-    def test_keyboard_interrupt_mid_append_leaves_memory_equal_to_a_reopen(
-        self, tmp_path: Path
-    ) -> None:
-        """A KeyboardInterrupt arriving just after the append does not lose the entry in memory."""
-        path = tmp_path / "int.log"
-        store = TypedStore.open(path, str, int)
-        previous = signal.getsignal(signal.SIGALRM)
-        try:
-            _signal_inside_table_put(signal.default_int_handler)
-            with pytest.raises(KeyboardInterrupt):
-                store["a"] = 1
-        finally:
-            sys.settrace(None)
-            signal.signal(signal.SIGALRM, previous)
-        in_memory = dict(store.items())
-        store.close()
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
-
-
 class TestWriteFromHandlerDuringMaintenance:
     """A handler's write during flush() or compact() is refused or kept, never silently lost."""
 

@@ -69,22 +69,33 @@ class Log:
             frame = schema + _format.encode_frame(
                 _format.tag(body, generation), self.size + len(schema)
             )
-        if self._config.write_through:
-            before = self.file.size
-            self.file.append(frame)
-            if self._config.sync_on_write:
-                self._sync(rollback_to=before)
-        else:
-            self._buffer += frame
-            if len(self._buffer) >= self._config.buf_capacity:
-                try:
-                    self._drain()
-                except OSError:
-                    del self._buffer[-len(frame) :]
-                    raise
-        self.total_records += records
-        self.pending_schema = None
-        self.generation = generation
+        total = self.total_records + records
+        before = self.file.size
+        size = before + len(self._buffer)
+        try:
+            if self._config.write_through:
+                self.file.append(frame)
+                if self._config.sync_on_write:
+                    self._sync(rollback_to=before)
+            else:
+                self._buffer += frame
+                if len(self._buffer) >= self._config.buf_capacity:
+                    try:
+                        self._drain()
+                    except OSError:
+                        del self._buffer[-len(frame) :]
+                        raise
+            self.total_records, self.pending_schema, self.generation = total, None, generation
+        except BaseException:
+            # A signal handler's exception can arrive anywhere, even after the bytes
+            # reached the file: the record is in the log exactly when file or buffer
+            # grew, and then it is counted, so that the caller can make memory agree.
+            if self.size != size:
+                self.total_records, self.pending_schema, self.generation = total, None, generation
+            else:  # not in the log: cut bytes written but not yet counted by the file
+                with contextlib.suppress(OSError):
+                    self.file.truncate(before)
+            raise
 
     def flush(self) -> None:
         """Hand buffered records to the OS and fsync the log."""
@@ -145,8 +156,12 @@ class Log:
 
     def _drain(self) -> None:
         if self._buffer:
-            self.file.append(bytes(self._buffer))
-            self._buffer.clear()
+            before = self.file.size
+            try:
+                self.file.append(bytes(self._buffer))
+            finally:
+                if self.file.size != before:  # written, even if an exception came after
+                    self._buffer.clear()
 
     def _sync(self, rollback_to: int | None) -> None:
         try:
