@@ -1091,6 +1091,52 @@ class TestWritesFromInsideAWrite:
         assert in_memory == [("b", 2), ("a", 3), ("c", 4)]
         assert _reopened_items(store) == in_memory
 
+    @staticmethod
+    def _beat_during(store: TypedStore[str, int], function: str) -> list[tuple[str, int]]:
+        """Run ``store.flush()`` or ``compact()`` with a handler writing as ``function`` starts."""
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # a refusal is a correct outcome
+                store["beat"] = 1
+
+        with _signal_handler_restored():
+            _signal_at(beat, function, "_fs.py")
+            store.flush() if function == "append" else store.compact()
+        return list(store.items())
+
+    def test_write_from_a_handler_during_flush_is_not_lost(self, log_path: Path) -> None:
+        """A buffered store's flush() does not drop a record a handler wrote meanwhile."""
+        store = TypedStore.open(log_path, str, int, config=StoreConfig(write_through=False))
+        store["a"] = 1
+        in_memory = self._beat_during(store, "append")  # the flush's drain of the buffer
+        assert _reopened_items(store) == in_memory
+
+    def test_write_from_a_handler_during_compact_is_not_lost(self, log_path: Path) -> None:
+        """compact() does not swap in a log lacking a record a handler wrote meanwhile."""
+        store = TypedStore.open(log_path, str, int)
+        store["a"] = 1
+        in_memory = self._beat_during(store, "sync")  # the fsync of the new log
+        assert _reopened_items(store) == in_memory
+
+    def test_write_from_a_handler_during_close_is_refused(self, log_path: Path) -> None:
+        """A handler's write while close() drains the buffer raises RuntimeError, not lost."""
+        store = TypedStore.open(log_path, str, int, config=StoreConfig(write_through=False))
+        store["a"] = 1
+        refused: list[RuntimeError] = []
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            try:
+                store["beat"] = 1
+            except RuntimeError as exc:
+                refused.append(exc)
+
+        with _signal_handler_restored():
+            _signal_at(beat, "append", "_fs.py")  # the close's drain of the buffer
+            store.close()
+        assert refused
+        with TypedStore.open(log_path, str, int, readonly=True) as reopened:
+            assert dict(reopened.items()) == {"a": 1}
+
     def test_modify_fn_that_writes_is_refused(self, log_path: Path, settle: Settle) -> None:
         """A modify fn writing to its own store raises RuntimeError, and nothing is written."""
         with Ints.open(log_path) as store:

@@ -58,7 +58,8 @@ class _Phase(enum.Enum):
     USER_CODE = enum.auto()
     """Running validators or ``modify``'s ``fn``: closing the store is allowed."""
     APPENDING = enum.auto()
-    """Appending the record and applying it: nothing may touch the log."""
+    """Appending the record and applying it, or flushing, compacting or closing the log:
+    nothing may touch the log."""
 
 
 _IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
@@ -570,7 +571,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._check_open()
             self._check_not_writing("flush()")
             if self._log is not None:
-                self._log.flush()
+                self._phase = _APPENDING  # a write from a signal handler now is refused
+                try:
+                    self._log.flush()
+                finally:
+                    self._phase = _IDLE
 
     def compact(self) -> None:
         """Rewrite the log to its header and one insert per live entry, atomically.
@@ -580,7 +585,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
-            self._compact_locked(log)
+            self._phase = _APPENDING  # a write from a signal handler now is refused
+            try:
+                self._compact_locked(log)
+            finally:
+                self._phase = _IDLE
 
     def _compact_locked(self, log: Log) -> None:
         entries = _compact.insert_bodies(self._table.entries, self._codec)
@@ -598,9 +607,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             if self._is_closed:
                 return
-            if self._phase is _APPENDING:  # a signal handler, say: the write goes on
+            phase = self._phase
+            if phase is _APPENDING:  # a signal handler, say: the write goes on
                 raise RuntimeError("close() from code that interrupted a write of this store")
             log = self._log
+            # A write from a signal handler now is refused; close() from a validator or
+            # modify's fn returns to that write, which then finds the store closed.
+            self._phase = _APPENDING
             try:
                 if log is not None:
                     log.close()
@@ -609,6 +622,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                     raise  # still open, records still buffered: close() can be retried
                 self._release()
                 raise
+            finally:
+                self._phase = phase
             self._release()
 
     def _release(self) -> None:
