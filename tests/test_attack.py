@@ -6,133 +6,17 @@ remove its ``xfail`` mark with the fix.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import pytest
 from pydantic import AfterValidator
 
-from typedstore import NotAStoreError, StoreConfig, TypedStore
+from typedstore import NotAStoreError, TypedStore
 from typedstore.__main__ import main
-
-
-def _signal_on_call(handler: Any, function: str, module: str) -> None:
-    """Arrange for SIGALRM, handled by ``handler``, to arrive as ``module.function`` is called.
-
-    A trace function sends the signal on entering it: the handler runs at that instant,
-    as a real signal arriving there would.
-    """
-    signal.signal(signal.SIGALRM, handler)
-
-    def tracer(frame: FrameType, event: str, arg: object) -> None:
-        code = frame.f_code
-        if event == "call" and code.co_name == function and code.co_filename.endswith(module):
-            sys.settrace(None)
-            os.kill(os.getpid(), signal.SIGALRM)
-
-    sys.settrace(tracer)
-
-
-def _signal_inside_table_put(handler: Any) -> None:
-    """Signal as memory applies a record: the instant after the record reached the log."""
-    _signal_on_call(handler, "put", "_table.py")
-
-
-class TestWriteInterruptedBySignal:
-    """A signal handler's refused write must leave memory equal to what a reopen replays."""
-
-    @pytest.mark.xfail(strict=True, reason="attack: refused handler write splits log and memory")
-    def test_write_refused_in_a_handler_leaves_memory_equal_to_a_reopen(
-        self, tmp_path: Path
-    ) -> None:
-        """A handler's RuntimeError raised mid-append does not leave a record only on disk."""
-        path = tmp_path / "sig.log"
-        store = TypedStore.open(path, str, int)
-
-        def beat(signum: int, frame: FrameType | None) -> None:
-            store["beat"] = 1  # refused with RuntimeError, raised into the interrupted write
-
-        previous = signal.getsignal(signal.SIGALRM)
-        try:
-            _signal_inside_table_put(beat)
-            with pytest.raises(RuntimeError, match="inside one of its writes"):
-                store["a"] = 1
-        finally:
-            sys.settrace(None)
-            signal.signal(signal.SIGALRM, previous)
-        in_memory = dict(store.items())
-        store.close()
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
-
-    @pytest.mark.xfail(strict=True, reason="attack: Ctrl-C mid-append splits log and memory")
-    def test_keyboard_interrupt_mid_append_leaves_memory_equal_to_a_reopen(
-        self, tmp_path: Path
-    ) -> None:
-        """A KeyboardInterrupt arriving just after the append does not lose the entry in memory."""
-        path = tmp_path / "int.log"
-        store = TypedStore.open(path, str, int)
-        previous = signal.getsignal(signal.SIGALRM)
-        try:
-            _signal_inside_table_put(signal.default_int_handler)
-            with pytest.raises(KeyboardInterrupt):
-                store["a"] = 1
-        finally:
-            sys.settrace(None)
-            signal.signal(signal.SIGALRM, previous)
-        in_memory = dict(store.items())
-        store.close()
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
-
-
-class TestWriteFromHandlerDuringMaintenance:
-    """A handler's write during flush() or compact() is refused or kept, never silently lost."""
-
-    @staticmethod
-    def _beat_during(store: TypedStore[str, int], function: str) -> dict[str, int]:
-        """Run ``store.flush()`` or ``compact()`` with a handler writing as ``function`` starts."""
-
-        def beat(signum: int, frame: FrameType | None) -> None:
-            with contextlib.suppress(RuntimeError):  # a refusal is a correct outcome
-                store["beat"] = 1
-
-        previous = signal.getsignal(signal.SIGALRM)
-        try:
-            _signal_on_call(beat, function, "_fs.py")
-            store.flush() if function == "append" else store.compact()
-        finally:
-            sys.settrace(None)
-            signal.signal(signal.SIGALRM, previous)
-        in_memory = dict(store.items())
-        store.close()
-        return in_memory
-
-    @pytest.mark.xfail(strict=True, reason="attack: handler write during flush() is lost")
-    def test_write_from_a_handler_during_flush_is_not_lost(self, tmp_path: Path) -> None:
-        """A buffered store's flush() does not drop a record a handler wrote meanwhile."""
-        path = tmp_path / "flush.log"
-        store = TypedStore.open(path, str, int, config=StoreConfig(write_through=False))
-        store["a"] = 1
-        in_memory = self._beat_during(store, "append")  # the flush's drain of the buffer
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
-
-    @pytest.mark.xfail(strict=True, reason="attack: handler write during compact() is lost")
-    def test_write_from_a_handler_during_compact_is_not_lost(self, tmp_path: Path) -> None:
-        """compact() does not swap in a log lacking a record a handler wrote meanwhile."""
-        path = tmp_path / "compact.log"
-        store = TypedStore.open(path, str, int)
-        store["a"] = 1
-        in_memory = self._beat_during(store, "sync")  # the fsync of the new log
-        with TypedStore.open(path, str, int, readonly=True) as reopened:
-            assert dict(reopened.items()) == in_memory
 
 
 class TestPathSwappedDuringOpen:

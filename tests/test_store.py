@@ -25,14 +25,18 @@ One class per promise, in file order:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
 import signal
+import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, BinaryIO, Generic, TypeVar
 
 import msgpack
@@ -936,6 +940,45 @@ class AuditedStore(TypedStore[str, Audited]):
     """A store whose values' validator writes to it."""
 
 
+def _signal_at(handler: Any, function: str, module: str, event: str = "call") -> None:
+    """Arrange for SIGALRM, handled by ``handler``, to arrive as ``module.function`` is
+    called (``event="call"``) or returns (``"return"``).
+
+    A trace function sends the signal at that instant: the handler runs at the next
+    bytecode boundary, as a real signal arriving there would.
+    """
+    signal.signal(signal.SIGALRM, handler)
+
+    def tracer(frame: FrameType, traced: str, arg: object) -> Any:
+        code = frame.f_code
+        if code.co_name == function and code.co_filename.endswith(module):
+            if traced == event:
+                sys.settrace(None)
+                os.kill(os.getpid(), signal.SIGALRM)
+            return tracer  # follow the function's lines to see it return
+        return None
+
+    sys.settrace(tracer)
+
+
+@contextlib.contextmanager
+def _signal_handler_restored() -> Iterator[None]:
+    """Restore SIGALRM's handler and stop tracing on leaving, whatever the test did."""
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _reopened_items(store: TypedStore[str, int]) -> list[tuple[str, int]]:
+    """Close ``store`` and return the entries a reopen of its log replays, in order."""
+    store.close()
+    with TypedStore.open(store.path, str, int, readonly=True) as reopened:
+        return list(reopened.items())
+
+
 class TestWritesFromInsideAWrite:
     """A write re-entered from its own thread is refused, and a store closed meanwhile writes
     nowhere: the log never gets a record interleaved with another."""
@@ -970,6 +1013,113 @@ class TestWritesFromInsideAWrite:
             assert reopened.get("beat", 0) == done["beats"]
             assert all(reopened[f"k{i}"] == i for i in range(written))
         assert done["refused"] > 0
+
+    def test_write_refused_in_a_handler_leaves_memory_equal_to_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A handler's RuntimeError raised mid-append does not leave a record only on disk."""
+        store = TypedStore.open(log_path, str, int)
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            store["beat"] = 1  # refused with RuntimeError, raised into the interrupted write
+
+        with _signal_handler_restored():
+            _signal_at(beat, "put", "_table.py")
+            with pytest.raises(RuntimeError, match="inside one of its writes"):
+                store["a"] = 1
+        in_memory = list(store.items())
+        assert _reopened_items(store) == in_memory
+
+    def test_keyboard_interrupt_mid_append_leaves_memory_equal_to_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A KeyboardInterrupt arriving just after the append does not lose the entry in memory."""
+        store = TypedStore.open(log_path, str, int)
+        with _signal_handler_restored():
+            _signal_at(signal.default_int_handler, "put", "_table.py")
+            with pytest.raises(KeyboardInterrupt):
+                store["a"] = 1
+        in_memory = list(store.items())
+        assert _reopened_items(store) == in_memory
+
+    def test_keyboard_interrupt_once_the_bytes_are_written_leaves_memory_equal_to_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A KeyboardInterrupt as the record's bytes reach the file leaves memory as a reopen."""
+        store = TypedStore.open(log_path, str, int)
+        store["a"] = 1
+        with _signal_handler_restored():
+            _signal_at(signal.default_int_handler, "append", "_fs.py", event="return")
+            with pytest.raises(KeyboardInterrupt):
+                store["b"] = 2
+        in_memory = list(store.items())
+        assert _reopened_items(store) == in_memory
+
+    def test_keyboard_interrupt_mid_transaction_apply_leaves_memory_equal_to_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A KeyboardInterrupt while memory applies a committed batch leaves it as a reopen."""
+        store = TypedStore.open(log_path, str, int)
+        store.update({"a": 1, "b": 2})
+
+        def move_a_and_add_c() -> None:
+            with store.transaction() as txn:
+                del txn["a"]
+                txn["a"] = 3  # moves "a" to the end
+                txn["c"] = 4
+                _signal_at(signal.default_int_handler, "put", "_table.py")
+
+        with _signal_handler_restored(), pytest.raises(KeyboardInterrupt):
+            move_a_and_add_c()
+        in_memory = list(store.items())
+        assert in_memory == [("b", 2), ("a", 3), ("c", 4)]
+        assert _reopened_items(store) == in_memory
+
+    @staticmethod
+    def _beat_during(store: TypedStore[str, int], function: str) -> list[tuple[str, int]]:
+        """Run ``store.flush()`` or ``compact()`` with a handler writing as ``function`` starts."""
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # a refusal is a correct outcome
+                store["beat"] = 1
+
+        with _signal_handler_restored():
+            _signal_at(beat, function, "_fs.py")
+            store.flush() if function == "append" else store.compact()
+        return list(store.items())
+
+    def test_write_from_a_handler_during_flush_is_not_lost(self, log_path: Path) -> None:
+        """A buffered store's flush() does not drop a record a handler wrote meanwhile."""
+        store = TypedStore.open(log_path, str, int, config=StoreConfig(write_through=False))
+        store["a"] = 1
+        in_memory = self._beat_during(store, "append")  # the flush's drain of the buffer
+        assert _reopened_items(store) == in_memory
+
+    def test_write_from_a_handler_during_compact_is_not_lost(self, log_path: Path) -> None:
+        """compact() does not swap in a log lacking a record a handler wrote meanwhile."""
+        store = TypedStore.open(log_path, str, int)
+        store["a"] = 1
+        in_memory = self._beat_during(store, "sync")  # the fsync of the new log
+        assert _reopened_items(store) == in_memory
+
+    def test_write_from_a_handler_during_close_is_refused(self, log_path: Path) -> None:
+        """A handler's write while close() drains the buffer raises RuntimeError, not lost."""
+        store = TypedStore.open(log_path, str, int, config=StoreConfig(write_through=False))
+        store["a"] = 1
+        refused: list[RuntimeError] = []
+
+        def beat(signum: int, frame: FrameType | None) -> None:
+            try:
+                store["beat"] = 1
+            except RuntimeError as exc:
+                refused.append(exc)
+
+        with _signal_handler_restored():
+            _signal_at(beat, "append", "_fs.py")  # the close's drain of the buffer
+            store.close()
+        assert refused
+        with TypedStore.open(log_path, str, int, readonly=True) as reopened:
+            assert dict(reopened.items()) == {"a": 1}
 
     def test_modify_fn_that_writes_is_refused(self, log_path: Path, settle: Settle) -> None:
         """A modify fn writing to its own store raises RuntimeError, and nothing is written."""

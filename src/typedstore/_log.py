@@ -53,20 +53,41 @@ class Log:
         ``body`` is one ``bytes``, or a large body's parts (see ``_records.LARGE_BODY``).
         When it returns the record is in the OS (write-through), on disk
         (``sync_on_write``) or in the buffer. When it raises, neither file nor
-        buffer holds the record.
+        buffer holds the record, unless the exception (a signal handler's) came once
+        it was in one of them: then it stays, counted in ``total_records``.
         """
         if self.failure is not None:  # check_writable, inlined on the path of every write
             self.check_writable()
-        if isinstance(body, list):
-            self._append_parts(body, records)
-            return
         generation = self.generation
-        if self.pending_schema is None:
-            frame = _format.encode_frame(_format.tag(body, generation), self.size)
-        else:
+        if self.pending_schema is not None:
             # In the same write as the first record under the new schema: a log opened
             # with changed types is not written to until something is stored.
             generation = (generation + 1) % _format.GENERATIONS
+        total = self.total_records + records
+        size = self.size
+        try:
+            if isinstance(body, list):
+                self._append_parts(body, generation)
+            else:
+                self._append_bytes(body, generation)
+            self.total_records, self.pending_schema, self.generation = total, None, generation
+        except BaseException:
+            # A signal handler's exception can arrive anywhere, even after the bytes
+            # reached the file: the record is in the log exactly when file or buffer
+            # grew, and then it is counted, so that the caller can make memory agree.
+            if self.size != size:
+                self.total_records, self.pending_schema, self.generation = total, None, generation
+            else:  # not in the log: cut bytes written but not yet counted by the file
+                with contextlib.suppress(OSError):
+                    self.file.truncate(self.file.size)
+            raise
+
+    def _append_bytes(self, body: bytes, generation: int) -> None:
+        """Frame ``body`` under ``generation``, after the pending schema record if any, and
+        write it (or buffer it)."""
+        if self.pending_schema is None:
+            frame = _format.encode_frame(_format.tag(body, generation), self.size)
+        else:
             schema = _format.encode_frame(
                 _format.schema_body(self.pending_schema, generation), self.size
             )
@@ -80,9 +101,6 @@ class Log:
                 self._sync(rollback_to=before)
         else:
             self._buffer_frame(frame)
-        self.total_records += records
-        self.pending_schema = None
-        self.generation = generation
 
     def _buffer_frame(self, frame: bytes) -> None:
         """Buffer ``frame``; hand the buffer to the OS first if ``frame`` would overfill it.
@@ -99,17 +117,15 @@ class Log:
                 return
         self._buffer += frame
 
-    def _append_parts(self, body: list[bytes], records: int) -> None:
-        """Append a body given as parts, as :meth:`append` does, without joining them.
+    def _append_parts(self, body: list[bytes], generation: int) -> None:
+        """Append a body given as parts, as :meth:`_append_bytes` does, without joining them.
 
         The record goes through the buffer only if it fits there; otherwise the buffer
         is handed to the OS first, to keep the records in order, then the record's parts.
         """
-        generation = self.generation
         frame: list[bytes] = []
         offset = self.size
         if self.pending_schema is not None:  # in the same write: see append
-            generation = (generation + 1) % _format.GENERATIONS
             schema = _format.encode_frame(
                 _format.schema_body(self.pending_schema, generation), offset
             )
@@ -122,14 +138,10 @@ class Log:
             if self._config.sync_on_write:
                 self._sync(rollback_to=before)
         elif len(self._buffer) + sum(map(len, frame)) < self._config.buf_capacity:
-            for part in frame:
-                self._buffer += part
+            self._buffer += b"".join(frame)  # one step: the buffer never holds part of it
         else:
             self._drain()
             self.file.append_parts(frame)
-        self.total_records += records
-        self.pending_schema = None
-        self.generation = generation
 
     def flush(self) -> None:
         """Hand buffered records to the OS and fsync the log."""
@@ -190,8 +202,12 @@ class Log:
 
     def _drain(self) -> None:
         if self._buffer:
-            self.file.append(bytes(self._buffer))
-            self._buffer.clear()
+            before = self.file.size
+            try:
+                self.file.append(bytes(self._buffer))
+            finally:
+                if self.file.size != before:  # written, even if an exception came after
+                    self._buffer.clear()
 
     def _sync(self, rollback_to: int | None) -> None:
         try:

@@ -58,7 +58,8 @@ class _Phase(enum.Enum):
     USER_CODE = enum.auto()
     """Running validators or ``modify``'s ``fn``: closing the store is allowed."""
     APPENDING = enum.auto()
-    """Appending the record and applying it: nothing may touch the log."""
+    """Appending the record and applying it, or flushing, compacting or closing the log:
+    nothing may touch the log."""
 
 
 _IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
@@ -303,7 +304,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         """Validate and write ``key = value``; return the previous value, or None.
 
         An existing key keeps its position. When it returns, the record is durable
-        as the config promises; when it raises, nothing changed.
+        as the config promises; when it raises, nothing changed (unless a signal
+        handler raised the exception: README.md, "Limitations").
         """
         previous = self._put(key, value)
         return None if previous is MISSING else self._codec.thaw(previous)
@@ -459,7 +461,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         Raises RuntimeError for a write from code running inside a write of this store
         in this thread (a signal handler, a finalizer, a validator or ``fn``): the
         store's lock is re-entrant, and such a write would interleave its record with
-        the interrupted one.
+        the interrupted one. An exception a signal handler raises into it once the
+        log holds the record propagates after memory applied it (see ``_append``).
 
         ``compact`` rewrites the log right after: for a record naming a key that is
         not equal to itself (a NaN key stored by an older version), which replay
@@ -491,21 +494,33 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
     def _append(self, log: Log, writes: Sequence[Write[K]], batch: bool) -> list[Stored]:
         """Append ``writes`` as one record, then apply them to memory; see ``_write``."""
         table = self._table
+        # An exception from a signal handler (KeyboardInterrupt, a refused write) can
+        # arrive between any two bytecodes. Once the log counts the record, memory must
+        # follow whatever arrives: the handlers below finish applying it, then re-raise.
+        records = log.total_records
         if batch:
             key_bytes = table.record_keys(writes)
-            log.append(batch_record_body(writes, key_bytes), len(writes))
-            # The record is in the log (or its buffer): memory follows.
-            put, pop = table.put, table.pop
-            return [
-                pop(key) if blob is None else put(key, named, stored)
-                for (key, _, stored, blob), named in zip(writes, key_bytes)  # noqa: B905 - hot
-            ]
+            applied: list[Stored] = []  # what each write applied replaced: where to resume
+            try:
+                log.append(batch_record_body(writes, key_bytes), len(writes))
+                table.apply(writes, key_bytes, applied)
+            except BaseException:
+                if log.total_records != records:
+                    done = len(applied)
+                    table.settle(writes[done:], key_bytes[done:])
+                raise
+            return applied
         ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
         if blob is None and key not in table.entries:
             return [MISSING]  # the removal of an absent key writes nothing
         named = table.record_key(key, given)
-        log.append(operation_body(named, blob), 1)
-        return [table.pop(key) if blob is None else table.put(key, named, stored)]
+        try:
+            log.append(operation_body(named, blob), 1)
+            return [table.pop(key) if blob is None else table.put(key, named, stored)]
+        except BaseException:
+            if log.total_records != records:
+                table.settle(writes, (named,))
+            raise
 
     def _after_write(self, log: Log, compact: bool) -> None:
         """Compact when asked or the policy says so; a failure is logged, never fails the write."""
@@ -556,7 +571,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
             self._check_open()
             self._check_not_writing("flush()")
             if self._log is not None:
-                self._log.flush()
+                self._phase = _APPENDING  # a write from a signal handler now is refused
+                try:
+                    self._log.flush()
+                finally:
+                    self._phase = _IDLE
 
     def compact(self) -> None:
         """Rewrite the log to its header and one insert per live entry, atomically.
@@ -566,7 +585,11 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
-            self._compact_locked(log)
+            self._phase = _APPENDING  # a write from a signal handler now is refused
+            try:
+                self._compact_locked(log)
+            finally:
+                self._phase = _IDLE
 
     def _compact_locked(self, log: Log) -> None:
         entries = _compact.insert_bodies(self._table.entries, self._codec)
@@ -584,9 +607,13 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             if self._is_closed:
                 return
-            if self._phase is _APPENDING:  # a signal handler, say: the write goes on
+            phase = self._phase
+            if phase is _APPENDING:  # a signal handler, say: the write goes on
                 raise RuntimeError("close() from code that interrupted a write of this store")
             log = self._log
+            # A write from a signal handler now is refused; close() from a validator or
+            # modify's fn returns to that write, which then finds the store closed.
+            self._phase = _APPENDING
             try:
                 if log is not None:
                     log.close()
@@ -595,6 +622,8 @@ class TypedStore(MutableMapping[K, V], Generic[K, V]):
                     raise  # still open, records still buffered: close() can be retried
                 self._release()
                 raise
+            finally:
+                self._phase = phase
             self._release()
 
     def _release(self) -> None:

@@ -62,6 +62,37 @@ class Table(Generic[K]):
             after[key] = None if blob is None else key_bytes
         return out
 
+    def apply(
+        self, writes: Sequence[Write[K]], key_bytes: Sequence[KeyBytes], previous: list[Stored]
+    ) -> None:
+        """Apply ``writes`` (their record written), named by ``key_bytes``, in turn.
+
+        Appends to ``previous`` what each replaced (MISSING where nothing) as it is
+        applied: if an exception interrupts, ``writes[len(previous):]`` are what
+        :meth:`settle` must still apply.
+        """
+        put, pop, add = self.put, self.pop, previous.append
+        for (key, _, stored, blob), named in zip(writes, key_bytes):  # noqa: B905 - hot
+            add(pop(key) if blob is None else put(key, named, stored))
+
+    def settle(self, writes: Sequence[Write[K]], key_bytes: Sequence[KeyBytes]) -> None:
+        """Finish applying ``writes`` whose record is written, after an exception interrupted.
+
+        The first of them may be applied already, or half applied: each step here
+        leaves the same table whether it ran before or not, so running it again is
+        harmless.
+        """
+        self._order = None  # may miss a key, or hold one twice: rebuilt on demand
+        for (key, _, stored, blob), named in zip(writes, key_bytes):  # noqa: B905 - same length
+            if blob is None:
+                self.entries.pop(key, None)
+                if self._key_bytes is not None:
+                    self._key_bytes.pop(key, None)
+            else:
+                self.entries[key] = stored
+                if self._key_bytes is not None:
+                    self._key_bytes[key] = named
+
     def put(self, key: K, key_bytes: KeyBytes, stored: Stored) -> Stored:
         """Set ``key`` to ``stored`` (its record written); return what it replaced, or MISSING."""
         previous = self.entries.get(key, MISSING)
