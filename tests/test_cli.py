@@ -14,6 +14,7 @@ One class per promise, in file order:
 - ``TestErrorExitCodes``: one error line with its documented exit code.
 - ``TestJsonErrors``: errors as one JSON object with ``--json``.
 - ``TestRealProcesses``: ``python -m typedstore`` run for real.
+- ``TestClosedStdout``: a reader that went away never turns a failure into success.
 - ``TestJsonRendering``: values JSON cannot hold, data of any depth.
 - ``TestProgress``: the progress line on a terminal.
 - ``TestSchemaRecords``: schema records and versions offline.
@@ -215,6 +216,25 @@ class TestHelpAndUsage:
         assert run.code == 64
         assert run.err.count("\n") == 1
         assert "--mode" in run.err
+
+    def test_usage_error_with_json_prints_one_object(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`repair --json LOG` without --mode prints one error object and exits 64."""
+        code = main(["repair", "--json", "some.log"])
+        out = capsys.readouterr().out
+        assert code == 64
+        assert out.lstrip().startswith("{")
+
+    def test_usage_error_object_names_the_kind_and_no_path(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A usage error with ``--json`` is kind ``usage``, with the message and no path or
+        offset."""
+        run = cli(capsys, "repair", "some.log", "--json")
+        error = json_error(run)
+        assert (error["error"], error["offset"], error["path"]) == ("usage", None, None)
+        assert "--mode" in str(error["message"])
 
     def test_version_prints_the_installed_version(self, capsys: pytest.CaptureFixture[str]) -> None:
         """``typedstore --version`` prints the package's version and exits 0."""
@@ -1251,3 +1271,55 @@ class TestEqualKeys:
         assert cli(capsys, "compact", log_path).code == ExitCode.OK
         with TypedStore.open(log_path, datetime.datetime, int) as store:
             assert dict(store) == {utc + datetime.timedelta(days=1): 2}
+
+
+def cli_to_closed_stdout(*argv: str | Path) -> Run:
+    """Run ``python -m typedstore argv`` with a stdout whose reader has gone away."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "typedstore", *map(str, argv)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            preexec_fn=limit_memory,
+        )
+    finally:
+        os.close(write_end)
+    return Run(done.returncode, "", done.stderr)
+
+
+class TestClosedStdout:
+    """A reader that went away never turns a failure into success, nor prints a traceback."""
+
+    def test_json_error_to_a_closed_stdout_prints_no_traceback(self, tmp_path: Path) -> None:
+        """`info --json` of a missing log, stdout closed, exits 3 without a traceback."""
+        done = cli_to_closed_stdout("info", "--json", tmp_path / "missing.log")
+        assert "Traceback" not in done.err
+        assert done.code == 3
+
+    def test_verify_of_a_damaged_log_to_a_closed_stdout_does_not_succeed(
+        self, tmp_path: Path
+    ) -> None:
+        """`verify --json` of a damaged log does not exit 0 because stdout was closed."""
+        path = tmp_path / "damaged.log"
+        with TypedStore.open(path, str, int) as store:
+            for i in range(20):
+                store[f"k{i}"] = i
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        done = cli_to_closed_stdout("verify", "--json", path)
+        assert done.code != 0
+
+    @pytest.mark.parametrize("command", [["dump"], ["verify"], ["info", "--json"]])
+    def test_success_to_a_closed_stdout_exits_141_quietly(
+        self, log_path: Path, command: list[str]
+    ) -> None:
+        """A command that succeeds but whose reader went away exits 141 and prints nothing."""
+        make_log(log_path)
+        run = cli_to_closed_stdout(*command, log_path)
+        assert (run.code, run.err) == (ExitCode.BROKEN_PIPE, "")

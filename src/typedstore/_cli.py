@@ -16,7 +16,7 @@ import enum
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -38,6 +38,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 64
     INTERNAL = 70
     INTERRUPTED = 130
+    BROKEN_PIPE = 141
 
 
 EXIT_CODES = """\
@@ -51,7 +52,9 @@ exit codes:
   4    not a typedstore log, or not a regular file (nothing was changed)
   64   usage error
   70   internal error: a bug in typedstore (reported on one line, please report it)
-  130  interrupted"""
+  130  interrupted
+  141  the reader of the output went away (a broken pipe) before a command
+       that otherwise succeeded was done; a failure keeps its own code"""
 
 
 def _blob_to_json(blob: bytes) -> JSONValue:
@@ -60,7 +63,49 @@ def _blob_to_json(blob: bytes) -> JSONValue:
 
 
 def _print_json(data: JSONValue, *, indent: int | None = None) -> None:
-    print(dumps(data, indent=indent))
+    _STDOUT.print(dumps(data, indent=indent))
+
+
+class _Stdout:
+    """The command's stdout, which outlives its reader.
+
+    When the reader goes away (``typedstore dump LOG | head``), writing raises
+    ``BrokenPipeError``. Losing the output is not the command's failure: what it does
+    and the status it ends with stay its own, so the rest of its output goes nowhere
+    and ``broken`` tells :func:`run` to end with ``BROKEN_PIPE`` if nothing else failed.
+    """
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def print(self, line: str) -> None:
+        """Print ``line``, unless the reader has gone away."""
+        if not self.broken:
+            try:
+                print(line)
+            except BrokenPipeError:
+                self._lose()
+
+    def flush(self) -> None:
+        """Write what is buffered, before the status that depends on it is decided."""
+        if not self.broken:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._lose()
+
+    def _lose(self) -> None:
+        """Point stdout at the null device, so no later write or flush at exit fails."""
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, sys.stdout.fileno())
+            finally:
+                os.close(null)
+
+
+_STDOUT = _Stdout()
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -153,7 +198,7 @@ def _print_info(report: dict[str, JSONValue]) -> None:
     elif report["metadata_error"] is not None:
         rows.append(("metadata", f"undecodable ({report['metadata_error']})"))
     for name, value in rows:
-        print(f"{name + ':':<15} {value}")
+        _STDOUT.print(f"{name + ':':<15} {value}")
 
 
 def _versions_text(versions: JSONValue) -> str:
@@ -188,7 +233,7 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
     if args.json:
         _print_json(_verify_report(path, len(buf), finding), indent=2)
     else:
-        print(_verify_line(path, len(buf), finding))
+        _STDOUT.print(_verify_line(path, len(buf), finding))
     return ExitCode.OK if finding.status == "clean" else ExitCode.DAMAGED
 
 
@@ -231,17 +276,26 @@ def cmd_dump(args: argparse.Namespace) -> ExitCode:
     path: Path = args.log
     scan = _scan(path, "dump")
     if args.all:
-        for line in _records(scan):
-            _print_json(line)
+        _print_lines(_records(scan))
         return ExitCode.OK
     finding = _inspect.check(scan)
     if finding.status == "damaged":
         raise CorruptLogError(path, finding.offset or 0, finding.reason or _inspect.DAMAGED_RECORD)
-    for entry in _inspect.live_entries(scan.meta or b"", scan.frames).values():
-        _print_json({"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)})
+    entries = _inspect.live_entries(scan.meta or b"", scan.frames).values()
+    _print_lines(
+        {"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)} for entry in entries
+    )
     if finding.status == "torn_tail":
         _warn(f"{path}: ignored a torn tail at byte offset {finding.offset}")
     return ExitCode.OK
+
+
+def _print_lines(lines: Iterable[JSONValue]) -> None:
+    """Print each of ``lines`` as one JSON line, and stop rendering once no one reads them."""
+    for line in lines:
+        if _STDOUT.broken:
+            return
+        _print_json(line)
 
 
 def _records(scan: _inspect.LogScan) -> Iterator[dict[str, JSONValue]]:
@@ -296,12 +350,12 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
 def _print_compaction(path: Path, result: _inspect.Rewrite) -> None:
     scan = result.scan
     if scan.meta is None:
-        print(f"{path}: empty log (no header yet); nothing to compact")
+        _STDOUT.print(f"{path}: empty log (no header yet); nothing to compact")
         return
     if scan.torn_tail is not None:
-        print(f"{path}: dropped a torn tail at byte offset {scan.torn_tail}")
+        _STDOUT.print(f"{path}: dropped a torn tail at byte offset {scan.torn_tail}")
     schemas = f" and {_count(result.schemas, 'schema record')}" if result.schemas else ""
-    print(
+    _STDOUT.print(
         f"{path}: compacted {_count(len(scan.frames), 'record')} "
         f"({_count(scan.records, 'operation')}) to {_count(result.live, 'record')}{schemas}; "
         f"{scan.size:,} -> {result.size:,} bytes"
@@ -343,16 +397,16 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
 
 def _print_repair(path: Path, mode: str, result: _inspect.Rewrite) -> None:
     if result.backup is None:
-        print(f"{path}: no damage found; nothing changed")
+        _STDOUT.print(f"{path}: no damage found; nothing changed")
         return
-    print(f"{path}: copied the original to {_beside(path, result.backup)}")
+    _STDOUT.print(f"{path}: copied the original to {_beside(path, result.backup)}")
     for start, end in result.dropped:
-        print(f"{path}: dropped bytes {start}-{end} ({end - start:,} bytes)")
+        _STDOUT.print(f"{path}: dropped bytes {start}-{end} ({end - start:,} bytes)")
     if result.dropped_frames:
         lost = _count(result.dropped_frames, "readable record")
-        print(f"{path}: dropped {lost} after the damage (the copy keeps them)")
+        _STDOUT.print(f"{path}: dropped {lost} after the damage (the copy keeps them)")
     live = _count(result.live, "live entry", "live entries")
-    print(f"{path}: repaired ({mode}): {live} kept, {result.size:,} bytes")
+    _STDOUT.print(f"{path}: repaired ({mode}): {live} kept, {result.size:,} bytes")
 
 
 def _repair_report(path: Path, mode: str, result: _inspect.Rewrite) -> dict[str, JSONValue]:
@@ -395,11 +449,19 @@ def _check_directory(path: Path, result: _inspect.Rewrite) -> None:
 # -- arguments ------------------------------------------------------------------------------
 
 
+class UsageError(Exception):
+    """A command line the parser refused; :func:`run` reports it and ends with ``USAGE``."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{message} (see '{prog} --help')")
+        self.prog = prog
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line and exit with ``ExitCode.USAGE``."""
+    """An argument parser whose errors raise :class:`UsageError` instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise UsageError(self.prog, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -506,19 +568,28 @@ def _advice(args: argparse.Namespace) -> str:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _STDOUT.broken = False
+    try:
+        code = _run(argv)
+    except BrokenPipeError:  # ``--help`` to a closed pipe, or a closed stderr
+        code = ExitCode.BROKEN_PIPE
+    _STDOUT.flush()
+    # A broken pipe never turns a failure into success, nor hides one: only a command
+    # that succeeded ends with BROKEN_PIPE, as docs/CLI.md's exit codes say.
+    return ExitCode.BROKEN_PIPE if _STDOUT.broken and code == ExitCode.OK else code
+
+
+def _run(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already reported
+    except UsageError as exc:
+        return _report_usage(argv, exc)
+    except SystemExit as exc:  # --help or --version, already printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     handler: Callable[[argparse.Namespace], ExitCode] = args.handler
     try:
         return handler(args)
-    except BrokenPipeError:
-        # The reader went away (``typedstore dump LOG | head``): stop quietly, and keep
-        # Python from reporting the failed flush of stdout at exit.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
     except KeyboardInterrupt:
         return _report(args, Failure(ExitCode.INTERRUPTED, "interrupted"))
     except Exception as exc:  # every error, a bug included, ends as one line or object
@@ -577,10 +648,29 @@ def _locked_message(path: Path, exc: StoreLockedError) -> str:
 
 def _report(args: argparse.Namespace, failure: Failure) -> ExitCode:
     """Print ``failure``: one line on stderr, or with ``--json`` one object on stdout."""
+    return _print_failure(failure, str(args.log), as_json=args.json)
+
+
+def _report_usage(argv: list[str], exc: UsageError) -> ExitCode:
+    """Print a usage error; as JSON if ``--json`` is anywhere in ``argv``, parsed or not."""
+    failure = Failure(ExitCode.USAGE, str(exc))
+    if not _wants_json(argv):
+        print(f"{exc.prog}: error: {failure.message}", file=sys.stderr)
+        return failure.code
+    return _print_failure(failure, None, as_json=True)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Tell whether ``argv`` asks for ``--json`` (or a prefix argparse accepts for it)."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return any(len(arg) > 2 and "--json".startswith(arg) for arg in options)
+
+
+def _print_failure(failure: Failure, path: str | None, *, as_json: bool) -> ExitCode:
     message = " ".join(failure.message.split())
-    if getattr(args, "json", False):
+    if as_json:
         error = {"error": failure.code.name.lower(), "message": message, "offset": failure.offset}
-        _print_json({**error, "path": str(args.log)}, indent=2)
+        _print_json({**error, "path": path}, indent=2)
     else:
         _error(message)
     return failure.code
