@@ -11,6 +11,8 @@ order:
 - ``TestReadonlyWritesNothing``: a readonly store changes no file.
 - ``TestPathsThatAreNotRegularFiles``: FIFOs, devices and folders are refused.
 - ``TestClosedStores``: closed stores raise StoreClosedError.
+- ``TestPathChangedDuringReplay``: the file replayed is the file written, whatever the path
+  names by then.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import AfterValidator
 
 from tests.models import User
 from typedstore import (
     NotAStoreError,
     StoreClosedError,
+    StoreConfig,
     StoreError,
     StoreLockedError,
     StoreReadOnlyError,
@@ -536,3 +541,102 @@ class TestClosedStores:
         store.close()
         store.close()
         assert store.is_closed
+
+
+def swapping_on_replay(action: Callable[[], object]) -> tuple[type[int], list[bool]]:
+    """Return an int type whose validator runs ``action`` once, when armed, and the arming list."""
+    armed: list[bool] = []
+
+    def swap(value: int) -> int:
+        if armed:
+            armed.clear()
+            action()
+        return value
+
+    return Annotated[int, AfterValidator(swap)], armed  # type: ignore[return-value]
+
+
+class TestPathChangedDuringReplay:
+    """A writable open uses the file it replayed, whatever its path names by the end."""
+
+    def test_log_swapped_for_a_device_during_replay_is_not_written_to(self, tmp_path: Path) -> None:
+        """A log replaced by a link to /dev/null while replaying is refused, or its inode kept."""
+        path = tmp_path / "swap.log"
+        moved = tmp_path / "moved.log"
+
+        def swap() -> None:
+            path.rename(moved)
+            path.symlink_to("/dev/null")
+
+        value_type, armed = swapping_on_replay(swap)
+        with TypedStore.open(path, str, value_type) as store:
+            store["a"] = 1
+        armed.append(True)
+        try:
+            store = TypedStore.open(path, str, value_type)
+        except NotAStoreError:
+            return  # refused: the fix may take this way
+        store["b"] = 2
+        store.close()
+        with TypedStore.open(moved, str, int, readonly=True) as original:
+            assert dict(original.items()) == {"a": 1, "b": 2}
+
+    def test_torn_tail_is_cut_from_the_replayed_log_not_what_its_path_names_by_then(
+        self,
+        tmp_path: Path,
+    ) -> None:
+        """A torn tail is cut from the file replayed, never from a file linked at its path since."""
+        path = tmp_path / "torn.log"
+        victim = tmp_path / "victim.bin"
+        victim.write_bytes(b"someone else's data")
+
+        def swap() -> None:
+            path.rename(tmp_path / "moved.log")
+            path.symlink_to(victim)
+
+        value_type, armed = swapping_on_replay(swap)
+        with TypedStore.open(path, str, value_type) as store:
+            store["a"] = 1
+            store["b"] = 2
+        os.truncate(path, path.stat().st_size - 3)
+        armed.append(True)
+        with TypedStore.open(path, str, value_type) as store:
+            assert store.recovery is not None
+            assert store.recovery.kind == "torn_tail"
+        assert victim.read_bytes() == b"someone else's data"
+
+    def test_damaged_log_is_copied_aside_from_the_replayed_file(self, tmp_path: Path) -> None:
+        """Recovery copies aside the log it replayed, not a file linked at its path since."""
+        path = tmp_path / "damaged.log"
+        victim = tmp_path / "victim.bin"
+        victim.write_bytes(b"someone else's data")
+
+        def swap() -> None:
+            path.rename(tmp_path / "moved.log")
+            path.symlink_to(victim)
+
+        value_type, armed = swapping_on_replay(swap)
+        with TypedStore.open(path, str, value_type) as store:
+            for i in range(20):
+                store[f"k{i}"] = i
+        damaged = bytearray(path.read_bytes())
+        damaged[len(damaged) // 2] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        armed.append(True)
+        config = StoreConfig(recovery="skip")
+        with TypedStore.open(path, str, value_type, config=config) as store:
+            assert store.recovery is not None
+            assert store.recovery.backup is not None
+            assert store.recovery.backup.read_bytes() == damaged
+
+    def test_hard_link_made_during_replay_refuses_the_writable_open(self, tmp_path: Path) -> None:
+        """A hard link to the log made while it is replayed refuses the open, as one made before."""
+        path = tmp_path / "linked.log"
+        value_type, armed = swapping_on_replay(lambda: os.link(path, tmp_path / "other.log"))
+        with TypedStore.open(path, str, value_type) as store:
+            store["a"] = 1
+        before = path.read_bytes()
+        armed.append(True)
+        with pytest.raises(StoreLockedError, match="2 hard links"):
+            TypedStore.open(path, str, value_type)
+        assert path.read_bytes() == before

@@ -12,6 +12,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ._errors import NotAStoreError, StoreLockedError
 
@@ -29,23 +30,50 @@ _NOT_REGULAR = (
 
 
 def read_file(path: Path) -> bytes:
-    """Return the whole content of the regular file at ``path``.
+    """Return the whole content of the regular file at ``path`` (see :func:`open_regular`)."""
+    fd = open_regular(path, writable=False)
+    try:
+        return read_all(fd)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: Path, *, writable: bool) -> int:
+    """Open the regular file at ``path`` and return its descriptor, read-only unless ``writable``.
 
     Anything else is ``NotAStoreError``, left untouched: a device such as
     ``/dev/zero`` would be read until memory runs out, and a FIFO would block the
     open until some writer came. The path is checked before opening (opening a
     device may have effects of its own) and the open file again, since the path may
     change in between; ``O_NONBLOCK`` keeps even that open from waiting on a FIFO.
+    A missing file is ``FileNotFoundError``.
+
+    Whatever the path names later, the descriptor stays on the file checked here:
+    a store reads, truncates and appends to its log through one descriptor.
     """
     check_regular(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    mode = os.O_RDWR if writable else os.O_RDONLY
+    fd = os.open(path, mode | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         _require_regular(path, os.fstat(fd))
+        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    with open(fd, "rb") as file:
-        return file.read()
+    return fd
+
+
+def read_all(fd: int) -> bytes:
+    """Return the whole content of the open regular file ``fd``, from its first byte."""
+    size = os.fstat(fd).st_size
+    parts: list[bytes] = []
+    offset = 0
+    while True:  # the file may grow while it is read: read until a read comes back empty
+        part = os.pread(fd, max(size - offset, _CHUNK), offset)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        offset += len(part)
 
 
 def check_regular(path: Path) -> os.stat_result | None:
@@ -158,9 +186,13 @@ class LogFile:
         self._fd = fd
 
     @classmethod
-    def open_existing(cls, path: Path, size: int) -> LogFile:
-        """Open ``path`` to append after its first ``size`` bytes."""
-        return cls(path, os.open(path, os.O_RDWR | os.O_CLOEXEC), size)
+    def open_existing(cls, path: Path, fd: int, size: int) -> LogFile:
+        """Take the log ``fd`` (opened read-write from ``path``) to append after ``size`` bytes.
+
+        The descriptor is the one the log was replayed through, never the path opened
+        again: the path may name another file by now.
+        """
+        return cls(path, fd, size)
 
     @classmethod
     def create(cls, path: Path) -> LogFile:
@@ -226,9 +258,39 @@ class LogFile:
         os.ftruncate(self._fd, size)
         self.size = size
 
+    def refuse_hard_links(self) -> None:
+        """Raise ``StoreLockedError`` if the file has other names (hard links) by now.
+
+        Checked on the descriptor after replay, before the store first writes: a link
+        made while the log was replayed (by a validator, say) is seen too.
+        """
+        _refuse_hard_links(self.path, os.fstat(self._fd))
+
+    def cut_torn_tail(self, size: int) -> None:
+        """Cut the file to ``size`` bytes and fsync it, so a torn tail does not reappear."""
+        self.truncate(size)
+        os.fsync(self._fd)
+
     def close(self) -> None:
         """Close the descriptor (no flush: nothing is buffered here)."""
         os.close(self._fd)
+
+
+def open_log(path: Path) -> tuple[LogFile, bytes]:
+    """Open the existing regular file at ``path`` to replay and then append to; read it whole.
+
+    Return it open, its size the bytes read, and its content. The store reads, cuts a
+    torn tail from and appends to this one descriptor: code that runs during replay
+    (a validator) may rename the log away or put a link to another file at its path,
+    and the store still writes to the file it replayed.
+    """
+    fd = open_regular(path, writable=True)
+    try:
+        buf = read_all(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return LogFile.open_existing(path, fd, len(buf)), buf
 
 
 def truncate_file(path: Path, size: int) -> None:
@@ -308,19 +370,24 @@ def remove_if_exists(path: Path) -> bool:
     return True
 
 
-def copy_aside(path: Path) -> Path:
+def copy_aside(path: Path, source: LogFile | None = None) -> Path:
     """Copy ``path`` to a new ``<log>.damaged-<time>`` file, fsynced; return its path.
 
     Recovery modes rewrite the log, so the original is kept first: whatever the
-    recovery drops can still be read from the copy.
+    recovery drops can still be read from the copy. Given the open log ``source``, the
+    copy is of that file, whatever ``path`` names by now.
     """
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     for attempt in range(1000):
         suffix = f".damaged-{stamp}" + (f"-{attempt}" if attempt else "")
         target = path.with_name(path.name + suffix)
         try:
-            with open(target, "xb") as out, open(path, "rb") as src:
-                shutil.copyfileobj(src, out)
+            with open(target, "xb") as out:
+                if source is None:
+                    with open(path, "rb") as src:
+                        shutil.copyfileobj(src, out)
+                else:
+                    _copy_from(source._fd, out)
                 out.flush()
                 os.fsync(out.fileno())
         except FileExistsError:
@@ -328,3 +395,11 @@ def copy_aside(path: Path) -> Path:
         fsync_directory(path.parent)
         return target
     raise FileExistsError(f"{path}: could not find a free name to copy the damaged log to")
+
+
+def _copy_from(fd: int, out: BinaryIO) -> None:
+    """Write the whole content of the open file ``fd`` to ``out``, from its first byte."""
+    offset = 0
+    while part := os.pread(fd, _CHUNK, offset):
+        out.write(part)
+        offset += len(part)

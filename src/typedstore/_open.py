@@ -33,46 +33,78 @@ class Opened(Generic[K]):
 def load(
     path: Path, codec: Codec[K, V], schema: Schema, config: StoreConfig, *, readonly: bool
 ) -> Opened[K]:
-    """Open the log at ``path`` (its writer lock already held unless ``readonly``)."""
-    if not readonly and _fs.remove_if_exists(_fs.temp_path(path)):
+    """Open the log at ``path`` (its writer lock already held unless ``readonly``).
+
+    The log is opened once: replay reads it, and the writer cuts and appends to it,
+    through the same descriptor (see ``_fs.open_log``).
+    """
+    if readonly:
+        buf = _fs.read_file(path)
+        if not buf:
+            return Opened({}, None, None)
+        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+        recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
+        return Opened(state.entries, None, recovery)
+    if _fs.remove_if_exists(_fs.temp_path(path)):
         logger.warning("%s: removed the temp file of an interrupted compaction", path)
-    buf = _fs.read_file(path) if readonly or path.exists() else b""
-    if not buf:
-        header = _compact.header(codec, schema.version)
-        return Opened({}, None if readonly else Log.create(path, config, [header], 0), None)
-    state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
-    log, backup = None, None
-    if not readonly:
-        log, backup = _open_log(path, state, len(buf), codec, schema, config)
-        current = (schema.version, codec.fingerprint)
-        if backup is None and (state.schema.version, state.schema.fingerprint) != current:
-            # Later records must say they were written under the current schema.
-            log.pending_schema = codec.metadata(schema.version)
-    return Opened(
-        state.entries, log, _describe_recovery(path, state, len(buf), config.recovery, backup)
-    )
+    if path.exists():
+        file, buf = _fs.open_log(path)
+        if buf:
+            return _load_writable(path, file, buf, codec, schema, config)
+        file.close()
+    header = _compact.header(codec, schema.version)
+    return Opened({}, Log.create(path, config, [header], 0), None)
+
+
+def _load_writable(
+    path: Path,
+    file: _fs.LogFile,
+    buf: bytes,
+    codec: Codec[K, V],
+    schema: Schema,
+    config: StoreConfig,
+) -> Opened[K]:
+    """Replay ``buf``, read from the open log ``file``, and take ``file`` for writing."""
+    try:
+        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+    except BaseException:
+        file.close()
+        raise
+    log, backup = _open_log(path, file, state, codec, schema, config)
+    current = (schema.version, codec.fingerprint)
+    if backup is None and (state.schema.version, state.schema.fingerprint) != current:
+        # Later records must say they were written under the current schema.
+        log.pending_schema = codec.metadata(schema.version)
+    recovery = _describe_recovery(path, state, len(buf), config.recovery, backup)
+    return Opened(state.entries, log, recovery)
 
 
 def _open_log(
     path: Path,
+    file: _fs.LogFile,
     state: Replay[K],
-    size: int,
     codec: Codec[K, V],
     schema: Schema,
     config: StoreConfig,
 ) -> tuple[Log, Path | None]:
-    """Open the replayed log for appending, first dealing with any damage found."""
+    """Take the replayed log ``file`` for appending, first dealing with any damage found."""
     status = state.verdict().status
-    if status == "clean":
-        file = _fs.LogFile.open_existing(path, size)
+    if status in ("clean", "torn_tail"):
+        try:
+            file.refuse_hard_links()
+            if status == "torn_tail":
+                # Truncate and fsync before appending: a record written after the torn
+                # one would turn a harmless torn tail into damage before the tail.
+                file.cut_torn_tail(state.end)
+        except BaseException:
+            file.close()
+            raise
         return Log(file, config, state.total_records, state.generation), None
-    if status == "torn_tail":
-        # Truncate and fsync before appending: a record written after the torn
-        # one would turn a harmless torn tail into damage before the tail.
-        _fs.truncate_file(path, state.end)
-        file = _fs.LogFile.open_existing(path, state.end)
-        return Log(file, config, state.total_records, state.generation), None
-    backup = _fs.copy_aside(path)
+    try:
+        file.refuse_hard_links()
+        backup = _fs.copy_aside(path, file)
+    finally:
+        file.close()
     bodies = _compact.insert_bodies(state.entries, codec)
     chunks = _compact.live_chunks(_compact.header(codec, schema.version), bodies)
     return Log.create(path, config, chunks, len(state.entries)), backup
