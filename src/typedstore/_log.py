@@ -59,17 +59,32 @@ class Log:
         if self.failure is not None:  # check_writable, inlined on the path of every write
             self.check_writable()
         generation = self.generation
-        if self.pending_schema is not None:
+        pending = self.pending_schema
+        if pending is not None:
             # In the same write as the first record under the new schema: a log opened
             # with changed types is not written to until something is stored.
             generation = (generation + 1) % _format.GENERATIONS
         total = self.total_records + records
-        size = self.size
+        file = self.file
+        before = file.size
+        size = before + len(self._buffer)  # self.size, inlined on the path of every write
         try:
             if isinstance(body, list):
                 self._append_parts(body, generation)
             else:
-                self._append_bytes(body, generation)
+                if pending is None:
+                    frame = _format.encode_frame(_format.tag(body, generation), size)
+                else:
+                    schema = _format.encode_frame(_format.schema_body(pending, generation), size)
+                    frame = schema + _format.encode_frame(
+                        _format.tag(body, generation), size + len(schema)
+                    )
+                if self._config.write_through:
+                    file.append(frame)
+                    if self._config.sync_on_write:
+                        self._sync(rollback_to=before)
+                else:
+                    self._buffer_frame(frame)
             self.total_records, self.pending_schema, self.generation = total, None, generation
         except BaseException:
             # A signal handler's exception can arrive anywhere, even after the bytes
@@ -81,26 +96,6 @@ class Log:
                 with contextlib.suppress(OSError):
                     self.file.truncate(self.file.size)
             raise
-
-    def _append_bytes(self, body: bytes, generation: int) -> None:
-        """Frame ``body`` under ``generation``, after the pending schema record if any, and
-        write it (or buffer it)."""
-        if self.pending_schema is None:
-            frame = _format.encode_frame(_format.tag(body, generation), self.size)
-        else:
-            schema = _format.encode_frame(
-                _format.schema_body(self.pending_schema, generation), self.size
-            )
-            frame = schema + _format.encode_frame(
-                _format.tag(body, generation), self.size + len(schema)
-            )
-        if self._config.write_through:
-            before = self.file.size
-            self.file.append(frame)
-            if self._config.sync_on_write:
-                self._sync(rollback_to=before)
-        else:
-            self._buffer_frame(frame)
 
     def _buffer_frame(self, frame: bytes) -> None:
         """Buffer ``frame``; hand the buffer to the OS first if ``frame`` would overfill it.
@@ -118,7 +113,7 @@ class Log:
         self._buffer += frame
 
     def _append_parts(self, body: list[bytes], generation: int) -> None:
-        """Append a body given as parts, as :meth:`_append_bytes` does, without joining them.
+        """Append a body given as parts, as :meth:`append` does, without joining them.
 
         The record goes through the buffer only if it fits there; otherwise the buffer
         is handed to the OS first, to keep the records in order, then the record's parts.
