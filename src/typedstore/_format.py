@@ -105,10 +105,7 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     record cut short by a crash apart without reading further.
     Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
     """
-    if len(body) > MAX_RECORD_BYTES:
-        raise _record_too_large(len(body))
-    tail = _HEAD_TAIL.pack(len(body), zlib.crc32(body))
-    return _U32.pack(zlib.crc32(tail, _seed(offset))) + tail + body
+    return _frame_head(len(body), zlib.crc32(body), offset) + body
 
 
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
@@ -118,14 +115,18 @@ def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
     value is framed and written without a second copy of it. Raises ``EncodingError``
     when the body exceeds ``MAX_RECORD_BYTES``.
     """
-    length = sum(map(len, body))
-    if length > MAX_RECORD_BYTES:
-        raise _record_too_large(length)
     crc = 0
     for part in body:
         crc = zlib.crc32(part, crc)
+    return [_frame_head(sum(map(len, body)), crc, offset), *body]
+
+
+def _frame_head(length: int, crc: int, offset: int) -> bytes:
+    """Return the head of a frame at ``offset`` whose body has ``length`` and ``crc``."""
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
     tail = _HEAD_TAIL.pack(length, crc)
-    return [_U32.pack(zlib.crc32(tail, _seed(offset))) + tail, *body]
+    return _U32.pack(zlib.crc32(tail, _seed(offset))) + tail
 
 
 def _record_too_large(length: int) -> EncodingError:
@@ -367,12 +368,17 @@ def frame_body(buf: bytes, offset: int, end: int) -> memoryview:
 
 def insert_body(key: bytes, value: bytes) -> bytes:
     """Return the body of an insert record."""
-    return b"\x01" + _U32.pack(len(key)) + key + value
+    return _insert_head(key) + value
 
 
 def insert_parts(key: bytes, value: bytes) -> list[bytes]:
     """Return the body of an insert record as parts, ``value`` uncopied among them."""
-    return [b"\x01" + _U32.pack(len(key)) + key, value]
+    return [_insert_head(key), value]
+
+
+def _insert_head(key: bytes) -> bytes:
+    """Return what an insert record's body holds before its value: kind and key."""
+    return b"\x01" + _U32.pack(len(key)) + key
 
 
 def remove_body(key: bytes) -> bytes:
