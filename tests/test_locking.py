@@ -556,6 +556,18 @@ def swapping_on_replay(action: Callable[[], object]) -> tuple[type[int], list[bo
     return Annotated[int, AfterValidator(swap)], armed  # type: ignore[return-value]
 
 
+def linking_elsewhere(path: Path, victim: Path) -> Callable[[], None]:
+    """Write someone else's data to ``victim``; return an action that moves the log at
+    ``path`` away and links ``victim`` at its path."""
+    victim.write_bytes(b"someone else's data")
+
+    def swap() -> None:
+        path.rename(path.with_name("moved.log"))
+        path.symlink_to(victim)
+
+    return swap
+
+
 class TestPathChangedDuringReplay:
     """A writable open uses the file it replayed, whatever its path names by the end."""
 
@@ -588,13 +600,7 @@ class TestPathChangedDuringReplay:
         """A torn tail is cut from the file replayed, never from a file linked at its path since."""
         path = tmp_path / "torn.log"
         victim = tmp_path / "victim.bin"
-        victim.write_bytes(b"someone else's data")
-
-        def swap() -> None:
-            path.rename(tmp_path / "moved.log")
-            path.symlink_to(victim)
-
-        value_type, armed = swapping_on_replay(swap)
+        value_type, armed = swapping_on_replay(linking_elsewhere(path, victim))
         with TypedStore.open(path, str, value_type) as store:
             store["a"] = 1
             store["b"] = 2
@@ -609,13 +615,7 @@ class TestPathChangedDuringReplay:
         """Recovery copies aside the log it replayed, not a file linked at its path since."""
         path = tmp_path / "damaged.log"
         victim = tmp_path / "victim.bin"
-        victim.write_bytes(b"someone else's data")
-
-        def swap() -> None:
-            path.rename(tmp_path / "moved.log")
-            path.symlink_to(victim)
-
-        value_type, armed = swapping_on_replay(swap)
+        value_type, armed = swapping_on_replay(linking_elsewhere(path, victim))
         with TypedStore.open(path, str, value_type) as store:
             for i in range(20):
                 store[f"k{i}"] = i
