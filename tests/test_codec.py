@@ -97,13 +97,17 @@ class TestFrames:
         assert read_frame(bytes(frame), 0) == -1
 
 
-def _op_body(key: bytes, value: bytes | None) -> bytes:
-    return remove_body(key) if value is None else insert_body(key, value)
+def _op_body(key: bytes, value: bytes | None, collection: int = 0) -> bytes:
+    body = remove_body(key) if value is None else insert_body(key, value)
+    return body if collection == 0 else _format.collection_body(collection, body)
 
 
 def _encode_ops(kind: int, ops: list[Op]) -> bytes:
-    bodies = [_op_body(op.key, op.value) for op in ops]
+    bodies = [_op_body(op.key, op.value, op.collection) for op in ops]
     return batch_body(bodies) if kind == 3 else bodies[0]
+
+
+collection_ids = st.integers(min_value=0, max_value=2**32 - 1)
 
 
 class TestBodies:
@@ -125,6 +129,31 @@ class TestBodies:
         body = batch_body(_op_body(key, value) for key, value in ops)
         assert decode_body(memoryview(body)) == [Op(key, value) for key, value in ops]
 
+    @given(ops=st.lists(st.tuples(record_ops, collection_ids), min_size=1, max_size=12))
+    def test_collection_records_round_trip_alone_and_in_a_batch(
+        self, ops: list[tuple[tuple[bytes, bytes | None], int]]
+    ) -> None:
+        """Operations on any collections decode to their key, value and collection id."""
+        expected = [Op(key, value, collection) for (key, value), collection in ops]
+        bodies = [_op_body(key, value, collection) for (key, value), collection in ops]
+        assert decode_body(memoryview(bodies[0])) == expected[:1]
+        assert decode_body(memoryview(batch_body(bodies))) == expected
+
+    @given(ops=st.lists(record_ops, min_size=1, max_size=3))
+    def test_collection_record_holding_a_batch_is_rejected(
+        self, ops: list[tuple[bytes, bytes | None]]
+    ) -> None:
+        """A collection record wraps one insert or remove, never a batch."""
+        inner = batch_body(_op_body(key, value) for key, value in ops)
+        with pytest.raises(FormatError, match="neither an insert nor a remove"):
+            decode_body(memoryview(_format.collection_body(1, inner)))
+
+    def test_collection_record_naming_collection_0_is_rejected(self) -> None:
+        """Collection 0's operations are bare records, so each record has one encoding."""
+        body = b"\x05" + bytes(4) + insert_body(b"k", b"v")
+        with pytest.raises(FormatError, match="collection 0"):
+            decode_body(memoryview(body))
+
     @given(st.binary(min_size=1), st.integers(min_value=0, max_value=_format.GENERATIONS - 1))
     def test_generation_tag_round_trips(self, body: bytes, generation: int) -> None:
         """A body tagged with a schema generation reads back its kind and that generation."""
@@ -145,7 +174,7 @@ class TestBodies:
         with pytest.raises(FormatError, match="impossible operation"):
             decode_body(memoryview(batch_body([inner])))
 
-    @given(kind=st.sampled_from([1, 2, 3, 0, 4, 255]), rest=st.binary(max_size=60))
+    @given(kind=st.sampled_from([1, 2, 3, 5, 0, 4, 255]), rest=st.binary(max_size=60))
     def test_any_body_decodes_canonically_or_is_rejected(self, kind: int, rest: bytes) -> None:
         """Arbitrary body bytes raise FormatError or decode to operations that encode back to
         them."""

@@ -39,13 +39,20 @@ class RecordKind(enum.IntEnum):
     REMOVE = 2
     BATCH = 3
     SCHEMA = 4
+    COLLECTION = 5
 
 
 class Op(NamedTuple):
-    """One insert (``value`` set) or remove (``value`` is None) decoded from a body."""
+    """One insert (``value`` set) or remove (``value`` is None) decoded from a body.
+
+    ``collection`` is the id of the collection it applies to: 0 for the records of a
+    single-collection log and of a database's collection 0 (bare insert and remove
+    records), the id a collection record names otherwise.
+    """
 
     key: bytes
     value: bytes | None
+    collection: int = 0
 
 
 class FormatError(Exception):
@@ -216,7 +223,7 @@ def _body_intact(buf: bytes, offset: int, end: int) -> bool:
 
 _WINDOW = 1 << 20
 """Bytes of a log examined per call of :func:`_candidates`; windows are aligned to it."""
-_KIND_OK = bytes(1 if 1 <= byte & 0x07 <= 4 else 0 for byte in range(256))
+_KIND_OK = bytes(1 if 1 <= byte & 0x07 <= 5 else 0 for byte in range(256))
 """1 for a byte that can start a body (a record kind, with any schema generation), else 0."""
 
 
@@ -386,6 +393,26 @@ def remove_body(key: bytes) -> bytes:
     return b"\x02" + key
 
 
+def collection_body(collection: int, body: bytes) -> bytes:
+    """Return the body of a collection record: the insert or remove ``body`` applied to
+    the collection with id ``collection`` (at least 1; collection 0's are bare)."""
+    return _collection_head(collection) + body
+
+
+def collection_parts(collection: int, body: list[bytes]) -> list[bytes]:
+    """Return :func:`collection_body` of a body given as parts; only the first is copied."""
+    return [_collection_head(collection) + body[0], *body[1:]]
+
+
+def _collection_head(collection: int) -> bytes:
+    if not 1 <= collection <= _MAX_COLLECTION:
+        raise ValueError(f"collection id {collection} is out of range 1..{_MAX_COLLECTION}")
+    return b"\x05" + _U32.pack(collection)
+
+
+_MAX_COLLECTION = 0xFFFFFFFF
+
+
 def batch_body(bodies: Iterable[bytes]) -> bytes:
     """Return the body of a batch record grouping insert and remove ``bodies``."""
     parts = [b""]
@@ -419,7 +446,7 @@ def batch_parts(bodies: Iterable[list[bytes]], join_below: int) -> list[bytes]:
     return parts
 
 
-_OPERATION_KINDS = (RecordKind.INSERT, RecordKind.REMOVE)
+_OPERATION_KINDS = (RecordKind.INSERT, RecordKind.REMOVE, RecordKind.COLLECTION)
 GENERATIONS = 32
 """Schema generations cycle through 0 to 31, kept in the upper 5 bits of a body's kind byte."""
 
@@ -466,6 +493,7 @@ def decode_body(body: memoryview) -> list[Op]:
 
 # Plain ints: the kinds are compared once per record on every open.
 _INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(RecordKind.BATCH)
+_COLLECTION = int(RecordKind.COLLECTION)
 
 
 def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[bytes, bytes] | None:
@@ -505,7 +533,22 @@ def _decode_op(body: memoryview, kind: int) -> Op:
         if len(body) < 2:
             raise FormatError("remove record without a key")
         return Op(body[1:].tobytes(), None)
+    if kind == _COLLECTION:
+        return _decode_collection_op(body)
     raise FormatError(f"unknown record kind {kind}")
+
+
+def _decode_collection_op(body: memoryview) -> Op:
+    """Decode a collection record: a collection id, then a bare insert or remove body."""
+    if len(body) < 6:
+        raise FormatError("collection record cut short")
+    (collection,) = _U32.unpack_from(body, 1)
+    if collection == 0:
+        raise FormatError("collection record naming collection 0, whose records are bare")
+    inner = body[5:]
+    if inner[0] not in (_INSERT, _REMOVE):
+        raise FormatError("collection record holding neither an insert nor a remove")
+    return _decode_op(inner, inner[0])._replace(collection=collection)
 
 
 def _decode_batch(body: memoryview) -> Iterator[Op]:
@@ -518,7 +561,8 @@ def _decode_batch(body: memoryview) -> Iterator[Op]:
             raise FormatError("batch record cut short")
         (length,) = _U32.unpack_from(body, offset)
         end = offset + 4 + length
-        # An operation's kind byte is a bare insert or remove: no batch, no generation.
+        # An operation's kind byte is a bare insert, remove or collection record: no
+        # batch, no generation.
         if length == 0 or end > len(body) or body[offset + 4] not in _OPERATION_KINDS:
             raise FormatError("batch record with an impossible operation")
         yield _decode_op(body[offset + 4 : end], body[offset + 4])

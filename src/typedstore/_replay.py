@@ -204,9 +204,11 @@ class Replayer(Generic[K, V]):
             return
         try:
             ops = _format.decode_body(body)
+            if any(op.collection for op in ops):
+                raise _format.FormatError("a collection record in a single-collection log")
             # Every key and value is decoded before any is validated or applied, so
             # damage in a batch is reported before what its content means.
-            decoded = [(self.codec.decode_key(k), v, _maybe_unpack(v)) for k, v in ops]
+            decoded = [(self.codec.decode_key(k), v, _maybe_unpack(v)) for k, v, _ in ops]
         except (_format.FormatError, RecordDecodeError) as exc:
             raise _undecodable(self.path, offset, exc) from exc
         keys = [self._valid_key(key_data, offset) for key_data, _, _ in decoded]
