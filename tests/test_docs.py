@@ -105,7 +105,8 @@ def test_format_states_the_constants_of_the_code() -> None:
     assert f"# The typedstore log format, version {_format.FORMAT_VERSION}\n" in FORMAT
     assert f"| `MAX_META_BYTES` | {_format.MAX_META_BYTES} (" in FORMAT
     assert f"| `MAX_RECORD_BYTES` | {_format.MAX_RECORD_BYTES} (" in FORMAT
-    assert [kind.value for kind in _format.RecordKind] == [1, 2, 3, 4]
+    for kind in _format.RecordKind:
+        assert f"| `{kind.value:02x}` | {kind.name.lower()} |" in FORMAT
 
 
 def test_record_beyond_the_length_bound_is_refused(
