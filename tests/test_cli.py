@@ -20,6 +20,7 @@ One class per promise, in file order:
 - ``TestSchemaRecords``: schema records and versions offline.
 - ``TestVerifyAgreesWithOpen``: ``verify`` finds what a read-only open finds.
 - ``TestEqualKeys``: keys the store holds equal are one entry offline.
+- ``TestCollections``: a database's log, collection by collection.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import msgpack
 import pytest
 from pydantic import BaseModel
 
+from tests.dblogs import DatabaseLog, collection
 from tests.models import User
 from tests.test_locking import (
     MAY_HANG,
@@ -887,6 +889,7 @@ class TestJsonErrors:
 
 WRITER = """
 import sys
+from tests.dblogs import DatabaseLog, collection
 from tests.models import User
 from typedstore import TypedStore
 
@@ -1117,6 +1120,15 @@ class TestSchemaRecords:
         ]
         assert kinds.count("insert") == 3
 
+    def test_offline_compact_writes_the_current_schema_in_the_header(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` of a two-version log writes the last schema, version 2, in the header."""
+        make_two_version_log(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        meta, _ = _format.decode_header(log_path.read_bytes())
+        assert msgpack.unpackb(meta)["version"] == 2
+
     def test_offline_compact_then_store_compact_makes_one_version(
         self, capsys: pytest.CaptureFixture[str], log_path: Path
     ) -> None:
@@ -1323,3 +1335,407 @@ class TestClosedStdout:
         make_log(log_path)
         run = cli_to_closed_stdout(*command, log_path)
         assert (run.code, run.err) == (ExitCode.BROKEN_PIPE, "")
+
+
+# -- databases: several collections in one log ------------------------------------------------
+
+
+def shop_log(path: Path) -> DatabaseLog:
+    """Write a two-collection log: users (id 0, bare records) and orders (id 1), a batch across.
+
+    Live: users ``ada`` = 30 and ``cy`` = 7, orders ``1`` = True; ``bob`` was removed.
+    """
+    log = DatabaseLog.of(collection("users", 0, str, int), collection("orders", 1, int, bool))
+    log.insert("users", "ada", 0)
+    log.insert("users", "bob", 5)
+    log.insert("orders", 1, False)
+    log.batch(log.op("orders", 1, True), log.op("users", "ada", 30))
+    log.remove("users", "bob")
+    log.insert("users", "cy", 7)
+    log.save(path)
+    return log
+
+
+def dumped(run: Run) -> list[dict[str, Any]]:
+    """Return the JSON lines of a ``dump`` run, after checking it succeeded."""
+    assert run.code == ExitCode.OK, run
+    return [json.loads(line) for line in run.out.splitlines()]
+
+
+def contents_of(path: Path) -> _inspect.Contents:
+    """Return what the log at ``path`` replays to without models."""
+    return _inspect.read_contents(_inspect.scan_log(path, path.read_bytes()))
+
+
+def entries_of(path: Path) -> list[tuple[str, bytes, bytes, dict[str, object]]]:
+    """Return each live entry as its collection's name, key and value bytes, and schema keys."""
+    contents = contents_of(path)
+    names = {meta.id: meta.name for meta in contents.catalog.collections}
+    return [
+        (names[entry.collection], entry.key, entry.value, entry.schema)
+        for entry in contents.entries.values()
+    ]
+
+
+def mixed_log(path: Path) -> DatabaseLog:
+    """Write a log whose users were written under two schemas, with an undeclared-to-be
+    collection ``notes`` holding values of any shape."""
+    log = DatabaseLog.of(
+        collection("users", 0, str, int),
+        collection("notes", 1, str, object),
+        collection("orders", 2, int, bool),
+    )
+    log.insert("users", "ada", 1)
+    log.insert("notes", "n1", {"text": "hello", "tags": [1, 2.5, None], "raw": b"\x00\xff"})
+    log.insert("users", "bob", 2)
+    log.retype("users", str, float, 2)
+    log.insert("users", "ada", 1.5)
+    log.insert("orders", 7, True)
+    log.insert("notes", "n2", [[], {}])
+    log.save(path)
+    return log
+
+
+class TestCollections:
+    """info, dump, verify, compact and repair see every collection of a database's log."""
+
+    def test_info_json_lists_each_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``info --json`` gives each collection's name, id, operations, live entries, types and
+        version."""
+        shop_log(log_path)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        users, orders = report["collections"]
+        assert users == {
+            "name": "users",
+            "id": 0,
+            "operations": 5,
+            "live_entries": 2,
+            "key_type": "str",
+            "value_type": "int",
+            "version": 1,
+            "schema_versions": [1],
+            "fingerprint": users["fingerprint"],
+        }
+        assert (orders["name"], orders["id"], orders["operations"]) == ("orders", 1, 2)
+        assert (orders["live_entries"], orders["key_type"], orders["value_type"]) == (
+            1,
+            "int",
+            "bool",
+        )
+        assert (report["live_entries"], report["operations"], report["records"]) == (3, 7, 6)
+
+    def test_info_text_prints_one_line_per_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Plain ``info`` counts the collections and prints each on one labelled line."""
+        shop_log(log_path)
+        lines = cli(capsys, "info", log_path).out.splitlines()
+        assert "collections:    2" in lines
+        assert (
+            "collection:     users (id 0): 2 live entries, 5 operations; key str, value int; "
+            "schema version 1"
+        ) in lines
+        assert (
+            "collection:     orders (id 1): 1 live entry, 2 operations; key int, value bool; "
+            "schema version 1"
+        ) in lines
+        assert not any(line.startswith("key type:") for line in lines)
+
+    def test_info_of_a_store_log_shows_its_one_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A TypedStore's log keeps its report and lists one collection, "default" with id 0."""
+        make_log(log_path)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        (only,) = report["collections"]
+        assert (only["name"], only["id"], only["live_entries"]) == ("default", 0, 4)
+        assert (only["operations"], only["value_type"]) == (10, "tests.models.User")
+        assert report["metadata"]["value_type"] == "tests.models.User"
+        text = cli(capsys, "info", log_path).out.splitlines()
+        assert "value type:     tests.models.User" in text
+        assert "collections:    1" in text
+
+    def test_dump_names_each_entrys_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump`` of a database's log prints every collection's entries, each naming its own."""
+        shop_log(log_path)
+        assert dumped(cli(capsys, "dump", log_path)) == [
+            {"collection": "users", "key": "ada", "value": 30},
+            {"collection": "orders", "key": 1, "value": True},
+            {"collection": "users", "key": "cy", "value": 7},
+        ]
+
+    def test_dump_of_one_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --collection NAME`` prints that collection's live entries only, in its order."""
+        shop_log(log_path)
+        assert dumped(cli(capsys, "dump", "--collection", "users", log_path)) == [
+            {"key": "ada", "value": 30},
+            {"key": "cy", "value": 7},
+        ]
+        assert dumped(cli(capsys, "dump", "--collection", "orders", log_path)) == [
+            {"key": 1, "value": True}
+        ]
+
+    def test_dump_collection_of_a_store_log_is_default(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A TypedStore's log has one collection, "default", whose dump is the plain dump."""
+        make_log(log_path)
+        plain = cli(capsys, "dump", log_path)
+        assert cli(capsys, "dump", "--collection", "default", log_path) == plain
+
+    def test_dump_all_names_each_operations_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all`` of a database's log names the collection of each operation."""
+        shop_log(log_path)
+        records = dumped(cli(capsys, "dump", "--all", log_path))
+        assert [record.get("collection") for record in records] == [
+            "users",
+            "users",
+            "orders",
+            None,
+            "users",
+            "users",
+        ]
+        assert [op["collection"] for op in records[3]["ops"]] == ["orders", "users"]
+
+    @pytest.mark.parametrize("command", ["dump", "verify"])
+    def test_unknown_collection_is_a_usage_error_listing_the_names(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: str
+    ) -> None:
+        """An unknown ``--collection`` name exits 64 with one line listing the log's names."""
+        shop_log(log_path)
+        run = cli(capsys, command, "--collection", "payments", log_path)
+        assert_one_line_error(run, ExitCode.USAGE)
+        assert "no collection named 'payments'" in run.err
+        assert "'users', 'orders'" in run.err
+        assert run.out == ""
+
+    def test_dump_all_and_collection_are_exclusive(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``dump --all --collection NAME`` is refused as a usage error: --all is the whole log."""
+        shop_log(log_path)
+        run = cli(capsys, "dump", "--all", "--collection", "users", log_path)
+        assert run.code == ExitCode.USAGE
+        assert "not allowed with argument" in run.err
+
+    def test_verify_checks_a_database_log(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``verify`` of a clean database's log without ``--collection`` exits 0 as before."""
+        shop_log(log_path)
+        run = cli(capsys, "verify", "--json", log_path)
+        report = json.loads(run.out)
+        assert (run.code, report["status"], report["records"]) == (ExitCode.OK, "clean", 6)
+        assert "collection" not in report
+
+    def test_verify_collection_reports_its_decoded_entries(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``verify --collection NAME`` checks the log and says how many live entries it decoded."""
+        shop_log(log_path)
+        run = cli(capsys, "verify", "--collection", "users", log_path)
+        assert run.code == ExitCode.OK
+        assert run.out.rstrip().endswith("; collection users: 2 live entries decoded")
+        report = json.loads(cli(capsys, "verify", "--json", "--collection", "orders", log_path).out)
+        assert report["collection"] == {"name": "orders", "id": 1, "live_entries": 1}
+
+    def test_verify_collection_still_reports_damage(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``verify --collection NAME`` of a damaged log exits 1 with the damage's offset."""
+        shop_log(log_path)
+        offsets = frame_offsets(log_path)
+        flip(log_path, offsets[1] + 13)
+        run = cli(capsys, "verify", "--json", "--collection", "users", log_path)
+        report = json.loads(run.out)
+        assert (run.code, report["status"], report["offset"]) == (
+            ExitCode.DAMAGED,
+            "damaged",
+            offsets[1],
+        )
+
+    def test_record_naming_an_unlisted_id_is_undecodable(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A checksum-valid record of a collection id the catalog does not list is damage at it."""
+        log = shop_log(log_path)
+        bad = log.append(log.op_by_id(5, "x", 1))
+        log.insert("users", "dee", 4)
+        log.save(log_path)
+        report = json.loads(cli(capsys, "verify", "--json", log_path).out)
+        assert (report["status"], report["offset"]) == ("damaged", bad)
+        assert "collection id 5 is not in the catalog in force" in report["reason"]
+        with pytest.raises(CorruptLogError, match="collection id 5") as caught:
+            _inspect.compact(log_path)
+        assert caught.value.offset == bad
+
+    @pytest.mark.parametrize("command", [["compact"], ["repair", "--mode", "skip"]])
+    def test_rewrites_refuse_a_record_naming_an_unlisted_id(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path, command: list[str]
+    ) -> None:
+        """``compact`` and ``repair`` exit 1 on such a record and leave the log as it was."""
+        log = shop_log(log_path)
+        log.append(log.op_by_id(5, "x", 1))
+        log.save(log_path)
+        original = log_path.read_bytes()
+        run = cli(capsys, *command, log_path)
+        assert_one_line_error(run, ExitCode.DAMAGED)
+        assert log_path.read_bytes() == original
+
+    def test_collection_record_in_a_store_log_is_what_open_refuses(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A collection record in a TypedStore's log is damage to verify where open finds it."""
+        make_log(log_path)
+        body = _format.collection_body(1, _format.insert_body(msgpack.packb("x"), b"\x01"))
+        bad = append_parts(log_path, [("frame", body), insert("amy", user_bytes("A", 1))])[0]
+        assert verify_outcome(capsys, log_path) == open_outcome(log_path) == ("damaged", bad)
+
+    def test_malformed_catalog_in_a_schema_record_is_damage_at_it(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A schema record whose catalog names one collection twice is damage at its offset."""
+        log = shop_log(log_path)
+        meta = {"collections": [{"name": "users", "id": 0}, {"name": "users", "id": 1}]}
+        log.generation += 1
+        bad = log.append(_format.schema_body(msgpack.packb(meta), log.generation))
+        log.save(log_path)
+        report = json.loads(cli(capsys, "verify", "--json", log_path).out)
+        assert (report["status"], report["offset"]) == ("damaged", bad)
+        assert "malformed catalog" in report["reason"]
+
+    def test_malformed_catalog_in_the_header_is_damage_at_0(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A header whose collections are not a list is damage at offset 0, for every command."""
+        _log_with_header_meta(log_path, msgpack.packb({"collections": "users"}))
+        report = json.loads(cli(capsys, "verify", "--json", log_path).out)
+        assert (report["status"], report["offset"]) == ("damaged", 0)
+        assert_one_line_error(cli(capsys, "dump", log_path), ExitCode.DAMAGED)
+
+    def test_compact_keeps_every_collection_and_its_catalog(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``compact`` of a database's log keeps each collection's entries, bytes and catalog."""
+        shop_log(log_path)
+        before, catalog = entries_of(log_path), contents_of(log_path).catalog
+        run = cli(capsys, "compact", "--json", log_path)
+        assert run.code == ExitCode.OK
+        assert json.loads(run.out)["records"] == 3
+        assert entries_of(log_path) == before
+        assert contents_of(log_path).catalog == catalog
+        assert cli(capsys, "verify", log_path).code == ExitCode.OK
+
+    def test_compact_keeps_any_collections_entries_byte_for_byte(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A collection no code declares keeps its keys' and values' bytes through compaction."""
+        mixed_log(log_path)
+        notes = [entry for entry in entries_of(log_path) if entry[0] == "notes"]
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        assert [entry for entry in entries_of(log_path) if entry[0] == "notes"] == notes
+        assert len(notes) == 2
+
+    def test_compact_keeps_each_entrys_schema(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """Entries written under two schemas of a collection keep theirs, and the catalog stays."""
+        mixed_log(log_path)
+        before, catalog = entries_of(log_path), contents_of(log_path).catalog
+        assert {entry[3]["version"] for entry in before if entry[0] == "users"} == {1, 2}
+        run = cli(capsys, "compact", "--json", log_path)
+        assert json.loads(run.out)["schema_records"] >= 1
+        assert entries_of(log_path) == before
+        assert contents_of(log_path).catalog == catalog
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert report["collections"][0]["schema_versions"] == [2, 1]
+
+    def test_compact_writes_the_current_catalog_in_the_header(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """After ``compact``, the header holds the catalog the log ended with."""
+        log = mixed_log(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        meta, _ = _format.decode_header(log_path.read_bytes())
+        assert meta == msgpack.packb(log.catalog.to_meta())
+
+    def test_compact_is_stable(self, capsys: pytest.CaptureFixture[str], log_path: Path) -> None:
+        """Compacting a compacted log gives the same bytes again."""
+        mixed_log(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        once = log_path.read_bytes()
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        assert log_path.read_bytes() == once
+
+    def test_compact_after_a_drop_and_a_rename(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """A dropped collection's entries are gone; a renamed one keeps its entries and id."""
+        log = shop_log(log_path)
+        log.add(collection("notes", 2, str, str))
+        log.insert("notes", "n", "gone soon")
+        log.rename("orders", "purchases")
+        log.drop("notes")
+        log.insert("purchases", 2, False)
+        log.save(log_path)
+        assert cli(capsys, "compact", log_path).code == ExitCode.OK
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert [(item["name"], item["id"]) for item in report["collections"]] == [
+            ("users", 0),
+            ("purchases", 1),
+        ]
+        assert dumped(cli(capsys, "dump", "--collection", "purchases", log_path)) == [
+            {"key": 1, "value": True},
+            {"key": 2, "value": False},
+        ]
+        assert len(dumped(cli(capsys, "dump", log_path))) == 4
+
+    def test_entries_of_a_dropped_collection_are_dead(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """From a drop on, its entries count as dead and it is no longer listed."""
+        log = shop_log(log_path)
+        log.drop("orders")
+        log.save(log_path)
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert [item["name"] for item in report["collections"]] == ["users"]
+        assert report["live_entries"] == 2
+
+    def test_repair_keeps_every_collection(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair --mode skip`` of a damaged database's log keeps each collection's records."""
+        log = mixed_log(log_path)
+        damaged = log.insert("orders", 8, False)
+        log.insert("notes", "n3", "after")
+        log.save(log_path)
+        expected = [entry for entry in entries_of(log_path) if entry[1] != msgpack.packb(8)]
+        catalog = contents_of(log_path).catalog
+        flip(log_path, damaged + 13)
+        run = cli(capsys, "repair", "--mode", "skip", log_path)
+        assert run.code == ExitCode.OK, run
+        assert entries_of(log_path) == expected
+        assert contents_of(log_path).catalog == catalog
+
+    def test_repair_truncate_keeps_the_catalog_of_the_kept_records(
+        self, capsys: pytest.CaptureFixture[str], log_path: Path
+    ) -> None:
+        """``repair --mode truncate`` keeps the catalog in force before the damage."""
+        log = shop_log(log_path)
+        log.rename("orders", "purchases")
+        damaged = log.insert("users", "dee", 1)
+        log.insert("users", "eve", 2)
+        log.save(log_path)
+        flip(log_path, damaged + 13)
+        assert cli(capsys, "repair", "--mode", "truncate", log_path).code == ExitCode.OK
+        report = json.loads(cli(capsys, "info", "--json", log_path).out)
+        assert [item["name"] for item in report["collections"]] == ["users", "purchases"]
+        assert report["live_entries"] == 3

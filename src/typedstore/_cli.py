@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import _format, _fs, _inspect
+from ._catalog import Catalog, CollectionMeta
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._errors import CorruptLogError, NotAStoreError, StoreLockedError
 from ._render import JSONValue, Progress, dumps, to_json
@@ -134,7 +135,8 @@ def cmd_info(args: argparse.Namespace) -> ExitCode:
 
 def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
     total = scan.records
-    live = len(_inspect.live_entries(scan.meta or b"", scan.frames))
+    contents = _inspect.read_contents(scan)
+    live = len(contents.entries)
     meta, meta_error = _metadata(scan.meta)
     return {
         "path": str(scan.path),
@@ -150,19 +152,48 @@ def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
         "schema_versions": _schema_versions(scan),
         "metadata": meta,
         "metadata_error": meta_error,
+        "collections": _collections_report(scan, contents),
     }
 
 
-def _schema_versions(scan: _inspect.LogScan) -> list[JSONValue]:
-    """Return the schema versions the log's records were written at, in log order."""
-    metas = [scan.meta, *(frame.schema for frame in scan.frames if frame.schema is not None)]
+def _catalogs(scan: _inspect.LogScan) -> list[Catalog]:
+    """Return the header's catalog and each schema record's, in log order."""
+    if scan.meta is None:
+        return []
+    header = _inspect.read_log_catalog(scan.path, scan.meta, 0)
+    return [header, *(frame.catalog for frame in scan.frames if frame.schema and frame.catalog)]
+
+
+def _schema_versions(scan: _inspect.LogScan, collection: int | None = None) -> list[JSONValue]:
+    """Return the schema versions the log's records (of ``collection``) were written at.
+
+    In log order, each once; a catalog's every collection counts when ``collection`` is
+    None.
+    """
     versions: list[JSONValue] = []
-    for meta in metas:
-        data, _ = _metadata(meta)
-        version = data.get("version", 1) if isinstance(data, dict) else None
-        if version is not None and version not in versions:
-            versions.append(version)
+    for catalog in _catalogs(scan):
+        for meta in catalog.collections:
+            if collection in (None, meta.id) and meta.version not in versions:
+                versions.append(meta.version)
     return versions
+
+
+def _collections_report(scan: _inspect.LogScan, contents: _inspect.Contents) -> list[JSONValue]:
+    """Return one report per collection the log holds now, in its catalog's order."""
+    return [
+        {
+            "name": meta.name,
+            "id": meta.id,
+            "operations": contents.operations.get(meta.id, 0),
+            "live_entries": len(contents.live(meta.id)),
+            "key_type": to_json(meta.schema.get("key_type")),
+            "value_type": to_json(meta.schema.get("value_type")),
+            "version": meta.version,
+            "schema_versions": _schema_versions(scan, meta.id),
+            "fingerprint": meta.fingerprint or None,
+        }
+        for meta in contents.catalog.collections
+    ]
 
 
 def _metadata(meta: bytes | None) -> tuple[JSONValue, JSONValue]:
@@ -193,12 +224,33 @@ def _print_info(report: dict[str, JSONValue]) -> None:
         ("schema versions", _versions_text(report["schema_versions"])),
     ]
     meta = report["metadata"]
-    if isinstance(meta, dict):
+    if isinstance(meta, dict) and "collections" not in meta:  # a database's: listed below
         rows.extend((name.replace("_", " "), _meta_text(value)) for name, value in meta.items())
     elif report["metadata_error"] is not None:
         rows.append(("metadata", f"undecodable ({report['metadata_error']})"))
+    collections = report["collections"]
+    assert isinstance(collections, list)
+    rows.append(("collections", f"{len(collections):,}"))
+    rows.extend(("collection", _collection_text(item)) for item in collections)
     for name, value in rows:
         _STDOUT.print(f"{name + ':':<15} {value}")
+
+
+def _collection_text(item: JSONValue) -> str:
+    """Return one collection of ``info`` on one line: name, id, counts, types, version."""
+    assert isinstance(item, dict)
+    live = _count(_int(item["live_entries"]), "live entry", "live entries")
+    operations = _count(_int(item["operations"]), "operation")
+    types = f"key {_meta_text(item['key_type'])}, value {_meta_text(item['value_type'])}"
+    return (
+        f"{item['name']} (id {item['id']}): {live}, {operations}; {types}; "
+        f"schema version {item['version']}"
+    )
+
+
+def _int(value: JSONValue) -> int:
+    assert isinstance(value, int)
+    return value
 
 
 def _versions_text(versions: JSONValue) -> str:
@@ -228,13 +280,53 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
     progress = Progress(f"verify {path}", sys.stderr)
     try:
         finding = _inspect.verify(path, buf, progress)
+        checked = None if args.collection is None else _check_collection(path, buf, args)
     finally:
         progress.finish()
     if args.json:
-        _print_json(_verify_report(path, len(buf), finding), indent=2)
+        report = _verify_report(path, len(buf), finding)
+        if checked is not None:
+            report["collection"] = checked
+        _print_json(report, indent=2)
     else:
-        _STDOUT.print(_verify_line(path, len(buf), finding))
+        line = _verify_line(path, len(buf), finding)
+        _STDOUT.print(line if checked is None else f"{line}; {_checked_text(checked)}")
     return ExitCode.OK if finding.status == "clean" else ExitCode.DAMAGED
+
+
+def _check_collection(path: Path, buf: bytes, args: argparse.Namespace) -> JSONValue:
+    """Decode the live entries of ``--collection``; None when the header is damaged.
+
+    Its name is looked up in the catalog at the end of the readable records; an unknown
+    name is a usage error listing the log's collections.
+    """
+    try:
+        scan = _inspect.scan_log(path, buf)
+    except CorruptLogError:  # the verdict already reports it
+        return None
+    contents = _inspect.read_contents(scan)
+    meta = _collection_named(path, contents.catalog, args.collection)
+    entries = contents.live(meta.id)
+    for entry in entries:  # what dump --collection would print must decode
+        unpack(entry.key)
+        unpack(entry.value)
+    return {"name": meta.name, "id": meta.id, "live_entries": len(entries)}
+
+
+def _checked_text(checked: JSONValue) -> str:
+    assert isinstance(checked, dict)
+    live = _count(_int(checked["live_entries"]), "live entry", "live entries")
+    return f"collection {checked['name']}: {live} decoded"
+
+
+def _collection_named(path: Path, catalog: Catalog, name: str) -> CollectionMeta:
+    """Return the collection ``name`` of ``catalog``; a usage error listing the names if none."""
+    meta = catalog.by_name(name)
+    if meta is not None:
+        return meta
+    names = ", ".join(repr(item.name) for item in catalog.collections) or "none (no header yet)"
+    message = f"{path}: no collection named {name!r}; the log's collections: {names}"
+    raise CommandFailed(Failure(ExitCode.USAGE, message))
 
 
 def _verify_report(path: Path, size: int, finding: _inspect.Finding) -> dict[str, JSONValue]:
@@ -281,13 +373,25 @@ def cmd_dump(args: argparse.Namespace) -> ExitCode:
     finding = _inspect.check(scan)
     if finding.status == "damaged":
         raise CorruptLogError(path, finding.offset or 0, finding.reason or _inspect.DAMAGED_RECORD)
-    entries = _inspect.live_entries(scan.meta or b"", scan.frames).values()
-    _print_lines(
-        {"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)} for entry in entries
-    )
+    contents = _inspect.read_contents(scan)
+    if args.collection is not None:
+        meta = _collection_named(path, contents.catalog, args.collection)
+        _print_lines(_entry_line(entry) for entry in contents.live(meta.id))
+    elif contents.catalog.single or scan.meta is None:
+        _print_lines(_entry_line(entry) for entry in contents.entries.values())
+    else:  # a database's log: every collection's entries, each line naming its collection
+        names = {meta.id: meta.name for meta in contents.catalog.collections}
+        _print_lines(
+            {"collection": names[entry.collection], **_entry_line(entry)}
+            for entry in contents.entries.values()
+        )
     if finding.status == "torn_tail":
         _warn(f"{path}: ignored a torn tail at byte offset {finding.offset}")
     return ExitCode.OK
+
+
+def _entry_line(entry: _inspect.Entry) -> dict[str, JSONValue]:
+    return {"key": _blob_to_json(entry.key), "value": _blob_to_json(entry.value)}
 
 
 def _print_lines(lines: Iterable[JSONValue]) -> None:
@@ -319,15 +423,25 @@ def _frame_record(frame: _inspect.Frame) -> dict[str, JSONValue]:
     if frame.schema is not None:
         return {"offset": frame.offset, "kind": "schema", "metadata": _metadata(frame.schema)[0]}
     if frame.kind == _format.RecordKind.BATCH:
-        ops: list[JSONValue] = [_op_record(op) for op in frame.ops]
+        ops: list[JSONValue] = [_op_record(op, frame.catalog) for op in frame.ops]
         return {"offset": frame.offset, "kind": "batch", "ops": ops}
-    return {"offset": frame.offset, **_op_record(frame.ops[0])}
+    return {"offset": frame.offset, **_op_record(frame.ops[0], frame.catalog)}
 
 
-def _op_record(op: _format.Op) -> dict[str, JSONValue]:
+def _op_record(op: _format.Op, catalog: Catalog | None) -> dict[str, JSONValue]:
+    """Return one operation; in a database's log, with the name of its collection then."""
+    named: dict[str, JSONValue] = {}
+    if catalog is not None and not catalog.single:
+        meta = catalog.by_id(op.collection)
+        named["collection"] = None if meta is None else meta.name
     if op.value is None:
-        return {"kind": "remove", "key": _blob_to_json(op.key)}
-    return {"kind": "insert", "key": _blob_to_json(op.key), "value": _blob_to_json(op.value)}
+        return {**named, "kind": "remove", "key": _blob_to_json(op.key)}
+    return {
+        **named,
+        "kind": "insert",
+        "key": _blob_to_json(op.key),
+        "value": _blob_to_json(op.value),
+    }
 
 
 def cmd_compact(args: argparse.Namespace) -> ExitCode:
@@ -508,10 +622,25 @@ def _dump_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="report an error as one JSON object on stdout (entries are JSON lines anyway)",
     )
-    parser.add_argument(
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument(
         "--all",
         action="store_true",
         help="print every record with its offset and kind, damaged ranges included",
+    )
+    shown.add_argument(
+        "--collection",
+        metavar="NAME",
+        help="print the live entries of this collection only (see 'typedstore info')",
+    )
+
+
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    _json_option(parser)
+    parser.add_argument(
+        "--collection",
+        metavar="NAME",
+        help="also decode the live entries of this collection (see 'typedstore info')",
     )
 
 
@@ -534,7 +663,7 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], ExitCode], str]] = [
 ]
 _OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "info": _json_option,
-    "verify": _json_option,
+    "verify": _verify_options,
     "dump": _dump_options,
     "compact": _json_option,
     "repair": _repair_options,

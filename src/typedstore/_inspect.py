@@ -1,10 +1,11 @@
 """Model-free reading and rewriting of logs, for the command line (README, "Inspecting a log").
 
 Nothing here knows the application's types: keys and values stay msgpack bytes, and a
-key's identity is its msgpack bytes. Frames are found and classified by the same
-reader a store's open uses (``_scan.open_header``, ``_scan.FrameScanner``,
-``_format.decode_body``, ``_codec.unpack``), and judged by the same
-``_scan.verdict``, so :func:`check` reaches the verdict ``TypedStore.open`` would,
+key's identity is its collection's id and its msgpack bytes. Each record is read under
+the catalog of its schema generation (docs/FORMAT.md, "Collections"). Frames are found
+and classified by the same reader a store's open uses (``_scan.open_header``,
+``_scan.FrameScanner``, ``_format.decode_body``, ``_codec.unpack``), and judged by the
+same ``_scan.verdict``, so :func:`check` reaches the verdict ``TypedStore.open`` would,
 short of validating against the application's models (``SchemaMismatchError`` needs
 them).
 """
@@ -13,15 +14,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from . import _format, _fs
+from ._catalog import Catalog, CatalogError, CollectionMeta, read_catalog
 from ._codec import RecordDecodeError, unpack
 from ._compact import live_chunks
 from ._config import StoreConfig
 from ._errors import CorruptLogError
+from ._packing import packb
 from ._replay import SchemaTrail, read_segment
 from ._scan import DAMAGED_RECORD as DAMAGED_RECORD
 from ._scan import Damage, FrameScanner, open_header, verdict
@@ -52,16 +55,38 @@ class Frame:
     """The raw body when ``error`` is set, for forensics."""
     schema: bytes | None = None
     """The metadata of a schema record: the records after it were written under it."""
+    catalog: Catalog | None = None
+    """The catalog in force for this record (a schema record's own); None when ``error``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A live entry: its key's and value's msgpack bytes, and the schema it was written under."""
 
+    collection: int
+    """The id of its collection."""
     key: bytes
     value: bytes
-    schema: bytes
-    """The metadata of the header or schema record in force when the value was written."""
+    schema: dict[str, object]
+    """Its collection's schema keys in the catalog in force when the value was written."""
+
+
+@dataclass(slots=True)
+class Contents:
+    """What a log's readable records replay to, without the models."""
+
+    meta: bytes
+    """The metadata in force at the end: the header's, or the last schema record's."""
+    catalog: Catalog
+    """The catalog ``meta`` holds: the collections the log holds now."""
+    entries: dict[tuple[int, bytes], Entry] = field(default_factory=dict)
+    """The live entries by collection id and key bytes, each collection's in its order."""
+    operations: dict[int, int] = field(default_factory=dict)
+    """Operations per collection id, counted as the compaction policy counts them."""
+
+    def live(self, collection: int) -> list[Entry]:
+        """Return the live entries of the collection with id ``collection``, in order."""
+        return [entry for entry in self.entries.values() if entry.collection == collection]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,45 +137,86 @@ def scan_log(path: Path, buf: bytes, progress: ProgressCallback | None = None) -
     if not buf:
         return LogScan(path, 0, None, 0, (), (), torn_tail=None)
     meta, start = open_header(path, buf)
-    read_segment(path, meta, 0)  # a header open refuses is damage to verify too
+    catalog = read_log_catalog(path, meta, 0)  # a header open refuses is damage to verify too
     scanner = FrameScanner(path, buf, start, "skip", TAIL_BOUND)
-    frames = tuple(_read_frames(buf, scanner, progress))
+    frames = tuple(_read_frames(buf, scanner, catalog, progress))
     return LogScan(path, len(buf), meta, start, frames, tuple(scanner.damage), scanner.torn_tail)
 
 
+def read_log_catalog(path: Path, meta: bytes, offset: int) -> Catalog:
+    """Return the catalog of the header (``offset`` 0) or of a schema record.
+
+    Raises ``CorruptLogError`` at ``offset`` for metadata a store's open refuses and for
+    a malformed catalog (docs/FORMAT.md, "Collections").
+    """
+    segment = read_segment(path, meta, offset)
+    try:
+        return read_catalog(segment.meta)
+    except CatalogError as exc:
+        raise CorruptLogError(path, offset, f"malformed catalog: {exc}") from exc
+
+
+class _CatalogTrail:
+    """Follow a log's schema generations and the catalog each one is read under."""
+
+    def __init__(self, path: Path, catalog: Catalog) -> None:
+        self.schemas = SchemaTrail(path)
+        self.catalog = catalog
+        self.ids = frozenset(meta.id for meta in catalog.collections)
+
+    def follow(self, body: memoryview, offset: int) -> bytes | None:
+        """Return a schema record's metadata, its catalog now in force, else None.
+
+        Raises ``CorruptLogError`` for a record of a lost generation or a schema record
+        whose metadata or catalog is malformed (the catalog in force stays as it was).
+        """
+        schema = self.schemas.follow(body, offset)
+        if schema is not None:
+            self.catalog = read_log_catalog(self.schemas.path, schema, offset)
+            self.ids = frozenset(meta.id for meta in self.catalog.collections)
+        return schema
+
+
 def _read_frames(
-    buf: bytes, scanner: FrameScanner, progress: ProgressCallback | None
+    buf: bytes, scanner: FrameScanner, catalog: Catalog, progress: ProgressCallback | None
 ) -> Iterator[Frame]:
-    trail = SchemaTrail(scanner.path)
+    trail = _CatalogTrail(scanner.path, catalog)
     for index, (offset, end) in enumerate(scanner):
         if progress is not None and index % _PROGRESS_EVERY == 0:
             progress(offset, len(buf))
         yield _decode_frame(buf, offset, end, trail)
 
 
-def _decode_frame(buf: bytes, offset: int, end: int, trail: SchemaTrail) -> Frame:
+def _decode_frame(buf: bytes, offset: int, end: int, trail: _CatalogTrail) -> Frame:
     body = _format.frame_body(buf, offset, end)
     kind = _format.kind_of(body)[0]
     try:
         schema = trail.follow(body, offset)
-    except CorruptLogError as exc:  # a record whose schema record is lost: damage to open
+    except CorruptLogError as exc:  # a lost schema record or a malformed one: damage to open
         return Frame(offset, end, kind, (), exc.reason, bytes(body))
     if schema is not None:
-        try:
-            read_segment(trail.path, schema, offset)
-        except CorruptLogError as exc:
-            return Frame(offset, end, kind, (), exc.reason, bytes(body))
-        return Frame(offset, end, kind, (), None, schema=schema)
+        return Frame(offset, end, kind, (), None, schema=schema, catalog=trail.catalog)
     try:
         ops = tuple(_format.decode_body(body))
         for op in ops:  # undecodable content is damage to a store's open too
+            _check_collection(op, trail.ids)
             unpack(op.key)
             if op.value is not None:
                 unpack(op.value)
     except (_format.FormatError, RecordDecodeError) as exc:
         reason = f"undecodable record: {_why(exc)}"
         return Frame(offset, end, kind, (), reason, bytes(body))
-    return Frame(offset, end, kind, ops, None)
+    return Frame(offset, end, kind, ops, None, catalog=trail.catalog)
+
+
+def _check_collection(op: _format.Op, ids: frozenset[int]) -> None:
+    """Refuse an operation on a collection the catalog in force does not list.
+
+    Its entries have no name and no schema: a dropped collection's id, or a damaged one
+    under a valid checksum, is impossible content, not something to keep on a guess.
+    """
+    if op.collection not in ids:
+        raise _format.FormatError(f"collection id {op.collection} is not in the catalog in force")
 
 
 def count_frames(path: Path, buf: bytes, start: int) -> int:
@@ -158,18 +224,42 @@ def count_frames(path: Path, buf: bytes, start: int) -> int:
     return sum(1 for _ in FrameScanner(path, buf, start, "skip", TAIL_BOUND))
 
 
-def live_entries(meta: bytes, frames: tuple[Frame, ...]) -> dict[bytes, Entry]:
-    """Return the live entries the ``frames`` after a header of ``meta`` replay to, in order."""
-    entries: dict[bytes, Entry] = {}
-    schema = meta
-    for frame in frames:
-        schema = frame.schema or schema
+def read_contents(scan: LogScan, frames: tuple[Frame, ...] | None = None) -> Contents:
+    """Return what the scanned log's ``frames`` (default: all readable ones) replay to.
+
+    A schema record's catalog is in force from it on: the entries of a collection it
+    no longer lists are dead from there (a drop); a collection keeps its id, and so its
+    entries, under a new name (a rename). Frames with an error are passed over.
+    """
+    if scan.meta is None:
+        return Contents(b"", Catalog((), single=False))
+    contents = Contents(scan.meta, read_log_catalog(scan.path, scan.meta, 0))
+    schemas = {meta.id: meta.schema for meta in contents.catalog.collections}
+    for frame in scan.frames if frames is None else frames:
+        if frame.schema is not None and frame.catalog is not None:
+            schemas = _switch(contents, frame.schema, frame.catalog)
         for op in frame.ops:
-            if op.value is None:
-                entries.pop(op.key, None)
-            else:  # an existing key keeps its position, as in a store
-                entries[op.key] = Entry(op.key, op.value, schema)
-    return entries
+            _apply(contents, op, schemas)
+    return contents
+
+
+def _switch(contents: Contents, meta: bytes, catalog: Catalog) -> dict[int, dict[str, object]]:
+    """Put ``catalog`` in force; return each listed collection's schema by id."""
+    schemas = {collection.id: collection.schema for collection in catalog.collections}
+    for ident, key in list(contents.entries):
+        if ident not in schemas:
+            del contents.entries[ident, key]
+    contents.meta, contents.catalog = meta, catalog
+    return schemas
+
+
+def _apply(contents: Contents, op: _format.Op, schemas: dict[int, dict[str, object]]) -> None:
+    ident = op.collection
+    contents.operations[ident] = contents.operations.get(ident, 0) + 1
+    if op.value is None:
+        contents.entries.pop((ident, op.key), None)
+    else:  # an existing key keeps its position, as in a store
+        contents.entries[ident, op.key] = Entry(ident, op.key, op.value, schemas[ident])
 
 
 def check(scan: LogScan) -> Finding:
@@ -272,10 +362,12 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
             raise CorruptLogError(
                 path, finding.offset or 0, finding.reason or DAMAGED_RECORD, hint=REPAIR_HINT
             )
-        entries = live_entries(scan.meta, scan.frames)
-        size, directory_error = _write_log(path, scan.meta, entries)
-    schemas = _schema_changes(scan.meta, entries)
-    return Rewrite(scan, len(entries), schemas, size, removed, directory_error=directory_error)
+        contents = read_contents(scan)
+        size, directory_error = _write_log(path, contents)
+    schemas = _schema_changes(contents)
+    return Rewrite(
+        scan, len(contents.entries), schemas, size, removed, directory_error=directory_error
+    )
 
 
 def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = None) -> Rewrite:
@@ -294,7 +386,7 @@ def repair(path: Path, mode: RecoveryMode, progress: ProgressCallback | None = N
         scan, removed = _read_locked(path, progress)
         finding = check(scan)
         if scan.meta is None or finding.status == "clean":
-            live = live_entries(scan.meta or b"", scan.frames)
+            live = read_contents(scan).entries
             return Rewrite(scan, len(live), 0, scan.size, removed)
         return _repair_locked(scan, finding, mode, removed)
 
@@ -306,7 +398,6 @@ def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed:
         starts.append(scan.torn_tail)
     cut = min(starts, default=scan.size)
     kept = scan.frames if mode == "skip" else tuple(f for f in scan.frames if f.offset < cut)
-    entries = live_entries(scan.meta, kept)
     problem = _first_damage_in(kept)
     if problem is not None:
         raise CorruptLogError(scan.path, problem[0], problem[1])
@@ -314,17 +405,17 @@ def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed:
     if scan.torn_tail is not None:
         ranges += ((scan.torn_tail, scan.size),)
     dropped = ranges if mode == "skip" else ((cut, scan.size),) if ranges else ()
+    contents = read_contents(scan, kept)
+    live = len(contents.entries)
     backup = _fs.copy_aside(scan.path)
     if finding.status == "torn_tail":
         _fs.truncate_file(scan.path, cut)
         kept_schemas = sum(frame.schema is not None for frame in kept)
-        return Rewrite(scan, len(entries), kept_schemas, cut, removed, backup, dropped)
-    size, directory_error = _write_log(scan.path, scan.meta, entries)
+        return Rewrite(scan, live, kept_schemas, cut, removed, backup, dropped)
+    size, directory_error = _write_log(scan.path, contents)
     lost = len(scan.frames) - len(kept)
-    schemas = _schema_changes(scan.meta, entries)
-    return Rewrite(
-        scan, len(entries), schemas, size, removed, backup, dropped, lost, directory_error
-    )
+    schemas = _schema_changes(contents)
+    return Rewrite(scan, live, schemas, size, removed, backup, dropped, lost, directory_error)
 
 
 def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
@@ -334,30 +425,46 @@ def _first_damage_in(frames: tuple[Frame, ...]) -> tuple[int, str] | None:
     return None
 
 
-def _write_log(path: Path, meta: bytes, entries: dict[bytes, Entry]) -> tuple[int, OSError | None]:
-    """Replace the log atomically by its header and one insert per entry (see ``_fs``).
+def _write_log(path: Path, contents: Contents) -> tuple[int, OSError | None]:
+    """Replace the log atomically by its current header and one insert per entry (see ``_fs``).
 
-    A schema record goes before every entry written under another schema than the
-    one before it, so each value keeps the schema version it was written at.
+    The header holds the catalog in force at the end. A schema record goes before every
+    entry written under another schema of its collection than the one in force, so each
+    value keeps the schema version it was written at; a last one puts the current
+    catalog back in force (docs/FORMAT.md, "Collections").
     """
-    file, directory_error = _fs.write_new_log(
-        path, live_chunks(_format.encode_header(meta), _bodies(meta, entries))
-    )
+    header = _format.encode_header(contents.meta)
+    file, directory_error = _fs.write_new_log(path, live_chunks(header, _bodies(contents)))
     size = file.size
     file.close()
     return size, directory_error
 
 
-def _schema_changes(meta: bytes, entries: dict[bytes, Entry]) -> int:
-    """Return how many schema records a rewrite of ``entries`` writes between them."""
-    bodies = _bodies(meta, entries)
-    return sum(_format.schema_meta(memoryview(body)) is not None for body in bodies)
+def _schema_changes(contents: Contents) -> int:
+    """Return how many schema records a rewrite of ``contents`` writes between entries."""
+    return sum(_format.schema_meta(memoryview(body)) is not None for body in _bodies(contents))
 
 
-def _bodies(meta: bytes, entries: dict[bytes, Entry]) -> Iterator[bytes]:
-    schema, generation = meta, 0
-    for entry in entries.values():
-        if entry.schema != schema:
-            schema, generation = entry.schema, (generation + 1) % _format.GENERATIONS
-            yield _format.schema_body(schema, generation)
-        yield _format.tag(_format.insert_body(entry.key, entry.value), generation)
+def _bodies(contents: Contents) -> Iterator[bytes]:
+    current = contents.catalog
+    in_force = {meta.id: meta for meta in current.collections}
+    generation = 0
+    for entry in contents.entries.values():
+        if in_force[entry.collection].schema != entry.schema:
+            in_force[entry.collection] = replace(in_force[entry.collection], schema=entry.schema)
+            generation = (generation + 1) % _format.GENERATIONS
+            yield _format.schema_body(_catalog_meta(current, in_force), generation)
+        yield _format.tag(_entry_body(entry), generation)
+    if any(in_force[meta.id] != meta for meta in current.collections):
+        yield _format.schema_body(contents.meta, (generation + 1) % _format.GENERATIONS)
+
+
+def _catalog_meta(current: Catalog, in_force: dict[int, CollectionMeta]) -> bytes:
+    """Return the metadata of ``current`` with each collection's schema as ``in_force`` has it."""
+    listed = tuple(in_force[meta.id] for meta in current.collections)
+    return packb(Catalog(listed, single=current.single).to_meta())
+
+
+def _entry_body(entry: Entry) -> bytes:
+    body = _format.insert_body(entry.key, entry.value)
+    return _format.collection_body(entry.collection, body) if entry.collection else body
