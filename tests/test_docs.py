@@ -11,10 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import typedstore
-from typedstore import EncodingError, StoreConfig, TypedStore, _format
+from typedstore import EncodingError, StoreConfig, TypedStore, _catalog, _format, _inspect
+from typedstore._codec import Codec, decode_metadata
+from typedstore._compact import live_chunks
+from typedstore._packing import packb
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -73,6 +77,36 @@ def write_format_example(folder: Path) -> tuple[bytes, bytes]:
     return basic, path.read_bytes()
 
 
+def write_collections_example() -> bytes:
+    """Return FORMAT.md's two-collection log: users (id 0) and orders (id 1), a batch across.
+
+    It is built from the format's own functions (the catalog, bodies and frames), so it
+    is exactly the layout FORMAT.md's "Collections" section describes.
+    """
+    users: Codec[str, int] = Codec(str, int)
+    orders: Codec[int, bool] = Codec(int, bool)
+    catalog = _catalog.database(
+        [
+            _catalog.CollectionMeta("users", 0, decode_metadata(users.metadata(1))),
+            _catalog.CollectionMeta("orders", 1, decode_metadata(orders.metadata(1))),
+        ]
+    )
+
+    def user(name: str, spent: int) -> bytes:
+        return _format.insert_body(users.encode_key(name)[1], users.encode_value(spent)[1])
+
+    def order(number: int, paid: bool) -> bytes:
+        body = _format.insert_body(orders.encode_key(number)[1], orders.encode_value(paid)[1])
+        return _format.collection_body(1, body)
+
+    bodies = [
+        user("ada", 0),
+        order(1, False),
+        _format.batch_body([order(1, True), user("ada", 30)]),
+    ]
+    return b"".join(live_chunks(_format.encode_header(packb(catalog.to_meta())), bodies))
+
+
 # -- docs/FORMAT.md ---------------------------------------------------------------------------
 
 
@@ -97,6 +131,46 @@ def test_format_states_the_example_sizes(tmp_path: Path) -> None:
     basic, full = write_format_example(tmp_path)
     assert f"is {len(basic)} bytes long" in FORMAT
     assert f"The log is now {len(full)} bytes" in FORMAT
+
+
+def test_format_collections_example_is_the_log_of_the_format(tmp_path: Path) -> None:
+    """The annotated two-collection log equals the bytes the format's functions build."""
+    start, documented = parse_hex_dump(block_after_marker(FORMAT, "hex-example: collections"))
+    assert start == 0
+    assert documented == write_collections_example()
+    assert f"is {len(documented)} bytes long and replays to" in FORMAT
+
+
+def test_format_collections_example_reads_as_documented(tmp_path: Path) -> None:
+    """The command line reads the example log as FORMAT.md says: two collections, one batch."""
+    path = tmp_path / "shop.log"
+    path.write_bytes(write_collections_example())
+    scan = _inspect.scan_log(path, path.read_bytes())
+    contents = _inspect.read_contents(scan)
+    assert _inspect.check(scan).status == "clean"
+    live = {
+        (entry.collection, msgpack.unpackb(entry.key)): msgpack.unpackb(entry.value)
+        for entry in contents.entries.values()
+    }
+    assert live == {(0, "ada"): 30, (1, 1): True}
+    assert [meta.name for meta in contents.catalog.collections] == ["users", "orders"]
+
+
+def test_format_collections_example_cut_inside_the_batch_keeps_neither_write(
+    tmp_path: Path,
+) -> None:
+    """A cut inside the example's batch is a torn tail replaying to the state before it."""
+    full = write_collections_example()
+    batch = _format.read_frame(full, _format.read_frame(full, _format.decode_header(full)[1]))
+    path = tmp_path / "cut.log"
+    for cut in range(batch + 1, len(full)):
+        path.write_bytes(full[:cut])
+        scan = _inspect.scan_log(path, path.read_bytes())
+        assert _inspect.check(scan).status == "torn_tail", cut
+        values = [
+            msgpack.unpackb(entry.value) for entry in _inspect.read_contents(scan).entries.values()
+        ]
+        assert values == [0, False], cut
 
 
 def test_format_states_the_constants_of_the_code() -> None:
