@@ -136,6 +136,7 @@ def cmd_info(args: argparse.Namespace) -> ExitCode:
 def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
     total = scan.records
     contents = _inspect.read_contents(scan)
+    catalogs = _catalogs(scan)
     live = len(contents.entries)
     meta, meta_error = _metadata(scan.meta)
     return {
@@ -149,10 +150,10 @@ def _info_report(scan: _inspect.LogScan) -> dict[str, JSONValue]:
         "dead_operations": total - live,
         "dead_ratio": round((total - live) / total, 4) if total else 0.0,
         "state": _state(_inspect.check(scan)),
-        "schema_versions": _schema_versions(scan),
+        "schema_versions": _schema_versions(catalogs),
         "metadata": meta,
         "metadata_error": meta_error,
-        "collections": _collections_report(scan, contents),
+        "collections": _collections_report(catalogs, contents),
     }
 
 
@@ -161,24 +162,25 @@ def _catalogs(scan: _inspect.LogScan) -> list[Catalog]:
     if scan.meta is None:
         return []
     header = _inspect.read_log_catalog(scan.path, scan.meta, 0)
-    return [header, *(frame.catalog for frame in scan.frames if frame.schema and frame.catalog)]
+    schemas = (frame.catalog for frame in scan.frames if frame.schema is not None)
+    return [header, *(catalog for catalog in schemas if catalog is not None)]
 
 
-def _schema_versions(scan: _inspect.LogScan, collection: int | None = None) -> list[JSONValue]:
+def _schema_versions(catalogs: list[Catalog], collection: int | None = None) -> list[JSONValue]:
     """Return the schema versions the log's records (of ``collection``) were written at.
 
-    In log order, each once; a catalog's every collection counts when ``collection`` is
-    None.
+    In log order, each once; every collection of a catalog counts when ``collection``
+    is None.
     """
     versions: list[JSONValue] = []
-    for catalog in _catalogs(scan):
+    for catalog in catalogs:
         for meta in catalog.collections:
             if collection in (None, meta.id) and meta.version not in versions:
                 versions.append(meta.version)
     return versions
 
 
-def _collections_report(scan: _inspect.LogScan, contents: _inspect.Contents) -> list[JSONValue]:
+def _collections_report(catalogs: list[Catalog], contents: _inspect.Contents) -> list[JSONValue]:
     """Return one report per collection the log holds now, in its catalog's order."""
     return [
         {
@@ -189,7 +191,7 @@ def _collections_report(scan: _inspect.LogScan, contents: _inspect.Contents) -> 
             "key_type": to_json(meta.schema.get("key_type")),
             "value_type": to_json(meta.schema.get("value_type")),
             "version": meta.version,
-            "schema_versions": _schema_versions(scan, meta.id),
+            "schema_versions": _schema_versions(catalogs, meta.id),
             "fingerprint": meta.fingerprint or None,
         }
         for meta in contents.catalog.collections
@@ -279,10 +281,12 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
     buf = _fs.read_file(path)
     progress = Progress(f"verify {path}", sys.stderr)
     try:
-        finding = _inspect.verify(path, buf, progress)
-        checked = None if args.collection is None else _check_collection(path, buf, args)
+        finding, scan = _inspect.verify(path, buf, progress)
     finally:
         progress.finish()
+    checked = None
+    if args.collection is not None and scan is not None:  # else the verdict says why not
+        checked = _check_collection(scan, args.collection)
     if args.json:
         report = _verify_report(path, len(buf), finding)
         if checked is not None:
@@ -294,18 +298,14 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK if finding.status == "clean" else ExitCode.DAMAGED
 
 
-def _check_collection(path: Path, buf: bytes, args: argparse.Namespace) -> JSONValue:
-    """Decode the live entries of ``--collection``; None when the header is damaged.
+def _check_collection(scan: _inspect.LogScan, name: str) -> JSONValue:
+    """Decode the live entries of the collection ``name``; report how many there are.
 
-    Its name is looked up in the catalog at the end of the readable records; an unknown
+    The name is looked up in the catalog at the end of the readable records; an unknown
     name is a usage error listing the log's collections.
     """
-    try:
-        scan = _inspect.scan_log(path, buf)
-    except CorruptLogError:  # the verdict already reports it
-        return None
     contents = _inspect.read_contents(scan)
-    meta = _collection_named(path, contents.catalog, args.collection)
+    meta = _collection_named(scan.path, contents.catalog, name)
     entries = contents.live(meta.id)
     for entry in entries:  # what dump --collection would print must decode
         unpack(entry.key)

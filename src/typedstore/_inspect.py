@@ -275,13 +275,19 @@ def check(scan: LogScan) -> Finding:
     return Finding(found.status, found.offset, found.reason, len(scan.frames), after)
 
 
-def verify(path: Path, buf: bytes, progress: ProgressCallback | None = None) -> Finding:
-    """Return what opening the log held in ``buf`` would find, a damaged header included."""
+def verify(
+    path: Path, buf: bytes, progress: ProgressCallback | None = None
+) -> tuple[Finding, LogScan | None]:
+    """Return what opening the log held in ``buf`` would find, a damaged header included.
+
+    The scan comes with it, for a closer look; None when the header is damaged.
+    """
     try:
-        return check(scan_log(path, buf, progress))
+        scan = scan_log(path, buf, progress)
     except CorruptLogError as exc:  # the header itself is damaged
         frames = count_frames(path, buf, 0)
-        return Finding("damaged", exc.offset, exc.reason, frames, frames)
+        return Finding("damaged", exc.offset, exc.reason, frames, frames), None
+    return check(scan), scan
 
 
 def _why(exc: Exception) -> str:
