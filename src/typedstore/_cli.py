@@ -655,7 +655,7 @@ def _repair_options(parser: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], ExitCode], str]] = [
-    ("info", cmd_info, "show the format version, sizes, record counts and recorded types"),
+    ("info", cmd_info, "show the format version, sizes, record counts, types and collections"),
     ("verify", cmd_verify, "check every checksum as opening the store would; never writes"),
     ("dump", cmd_dump, "print the live entries in insertion order as JSON lines"),
     ("compact", cmd_compact, "rewrite the log to one record per live entry (takes the lock)"),
