@@ -650,6 +650,33 @@ class TestPlainScalars:
                 store[2**64] = 1
             assert len(store) == 0
 
+    def test_thread_that_wrote_a_large_bytes_value_does_not_keep_a_buffer_of_its_size(
+        self, log_path: Path
+    ) -> None:
+        """Once a thread's write of a large bytes value returns, no buffer that large stays."""
+        size = 8 * 1024 * 1024
+        written, release = threading.Event(), threading.Event()
+
+        def worker() -> None:
+            with TypedStore.open(log_path, str, bytes) as store:
+                store["big"] = bytes(size)
+            written.set()
+            release.wait(30)
+
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            thread = threading.Thread(target=worker)
+            thread.start()
+            written.wait(60)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - baseline
+        finally:
+            tracemalloc.stop()
+            release.set()
+            thread.join()
+        assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
+
     def test_float_values_keep_sign_infinity_and_nan(self, log_path: Path) -> None:
         """Float values -0.0, inf and NaN reopen as they were stored."""
         with TypedStore.open(log_path, str, float) as store:

@@ -32,6 +32,7 @@ from ._packing import (
     decode_metadata,
     packb,
     packb_exact,
+    packb_plain,
     unpack,
 )
 from ._plain_types import dumps_plain_data
@@ -86,7 +87,7 @@ class Codec(Generic[K, V]):
         ``TypeError`` for a key that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb(key)
+            return cast(K, key), packb_plain(key)
         validated, blob = self._validated_key(key)
         if not self.finds(validated, blob):
             raise EncodingError(
@@ -114,7 +115,7 @@ class Codec(Generic[K, V]):
         an older version) is returned as given: only the stored object finds it.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb(key)
+            return cast(K, key), packb_plain(key)
         try:
             validated, blob = self._validated_key(key)
         except (pydantic.ValidationError, EncodingError, TypeError):
@@ -143,7 +144,7 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return packb(key)
+            return packb_plain(key)
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class Codec(Generic[K, V]):
     def encode_value(self, value: object) -> tuple[V, bytes]:
         """Validate ``value``; return it as a replay would give it, and its bytes."""
         if self._plain_value is not None and type(value) is self._plain_value:
-            return cast(V, value), packb(value)
+            return cast(V, value), packb_plain(value)
         validated = self._values.validator.validate_python(value)  # the type's own rules
         if self._reads_back_as_dumped:
             fast = _dumped_round_trip(self._values, validated)
@@ -180,7 +181,7 @@ class Codec(Generic[K, V]):
         if self.copies_values:
             return cast(bytes, stored)
         if self._plain_value is not None and type(stored) is self._plain_value:
-            return packb(stored)
+            return packb_plain(stored)
         return _pack(self._values, cast(V, stored))
 
     def validate_value(self, data: object) -> V:

@@ -97,6 +97,29 @@ def packb(data: object) -> bytes:
     return packed
 
 
+_plain_packers = threading.local()
+
+
+def packb_plain(data: object) -> bytes:
+    """Pack an exact ``str``, ``bytes``, ``int``, ``float`` or ``bool`` as :func:`packb` does.
+
+    Faster than :func:`packb`: packing such data runs no Python code (no default hook),
+    so no signal handler or nested pack can enter this thread's packer while it packs,
+    and it stays in its slot. Raises ``EncodingError`` as :func:`packb` does.
+    """
+    packer: msgpack.Packer | None = _plain_packers.__dict__.get("packer")
+    if packer is None:
+        packer = _plain_packers.packer = msgpack.Packer()
+    try:
+        packed: bytes = packer.pack(data)
+    except ENCODE_FAILURES as exc:  # msgpack resets its buffer before raising
+        reason = _reason(exc)
+        raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {reason}") from exc
+    if len(packed) > _PACKER_KEEP_BYTES:
+        del _plain_packers.packer  # it would keep a buffer that large
+    return packed
+
+
 _exact_packers = threading.local()
 
 
