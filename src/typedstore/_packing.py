@@ -167,12 +167,29 @@ def _exact_default(obj: object) -> object:
     # name of its own (fromisoformat gives unnamed offsets) and fold is 0 (ISO has none).
     if type(obj) is datetime.datetime and obj.fold == 0:
         zone = obj.tzinfo
-        if zone is None or (
-            type(zone) is datetime.timezone
-            and zone.tzname(None) == datetime.timezone(zone.utcoffset(None)).tzname(None)
+        if (
+            zone is None
+            or zone is datetime.UTC
+            or (type(zone) is datetime.timezone and zone.tzname(None) == _offset_name(zone))
         ):
             return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
     raise _NotExact
+
+
+_OFFSET_NAMES: dict[datetime.timedelta | None, str | None] = {}
+"""The name of the unnamed zone of each UTC offset met so far: building a zone costs
+more than packing the rest of a typical value."""
+
+
+def _offset_name(zone: datetime.tzinfo) -> str | None:
+    """Return the name an unnamed zone of ``zone``'s UTC offset has (``UTC+01:00``)."""
+    offset = zone.utcoffset(None)
+    name = _OFFSET_NAMES.get(offset)
+    if name is None and offset is not None:
+        name = datetime.timezone(offset).tzname(None)
+        if len(_OFFSET_NAMES) < 4096:  # offsets are arbitrary timedeltas: keep it bounded
+            _OFFSET_NAMES[offset] = name
+    return name
 
 
 def _reason(exc: Exception) -> str:
