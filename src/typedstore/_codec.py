@@ -2,10 +2,13 @@
 
 A key or value is written as ``msgpack(pydantic dump)``. What the store keeps in memory is
 always what validating the decoded bytes gives, so memory and a replay agree by
-construction, not by assumption. The codec's helpers each hold one concept:
-``_packing`` (msgpack and its extension types), ``_metadata`` (what the log's header
-says about the types) and ``_immutability`` (which values need copies on read); the
-names other modules use from them are re-exported here.
+construction, not by assumption. Where decoding the bytes provably gives the dump back
+exactly (plain scalars; types ``_plain_types`` accepts, checked value by value as they
+are packed), validating the dump is that same validation, and the decode is skipped.
+The codec's helpers each hold one concept: ``_packing`` (msgpack and its extension
+types), ``_metadata`` (what the log's header says about the types), ``_immutability``
+(which values need copies on read) and ``_plain_types`` (which types dump to plain
+data); the names other modules use from them are re-exported here.
 """
 
 from __future__ import annotations
