@@ -12,22 +12,27 @@ could change (docs/BENCHMARKS.md lists those speed-ups). One class per promise, 
 - ``TestShortWrites``: no partial record after a failed write.
 - ``TestCompactionFailingWhileStreaming``: the old log is kept whole.
 - ``TestTypesCompletedAfterOpen``: models completed after open.
+- ``TestPlainScalars``: plain keys and values skip pydantic, exactly as validated.
+- ``TestWritesThatSkipTheReadBack``: values whose dump is plain data read back as returned.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import enum
 import errno
 import gc
+import math
 import os
 import signal
 import threading
 import tracemalloc
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, Union
 
 import msgpack
 import pydantic
@@ -601,3 +606,193 @@ class TestTypesCompletedAfterOpen:
             store["a"] = Node(child=Later(x=1))
         with TypedStore.open(log_path, str, Node) as reopened:
             assert reopened["a"] == Node(child=Later(x=1))
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Label(str):
+    """A str subclass: stored as a plain str."""
+
+
+class TestPlainScalars:
+    """Plain keys and values of their exact type skip pydantic; anything else is validated."""
+
+    def test_int_subclass_key_and_value_are_held_as_plain_ints(self, log_path: Path) -> None:
+        """An IntEnum given for an int key and value is held as the int a reopen gives."""
+        with TypedStore.open(log_path, int, int) as store:
+            store[Level.LOW] = Level.LOW
+            assert [(type(k), type(v)) for k, v in store.items()] == [(int, int)]
+
+    def test_str_subclass_value_is_held_as_a_plain_str(self, log_path: Path) -> None:
+        """A str subclass given for a str value is held as the str a reopen gives."""
+        with TypedStore.open(log_path, str, str) as store:
+            store["k"] = Label("text")
+            assert type(store["k"]) is str
+
+    @pytest.mark.parametrize(
+        "value", [0, -1, 2**63, -(2**63), 2**64 - 1], ids=["zero", "neg", "u63", "i64", "u64"]
+    )
+    def test_int_keys_and_values_at_msgpack_bounds_reopen_equal(
+        self, log_path: Path, value: int
+    ) -> None:
+        """An int at a bound of msgpack's integer formats reopens as the same key and value."""
+        with TypedStore.open(log_path, int, int) as store:
+            store[value] = value
+        with TypedStore.open(log_path, int, int) as reopened:
+            assert list(reopened.items()) == [(value, value)]
+
+    def test_int_beyond_64_bits_is_refused(self, log_path: Path) -> None:
+        """An int key msgpack cannot hold raises EncodingError and writes nothing."""
+        with TypedStore.open(log_path, int, int) as store:
+            with pytest.raises(EncodingError, match="cannot encode int"):
+                store[2**64] = 1
+            assert len(store) == 0
+
+    def test_thread_that_wrote_a_large_bytes_value_does_not_keep_a_buffer_of_its_size(
+        self, log_path: Path
+    ) -> None:
+        """Once a thread's write of a large bytes value returns, no buffer that large stays."""
+        size = 8 * 1024 * 1024
+        written, release = threading.Event(), threading.Event()
+
+        def worker() -> None:
+            with TypedStore.open(log_path, str, bytes) as store:
+                store["big"] = bytes(size)
+            written.set()
+            release.wait(30)
+
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            thread = threading.Thread(target=worker)
+            thread.start()
+            written.wait(60)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - baseline
+        finally:
+            tracemalloc.stop()
+            release.set()
+            thread.join()
+        assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
+
+    def test_float_values_keep_sign_infinity_and_nan(self, log_path: Path) -> None:
+        """Float values -0.0, inf and NaN reopen as they were stored."""
+        with TypedStore.open(log_path, str, float) as store:
+            store.update({"neg": -0.0, "inf": math.inf, "nan": math.nan})
+        with TypedStore.open(log_path, str, float) as reopened:
+            assert math.copysign(1, reopened["neg"]) == -1
+            assert reopened["inf"] == math.inf
+            assert math.isnan(reopened["nan"])
+
+    def test_nan_float_key_is_still_refused(self, log_path: Path) -> None:
+        """A NaN key is refused even though float values take the plain path."""
+        with (
+            TypedStore.open(log_path, float, float) as store,
+            pytest.raises(EncodingError, match="not equal to itself"),
+        ):
+            store[math.nan] = 1.0
+
+
+class Profile(BaseModel):
+    """A mutable model whose dump is plain data: writes of it skip the read-back."""
+
+    name: str
+    tags: list[str] = []
+    scores: dict[str, int] = {}
+    blob: bytes = b""
+    seen: datetime.datetime | None = None
+
+
+class Loose(BaseModel):
+    data: Any
+
+
+class Either(BaseModel):
+    value: Union[str, bytes]  # noqa: UP007 - the typing.Union form, as users write it
+
+
+class Serialized(BaseModel):
+    data: Annotated[bytes, pydantic.PlainSerializer(lambda data: bytearray(data))]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def unvalidated(model: type[M], **fields: Any) -> M:
+    """Return an instance of ``model`` built without validation, from any ``fields``."""
+    return model.model_construct(**fields)
+
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+CET = datetime.timezone(datetime.timedelta(hours=1), "CET")
+
+
+def shape(value: object) -> object:
+    """Return ``value`` as nested (type, content) pairs, datetimes with their zone and fold."""
+    if isinstance(value, BaseModel):
+        return type(value), {name: shape(item) for name, item in value}
+    if isinstance(value, (list, tuple)):
+        return type(value), [shape(item) for item in value]
+    if isinstance(value, dict):
+        return type(value), {shape(k): shape(v) for k, v in value.items()}
+    if isinstance(value, datetime.datetime):
+        return type(value), value.isoformat(), repr(value.tzinfo), value.fold
+    return type(value), repr(value)
+
+
+class TestWritesThatSkipTheReadBack:
+    """A value whose dump is plain data is not read back; what modify returns still reopens."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            Profile(name="plain", tags=["b", "a"], scores={"x": 1}, blob=b"\x00"),
+            Profile(name="utc", seen=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)),
+            Profile(name="offset", seen=datetime.datetime(2024, 1, 1, 1, 2, 3, 4, tzinfo=CET)),
+            Profile(name="zone", seen=datetime.datetime(2024, 7, 1, tzinfo=PARIS)),
+            Profile(name="fold", seen=datetime.datetime(2024, 10, 27, 2, 30, fold=1)),
+            unvalidated(Profile, name="set", tags={"c", "a", "b"}),
+            unvalidated(Profile, name="tuple", tags=("a", "b")),
+            unvalidated(Profile, name=Label("subclass")),
+            unvalidated(Profile, name="bytearray", blob=bytearray(b"\x01")),
+            unvalidated(Profile, name="bool-for-int", scores={"x": True}),
+        ],
+        ids=lambda value: value.name,
+    )
+    def test_modify_returns_what_a_reopen_gives(self, log_path: Path, value: Profile) -> None:
+        """What modify returns has the types, zones and order that reopening gives."""
+        with TypedStore.open(log_path, str, Profile) as store:
+            store["k"] = Profile(name="old")
+            returned = store.modify("k", lambda _: value)
+        with TypedStore.open(log_path, str, Profile) as reopened:
+            assert shape(returned) == shape(reopened["k"])
+
+    @pytest.mark.parametrize(
+        ("model", "value"),
+        [
+            (Loose, Loose(data=bytearray(b"any"))),
+            (Either, unvalidated(Either, value=bytearray(b"union"))),
+            (Serialized, Serialized(data=b"serializer")),
+        ],
+        ids=["any", "union", "serializer"],
+    )
+    def test_types_not_known_to_dump_plain_data_are_read_back(
+        self, log_path: Path, model: type[BaseModel], value: BaseModel
+    ) -> None:
+        """A value of a type whose dump may hold what msgpack changes reads back as a reopen."""
+        with TypedStore.open(log_path, str, model) as store:
+            returned = store.modify("k", lambda _: value, default=value)
+        with TypedStore.open(log_path, str, model) as reopened:
+            assert shape(returned) == shape(reopened["k"])
+
+    def test_instance_built_without_validation_is_refused_at_write(self, log_path: Path) -> None:
+        """An instance holding a str where an int goes raises ValidationError and writes nothing."""
+        with (
+            TypedStore.open(log_path, str, Profile) as store,
+            pytest.raises(pydantic.ValidationError, match=r"scores\.x"),
+        ):
+            store["k"] = unvalidated(Profile, name="bad", scores={"x": "many"})
+        with TypedStore.open(log_path, str, Profile) as reopened:
+            assert len(reopened) == 0

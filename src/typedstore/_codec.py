@@ -2,10 +2,13 @@
 
 A key or value is written as ``msgpack(pydantic dump)``. What the store keeps in memory is
 always what validating the decoded bytes gives, so memory and a replay agree by
-construction, not by assumption. The codec's helpers each hold one concept:
-``_packing`` (msgpack and its extension types), ``_metadata`` (what the log's header
-says about the types) and ``_immutability`` (which values need copies on read); the
-names other modules use from them are re-exported here.
+construction, not by assumption. Where decoding the bytes provably gives the dump back
+exactly (plain scalars; types ``_plain_types`` accepts, checked value by value as they
+are packed), validating the dump is that same validation, and the decode is skipped.
+The codec's helpers each hold one concept: ``_packing`` (msgpack and its extension
+types), ``_metadata`` (what the log's header says about the types), ``_immutability``
+(which values need copies on read) and ``_plain_types`` (which types dump to plain
+data); the names other modules use from them are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from ._errors import EncodingError
 from ._format import MAX_RECORD_BYTES
 from ._immutability import is_immutable
 from ._metadata import describe_changes, type_name
-from ._packing import ENCODE_FAILURES, RecordDecodeError, decode_metadata, packb, unpack
+from ._packing import (
+    ENCODE_FAILURES,
+    RecordDecodeError,
+    decode_metadata,
+    packb,
+    packb_exact,
+    packb_plain,
+    unpack,
+)
+from ._plain_types import dumps_plain_data
 from ._types import K, V
 
 __all__ = [
@@ -52,15 +64,21 @@ class Codec(Generic[K, V]):
         self._values: pydantic.TypeAdapter[V] = pydantic.TypeAdapter(cast(Any, value_type))
         self._bound_validate: Callable[[object], V] | None = None
         """The value validator with the decoding options, bound on first use (see below)."""
-        self._plain_key = key_type if key_type in (str, bytes) else None
+        self.copies_values = not is_immutable(value_type)
+        """True when values are mutable: memory then keeps their bytes and reads decode a copy."""
+        self._plain_key = key_type if any(key_type is tp for tp in _PLAIN_KEYS) else None
+        """The key type when it is a plain type whose instances need no validation."""
+        self._plain_value = value_type if any(value_type is tp for tp in _PLAIN_VALUES) else None
+        """The value type when it is a plain type whose instances need no validation."""
+        self._reads_back_as_dumped = self.copies_values and dumps_plain_data(value_type)
+        """Whether a write may prove its value reads back without reading it back (see
+        ``_dumped_round_trip``). Not for immutable values: see ``_read_back``."""
         self.canonical_keys = key_type in (str, bytes, int, uuid.UUID) or (
             isinstance(key_type, type) and issubclass(key_type, enum.Enum)
         )
         """True when equal keys always encode to equal bytes (not so for Decimal, float
         or aware datetime keys: 1.0 == 1.00, 0.0 == -0.0, the same instant in two zones)."""
         self._description: dict[str, object] | None = None
-        self.copies_values = not is_immutable(value_type)
-        """True when values are mutable: memory then keeps their bytes and reads decode a copy."""
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -72,7 +90,7 @@ class Codec(Generic[K, V]):
         ``TypeError`` for a key that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb(key)
+            return cast(K, key), packb_plain(key)
         validated, blob = self._validated_key(key)
         if not self.finds(validated, blob):
             raise EncodingError(
@@ -100,7 +118,7 @@ class Codec(Generic[K, V]):
         an older version) is returned as given: only the stored object finds it.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb(key)
+            return cast(K, key), packb_plain(key)
         try:
             validated, blob = self._validated_key(key)
         except (pydantic.ValidationError, EncodingError, TypeError):
@@ -129,16 +147,23 @@ class Codec(Generic[K, V]):
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
         if self._plain_key is not None:
-            return packb(key)
+            return packb_plain(key)
         return _pack(self._keys, key)
 
     # -- values ---------------------------------------------------------------------------
 
     def encode_value(self, value: object) -> tuple[V, bytes]:
         """Validate ``value``; return it as a replay would give it, and its bytes."""
+        if self._plain_value is not None and type(value) is self._plain_value:
+            return cast(V, value), packb_plain(value)
+        validated = self._values.validator.validate_python(value)  # the type's own rules
+        if self._reads_back_as_dumped:
+            fast = _dumped_round_trip(self._values, validated)
+            if fast is not None:
+                return fast
         # Memory keeps the bytes of mutable values; immutable ones are encoded again
         # by compaction, so those must give their own bytes back.
-        return _round_trip(self._values, value, stable=not self.copies_values)
+        return _read_back(self._values, validated, value, stable=not self.copies_values)
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""
@@ -158,10 +183,14 @@ class Codec(Generic[K, V]):
         """Return the bytes of what memory keeps, for compaction."""
         if self.copies_values:
             return cast(bytes, stored)
+        if self._plain_value is not None and type(stored) is self._plain_value:
+            return packb_plain(stored)
         return _pack(self._values, cast(V, stored))
 
     def validate_value(self, data: object) -> V:
         """Return the value that decoded (or migrated) ``data`` validates to."""
+        if self._plain_value is not None and type(data) is self._plain_value:
+            return cast(V, data)
         validate = self._bound_validate
         if validate is None:
             # Bound once, since every read of a mutable value and every replayed record
@@ -200,6 +229,13 @@ class Codec(Generic[K, V]):
         return _metadata.fingerprint(self.describe())
 
 
+_PLAIN_KEYS = (str, bytes, int, bool)
+"""Key types whose exact instances are valid as they are and pack to bytes that read back
+as themselves, equal and of the same type. Not ``float``: a NaN key must be refused."""
+_PLAIN_VALUES = (str, bytes, int, bool, float)
+"""The same for values, where a NaN is stored as any float is."""
+
+
 class _DecodedOptions(typing.TypedDict):
     strict: bool
     by_alias: bool
@@ -214,13 +250,23 @@ enums or UUIDs that strict mode would insist on (the input itself was validated 
 def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) -> tuple[V, bytes]:
     """Validate ``raw`` as given; return what validating its bytes gives, and the bytes.
 
+    See :func:`_read_back`.
+    """
+    validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
+    return _read_back(adapter, validated, raw, stable=stable)
+
+
+def _read_back(
+    adapter: pydantic.TypeAdapter[V], validated: V, raw: object, *, stable: bool
+) -> tuple[V, bytes]:
+    """Return what validating the bytes of ``validated`` (``raw`` validated) gives, and the bytes.
+
     With ``stable``, the bytes are those of the returned value itself, as compaction
     writes them; a value whose validation changes it again raises ``EncodingError``.
     For huge values (README, "Limitations"), the bytes are checked against the record
     bound before more copies are made, and a large value's first and second bytes are
     never held at once.
     """
-    validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
     blob = _pack(adapter, validated)
     del validated  # a copy of a huge input need not outlive its bytes
     if len(blob) > MAX_RECORD_BYTES:
@@ -243,6 +289,31 @@ def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) 
             "that is not idempotent), so it would not read back as stored"
         )
     return value, again
+
+
+def _dumped_round_trip(adapter: pydantic.TypeAdapter[V], validated: V) -> tuple[V, bytes] | None:
+    """Return what :func:`_read_back` returns for a mutable value, or None to take that way.
+
+    For a type whose dumps are plain data (``_plain_types``), validating the dump gives
+    what validating its bytes would, when :func:`packb_exact` shows msgpack gives the
+    dump back exactly: the read-back is skipped. A dump it cannot show that for (a
+    tuple or a ``str`` subclass in an instance built without validation, a datetime in
+    a named zone), or one that does not validate, takes the long way, which also
+    reports any error as it always has.
+    """
+    try:
+        data = adapter.serializer.to_python(
+            validated, by_alias=False, round_trip=True, warnings=False
+        )
+    except ENCODE_FAILURES:
+        return None
+    blob = packb_exact(data)
+    if blob is None or len(blob) > MAX_RECORD_BYTES:
+        return None
+    try:
+        return _validate_decoded(adapter, data), blob
+    except pydantic.ValidationError:
+        return None
 
 
 def _too_large(blob: bytes, raw: object) -> EncodingError:
