@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from . import _format, _fs, _inspect
+from . import _format, _fs, _inspect, _inspect_rewrite
 from ._catalog import Catalog, CollectionMeta
 from ._codec import RecordDecodeError, decode_metadata, unpack
 from ._errors import CorruptLogError, NotAStoreError, StoreLockedError
@@ -371,8 +371,7 @@ def cmd_dump(args: argparse.Namespace) -> ExitCode:
         _print_lines(_records(scan))
         return ExitCode.OK
     finding = _inspect.check(scan)
-    if finding.status == "damaged":
-        raise CorruptLogError(path, finding.offset or 0, finding.reason or _inspect.DAMAGED_RECORD)
+    _inspect.refuse_damage(path, finding)
     contents = _inspect.read_contents(scan)
     if args.collection is not None:
         meta = _collection_named(path, contents.catalog, args.collection)
@@ -449,7 +448,7 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
     path: Path = args.log
     progress = Progress(f"compact {path}", sys.stderr)
     try:
-        result = _inspect.compact(path, progress)
+        result = _inspect_rewrite.compact(path, progress)
     finally:
         progress.finish()
     _note_removed_temp(path, result)
@@ -461,7 +460,7 @@ def cmd_compact(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _print_compaction(path: Path, result: _inspect.Rewrite) -> None:
+def _print_compaction(path: Path, result: _inspect_rewrite.Rewrite) -> None:
     scan = result.scan
     if scan.meta is None:
         _STDOUT.print(f"{path}: empty log (no header yet); nothing to compact")
@@ -476,7 +475,7 @@ def _print_compaction(path: Path, result: _inspect.Rewrite) -> None:
     )
 
 
-def _compaction_report(path: Path, result: _inspect.Rewrite) -> dict[str, JSONValue]:
+def _compaction_report(path: Path, result: _inspect_rewrite.Rewrite) -> dict[str, JSONValue]:
     scan = result.scan
     return {
         "path": str(path),
@@ -497,7 +496,7 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
     path: Path = args.log
     progress = Progress(f"repair {path}", sys.stderr)
     try:
-        result = _inspect.repair(path, args.mode, progress)
+        result = _inspect_rewrite.repair(path, args.mode, progress)
     finally:
         progress.finish()
     _note_removed_temp(path, result)
@@ -509,7 +508,7 @@ def cmd_repair(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _print_repair(path: Path, mode: str, result: _inspect.Rewrite) -> None:
+def _print_repair(path: Path, mode: str, result: _inspect_rewrite.Rewrite) -> None:
     if result.backup is None:
         _STDOUT.print(f"{path}: no damage found; nothing changed")
         return
@@ -523,7 +522,7 @@ def _print_repair(path: Path, mode: str, result: _inspect.Rewrite) -> None:
     _STDOUT.print(f"{path}: repaired ({mode}): {live} kept, {result.size:,} bytes")
 
 
-def _repair_report(path: Path, mode: str, result: _inspect.Rewrite) -> dict[str, JSONValue]:
+def _repair_report(path: Path, mode: str, result: _inspect_rewrite.Rewrite) -> dict[str, JSONValue]:
     backup = None if result.backup is None else str(_beside(path, result.backup))
     return {
         "path": str(path),
@@ -547,12 +546,12 @@ def _count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
-def _note_removed_temp(path: Path, result: _inspect.Rewrite) -> None:
+def _note_removed_temp(path: Path, result: _inspect_rewrite.Rewrite) -> None:
     if result.removed_temp:
         _warn(f"{path}: removed {_fs.temp_path(path)} left by an interrupted compaction")
 
 
-def _check_directory(path: Path, result: _inspect.Rewrite) -> None:
+def _check_directory(path: Path, result: _inspect_rewrite.Rewrite) -> None:
     """Fail with ``FILE_ERROR`` if the folder's fsync after the rename failed."""
     if result.directory_error is not None:
         reason = _os_reason(result.directory_error)
