@@ -97,8 +97,7 @@ def compact(path: Path, progress: ProgressCallback | None = None) -> Rewrite:
             return Rewrite(scan, 0, 0, 0, removed)
         refuse_damage(path, check(scan), hint=REPAIR_HINT)
         contents = read_contents(scan)
-        size, directory_error = _write_log(path, contents)
-    schemas = _schema_changes(contents)
+        size, schemas, directory_error = _write_log(path, contents)
     return Rewrite(
         scan, len(contents.entries), schemas, size, removed, directory_error=directory_error
     )
@@ -146,14 +145,15 @@ def _repair_locked(scan: LogScan, finding: Finding, mode: RecoveryMode, removed:
         _fs.truncate_file(scan.path, cut)
         kept_schemas = sum(frame.schema is not None for frame in kept)
         return Rewrite(scan, live, kept_schemas, cut, removed, backup, dropped)
-    size, directory_error = _write_log(scan.path, contents)
+    size, schemas, directory_error = _write_log(scan.path, contents)
     lost = len(scan.frames) - len(kept)
-    schemas = _schema_changes(contents)
     return Rewrite(scan, live, schemas, size, removed, backup, dropped, lost, directory_error)
 
 
-def _write_log(path: Path, contents: Contents) -> tuple[int, OSError | None]:
+def _write_log(path: Path, contents: Contents) -> tuple[int, int, OSError | None]:
     """Replace the log atomically by its current header and one insert per entry (see ``_fs``).
+
+    Return its size, the schema records written, and a failed fsync of its folder.
 
     The header holds the catalog in force at the end. A schema record goes before every
     entry written under another schema of its collection than the one in force, so each
@@ -161,29 +161,41 @@ def _write_log(path: Path, contents: Contents) -> tuple[int, OSError | None]:
     catalog back in force (docs/FORMAT.md, "Collections").
     """
     header = _format.encode_header(contents.meta)
-    file, directory_error = _fs.write_new_log(path, live_chunks(header, _bodies(contents)))
+    bodies = _Bodies(contents)
+    file, directory_error = _fs.write_new_log(path, live_chunks(header, bodies))
     size = file.size
     file.close()
-    return size, directory_error
+    return size, bodies.schemas, directory_error
 
 
-def _schema_changes(contents: Contents) -> int:
-    """Return how many schema records a rewrite of ``contents`` writes between entries."""
-    return sum(_format.schema_meta(memoryview(body)) is not None for body in _bodies(contents))
+class _Bodies:
+    """The bodies of a rewritten log, counting the schema records among them as they go.
 
+    Counted on the way rather than by a second pass, which would encode every entry twice.
+    """
 
-def _bodies(contents: Contents) -> Iterator[bytes]:
-    current = contents.catalog
-    in_force = {meta.id: meta for meta in current.collections}
-    generation = 0
-    for entry in contents.entries.values():
-        if in_force[entry.collection].schema != entry.schema:
-            in_force[entry.collection] = replace(in_force[entry.collection], schema=entry.schema)
-            generation = (generation + 1) % _format.GENERATIONS
-            yield _format.schema_body(_catalog_meta(current, in_force), generation)
-        yield _format.tag(_entry_body(entry), generation)
-    if any(in_force[meta.id] != meta for meta in current.collections):
-        yield _format.schema_body(contents.meta, (generation + 1) % _format.GENERATIONS)
+    def __init__(self, contents: Contents) -> None:
+        self.contents = contents
+        self.schemas = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        current = self.contents.catalog
+        in_force = {meta.id: meta for meta in current.collections}
+        generation = 0
+        for entry in self.contents.entries.values():
+            if in_force[entry.collection].schema != entry.schema:
+                in_force[entry.collection] = replace(
+                    in_force[entry.collection], schema=entry.schema
+                )
+                generation = (generation + 1) % _format.GENERATIONS
+                yield self._schema(_catalog_meta(current, in_force), generation)
+            yield _format.tag(_entry_body(entry), generation)
+        if any(in_force[meta.id] != meta for meta in current.collections):
+            yield self._schema(self.contents.meta, (generation + 1) % _format.GENERATIONS)
+
+    def _schema(self, meta: bytes, generation: int) -> bytes:
+        self.schemas += 1
+        return _format.schema_body(meta, generation)
 
 
 def _catalog_meta(current: Catalog, in_force: dict[int, CollectionMeta]) -> bytes:
