@@ -61,6 +61,7 @@ from typedstore import (
     _format,
     _fs,
     _inspect,
+    _inspect_rewrite,
 )
 from typedstore.__main__ import main
 from typedstore._cli import ExitCode
@@ -1574,7 +1575,7 @@ class TestCollections:
         assert (report["status"], report["offset"]) == ("damaged", bad)
         assert "collection id 5 is not in the catalog in force" in report["reason"]
         with pytest.raises(CorruptLogError, match="collection id 5") as caught:
-            _inspect.compact(log_path)
+            _inspect_rewrite.compact(log_path)
         assert caught.value.offset == bad
 
     @pytest.mark.parametrize("command", [["compact"], ["repair", "--mode", "skip"]])

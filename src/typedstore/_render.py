@@ -1,13 +1,22 @@
-"""Rendering for the command line: msgpack data as JSON, and a progress line on a terminal."""
+"""Rendering for the command line: msgpack data as JSON, stdout and stderr, a progress line.
+
+Every line the ``typedstore`` command prints goes through here: results to stdout
+through :data:`STDOUT`, which outlives its reader; warnings and errors to stderr; a
+progress line on a terminal.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import math
+import os
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Any, TextIO
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
@@ -115,11 +124,81 @@ def _json_parts(data: JSONValue, indent: int | None) -> Iterator[str]:
         pending.extend(reversed(children))
 
 
+# -- output ---------------------------------------------------------------------------------
+
+
+class Stdout:
+    """The command's stdout, which outlives its reader.
+
+    When the reader goes away (``typedstore dump LOG | head``), writing raises
+    ``BrokenPipeError``. Losing the output is not the command's failure: what it does
+    and the status it ends with stay its own, so the rest of its output goes nowhere
+    and ``broken`` tells ``_cli.run`` to end with ``BROKEN_PIPE`` if nothing else failed.
+    """
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def print(self, line: str) -> None:
+        """Print ``line``, unless the reader has gone away."""
+        if not self.broken:
+            try:
+                print(line)
+            except BrokenPipeError:
+                self._lose()
+
+    def print_json(self, data: JSONValue, *, indent: int | None = None) -> None:
+        """Print ``data`` as JSON text, as :func:`dumps` writes it."""
+        self.print(dumps(data, indent=indent))
+
+    def print_json_lines(self, lines: Iterable[JSONValue]) -> None:
+        """Print each of ``lines`` as one JSON line, and stop rendering once no one reads them."""
+        for line in lines:
+            if self.broken:
+                return
+            self.print_json(line)
+
+    def flush(self) -> None:
+        """Write what is buffered, before the status that depends on it is decided."""
+        if not self.broken:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._lose()
+
+    def _lose(self) -> None:
+        """Point stdout at the null device, so no later write or flush at exit fails."""
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, sys.stdout.fileno())
+            finally:
+                os.close(null)
+
+
+STDOUT = Stdout()
+"""The one stdout of the process, shared by the command and the error report."""
+
+
+def warn(message: str) -> None:
+    """Print a warning line on stderr; the command goes on."""
+    print(f"typedstore: {message}", file=sys.stderr)
+
+
+def error(message: str) -> None:
+    """Print the error line on stderr that ends a failed command."""
+    print(f"typedstore: error: {message}", file=sys.stderr)
+
+
 # -- progress -------------------------------------------------------------------------------
 
 
 class Progress:
-    """A progress line on ``stream`` for runs past ``delay`` seconds, only on a terminal."""
+    """A progress line on ``stream`` for runs past ``delay`` seconds, only on a terminal.
+
+    As a context manager, it erases its line on the way out, an error included.
+    """
 
     def __init__(
         self,
@@ -148,6 +227,17 @@ class Progress:
         self._width = max(self._width, len(line))
         self._stream.write("\r" + line.ljust(self._width))
         self._stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.finish()
 
     def finish(self) -> None:
         """Erase the progress line, if one was shown."""
