@@ -241,6 +241,16 @@ class FileEngine:
             return None
         return move.end
 
+    # -- the file's own concerns -----------------------------------------------------------
+
+    def refuse_hard_links(self) -> None:
+        """Raise ``StoreLockedError`` if the log has other names by now (``_fs``)."""
+        self._file().refuse_hard_links()
+
+    def copy_aside(self) -> Path:
+        """Copy the log, as read, to a new ``<log>.damaged-<time>`` file; return its path."""
+        return _fs.copy_aside(self.path, self._file())
+
     # -- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
