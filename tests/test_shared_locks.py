@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,16 @@ def records(path: Path) -> list[str]:
     frames = walk_frames(buf[len(HEADER) :], len(HEADER))
     assert frames.stop == "end", frames
     return [name_of(item) for _, item in frames.bodies]
+
+
+def _frames(names: list[str]) -> list[bytes]:
+    """Return the frames of records ``names`` written after the header."""
+    frames: list[bytes] = []
+    position = len(HEADER)
+    for name in names:
+        frames.append(_format.encode_frame(body(name), position))
+        position += len(frames[-1])
+    return frames
 
 
 class TestOpenLock:
@@ -192,15 +204,26 @@ class TestWriterLock:
         first.close()
         second.close()
 
-
-def _frames(names: list[str]) -> list[bytes]:
-    """Return the frames of records ``names`` written after the header."""
-    frames: list[bytes] = []
-    position = len(HEADER)
-    for name in names:
-        frames.append(_format.encode_frame(body(name), position))
-        position += len(frames[-1])
-    return frames
+    def test_damage_seen_beside_a_writer_is_read_again_once_it_is_done(
+        self, log_path: Path, holders: list[subprocess.Popen[str]]
+    ) -> None:
+        """A shared reader finding an invalid frame waits for the writer lock and reads again."""
+        engine, _, known = open_shared(log_path)
+        frame = _frames(["a"])[0]
+        with log_path.open("ab") as out:  # what a read racing a cut-and-rewrite may see
+            out.write(frame[:-1] + bytes([frame[-1] ^ 1]))
+        assert hold(holders, log_path, "hold-writer") == "opened"
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(engine.read_frames, known)
+            with pytest.raises(FutureTimeout):
+                reading.result(timeout=0.5)
+            with log_path.open("r+b") as out:  # the writer's rewrite, done under its lock
+                out.seek(known)
+                out.write(frame)
+            finish(holders.pop())
+            frames = reading.result(timeout=60)
+        assert ([name_of(item) for _, item in frames.bodies], frames.stop) == (["a"], "end")
+        engine.close()
 
 
 class TestKilledProcess:

@@ -57,9 +57,8 @@ class Frames:
     """The position after the last valid frame: what the reader has caught up to."""
     stop: Stop
     """Why the walk stopped at ``end``. ``"incomplete"`` is a frame being written, or one
-    a killed writer left (the next writer cuts it); ``"invalid"`` read without the writer
-    lock may be a write in progress too, and is damage only if a read under the writer
-    lock finds it again."""
+    a killed writer left (the next writer cuts it): never damage. ``"invalid"`` is damage
+    at ``end`` when a writer reads it (``Engine.read_frames`` says when else)."""
 
 
 def walk_frames(buf: bytes, start: int) -> Frames:
@@ -132,7 +131,10 @@ class Engine(Protocol):
         ...
 
     def read_frames(self, start: int) -> Frames:
-        """Return the frames from position ``start`` (a frame boundary) to the end now."""
+        """Return the frames from position ``start`` (a frame boundary) to the end now.
+
+        Needs no lock, and waits for none unless what it read looks damaged.
+        """
         ...
 
     def position_after(self, position: int, frame: bytes) -> int:

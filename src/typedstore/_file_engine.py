@@ -118,9 +118,20 @@ class FileEngine:
         return file.size if self._mode == "exclusive" else file.end()
 
     def read_frames(self, start: int) -> Frames:
-        """Return the frames from byte ``start`` to the log's end now (see ``walk_frames``)."""
+        """Return the frames from byte ``start`` to the log's end now (see ``walk_frames``).
+
+        A shared engine that finds an invalid frame without the writer lock reads again
+        under it: a read racing a writer that cuts a dead writer's partial record and
+        appends in its place can see a mix of both, which no write leaves once the lock
+        is free. So "invalid" from a shared engine is damage. A read-only engine takes no
+        lock: its "invalid" may be such a mix, and is read again later.
+        """
         file = self._file()
-        return walk_frames(file.read_from(start, file.end()), start)
+        frames = walk_frames(file.read_from(start, file.end()), start)
+        if frames.stop != "invalid" or self._mode != "shared" or self._is_writing:
+            return frames
+        with self.writing():
+            return walk_frames(file.read_from(start, file.end()), start)
 
     def position_after(self, position: int, frame: bytes) -> int:
         """Return the byte offset after ``frame`` written at ``position``."""
