@@ -15,7 +15,7 @@ import pytest
 
 from tests.engine_child import HEADER, append_body, body, catch_up, compact, name_of, open_shared
 from typedstore import StoreLockedError, _format, _fs
-from typedstore._engine import StaleLogError, walk_frames
+from typedstore._engine import Engine, StaleLogError, walk_frames
 from typedstore._file_engine import FileEngine
 
 
@@ -33,6 +33,35 @@ def shared(log_path: Path) -> Iterator[tuple[FileEngine, list[str], int]]:
     engine, seen, known = open_shared(log_path)
     yield engine, seen, known
     engine.close()
+
+
+def as_engine(engine: FileEngine) -> Engine:
+    """Return ``engine`` typed as the seam's interface: mypy checks that it conforms."""
+    return engine
+
+
+class TestEngineInterface:
+    """The file engine serves the seam's interface, as a later PostgreSQL engine will."""
+
+    def test_a_log_created_and_appended_through_the_interface_reads_back(
+        self, log_path: Path
+    ) -> None:
+        """Create, append and read back through ``Engine`` alone: positions chain."""
+        engine = as_engine(FileEngine.open(log_path, "shared"))
+        with engine.writing():
+            assert engine.read_log() == b""
+            start = engine.create([HEADER])
+            first = _format.encode_frame(body("a"), start)
+            second_at = engine.position_after(start, first)
+            second = _format.encode_frame(body("b"), second_at)
+            end = engine.append([first, second], start)
+        frames = engine.read_frames(start)
+        assert [(position, name_of(item)) for position, item in frames.bodies] == [
+            (start, "a"),
+            (second_at, "b"),
+        ]
+        assert frames.end == end == engine.end()
+        engine.close()
 
 
 class TestWalkFrames:
