@@ -147,31 +147,34 @@ def _seed(offset: int) -> int:
     return zlib.crc32(_U64.pack(offset))
 
 
-def read_head(buf: bytes, offset: int) -> int:
+def read_head(buf: bytes, offset: int, base: int = 0) -> int:
     """Return where the frame whose head at ``offset`` is intact ends, or -1.
 
     Intact: all head bytes present, the length within bounds and the head checksum
     matching. The end returned may lie beyond ``buf``: the frame is then cut short.
+    ``base`` is the position of ``buf[0]`` in the log, when ``buf`` is not read from
+    the log's first byte: the frame's position is ``base + offset``.
     """
     if offset + FRAME_OVERHEAD > len(buf):
         return -1
     crc, length, _ = _FRAME_HEAD.unpack_from(buf, offset)
     if length == 0 or length > MAX_RECORD_BYTES:
         return -1
-    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], _seed(offset)) != crc:
+    if zlib.crc32(buf[offset + 4 : offset + FRAME_OVERHEAD], _seed(base + offset)) != crc:
         return -1
     end: int = offset + FRAME_OVERHEAD + length
     return end
 
 
-def read_frame(buf: bytes, offset: int, view: memoryview | None = None) -> int:
+def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: int = 0) -> int:
     """Return the end offset of the valid frame at ``offset``, or -1 if there is none.
 
     A frame is invalid when its head is not intact (see :func:`read_head`), its body
     is cut short, or the body checksum does not match. ``view``, a memoryview of
-    ``buf``, saves making one per call when walking many frames.
+    ``buf``, saves making one per call when walking many frames; ``base`` is as for
+    :func:`read_head`.
     """
-    end = read_head(buf, offset)
+    end = read_head(buf, offset, base)
     if end == -1 or end > len(buf):
         return -1
     (crc,) = _U32.unpack_from(buf, offset + 8)

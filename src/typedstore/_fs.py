@@ -1,6 +1,31 @@
 """File system access: the only module that opens, writes, fsyncs, renames or locks files.
 
 Every durability step names the crash it guards against.
+
+Locks (README, "One writer" and "Several processes"). Two lock files sit beside the log;
+neither is ever replaced or removed, so both outlive compaction, which replaces the
+log's inode. Both are ``flock`` locks: they belong to an open file description, so a
+second open in the same process is refused (or waits) like one in another process,
+closing some other descriptor of the file does not drop them, and the kernel drops
+them when their holder dies, even by SIGKILL.
+
+- ``<log>.lock``, the *open lock*, held from open to close. An exclusive (default)
+  store holds it exclusively; a shared store holds it shared. So shared stores
+  coexist, and an exclusive open beside shared ones, or the reverse, fails at once
+  with ``StoreLockedError`` (non-blocking ``flock``). Read-only opens take no lock.
+- ``<log>.writer.lock``, the *writer lock*, taken only in shared mode, and only
+  around one operation's read-check-write: catch up with the log, check, append,
+  release. It blocks (other writers wait their turn). Readers never take it: they
+  read the log up to the last complete frame at the end they saw (a frame still being
+  written is "not yet written", never damage), so they never wait on a writer.
+  Compaction runs under it. Its file also holds the *move record*: which log a
+  compaction replaced, at which position, by which file, up to which position (see
+  :class:`WriterLock`), so that another process moves to the new file without
+  replaying it.
+
+A ``flock`` on a network file system may not exclude another machine (NFS emulates it
+with byte-range locks, some servers not at all): shared mode refuses the file systems
+that :func:`network_filesystem` recognises.
 """
 
 from __future__ import annotations
@@ -9,10 +34,12 @@ import fcntl
 import os
 import shutil
 import stat
+import struct
 import time
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ._errors import NotAStoreError, StoreLockedError
 
@@ -76,6 +103,18 @@ def read_all(fd: int) -> bytes:
         offset += len(part)
 
 
+def _read_range(fd: int, start: int, stop: int) -> bytes:
+    """Return the bytes of the open file ``fd`` from ``start`` up to ``stop`` or its end."""
+    parts: list[bytes] = []
+    while start < stop:
+        part = os.pread(fd, stop - start, start)
+        if not part:  # cut short meanwhile
+            break
+        parts.append(part)
+        start += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def check_regular(path: Path) -> os.stat_result | None:
     """Return the status of the file at ``path`` (None if there is none), if it is regular.
 
@@ -128,16 +167,17 @@ def temp_path(path: Path) -> Path:
 
 
 class FileLock:
-    """An exclusive ``flock`` on ``<log>.lock``, held until :meth:`release`.
+    """The open lock: a ``flock`` on ``<log>.lock``, exclusive or shared, held until released.
 
     It lives on its own file, not the log, because compaction replaces the log's
     inode; ``flock`` (not ``fcntl`` record locks) because closing some other
     descriptor of the same file must not drop it, and because a second open in the
-    same process must be refused too.
+    same process must be refused too. Shared holders coexist; an exclusive holder
+    excludes every other holder (see the module docstring).
     """
 
-    def __init__(self, path: Path) -> None:
-        """Take the lock of the log at ``path``; raise ``StoreLockedError`` if it is held.
+    def __init__(self, path: Path, *, shared: bool = False) -> None:
+        """Take the open lock of the log at ``path``; raise ``StoreLockedError`` if it is held.
 
         Before the lock file is made, a ``path`` that is not a regular file raises
         ``NotAStoreError``, and a log with other hard links ``StoreLockedError`` (see
@@ -149,14 +189,132 @@ class FileLock:
         self.path = lock_path(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
+            reason = self._holders(shared)
             os.close(self._fd)
-            raise StoreLockedError(path) from None
+            raise StoreLockedError(path, reason) from None
+
+    def _holders(self, shared: bool) -> str | None:
+        """Say who holds the lock, when it is not simply another exclusive store."""
+        if shared:
+            return (
+                "a store holds this log exclusively; shared mode needs every writer to "
+                "open it with shared=True (or open it with readonly=True to read it)"
+            )
+        try:  # a shared lock taken at once means only shared stores hold it
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return (
+            "stores in shared mode hold this log; open it with shared=True to write "
+            "beside them, or with readonly=True to read it"
+        )
 
     def release(self) -> None:
         """Drop the lock; the lock file stays, so no other opener races on its inode."""
         os.close(self._fd)
+
+
+def writer_lock_path(path: Path) -> Path:
+    """Return the writer lock's path for the log at ``path`` (shared mode)."""
+    return path.with_name(path.name + ".writer.lock")
+
+
+class Move(NamedTuple):
+    """What the last compaction in shared mode did: the new log holds exactly the state
+    of the old one at position ``seen``, and its compacted image ends at ``end``."""
+
+    old_dev: int
+    old_ino: int
+    seen: int
+    new_dev: int
+    new_ino: int
+    end: int
+
+    def encode(self) -> bytes:
+        """Return the record as stored: its six fields, then a CRC-32 of them."""
+        fields = _MOVE.pack(*self, 0)[:-4]
+        return fields + struct.pack("<I", zlib.crc32(fields))
+
+    @classmethod
+    def decode(cls, stamp: bytes) -> Move | None:
+        """Return the move ``stamp`` records, or None if it holds none (or a torn one)."""
+        if len(stamp) != _MOVE.size:
+            return None
+        *fields, crc = _MOVE.unpack(stamp)
+        if zlib.crc32(stamp[:-4]) != crc:
+            return None
+        return cls(*fields)
+
+
+_MOVE = struct.Struct("<QQQQQQI")
+"""The move record on disk: the six fields of :class:`Move`, then a CRC-32 of them."""
+
+
+class WriterLock:
+    """The writer lock of shared mode: a blocking exclusive ``flock`` on ``<log>.writer.lock``.
+
+    Taken around one operation (see the module docstring). Its file's first bytes hold
+    the :class:`Move` record of the last compaction, written under the lock and read
+    without it: a read that races with a write fails its checksum and counts as no
+    record, so the reader replays the new log instead of trusting a torn one.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (or, unless ``readonly``, create) the writer lock file of the log at ``path``.
+
+        A read-only store only reads the move record: a missing file reads as none.
+        """
+        self.path = writer_lock_path(path)
+        self._fd: int | None = None  # a reader opens it when it first needs the record
+        if not readonly:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def acquire(self) -> None:
+        """Wait for the lock and take it."""
+        assert self._fd is not None, "a read-only store never writes"
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        assert self._fd is not None, "a read-only store never writes"
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def write_move(self, move: Move) -> bytes:
+        """Record ``move`` (under the lock) and return its stamp (see :meth:`read_stamp`).
+
+        No fsync: after a crash, every store opens by replaying the log.
+        """
+        assert self._fd is not None, "a read-only store never writes"
+        stamp = move.encode()
+        os.pwrite(self._fd, stamp, 0)
+        return stamp
+
+    def read_stamp(self) -> bytes | None:
+        """Return the move record's bytes as they are now, or None if there is no lock file.
+
+        One ``pread``: comparing stamps is how a process finds out cheaply, before each
+        operation, that a compaction replaced the log (``Move.decode`` reads one).
+        """
+        if self._fd is None:
+            self._fd = _open_if_exists(self.path)
+            if self._fd is None:
+                return None
+        return os.pread(self._fd, _MOVE.size, 0)
+
+    def close(self) -> None:
+        """Close the lock file (dropping the lock if held)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _open_if_exists(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
 
 
 def _refuse_hard_links(path: Path, status: os.stat_result) -> None:
@@ -266,6 +424,30 @@ class LogFile:
         """
         _refuse_hard_links(self.path, os.fstat(self._fd))
 
+    def end(self) -> int:
+        """Return the file's size now, which other processes' appends may have grown."""
+        # lseek, not fstat: the same answer without building a stat result, at half the
+        # cost, on the path of every shared read. Reads and writes use pread and pwrite,
+        # so the descriptor's offset that lseek moves is never used.
+        return os.lseek(self._fd, 0, os.SEEK_END)
+
+    def read_from(self, start: int, stop: int) -> bytes:
+        """Return the file's bytes from ``start`` up to ``stop`` (fewer if it ends before)."""
+        return _read_range(self._fd, start, stop)
+
+    def identity(self) -> tuple[int, int]:
+        """Return the open file's device and inode, which a rename over its path keeps."""
+        status = os.fstat(self._fd)
+        return status.st_dev, status.st_ino
+
+    def is_replaced(self) -> bool:
+        """Whether the log's path names another file than this one by now (or none)."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (status.st_dev, status.st_ino) != self.identity()
+
     def cut_torn_tail(self, size: int) -> None:
         """Cut the file to ``size`` bytes and fsync it, so a torn tail does not reappear."""
         self.truncate(size)
@@ -274,6 +456,31 @@ class LogFile:
     def close(self) -> None:
         """Close the descriptor (no flush: nothing is buffered here)."""
         os.close(self._fd)
+
+
+def open_log_readonly(path: Path) -> tuple[LogFile, bytes]:
+    """Open the existing regular file at ``path`` to read, now and as it grows; read it whole.
+
+    Return it open (a read-only descriptor: appending to it fails), and its content.
+    """
+    fd = open_regular(path, writable=False)
+    try:
+        buf = read_all(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return LogFile.open_existing(path, fd, len(buf)), buf
+
+
+def open_log_file(path: Path, *, writable: bool) -> LogFile:
+    """Open the existing regular file at ``path`` as a log whose end is its size now."""
+    fd = open_regular(path, writable=writable)
+    try:
+        size = os.fstat(fd).st_size
+    except BaseException:
+        os.close(fd)
+        raise
+    return LogFile.open_existing(path, fd, size)
 
 
 def open_log(path: Path) -> tuple[LogFile, bytes]:
@@ -303,7 +510,11 @@ def truncate_file(path: Path, size: int) -> None:
         os.close(fd)
 
 
-def write_new_log(path: Path, chunks: Iterable[bytes]) -> tuple[LogFile, OSError | None]:
+def write_new_log(
+    path: Path,
+    chunks: Iterable[bytes],
+    before_rename: Callable[[LogFile], None] | None = None,
+) -> tuple[LogFile, OSError | None]:
     """Write ``chunks`` as the new content of ``path`` atomically; return it open to append.
 
     ``chunks`` may be a generator: it is written as it is produced, so a compaction never
@@ -311,7 +522,9 @@ def write_new_log(path: Path, chunks: Iterable[bytes]) -> tuple[LogFile, OSError
 
     Protocol: write ``<log>.compact.tmp``, fsync it, rename it over the log, fsync
     the directory. A crash at any instant leaves either the whole old file or the
-    whole new one. On an error before the rename the temp file is removed, the old
+    whole new one. ``before_rename`` is called with the new file, complete and
+    fsynced, just before the rename (shared mode records the move then: see
+    :class:`WriterLock`). On an error before the rename the temp file is removed, the old
     log stands and the error propagates. Once renamed, the new file is the log
     whatever happens next, so a failed directory fsync is returned, not raised: the
     caller must switch to the new file and then report it.
@@ -324,6 +537,8 @@ def write_new_log(path: Path, chunks: Iterable[bytes]) -> tuple[LogFile, OSError
         # fsync before the rename: otherwise a power loss could leave the log's name
         # pointing at a file whose data never reached the disk.
         log.sync()
+        if before_rename is not None:
+            before_rename(log)
         os.replace(tmp, path)
     except BaseException:
         log.close()
@@ -403,3 +618,52 @@ def _copy_from(fd: int, out: BinaryIO) -> None:
     while part := os.pread(fd, _CHUNK, offset):
         out.write(part)
         offset += len(part)
+
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+"""Linux's table of this process's mounts, with each one's device number and type."""
+
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "9p",  # WSL's Windows drives, QEMU and gVisor shares
+        "afs",
+        "ceph",
+        "cifs",
+        "fuse.glusterfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.sshfs",
+        "gpfs",
+        "lustre",
+        "ncpfs",
+        "nfs",
+        "nfs4",
+        "smb3",
+        "smbfs",
+    }
+)
+"""File system types whose ``flock`` may not exclude another machine, or another client."""
+
+
+def network_filesystem(path: Path, mountinfo: str | None = None) -> str | None:
+    """Return the type of the network file system the log at ``path`` is on, or None.
+
+    None also when the platform does not tell (no ``/proc/self/mountinfo``): README's
+    "Several processes" states that limit. The mount is found by the device number of
+    the log's folder, which ``os.stat`` and mountinfo's third field both give, so bind
+    mounts and symlinks do not mislead it. ``mountinfo`` replaces the file's text.
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    device = os.stat(path.parent).st_dev
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 2 and parts[2] == wanted and rest:
+            kind = rest.split()[0]
+            return kind if kind in NETWORK_FILESYSTEMS else None
+    return None

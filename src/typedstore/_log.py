@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from pathlib import Path
 
 from . import _format
 from ._config import StoreConfig
 from ._errors import StoreFailedError
-from ._fs import LogFile, write_new_log
+from ._file_engine import FileEngine
 
 
 class Log:
-    """The open log's writer: appends framed records, buffers, syncs and rewrites.
+    """The open log's writer in exclusive mode: appends framed records, buffers, syncs, rewrites.
 
     Invariant: the file holds only complete records, and file plus buffer hold
     exactly the mutations memory has applied.
+
+    The log lives in a ``FileEngine`` opened exclusive: it is read, created, cut,
+    replaced and closed through the engine. Being the only writer, this writer knows the
+    log's end without asking, and appends and syncs through the engine's file directly
+    (``file``): the compare of ``FileEngine.append`` would only cost every write a check
+    that cannot fail, and buffering needs the file's own cut-back on errors.
     """
 
     def __init__(
-        self, file: LogFile, config: StoreConfig, total_records: int, generation: int = 0
+        self, engine: FileEngine, config: StoreConfig, total_records: int, generation: int = 0
     ) -> None:
+        self.engine = engine
+        file = engine.file
+        assert file is not None, "the engine has read or created its log"
         self.file = file
         self.total_records = total_records
         self.generation = generation
@@ -32,15 +40,6 @@ class Log:
         """The error of an fsync that failed, after which the log refuses writes."""
         self.pending_schema: bytes | None = None
         """Metadata of a schema record to write before the next record, if the types changed."""
-
-    @classmethod
-    def create(cls, path: Path, config: StoreConfig, chunks: Iterable[bytes], records: int) -> Log:
-        """Write a new log holding ``chunks`` atomically and return its writer."""
-        file, directory_error = write_new_log(path, chunks)
-        if directory_error is not None:
-            file.close()
-            raise directory_error
-        return cls(file, config, records)
 
     @property
     def size(self) -> int:
@@ -147,16 +146,26 @@ class Log:
     def rewrite(self, chunks: Iterable[bytes], records: int) -> None:
         """Replace the log atomically by ``chunks`` (header and records); see ``_fs``."""
         self.check_writable()
-        new_file, directory_error = write_new_log(self.file.path, chunks)
-        old, self.file = self.file, new_file
+        old = self.file
+        try:
+            self.engine.replace(chunks, self.size)
+        except OSError as exc:
+            if self.engine.file is old:  # before the rename: the old log stands
+                raise
+            self._replaced(records)
+            self.failure = exc  # the directory's fsync: the rename may not be durable
+            raise
+        self._replaced(records)
+
+    def _replaced(self, records: int) -> None:
+        """Append to the engine's new log, holding ``records`` records, from now on."""
+        file = self.engine.file
+        assert file is not None, "replace leaves the engine with a log"
+        self.file = file
         self._buffer.clear()
         self.pending_schema = None  # the new header describes the current schema
         self.generation = 0
         self.total_records = records
-        old.close()
-        if directory_error is not None:
-            self.failure = directory_error
-            raise directory_error
 
     def close(self) -> None:
         """Flush (unless an fsync already failed) and close the file.
@@ -172,15 +181,15 @@ class Log:
             except OSError:
                 if not self.has_failed():
                     raise
-                self.file.close()
+                self.engine.close()
                 raise
-        self.file.close()
+        self.engine.close()
 
     def abandon(self) -> int:
         """Close the file without flushing; return how many buffered bytes were dropped."""
         dropped = len(self._buffer)
         self._buffer.clear()
-        self.file.close()
+        self.engine.close()
         return dropped
 
     def has_failed(self) -> bool:

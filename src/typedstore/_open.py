@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal
 
-from . import _compact, _fs
+from . import _compact
 from ._codec import Codec
 from ._config import Schema, StoreConfig
+from ._file_engine import FileEngine
 from ._log import Log
 from ._replay import Recovery, Replay, replay
 from ._types import K, RecoveryMode, V
@@ -35,42 +36,43 @@ def load(
 ) -> Opened[K]:
     """Open the log at ``path`` (its writer lock already held unless ``readonly``).
 
-    The log is opened once: replay reads it, and the writer cuts and appends to it,
-    through the same descriptor (see ``_fs.open_log``).
+    The log is opened once, in a file engine: replay reads it, and the writer cuts and
+    appends to it, through the same descriptor (see ``_fs.open_log``).
     """
     if readonly:
-        buf = _fs.read_file(path)
+        reader = FileEngine(path, "readonly")
+        try:
+            buf = reader.read_log()
+        finally:
+            reader.close()
         if not buf:
             return Opened({}, None, None)
         state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
         recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
         return Opened(state.entries, None, recovery)
-    if _fs.remove_if_exists(_fs.temp_path(path)):
-        logger.warning("%s: removed the temp file of an interrupted compaction", path)
-    if path.exists():
-        file, buf = _fs.open_log(path)
+    engine = FileEngine(path, "exclusive")  # the store holds the open lock
+    try:
+        buf = engine.read_log()
         if buf:
-            return _load_writable(path, file, buf, codec, schema, config)
-        file.close()
-    header = _compact.header(codec, schema.version)
-    return Opened({}, Log.create(path, config, [header], 0), None)
+            return _load_writable(path, engine, buf, codec, schema, config)
+        engine.create([_compact.header(codec, schema.version)])
+    except BaseException:
+        engine.close()
+        raise
+    return Opened({}, Log(engine, config, 0), None)
 
 
 def _load_writable(
     path: Path,
-    file: _fs.LogFile,
+    engine: FileEngine,
     buf: bytes,
     codec: Codec[K, V],
     schema: Schema,
     config: StoreConfig,
 ) -> Opened[K]:
-    """Replay ``buf``, read from the open log ``file``, and take ``file`` for writing."""
-    try:
-        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
-    except BaseException:
-        file.close()
-        raise
-    log, backup = _open_log(path, file, state, codec, schema, config)
+    """Replay ``buf``, read through ``engine``, and take the log for writing."""
+    state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+    log, backup = _open_log(engine, state, codec, schema, config)
     current = (schema.version, codec.fingerprint)
     if backup is None and (state.schema.version, state.schema.fingerprint) != current:
         # Later records must say they were written under the current schema.
@@ -80,34 +82,26 @@ def _load_writable(
 
 
 def _open_log(
-    path: Path,
-    file: _fs.LogFile,
+    engine: FileEngine,
     state: Replay[K],
     codec: Codec[K, V],
     schema: Schema,
     config: StoreConfig,
 ) -> tuple[Log, Path | None]:
-    """Take the replayed log ``file`` for appending, first dealing with any damage found."""
+    """Take the replayed log for appending, first dealing with any damage found."""
+    engine.refuse_hard_links()
     status = state.verdict().status
     if status in ("clean", "torn_tail"):
-        try:
-            file.refuse_hard_links()
-            if status == "torn_tail":
-                # Truncate and fsync before appending: a record written after the torn
-                # one would turn a harmless torn tail into damage before the tail.
-                file.cut_torn_tail(state.end)
-        except BaseException:
-            file.close()
-            raise
-        return Log(file, config, state.total_records, state.generation), None
-    try:
-        file.refuse_hard_links()
-        backup = _fs.copy_aside(path, file)
-    finally:
-        file.close()
+        if status == "torn_tail":
+            # Truncate and fsync before appending: a record written after the torn
+            # one would turn a harmless torn tail into damage before the tail.
+            engine.cut(state.end)
+        return Log(engine, config, state.total_records, state.generation), None
+    backup = engine.copy_aside()
     bodies = _compact.insert_bodies(state.entries, codec)
     chunks = _compact.live_chunks(_compact.header(codec, schema.version), bodies)
-    return Log.create(path, config, chunks, len(state.entries)), backup
+    engine.replace(chunks, state.end)
+    return Log(engine, config, len(state.entries)), backup
 
 
 def _describe_recovery(
