@@ -322,6 +322,15 @@ def wait_for_lock_wait(admin: psycopg.Connection[tuple[object, ...]], pid: int) 
     raise AssertionError(f"backend {pid} never waited for a lock")
 
 
+def terminate(server: Server, engine: Engine) -> None:
+    """End ``engine``'s PostgreSQL session from another one, as an administrator would."""
+    assert isinstance(engine, PostgresEngine)
+    assert engine._conn is not None
+    pid = engine._conn.info.backend_pid
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+
+
 class TestPostgresOnly:
     """What only the PostgreSQL engine has: a checked name, clear errors, a lazy import."""
 
@@ -368,6 +377,45 @@ class TestPostgresOnly:
         engine, seen, known = opened(first, engines)
         append(engine, seen, known, ["only in first"])
         assert read_all(second, engines) == []
+        for each in engines:
+            each.close()
+
+    def test_a_reader_whose_session_was_ended_reads_on_a_new_one(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """After pg_terminate_backend of an idle engine's session, its next read reconnects."""
+        engines: list[Engine] = []
+        engine, seen, known = opened(Backend("postgres", f"{pg_dsn}|store"), engines)
+        end = append(engine, seen, known, ["a"])
+        terminate(postgres_server, engine)
+        assert engine.end() == end
+        engine.close()
+
+    def test_a_write_on_an_ended_session_raises_connection_error(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """A write on a session the server ended raises ConnectionError naming the server."""
+        engines: list[Engine] = []
+        engine, _, known = opened(Backend("postgres", f"{pg_dsn}|store"), engines)
+        terminate(postgres_server, engine)
+        with pytest.raises(ConnectionError, match=r"PostgreSQL at .*, store 'store'"):
+            engine.append(framed(engine, ["a"], known), known)
+        assert engine.end() == known
+        engine.close()
+
+    @pytest.mark.slow
+    def test_an_engine_carries_on_after_the_server_restarts(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """After the server stops and starts again, an engine reads and writes as before."""
+        engines: list[Engine] = []
+        backend = Backend("postgres", f"{pg_dsn}|store")
+        engine, seen, known = opened(backend, engines)
+        known = append(engine, seen, known, ["before"])
+        postgres_server.stop()
+        postgres_server.start()
+        append(engine, seen, known, ["after"])
+        assert read_all(backend, engines) == ["before", "after"]
         for each in engines:
             each.close()
 

@@ -141,8 +141,7 @@ class PostgresEngine:
         (:meth:`walk_log` reads them). A writable engine creates the tables if they are
         missing and the role may; a read-only one raises ``FileNotFoundError`` then.
         """
-        if not self._ensure_tables():
-            return b""
+        self._ensure_tables()
         rows = self._fetch(_READ_LOG_SQL, {})
         if not rows:
             return b""
@@ -206,15 +205,15 @@ class PostgresEngine:
         self._check_writable()
         if self._lock_conn is not None:
             raise RuntimeError(f"{self.where()}: the writer lock is held already")
-        key = self._writer_key()
-        self._execute("SELECT pg_advisory_lock(%(key)s)", {"key": key})
+        key = self._ensure_tables()
+        self._fetch("SELECT pg_advisory_lock(%(key)s)", {"key": key})
         self._lock_conn = self._conn
         try:
             yield
         finally:
             held, self._lock_conn = self._lock_conn, None
             if held is not None and held is self._conn and not held.closed:
-                self._execute("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
+                self._fetch("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
 
     def append(self, frames: Sequence[bytes], at: int) -> int:
         """Append ``frames`` (framed from ``at`` on) if ``at`` is the log's end; return the
@@ -343,6 +342,12 @@ class PostgresEngine:
             snapshot=sql.Identifier(f"{self.name}_snapshot"),
         )
 
+    def _quoted(self, kind: str) -> str:
+        """Return the quoted name of this store's ``kind`` table (``log``, ``end``...)."""
+        from psycopg import sql
+
+        return sql.Identifier(f"{self.name}_{kind}").as_string()
+
     def _execute(self, text: str, params: dict[str, Any]) -> int:
         """Run one statement; return how many rows it changed."""
         conn = self._connection()
@@ -350,7 +355,21 @@ class PostgresEngine:
             return conn.execute(self._sql(text), params).rowcount
 
     def _fetch(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run one query; return its rows."""
+        """Run one query; return its rows.
+
+        A connection lost since the last call (the server restarted, or ended the
+        session) is replaced once and the query repeated: a query changes nothing, so
+        unlike a write it can be. A second failure raises ``ConnectionError``.
+        """
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            return self._query(text, params)
+        except ConnectionError:
+            if not reused:
+                raise
+            return self._query(text, params)
+
+    def _query(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         conn = self._connection()
         with self._translating():
             return conn.execute(self._sql(text), params).fetchall()
@@ -360,39 +379,47 @@ class PostgresEngine:
         params = {"at": at, "end": at + len(frames), "frames": frames}
         return self._execute(text, params) == len(frames)
 
-    def _ensure_tables(self) -> bool:
-        """Create the tables if they are missing and this engine writes; whether they exist.
+    def _ensure_tables(self) -> int:
+        """Create the tables if they are missing and this engine writes (once per engine);
+        return the writer lock's key, the log table's oid, unique in the database.
 
         Concurrent first opens take a transaction-level advisory lock around the
         ``CREATE TABLE IF NOT EXISTS``, which two sessions could otherwise race on.
         """
-        tables = [self._sql(name).as_string() for name in ("{log}", "{end}", "{snapshot}")]
+        if self._lock_key is None:
+            key = self._find_tables()
+            if key is None:
+                self._create_tables()
+                key = self._find_tables()
+            assert key is not None, "the tables were just created"
+            self._lock_key = key
+        return self._lock_key
+
+    def _find_tables(self) -> int | None:
+        """Return the log table's oid if all three tables exist, else None (or, for a
+        read-only engine, raise ``FileNotFoundError``)."""
+        names = {kind: self._quoted(kind) for kind in ("log", "end", "snapshot")}
         rows = self._fetch(
-            "SELECT count(to_regclass(name)) FROM unnest(%(tables)s::text[]) AS name",
-            {"tables": tables},
+            "SELECT to_regclass(%(log)s)::oid::bigint, "
+            "to_regclass(%(end)s) IS NOT NULL AND to_regclass(%(snapshot)s) IS NOT NULL",
+            names,
         )
-        if rows[0][0] == len(tables):
-            return True
+        oid, others = rows[0]
+        if oid is not None and others:
+            return int(oid)
         if self._mode == "readonly":
             raise FileNotFoundError(f"{self.where()}: no such store (its tables are missing)")
+        return None
+
+    def _create_tables(self) -> None:
         conn = self._connection()
         with self._translating(), conn.transaction():
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"typedstore tables {tables[0]}"],
+                [f"typedstore tables {self._quoted('log')}"],
             )
             for statement in _TABLE_SQL:
                 conn.execute(self._sql(statement))
-        return True
-
-    def _writer_key(self) -> int:
-        """Return the writer lock's key: the log table's oid, unique in the database."""
-        if self._lock_key is None:
-            self._ensure_tables()
-            log = self._sql("{log}").as_string()
-            rows = self._fetch("SELECT %(log)s::regclass::oid::bigint", {"log": log})
-            self._lock_key = int(rows[0][0])
-        return self._lock_key
 
     def _check_writable(self) -> None:
         if self._mode == "readonly":
