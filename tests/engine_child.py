@@ -7,7 +7,8 @@ project root):
   the error) and wait until stdin closes; ``hold-writer`` also takes the writer lock.
 - ``count COUNTER N``: N times, under the writer lock, read the integer in the plain file
   ``COUNTER``, add one and write it back.
-- ``append NAME N``: append N records ``NAME:i`` with :func:`append_body`.
+- ``append NAME N``: append N records ``NAME:i`` with :func:`append_body`, printing each
+  one's name once it is appended (acknowledged).
 - ``compact N``: N times, replace the log by a header and every record seen so far.
 - ``tear``: append one record, then half of another, and SIGKILL itself, holding the
   writer lock.
@@ -133,6 +134,7 @@ def _append(path: Path, name: str, times: int) -> None:
     engine, seen, known = open_shared(path)
     for i in range(times):
         known = append_body(engine, seen, known, f"{name}:{i}")
+        print(f"{name}:{i}", flush=True)  # acknowledged
     engine.close()
 
 

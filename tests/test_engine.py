@@ -8,6 +8,8 @@ shared mode refuses a network file system. Several processes: ``test_shared_lock
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,6 +227,24 @@ class TestFollowing:
         assert reader.is_replaced()
         assert reader.follow(reader_known) == image_end
         reader.close()
+
+
+class TestMoveRecord:
+    """A shared compaction leaves the move record docs/FORMAT.md describes."""
+
+    def test_move_record_names_both_logs_the_position_and_the_image_end(
+        self, log_path: Path, shared: tuple[FileEngine, list[str], int]
+    ) -> None:
+        """The writer lock file starts with the old and new logs' ids, seen and end."""
+        engine, seen, known = shared
+        known = append_body(engine, seen, known, "a")
+        old = log_path.stat()
+        image_end = compact(engine, seen, known)
+        new = log_path.stat()
+        record = _fs.writer_lock_path(log_path).read_bytes()
+        fields = struct.unpack_from("<QQQQQQI", record)
+        assert fields[:6] == (old.st_dev, old.st_ino, known, new.st_dev, new.st_ino, image_end)
+        assert fields[6] == zlib.crc32(record[:48])
 
 
 class TestNetworkFileSystems:

@@ -12,6 +12,7 @@ The children are ``tests/engine_child.py``. One class per promise:
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -240,6 +241,30 @@ class TestKilledProcess:
         engine.close()
         engine, seen, known = open_shared(log_path)
         assert append_body(engine, seen, known, "after") > known  # the writer lock is free
+        engine.close()
+
+    @pytest.mark.slow
+    def test_writers_killed_at_random_lose_no_acknowledged_record(
+        self, log_path: Path, rng: random.Random
+    ) -> None:
+        """Appenders SIGKILLed at random leave every acknowledged record once, and no damage."""
+        engine, seen, known = open_shared(log_path)
+        doomed = [child("append", log_path, f"k{n}", 10**6) for n in range(2)]
+        survivors = [child("append", log_path, f"s{n}", 300) for n in range(2)]
+        acked: dict[str, int] = {}
+        for n, process in enumerate(doomed):  # killed at a random moment of its stream
+            assert process.stdout is not None
+            for _ in range(rng.randrange(1, 300)):
+                acked[f"k{n}"] = int(process.stdout.readline().split(":")[1]) + 1
+            process.kill()
+        assert [finish(process) for process in doomed + survivors] == [-9, -9, 0, 0]
+        append_body(engine, seen, known, "final")  # cuts whatever a killed one left torn
+        names = records(log_path)  # complete frames only, up to the end
+        assert len(names) == len(set(names))
+        for writer, least in {**acked, "s0": 300, "s1": 300}.items():
+            mine = [name for name in names if name.split(":")[0] == writer]
+            assert mine == [f"{writer}:{i}" for i in range(len(mine))]  # in order, no gap
+            assert len(mine) >= least  # every acknowledged one
         engine.close()
 
     def test_partial_record_of_a_killed_writer_is_not_damage_to_a_reader(

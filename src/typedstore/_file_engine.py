@@ -38,6 +38,9 @@ class FileEngine:
             self._writer = _fs.WriterLock(path, readonly=mode == "readonly")
         self.file: _fs.LogFile | None = None
         self._is_writing = False
+        self._stamp: bytes | None = None
+        """The move record as it was when this engine's file was the log (see
+        :meth:`is_replaced`)."""
 
     @classmethod
     def open(cls, path: Path, mode: Mode) -> FileEngine:
@@ -74,6 +77,7 @@ class FileEngine:
         compaction in progress. A read-only one raises ``FileNotFoundError`` for a missing
         log.
         """
+        self._read_stamp()  # before the file: see is_replaced
         if self._mode == "readonly":
             file, buf = _fs.open_log_readonly(self.path)
             self._switch(file)
@@ -85,6 +89,12 @@ class FileEngine:
         file, buf = _fs.open_log(self.path)
         self._switch(file)
         return buf
+
+    def _read_stamp(self) -> bytes | None:
+        """Note the move record as it is now (shared and read-only engines); return it."""
+        if self._writer is not None:
+            self._stamp = self._writer.read_stamp()
+        return self._stamp
 
     def _remove_leftover_temp(self) -> None:
         if _fs.remove_if_exists(_fs.temp_path(self.path)):
@@ -183,7 +193,7 @@ class FileEngine:
             if at != file.size:
                 raise StaleLogError(f"{self.path}: the log ends at {file.size}, not {at}")
             return
-        if file.is_replaced():
+        if self.is_replaced():
             raise StaleLogError(f"{self.path}: another process replaced the log")
         size = file.end()
         if size == at:
@@ -215,7 +225,8 @@ class FileEngine:
             old_dev, old_ino = file.identity()
 
             def record(new: _fs.LogFile) -> None:
-                writer.write_move(_fs.Move(old_dev, old_ino, seen, *new.identity(), new.size))
+                move = _fs.Move(old_dev, old_ino, seen, *new.identity(), new.size)
+                self._stamp = writer.write_move(move)
 
         new_file, directory_error = _fs.write_new_log(self.path, image, record)
         self._switch(new_file)
@@ -230,8 +241,21 @@ class FileEngine:
     # -- following a replaced log ----------------------------------------------------------
 
     def is_replaced(self) -> bool:
-        """Whether another process renamed a new log over this one (never, when exclusive)."""
-        return self._mode != "exclusive" and self._file().is_replaced()
+        """Whether another process renamed a new log over this one (never, when exclusive).
+
+        Shared mode records every compaction in the writer lock's file before renaming
+        the new log into place, so the record differing from the one noted when this
+        file was opened says it, in one ``pread``. The record is read before the file is
+        opened, so a compaction in between is seen (and, at worst, the same file is
+        replayed again). Without a writer lock file (a reader beside no shared writer)
+        the log's path is compared with the open file instead.
+        """
+        if self._writer is None:
+            return False
+        stamp = self._writer.read_stamp()
+        if stamp is None:
+            return self._file().is_replaced()
+        return stamp != self._stamp
 
     def follow(self, seen: int) -> int | None:
         """Move to the file now at the log's path; return where it matches ``seen``, or None.
@@ -243,7 +267,8 @@ class FileEngine:
         """
         assert self._writer is not None, "an exclusive log is never replaced by another process"
         old = self._file().identity()
-        move = self._writer.read_move()
+        stamp = self._read_stamp()  # before the file: see is_replaced
+        move = None if stamp is None else _fs.Move.decode(stamp)
         new = _fs.open_log_file(self.path, writable=self._mode != "readonly")
         self._switch(new)
         if move is None or (move.old_dev, move.old_ino, move.seen) != (*old, seen):
