@@ -43,11 +43,13 @@ def child(*args: str | Path | int) -> subprocess.Popen[str]:
 
 
 def finish(process: subprocess.Popen[str]) -> int:
-    """Close the child's pipes, wait for it to end and return its exit status."""
+    """Close the child's stdin, read its output to the end, and return its exit status."""
+    if process.returncode is None:  # not waited for already
+        process.communicate(timeout=120)
     for stream in (process.stdin, process.stdout):
-        if stream is not None:
+        if stream is not None and not stream.closed:
             stream.close()
-    return process.wait(timeout=120)
+    return process.returncode
 
 
 @pytest.fixture
@@ -184,10 +186,8 @@ class TestWriterLock:
         with pytest.raises(subprocess.TimeoutExpired):
             waiting.wait(timeout=1)
         assert records(log_path) == []
-        stdin = holders[0].stdin
-        assert stdin is not None
-        stdin.close()
-        assert waiting.wait(timeout=60) == 0
+        assert finish(holders.pop(0)) == 0  # the holder lets go of the writer lock
+        assert finish(waiting) == 0
         assert records(log_path) == ["late:0"]
         engine.close()
 
@@ -236,7 +236,7 @@ class TestKilledProcess:
         """After a child holding the shared and writer locks is SIGKILLed, both are free."""
         assert hold(holders, log_path, "hold-writer") == "opened"
         holders[0].kill()
-        holders[0].wait(timeout=60)
+        assert finish(holders[0]) == -9
         engine = FileEngine.open(log_path, "exclusive")  # the shared open lock is free
         engine.close()
         engine, seen, known = open_shared(log_path)
