@@ -187,6 +187,42 @@ class TestCompareAndAppend:
         assert read_all(backend, engines) == [str(number) for number in range(1, 1001)]
 
 
+class TestOpening:
+    """Opening a log: created once however many open it at once, and cut where told."""
+
+    def test_engines_opening_a_new_log_at_once_share_one_log(
+        self, backend: Backend, engines: list[Engine]
+    ) -> None:
+        """Four engines opening a log no one created yet all open it; their appends all land."""
+        for _ in range(4):
+            engines.append(backend.open())
+        results: list[tuple[list[str], int]] = []
+        threads = [
+            threading.Thread(target=lambda engine=engine: results.append(open_log(engine)))
+            for engine in engines
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == [([], results[0][1])] * 4
+        for number, engine in enumerate(engines):
+            append(engine, [], results[number][1], [f"from {number}"])
+        assert sorted(read_all(backend, engines)) == [f"from {n}" for n in range(4)]
+
+    def test_a_log_cut_at_a_position_replays_up_to_it(
+        self, backend: Backend, engines: list[Engine]
+    ) -> None:
+        """After a cut at a position, a fresh open replays only the records before it."""
+        engine, seen, known = opened(backend, engines)
+        middle = append(engine, seen, known, ["kept"])
+        append(engine, seen, middle, ["cut"])
+        with engine.writing():
+            engine.cut(middle)
+        assert engine.end() == middle
+        assert read_all(backend, engines) == ["kept"]
+
+
 class TestCompaction:
     """A replaced log is read from its image, and followed by the other engines."""
 
