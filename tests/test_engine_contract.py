@@ -455,6 +455,22 @@ class TestPostgresOnly:
         for each in engines:
             each.close()
 
+    def test_compaction_forgets_rows_two_images_old(self, pg_dsn: str) -> None:
+        """After a second compaction, only rows from the previous image on remain."""
+        engines: list[Engine] = []
+        engine, seen, known = opened(Backend("postgres", f"{pg_dsn}|store"), engines)
+        known = append(engine, seen, known, ["a", "b"])
+        previous = known
+        known = compact(engine, seen, known)
+        known = append(engine, seen, known, ["c"])
+        compact(engine, seen, known)
+        with psycopg.connect(pg_dsn) as conn:
+            oldest = conn.execute("SELECT min(position) FROM store_log").fetchone()
+            images = conn.execute("SELECT position FROM store_snapshot").fetchall()
+        assert oldest == (previous,)
+        assert images == [(previous,), (known,)]
+        engine.close()
+
     def test_importing_typedstore_does_not_import_psycopg(self) -> None:
         """``import typedstore`` and making a PostgresEngine leave psycopg unimported."""
         code = (
