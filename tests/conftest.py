@@ -15,6 +15,8 @@ from typedstore._format import read_frame
 
 S = TypeVar("S", bound="TypedStore[Any, Any]")
 
+pytest_plugins = ["tests.pg"]  # the PostgreSQL server and schema fixtures
+
 settings.register_profile(
     "default",
     deadline=None,
