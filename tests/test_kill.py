@@ -33,8 +33,9 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 """Kills per test."""
-BUDGET = 30.0
-"""Seconds a test may take; a hung child fails the test instead of hanging the suite."""
+BUDGET = 300.0
+"""Seconds a test may take: a guard against a hung child, which fails the test instead of
+hanging the suite, not a speed check. A test takes 10 to 60 s on a loaded machine."""
 MAX_ACKS_BEFORE_KILL = 80
 MAX_ACKS_WAITING_FOR_COMPACTION = 3000
 PROJECT_ROOT = Path(__file__).parents[1]

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -749,41 +748,40 @@ SEED_JUNK = 20261207
 
 
 class TestDamageScanSpeed:
-    """Finding the next valid frame after damage costs C speed per byte, linear in the file."""
+    """Finding the next valid frame after damage is linear in the file: each byte is
+    checksummed a bounded number of times, whatever the bytes (counted, not timed: speed
+    itself is the benchmark's business)."""
 
     @pytest.mark.slow
-    def test_damaged_head_before_a_large_record_is_scanned_quickly(self, log_path: Path) -> None:
-        """A damaged head in front of a 64 MiB record is stepped over in seconds, not minutes."""
-        with TypedStore.open(log_path, str, bytes) as store:
-            store["big"] = random.Random(SEED_JUNK).randbytes(64 * 1024 * 1024)
-            store["after"] = b"x"
-        data = bytearray(log_path.read_bytes())
-        start = _format.decode_header(bytes(data))[1]
-        data[start] ^= 0xFF  # the head checksum of the big record
-        log_path.write_bytes(data)
-        began = time.perf_counter()
-        with TypedStore.open(log_path, str, bytes, readonly=True, config=SKIP) as store:
-            assert dict(store) == {"after": b"x"}
-        assert time.perf_counter() - began < 10
+    def test_damaged_head_before_a_large_record_is_scanned_linearly(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A damaged head in front of a 64 MiB record is stepped over checksumming each of
+        its bytes at most twice."""
+        big = random.Random(SEED_JUNK).randbytes(64 * 1024 * 1024)
+        counter = damaged_scan_work(log_path, big, monkeypatch)
+        assert counter.bytes <= 2 * len(big) + 1024 * 1024
 
     def test_crafted_heads_claiming_the_whole_file_are_scanned_linearly(
-        self, log_path: Path
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Intact heads every 8 bytes, each claiming a body to the end, are stepped over fast."""
+        """Intact heads every 8 bytes, each claiming a body to the end, cost each byte a
+        bounded number of checksums, not one pass per head."""
         write_users(log_path, 1)
         start = log_path.stat().st_size
         log_path.write_bytes(log_path.read_bytes() + crafted_heads(start, 1024 * 1024))
-        began = time.perf_counter()
+        counter = ChecksumCounter()
+        monkeypatch.setattr(_format, "zlib", counter)
         with TypedStore.open(log_path, str, User, readonly=True) as store:
             assert store.recovery == Recovery("torn_tail", start, 1024 * 1024)
-        assert time.perf_counter() - began < 5
+        assert counter.bytes <= 4 * log_path.stat().st_size
 
     @pytest.mark.slow
-    def test_damage_over_log_records_is_scanned_as_fast_as_over_random_bytes(
-        self, log_path: Path
+    def test_damage_over_log_records_costs_what_random_bytes_cost(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Stepping over 16 MiB of records as a log holds them costs about what 16 MiB of
-        random bytes costs."""
+        """Stepping over 16 MiB of records as a log holds them checks about as many
+        candidate frames as 16 MiB of random bytes."""
         rng = random.Random(SEED_JUNK)
         size = 16 * 1024 * 1024
         records = b"".join(
@@ -792,24 +790,43 @@ class TestDamageScanSpeed:
             )
             for n in range(size // 25)
         )
-        msgpack_seconds = damaged_scan_seconds(log_path, records[:size])
-        random_seconds = damaged_scan_seconds(log_path.with_name("random.log"), rng.randbytes(size))
-        assert msgpack_seconds < 3 * random_seconds + 0.2
+        on_records = damaged_scan_work(log_path, records[:size], monkeypatch)
+        on_random = damaged_scan_work(
+            log_path.with_name("random.log"), rng.randbytes(size), monkeypatch
+        )
+        assert on_records.calls < 3 * on_random.calls + 1000
+        assert on_records.bytes <= 2 * size + 1024 * 1024
 
 
-def damaged_scan_seconds(path: Path, big: bytes) -> float:
-    """Return the CPU seconds a skip-mode open of a log takes when the head of its record
-    holding ``big`` is damaged and one record follows."""
+class ChecksumCounter:
+    """Stands in for ``zlib`` in ``_format``: counts CRC-32 calls and the bytes they cover."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.bytes = 0
+
+    def crc32(self, data: bytes | memoryview, value: int = 0) -> int:
+        """Return ``zlib.crc32(data, value)``, counted."""
+        self.calls += 1
+        self.bytes += len(data)
+        return zlib.crc32(data, value)
+
+
+def damaged_scan_work(path: Path, big: bytes, monkeypatch: pytest.MonkeyPatch) -> ChecksumCounter:
+    """Return the checksum work of a skip-mode open of a log whose record holding ``big``
+    has a damaged head and one record follows."""
     with TypedStore.open(path, str, bytes) as store:
         store["big"] = big
         store["after"] = b"x"
     data = bytearray(path.read_bytes())
     data[_format.decode_header(bytes(data))[1]] ^= 0xFF  # the head checksum of the big record
     path.write_bytes(data)
-    began = time.process_time()
-    with TypedStore.open(path, str, bytes, readonly=True, config=SKIP) as store:
-        assert dict(store) == {"after": b"x"}
-    return time.process_time() - began
+    counter = ChecksumCounter()
+    with monkeypatch.context() as patch:
+        patch.setattr(_format, "zlib", counter)
+        with TypedStore.open(path, str, bytes, readonly=True, config=SKIP) as store:
+            assert dict(store) == {"after": b"x"}
+    return counter
 
 
 def crafted_heads(start: int, length: int) -> bytes:
