@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import _format
@@ -34,13 +34,24 @@ class Log:
         """Metadata of a schema record to write before the next record, if the types changed."""
 
     @classmethod
-    def create(cls, path: Path, config: StoreConfig, chunks: Iterable[bytes], records: int) -> Log:
-        """Write a new log holding ``chunks`` atomically and return its writer."""
+    def create(
+        cls,
+        path: Path,
+        config: StoreConfig,
+        chunks: Iterable[bytes],
+        records: int,
+        generation: Callable[[], int] = lambda: 0,
+    ) -> Log:
+        """Write a new log holding ``chunks`` atomically and return its writer.
+
+        ``generation`` gives, once ``chunks`` is written, the schema generation in force
+        at its end (``chunks`` may hold schema records).
+        """
         file, directory_error = write_new_log(path, chunks)
         if directory_error is not None:
             file.close()
             raise directory_error
-        return cls(file, config, records)
+        return cls(file, config, records, generation())
 
     @property
     def size(self) -> int:
@@ -97,6 +108,21 @@ class Log:
                     self.file.truncate(self.file.size)
             raise
 
+    def append_schema(self, meta: bytes) -> None:
+        """Append a schema record alone, opening the next generation, and fsync it.
+
+        For a catalog change made at open (a dropped or renamed collection): it must
+        reach the disk whether or not a write follows.
+        """
+        self.check_writable()
+        self._drain()
+        generation = (self.generation + 1) % _format.GENERATIONS
+        before = self.file.size
+        self.file.append(_format.encode_frame(_format.schema_body(meta, generation), before))
+        self.generation, self.pending_schema = generation, None
+        # The change is durable before open returns, as the caller asked for it.
+        self._sync(rollback_to=before)
+
     def _buffer_frame(self, frame: bytes) -> None:
         """Buffer ``frame``; hand the buffer to the OS first if ``frame`` would overfill it.
 
@@ -144,14 +170,19 @@ class Log:
         self._drain()
         self._sync(rollback_to=None)
 
-    def rewrite(self, chunks: Iterable[bytes], records: int) -> None:
-        """Replace the log atomically by ``chunks`` (header and records); see ``_fs``."""
+    def rewrite(
+        self, chunks: Iterable[bytes], records: int, generation: Callable[[], int] = lambda: 0
+    ) -> None:
+        """Replace the log atomically by ``chunks`` (header and records); see ``_fs``.
+
+        ``generation`` gives the schema generation in force at the end of ``chunks``.
+        """
         self.check_writable()
         new_file, directory_error = write_new_log(self.file.path, chunks)
         old, self.file = self.file, new_file
         self._buffer.clear()
         self.pending_schema = None  # the new header describes the current schema
-        self.generation = 0
+        self.generation = generation()
         self.total_records = records
         old.close()
         if directory_error is not None:

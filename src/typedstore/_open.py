@@ -6,86 +6,97 @@ The rules are in README ("Durability and recovery") and docs/FORMAT.md ("Replay"
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal
+from typing import Literal
 
-from . import _compact, _fs
-from ._codec import Codec
-from ._config import Schema, StoreConfig
+from . import _fs
+from ._config import StoreConfig
 from ._log import Log
-from ._replay import Recovery, Replay, replay
-from ._types import K, RecoveryMode, V
+from ._replay import Declare, Recovery, Replay, replay
+from ._types import RecoveryMode
 
 logger = logging.getLogger("typedstore")
 
 
-@dataclass(frozen=True, slots=True)
-class Opened(Generic[K]):
-    """An opened log: the entries it replays to, its writer, and what recovery did."""
+Image = Callable[[], tuple[Iterable[bytes], int, Callable[[], int]]]
+"""Return a new log's content (header and records), its record count, and what gives
+the schema generation at its end once written: the state in memory, as compaction
+writes it."""
 
-    entries: dict[K, object]
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An opened log: its writer, what recovery did, and the replay it continues."""
+
     log: Log | None
     """None for a read-only open."""
     recovery: Recovery | None
+    replay: Replay | None
+    """The replay whose log ``log`` appends to; None when ``log`` was written anew (a new
+    log, or one a recovery mode rebuilt), its header describing the state in memory."""
 
 
 def load(
-    path: Path, codec: Codec[K, V], schema: Schema, config: StoreConfig, *, readonly: bool
-) -> Opened[K]:
+    path: Path,
+    declare: Declare,
+    config: StoreConfig,
+    *,
+    readonly: bool,
+    adopt: Callable[[Replay | None], None],
+    image: Image,
+) -> Opened:
     """Open the log at ``path`` (its writer lock already held unless ``readonly``).
 
-    The log is opened once: replay reads it, and the writer cuts and appends to it,
-    through the same descriptor (see ``_fs.open_log``).
+    ``adopt`` receives the replay (None for a new or empty log) before anything is
+    written; ``image`` gives the content of a log written anew. The log is opened
+    once: replay reads it, and the writer cuts and appends to it, through the same
+    descriptor (see ``_fs.open_log``).
     """
     if readonly:
         buf = _fs.read_file(path)
         if not buf:
-            return Opened({}, None, None)
-        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+            adopt(None)
+            return Opened(None, None, None)
+        state = replay(path, buf, declare, config.recovery, config.buf_capacity)
+        adopt(state)
         recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
-        return Opened(state.entries, None, recovery)
+        return Opened(None, recovery, state)
     if _fs.remove_if_exists(_fs.temp_path(path)):
         logger.warning("%s: removed the temp file of an interrupted compaction", path)
     if path.exists():
         file, buf = _fs.open_log(path)
         if buf:
-            return _load_writable(path, file, buf, codec, schema, config)
+            return _load_writable(path, file, buf, declare, config, adopt, image)
         file.close()
-    header = _compact.header(codec, schema.version)
-    return Opened({}, Log.create(path, config, [header], 0), None)
+    adopt(None)
+    return Opened(Log.create(path, config, *image()), None, None)
 
 
 def _load_writable(
     path: Path,
     file: _fs.LogFile,
     buf: bytes,
-    codec: Codec[K, V],
-    schema: Schema,
+    declare: Declare,
     config: StoreConfig,
-) -> Opened[K]:
+    adopt: Callable[[Replay | None], None],
+    image: Image,
+) -> Opened:
     """Replay ``buf``, read from the open log ``file``, and take ``file`` for writing."""
     try:
-        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+        state = replay(path, buf, declare, config.recovery, config.buf_capacity)
+        adopt(state)
     except BaseException:
         file.close()
         raise
-    log, backup = _open_log(path, file, state, codec, schema, config)
-    current = (schema.version, codec.fingerprint)
-    if backup is None and (state.schema.version, state.schema.fingerprint) != current:
-        # Later records must say they were written under the current schema.
-        log.pending_schema = codec.metadata(schema.version)
+    log, backup = _open_log(path, file, state, config, image)
     recovery = _describe_recovery(path, state, len(buf), config.recovery, backup)
-    return Opened(state.entries, log, recovery)
+    return Opened(log, recovery, state if backup is None else None)
 
 
 def _open_log(
-    path: Path,
-    file: _fs.LogFile,
-    state: Replay[K],
-    codec: Codec[K, V],
-    schema: Schema,
-    config: StoreConfig,
+    path: Path, file: _fs.LogFile, state: Replay, config: StoreConfig, image: Image
 ) -> tuple[Log, Path | None]:
     """Take the replayed log ``file`` for appending, first dealing with any damage found."""
     status = state.verdict().status
@@ -105,13 +116,11 @@ def _open_log(
         backup = _fs.copy_aside(path, file)
     finally:
         file.close()
-    bodies = _compact.insert_bodies(state.entries, codec)
-    chunks = _compact.live_chunks(_compact.header(codec, schema.version), bodies)
-    return Log.create(path, config, chunks, len(state.entries)), backup
+    return Log.create(path, config, *image()), backup
 
 
 def _describe_recovery(
-    path: Path, state: Replay[Any], size: int, mode: RecoveryMode, backup: Path | None
+    path: Path, state: Replay, size: int, mode: RecoveryMode, backup: Path | None
 ) -> Recovery | None:
     """Return (and log) what replay did about damage, or None if there was none."""
     found = state.verdict()
