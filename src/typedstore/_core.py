@@ -28,7 +28,7 @@ from ._log import Log
 from ._open import load
 from ._packing import packb
 from ._records import Write, collection_record, groups_body, operation_body
-from ._replay import Declaration, Declared, Kept, Recovery, Replay
+from ._replay import Declaration, Declared, Kept, Recovery, Replay, collector_paused
 from ._table import Table
 from ._types import MISSING, Stored
 
@@ -252,6 +252,8 @@ class Core:
     ) -> dict[Any, Stored]:
         """Return the entries of a collection the log holds, validated under ``want``."""
         if isinstance(state, Declared):
+            with collector_paused():
+                state.settle()
             return state.entries
         declared = Declared(self.path, want.codec, want.schema)
         if state is not None:

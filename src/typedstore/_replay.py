@@ -168,14 +168,16 @@ class Replayer:
         self.trail = SchemaTrail(path)
 
     def run(self, mode: RecoveryMode, tail_bound: int) -> Replay:
-        """Walk the frames front to back, apply each, then settle what was deferred."""
+        """Walk the frames front to back and apply each; declared collections' values that
+        had to wait are settled by the caller (``Declared.settle``), once it knows the
+        collections are the ones it wants."""
         buf, path = self.buf, self.path
         meta, end = open_header(path, buf)
         self._enter_catalog(meta, 0)
         frames = FrameScanner(path, buf, end, mode, tail_bound)
         plain_insert, trail = _format.plain_insert, self.trail
         inserts = 0
-        with _collector_paused():
+        with collector_paused():
             for offset, end in frames:
                 insert = plain_insert(buf, offset, end, trail.generation)
                 if insert is None:
@@ -187,9 +189,6 @@ class Replayer:
                     else:
                         read(insert[0], insert[1], offset)
                     inserts += 1
-            for state in self.states.values():
-                if isinstance(state, Declared):
-                    state.settle()
         assert self.catalog is not None
         return Replay(
             self.states,
@@ -491,7 +490,7 @@ class Declared(Generic[K, V]):
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while replay builds many objects.
 
     Replay only allocates objects that stay referenced, so collections during it find
