@@ -373,3 +373,50 @@ def drop_open_shop(path: Path) -> None:
     shop: Any = Shop.open(path)
     del shop
     gc.collect()
+
+
+class OrderV2(BaseModel):
+    """Version 2 of an order: the total is in cents."""
+
+    user: str
+    cents: int
+    paid: bool = False
+
+
+def to_cents(data: dict[str, object]) -> dict[str, object]:
+    """Migrate an order's data from version 1 to 2."""
+    total = data.pop("total")
+    assert isinstance(total, int)
+    return {**data, "cents": total * 100}
+
+
+class OrdersV2(Collection[int, OrderV2], version=2, migrations={1: to_cents}):
+    """The orders at schema version 2."""
+
+
+class ShopV2(Database):
+    """The shop after the orders' version bump."""
+
+    users: Collection[str, User]
+    orders: OrdersV2
+
+
+def test_kept_collection_of_two_schemas_compacts_each_under_its_own(log_path: Path) -> None:
+    """An undeclared collection whose entries were written under two schemas keeps both
+    through compaction: each still reads back under its own."""
+    fill(log_path)
+    with ShopV2.open(log_path) as shop:
+        shop.orders[2] = OrderV2(user="bo", cents=250)
+    with Users.open(log_path) as users:
+        users.compact()
+    with ShopV2.open(log_path) as shop:
+        assert dict(shop.orders) == {
+            1: OrderV2(user="ada", cents=3000),
+            2: OrderV2(user="bo", cents=250),
+        }
+
+
+def test_bad_attribute_name_is_refused_at_class_creation() -> None:
+    """A declared collection whose name is over 255 bytes raises ValueError at class creation."""
+    with pytest.raises(ValueError, match="at most 255"):
+        type("Huge", (Database,), {"__annotations__": {"x" * 256: "Collection[str, int]"}})
