@@ -181,7 +181,7 @@ class Replayer:
             for offset, end in frames:
                 insert = plain_insert(buf, offset, end, trail.generation)
                 if insert is None:
-                    self._read_record(offset, end)
+                    self._read_other(offset, end)
                 else:
                     read = self.insert_zero
                     if read is None:
@@ -200,6 +200,20 @@ class Replayer:
             frames.damage,
             frames.torn_tail,
         )
+
+    def _read_other(self, offset: int, end: int) -> None:
+        """Apply a record that is not a lone insert of collection 0."""
+        found = _format.collection_insert(self.buf, offset, end, self.trail.generation)
+        if found is None:
+            self._read_record(offset, end)
+            return
+        collection, key, blob = found
+        state = self.states.get(collection)
+        if state is None:
+            self._no_collection(collection, offset)
+        else:
+            state.insert(key, blob, offset)
+        self.total += 1
 
     def _no_collection(self, collection: int, offset: int) -> None:
         reason = _format.FormatError(_NO_COLLECTION.format(collection))
@@ -364,7 +378,8 @@ class Declared(Generic[K, V]):
     def adopt(self, kept: Kept) -> None:
         """Take over the entries of a collection kept as bytes until now, validating them."""
         for key_bytes, (blob, offset, segment) in kept.entries.items():
-            self.enter(segment)
+            if segment is not self.segment:
+                self.enter(segment)
             self.insert(key_bytes, blob, offset)
         if kept.segment is not None:
             self.enter(kept.segment)
