@@ -420,3 +420,18 @@ def test_bad_attribute_name_is_refused_at_class_creation() -> None:
     """A declared collection whose name is over 255 bytes raises ValueError at class creation."""
     with pytest.raises(ValueError, match="at most 255"):
         type("Huge", (Database,), {"__annotations__": {"x" * 256: "Collection[str, int]"}})
+
+
+def test_renaming_a_declared_collection_keeps_it_under_the_new_name(log_path: Path) -> None:
+    """Code that renames a collection it declares gets a new, empty one under the old name;
+    the entries, kept through a compaction, are the new name's."""
+    fill(log_path)
+
+    class Renamed(Database):
+        purchases: Collection[int, Order]
+
+    with Shop.open(log_path, renamed_collections={"orders": "purchases"}) as shop:
+        assert len(shop.orders) == 0
+        shop.compact()
+    with Renamed.open(log_path) as renamed:
+        assert renamed.purchases[1] == Order(user="ada", total=30)

@@ -213,9 +213,10 @@ class Core:
             kept.append(replace(meta, name=new_name))
         if changes.dropped or changes.renamed:
             self.catalog = database(kept)
-            for meta in kept:  # a renamed collection is matched to the code by its new name
+            renamed = changes.renamed or {}
+            for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
-                if isinstance(state, Declared):
+                if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
 
     def _make(

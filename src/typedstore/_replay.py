@@ -388,7 +388,9 @@ class Declared(Generic[K, V]):
         """Return these entries as bytes, for a collection no longer declared under its name."""
         self.settle()
         kept = Kept()
-        segment = Segment(0, self.schema.version, self.codec.fingerprint, self.codec.describe())
+        fingerprint = self.codec.fingerprint
+        meta = self.codec.describe() | {"version": self.schema.version, "fingerprint": fingerprint}
+        segment = Segment(0, self.schema.version, fingerprint, meta)
         for key, held in self.entries.items():
             blob = self.codec.stored_bytes(held)
             kept.entries[self.codec.key_bytes(key)] = (blob, 0, segment)
