@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from typedstore import (
     TypedStore,
 )
 from typedstore._format import decode_header, frame_body, read_frame
+from typedstore._records import Write
 
 
 class Order(BaseModel):
@@ -435,3 +437,56 @@ def test_renaming_a_declared_collection_keeps_it_under_the_new_name(log_path: Pa
         shop.compact()
     with Renamed.open(log_path) as renamed:
         assert renamed.purchases[1] == Order(user="ada", total=30)
+
+
+class Recorder:
+    """A write hook (the place indexes plug in) that records what it is shown."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, list[object]]] = []
+
+    def before(self, writes: Sequence[Write[Any]]) -> None:
+        keys = [write[0] for write in writes]
+        if self.refuse in keys:
+            raise ValueError(f"{self.refuse} refused")
+        self.seen.append(("before", keys))
+
+    def after(self, writes: Sequence[Write[Any]], previous: Sequence[object]) -> None:
+        self.seen.append(("after", [write[0] for write in writes]))
+
+
+def test_write_hooks_see_each_write_before_and_after(log_path: Path) -> None:
+    """A collection's write hooks see single and transaction writes before and after them."""
+    with Shop.open(log_path) as shop:
+        recorder = Recorder()
+        shop.users._hooks = (recorder,)
+        shop.users["ada"] = ADA
+        with shop.transaction() as tx:
+            tx.users["bo"] = ADA
+            tx.orders[1] = Order(user="bo", total=1)
+    assert recorder.seen == [
+        ("before", ["ada"]),
+        ("after", ["ada"]),
+        ("before", ["bo"]),
+        ("after", ["bo"]),
+    ]
+
+
+def order_for_bo(shop: Shop) -> None:
+    """Add bo and an order of bo's in one transaction."""
+    with shop.transaction() as tx:
+        tx.orders[1] = Order(user="bo", total=1)
+        tx.users["bo"] = ADA
+
+
+def test_write_hook_refusal_writes_nothing(log_path: Path) -> None:
+    """A write hook that raises before a transaction's record refuses it whole."""
+    with Shop.open(log_path) as shop:
+        shop.users._hooks = (Recorder(refuse="bo"),)
+        shop.flush()
+        size = log_path.stat().st_size
+        with pytest.raises(ValueError, match="bo refused"):
+            order_for_bo(shop)
+        assert log_path.stat().st_size == size
+        assert 1 not in shop.orders

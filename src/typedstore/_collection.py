@@ -18,7 +18,7 @@ from collections.abc import (
     ValuesView,
 )
 from collections.abc import Collection as Sized
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from ._codec import Codec, type_name
 from ._config import Schema
@@ -32,6 +32,24 @@ if TYPE_CHECKING:
     from ._core import Core
 
 T = TypeVar("T")
+
+
+class WriteHook(Protocol):
+    """Something kept beside a collection that follows its writes (an index, say).
+
+    The database's write path (``_core.Core._write`` and ``_commit``) calls ``before``
+    with a record's writes to the collection before anything is written, under the lock
+    (raising there refuses the write, nothing written), then ``after`` once the record
+    is written and memory applied, with what each write replaced (MISSING where nothing).
+    """
+
+    def before(self, writes: Sequence[Write[Any]]) -> None:
+        """Check ``writes``; raise to refuse them."""
+
+    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
+        """Follow ``writes``, written and applied."""
+
+
 UNBOUND: object = object()
 """A type not given: neither at open nor by a declarative subclass."""
 
@@ -52,6 +70,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     _schema: ClassVar[Schema | None] = None
     _owner: object
     """The database this collection belongs to, kept open while the collection is in use."""
+    _hooks: tuple[WriteHook, ...] = ()
+    """What follows this collection's writes (its indexes): see :class:`WriteHook`."""
 
     def __init_subclass__(
         cls,

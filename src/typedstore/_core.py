@@ -105,6 +105,8 @@ class Core:
         """The declared collections, by id. Weak: a collection refers to its core, and a
         TypedStore (a collection) must go, and warn if unclosed, when its last user
         lets it go, not when the cycle collector runs."""
+        self._tables: dict[int, Table[Any]] = {}
+        """The declared collections' tables, by id (the same objects as theirs)."""
         self._kept: dict[int, Kept] = {}
         """The collections no code declared, by id: entries as bytes."""
         self._next_id = 0
@@ -244,8 +246,10 @@ class Core:
         if not want.codec.canonical_keys:
             key_bytes = {key: want.codec.key_bytes(key) for key in entries}
         collection = object.__new__(want.cls)
-        collection._attach(self, ident, name, want.codec, want.schema, Table(entries, key_bytes))
+        table = Table(entries, key_bytes)
+        collection._attach(self, ident, name, want.codec, want.schema, table)
         self.collections[ident] = collection
+        self._tables[ident] = table
         return collection
 
     def _validated(
@@ -360,8 +364,13 @@ class Core:
                 # its file's descriptor number: write nowhere.
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
+                hooks = collection._hooks
+                if hooks:
+                    _before(((collection, writes),))
                 self._phase = _APPENDING
                 previous = self._append(log, collection, writes)
+                if hooks:
+                    _after(((collection, writes),), (previous,))
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
@@ -434,7 +443,12 @@ class Core:
             logger.warning("%s: automatic compaction failed", self.path, exc_info=True)
 
     def _live(self) -> int:
-        live = sum(len(c._table.entries) for c in self.collections.values())
+        """Return how many entries the log holds live: the compaction policy's count."""
+        tables = self._tables
+        if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
+            for table in tables.values():
+                return len(table.entries)
+        live = sum(len(table.entries) for table in tables.values())
         return live + sum(len(kept.entries) for kept in self._kept.values())
 
     # -- transactions ------------------------------------------------------------------------
@@ -469,9 +483,15 @@ class Core:
                 raise RuntimeError(_REENTERED)
             for collection, _ in groups:
                 collection._check_open()
-            self._phase = _APPENDING
+            hooked = any(collection._hooks for collection, _ in groups)
             try:
-                self._append_batch(log, groups)
+                if hooked:
+                    self._phase = _USER_CODE
+                    _before(groups)
+                self._phase = _APPENDING
+                previous = self._append_batch(log, groups)
+                if hooked:
+                    _after(groups, previous)
                 if unmatched or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, unmatched)
             finally:
@@ -518,6 +538,9 @@ class Core:
         Each collection's entries in catalog order; a kept collection's as they are, with
         a schema record wherever the next entry was written under another of its schemas.
         """
+        if not self._kept:  # the common case, a TypedStore's always: no schema switches
+            header = _format.encode_header(self._catalog_bytes())
+            return _compact.live_chunks(header, self._declared_bodies()), self._live()
         rewrite = rewrite or _compact.Rewrite()
         catalog = self.catalog
         first = {
@@ -534,6 +557,18 @@ class Core:
         rewrite = _compact.Rewrite()
         chunks, records = self._image(rewrite)
         return chunks, records, lambda: rewrite.generation
+
+    def _declared_bodies(self) -> Iterator[bytes]:
+        """Yield one insert body per live entry of each declared collection, in catalog order."""
+        for meta in self.catalog.collections:
+            collection = self.collections.get(meta.id)
+            if collection is None:
+                continue
+            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
+            if meta.id:
+                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
+            else:
+                yield from bodies
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -595,6 +630,7 @@ class Core:
         for collection in self.collections.values():
             collection._is_closed = True
             collection._table = Table({}, None)
+        self._tables = {}
         self._kept = {}
         if self._file_lock is not None:
             self._file_lock.release()
@@ -631,6 +667,23 @@ class Core:
         """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
         if self._phase is not _IDLE:
             raise RuntimeError(f"{action} from code running inside a write of this store")
+
+
+def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks (indexes) its writes before anything is written."""
+    for collection, writes in groups:
+        for hook in collection._hooks:
+            hook.before(writes)
+
+
+def _after(
+    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
+    previous: Sequence[Sequence[Stored]],
+) -> None:
+    """Show each collection's hooks its writes once they are written and applied."""
+    for (collection, writes), replaced in zip(groups, previous, strict=True):
+        for hook in collection._hooks:
+            hook.after(writes, replaced)
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
