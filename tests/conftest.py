@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import os
 import random
+import typing
+from collections.abc import Collection as Sized
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, overload
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from typedstore import TypedStore
+from typedstore import (
+    Collection,
+    Database,
+    DatabaseTransaction,
+    Recovery,
+    StoreConfig,
+    TypedStore,
+)
+from typedstore._codec import Codec
+from typedstore._collection import schema_of
+from typedstore._config import Schema
+from typedstore._core import Wanted
 from typedstore._format import read_frame
+from typedstore._types import Migration
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 S = TypeVar("S", bound="TypedStore[Any, Any]")
+K = TypeVar("K")
+V = TypeVar("V")
 
 pytest_plugins = ["tests.pg"]  # the PostgreSQL server and schema fixtures
 
@@ -75,3 +96,152 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 def log_path(tmp_path: Path) -> Path:
     """A path for a store's log in a fresh folder."""
     return tmp_path / "store.log"
+
+
+class DatabaseCollection(Collection[K, V]):
+    """A collection of a two-collection database, with a TypedStore's open and close, so the
+    store tests run against a database's collection too.
+
+    The database's first collection, ``"other"``, holds entries of its own; the subject is
+    its second (records of kind 05). A subclass binds the types and schema a TypedStore
+    class or an ``open`` call gave.
+    """
+
+    _like: ClassVar[type[TypedStore[Any, Any]]] = TypedStore
+    _types: ClassVar[tuple[object, ...]] = ()
+    _schema_now: Schema
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        config: StoreConfig | None = None,
+        readonly: bool = False,
+        version: int | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        dropped_fields: Sized[str] = (),
+    ) -> Self:
+        """Open the database at ``path`` and return its subject collection."""
+        key_type, value_type = cls._types or (cls._like._key_type, cls._like._value_type)
+        schema = cls._like._schema or schema_of(version, migrations, dropped_fields)
+        database = Database.open(path, config=config, readonly=readonly)
+        try:
+            is_new = "other" not in database.collection_names()
+            other = database.collection("other", str, int)
+            if is_new and not readonly:
+                other.update({"a": 1, "b": 2})
+            want = Wanted(cls, Codec[Any, Any](key_type, value_type), schema)
+            subject = database._core.collection("subject", want)
+        except BaseException:
+            database.close()
+            raise
+        database._adopt("subject", subject)
+        assert isinstance(subject, cls)
+        return subject
+
+    @property
+    def path(self) -> Path:
+        """The log file's path."""
+        return self._core.path
+
+    @property
+    def config(self) -> StoreConfig:
+        """The database's settings."""
+        return self._core.config
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the database is read-only."""
+        return self._core.readonly
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the database is closed."""
+        return self._core.is_closed
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """What opening did about damage."""
+        return self._core.recovery
+
+    def flush(self) -> None:
+        """Flush the database."""
+        self._core.flush()
+
+    def compact(self) -> None:
+        """Compact the database."""
+        self._core.compact()
+
+    def close(self) -> None:
+        """Close the database."""
+        self._core.close()
+
+    def transaction(self) -> CollectionTransaction[K, V]:
+        """Return a database transaction seen through this collection."""
+        owner = self._owner
+        assert isinstance(owner, Database)
+        return CollectionTransaction(owner.transaction(), self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class CollectionTransaction(Generic[K, V]):
+    """A database transaction, entered as the view of one collection."""
+
+    def __init__(self, transaction: DatabaseTransaction[Any], collection: Collection[K, V]) -> None:
+        self._transaction = transaction
+        self._collection = collection
+
+    def __enter__(self) -> Collection[K, V]:
+        self._transaction.__enter__()
+        return self._transaction.view(self._collection)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._transaction.__exit__(exc_type, exc, traceback)
+
+
+class OpenStore(Protocol):
+    """Open a store like ``store_class.open(path, *types, **options)``: that store, or a
+    collection of a database dressed as one."""
+
+    @overload
+    def __call__(
+        self,
+        store_class: type[TypedStore[Any, Any]],
+        path: Path,
+        key_type: TypeForm[K],
+        value_type: TypeForm[V],
+        /,
+        **options: Any,
+    ) -> TypedStore[K, V]: ...
+    @overload
+    def __call__(self, store_class: type[S], path: Path, /, **options: Any) -> S: ...
+
+
+@pytest.fixture(params=["store", "collection"])
+def open_store(request: pytest.FixtureRequest) -> OpenStore:
+    """Run the test on a TypedStore and on the second collection of a database."""
+
+    def store(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
+        return store_class.open(path, *types, **options)
+
+    def collection(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
+        bound: type[DatabaseCollection[Any, Any]] = type(
+            f"{store_class.__name__}InADatabase",
+            (DatabaseCollection,),
+            {"_like": store_class, "_types": types},
+        )
+        return bound.open(path, **options)  # not a TypedStore, but it has its API
+
+    opener: Any = store if request.param == "store" else collection
+    return typing.cast(OpenStore, opener)

@@ -13,7 +13,7 @@ import pytest
 from typedstore import SchemaMismatchError, TypedStore
 
 EXAMPLES_DIR = Path(__file__).parents[1] / "examples"
-EXAMPLES = ["evolve", "quickstart", "records", "settings", "transfer"]
+EXAMPLES = ["evolve", "quickstart", "records", "settings", "shop", "transfer"]
 
 
 def run_example(name: str, cwd: Path, *args: str) -> str:
@@ -208,3 +208,28 @@ def test_evolve_logs_the_compatible_change(tmp_path: Path) -> None:
         "  logged: the value type changed without a schema version bump (added: newsletter)",
         "compatible change: ada.newsletter=False",
     ]
+
+
+def test_shop_pays_across_collections_once(tmp_path: Path) -> None:
+    """The shop example charges ada once for order 1, and the declined payment of order 2
+    leaves both collections as they were, also after reopening."""
+    lines = run_example("shop", tmp_path).splitlines()
+    assert lines == [
+        "order 1 paid: True, ada spent 3000",
+        "order 2 payment failed: card of bo declined",
+        "nothing written by the failed payment: True",
+        "after reopening:",
+        "  user ada: Ada spent=3000",
+        "  user bo: Bo spent=0",
+        "  order 1: ada 3000 paid",
+        "  order 2: bo 1250 open",
+    ]
+
+
+def test_shop_rerun_over_its_log_charges_nobody_twice(tmp_path: Path) -> None:
+    """Running the shop example again over its own log, as after a crash, adds no record."""
+    run_example("shop", tmp_path)
+    log = tmp_path / "data" / "shop.log"
+    size = log.stat().st_size
+    run_example("shop", tmp_path)
+    assert log.stat().st_size == size

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -136,6 +136,8 @@ class Workload(Generic[M]):
     """Apply operation ``index`` of the stream for ``seed``: ``apply(state, seed, index)``."""
     initial: dict[str, M] = field(default_factory=dict)
     """What the parent writes before the first child starts."""
+    database: bool = False
+    """Whether the child writes a ``writer_child.Bank`` database rather than a TypedStore."""
 
 
 KV = Workload[User](
@@ -152,6 +154,15 @@ TRANSFER = Workload[Account](
         state, writer_child.transfer_op(seed, index)
     ),
     writer_child.initial_accounts(),
+)
+BANK = Workload[Account](
+    "bank",
+    Account,
+    lambda state, seed, index: writer_child.apply_transfer(
+        state, writer_child.bank_op(seed, index)
+    ),
+    writer_child.initial_bank(),
+    database=True,
 )
 
 
@@ -179,6 +190,11 @@ def advanced(
 
 def reopen(workload: Workload[M], path: Path) -> State[M]:
     """Open the log as the next writer would and return its entries; it must open cleanly."""
+    if workload.database:
+        with writer_child.Bank.open(path) as bank:
+            assert bank.recovery is None or bank.recovery.kind == "torn_tail", bank.recovery
+            accounts: list[tuple[str, Any]] = writer_child.bank_state(bank)
+            return accounts
     with TypedStore.open(path, str, workload.value_type) as store:
         recovery = store.recovery
         assert recovery is None or recovery.kind == "torn_tail", recovery
@@ -203,8 +219,13 @@ def run_kills(
     deadline = time.monotonic() + BUDGET
     seed = rng.randrange(2**32)
     temp = log_path.with_name(log_path.name + ".compact.tmp")
-    with TypedStore.open(log_path, str, workload.value_type) as store:
-        store.update(workload.initial)
+    if workload.database:
+        with writer_child.Bank.open(log_path) as bank:
+            initial: dict[str, Any] = dict(workload.initial)
+            writer_child.apply_initial(bank, initial)
+    else:
+        with TypedStore.open(log_path, str, workload.value_type) as store:
+            store.update(workload.initial)
     model, start = dict(workload.initial), 0
     report = KillReport[M]()
     for round_ in range(KILLS):
@@ -256,3 +277,18 @@ def test_killed_transfers_keep_total_balance(
     assert report.acknowledged > KILLS, "the child was killed before it did anything"
     if config == "compacting":
         assert report.kills_in_compaction >= 1, "no kill landed inside a compaction"
+
+
+@pytest.mark.parametrize("config", ["default", "compacting"])
+def test_killed_bank_transfers_keep_both_collections_whole(
+    log_path: Path, rng: random.Random, config: str
+) -> None:
+    """After each SIGKILL mid-transaction across two collections, both replay whole or not
+    at all: the accounts of the two collections add up to the same total."""
+    report = run_kills(BANK, log_path, config, rng)
+    total = len(writer_child.initial_bank()) * writer_child.INITIAL_BALANCE
+    assert len(report.states) == KILLS
+    for state in report.states:
+        assert [name for name, _ in state] == list(writer_child.initial_bank())
+        assert sum(account.balance for _, account in state) == total
+    assert report.acknowledged > KILLS, "the child was killed before it did anything"

@@ -12,7 +12,10 @@ import pytest
 import typedstore
 
 PUBLIC_NAMES = [
+    "Collection",
     "CorruptLogError",
+    "Database",
+    "DatabaseTransaction",
     "EncodingError",
     "NotAStoreError",
     "Recovery",

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from tests.models import Point, User
 from typedstore import (
+    Collection,
     CorruptLogError,
+    Database,
     NotAStoreError,
     Recovery,
     RecoveryMode,
@@ -961,3 +963,61 @@ def reference_next_frame(buf: bytes, offset: int) -> int:
         else:
             position = end
     return -1
+
+
+# -- cuts in a database's log: transactions across two collections -----------------------------
+
+
+class Pair(Database):
+    """Users and points in one log."""
+
+    users: Collection[str, User]
+    points: Collection[int, Point]
+
+
+PairState = tuple[State, list[tuple[int, Point]]]
+
+
+def read_pair(path: Path, *, readonly: bool) -> PairState:
+    """Open the database at ``path`` and return both collections' entries in order."""
+    with Pair.open(path, readonly=readonly) as pair:
+        return list(pair.users.items()), list(pair.points.items())
+
+
+def write_pair_history(path: Path) -> tuple[bytes, list[int], list[PairState]]:
+    """Write single writes to both collections and two transactions across them; return the
+    log's bytes, the size after each acknowledged write and the state there."""
+    boundaries: list[int] = []
+    states: list[PairState] = []
+    with Pair.open(path, config=SYNCED) as pair:
+
+        def acknowledged() -> None:
+            boundaries.append(path.stat().st_size)
+            states.append((list(pair.users.items()), list(pair.points.items())))
+
+        acknowledged()
+        pair.users["ada"] = User(name="Ada", age=36)
+        acknowledged()
+        pair.points[1] = Point(x=1, y=1)
+        acknowledged()
+        with pair.transaction() as tx:
+            tx.users.modify("ada", birthday)
+            tx.points[2] = Point(x=2, y=2)
+            del tx.points[1]
+        acknowledged()
+        with pair.transaction() as tx:
+            tx.points[3] = Point(x=3, y=3)
+            tx.users["bo"] = User(name="Bo", age=5)
+        acknowledged()
+    return path.read_bytes(), boundaries, states
+
+
+def test_every_cut_of_a_database_log_opens_to_a_whole_write(log_path: Path) -> None:
+    """A database log cut at any byte opens, read-only or writable, to the state after the
+    last complete record: a transaction across collections applies whole or not at all."""
+    data, boundaries, states = write_pair_history(log_path)
+    for cut in range(boundaries[0], len(data) + 1):
+        expected = states[max(i for i, size in enumerate(boundaries) if size <= cut)]
+        for readonly in (True, False):
+            log_path.write_bytes(data[:cut])
+            assert read_pair(log_path, readonly=readonly) == expected, f"cut at {cut}"

@@ -39,6 +39,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests import schema_child
+from tests.conftest import OpenStore
 from typedstore import CorruptLogError, SchemaMismatchError, StoreConfig, TypedStore, _format
 from typedstore.__main__ import main as cli_main
 from typedstore._codec import decode_metadata
@@ -104,9 +105,12 @@ V3_CUSTOMERS = {
 }
 
 
-def write_v1(path: Path) -> bytes:
-    """Write the version-1 customers (with an overwrite and a removal); return the log's bytes."""
-    with TypedStore.open(path, str, CustomerV1) as customers:
+def write_v1(path: Path, open_store: OpenStore | None = None) -> bytes:
+    """Write the version-1 customers (with an overwrite and a removal); return the log's bytes.
+
+    ``open_store`` opens the store (see tests/conftest.py): a TypedStore by default."""
+    opener = open_store or _open_typed_store
+    with opener(TypedStore, path, str, CustomerV1) as customers:
         customers["ada"] = CustomerV1(name="Ada", phone="0", fax="0")
         customers["gone"] = CustomerV1(name="Gone", phone="1", fax="1")
         customers.update(V1_CUSTOMERS)
@@ -114,9 +118,18 @@ def write_v1(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def open_v3(path: Path, **options: Any) -> TypedStore[str, CustomerV3]:
+def open_v3(
+    path: Path, open_store: OpenStore | None = None, **options: Any
+) -> TypedStore[str, CustomerV3]:
     """Open ``path`` as version 3 of the application does, with both migrations."""
-    return TypedStore.open(path, str, CustomerV3, version=3, migrations=MIGRATIONS, **options)
+    opener = open_store or _open_typed_store
+    return opener(TypedStore, path, str, CustomerV3, version=3, migrations=MIGRATIONS, **options)
+
+
+def _open_typed_store(
+    store_class: type[TypedStore[Any, Any]], path: Path, /, *types: Any, **options: Any
+) -> Any:
+    return store_class.open(path, *types, **options)
 
 
 def log_versions(path: Path) -> list[int]:
@@ -159,10 +172,12 @@ def assert_untouched(path: Path, before: bytes) -> None:
 class TestMigrations:
     """Each old record is upgraded from its own version by the declared migrations."""
 
-    def test_v1_log_opens_at_v3_through_two_migrations(self, log_path: Path) -> None:
+    def test_v1_log_opens_at_v3_through_two_migrations(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """A log written at version 1 opens at version 3 with each value upgraded twice."""
-        write_v1(log_path)
-        with open_v3(log_path) as customers:
+        write_v1(log_path, open_store)
+        with open_v3(log_path, open_store) as customers:
             assert list(customers.items()) == list(V3_CUSTOMERS.items())
             assert customers.schema_version == 3
 
@@ -197,11 +212,13 @@ class TestMigrations:
             assert customers["bo"].full_name == "Bo Diddley"
         assert seen == [{"name": "Bo Diddley", "phone": "555-0201", "fax": "555-0202"}]
 
-    def test_readonly_open_migrates_in_memory_and_writes_nothing(self, log_path: Path) -> None:
+    def test_readonly_open_migrates_in_memory_and_writes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """A read-only open at version 3 shows upgraded values and leaves the folder as it was."""
-        before = write_v1(log_path)
+        before = write_v1(log_path, open_store)
         listing = sorted(p.name for p in log_path.parent.iterdir())
-        with open_v3(log_path, readonly=True) as customers:
+        with open_v3(log_path, open_store, readonly=True) as customers:
             assert list(customers.items()) == list(V3_CUSTOMERS.items())
         assert log_path.read_bytes() == before
         assert sorted(p.name for p in log_path.parent.iterdir()) == listing
@@ -249,14 +266,14 @@ class TestWritingAtANewVersion:
         assert log_versions(log_path) == [1, 3]
 
     def test_reopen_after_writing_at_new_version_gives_the_same_values(
-        self, log_path: Path
+        self, log_path: Path, open_store: OpenStore
     ) -> None:
         """Values written at version 3 and upgraded v1 values read back alike after a reopen."""
-        write_v1(log_path)
-        with open_v3(log_path) as customers:
+        write_v1(log_path, open_store)
+        with open_v3(log_path, open_store) as customers:
             customers["cy"] = CustomerV3(full_name="Cy", phone="555-0301", email="cy@x")
             expected = list(customers.items())
-        with open_v3(log_path) as customers:
+        with open_v3(log_path, open_store) as customers:
             assert list(customers.items()) == expected
         assert [key for key, _ in expected] == ["ada", "bo", "cy"]
 

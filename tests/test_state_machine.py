@@ -1,4 +1,5 @@
-"""Hypothesis state machines drive a TypedStore and a plain dict with the same operations."""
+"""Hypothesis state machines drive a TypedStore and a plain dict, or a database of two
+collections and two dicts, with the same operations."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pydantic
 import pytest
@@ -26,7 +28,7 @@ from hypothesis.stateful import (
 
 from tests.models import Point, User
 from tests.strategies import Op, int_keys, operations, points, str_keys, users
-from typedstore import StoreConfig, Transaction, TypedStore
+from typedstore import Collection, Database, StoreConfig, Transaction, TypedStore
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -400,4 +402,169 @@ def test_point_store_agrees_with_dict_long_runs() -> None:
     """A store of frozen models and a dict agree over many long operation sequences."""
     run_state_machine_as_test(
         PointMachine, settings=settings(max_examples=200, stateful_step_count=100)
+    )
+
+
+# -- a database of two collections ---------------------------------------------------------
+
+
+class Pair(Database):
+    """Users and points in one log."""
+
+    users: Collection[str, User]
+    points: Collection[int, Point]
+
+
+class UsersOnly(Database):
+    """The same log opened by code that declares only its users: points are kept."""
+
+    users: Collection[str, User]
+
+
+Name = str
+"""Which collection a rule acts on: "users" or "points"."""
+
+
+class DatabaseMachine(RuleBasedStateMachine):
+    """Drive a database of two collections and two dicts with the same operations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="typedstore-db-machine-"))
+        self.path = self.folder / "pair.log"
+        self.config = StoreConfig()
+        self.models: dict[Name, dict[Any, Any]] = {"users": {}, "points": {}}
+        self.database: Pair | None = None
+
+    @initialize(config=st.sampled_from(CONFIGS))
+    def open_database(self, config: StoreConfig) -> None:
+        self.config = config
+        self.database = Pair.open(self.path, config=config)
+
+    def teardown(self) -> None:
+        if self.database is not None:
+            self.database.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def pair(self) -> Pair:
+        assert self.database is not None
+        return self.database
+
+    def collection(self, database: Pair, name: Name) -> Collection[Any, Any]:
+        return database.users if name == "users" else database.points
+
+    # -- writes ------------------------------------------------------------------------
+
+    @rule(key=str_keys, value=users)
+    def insert_user(self, key: str, value: User) -> None:
+        assert self.pair.users.insert(key, value) == self.models["users"].get(key)
+        self.models["users"][key] = copy.deepcopy(value)
+
+    @rule(key=int_keys, value=points)
+    def insert_point(self, key: int, value: Point) -> None:
+        self.pair.points[key] = value
+        self.models["points"][key] = value
+
+    @rule(key=str_keys)
+    def remove_user(self, key: str) -> None:
+        assert self.pair.users.remove(key) == self.models["users"].pop(key, None)
+
+    @rule(key=int_keys)
+    def remove_point(self, key: int) -> None:
+        assert self.pair.points.pop(key, None) == self.models["points"].pop(key, None)
+
+    @rule(key=str_keys)
+    def modify_user(self, key: str) -> None:
+        if key in self.models["users"]:
+            expected = _birthday(copy.deepcopy(self.models["users"][key]))
+            assert self.pair.users.modify(key, _birthday) == expected
+            self.models["users"][key] = expected
+
+    @rule(
+        user_steps=st.lists(operations(str_keys, users), max_size=6),
+        point_steps=st.lists(operations(int_keys, points), max_size=6),
+        abort=st.booleans(),
+    )
+    def transaction(
+        self, user_steps: list[Op[str, User]], point_steps: list[Op[int, Point]], abort: bool
+    ) -> None:
+        staged = {name: dict(model) for name, model in self.models.items()}
+        self.pair.flush()
+        size = self.path.stat().st_size
+        try:
+            with self.pair.transaction() as tx:
+                for user_step, point_step in zip_longest(user_steps, point_steps):
+                    if user_step is not None:
+                        _apply(tx.users, staged["users"], user_step, _birthday)
+                    if point_step is not None:
+                        _apply(tx.points, staged["points"], point_step, _move)
+                assert list(self.pair.users) == list(self.models["users"])
+                if abort:
+                    raise Boom("abort the transaction")
+        except Boom:
+            assert self.path.stat().st_size == size
+            return
+        self.models = staged
+
+    # -- whole database ----------------------------------------------------------------
+
+    @rule()
+    def compact(self) -> None:
+        self.pair.compact()
+
+    @rule(how=st.sampled_from(["declared", "functional", "users only"]))
+    def reopen(self, how: str) -> None:
+        self.pair.close()
+        if how == "functional":
+            functional = Database.open(self.path, config=self.config)
+            assert dict(functional.collection("points", int, Point)) == self.models["points"]
+            assert dict(functional.collection("users", str, User)) == self.models["users"]
+            functional.close()
+        elif how == "users only":  # the points are kept, through a compaction too
+            with UsersOnly.open(self.path, config=self.config) as users_only:
+                assert dict(users_only.users) == self.models["users"]
+                users_only.compact()
+        self.database = Pair.open(self.path, config=self.config)
+
+    @invariant()
+    def agrees_with_models(self) -> None:
+        if self.database is None:
+            return
+        for name, model in self.models.items():
+            collection = self.collection(self.database, name)
+            assert list(collection.items()) == list(model.items())
+
+
+def _apply(
+    collection: Collection[K, V], staged: dict[K, V], step: Op[K, V], change: Callable[[V], V]
+) -> None:
+    """Apply a transaction ``step`` to a view and to the staged model, checking results."""
+    key, present = step.key, step.key in staged
+    if step.name in ("insert", "setitem"):
+        assert collection.insert(key, step.value) == staged.get(key)
+        staged[key] = copy.deepcopy(step.value)
+    elif step.name in ("remove", "delitem"):
+        assert collection.remove(key) == staged.pop(key, None)
+    elif step.name in ("modify", "spoil") and present:
+        expected = change(copy.deepcopy(staged[key]))
+        assert collection.modify(key, change) == expected
+        staged[key] = expected
+    else:
+        assert collection.get(key) == staged.get(key)
+        assert (key in collection) == present
+        assert len(collection) == len(staged)
+
+
+def test_database_agrees_with_two_dicts() -> None:
+    """A database of two collections and two dicts agree after any sequence of operations,
+    transactions across both and reopens included."""
+    run_state_machine_as_test(DatabaseMachine, settings=settings(stateful_step_count=40))
+
+
+@pytest.mark.slow
+def test_database_agrees_with_two_dicts_long_runs() -> None:
+    """A database of two collections and two dicts agree over many long operation sequences."""
+    run_state_machine_as_test(
+        DatabaseMachine, settings=settings(max_examples=150, stateful_step_count=80)
     )

@@ -76,6 +76,7 @@ def test_typing_pins_run(tmp_path: Path) -> None:
         "keys.log",
         "lists.log",
         "optional.log",
+        "shop.log",
         "transaction.log",
         "tuples.log",
     ]

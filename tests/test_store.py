@@ -43,7 +43,7 @@ import msgpack
 import pydantic
 import pytest
 
-from tests.conftest import Settle, frames_after
+from tests.conftest import OpenStore, Settle, frames_after
 from tests.models import Point, User
 from typedstore import (
     EncodingError,
@@ -108,44 +108,50 @@ def _alice() -> User:
 class TestMappingProtocol:
     """A store is a MutableMapping: reads, writes, removals and equality behave as a dict's."""
 
-    def test_is_a_mutable_mapping(self, log_path: Path) -> None:
+    def test_is_a_mutable_mapping(self, log_path: Path, open_store: OpenStore) -> None:
         """A store is a collections.abc.MutableMapping."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             assert isinstance(store, MutableMapping)
 
-    def test_setitem_then_getitem(self, log_path: Path, settle: Settle) -> None:
+    def test_setitem_then_getitem(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """store[k] = v stores a value that store[k] reads back."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             with settle(store) as store:
                 assert store["a"] == 1
 
-    def test_getitem_missing_raises_keyerror(self, log_path: Path) -> None:
+    def test_getitem_missing_raises_keyerror(self, log_path: Path, open_store: OpenStore) -> None:
         """store[k] of a missing key raises KeyError naming the key."""
-        with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+        with open_store(Ints, log_path) as store, pytest.raises(KeyError, match="nope"):
             store["nope"]
 
-    def test_delitem_removes(self, log_path: Path, settle: Settle) -> None:
+    def test_delitem_removes(self, log_path: Path, open_store: OpenStore, settle: Settle) -> None:
         """del store[k] removes the key."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store["b"] = 2
             del store["a"]
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2)]
 
-    def test_delitem_missing_raises_keyerror_and_writes_nothing(self, log_path: Path) -> None:
+    def test_delitem_missing_raises_keyerror_and_writes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """del store[k] of a missing key raises KeyError and leaves the file as it was."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             size = log_path.stat().st_size
             with pytest.raises(KeyError, match="nope"):
                 del store["nope"]
             assert log_path.stat().st_size == size
 
-    def test_in_and_contains_key(self, log_path: Path, settle: Settle) -> None:
+    def test_in_and_contains_key(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """`in` and contains_key say whether a key is present."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             with settle(store) as store:
                 assert "a" in store
@@ -153,9 +159,11 @@ class TestMappingProtocol:
                 assert store.contains_key("a")
                 assert not store.contains_key("b")
 
-    def test_len_counts_live_entries(self, log_path: Path, settle: Settle) -> None:
+    def test_len_counts_live_entries(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """len counts live entries: overwrites and removals do not add to it."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for key in "abcd":
                 store[key] = 1
             store["a"] = 2
@@ -163,26 +171,32 @@ class TestMappingProtocol:
             with settle(store) as store:
                 assert len(store) == 3
 
-    def test_equals_dict_with_same_entries(self, log_path: Path, settle: Settle) -> None:
+    def test_equals_dict_with_same_entries(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """A store equals a dict with the same entries and differs from one with other entries."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store.update({"a": 1, "b": 2})
             with settle(store) as store:
                 assert store == {"b": 2, "a": 1}
                 assert store != {"a": 1, "b": 3}
                 assert store != {"a": 1}
 
-    def test_update_from_mapping_and_keywords(self, log_path: Path, settle: Settle) -> None:
+    def test_update_from_mapping_and_keywords(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """update takes a mapping and keywords; existing keys keep their position."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["b"] = 0
             store.update({"a": 1, "b": 2}, c=3)
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2), ("a", 1), ("c", 3)]
 
-    def test_clear_writes_one_record(self, log_path: Path, settle: Settle) -> None:
+    def test_clear_writes_one_record(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """clear removes every entry with exactly one record appended to the log."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for key in "abcde":
                 store[key] = 1
             size = log_path.stat().st_size
@@ -193,9 +207,11 @@ class TestMappingProtocol:
                 assert len(store) == 0
                 assert list(store) == []
 
-    def test_clear_of_empty_store_writes_nothing(self, log_path: Path) -> None:
+    def test_clear_of_empty_store_writes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """clear on an empty store leaves the file as it was."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             size = log_path.stat().st_size
             store.clear()
             assert log_path.stat().st_size == size
@@ -205,12 +221,12 @@ class TestInsertionOrder:
     """Entries keep insertion order through iteration, overwrites, removals and popitem."""
 
     def test_iteration_follows_insertion_order(
-        self, log_path: Path, settle: Settle, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, settle: Settle, rng: random.Random
     ) -> None:
         """iter, keys, values and items all follow insertion order, not key order."""
         keys = [f"key-{number}" for number in range(50)]
         rng.shuffle(keys)
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for number, key in enumerate(keys):
                 store[key] = number
             with settle(store) as store:
@@ -219,9 +235,11 @@ class TestInsertionOrder:
                 assert list(store.values()) == list(range(len(keys)))
                 assert list(store.items()) == list(zip(keys, range(len(keys)), strict=True))
 
-    def test_reversed_gives_the_keys_last_first(self, log_path: Path, settle: Settle) -> None:
+    def test_reversed_gives_the_keys_last_first(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """reversed(store) gives the keys in reverse insertion order, like a dict's."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for key in "bca":
                 store[key] = 1
             del store["c"]
@@ -230,19 +248,23 @@ class TestInsertionOrder:
             with settle(store) as store:
                 assert list(reversed(store)) == ["c", "a", "b"]
 
-    def test_existing_key_keeps_its_position(self, log_path: Path, settle: Settle) -> None:
+    def test_existing_key_keeps_its_position(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """Overwriting an existing key keeps its position in the order."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for key in "abc":
                 store.insert(key, 0)
             store.insert("a", 9)
             with settle(store) as store:
                 assert list(store.items()) == [("a", 9), ("b", 0), ("c", 0)]
 
-    def test_popitem_is_lifo_like_dict(self, log_path: Path, settle: Settle) -> None:
+    def test_popitem_is_lifo_like_dict(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """popitem removes and returns the last entry, as dict.popitem does."""
         model = {"a": 1, "b": 2, "c": 3}
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store.update(model)
             store["a"] = 10
             model["a"] = 10
@@ -251,59 +273,67 @@ class TestInsertionOrder:
                 assert store.popitem() == model.popitem() == ("b", 2)
                 assert dict(store) == model
 
-    def test_popitem_empty_raises(self, log_path: Path) -> None:
+    def test_popitem_empty_raises(self, log_path: Path, open_store: OpenStore) -> None:
         """popitem on an empty store raises KeyError."""
-        with Ints.open(log_path) as store, pytest.raises(KeyError, match="empty"):
+        with open_store(Ints, log_path) as store, pytest.raises(KeyError, match="empty"):
             store.popitem()
 
 
 class TestPop:
     """pop returns and removes a present key, and a missing one gives the default or KeyError."""
 
-    def test_pop_returns_and_removes(self, log_path: Path, settle: Settle) -> None:
+    def test_pop_returns_and_removes(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """pop of a present key returns its value and removes it."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store["b"] = 2
             assert store.pop("a") == 1
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2)]
 
-    def test_pop_missing_with_default_returns_default(self, log_path: Path) -> None:
+    def test_pop_missing_with_default_returns_default(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """pop of a missing key with a default returns the default and writes nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             size = log_path.stat().st_size
             assert store.pop("nope", -1) == -1
             assert log_path.stat().st_size == size
 
-    def test_pop_missing_without_default_raises(self, log_path: Path) -> None:
+    def test_pop_missing_without_default_raises(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """pop of a missing key without a default raises KeyError."""
-        with Ints.open(log_path) as store, pytest.raises(KeyError, match="nope"):
+        with open_store(Ints, log_path) as store, pytest.raises(KeyError, match="nope"):
             store.pop("nope")
 
 
 class TestInsertAndRemove:
     """insert and remove return the previous value and write nothing when nothing changes."""
 
-    def test_insert_returns_previous_value(self, log_path: Path) -> None:
+    def test_insert_returns_previous_value(self, log_path: Path, open_store: OpenStore) -> None:
         """insert returns None for a new key and the replaced value for an existing one."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             assert store.insert("a", _alice()) is None
             previous = store.insert("a", User(name="Alice", age=31))
             assert previous == _alice()
 
-    def test_remove_returns_value(self, log_path: Path, settle: Settle) -> None:
+    def test_remove_returns_value(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """remove returns the removed value and keeps the order of the rest."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for number, key in enumerate("abc"):
                 store[key] = number
             assert store.remove("b") == 1
             with settle(store) as store:
                 assert list(store) == ["a", "c"]
 
-    def test_remove_absent_key_writes_nothing(self, log_path: Path) -> None:
+    def test_remove_absent_key_writes_nothing(self, log_path: Path, open_store: OpenStore) -> None:
         """remove of an absent key returns None and leaves the file as it was."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             size = log_path.stat().st_size
             assert store.remove("nope") is None
@@ -314,18 +344,20 @@ class TestInsertAndRemove:
 class TestGet:
     """get returns the stored value, a stored None included, or the default."""
 
-    def test_get_with_default(self, log_path: Path) -> None:
+    def test_get_with_default(self, log_path: Path, open_store: OpenStore) -> None:
         """get returns the value, None for a missing key, or the default given."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             assert store.get("a") == 1
             assert store.get("a", 7) == 1
             assert store.get("nope") is None
             assert store.get("nope", 7) == 7
 
-    def test_stored_none_is_not_missing(self, log_path: Path, settle: Settle) -> None:
+    def test_stored_none_is_not_missing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """A stored None reads as None, is counted and contained, and is not the default."""
-        with Optionals.open(log_path) as store:
+        with open_store(Optionals, log_path) as store:
             store["n"] = None
             with settle(store) as store:
                 assert "n" in store
@@ -340,9 +372,11 @@ class TestGet:
 class TestGetIndex:
     """get_index reads entries by insertion position, negative ones from the end."""
 
-    def test_get_index_positive_and_negative(self, log_path: Path, settle: Settle) -> None:
+    def test_get_index_positive_and_negative(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """get_index reads insertion positions, negative ones counting from the end."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for number, key in enumerate("abcd"):
                 store[key] = number
             with settle(store) as store:
@@ -351,9 +385,9 @@ class TestGetIndex:
                 assert store.get_index(-1) == ("d", 3)
                 assert store.get_index(-4) == ("a", 0)
 
-    def test_get_index_out_of_range_is_none(self, log_path: Path) -> None:
+    def test_get_index_out_of_range_is_none(self, log_path: Path, open_store: OpenStore) -> None:
         """get_index out of range at either end gives None."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             assert store.get_index(0) is None
             store["a"] = 1
             assert store.get_index(1) is None
@@ -361,16 +395,18 @@ class TestGetIndex:
             assert store.get_index(10**9) is None
 
     @pytest.mark.parametrize("index", [True, "0", 0.0, None])
-    def test_get_index_rejects_non_int(self, log_path: Path, index: object) -> None:
+    def test_get_index_rejects_non_int(
+        self, log_path: Path, open_store: OpenStore, index: object
+    ) -> None:
         """get_index of a bool, str, float or None raises TypeError."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             with pytest.raises(TypeError, match="index must be an int"):
                 store.get_index(index)  # type: ignore[arg-type]  # the wrong type is the test
 
-    def test_get_index_sees_later_inserts(self, log_path: Path) -> None:
+    def test_get_index_sees_later_inserts(self, log_path: Path, open_store: OpenStore) -> None:
         """get_index finds keys inserted after an earlier get_index call."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 0
             assert store.get_index(-1) == ("a", 0)
             store["b"] = 1
@@ -379,9 +415,11 @@ class TestGetIndex:
             assert store.get_index(0) == ("a", 2)
             assert store.get_index(2) is None
 
-    def test_get_index_after_removals(self, log_path: Path, settle: Settle) -> None:
+    def test_get_index_after_removals(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """get_index follows the order left by removals and later inserts."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             for number, key in enumerate("abcde"):
                 store[key] = number
             assert store.get_index(2) == ("c", 2)  # builds the position index before the removals
@@ -399,18 +437,22 @@ class TestGetIndex:
 class TestModify:
     """modify stores what fn returns, and changes nothing when fn or its result fails."""
 
-    def test_modify_returns_and_stores_new_value(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_returns_and_stores_new_value(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """modify stores what fn returns and returns it."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             result = store.modify("a", lambda user: user.model_copy(update={"age": user.age + 1}))
             assert result.age == 31
             with settle(store) as store:
                 assert store["a"].age == 31
 
-    def test_modify_fn_raising_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_fn_raising_changes_nothing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """If fn raises, the exception propagates and neither memory nor file changes."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             size = log_path.stat().st_size
 
@@ -423,9 +465,11 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
-    def test_modify_invalid_result_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_invalid_result_changes_nothing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """If fn returns an invalid value, ValidationError is raised and nothing changes."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             size = log_path.stat().st_size
             with pytest.raises(pydantic.ValidationError, match="age"):
@@ -434,9 +478,11 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
-    def test_modify_fn_gets_private_copy(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_fn_gets_private_copy(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """Mutating fn's argument in place and then raising leaves the stored value unchanged."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             size = log_path.stat().st_size
 
@@ -451,7 +497,9 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
-    def test_modify_missing_key_raises_keyerror(self, log_path: Path) -> None:
+    def test_modify_missing_key_raises_keyerror(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """modify of a missing key raises KeyError without calling fn or writing."""
         calls: list[int] = []
 
@@ -459,7 +507,7 @@ class TestModify:
             calls.append(value)
             return value
 
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             size = log_path.stat().st_size
             with pytest.raises(KeyError, match="nope"):
                 store.modify("nope", record)
@@ -482,39 +530,49 @@ class TestCopies:
 
     @pytest.mark.parametrize("read", _READERS.values(), ids=_READERS.keys())
     def test_mutating_a_returned_value_changes_nothing(
-        self, log_path: Path, settle: Settle, read: Callable[[TypedStore[str, User]], User]
+        self,
+        log_path: Path,
+        open_store: OpenStore,
+        settle: Settle,
+        read: Callable[[TypedStore[str, User]], User],
     ) -> None:
         """A mutable value read from the store is a copy: mutating it changes nothing stored."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             with settle(store) as store:
                 user = read(store)
                 user.age = 99
                 user.tags.append("hacked")
                 assert store["a"] == _alice()
-        with Users.open(log_path) as reopened:
+        with open_store(Users, log_path) as reopened:
             assert reopened["a"] == _alice()
 
-    def test_mutating_inserted_object_changes_nothing(self, log_path: Path, settle: Settle) -> None:
+    def test_mutating_inserted_object_changes_nothing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """Mutating an object after inserting it does not change what the store holds."""
-        with Lists.open(log_path) as store:
+        with open_store(Lists, log_path) as store:
             numbers = [1, 2]
             store["xs"] = numbers
             numbers.append(3)
             with settle(store) as store:
                 assert store["xs"] == [1, 2]
 
-    def test_mutating_modify_result_changes_nothing(self, log_path: Path) -> None:
+    def test_mutating_modify_result_changes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """The value modify returns is the caller's: mutating it changes nothing stored."""
-        with Lists.open(log_path) as store:
+        with open_store(Lists, log_path) as store:
             store["xs"] = [1]
             result = store.modify("xs", lambda xs: [*xs, 2])
             result.append(99)
             assert store["xs"] == [1, 2]
 
-    def test_mutating_previous_value_changes_nothing(self, log_path: Path) -> None:
+    def test_mutating_previous_value_changes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """The previous values insert and pop return are copies as well."""
-        with Lists.open(log_path) as store:
+        with open_store(Lists, log_path) as store:
             store["xs"] = [1]
             store["ys"] = [2]
             previous = store.insert("xs", [10])
@@ -526,10 +584,10 @@ class TestCopies:
             assert "ys" not in store
 
     def test_immutable_values_are_returned_as_they_are(
-        self, log_path: Path, settle: Settle
+        self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
         """Frozen values of immutable fields are handed out without copying."""
-        with Points.open(log_path) as store:
+        with open_store(Points, log_path) as store:
             store["p"] = Point(x=1, y=2)
             with settle(store) as store:
                 first = store["p"]
@@ -539,23 +597,25 @@ class TestCopies:
                 assert next(iter(store.values())) is first
 
     def test_frozen_model_with_mutable_field_is_copied(
-        self, log_path: Path, settle: Settle
+        self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
         """A frozen model holding a list is handed out as a copy: appending to it changes
         nothing."""
-        with FrozenLists.open(log_path) as store:
+        with open_store(FrozenLists, log_path) as store:
             store["a"] = FrozenList(xs=[1])
             with settle(store) as store:
                 store["a"].xs.append(99)
                 assert store["a"] == FrozenList(xs=[1])
 
-    def test_private_attribute_of_returned_value_changes_nothing(self, log_path: Path) -> None:
+    def test_private_attribute_of_returned_value_changes_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """Setting a private attribute on a returned frozen model does not change later reads."""
-        with TaggedStore.open(log_path) as store:
+        with open_store(TaggedStore, log_path) as store:
             store["a"] = Tagged(x=1)
             store["a"]._note = "set by the caller"
             assert store["a"]._note == ""
-        with TaggedStore.open(log_path) as reopened:
+        with open_store(TaggedStore, log_path) as reopened:
             assert reopened["a"]._note == ""
 
 
@@ -590,16 +650,18 @@ class TestLifecycle:
         with Ints.open(path) as reopened:
             assert reopened["a"] == 1
 
-    def test_recovery_is_none_on_clean_open(self, log_path: Path, settle: Settle) -> None:
+    def test_recovery_is_none_on_clean_open(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """A store whose log had no damage reports no recovery."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             with settle(store) as store:
                 assert store.recovery is None
 
-    def test_repr_shows_types_and_count(self, log_path: Path) -> None:
+    def test_repr_shows_types_and_count(self, log_path: Path, open_store: OpenStore) -> None:
         """repr names the key and value types and the entry count, or that the store is closed."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             store["a"] = _alice()
             store["b"] = _alice()
             text = repr(store)
@@ -609,29 +671,31 @@ class TestLifecycle:
             store.close()
             assert "closed" in repr(store)
 
-    def test_flush_makes_records_visible_to_readers(self, log_path: Path) -> None:
+    def test_flush_makes_records_visible_to_readers(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """After flush a readonly open sees every write."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store.flush()
-            with Ints.open(log_path, readonly=True) as reader:
+            with open_store(Ints, log_path, readonly=True) as reader:
                 assert dict(reader) == {"a": 1}
 
-    def test_close_twice_is_harmless(self, log_path: Path) -> None:
+    def test_close_twice_is_harmless(self, log_path: Path, open_store: OpenStore) -> None:
         """Closing a closed store does nothing and raises nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store.close()
             store.close()
             assert store.is_closed
-            with Ints.open(log_path) as reopened:
+            with open_store(Ints, log_path) as reopened:
                 assert reopened["a"] == 1
 
-    def test_close_lets_go_of_the_entries(self, log_path: Path) -> None:
+    def test_close_lets_go_of_the_entries(self, log_path: Path, open_store: OpenStore) -> None:
         """Closing frees the entries held in memory, even while the store object lives on."""
         tracemalloc.start()  # it sees only what is allocated after it starts
         try:
-            store = TypedStore.open(log_path, str, User)
+            store = open_store(TypedStore, log_path, str, User)
             for index in range(2_000):
                 store[f"k{index}"] = User(name=f"{index:0200d}", age=index)
             before = tracemalloc.get_traced_memory()[0]
@@ -641,9 +705,11 @@ class TestLifecycle:
             tracemalloc.stop()
         assert freed > 2_000 * 200
 
-    def test_context_manager_closes_and_releases_lock(self, log_path: Path) -> None:
+    def test_context_manager_closes_and_releases_lock(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """Leaving the with block closes the store, even on an exception, so it can be reopened."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
 
             def fail_inside() -> None:
                 with store:
@@ -653,15 +719,18 @@ class TestLifecycle:
             with pytest.raises(LookupError, match="inside the block"):
                 fail_inside()
             assert store.is_closed
-            with Ints.open(log_path) as reopened:
+            with open_store(Ints, log_path) as reopened:
                 assert reopened["a"] == 1
 
     @pytest.mark.parametrize("operation", _OPERATIONS.values(), ids=_OPERATIONS.keys())
     def test_closed_store_raises(
-        self, log_path: Path, operation: Callable[[TypedStore[str, int]], object]
+        self,
+        log_path: Path,
+        open_store: OpenStore,
+        operation: Callable[[TypedStore[str, int]], object],
     ) -> None:
         """Every read and write on a closed store raises StoreClosedError and writes nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store.close()
             size = log_path.stat().st_size
@@ -669,12 +738,12 @@ class TestLifecycle:
                 operation(store)
             assert log_path.stat().st_size == size
 
-    def test_readonly_store_refuses_writes(self, log_path: Path) -> None:
+    def test_readonly_store_refuses_writes(self, log_path: Path, open_store: OpenStore) -> None:
         """A readonly store raises StoreReadOnlyError on a write and leaves the file untouched."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
         before = log_path.read_bytes()
-        with Ints.open(log_path, readonly=True) as reader:
+        with open_store(Ints, log_path, readonly=True) as reader:
             with pytest.raises(StoreReadOnlyError, match="readonly"):
                 reader["b"] = 2
             assert dict(reader) == {"a": 1}
@@ -684,27 +753,29 @@ class TestLifecycle:
 class TestBuffering:
     """With write_through=False, records reach the file at flush, close or a full buffer."""
 
-    def test_write_through_false_buffers_until_flush(self, log_path: Path) -> None:
+    def test_write_through_false_buffers_until_flush(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """With write_through=False, records stay out of the file until flush."""
         config = StoreConfig(write_through=False)
-        with Ints.open(log_path, config=config) as store:
+        with open_store(Ints, log_path, config=config) as store:
             size = log_path.stat().st_size
             store["a"] = 1
             store["b"] = 2
             assert dict(store) == {"a": 1, "b": 2}
             assert log_path.stat().st_size == size
-            with Ints.open(log_path, readonly=True) as reader:
+            with open_store(Ints, log_path, readonly=True) as reader:
                 assert len(reader) == 0
             store.flush()
             assert log_path.stat().st_size > size
-            with Ints.open(log_path, readonly=True) as reader:
+            with open_store(Ints, log_path, readonly=True) as reader:
                 assert dict(reader) == {"a": 1, "b": 2}
 
-    def test_write_through_false_close_flushes(self, log_path: Path) -> None:
+    def test_write_through_false_close_flushes(self, log_path: Path, open_store: OpenStore) -> None:
         """With write_through=False, close writes the buffered records."""
-        with Ints.open(log_path, config=StoreConfig(write_through=False)) as store:
+        with open_store(Ints, log_path, config=StoreConfig(write_through=False)) as store:
             store["a"] = 1
-        with Ints.open(log_path, readonly=True) as reader:
+        with open_store(Ints, log_path, readonly=True) as reader:
             assert dict(reader) == {"a": 1}
 
     def test_write_through_false_drains_full_buffer(self, log_path: Path) -> None:
@@ -737,16 +808,18 @@ class TestModifyWithADefault:
             with settle(store) as store:
                 assert dict(store) == {"hits": 2}
 
-    def test_an_invalid_default_writes_nothing(self, log_path: Path) -> None:
+    def test_an_invalid_default_writes_nothing(self, log_path: Path, open_store: OpenStore) -> None:
         """An invalid default for an absent key raises ValidationError and writes nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             size = log_path.stat().st_size
             with pytest.raises(pydantic.ValidationError, match="valid integer"):
                 store.modify("hits", lambda hits: hits + 1, default="many")  # type: ignore[call-overload]
             assert log_path.stat().st_size == size
             assert len(store) == 0
 
-    def test_fn_gets_a_private_copy_of_the_default(self, log_path: Path, settle: Settle) -> None:
+    def test_fn_gets_a_private_copy_of_the_default(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """fn mutating the default it receives leaves the caller's default object unchanged."""
         default = User(name="New", age=0)
 
@@ -754,7 +827,7 @@ class TestModifyWithADefault:
             user.tags.append("seen")
             return user
 
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             assert store.modify("n", tag, default=default).tags == ["seen"]
             assert default.tags == []
             with settle(store) as store:
@@ -780,13 +853,15 @@ class TestKeysOfAnotherType:
         with StrictInts.open(log_path) as store:
             assert dict(store) == {1: "one"}
 
-    def test_remove_writes_the_stored_keys_bytes(self, log_path: Path) -> None:
+    def test_remove_writes_the_stored_keys_bytes(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """remove(1.0) on an int store removes key 1 with a record a reopen replays."""
-        with TypedStore.open(log_path, int, str) as store:
+        with open_store(TypedStore, log_path, int, str) as store:
             store[1] = "one"
             store[2] = "two"
             assert store.remove(1.0) == "one"  # type: ignore[arg-type]  # a float equal to 1
-        with TypedStore.open(log_path, int, str) as store:
+        with open_store(TypedStore, log_path, int, str) as store:
             assert dict(store) == {2: "two"}
 
     def test_modify_with_an_invalid_equal_key_raises_key_error(self, log_path: Path) -> None:
@@ -798,10 +873,12 @@ class TestKeysOfAnotherType:
                 store.modify(True, str.upper)
             assert log_path.stat().st_size == size
 
-    def test_unencodable_str_key_raises_encoding_error(self, log_path: Path) -> None:
+    def test_unencodable_str_key_raises_encoding_error(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """A str key msgpack cannot encode (a lone surrogate) raises EncodingError, writes
         nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             size = log_path.stat().st_size
             with pytest.raises(EncodingError, match="cannot encode"):
                 store["\ud800"] = 1
@@ -823,41 +900,47 @@ class SlowName(pydantic.BaseModel):
 class TestSetdefault:
     """setdefault stores the default only for a missing key and returns the stored value."""
 
-    def test_setdefault_inserts_when_missing(self, log_path: Path, settle: Settle) -> None:
+    def test_setdefault_inserts_when_missing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """setdefault of a missing key stores and returns the default."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             assert store.setdefault("a", 5) == 5
             with settle(store) as store:
                 assert store["a"] == 5
 
-    def test_setdefault_keeps_existing(self, log_path: Path) -> None:
+    def test_setdefault_keeps_existing(self, log_path: Path, open_store: OpenStore) -> None:
         """setdefault of a present key returns its value and writes nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             size = log_path.stat().st_size
             assert store.setdefault("a", 5) == 1
             assert log_path.stat().st_size == size
             assert store["a"] == 1
 
-    def test_setdefault_returns_the_stored_value(self, log_path: Path) -> None:
+    def test_setdefault_returns_the_stored_value(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """setdefault returns the value as the store holds it, validated, and keeps an existing
         one."""
-        with TypedStore.open(log_path, str, int) as store:
+        with open_store(TypedStore, log_path, str, int) as store:
             assert store.setdefault("a", "7") == 7  # type: ignore[arg-type]  # validated to 7
             assert store.setdefault("a", 8) == 7
-        with TypedStore.open(log_path, str, int) as store:
+        with open_store(TypedStore, log_path, str, int) as store:
             assert dict(store) == {"a": 7}
 
-    def test_setdefault_validates_the_key_and_never_overwrites(self, log_path: Path) -> None:
+    def test_setdefault_validates_the_key_and_never_overwrites(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """setdefault("1") on an int store finds key 1 and keeps its value."""
-        with TypedStore.open(log_path, int, str) as store:
+        with open_store(TypedStore, log_path, int, str) as store:
             store[1] = "original"
             assert store.setdefault("1", "default") == "original"  # type: ignore[arg-type]  # "1" is 1
             assert dict(store) == {1: "original"}
 
-    def test_setdefault_is_atomic(self, log_path: Path) -> None:
+    def test_setdefault_is_atomic(self, log_path: Path, open_store: OpenStore) -> None:
         """Threads calling setdefault on one absent key all get the single value stored."""
-        with TypedStore.open(log_path, str, SlowName) as store:
+        with open_store(TypedStore, log_path, str, SlowName) as store:
             got: dict[str, str] = {}
 
             def race(name: str) -> None:
@@ -984,10 +1067,10 @@ class TestWritesFromInsideAWrite:
     nowhere: the log never gets a record interleaved with another."""
 
     def test_signal_handler_writes_are_refused_and_the_log_stays_whole(
-        self, log_path: Path
+        self, log_path: Path, open_store: OpenStore
     ) -> None:
         """A SIGALRM handler writing while the main loop writes is refused or done, never torn."""
-        store = Ints.open(log_path)
+        store = open_store(Ints, log_path)
         done = {"beats": 0, "refused": 0}
 
         def beat(signum: int, frame: object) -> None:
@@ -1009,7 +1092,7 @@ class TestWritesFromInsideAWrite:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
             signal.signal(signal.SIGALRM, previous)
         store.close()
-        with Ints.open(log_path) as reopened:
+        with open_store(Ints, log_path) as reopened:
             assert reopened.get("beat", 0) == done["beats"]
             assert all(reopened[f"k{i}"] == i for i in range(written))
         assert done["refused"] > 0
@@ -1102,9 +1185,11 @@ class TestWritesFromInsideAWrite:
         in_memory = self._beat_during(store, "sync")  # the fsync of the new log
         assert _reopened_items(store) == in_memory
 
-    def test_write_from_a_handler_during_close_is_refused(self, log_path: Path) -> None:
+    def test_write_from_a_handler_during_close_is_refused(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """A handler's write while close() drains the buffer raises RuntimeError, not lost."""
-        store = TypedStore.open(log_path, str, int, config=StoreConfig(write_through=False))
+        store = open_store(TypedStore, log_path, str, int, config=StoreConfig(write_through=False))
         store["a"] = 1
         refused: list[RuntimeError] = []
 
@@ -1118,12 +1203,14 @@ class TestWritesFromInsideAWrite:
             _signal_at(beat, "append", "_fs.py")  # the close's drain of the buffer
             store.close()
         assert refused
-        with TypedStore.open(log_path, str, int, readonly=True) as reopened:
+        with open_store(TypedStore, log_path, str, int, readonly=True) as reopened:
             assert dict(reopened.items()) == {"a": 1}
 
-    def test_modify_fn_that_writes_is_refused(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_fn_that_writes_is_refused(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """A modify fn writing to its own store raises RuntimeError, and nothing is written."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             size = log_path.stat().st_size
 
@@ -1156,10 +1243,10 @@ class TestWritesFromInsideAWrite:
 
     @pytest.mark.parametrize("call", ["flush", "compact", "transaction"])
     def test_modify_fn_may_not_flush_compact_or_start_a_transaction(
-        self, log_path: Path, call: str
+        self, log_path: Path, open_store: OpenStore, call: str
     ) -> None:
         """flush(), compact() or a transaction from a modify fn raises RuntimeError."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             size = log_path.stat().st_size
 
@@ -1176,9 +1263,11 @@ class TestWritesFromInsideAWrite:
             assert log_path.stat().st_size == size
             assert dict(store) == {"a": 1}
 
-    def test_modify_fn_may_read_the_store(self, log_path: Path, settle: Settle) -> None:
+    def test_modify_fn_may_read_the_store(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """A modify fn may read the store it modifies."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["a"] = 1
             store["b"] = 10
             assert store.modify("a", lambda value: value + store["b"]) == 11
@@ -1186,10 +1275,10 @@ class TestWritesFromInsideAWrite:
                 assert dict(store) == {"a": 11, "b": 10}
 
     def test_modify_fn_that_closes_the_store_writes_nowhere(
-        self, log_path: Path, tmp_path: Path
+        self, log_path: Path, open_store: OpenStore, tmp_path: Path
     ) -> None:
         """A modify fn that closes the store and opens a file raises StoreClosedError."""
-        store = TypedStore.open(log_path, str, str)
+        store = open_store(TypedStore, log_path, str, str)
         store["a"] = "x"
         size = log_path.stat().st_size
         other = tmp_path / "other"
@@ -1205,7 +1294,7 @@ class TestWritesFromInsideAWrite:
         opened[0].close()
         assert other.read_bytes() == b""
         assert log_path.stat().st_size == size
-        with TypedStore.open(log_path, str, str) as reopened:
+        with open_store(TypedStore, log_path, str, str) as reopened:
             assert dict(reopened) == {"a": "x"}
 
 
@@ -1232,10 +1321,10 @@ class TestNanKeys:
 
     @pytest.mark.parametrize("key", [float("nan"), (float("nan"), 1)], ids=["nan", "tuple"])
     def test_nan_key_is_refused_and_nothing_written(
-        self, log_path: Path, key: float | tuple[float, int]
+        self, log_path: Path, open_store: OpenStore, key: float | tuple[float, int]
     ) -> None:
         """Writing a key containing a NaN raises EncodingError and writes nothing."""
-        with TypedStore.open(log_path, float | tuple[float, int], int) as store:
+        with open_store(TypedStore, log_path, float | tuple[float, int], int) as store:
             size = log_path.stat().st_size
             with pytest.raises(EncodingError, match="not equal to itself"):
                 store[key] = 1

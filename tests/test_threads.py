@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import OpenStore
 from tests.models import Account
 from typedstore import StoreConfig, Transaction, TypedStore
 
@@ -68,12 +69,12 @@ class Crew:
             self.errors.append(exc)
 
 
-def open_accounts(path: Path) -> Store:
-    return TypedStore.open(path, str, Account, config=CONFIG)
+def open_accounts(path: Path, open_store: OpenStore) -> Store:
+    return open_store(TypedStore, path, str, Account, config=CONFIG)
 
 
-def reopened(path: Path) -> list[tuple[str, Account]]:
-    with open_accounts(path) as store:
+def reopened(path: Path, open_store: OpenStore) -> list[tuple[str, Account]]:
+    with open_accounts(path, open_store) as store:
         return list(store.items())
 
 
@@ -124,28 +125,32 @@ class TestMixedWritesOnOverlappingKeys:
     """Threads writing overlapping keys raise nothing, lose no write and replay alike."""
 
     def test_threads_writing_overlapping_keys_raise_nothing(
-        self, log_path: Path, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
     ) -> None:
         """Eight threads inserting, removing and modifying overlapping keys raise no exception."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, _ = _run_mixed(store, rng)
             assert crew.errors == []
             assert set(store) <= set(COUNTERS) | set(SHARED)
 
-    def test_threads_lose_no_counter_increment(self, log_path: Path, rng: random.Random) -> None:
+    def test_threads_lose_no_counter_increment(
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
+    ) -> None:
         """Counters incremented by modify and transactions from many threads are exact."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, increments = _run_mixed(store, rng)
             assert crew.errors == []
             assert {key: store[key].balance for key in COUNTERS} == dict(increments)
 
-    def test_threads_leave_memory_equal_to_reopen(self, log_path: Path, rng: random.Random) -> None:
+    def test_threads_leave_memory_equal_to_reopen(
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
+    ) -> None:
         """After many threads wrote, a reopen replays exactly what memory holds."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, increments = _run_mixed(store, rng)
             expected = list(store.items())
         assert crew.errors == []
-        assert reopened(log_path) == expected
+        assert reopened(log_path, open_store) == expected
         assert sum(account.balance for key, account in expected if key in COUNTERS) == sum(
             increments.values()
         )
@@ -212,10 +217,10 @@ class TestTransfersInTransactions:
     """Concurrent transactions are atomic: totals balance, none is lost, aborts block nobody."""
 
     def test_concurrent_transfers_keep_every_snapshot_balanced(
-        self, log_path: Path, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
     ) -> None:
         """Readers iterating while transactions transfer money always see the same total."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, audits = _run_transfers(store, rng, transfers=150)
         assert crew.errors == []
         total = OPENING_BALANCE * len(ACCOUNTS)
@@ -223,30 +228,30 @@ class TestTransfersInTransactions:
         assert [value for sums in audits for value in sums if value != total] == []
 
     def test_concurrent_transfers_lose_no_transaction(
-        self, log_path: Path, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
     ) -> None:
         """Every committed transfer is counted, and the final total is unchanged."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, _ = _run_transfers(store, rng, transfers=150)
             assert crew.errors == []
             assert store[LEDGER].balance == 4 * 150
             assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
 
     def test_concurrent_transfers_leave_memory_equal_to_reopen(
-        self, log_path: Path, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
     ) -> None:
         """After concurrent transactions, a reopen replays exactly what memory holds."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             crew, _ = _run_transfers(store, rng, transfers=150)
             expected = list(store.items())
         assert crew.errors == []
-        assert reopened(log_path) == expected
+        assert reopened(log_path, open_store) == expected
 
     def test_aborted_transactions_apply_nothing_and_block_nobody(
-        self, log_path: Path, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, rng: random.Random
     ) -> None:
         """Transactions abandoned by an exception in some threads neither apply nor block others."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             for key in ACCOUNTS:
                 store[key] = Account(owner=key, balance=OPENING_BALANCE)
             store[LEDGER] = Account(owner=LEDGER, balance=0)
@@ -258,7 +263,7 @@ class TestTransfersInTransactions:
             assert store[LEDGER].balance == 4 * 50
             assert sum(store[key].balance for key in ACCOUNTS) == OPENING_BALANCE * len(ACCOUNTS)
             expected = list(store.items())
-        assert reopened(log_path) == expected
+        assert reopened(log_path, open_store) == expected
 
 
 def _churn(store: Store, rng: random.Random) -> None:
@@ -301,10 +306,14 @@ class TestIteratingWhileOthersWrite:
 
     @pytest.mark.parametrize("view", list(VIEWS.values()), ids=list(VIEWS))
     def test_iterating_while_threads_write_never_raises(
-        self, log_path: Path, rng: random.Random, view: Callable[[Store], list[object]]
+        self,
+        log_path: Path,
+        open_store: OpenStore,
+        rng: random.Random,
+        view: Callable[[Store], list[object]],
     ) -> None:
         """Iterating a view while other threads write and compact never raises."""
-        with open_accounts(log_path) as store:
+        with open_accounts(log_path, open_store) as store:
             for i in range(20):
                 store[f"key{i}"] = Account(owner=f"key{i}", balance=i)
             done = threading.Event()
@@ -319,4 +328,4 @@ class TestIteratingWhileOthersWrite:
             readers.join()
             expected = list(store.items())
         assert writers.errors + readers.errors == []
-        assert reopened(log_path) == expected
+        assert reopened(log_path, open_store) == expected

@@ -28,7 +28,7 @@ from typing import Any, cast
 import pydantic
 import pytest
 
-from tests.conftest import Settle, frames_after
+from tests.conftest import OpenStore, Settle, frames_after
 from tests.models import Account, User
 from typedstore import (
     StoreClosedError,
@@ -181,10 +181,10 @@ class TestIsolation:
             assert dict(store) == {"x": 1, "y": 2, "z": 3}
 
     def test_concurrent_transfers_keep_total(
-        self, log_path: Path, settle: Settle, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, settle: Settle, rng: random.Random
     ) -> None:
         """Threads running transfer transactions keep the total balance, in memory and on reopen."""
-        with Accounts.open(log_path) as store:
+        with open_store(Accounts, log_path) as store:
             owners = [f"owner-{number}" for number in range(5)]
             for owner in owners:
                 store[owner] = Account(owner=owner, balance=100)
@@ -245,11 +245,11 @@ class TestOneRecord:
                 assert dict(store) == {"a": 1, "b": 2}
 
     def test_commit_that_triggers_compaction_replays_whole(
-        self, log_path: Path, settle: Settle
+        self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
         """A commit followed by automatic compaction leaves a log that replays to memory."""
         config = StoreConfig(min_compact_bytes=0, compact_ratio=2.0)
-        with Ints.open(log_path, config=config) as store:
+        with open_store(Ints, log_path, config=config) as store:
             store.update({"a": 1, "b": 2})
             with store.transaction() as tx:
                 for number in range(5):
@@ -309,9 +309,11 @@ class TestOperationsThroughTx:
             del tx["e"]
             assert len(tx) == 4
 
-    def test_iterating_a_transaction_follows_its_writes(self, log_path: Path) -> None:
+    def test_iterating_a_transaction_follows_its_writes(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """iter(txn) gives the keys as the transaction sees them, in the order a commit gives."""
-        with TypedStore.open(log_path, str, int) as store:
+        with open_store(TypedStore, log_path, str, int) as store:
             store["a"] = 1
             store["b"] = 2
             with store.transaction() as txn:
@@ -332,18 +334,22 @@ class TestOperationsThroughTx:
             with settle(store) as store:
                 assert store["a"] == 20
 
-    def test_tx_modify_with_a_default_starts_from_it(self, log_path: Path, settle: Settle) -> None:
+    def test_tx_modify_with_a_default_starts_from_it(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """tx.modify(key, fn, default=d) of an absent key stages fn(d), validated."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             with store.transaction() as tx:
                 assert tx.modify("hits", lambda hits: hits + 1, default=0) == 1
                 assert tx.modify("hits", lambda hits: hits + 1, default=0) == 2
             with settle(store) as store:
                 assert dict(store) == {"hits": 2}
 
-    def test_tx_reads_are_copies(self, log_path: Path, settle: Settle) -> None:
+    def test_tx_reads_are_copies(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """Mutating a value read through tx, or the object staged, changes nothing committed."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             alice = User(name="Alice", age=30, tags=["admin"])
             with store.transaction() as tx:
                 staged = alice.model_copy(deep=True)
@@ -355,10 +361,12 @@ class TestOperationsThroughTx:
             with settle(store) as store:
                 assert store["a"] == alice
 
-    def test_tx_modify_fn_gets_private_copy(self, log_path: Path, settle: Settle) -> None:
+    def test_tx_modify_fn_gets_private_copy(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """fn mutating its argument and then raising leaves the staged and stored value
         unchanged."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             alice = User(name="Alice", age=30, tags=["admin"])
             store["a"] = alice
 
@@ -380,10 +388,10 @@ class TestInvalidWritesInTx:
     """An invalid key or value raises at the call and stages nothing; the block goes on."""
 
     def test_tx_invalid_value_raises_at_call_and_tx_continues(
-        self, log_path: Path, settle: Settle
+        self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
         """An invalid value raises ValidationError at the call; the rest of the block commits."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             alice = User(name="Alice", age=30)
             with store.transaction() as tx:
                 with pytest.raises(pydantic.ValidationError, match="age"):
@@ -393,9 +401,11 @@ class TestInvalidWritesInTx:
             with settle(store) as store:
                 assert dict(store) == {"good": alice}
 
-    def test_tx_invalid_key_raises_at_call(self, log_path: Path, settle: Settle) -> None:
+    def test_tx_invalid_key_raises_at_call(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """An invalid key raises ValidationError at the call and stages nothing."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             with store.transaction() as tx:
                 with pytest.raises(pydantic.ValidationError, match="string"):
                     tx.insert(cast(Any, 5), 1)
@@ -404,9 +414,11 @@ class TestInvalidWritesInTx:
             with settle(store) as store:
                 assert dict(store) == {"ok": 1}
 
-    def test_tx_modify_invalid_result_stages_nothing(self, log_path: Path, settle: Settle) -> None:
+    def test_tx_modify_invalid_result_stages_nothing(
+        self, log_path: Path, open_store: OpenStore, settle: Settle
+    ) -> None:
         """tx.modify whose fn returns an invalid value raises ValidationError and stages nothing."""
-        with Users.open(log_path) as store:
+        with open_store(Users, log_path) as store:
             alice = User(name="Alice", age=30)
             store["a"] = alice
             with store.transaction() as tx:
@@ -417,16 +429,18 @@ class TestInvalidWritesInTx:
             with settle(store) as store:
                 assert list(store.items()) == [("a", alice), ("b", alice)]
 
-    def test_removal_with_an_invalid_equal_key_stages_nothing(self, log_path: Path) -> None:
+    def test_removal_with_an_invalid_equal_key_stages_nothing(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """del tx[True] on a strict int store is a KeyError; the log stays openable."""
-        with TypedStore.open(log_path, pydantic.StrictInt, str) as store:
+        with open_store(TypedStore, log_path, pydantic.StrictInt, str) as store:
             store[1] = "one"
             with store.transaction() as txn:
                 with pytest.raises(KeyError, match="True"):
                     del txn[True]
                 assert txn.remove(True) is None
                 txn[2] = "two"
-        with TypedStore.open(log_path, pydantic.StrictInt, str) as store:
+        with open_store(TypedStore, log_path, pydantic.StrictInt, str) as store:
             assert dict(store) == {1: "one", 2: "two"}
 
 
@@ -434,10 +448,10 @@ class TestCommitOrder:
     """A commit leaves the order the same writes made one by one would."""
 
     def test_order_within_transaction_matches_sequential(
-        self, log_path: Path, settle: Settle
+        self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
         """insert a, insert b, remove a, insert a inside a transaction orders b before a."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             with store.transaction() as tx:
                 tx["a"] = 1
                 tx["b"] = 2
@@ -472,11 +486,11 @@ class TestCommitOrder:
             assert store.get_index(4) is None
 
     def test_random_transaction_matches_dict(
-        self, log_path: Path, settle: Settle, rng: random.Random
+        self, log_path: Path, open_store: OpenStore, settle: Settle, rng: random.Random
     ) -> None:
         """A random mix of staged inserts and removals commits to what a dict doing them gives."""
         model = {"k0": 0, "k1": 1, "k2": 2}
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store.update(model)
             with store.transaction() as tx:
                 for step in range(60):
@@ -612,10 +626,12 @@ class TestMisuse:
         with Ints.open(log_path) as reopened:
             assert list(reopened.items()) == [("a", 1), ("b", 2), ("c", 3), ("t", 9)]
 
-    def test_transaction_on_readonly_store_raises(self, log_path: Path) -> None:
+    def test_transaction_on_readonly_store_raises(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """store.transaction() on a readonly store raises StoreReadOnlyError and holds no lock."""
         _abc(log_path).close()
-        with Ints.open(log_path, readonly=True) as reader:
+        with open_store(Ints, log_path, readonly=True) as reader:
             with pytest.raises(StoreReadOnlyError, match="readonly"):
                 reader.transaction()
             _assert_lock_free(reader)
@@ -632,10 +648,10 @@ class TestTransactionWritesValidateTheKeyFirst:
     """A transaction's writes look keys up as validated, as the store's own writes do."""
 
     def test_tx_insert_returns_the_previous_value_of_the_validated_key(
-        self, log_path: Path
+        self, log_path: Path, open_store: OpenStore
     ) -> None:
         """tx.insert("1", v) with int keys returns key 1's previous value, like store.insert."""
-        with TypedStore.open(log_path, int, str) as store:
+        with open_store(TypedStore, log_path, int, str) as store:
             store[1] = "one"
             assert store.insert("1", "uno") == "one"  # type: ignore[arg-type]  # "1" is 1
             with store.transaction() as tx:
@@ -646,25 +662,27 @@ class TestTransactionWritesValidateTheKeyFirst:
 class TestValidationErrorsNameTheirKey:
     """A ValidationError raised by a transaction's write has a note naming the key."""
 
-    def test_invalid_value_names_its_key(self, log_path: Path) -> None:
+    def test_invalid_value_names_its_key(self, log_path: Path, open_store: OpenStore) -> None:
         """tx[k] = invalid value raises ValidationError with a note naming k."""
-        with Users.open(log_path) as store, store.transaction() as tx:
+        with open_store(Users, log_path) as store, store.transaction() as tx:
             with pytest.raises(pydantic.ValidationError, match="age") as caught:
                 tx["carol"] = User.model_construct(name="Carol", age="old")  # type: ignore[arg-type]
             assert caught.value.__notes__ == ["raised by a transaction's write of key 'carol'"]
 
-    def test_invalid_modify_result_names_its_key(self, log_path: Path) -> None:
+    def test_invalid_modify_result_names_its_key(
+        self, log_path: Path, open_store: OpenStore
+    ) -> None:
         """tx.modify(k, fn) whose fn returns an invalid value names k in a note."""
-        with Ints.open(log_path) as store:
+        with open_store(Ints, log_path) as store:
             store["hits"] = 1
             with store.transaction() as tx:
                 with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
                     tx.modify("hits", lambda hits: "many")  # type: ignore[arg-type, return-value]
                 assert caught.value.__notes__ == ["raised by a transaction's write of key 'hits'"]
 
-    def test_invalid_key_names_itself(self, log_path: Path) -> None:
+    def test_invalid_key_names_itself(self, log_path: Path, open_store: OpenStore) -> None:
         """tx.insert with a key that does not validate names the key in a note."""
-        with TypedStore.open(log_path, int, str) as store, store.transaction() as tx:
+        with open_store(TypedStore, log_path, int, str) as store, store.transaction() as tx:
             with pytest.raises(pydantic.ValidationError, match="valid integer") as caught:
                 tx.insert("one", "1")  # type: ignore[arg-type]
             assert caught.value.__notes__ == ["raised by a transaction's write of key 'one'"]

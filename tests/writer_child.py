@@ -5,8 +5,9 @@ hold the project root). It opens the store at ``LOG`` and applies operations ``S
 ``START + 1``, ... until it is killed; after each call returns it prints the operation's
 index on its own line and flushes stdout. Operation ``i`` depends only on ``SEED``, ``i`` and
 the state it is applied to, so the parent replays the same stream on a plain dict to know
-every state the log may hold. Workloads: ``kv`` (inserts, modifies and removes of users) and
-``transfer`` (transactions moving money between accounts).
+every state the log may hold. Workloads: ``kv`` (inserts, modifies and removes of users),
+``transfer`` (transactions moving money between accounts) and ``bank`` (transactions moving
+money between the accounts of two collections of a database).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from tests.models import Account, User
-from typedstore import StoreConfig, TypedStore
+from typedstore import Collection, Database, StoreConfig, TypedStore
 
 KV_KEYS = 12
 ACCOUNTS = tuple(f"acct{i}" for i in range(5))
@@ -130,6 +131,72 @@ def apply_transfer(accounts: Accounts, op: Transfer) -> None:
     accounts[op.target] = credited(accounts[op.target], op.amount)
 
 
+# -- bank workload: two collections of a database ------------------------------------------
+
+
+class Bank(Database):
+    """Checking and savings accounts, in two collections of one log."""
+
+    checking: Collection[str, Account]
+    savings: Collection[str, Account]
+
+
+BANK_COLLECTIONS = ("checking", "savings")
+
+
+def bank_op(seed: int, index: int) -> Transfer:
+    """Return transfer ``index`` of the bank stream: between accounts named
+    ``collection/account``, always across the two collections."""
+    rng = random.Random(f"{seed}:{index}")
+    source, target = rng.sample(BANK_COLLECTIONS, 2)
+    account = rng.choice(ACCOUNTS)
+    return Transfer(f"{source}/{account}", f"{target}/{account}", rng.randrange(1, 300))
+
+
+def initial_bank() -> dict[str, Account]:
+    """Return the accounts the bank workload starts from, named ``collection/account``."""
+    return {
+        f"{collection}/{name}": Account(owner=name, balance=INITIAL_BALANCE)
+        for collection in BANK_COLLECTIONS
+        for name in ACCOUNTS
+    }
+
+
+class Routed:
+    """Accounts named ``collection/account``, in a bank (or a bank's transaction)."""
+
+    def __init__(self, bank: Bank) -> None:
+        self._bank = bank
+
+    def _collection(self, key: str) -> tuple[Collection[str, Account], str]:
+        collection, account = key.split("/")
+        return getattr(self._bank, collection), account
+
+    def __getitem__(self, key: str, /) -> Account:
+        collection, account = self._collection(key)
+        return collection[account]
+
+    def __setitem__(self, key: str, value: Account, /) -> None:
+        collection, account = self._collection(key)
+        collection[account] = value
+
+
+def apply_initial(bank: Bank, accounts: dict[str, Account]) -> None:
+    """Write ``accounts``, named ``collection/account``, to the bank."""
+    routed = Routed(bank)
+    for key, account in accounts.items():
+        routed[key] = account
+
+
+def bank_state(bank: Bank) -> list[tuple[str, Account]]:
+    """Return the bank's accounts, named ``collection/account``, collection by collection."""
+    return [
+        (f"{name}/{key}", value)
+        for name in BANK_COLLECTIONS
+        for key, value in getattr(bank, name).items()
+    ]
+
+
 # -- process ----------------------------------------------------------------------------------
 
 
@@ -156,16 +223,25 @@ def run_transfers(path: Path, seed: int, start: int, config: StoreConfig) -> Non
             acknowledge(index)
 
 
+def run_bank(path: Path, seed: int, start: int, config: StoreConfig) -> None:
+    """Apply bank transfers from ``start`` on, each one transaction across two collections."""
+    with Bank.open(path, config=config) as bank:
+        for index in range(start, start + MAX_OPS):
+            with bank.transaction() as tx:
+                apply_transfer(Routed(tx), bank_op(seed, index))
+            acknowledge(index)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the workload until killed."""
     parser = argparse.ArgumentParser(prog="python -m tests.writer_child")
-    parser.add_argument("workload", choices=["kv", "transfer"])
+    parser.add_argument("workload", choices=["kv", "transfer", "bank"])
     parser.add_argument("log", type=Path)
     parser.add_argument("seed", type=int)
     parser.add_argument("start", type=int)
     parser.add_argument("config", choices=sorted(CONFIGS))
     args = parser.parse_args(argv)
-    run = run_kv if args.workload == "kv" else run_transfers
+    run = {"kv": run_kv, "transfer": run_transfers, "bank": run_bank}[args.workload]
     run(args.log, args.seed, args.start, CONFIGS[args.config])
 
 

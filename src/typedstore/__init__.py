@@ -1,6 +1,8 @@
 """typedstore: an embedded, persistent, typed, insertion-ordered key-value store."""
 
+from ._collection import Collection
 from ._config import StoreConfig
+from ._database import Database, DatabaseTransaction
 from ._errors import (
     CorruptLogError,
     EncodingError,
@@ -18,7 +20,10 @@ from ._txn import Transaction
 from ._types import RecoveryMode
 
 __all__ = [
+    "Collection",
     "CorruptLogError",
+    "Database",
+    "DatabaseTransaction",
     "EncodingError",
     "NotAStoreError",
     "Recovery",

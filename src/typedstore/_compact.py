@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from . import _format
 from ._codec import Codec
@@ -39,3 +40,38 @@ def insert_bodies(entries: Mapping[K, object], codec: Codec[K, V]) -> Iterator[b
     insert_body, key_bytes, stored_bytes = _format.insert_body, codec.key_bytes, codec.stored_bytes
     for key, stored in entries.items():
         yield insert_body(key_bytes(key), stored_bytes(stored))
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """A schema record in a rewritten log: the catalog in force from here on."""
+
+    meta: bytes
+
+
+class Rewrite:
+    """A rewritten log's content, made as it is written: the generation it ends at."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        """The schema generation in force after the chunks yielded so far."""
+
+    def chunks(self, header: bytes, items: Iterable[bytes | Switch]) -> Iterator[bytes]:
+        """Yield ``header``, then each record body, or schema record, framed in turn.
+
+        A rewritten log holds schema records only for a collection no code declared
+        whose live entries were written under different schemas: each keeps its own.
+        """
+        yield header
+        offset = len(header)
+        encode_frame, tag = _format.encode_frame, _format.tag
+        for item in items:
+            if isinstance(item, Switch):
+                self.generation = (self.generation + 1) % _format.GENERATIONS
+                body = _format.schema_body(item.meta, self.generation)
+            else:
+                body = tag(item, self.generation)
+            # A frame's checksum covers the offset it is written at (see _format).
+            frame = encode_frame(body, offset)
+            yield frame
+            offset += len(frame)

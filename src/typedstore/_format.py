@@ -516,6 +516,28 @@ def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[by
     return buf[start + 5 : split], buf[split:end]
 
 
+def collection_insert(
+    buf: bytes, offset: int, end: int, generation: int
+) -> tuple[int, bytes, bytes] | None:
+    """Return the collection id, key and value bytes of the valid frame ``[offset, end)``, if
+    a lone insert of a collection other than 0 (a collection record holding an insert).
+
+    The short path of a database's second and later collections, as :func:`plain_insert`
+    is of the first; anything else gives None.
+    """
+    start = offset + FRAME_OVERHEAD
+    if buf[start] != _COLLECTION | generation << 3 or end - start < 6 or buf[start + 5] != _INSERT:
+        return None
+    (collection,) = _U32.unpack_from(buf, start + 1)
+    try:
+        split = _insert_split(buf, start + 5, end)
+    except FormatError:
+        return None
+    if collection == 0:
+        return None
+    return collection, buf[start + 10 : split], buf[split:end]
+
+
 def _insert_split(data: bytes | memoryview, start: int, end: int) -> int:
     """Return where the value starts in the insert body ``data[start:end]``; its key is
     ``data[start + 5 : split]``. Raises ``FormatError`` for an impossible key length."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from . import _format
 from ._config import StoreConfig
@@ -96,6 +96,21 @@ class Log:
                     self.file.truncate(self.file.size)
             raise
 
+    def append_schema(self, meta: bytes) -> None:
+        """Append a schema record alone, opening the next generation, and fsync it.
+
+        For a catalog change made at open (a dropped or renamed collection): it must
+        reach the disk whether or not a write follows.
+        """
+        self.check_writable()
+        self._drain()
+        generation = (self.generation + 1) % _format.GENERATIONS
+        before = self.file.size
+        self.file.append(_format.encode_frame(_format.schema_body(meta, generation), before))
+        self.generation, self.pending_schema = generation, None
+        # The change is durable before open returns, as the caller asked for it.
+        self._sync(rollback_to=before)
+
     def _buffer_frame(self, frame: bytes) -> None:
         """Buffer ``frame``; hand the buffer to the OS first if ``frame`` would overfill it.
 
@@ -143,8 +158,13 @@ class Log:
         self._drain()
         self._sync(rollback_to=None)
 
-    def rewrite(self, chunks: Iterable[bytes], records: int) -> None:
-        """Replace the log atomically by ``chunks`` (header and records); see ``_fs``."""
+    def rewrite(
+        self, chunks: Iterable[bytes], records: int, generation: Callable[[], int] = lambda: 0
+    ) -> None:
+        """Replace the log atomically by ``chunks`` (header and records); see ``_fs``.
+
+        ``generation`` gives the schema generation in force at the end of ``chunks``.
+        """
         self.check_writable()
         old = self.file
         try:
@@ -152,19 +172,19 @@ class Log:
         except OSError as exc:
             if self.engine.file is old:  # before the rename: the old log stands
                 raise
-            self._replaced(records)
+            self._replaced(records, generation())
             self.failure = exc  # the directory's fsync: the rename may not be durable
             raise
-        self._replaced(records)
+        self._replaced(records, generation())
 
-    def _replaced(self, records: int) -> None:
+    def _replaced(self, records: int, generation: int) -> None:
         """Append to the engine's new log, holding ``records`` records, from now on."""
         file = self.engine.file
         assert file is not None, "replace leaves the engine with a log"
         self.file = file
         self._buffer.clear()
         self.pending_schema = None  # the new header describes the current schema
-        self.generation = 0
+        self.generation = generation
         self.total_records = records
 
     def close(self) -> None:

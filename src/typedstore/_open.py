@@ -6,38 +6,53 @@ The rules are in README ("Durability and recovery") and docs/FORMAT.md ("Replay"
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal
+from typing import Literal
 
-from . import _compact
-from ._codec import Codec
-from ._config import Schema, StoreConfig
+from ._config import StoreConfig
 from ._file_engine import FileEngine
 from ._log import Log
-from ._replay import Recovery, Replay, replay
-from ._types import K, RecoveryMode, V
+from ._replay import Declare, Recovery, Replay, replay
+from ._types import RecoveryMode
 
 logger = logging.getLogger("typedstore")
 
 
-@dataclass(frozen=True, slots=True)
-class Opened(Generic[K]):
-    """An opened log: the entries it replays to, its writer, and what recovery did."""
+Image = Callable[[], tuple[Iterable[bytes], int, Callable[[], int]]]
+"""Return a new log's content (header and records), its record count, and what gives
+the schema generation at its end once written: the state in memory, as compaction
+writes it."""
 
-    entries: dict[K, object]
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An opened log: its writer, what recovery did, and the replay it continues."""
+
     log: Log | None
     """None for a read-only open."""
     recovery: Recovery | None
+    replay: Replay | None
+    """The replay whose log ``log`` appends to; None when ``log`` was written anew (a new
+    log, or one a recovery mode rebuilt), its header describing the state in memory."""
 
 
 def load(
-    path: Path, codec: Codec[K, V], schema: Schema, config: StoreConfig, *, readonly: bool
-) -> Opened[K]:
+    path: Path,
+    declare: Declare,
+    config: StoreConfig,
+    *,
+    readonly: bool,
+    adopt: Callable[[Replay | None], None],
+    image: Image,
+) -> Opened:
     """Open the log at ``path`` (its writer lock already held unless ``readonly``).
 
-    The log is opened once, in a file engine: replay reads it, and the writer cuts and
-    appends to it, through the same descriptor (see ``_fs.open_log``).
+    ``adopt`` receives the replay (None for a new or empty log) before anything is
+    written; ``image`` gives the content of a log written anew. The log is opened
+    once, in a file engine: replay reads it, and the writer cuts and appends to it,
+    through the same descriptor (see ``_fs.open_log``).
     """
     if readonly:
         reader = FileEngine(path, "readonly")
@@ -46,47 +61,43 @@ def load(
         finally:
             reader.close()
         if not buf:
-            return Opened({}, None, None)
-        state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
+            adopt(None)
+            return Opened(None, None, None)
+        state = replay(path, buf, declare, config.recovery, config.buf_capacity)
+        adopt(state)
         recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
-        return Opened(state.entries, None, recovery)
+        return Opened(None, recovery, state)
     engine = FileEngine(path, "exclusive")  # the store holds the open lock
     try:
         buf = engine.read_log()
         if buf:
-            return _load_writable(path, engine, buf, codec, schema, config)
-        engine.create([_compact.header(codec, schema.version)])
+            return _load_writable(path, engine, buf, declare, config, adopt, image)
+        adopt(None)
+        return Opened(_written_anew(engine, config, image, None), None, None)
     except BaseException:
         engine.close()
         raise
-    return Opened({}, Log(engine, config, 0), None)
 
 
 def _load_writable(
     path: Path,
     engine: FileEngine,
     buf: bytes,
-    codec: Codec[K, V],
-    schema: Schema,
+    declare: Declare,
     config: StoreConfig,
-) -> Opened[K]:
+    adopt: Callable[[Replay | None], None],
+    image: Image,
+) -> Opened:
     """Replay ``buf``, read through ``engine``, and take the log for writing."""
-    state = replay(path, buf, codec, schema, config.recovery, config.buf_capacity)
-    log, backup = _open_log(engine, state, codec, schema, config)
-    current = (schema.version, codec.fingerprint)
-    if backup is None and (state.schema.version, state.schema.fingerprint) != current:
-        # Later records must say they were written under the current schema.
-        log.pending_schema = codec.metadata(schema.version)
+    state = replay(path, buf, declare, config.recovery, config.buf_capacity)
+    adopt(state)
+    log, backup = _open_log(engine, state, config, image)
     recovery = _describe_recovery(path, state, len(buf), config.recovery, backup)
-    return Opened(state.entries, log, recovery)
+    return Opened(log, recovery, state if backup is None else None)
 
 
 def _open_log(
-    engine: FileEngine,
-    state: Replay[K],
-    codec: Codec[K, V],
-    schema: Schema,
-    config: StoreConfig,
+    engine: FileEngine, state: Replay, config: StoreConfig, image: Image
 ) -> tuple[Log, Path | None]:
     """Take the replayed log for appending, first dealing with any damage found."""
     engine.refuse_hard_links()
@@ -98,14 +109,22 @@ def _open_log(
             engine.cut(state.end)
         return Log(engine, config, state.total_records, state.generation), None
     backup = engine.copy_aside()
-    bodies = _compact.insert_bodies(state.entries, codec)
-    chunks = _compact.live_chunks(_compact.header(codec, schema.version), bodies)
-    engine.replace(chunks, state.end)
-    return Log(engine, config, len(state.entries)), backup
+    return _written_anew(engine, config, image, state.end), backup
+
+
+def _written_anew(engine: FileEngine, config: StoreConfig, image: Image, seen: int | None) -> Log:
+    """Write the log anew with ``image`` (creating it, or replacing the log ``engine`` read
+    up to ``seen``) and return its writer."""
+    chunks, records, generation = image()
+    if seen is None:
+        engine.create(chunks)
+    else:
+        engine.replace(chunks, seen)
+    return Log(engine, config, records, generation())
 
 
 def _describe_recovery(
-    path: Path, state: Replay[Any], size: int, mode: RecoveryMode, backup: Path | None
+    path: Path, state: Replay, size: int, mode: RecoveryMode, backup: Path | None
 ) -> Recovery | None:
     """Return (and log) what replay did about damage, or None if there was none."""
     found = state.verdict()

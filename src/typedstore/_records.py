@@ -7,9 +7,17 @@ layouts in ``_format`` (described in ``docs/FORMAT.md``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from ._format import batch_body, batch_parts, insert_body, insert_parts, remove_body
+from ._format import (
+    batch_body,
+    batch_parts,
+    collection_body,
+    collection_parts,
+    insert_body,
+    insert_parts,
+    remove_body,
+)
 from ._types import K, KeyBytes, Stored
 
 Write: TypeAlias = tuple[K, KeyBytes, Stored, bytes | None]
@@ -59,3 +67,44 @@ def _joined_body(key_bytes: KeyBytes, blob: bytes | None) -> bytes:
 
 def _body_parts(key_bytes: KeyBytes, blob: bytes | None) -> list[bytes]:
     return [remove_body(key_bytes)] if blob is None else insert_parts(key_bytes, blob)
+
+
+def collection_record(collection: int, body: bytes | list[bytes]) -> bytes | list[bytes]:
+    """Return ``body`` (an insert or remove body) as a record of collection ``collection``;
+    collection 0's records are the bare body itself."""
+    if collection == 0:
+        return body
+    if isinstance(body, list):
+        return collection_parts(collection, body)
+    return collection_body(collection, body)
+
+
+Group: TypeAlias = tuple[int, Sequence[Write[Any]], Sequence[KeyBytes]]
+"""The writes of one transaction to one collection: its id, the writes, their key bytes."""
+
+
+def groups_body(groups: Sequence[Group]) -> bytes | list[bytes]:
+    """Return the body of one batch record holding the writes of several collections.
+
+    The writes of one collection keep their order; those of a single collection 0 make
+    exactly :func:`batch_record_body`'s bytes.
+    """
+    if len(groups) == 1 and groups[0][0] == 0:
+        return batch_record_body(groups[0][1], groups[0][2])
+    ops = [
+        (collection, key_bytes, write[3])
+        for collection, writes, keys in groups
+        for write, key_bytes in zip(writes, keys, strict=True)
+    ]
+    if max((len(blob) for _, _, blob in ops if blob), default=0) < LARGE_BODY:
+        return batch_body(_wrapped(c, _joined_body(k, b)) for c, k, b in ops)
+    parts = (_wrapped_parts(c, _body_parts(k, b)) for c, k, b in ops)
+    return batch_parts(parts, LARGE_BODY)
+
+
+def _wrapped(collection: int, body: bytes) -> bytes:
+    return body if collection == 0 else collection_body(collection, body)
+
+
+def _wrapped_parts(collection: int, body: list[bytes]) -> list[bytes]:
+    return body if collection == 0 else collection_parts(collection, body)

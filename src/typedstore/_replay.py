@@ -6,14 +6,16 @@ import contextlib
 import gc
 import logging
 import reprlib
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Literal
+from typing import Any, Generic, Literal
 
 import pydantic
 
 from . import _format
+from ._catalog import Catalog, CatalogError, CollectionMeta, read_catalog
 from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
 from ._config import Schema
 from ._errors import CorruptLogError, SchemaMismatchError, StoreError
@@ -51,15 +53,29 @@ class Segment:
     meta: dict[str, object]
 
 
+@dataclass(frozen=True, slots=True)
+class Declaration(Generic[K, V]):
+    """What the opening code declares for one collection: its types and its schema."""
+
+    codec: Codec[K, V]
+    schema: Schema
+
+
+Declare = Callable[[Catalog, CollectionMeta], "Declaration[Any, Any] | None"]
+"""Return the declaration for a collection of a catalog, or None to keep it model-free."""
+
+
 @dataclass(slots=True)
-class Replay(Generic[K]):
+class Replay:
     """The state a log replays to."""
 
-    entries: dict[K, object]
-    """Live entries in insertion order, values in the form the codec keeps in memory."""
+    collections: dict[int, Declared[Any, Any] | Kept]
+    """Each live collection's state by id: validated if declared, else kept as bytes."""
+    catalog: Catalog
+    """The catalog in force at the end of the log."""
+    next_id: int
+    """The id a new collection gets: above every id seen since the header."""
     total_records: int
-    schema: Segment
-    """The schema the log's last records were written under."""
     generation: int
     """The schema generation in force at the end of the log."""
     end: int
@@ -111,39 +127,211 @@ class SchemaTrail:
         return None
 
 
-def replay(
-    path: Path,
-    buf: bytes,
-    codec: Codec[K, V],
-    schema: Schema,
-    mode: RecoveryMode,
-    tail_bound: int,
-) -> Replay[K]:
+def replay(path: Path, buf: bytes, declare: Declare, mode: RecoveryMode, tail_bound: int) -> Replay:
     """Replay the log held in ``buf``; see ``docs/FORMAT.md`` ("Replay").
+
+    ``declare`` names the collections the opening code declares: their records are
+    validated as they are read; any other collection's are kept as bytes.
 
     Raises ``NotAStoreError``, ``CorruptLogError`` (in ``strict`` mode, or for a
     checksum-valid record whose content cannot be decoded) and ``SchemaMismatchError``
     (a record that does not validate, two stored keys that validate to one, a missing
-    migration, fields a type change would drop, or a schema version newer than
-    ``schema.version``). An exception a validator or migration raises otherwise reaches
+    migration, fields a type change would drop, or a schema version newer than the
+    declared one). An exception a validator or migration raises otherwise reaches
     the caller as it was raised, with a note naming the store, the key and the offset.
     ``tail_bound`` is the most a crash leaves beyond one record (``buf_capacity``).
     """
-    return Replayer(path, buf, codec, schema).run(mode, tail_bound)
+    return Replayer(path, buf, declare).run(mode, tail_bound)
 
 
-class Replayer(Generic[K, V]):
-    """Replay one log into memory, one method per concern.
+class Replayer:
+    """Replay one log into memory: walk its frames and hand each operation to its collection.
 
-    The frame walk is :meth:`run`; :meth:`_read_insert` and :meth:`_read_record` are the
-    two decode paths (a lone insert, the common case, and every other record);
-    :meth:`_enter_segment` follows schema switches; :meth:`_put` and :meth:`_remove`
-    apply operations; :meth:`_settle` validates and upgrades what was deferred.
+    :meth:`run` is the frame walk; a lone insert of collection 0 (the common case) goes
+    straight to that collection, every other record through :meth:`_read_record`;
+    :meth:`_enter_catalog` follows schema records, which may add, drop, rename or
+    change collections.
     """
 
-    def __init__(self, path: Path, buf: bytes, codec: Codec[K, V], schema: Schema) -> None:
+    def __init__(self, path: Path, buf: bytes, declare: Declare) -> None:
         self.path = path
         self.buf = buf
+        self.declare = declare
+        self.states: dict[int, Declared[Any, Any] | Kept] = {}
+        self.names: dict[int, str] = {}
+        """The name each live collection's state was made for."""
+        self.catalog: Catalog | None = None
+        self.insert_zero: Callable[[bytes, bytes, int], None] | None = None
+        """Collection 0's short path for a lone insert, the common record; None without it."""
+        self.next_id = 0
+        self.total = 0
+        self.trail = SchemaTrail(path)
+
+    def run(self, mode: RecoveryMode, tail_bound: int) -> Replay:
+        """Walk the frames front to back and apply each; declared collections' values that
+        had to wait are settled by the caller (``Declared.settle``), once it knows the
+        collections are the ones it wants."""
+        buf, path = self.buf, self.path
+        meta, end = open_header(path, buf)
+        self._enter_catalog(meta, 0)
+        frames = FrameScanner(path, buf, end, mode, tail_bound)
+        plain_insert, trail = _format.plain_insert, self.trail
+        inserts = 0
+        with collector_paused():
+            for offset, end in frames:
+                insert = plain_insert(buf, offset, end, trail.generation)
+                if insert is None:
+                    self._read_other(offset, end)
+                else:
+                    read = self.insert_zero
+                    if read is None:
+                        self._no_collection(0, offset)
+                    else:
+                        read(insert[0], insert[1], offset)
+                    inserts += 1
+        assert self.catalog is not None
+        return Replay(
+            self.states,
+            self.catalog,
+            self.next_id,
+            self.total + inserts,
+            trail.generation,
+            end,
+            frames.damage,
+            frames.torn_tail,
+        )
+
+    def _read_other(self, offset: int, end: int) -> None:
+        """Apply a record that is not a lone insert of collection 0."""
+        found = _format.collection_insert(self.buf, offset, end, self.trail.generation)
+        if found is None:
+            self._read_record(offset, end)
+            return
+        collection, key, blob = found
+        state = self.states.get(collection)
+        if state is None:
+            self._no_collection(collection, offset)
+        else:
+            state.insert(key, blob, offset)
+        self.total += 1
+
+    def _no_collection(self, collection: int, offset: int) -> None:
+        reason = _format.FormatError(_NO_COLLECTION.format(collection))
+        raise _undecodable(self.path, offset, reason)
+
+    def _read_record(self, offset: int, end: int) -> None:
+        """Apply any other record: a schema record, a removal, a batch, a collection's."""
+        body = _format.frame_body(self.buf, offset, end)
+        meta = self.trail.follow(body, offset)
+        if meta is not None:
+            self._enter_catalog(meta, offset)
+            return
+        states = self.states
+        try:
+            ops = _format.decode_body(body)
+            for op in ops:
+                if op.collection not in states:
+                    raise _format.FormatError(_NO_COLLECTION.format(op.collection))
+            # Every key and value is decoded before any is validated or applied, so
+            # damage in a batch is reported before what its content means.
+            decoded = [states[op.collection].decode(op.key, op.value) for op in ops]
+        except (_format.FormatError, RecordDecodeError) as exc:
+            raise _undecodable(self.path, offset, exc) from exc
+        keys = [
+            states[op.collection].key_of(item, offset)
+            for op, item in zip(ops, decoded, strict=True)
+        ]
+        for op, key, item in zip(ops, keys, decoded, strict=True):
+            states[op.collection].apply(key, item, op.value, offset)
+        self.total += len(ops)
+
+    def _enter_catalog(self, meta: bytes, offset: int) -> None:
+        """Follow the catalog of the header (offset 0) or of a schema record."""
+        data = _read_meta(self.path, meta, offset)
+        try:
+            catalog = read_catalog(data)
+        except CatalogError as exc:
+            raise CorruptLogError(self.path, offset, f"invalid catalog: {exc}") from exc
+        self.catalog = catalog
+        live = {collection.id for collection in catalog.collections}
+        for ident in [ident for ident in self.states if ident not in live]:
+            del self.states[ident]  # dropped
+            del self.names[ident]
+        for collection in catalog.collections:
+            self.next_id = max(self.next_id, collection.id + 1)
+            segment = collection_segment(self.path, collection, offset)
+            state = self.states.get(collection.id)
+            if state is None or self.names[collection.id] != collection.name:
+                state = self._state_for(catalog, collection, state)
+            state.enter(segment)
+        zero = self.states.get(0)
+        self.insert_zero = None if zero is None else zero.insert
+
+    def _state_for(
+        self, catalog: Catalog, collection: CollectionMeta, state: Declared[Any, Any] | Kept | None
+    ) -> Declared[Any, Any] | Kept:
+        """Return the state of a collection new here or renamed: declared, or kept as bytes."""
+        declaration = self.declare(catalog, collection)
+        kept = state.kept() if isinstance(state, Declared) else state
+        new: Declared[Any, Any] | Kept
+        if declaration is None:
+            new = kept if kept is not None else Kept()
+        else:
+            new = Declared(self.path, declaration.codec, declaration.schema)
+            if kept is not None:
+                new.adopt(kept)
+        self.states[collection.id] = new
+        self.names[collection.id] = collection.name
+        return new
+
+
+_NO_COLLECTION = "a record of collection {}, which the catalog does not list"
+
+
+class Kept:
+    """A collection no code declared: its live entries as bytes, each with its schema."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[bytes, int, Segment]] = {}
+        """Key bytes to value bytes, the offset of their record and its schema."""
+        self.segment: Segment | None = None
+
+    def enter(self, segment: Segment) -> None:
+        """Follow a switch of this collection's schema."""
+        self.segment = segment
+
+    def insert(self, key: bytes, blob: bytes, offset: int) -> None:
+        """Apply a lone insert."""
+        assert self.segment is not None
+        self.entries[key] = (blob, offset, self.segment)
+
+    def decode(self, key: bytes, blob: bytes | None) -> object:
+        """Return what :meth:`apply` needs of an operation's key: its bytes."""
+        return bytes(key)
+
+    def key_of(self, decoded: object, offset: int) -> object:
+        """Return the key an operation applies to: its bytes."""
+        return decoded
+
+    def apply(self, key: object, decoded: object, blob: bytes | None, offset: int) -> None:
+        """Apply an insert (``blob`` set) or a removal of ``key`` (bytes)."""
+        assert isinstance(key, bytes)
+        if blob is None:
+            self.entries.pop(key, None)
+        else:
+            self.insert(key, bytes(blob), offset)
+
+
+class Declared(Generic[K, V]):
+    """A declared collection's replay: its records validated, one method per concern.
+
+    :meth:`insert` is the short path of a lone insert; :meth:`enter` follows schema
+    switches; :meth:`_put` and :meth:`_remove` apply operations; :meth:`settle`
+    validates and upgrades what was deferred.
+    """
+
+    def __init__(self, path: Path, codec: Codec[K, V], schema: Schema) -> None:
+        self.path = path
         self.codec = codec
         self.schema = schema
         self.entries: dict[K, object] = {}
@@ -152,77 +340,62 @@ class Replayer(Generic[K, V]):
         """Bytes, record offset and schema of each value left MISSING in ``entries``."""
         self.sources: dict[K, object] = {}
         """The stored key data of live keys that validation changed, to catch merges."""
-        self.total = 0
-        self.trail = SchemaTrail(path)
         self.segment: Segment | None = None
         self.current = False
         """Whether the records in force were written under exactly this open's types."""
 
-    def run(self, mode: RecoveryMode, tail_bound: int) -> Replay[K]:
-        """Walk the frames front to back, apply each, then settle what was deferred."""
-        buf, path = self.buf, self.path
-        meta, end = open_header(path, buf)
-        self._enter_segment(meta, 0)
-        frames = FrameScanner(path, buf, end, mode, tail_bound)
-        plain_insert, trail = _format.plain_insert, self.trail
-        with _collector_paused():
-            for offset, end in frames:
-                insert = plain_insert(buf, offset, end, trail.generation)
-                if insert is None:
-                    self._read_record(offset, end)
-                else:
-                    self._read_insert(insert[0], insert[1], offset)
-            self._settle()
-        assert self.segment is not None
-        return Replay(
-            self.entries,
-            self.total,
-            self.segment,
-            trail.generation,
-            end,
-            frames.damage,
-            frames.torn_tail,
-        )
+    def enter(self, segment: Segment) -> None:
+        """Follow a switch to the schema of the header or of a schema record."""
+        self.segment = _checked(self.path, segment, self.schema)
+        self.current = _is_current(segment, self.codec, self.schema)
 
-    # -- decode paths ---------------------------------------------------------------------
-
-    def _read_insert(self, key: bytes, blob: bytes, offset: int) -> None:
-        """Apply a lone insert of the schema in force, read on the short path."""
+    def insert(self, key: bytes, blob: bytes, offset: int) -> None:
+        """Apply a lone insert of the schema in force."""
         try:
             key_data, data = self.codec.decode_key(key), unpack(blob)
         except RecordDecodeError as exc:
             raise _undecodable(self.path, offset, exc) from exc
         self._put(self._valid_key(key_data, offset), key_data, blob, data, offset)
-        self.total += 1
 
-    def _read_record(self, offset: int, end: int) -> None:
-        """Apply any other record: a schema record, a removal, a batch, a tagged insert."""
-        body = _format.frame_body(self.buf, offset, end)
-        meta = self.trail.follow(body, offset)
-        if meta is not None:
-            self._enter_segment(meta, offset)
-            return
-        try:
-            ops = _format.decode_body(body)
-            if any(op.collection for op in ops):
-                raise _format.FormatError("a collection record in a single-collection log")
-            # Every key and value is decoded before any is validated or applied, so
-            # damage in a batch is reported before what its content means.
-            decoded = [(self.codec.decode_key(k), v, _maybe_unpack(v)) for k, v, _ in ops]
-        except (_format.FormatError, RecordDecodeError) as exc:
-            raise _undecodable(self.path, offset, exc) from exc
-        keys = [self._valid_key(key_data, offset) for key_data, _, _ in decoded]
-        for key, (key_data, blob, data) in zip(keys, decoded, strict=True):
-            if blob is None:
-                self._remove(key)
-            else:
-                self._put(key, key_data, blob, data, offset)
-        self.total += len(decoded)
+    def decode(self, key: bytes, blob: bytes | None) -> tuple[object, object]:
+        """Return an operation's key data and value data (None for a removal)."""
+        return self.codec.decode_key(key), _maybe_unpack(blob)
 
-    def _enter_segment(self, meta: bytes, offset: int) -> None:
-        """Follow a switch to the schema of the header (offset 0) or of a schema record."""
-        self.segment = _segment(self.path, meta, offset, self.schema)
-        self.current = _is_current(self.segment, self.codec, self.schema)
+    def key_of(self, decoded: object, offset: int) -> K:
+        """Return the key an operation's decoded data validates to."""
+        assert isinstance(decoded, tuple)
+        return self._valid_key(decoded[0], offset)
+
+    def apply(self, key: object, decoded: object, blob: bytes | None, offset: int) -> None:
+        """Apply an insert (``blob`` set) or a removal of the validated ``key``."""
+        assert isinstance(decoded, tuple)
+        valid = typing.cast(K, key)
+        if blob is None:
+            self._remove(valid)
+        else:
+            self._put(valid, decoded[0], bytes(blob), decoded[1], offset)
+
+    def adopt(self, kept: Kept) -> None:
+        """Take over the entries of a collection kept as bytes until now, validating them."""
+        for key_bytes, (blob, offset, segment) in kept.entries.items():
+            if segment is not self.segment:
+                self.enter(segment)
+            self.insert(key_bytes, blob, offset)
+        if kept.segment is not None:
+            self.enter(kept.segment)
+
+    def kept(self) -> Kept:
+        """Return these entries as bytes, for a collection no longer declared under its name."""
+        self.settle()
+        kept = Kept()
+        fingerprint = self.codec.fingerprint
+        meta = self.codec.describe() | {"version": self.schema.version, "fingerprint": fingerprint}
+        segment = Segment(0, self.schema.version, fingerprint, meta)
+        for key, held in self.entries.items():
+            blob = self.codec.stored_bytes(held)
+            kept.entries[self.codec.key_bytes(key)] = (blob, 0, segment)
+        kept.segment = self.segment
+        return kept
 
     # -- applying -------------------------------------------------------------------------
 
@@ -287,7 +460,7 @@ class Replayer(Generic[K, V]):
 
     # -- deferred values ------------------------------------------------------------------
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Fill in the live values replay deferred, upgrading those of another schema.
 
         Goes through the entries in order, so the first live value that fails is the one
@@ -308,6 +481,7 @@ class Replayer(Generic[K, V]):
                     if not isinstance(exc, StoreError | pydantic.ValidationError):
                         _add_context(exc, self.path, offset, key)
                     raise
+        self.deferred.clear()
 
     def _settled(self, key: K, blob: bytes, offset: int, segment: Segment) -> object:
         """Return what memory keeps for a deferred value, validated or upgraded."""
@@ -333,7 +507,7 @@ class Replayer(Generic[K, V]):
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while replay builds many objects.
 
     Replay only allocates objects that stay referenced, so collections during it find
@@ -358,10 +532,7 @@ def read_segment(path: Path, meta: bytes, offset: int) -> Segment:
 
     Raises ``CorruptLogError`` when it is not a map or its version not a positive int.
     """
-    try:
-        data = decode_metadata(meta)
-    except RecordDecodeError as exc:
-        raise CorruptLogError(path, offset, f"undecodable schema metadata: {exc}") from exc
+    data = _read_meta(path, meta, offset)
     version = data.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CorruptLogError(path, offset, f"schema version {version!r} is not a positive int")
@@ -369,10 +540,25 @@ def read_segment(path: Path, meta: bytes, offset: int) -> Segment:
     return Segment(offset, version, fingerprint if isinstance(fingerprint, str) else "", data)
 
 
-def _segment(path: Path, meta: bytes, offset: int, schema: Schema) -> Segment:
-    """Read a header's or schema record's metadata; refuse versions this code cannot reach."""
-    segment = read_segment(path, meta, offset)
-    version = segment.version
+def _read_meta(path: Path, meta: bytes, offset: int) -> dict[str, object]:
+    try:
+        return decode_metadata(meta)
+    except RecordDecodeError as exc:
+        raise CorruptLogError(path, offset, f"undecodable schema metadata: {exc}") from exc
+
+
+def collection_segment(path: Path, collection: CollectionMeta, offset: int) -> Segment:
+    """Return the schema a catalog (of the header, or a schema record at ``offset``) gives
+    one collection; CorruptLogError when its version is not a positive int."""
+    version = collection.schema.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CorruptLogError(path, offset, f"schema version {version!r} is not a positive int")
+    return Segment(offset, version, collection.fingerprint, collection.schema)
+
+
+def _checked(path: Path, segment: Segment, schema: Schema) -> Segment:
+    """Return ``segment`` if this code's schema can read it; refuse versions it cannot reach."""
+    offset, version = segment.offset, segment.version
     if version > schema.version:
         raise SchemaMismatchError(
             f"{path}: records from byte offset {offset} were written at schema version "

@@ -12,7 +12,15 @@ from typing import assert_type
 
 from tests.models import Point, User
 
-from typedstore import Recovery, StoreConfig, Transaction, TypedStore
+from typedstore import (
+    Collection,
+    Database,
+    DatabaseTransaction,
+    Recovery,
+    StoreConfig,
+    Transaction,
+    TypedStore,
+)
 
 
 class Users(TypedStore[str, User]):
@@ -100,6 +108,42 @@ def check_declarative_form(path: Path) -> None:
         assert_type(reader, Users)
 
 
+class Shop(Database):
+    """The declarative form of a database: collections as annotated attributes."""
+
+    users: Collection[str, User]
+    points: Collection[int, Point]
+
+
+def check_database(path: Path) -> None:
+    """Pin the types of a database's collections, its transactions and the functional form."""
+    alice = User(name="Alice", age=30)
+    with Shop.open(path) as shop:
+        assert_type(shop, Shop)
+        assert_type(shop.users, Collection[str, User])
+        assert_type(shop.users.insert("alice", alice), User | None)
+        assert_type(shop.users.get("alice"), User | None)
+        assert_type(shop.users.get("nobody", alice), User)
+        assert_type(shop.points.get_index(0), tuple[int, Point] | None)
+        transaction = shop.transaction()
+        assert_type(transaction, DatabaseTransaction[Shop])
+        with transaction as tx:
+            assert_type(tx, Shop)
+            assert_type(tx.users, Collection[str, User])
+            assert_type(tx.users.modify("alice", birthday), User)
+            tx.points[1] = Point(x=1, y=2)
+            assert_type(tx.collection("extra", str, int), Collection[str, int])
+        assert_type(shop.flush(), None)
+        assert_type(shop.collection_names(), list[str])
+    database = Database.open(path)
+    assert_type(database, Database)
+    users = database.collection("users", str, User)
+    assert_type(users, Collection[str, User])
+    assert_type(users["alice"], User)
+    assert_type(database.collection("extra", str, int).get("x"), int | None)
+    database.close()
+
+
 def check_other_type_forms(folder: Path) -> None:
     """Pin the store types inferred for generic aliases, unions and frozen models."""
     with TypedStore.open(folder / "lists.log", int, list[int]) as lists:
@@ -122,6 +166,7 @@ def check_api(folder: Path) -> None:
     check_transaction(folder / "transaction.log")
     check_declarative_form(folder / "declarative.log")
     check_other_type_forms(folder)
+    check_database(folder / "shop.log")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,29 @@ from pathlib import Path
 
 from tests.models import Point, User
 
-from typedstore import TypedStore
+from typedstore import Collection, Database, TypedStore
 
 
 class Users(TypedStore[str, User]):
     """The declarative form of a store of users."""
+
+
+class Shop(Database):
+    """A database of users and points."""
+
+    users: Collection[str, User]
+    points: Collection[int, Point]
+
+
+def misuse_database(path: Path) -> None:
+    """Hand a database's collections, and their transaction views, the wrong types."""
+    shop = Shop.open(path)
+    shop.users["k"] = Point(x=1, y=2)  # E: assignment
+    with shop.transaction() as tx:
+        tx.points[1] = User(name="a", age=1)  # E: assignment
+        tx.users.insert(1, User(name="a", age=1))  # E: arg-type
+    points = Database.open(path).collection("points", int, Point)
+    points.insert(1, User(name="a", age=1))  # E: arg-type
 
 
 def misuse(path: Path) -> None:

@@ -1,0 +1,690 @@
+"""The database core: one log, its lock and catalog, and the one path every write takes.
+
+A ``Core`` is what one open log shares with its collections: the lock, the writer,
+the catalog (docs/FORMAT.md, "Collections") and the state of each collection. Every
+write, of any collection, single or a transaction's batch, goes through
+:meth:`Core._write` or :meth:`Core._commit`. :class:`Database` is the public face of a
+core holding named collections; ``TypedStore`` (``_store``) is a core holding one.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import _compact, _format, _fs
+from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._codec import Codec
+from ._collection import Collection
+from ._config import Schema, StoreConfig
+from ._errors import SchemaMismatchError, StoreClosedError, StoreReadOnlyError
+from ._log import Log
+from ._open import load
+from ._packing import packb
+from ._records import Write, collection_record, groups_body, operation_body
+from ._replay import Declaration, Declared, Kept, Recovery, Replay, collector_paused
+from ._table import Table
+from ._types import MISSING, Stored
+
+logger = logging.getLogger("typedstore")
+
+_REENTERED = (
+    "a write to this store from code running inside one of its writes in the same thread "
+    "(a signal handler, a finalizer, a validator or modify's fn) is refused: it would "
+    "interleave with the write in progress"
+)
+
+
+class _Phase(enum.Enum):
+    """Where this thread is in a write; other threads wait on the lock."""
+
+    IDLE = enum.auto()
+    USER_CODE = enum.auto()
+    """Running validators or ``modify``'s ``fn``: closing the store is allowed."""
+    APPENDING = enum.auto()
+    """Appending the record and applying it, or flushing, compacting or closing the log:
+    nothing may touch the log."""
+
+
+_IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
+"""As plain globals: read on the path of every write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A collection the opening code declares: the class of its object, types and schema."""
+
+    cls: type[Collection[Any, Any]]
+    codec: Codec[Any, Any]
+    schema: Schema
+
+    def same(self, other: Wanted) -> bool:
+        """Whether ``other`` declares the same types and schema version."""
+        return (
+            self.codec.key_type == other.codec.key_type
+            and self.codec.value_type == other.codec.value_type
+            and self.schema.version == other.schema.version
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a writable open changes in the catalog: collections dropped and renamed."""
+
+    dropped: tuple[str, ...] = ()
+    renamed: Mapping[str, str] | None = None
+
+
+class Core:
+    """One open log: its lock, writer, catalog and collections, and the one write path."""
+
+    def __init__(self, path: Path, config: StoreConfig, *, readonly: bool, single: bool) -> None:
+        self.path = path
+        self.config = config
+        self.readonly = readonly
+        self.lock = threading.RLock()
+        self._txn_thread: int | None = None
+        self._phase = _IDLE
+        self.is_closed = True  # until fully open, so __del__ has nothing to close
+        self._file_lock: _fs.FileLock | None = None
+        self._log: Log | None = None
+        self._skip_auto_compact_below = config.min_compact_bytes
+        """No automatic compaction below this size: the policy's minimum, or more after
+        a compaction failed. Checked first, so that most writes skip the policy."""
+        self._single = single
+        """Whether this core keeps one collection (a TypedStore) rather than named ones."""
+        self.catalog = Catalog((), single=single)
+        self.collections: weakref.WeakValueDictionary[int, Collection[Any, Any]]
+        self.collections = weakref.WeakValueDictionary()
+        """The declared collections, by id. Weak: a collection refers to its core, and a
+        TypedStore (a collection) must go, and warn if unclosed, when its last user
+        lets it go, not when the cycle collector runs."""
+        self._tables: dict[int, Table[Any]] = {}
+        """The declared collections' tables, by id (the same objects as theirs)."""
+        self._kept: dict[int, Kept] = {}
+        """The collections no code declared, by id: entries as bytes."""
+        self._next_id = 0
+        self.recovery: Recovery | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, wanted: dict[str, Wanted], changes: Changes) -> list[Collection[Any, Any]]:
+        """Replay or create the log; return the declared collections, made in ``wanted``'s order.
+
+        ``wanted`` maps names to declarations; a single core's one entry declares the
+        only collection of the log, whatever its name.
+        """
+        made: list[Collection[Any, Any]] = []
+        if (changes.dropped or changes.renamed) and self.readonly:
+            raise ValueError("dropped_collections and renamed_collections need a writable open")
+        if not self.readonly:
+            _fs.make_parents(self.path)
+            self._file_lock = _fs.FileLock(self.path)
+        try:
+            opened = load(
+                self.path,
+                self._declare(wanted),
+                self.config,
+                readonly=self.readonly,
+                adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
+                image=self._new_image,
+            )
+        except BaseException:
+            if self._file_lock is not None:
+                self._file_lock.release()
+            raise
+        self._log = opened.log
+        self.recovery = opened.recovery
+        if opened.log is not None and opened.replay is not None:
+            if self.catalog != opened.replay.catalog:
+                # Later records must say they were written under the current catalog.
+                opened.log.pending_schema = self._catalog_bytes()
+            if changes.dropped or changes.renamed:
+                self._write_catalog(opened.log)
+        self.is_closed = False
+        for collection in made:
+            collection._is_closed = False
+        return made
+
+    def _declare(self, wanted: dict[str, Wanted]) -> Callable[[Catalog, CollectionMeta], Any]:
+        def declare(catalog: Catalog, meta: CollectionMeta) -> Declaration[Any, Any] | None:
+            only: Wanted | None
+            if self._single:
+                only = next(iter(wanted.values())) if len(catalog.collections) == 1 else None
+            else:
+                only = wanted.get(meta.name)
+            if only is None:
+                return None
+            return Declaration(only.codec, only.schema)
+
+        return declare
+
+    def _adopt(
+        self, replay: Replay | None, wanted: dict[str, Wanted], changes: Changes
+    ) -> list[Collection[Any, Any]]:
+        """Take the replayed state (None for a new log) and make the declared collections."""
+        states: dict[int, Declared[Any, Any] | Kept] = {}
+        if replay is not None:
+            self.catalog, self._next_id = replay.catalog, replay.next_id
+            states = replay.collections
+        else:
+            self.catalog = Catalog((), single=self._single)
+        self._apply_changes(changes, states)
+        if self._single:
+            wanted = self._single_wanted(wanted)
+        made = [self._make(name, want, states) for name, want in wanted.items()]
+        self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
+        return made
+
+    def _single_wanted(self, wanted: dict[str, Wanted]) -> dict[str, Wanted]:
+        """Name a TypedStore's one collection as the log does; refuse a log of several."""
+        names = [meta.name for meta in self.catalog.collections]
+        if len(names) > 1:
+            raise SchemaMismatchError(
+                f"{self.path}: the log holds {len(names)} collections "
+                f"({', '.join(map(repr, names))}); a TypedStore keeps one. Open it as a "
+                "Database; nothing was changed",
+                path=self.path,
+            )
+        (want,) = wanted.values()
+        return {names[0] if names else DEFAULT_NAME: want}
+
+    def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
+        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        listed = list(self.catalog.collections)
+        names = {meta.name for meta in listed}
+        for name in [*changes.dropped, *(changes.renamed or {})]:
+            if name not in names:
+                raise ValueError(f"{self.path}: the log has no collection {name!r}")
+        for new in (changes.renamed or {}).values():
+            check_name(new)
+            if new in names and new not in changes.dropped:
+                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
+        kept = []
+        for meta in listed:
+            if meta.name in changes.dropped:
+                states.pop(meta.id, None)
+                continue
+            new_name = (changes.renamed or {}).get(meta.name, meta.name)
+            kept.append(replace(meta, name=new_name))
+        if changes.dropped or changes.renamed:
+            self.catalog = database(kept)
+            renamed = changes.renamed or {}
+            for meta in listed:  # a renamed collection is matched to the code by its new name
+                state = states.get(meta.id)
+                if meta.name in renamed and isinstance(state, Declared):
+                    states[meta.id] = state.kept()
+
+    def _make(
+        self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
+    ) -> Collection[Any, Any]:
+        """Make the declared collection ``name``: the log's, validated, or a new one."""
+        meta = self.catalog.by_name(name)
+        if meta is None:
+            ident = self._next_id
+            self._next_id += 1
+            entries: dict[Any, Stored] = {}
+        else:
+            ident = meta.id
+            entries = self._validated(states.get(ident), want)
+        schema = want.codec.describe() | {
+            "version": want.schema.version,
+            "fingerprint": want.codec.fingerprint,
+        }
+        if meta is None or (meta.version, meta.fingerprint) != (
+            want.schema.version,
+            want.codec.fingerprint,
+        ):
+            self._set_meta(CollectionMeta(name, ident, schema))
+        key_bytes = None
+        if not want.codec.canonical_keys:
+            key_bytes = {key: want.codec.key_bytes(key) for key in entries}
+        collection = object.__new__(want.cls)
+        table = Table(entries, key_bytes)
+        collection._attach(self, ident, name, want.codec, want.schema, table)
+        self.collections[ident] = collection
+        self._tables[ident] = table
+        return collection
+
+    def _validated(
+        self, state: Declared[Any, Any] | Kept | None, want: Wanted
+    ) -> dict[Any, Stored]:
+        """Return the entries of a collection the log holds, validated under ``want``."""
+        if isinstance(state, Declared):
+            with collector_paused():
+                state.settle()
+            return state.entries
+        declared = Declared(self.path, want.codec, want.schema)
+        if state is not None:
+            declared.adopt(state)
+            declared.settle()
+        return declared.entries
+
+    def _set_meta(self, meta: CollectionMeta) -> None:
+        """Put ``meta`` in the catalog, replacing the collection of its id."""
+        listed = [m for m in self.catalog.collections if m.id != meta.id]
+        index = next(
+            (i for i, m in enumerate(self.catalog.collections) if m.id == meta.id), len(listed)
+        )
+        listed.insert(index, meta)
+        # A TypedStore keeps the form its log has (a new one, the single-collection form);
+        # a database's first catalog change writes the database form.
+        if self._single and (self.catalog.single or not self.catalog.collections):
+            self.catalog = Catalog(tuple(listed), single=True)
+        else:
+            self.catalog = database(listed)
+
+    def collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Return the collection ``name``, made on first use; see ``Database.collection``."""
+        check_name(name)
+        with self.lock:
+            self._check_open()
+            for collection in self.collections.values():
+                if collection._name == name:
+                    declared = Wanted(type(collection), collection._codec, collection._schema_now)
+                    if not declared.same(want):
+                        raise ValueError(
+                            f"collection {name!r} is declared already with other types or "
+                            "schema version"
+                        )
+                    return collection
+            before = self.catalog
+            meta = before.by_name(name)
+            state = None if meta is None else self._kept.get(meta.id)
+            try:
+                collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
+            except BaseException:
+                self.catalog = before
+                raise
+            if meta is not None:
+                self._kept.pop(meta.id, None)
+            if self.catalog != before and self._log is not None:
+                self._log.pending_schema = self._catalog_bytes()
+            return collection
+
+    def names(self) -> list[str]:
+        """Return the names of every collection of the log, declared or not, in catalog order."""
+        with self.lock:
+            self._check_open()
+            return [meta.name for meta in self.catalog.collections]
+
+    def _catalog_bytes(self) -> bytes:
+        """Return the metadata of the catalog in force, as a header or schema record holds it."""
+        return packb(self.catalog.to_meta())
+
+    def _write_catalog(self, log: Log) -> None:
+        """Write the catalog now in force as a schema record, at once (drops and renames)."""
+        log.append_schema(self._catalog_bytes())
+
+    # -- the write path ----------------------------------------------------------------------
+
+    def _write(
+        self,
+        collection: Collection[Any, Any],
+        stage: Callable[[Table[Any]], Sequence[Write[Any]]] | Sequence[Write[Any]],
+        *,
+        compact: bool = False,
+    ) -> list[Stored]:
+        """Write ``stage``'s writes to ``collection`` as one record, then apply them: every
+        single write's path.
+
+        ``stage`` is the writes, or a function of the table that runs under the lock and
+        may run user code (validators, ``modify``'s ``fn``), and returns them; nothing,
+        or a lone removal of an absent key, writes nothing. Returns what each write
+        replaced (MISSING where nothing).
+
+        Raises RuntimeError for a write from code running inside a write of this store
+        in this thread (a signal handler, a finalizer, a validator or ``fn``): the
+        store's lock is re-entrant, and such a write would interleave its record with
+        the interrupted one. An exception a signal handler raises into it once the
+        log holds the record propagates after memory applied it (see ``_append``).
+
+        ``compact`` rewrites the log right after: for a record naming a key that is
+        not equal to itself (a NaN key stored by an older version), which replay
+        could never match to the entry it is about.
+        """
+        with self.lock:
+            log = self._log
+            if self.is_closed or log is None or log.failure or self._txn_thread is not None:
+                log = self._writable_log()  # raises the error that applies
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            self._phase = _USER_CODE
+            try:
+                writes = stage(collection._table) if callable(stage) else stage
+                if not writes:
+                    return []
+                # User code may have closed the store, and something else may now own
+                # its file's descriptor number: write nowhere.
+                if self.is_closed or self._log is not log:
+                    raise StoreClosedError(f"{self.path}: the store was closed during a write")
+                hooks = collection._hooks
+                if hooks:
+                    _before(((collection, writes),))
+                self._phase = _APPENDING
+                previous = self._append(log, collection, writes)
+                if hooks:
+                    _after(((collection, writes),), (previous,))
+                if compact or log.size >= self._skip_auto_compact_below:
+                    self._after_write(log, compact)
+                return previous
+            finally:
+                self._phase = _IDLE
+
+    def _append(
+        self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
+    ) -> list[Stored]:
+        """Append one write as one record, then apply it to memory; see ``_write``."""
+        table = collection._table
+        if len(writes) > 1:
+            return self._append_batch(log, ((collection, writes),))[0]
+        # An exception from a signal handler (KeyboardInterrupt, a refused write) can
+        # arrive between any two bytecodes. Once the log counts the record, memory must
+        # follow whatever arrives: the handlers below finish applying it, then re-raise.
+        records = log.total_records
+        ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
+        if blob is None and key not in table.entries:
+            return [MISSING]  # the removal of an absent key writes nothing
+        named = table.record_key(key, given)
+        try:
+            ident = collection._id
+            if ident:
+                log.append(collection_record(ident, operation_body(named, blob)), 1)
+            else:
+                log.append(operation_body(named, blob), 1)
+            return [table.pop(key) if blob is None else table.put(key, named, stored)]
+        except BaseException:
+            if log.total_records != records:
+                table.settle(writes, (named,))
+            raise
+
+    def _append_batch(
+        self, log: Log, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]
+    ) -> list[list[Stored]]:
+        """Append the writes of ``groups`` as one batch record, then apply them to memory.
+
+        Returns what each write of each group replaced (MISSING where nothing).
+        """
+        keyed = [(c, writes, c._table.record_keys(writes)) for c, writes in groups]
+        body: bytes | list[bytes] = groups_body([(c._id, w, k) for c, w, k in keyed])
+        applied: list[list[Stored]] = [[] for _ in keyed]  # what each applied write replaced
+        records = log.total_records
+        try:
+            log.append(body, sum(len(writes) for _, writes, _ in keyed))
+            for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
+                collection._table.apply(writes, key_bytes, done)
+        except BaseException:
+            if log.total_records != records:  # in the log: memory must follow (see _append)
+                for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
+                    collection._table.settle(writes[len(done) :], key_bytes[len(done) :])
+            raise
+        return applied
+
+    def _after_write(self, log: Log, compact: bool) -> None:
+        """Compact when asked or the policy says so; a failure is logged, never fails the write."""
+        size = log.size
+        if not compact and (
+            size < self._skip_auto_compact_below
+            or not _compact.is_due(self.config, size, log.total_records, self._live())
+        ):
+            return
+        try:
+            self._compact_locked(log)
+        except OSError:
+            # The write that triggered this already succeeded and is durable; only
+            # the space reclaim failed. Retry once the log has doubled.
+            self._skip_auto_compact_below = 2 * log.size
+            logger.warning("%s: automatic compaction failed", self.path, exc_info=True)
+
+    def _live(self) -> int:
+        """Return how many entries the log holds live: the compaction policy's count."""
+        tables = self._tables
+        if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
+            for table in tables.values():
+                return len(table.entries)
+        live = sum(len(table.entries) for table in tables.values())
+        return live + sum(len(kept.entries) for kept in self._kept.values())
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def _begin_transaction(self) -> None:
+        """Take the database for a transaction: other threads wait until the end."""
+        self.lock.acquire()
+        try:
+            self._writable_log()
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._txn_thread = threading.get_ident()
+
+    def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+        """Write a transaction's writes, grouped by collection, as one batch record."""
+        # The transaction holds the lock until _end_transaction: only its thread is here.
+        self._txn_thread = None
+        groups = [(c, writes) for c, writes in groups if writes]
+        if not groups:
+            return
+        unmatched = any(
+            blob is None and not c._codec.finds(key, named)
+            for c, writes in groups
+            for key, named, _, blob in writes
+        )
+        with self.lock:
+            log = self._writable_log()
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            for collection, _ in groups:
+                collection._check_open()
+            hooked = any(collection._hooks for collection, _ in groups)
+            try:
+                if hooked:
+                    self._phase = _USER_CODE
+                    _before(groups)
+                self._phase = _APPENDING
+                previous = self._append_batch(log, groups)
+                if hooked:
+                    _after(groups, previous)
+                if unmatched or log.size >= self._skip_auto_compact_below:
+                    self._after_write(log, unmatched)
+            finally:
+                self._phase = _IDLE
+
+    def _end_transaction(self) -> None:
+        self._txn_thread = None
+        self.lock.release()
+
+    # -- durability --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
+        with self.lock:
+            self._check_open()
+            self._check_not_writing("flush()")
+            if self._log is not None:
+                self._phase = _APPENDING  # a write from a signal handler now is refused
+                try:
+                    self._log.flush()
+                finally:
+                    self._phase = _IDLE
+
+    def compact(self) -> None:
+        """Rewrite the log to its catalog and one record per live entry, atomically."""
+        with self.lock:
+            log = self._writable_log()
+            self._check_not_writing("compact()")
+            self._phase = _APPENDING  # a write from a signal handler now is refused
+            try:
+                self._compact_locked(log)
+            finally:
+                self._phase = _IDLE
+
+    def _compact_locked(self, log: Log) -> None:
+        rewrite = _compact.Rewrite()
+        chunks, records = self._image(rewrite)
+        log.rewrite(chunks, records, lambda: rewrite.generation)
+        self._skip_auto_compact_below = self.config.min_compact_bytes
+
+    def _image(self, rewrite: _compact.Rewrite | None = None) -> tuple[Iterator[bytes], int]:
+        """Return the content of the log rewritten from memory, and its record count.
+
+        Each collection's entries in catalog order; a kept collection's as they are, with
+        a schema record wherever the next entry was written under another of its schemas.
+        """
+        if not self._kept:  # the common case, a TypedStore's always: no schema switches
+            header = _format.encode_header(self._catalog_bytes())
+            return _compact.live_chunks(header, self._declared_bodies()), self._live()
+        rewrite = rewrite or _compact.Rewrite()
+        catalog = self.catalog
+        first = {
+            ident: next(iter(kept.entries.values()))[2].meta
+            for ident, kept in self._kept.items()
+            if kept.entries
+        }
+        opening = self._with_schemas(first)
+        header = _format.encode_header(packb(opening.to_meta()))
+        return rewrite.chunks(header, self._records(opening, catalog)), self._live()
+
+    def _new_image(self) -> tuple[Iterator[bytes], int, Callable[[], int]]:
+        """Return :meth:`_image` for a log written anew, and its generation at the end."""
+        rewrite = _compact.Rewrite()
+        chunks, records = self._image(rewrite)
+        return chunks, records, lambda: rewrite.generation
+
+    def _declared_bodies(self) -> Iterator[bytes]:
+        """Yield one insert body per live entry of each declared collection, in catalog order."""
+        for meta in self.catalog.collections:
+            collection = self.collections.get(meta.id)
+            if collection is None:
+                continue
+            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
+            if meta.id:
+                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
+            else:
+                yield from bodies
+
+    def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
+        """Yield every live entry's record body, and a schema record where one is due."""
+        schemas = {meta.id: meta.schema for meta in opening.collections}
+        for meta in final.collections:
+            collection = self.collections.get(meta.id)
+            if collection is not None:
+                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
+                if meta.id:
+                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
+                else:
+                    yield from bodies
+                continue
+            for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
+                if segment.meta != schemas[meta.id]:
+                    schemas[meta.id] = segment.meta
+                    yield _compact.Switch(packb(self._with_schemas(schemas).to_meta()))
+                yield _as_bytes(collection_record(meta.id, _format.insert_body(key, blob)))
+        if any(schemas[meta.id] != meta.schema for meta in final.collections):
+            yield _compact.Switch(self._catalog_bytes())
+
+    def _with_schemas(self, schemas: Mapping[int, dict[str, object]]) -> Catalog:
+        """Return the catalog in force with the given collections' schemas in place."""
+        listed = tuple(
+            replace(meta, schema=schemas.get(meta.id, meta.schema))
+            for meta in self.catalog.collections
+        )
+        return Catalog(listed, single=self.catalog.single)
+
+    def close(self) -> None:
+        """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
+        with self.lock:
+            if self.is_closed:
+                return
+            phase = self._phase
+            if phase is _APPENDING:  # a signal handler, say: the write goes on
+                raise RuntimeError("close() from code that interrupted a write of this store")
+            log = self._log
+            # A write from a signal handler now is refused; close() from a validator or
+            # modify's fn returns to that write, which then finds the store closed.
+            self._phase = _APPENDING
+            try:
+                if log is not None:
+                    log.close()
+            except OSError:
+                if log is not None and not log.has_failed():
+                    raise  # still open, records still buffered: close() can be retried
+                self.release()
+                raise
+            finally:
+                self._phase = phase
+            self.release()
+
+    def release(self) -> None:
+        """Mark the database and its collections closed, let their entries go, unlock."""
+        self.is_closed = True
+        # A closed store answers nothing: let its entries go now, not when the object does
+        # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
+        for collection in self.collections.values():
+            collection._is_closed = True
+            collection._table = Table({}, None)
+        self._tables = {}
+        self._kept = {}
+        if self._file_lock is not None:
+            self._file_lock.release()
+
+    def abandon(self) -> int:
+        """Close the log without flushing and release everything; return the bytes dropped."""
+        dropped = 0
+        if not self.is_closed:
+            dropped = 0 if self._log is None else self._log.abandon()
+            self.release()
+        return dropped
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.is_closed:
+            raise StoreClosedError(f"{self.path}: the store is closed")
+
+    def _writable_log(self) -> Log:
+        if self.is_closed:
+            self._check_open()
+        if self._log is None:
+            raise StoreReadOnlyError(f"{self.path}: the store was opened with readonly=True")
+        if self._txn_thread is not None:  # under the lock, which the transaction holds
+            raise RuntimeError(
+                "a transaction is open on this store in this thread: write through it, "
+                "or end it first"
+            )
+        if self._log.failure is not None:
+            self._log.check_writable()
+        return self._log
+
+    def _check_not_writing(self, action: str) -> None:
+        """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
+        if self._phase is not _IDLE:
+            raise RuntimeError(f"{action} from code running inside a write of this store")
+
+
+def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks (indexes) its writes before anything is written."""
+    for collection, writes in groups:
+        for hook in collection._hooks:
+            hook.before(writes)
+
+
+def _after(
+    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
+    previous: Sequence[Sequence[Stored]],
+) -> None:
+    """Show each collection's hooks its writes once they are written and applied."""
+    for (collection, writes), replaced in zip(groups, previous, strict=True):
+        for hook in collection._hooks:
+            hook.after(writes, replaced)
+
+
+def _as_bytes(body: bytes | list[bytes]) -> bytes:
+    return body if isinstance(body, bytes) else b"".join(body)

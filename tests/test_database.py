@@ -1,0 +1,492 @@
+"""Databases: named, typed collections in one log (README.md, "Databases")."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tests.models import Point, User
+from typedstore import (
+    Collection,
+    Database,
+    SchemaMismatchError,
+    StoreClosedError,
+    TypedStore,
+)
+from typedstore._format import decode_header, frame_body, read_frame
+from typedstore._records import Write
+
+
+class Order(BaseModel):
+    """An order of a user."""
+
+    user: str
+    total: int
+    paid: bool = False
+
+
+class Shop(Database):
+    """Users and orders in one log."""
+
+    users: Collection[str, User]
+    orders: Collection[int, Order]
+
+
+class Users(Database):
+    """Only the users of a shop's log: its orders are kept, undeclared."""
+
+    users: Collection[str, User]
+
+
+ADA = User(name="Ada", age=36)
+
+
+def fill(path: Path) -> None:
+    """Write a user and an order to a shop at ``path``."""
+    with Shop.open(path) as shop:
+        shop.users["ada"] = ADA
+        shop.orders[1] = Order(user="ada", total=30)
+
+
+def pay(order: Order) -> Order:
+    """Return ``order`` paid."""
+    return order.model_copy(update={"paid": True})
+
+
+def older(user: User) -> User:
+    """Return ``user`` one year older."""
+    return user.model_copy(update={"age": user.age + 1})
+
+
+def fail_in_transaction(shop: Shop) -> None:
+    """Write to both collections in a transaction, then raise KeyError("boom")."""
+    with shop.transaction() as tx:
+        tx.orders.modify(1, pay)
+        tx.users["bob"] = ADA
+        raise KeyError("boom")
+
+
+def record_bodies(path: Path) -> list[bytes]:
+    """Return the body of every record of the log at ``path``, in order."""
+    buf = path.read_bytes()
+    _, offset = decode_header(buf)
+    bodies = []
+    while offset < len(buf):
+        end = read_frame(buf, offset)
+        bodies.append(bytes(frame_body(buf, offset, end)))
+        offset = end
+    return bodies
+
+
+class TestCollections:
+    def test_collections_reopen_with_their_entries(self, log_path: Path) -> None:
+        """Each collection of a database reopens with exactly its own entries."""
+        fill(log_path)
+        with Shop.open(log_path) as shop:
+            assert dict(shop.users) == {"ada": ADA}
+            assert dict(shop.orders) == {1: Order(user="ada", total=30)}
+
+    def test_same_key_in_two_collections_is_two_entries(self, log_path: Path) -> None:
+        """Collections are separate mappings: one key may be in both, with its own value."""
+
+        class Twins(Database):
+            left: Collection[str, int]
+            right: Collection[str, int]
+
+        with Twins.open(log_path) as twins:
+            twins.left["k"], twins.right["k"] = 1, 2
+            del twins.left["k"]
+        with Twins.open(log_path) as twins:
+            assert (dict(twins.left), dict(twins.right)) == ({}, {"k": 2})
+
+    def test_functional_form_returns_the_same_collection(self, log_path: Path) -> None:
+        """collection() with the same name and types twice returns the same object."""
+        with Database.open(log_path) as database:
+            assert database.collection("users", str, User) is database.collection(
+                "users", str, User
+            )
+
+    def test_functional_form_reads_a_declared_log(self, log_path: Path) -> None:
+        """A collection written through a declared class reads back through collection()."""
+        fill(log_path)
+        with Database.open(log_path) as database:
+            assert database.collection("orders", int, Order)[1].total == 30
+
+    def test_functional_form_refuses_other_types_for_a_name(self, log_path: Path) -> None:
+        """collection() with a name already declared with other types raises ValueError."""
+        with Shop.open(log_path) as shop, pytest.raises(ValueError, match="other types"):
+            shop.collection("users", int, User)
+
+    @pytest.mark.parametrize("name", ["", "a\nb", "x" * 256])
+    def test_bad_collection_name_is_refused(self, log_path: Path, name: str) -> None:
+        """An empty, control-character or over-long name raises ValueError, nothing written."""
+        with Database.open(log_path) as database:
+            size = log_path.stat().st_size
+            with pytest.raises(ValueError, match="collection name"):
+                database.collection(name, str, int)
+        assert log_path.stat().st_size == size
+
+    def test_closed_database_refuses_its_collections(self, log_path: Path) -> None:
+        """A collection of a closed database raises StoreClosedError."""
+        shop = Shop.open(log_path)
+        users = shop.users
+        shop.close()
+        with pytest.raises(StoreClosedError, match="closed"):
+            users.get("ada")
+
+    def test_second_collection_writes_collection_records(self, log_path: Path) -> None:
+        """The first collection's single writes stay bare records; another's are kind 05."""
+        with Shop.open(log_path) as shop:
+            shop.users["ada"] = ADA
+            shop.orders[1] = Order(user="ada", total=30)
+        kinds = [body[0] & 0x07 for body in record_bodies(log_path)]
+        assert kinds[-2:] == [1, 5]
+
+
+class TestTransactions:
+    def test_transaction_spans_collections(self, log_path: Path) -> None:
+        """A transaction's writes to two collections are one batch record, both applied."""
+        fill(log_path)
+        before = len(record_bodies(log_path))
+        with Shop.open(log_path) as shop:
+            with shop.transaction() as tx:
+                tx.orders.modify(1, pay)
+                tx.users.modify("ada", older)
+            assert shop.orders[1].paid
+            assert shop.users["ada"].age == 37
+        bodies = record_bodies(log_path)
+        assert len(bodies) == before + 1
+        assert bodies[-1][0] & 0x07 == 3
+
+    def test_exception_writes_nothing_in_any_collection(self, log_path: Path) -> None:
+        """An exception in the block leaves every collection as it was, in memory and on disk."""
+        fill(log_path)
+        size = log_path.stat().st_size
+        with Shop.open(log_path) as shop:
+            with pytest.raises(KeyError, match="boom"):
+                fail_in_transaction(shop)
+            assert not shop.orders[1].paid
+            assert "bob" not in shop.users
+        assert log_path.stat().st_size == size
+
+    def test_views_see_the_transactions_writes(self, log_path: Path) -> None:
+        """Reads, len and iteration through a view see the transaction's own writes."""
+        fill(log_path)
+        with Shop.open(log_path) as shop, shop.transaction() as tx:
+            tx.users["bob"] = ADA
+            del tx.orders[1]
+            assert list(tx.users) == ["ada", "bob"]
+            assert len(tx.orders) == 0
+            assert shop.users.get("bob") is None
+
+    def test_functional_view_in_a_transaction(self, log_path: Path) -> None:
+        """tx.collection(...) stages its writes in the transaction too."""
+        with Database.open(log_path) as database:
+            points = database.collection("points", int, Point)
+            with database.transaction() as tx:
+                tx.collection("points", int, Point)[1] = Point(x=1, y=2)
+                assert 1 not in points
+            assert points[1] == Point(x=1, y=2)
+
+    def test_nested_transaction_is_refused(self, log_path: Path) -> None:
+        """Starting a transaction inside one raises RuntimeError."""
+        with (
+            Shop.open(log_path) as shop,
+            shop.transaction(),
+            pytest.raises(RuntimeError, match="transaction is open"),
+        ):
+            shop.transaction().__enter__()
+
+    def test_view_after_the_block_is_refused(self, log_path: Path) -> None:
+        """A transaction view used after its block raises StoreClosedError."""
+        with Shop.open(log_path) as shop:
+            with shop.transaction() as tx:
+                pass
+            with pytest.raises(StoreClosedError, match="ended"):
+                tx.users["ada"] = ADA
+
+    def test_direct_write_inside_the_block_is_refused(self, log_path: Path) -> None:
+        """Writing to the database's own collection inside its transaction raises RuntimeError."""
+        with (
+            Shop.open(log_path) as shop,
+            shop.transaction(),
+            pytest.raises(RuntimeError, match="write through it"),
+        ):
+            shop.users["ada"] = ADA
+
+    def test_other_threads_wait_for_the_transaction(self, log_path: Path) -> None:
+        """Another thread's write waits until the transaction ends, and lands after it."""
+        with Shop.open(log_path) as shop:
+            started = threading.Event()
+
+            def write() -> None:
+                started.set()
+                shop.orders[2] = Order(user="bob", total=1)
+
+            with shop.transaction() as tx:
+                thread = threading.Thread(target=write)
+                thread.start()
+                started.wait()
+                thread.join(0.2)
+                tx.orders[1] = Order(user="ada", total=1)
+            thread.join()
+            assert list(shop.orders) == [1, 2]
+
+
+class TestCatalog:
+    def test_undeclared_collection_is_kept_through_compaction(self, log_path: Path) -> None:
+        """A collection the opening code does not declare keeps its records' bytes."""
+        fill(log_path)
+        orders_before = [b for b in record_bodies(log_path) if b[0] & 0x07 == 5]
+        with Users.open(log_path) as users:
+            users.users["bob"] = ADA
+            users.compact()
+        assert [b for b in record_bodies(log_path) if b[0] & 0x07 == 5] == orders_before
+        with Shop.open(log_path) as shop:
+            assert shop.orders[1] == Order(user="ada", total=30)
+
+    def test_undeclared_collection_listed(self, log_path: Path) -> None:
+        """collection_names() lists every collection of the log, declared or not."""
+        fill(log_path)
+        with Users.open(log_path) as users:
+            assert users.collection_names() == ["users", "orders"]
+
+    def test_dropped_collection_is_gone(self, log_path: Path) -> None:
+        """dropped_collections removes a collection and its entries, durably."""
+        fill(log_path)
+        Users.open(log_path, dropped_collections=("orders",)).close()
+        with Shop.open(log_path) as shop:
+            assert len(shop.orders) == 0
+            assert shop.users["ada"] == ADA
+
+    def test_dropping_an_absent_collection_is_refused(self, log_path: Path) -> None:
+        """Dropping a collection the log lacks raises ValueError, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="no collection 'nope'"):
+            Shop.open(log_path, dropped_collections=("nope",))
+        assert log_path.read_bytes() == before
+
+    def test_readonly_open_refuses_a_drop(self, log_path: Path) -> None:
+        """A read-only open with dropped_collections raises ValueError."""
+        fill(log_path)
+        with pytest.raises(ValueError, match="writable open"):
+            Shop.open(log_path, readonly=True, dropped_collections=("orders",))
+
+    def test_renamed_collection_keeps_its_entries(self, log_path: Path) -> None:
+        """renamed_collections moves a collection's entries to its new name."""
+        fill(log_path)
+
+        class Renamed(Database):
+            users: Collection[str, User]
+            purchases: Collection[int, Order]
+
+        with Renamed.open(log_path, renamed_collections={"orders": "purchases"}) as shop:
+            assert shop.purchases[1].total == 30
+        with Renamed.open(log_path) as shop:
+            assert shop.purchases[1].total == 30
+            assert shop.collection_names() == ["users", "purchases"]
+
+    def test_typed_store_log_opens_as_database(self, log_path: Path) -> None:
+        """A TypedStore's log opens as a Database, its collection named "default"."""
+        with TypedStore.open(log_path, str, User) as store:
+            store["ada"] = ADA
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["default"]
+            assert database.collection("default", str, User)["ada"] == ADA
+
+    def test_database_adopting_a_typed_store_log_keeps_it(self, log_path: Path) -> None:
+        """A database that adds a collection to a TypedStore log keeps the store's entries."""
+        with TypedStore.open(log_path, str, User) as store:
+            store["ada"] = ADA
+        with Shop.open(log_path) as shop:
+            shop.orders[1] = Order(user="ada", total=1)
+        with Database.open(log_path) as database:
+            assert database.collection("default", str, User)["ada"] == ADA
+
+    def test_typed_store_refuses_a_log_of_several_collections(self, log_path: Path) -> None:
+        """A TypedStore open of a log with two collections raises SchemaMismatchError."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(SchemaMismatchError, match=r"'users', 'orders'.*as a Database"):
+            TypedStore.open(log_path, str, User)
+        assert log_path.read_bytes() == before
+
+    def test_typed_store_opens_a_database_of_one_collection(self, log_path: Path) -> None:
+        """A database log with exactly one collection opens as a TypedStore of it."""
+        with Users.open(log_path) as users:
+            users.users["ada"] = ADA
+        with TypedStore.open(log_path, str, User) as store:
+            store["bob"] = ADA
+        with Users.open(log_path) as users:
+            assert list(users.users) == ["ada", "bob"]
+
+    def test_per_collection_migration(self, log_path: Path) -> None:
+        """A collection's version bump runs its own migrations, leaving others alone."""
+        fill(log_path)
+
+        class Renaming(Collection[str, User], version=2, migrations={1: lambda d: d}):
+            pass
+
+        class Shop2(Database):
+            users: Renaming
+            orders: Collection[int, Order]
+
+        with Shop2.open(log_path) as shop:
+            assert shop.users["ada"] == ADA
+            assert shop.users.schema_version == 2
+        with Shop2.open(log_path) as shop:
+            assert shop.orders[1].total == 30
+
+    def test_per_collection_schema_mismatch(self, log_path: Path) -> None:
+        """A collection declared with types its records do not fit raises SchemaMismatchError."""
+        fill(log_path)
+
+        class Wrong(Database):
+            orders: Collection[int, Point]
+
+        with pytest.raises(SchemaMismatchError, match="does not validate"):
+            Wrong.open(log_path)
+
+    def test_functional_schema_mismatch_changes_nothing(self, log_path: Path) -> None:
+        """collection() on kept entries that do not validate raises, and keeps them."""
+        fill(log_path)
+        with Users.open(log_path) as users:
+            with pytest.raises(SchemaMismatchError, match="does not validate"):
+                users.collection("orders", int, Point)
+            assert users.collection("orders", int, Order)[1].total == 30
+
+
+def test_unclosed_database_warns(log_path: Path) -> None:
+    """A database dropped without close() warns with a ResourceWarning and closes."""
+    with pytest.warns(ResourceWarning, match="unclosed database"):
+        drop_open_shop(log_path)
+    Shop.open(log_path).close()
+
+
+def drop_open_shop(path: Path) -> None:
+    """Open a shop and let it go without closing it."""
+    shop: Any = Shop.open(path)
+    del shop
+    gc.collect()
+
+
+class OrderV2(BaseModel):
+    """Version 2 of an order: the total is in cents."""
+
+    user: str
+    cents: int
+    paid: bool = False
+
+
+def to_cents(data: dict[str, object]) -> dict[str, object]:
+    """Migrate an order's data from version 1 to 2."""
+    total = data.pop("total")
+    assert isinstance(total, int)
+    return {**data, "cents": total * 100}
+
+
+class OrdersV2(Collection[int, OrderV2], version=2, migrations={1: to_cents}):
+    """The orders at schema version 2."""
+
+
+class ShopV2(Database):
+    """The shop after the orders' version bump."""
+
+    users: Collection[str, User]
+    orders: OrdersV2
+
+
+def test_kept_collection_of_two_schemas_compacts_each_under_its_own(log_path: Path) -> None:
+    """An undeclared collection whose entries were written under two schemas keeps both
+    through compaction: each still reads back under its own."""
+    fill(log_path)
+    with ShopV2.open(log_path) as shop:
+        shop.orders[2] = OrderV2(user="bo", cents=250)
+    with Users.open(log_path) as users:
+        users.compact()
+    with ShopV2.open(log_path) as shop:
+        assert dict(shop.orders) == {
+            1: OrderV2(user="ada", cents=3000),
+            2: OrderV2(user="bo", cents=250),
+        }
+
+
+def test_bad_attribute_name_is_refused_at_class_creation() -> None:
+    """A declared collection whose name is over 255 bytes raises ValueError at class creation."""
+    with pytest.raises(ValueError, match="at most 255"):
+        type("Huge", (Database,), {"__annotations__": {"x" * 256: "Collection[str, int]"}})
+
+
+def test_renaming_a_declared_collection_keeps_it_under_the_new_name(log_path: Path) -> None:
+    """Code that renames a collection it declares gets a new, empty one under the old name;
+    the entries, kept through a compaction, are the new name's."""
+    fill(log_path)
+
+    class Renamed(Database):
+        purchases: Collection[int, Order]
+
+    with Shop.open(log_path, renamed_collections={"orders": "purchases"}) as shop:
+        assert len(shop.orders) == 0
+        shop.compact()
+    with Renamed.open(log_path) as renamed:
+        assert renamed.purchases[1] == Order(user="ada", total=30)
+
+
+class Recorder:
+    """A write hook (the place indexes plug in) that records what it is shown."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, list[object]]] = []
+
+    def before(self, writes: Sequence[Write[Any]]) -> None:
+        keys = [write[0] for write in writes]
+        if self.refuse in keys:
+            raise ValueError(f"{self.refuse} refused")
+        self.seen.append(("before", keys))
+
+    def after(self, writes: Sequence[Write[Any]], previous: Sequence[object]) -> None:
+        self.seen.append(("after", [write[0] for write in writes]))
+
+
+def test_write_hooks_see_each_write_before_and_after(log_path: Path) -> None:
+    """A collection's write hooks see single and transaction writes before and after them."""
+    with Shop.open(log_path) as shop:
+        recorder = Recorder()
+        shop.users._hooks = (recorder,)
+        shop.users["ada"] = ADA
+        with shop.transaction() as tx:
+            tx.users["bo"] = ADA
+            tx.orders[1] = Order(user="bo", total=1)
+    assert recorder.seen == [
+        ("before", ["ada"]),
+        ("after", ["ada"]),
+        ("before", ["bo"]),
+        ("after", ["bo"]),
+    ]
+
+
+def order_for_bo(shop: Shop) -> None:
+    """Add bo and an order of bo's in one transaction."""
+    with shop.transaction() as tx:
+        tx.orders[1] = Order(user="bo", total=1)
+        tx.users["bo"] = ADA
+
+
+def test_write_hook_refusal_writes_nothing(log_path: Path) -> None:
+    """A write hook that raises before a transaction's record refuses it whole."""
+    with Shop.open(log_path) as shop:
+        shop.users._hooks = (Recorder(refuse="bo"),)
+        shop.flush()
+        size = log_path.stat().st_size
+        with pytest.raises(ValueError, match="bo refused"):
+            order_for_bo(shop)
+        assert log_path.stat().st_size == size
+        assert 1 not in shop.orders
