@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, ove
 from ._codec import Codec, type_name
 from ._config import Schema
 from ._errors import StoreClosedError
+from ._format import collection_body
 from ._records import Write, removal
 from ._table import Table
 from ._txn import Transaction
@@ -102,6 +103,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._core = core
         self._lock = core.lock
         self._id = ident
+        self._head = b"" if ident == 0 else collection_body(ident, b"")
+        """What precedes an insert or remove body in this collection's records."""
         self._name = name
         self._codec = codec
         self._schema_now = schema

@@ -393,9 +393,9 @@ class Core:
             return [MISSING]  # the removal of an absent key writes nothing
         named = table.record_key(key, given)
         try:
-            ident = collection._id
-            if ident:
-                log.append(collection_record(ident, operation_body(named, blob)), 1)
+            head = collection._head
+            if head:  # a collection other than 0: its records name it (docs/FORMAT.md)
+                log.append(_headed(head, operation_body(named, blob)), 1)
             else:
                 log.append(operation_body(named, blob), 1)
             return [table.pop(key) if blob is None else table.put(key, named, stored)]
@@ -684,6 +684,13 @@ def _after(
     for (collection, writes), replaced in zip(groups, previous, strict=True):
         for hook in collection._hooks:
             hook.after(writes, replaced)
+
+
+def _headed(head: bytes, body: bytes | list[bytes]) -> bytes | list[bytes]:
+    """Return ``body`` as a collection record, ``head`` its kind and collection id."""
+    if isinstance(body, bytes):
+        return head + body
+    return [head + body[0], *body[1:]]
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
