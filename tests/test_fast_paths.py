@@ -686,6 +686,18 @@ class TestPlainScalars:
             assert reopened["inf"] == math.inf
             assert math.isnan(reopened["nan"])
 
+    @pytest.mark.xfail(strict=True, reason="a plain key msgpack cannot hold raises EncodingError")
+    @pytest.mark.parametrize("key", [2**64, -(2**63) - 1], ids=["above-u64", "below-i64"])
+    def test_int_key_msgpack_cannot_hold_is_absent_for_removals(
+        self, log_path: Path, key: int
+    ) -> None:
+        """An int key beyond msgpack's range is absent to pop, remove and del."""
+        with TypedStore.open(log_path, int, int) as store:
+            store[1] = 1
+            assert (store.pop(key, None), store.remove(key)) == (None, None)
+            with pytest.raises(KeyError, match=str(key)):
+                del store[key]
+
     def test_nan_float_key_is_still_refused(self, log_path: Path) -> None:
         """A NaN key is refused even though float values take the plain path."""
         with (
