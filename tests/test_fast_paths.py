@@ -686,7 +686,6 @@ class TestPlainScalars:
             assert reopened["inf"] == math.inf
             assert math.isnan(reopened["nan"])
 
-    @pytest.mark.xfail(strict=True, reason="a plain key msgpack cannot hold raises EncodingError")
     @pytest.mark.parametrize("key", [2**64, -(2**63) - 1], ids=["above-u64", "below-i64"])
     def test_int_key_msgpack_cannot_hold_is_absent_for_removals(
         self, log_path: Path, key: int
