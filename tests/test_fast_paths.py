@@ -738,6 +738,7 @@ def unvalidated(model: type[M], **fields: Any) -> M:
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 CET = datetime.timezone(datetime.timedelta(hours=1), "CET")
+TINY = datetime.timezone(datetime.timedelta(microseconds=1))
 
 
 def shape(value: object) -> object:
@@ -764,6 +765,10 @@ class TestWritesThatSkipTheReadBack:
             Profile(name="offset", seen=datetime.datetime(2024, 1, 1, 1, 2, 3, 4, tzinfo=CET)),
             Profile(name="zone", seen=datetime.datetime(2024, 7, 1, tzinfo=PARIS)),
             Profile(name="fold", seen=datetime.datetime(2024, 10, 27, 2, 30, fold=1)),
+            pytest.param(
+                Profile(name="microsecond-offset", seen=datetime.datetime(2024, 1, 1, tzinfo=TINY)),
+                marks=pytest.mark.xfail(strict=True, reason="the offset is read back as UTC"),
+            ),
             unvalidated(Profile, name="set", tags={"c", "a", "b"}),
             unvalidated(Profile, name="tuple", tags=("a", "b")),
             unvalidated(Profile, name=Label("subclass")),
