@@ -765,10 +765,7 @@ class TestWritesThatSkipTheReadBack:
             Profile(name="offset", seen=datetime.datetime(2024, 1, 1, 1, 2, 3, 4, tzinfo=CET)),
             Profile(name="zone", seen=datetime.datetime(2024, 7, 1, tzinfo=PARIS)),
             Profile(name="fold", seen=datetime.datetime(2024, 10, 27, 2, 30, fold=1)),
-            pytest.param(
-                Profile(name="microsecond-offset", seen=datetime.datetime(2024, 1, 1, tzinfo=TINY)),
-                marks=pytest.mark.xfail(strict=True, reason="the offset is read back as UTC"),
-            ),
+            Profile(name="microsecond-offset", seen=datetime.datetime(2024, 1, 1, tzinfo=TINY)),
             unvalidated(Profile, name="set", tags={"c", "a", "b"}),
             unvalidated(Profile, name="tuple", tags=("a", "b")),
             unvalidated(Profile, name=Label("subclass")),

@@ -299,7 +299,6 @@ def test_datetime_value_keeps_an_offset_with_seconds(
         assert_same(reopened["t"], value)
 
 
-@pytest.mark.xfail(strict=True, reason="Python 3.11's fromisoformat reads such an offset as UTC")
 @pytest.mark.parametrize(
     "offset",
     [datetime.timedelta(microseconds=1), datetime.timedelta(microseconds=-999_999)],

@@ -7,8 +7,9 @@ is the codec's business; this module turns such data into bytes and back.
 from __future__ import annotations
 
 import datetime
+import re
 import threading
-from typing import cast
+from typing import TypeVar, cast
 
 # msgpack ships no type information; this module narrows what it returns on the spot.
 # The ignore is for users' mypy runs, which do not read this repository's mypy.ini.
@@ -35,10 +36,33 @@ class RecordDecodeError(Exception):
 
 def _decode_ext(code: int, data: bytes) -> object:
     if code == EXT_DATETIME:
-        return datetime.datetime.fromisoformat(data.decode())
+        text = data.decode()
+        return _with_offset_of(datetime.datetime.fromisoformat(text), text)
     if code == EXT_TIME:
-        return datetime.time.fromisoformat(data.decode())
+        text = data.decode()
+        return _with_offset_of(datetime.time.fromisoformat(text), text)
     return msgpack.ExtType(code, data)
+
+
+_Clock = TypeVar("_Clock", datetime.datetime, datetime.time)
+
+
+def _with_offset_of(value: _Clock, text: str) -> _Clock:
+    """Return ``value``, read from ``text``, with the UTC offset ``text`` ends with.
+
+    Python 3.11's ``fromisoformat`` reads an offset under a second that is not zero
+    (``+00:00:00.000001``, as ``isoformat`` writes it) as UTC: another instant.
+    """
+    if value.tzinfo is not datetime.UTC or text.endswith("+00:00"):
+        return value
+    match = _SUB_SECOND_OFFSET.search(text)
+    if match is None:
+        return value
+    microseconds = int(match[2]) if match[1] == "+" else -int(match[2])
+    return value.replace(tzinfo=datetime.timezone(datetime.timedelta(microseconds=microseconds)))
+
+
+_SUB_SECOND_OFFSET = re.compile(r"([+-])00:00:00\.(\d{6})$")
 
 
 def unpack(blob: bytes) -> object:
