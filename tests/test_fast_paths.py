@@ -769,14 +769,8 @@ class TestWritesThatSkipTheReadBack:
             Profile(name="zone", seen=datetime.datetime(2024, 7, 1, tzinfo=PARIS)),
             Profile(name="fold", seen=datetime.datetime(2024, 10, 27, 2, 30, fold=1)),
             Profile(name="microsecond-offset", seen=datetime.datetime(2024, 1, 1, tzinfo=TINY)),
-            pytest.param(
-                Profile(name="named-as-none", seen=datetime.datetime(2024, 1, 1, tzinfo=AS_NONE)),
-                marks=pytest.mark.xfail(strict=True, reason="the zone's name is taken for none"),
-            ),
-            pytest.param(
-                Profile(name="named-utc", seen=datetime.datetime(2024, 1, 1, tzinfo=NAMED_UTC)),
-                marks=pytest.mark.xfail(strict=True, reason="the zone's name is taken for none"),
-            ),
+            Profile(name="named-as-none", seen=datetime.datetime(2024, 1, 1, tzinfo=AS_NONE)),
+            Profile(name="named-utc", seen=datetime.datetime(2024, 1, 1, tzinfo=NAMED_UTC)),
             unvalidated(Profile, name="set", tags={"c", "a", "b"}),
             unvalidated(Profile, name="tuple", tags=("a", "b")),
             unvalidated(Profile, name=Label("subclass")),

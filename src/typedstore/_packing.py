@@ -191,29 +191,24 @@ def _exact_default(obj: object) -> object:
     # name of its own (fromisoformat gives unnamed offsets) and fold is 0 (ISO has none).
     if type(obj) is datetime.datetime and obj.fold == 0:
         zone = obj.tzinfo
-        if (
-            zone is None
-            or zone is datetime.UTC
-            or (type(zone) is datetime.timezone and zone.tzname(None) == _offset_name(zone))
-        ):
+        if zone is None or zone is datetime.UTC or _is_unnamed_offset(zone):
             return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
     raise _NotExact
 
 
-_OFFSET_NAMES: dict[datetime.timedelta | None, str | None] = {}
-"""The name of the unnamed zone of each UTC offset met so far: building a zone costs
-more than packing the rest of a typical value."""
+def _is_unnamed_offset(zone: datetime.tzinfo) -> bool:
+    """Return whether ``zone`` is a ``timezone`` built from an offset alone, with no name.
 
-
-def _offset_name(zone: datetime.tzinfo) -> str | None:
-    """Return the name an unnamed zone of ``zone``'s UTC offset has (``UTC+01:00``)."""
-    offset = zone.utcoffset(None)
-    name = _OFFSET_NAMES.get(offset)
-    if name is None and offset is not None:
-        name = datetime.timezone(offset).tzname(None)
-        if len(_OFFSET_NAMES) < 4096:  # offsets are arbitrary timedeltas: keep it bounded
-            _OFFSET_NAMES[offset] = name
-    return name
+    Not by comparing its name with that of the unnamed zone of its offset: a zone may be
+    given that very name (``timezone(timedelta(0), "UTC")``) and still keeps it, in its
+    repr and its pickle, where fromisoformat gives a zone without one. Its constructor
+    arguments (the pickle protocol's ``__getinitargs__``) say which it is, and cost less.
+    """
+    if type(zone) is not datetime.timezone:
+        return False
+    # typeshed omits timezone.__getinitargs__, which both datetime modules define.
+    arguments: tuple[object, ...] = zone.__getinitargs__()  # type: ignore[attr-defined]
+    return len(arguments) == 1
 
 
 def _reason(exc: Exception) -> str:
