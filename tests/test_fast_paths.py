@@ -686,6 +686,17 @@ class TestPlainScalars:
             assert reopened["inf"] == math.inf
             assert math.isnan(reopened["nan"])
 
+    @pytest.mark.parametrize("key", [2**64, -(2**63) - 1], ids=["above-u64", "below-i64"])
+    def test_int_key_msgpack_cannot_hold_is_absent_for_removals(
+        self, log_path: Path, key: int
+    ) -> None:
+        """An int key beyond msgpack's range is absent to pop, remove and del."""
+        with TypedStore.open(log_path, int, int) as store:
+            store[1] = 1
+            assert (store.pop(key, None), store.remove(key)) == (None, None)
+            with pytest.raises(KeyError, match=str(key)):
+                del store[key]
+
     def test_nan_float_key_is_still_refused(self, log_path: Path) -> None:
         """A NaN key is refused even though float values take the plain path."""
         with (
@@ -727,6 +738,10 @@ def unvalidated(model: type[M], **fields: Any) -> M:
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 CET = datetime.timezone(datetime.timedelta(hours=1), "CET")
+TINY = datetime.timezone(datetime.timedelta(microseconds=1))
+AS_NONE = datetime.timezone(datetime.timedelta(hours=1), "UTC+01:00")
+"""A zone named as the unnamed zone of its offset is: still a named zone, as repr shows."""
+NAMED_UTC = datetime.timezone(datetime.timedelta(0), "UTC")
 
 
 def shape(value: object) -> object:
@@ -753,6 +768,9 @@ class TestWritesThatSkipTheReadBack:
             Profile(name="offset", seen=datetime.datetime(2024, 1, 1, 1, 2, 3, 4, tzinfo=CET)),
             Profile(name="zone", seen=datetime.datetime(2024, 7, 1, tzinfo=PARIS)),
             Profile(name="fold", seen=datetime.datetime(2024, 10, 27, 2, 30, fold=1)),
+            Profile(name="microsecond-offset", seen=datetime.datetime(2024, 1, 1, tzinfo=TINY)),
+            Profile(name="named-as-none", seen=datetime.datetime(2024, 1, 1, tzinfo=AS_NONE)),
+            Profile(name="named-utc", seen=datetime.datetime(2024, 1, 1, tzinfo=NAMED_UTC)),
             unvalidated(Profile, name="set", tags={"c", "a", "b"}),
             unvalidated(Profile, name="tuple", tags=("a", "b")),
             unvalidated(Profile, name=Label("subclass")),

@@ -118,7 +118,10 @@ class Codec(Generic[K, V]):
         an older version) is returned as given: only the stored object finds it.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb_plain(key)
+            try:
+                return cast(K, key), packb_plain(key)
+            except EncodingError:  # an int beyond 64 bits, a str with a lone surrogate
+                return None
         try:
             validated, blob = self._validated_key(key)
         except (pydantic.ValidationError, EncodingError, TypeError):

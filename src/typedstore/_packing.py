@@ -7,8 +7,9 @@ is the codec's business; this module turns such data into bytes and back.
 from __future__ import annotations
 
 import datetime
+import re
 import threading
-from typing import cast
+from typing import TypeVar, cast
 
 # msgpack ships no type information; this module narrows what it returns on the spot.
 # The ignore is for users' mypy runs, which do not read this repository's mypy.ini.
@@ -35,10 +36,33 @@ class RecordDecodeError(Exception):
 
 def _decode_ext(code: int, data: bytes) -> object:
     if code == EXT_DATETIME:
-        return datetime.datetime.fromisoformat(data.decode())
+        text = data.decode()
+        return _with_offset_of(datetime.datetime.fromisoformat(text), text)
     if code == EXT_TIME:
-        return datetime.time.fromisoformat(data.decode())
+        text = data.decode()
+        return _with_offset_of(datetime.time.fromisoformat(text), text)
     return msgpack.ExtType(code, data)
+
+
+_Clock = TypeVar("_Clock", datetime.datetime, datetime.time)
+
+
+def _with_offset_of(value: _Clock, text: str) -> _Clock:
+    """Return ``value``, read from ``text``, with the UTC offset ``text`` ends with.
+
+    Python 3.11's ``fromisoformat`` reads an offset under a second that is not zero
+    (``+00:00:00.000001``, as ``isoformat`` writes it) as UTC: another instant.
+    """
+    if value.tzinfo is not datetime.UTC or text.endswith("+00:00"):
+        return value
+    match = _SUB_SECOND_OFFSET.search(text)
+    if match is None:
+        return value
+    microseconds = int(match[2]) if match[1] == "+" else -int(match[2])
+    return value.replace(tzinfo=datetime.timezone(datetime.timedelta(microseconds=microseconds)))
+
+
+_SUB_SECOND_OFFSET = re.compile(r"([+-])00:00:00\.(\d{6})$")
 
 
 def unpack(blob: bytes) -> object:
@@ -167,29 +191,24 @@ def _exact_default(obj: object) -> object:
     # name of its own (fromisoformat gives unnamed offsets) and fold is 0 (ISO has none).
     if type(obj) is datetime.datetime and obj.fold == 0:
         zone = obj.tzinfo
-        if (
-            zone is None
-            or zone is datetime.UTC
-            or (type(zone) is datetime.timezone and zone.tzname(None) == _offset_name(zone))
-        ):
+        if zone is None or zone is datetime.UTC or _is_unnamed_offset(zone):
             return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
     raise _NotExact
 
 
-_OFFSET_NAMES: dict[datetime.timedelta | None, str | None] = {}
-"""The name of the unnamed zone of each UTC offset met so far: building a zone costs
-more than packing the rest of a typical value."""
+def _is_unnamed_offset(zone: datetime.tzinfo) -> bool:
+    """Return whether ``zone`` is a ``timezone`` built from an offset alone, with no name.
 
-
-def _offset_name(zone: datetime.tzinfo) -> str | None:
-    """Return the name an unnamed zone of ``zone``'s UTC offset has (``UTC+01:00``)."""
-    offset = zone.utcoffset(None)
-    name = _OFFSET_NAMES.get(offset)
-    if name is None and offset is not None:
-        name = datetime.timezone(offset).tzname(None)
-        if len(_OFFSET_NAMES) < 4096:  # offsets are arbitrary timedeltas: keep it bounded
-            _OFFSET_NAMES[offset] = name
-    return name
+    Not by comparing its name with that of the unnamed zone of its offset: a zone may be
+    given that very name (``timezone(timedelta(0), "UTC")``) and still keeps it, in its
+    repr and its pickle, where fromisoformat gives a zone without one. Its constructor
+    arguments (the pickle protocol's ``__getinitargs__``) say which it is, and cost less.
+    """
+    if type(zone) is not datetime.timezone:
+        return False
+    # typeshed omits timezone.__getinitargs__, which both datetime modules define.
+    arguments: tuple[object, ...] = zone.__getinitargs__()  # type: ignore[attr-defined]
+    return len(arguments) == 1
 
 
 def _reason(exc: Exception) -> str:
