@@ -490,3 +490,23 @@ def test_write_hook_refusal_writes_nothing(log_path: Path) -> None:
             order_for_bo(shop)
         assert log_path.stat().st_size == size
         assert 1 not in shop.orders
+
+
+@pytest.mark.xfail(strict=True, reason="a collection named like a Database method shadows it")
+def test_collection_named_like_a_database_attribute_is_refused_at_class_creation() -> None:
+    """A declared collection named like a Database attribute (close) raises ValueError."""
+    with pytest.raises(ValueError, match="'close' names a Database attribute"):
+        type("Shadow", (Database,), {"__annotations__": {"close": "Collection[str, int]"}})
+
+
+@pytest.mark.xfail(strict=True, reason="drop and rename of one name drops it silently")
+def test_dropping_and_renaming_one_collection_is_refused(log_path: Path) -> None:
+    """Naming a collection in both dropped_collections and renamed_collections raises
+    ValueError, nothing written."""
+    fill(log_path)
+    before = log_path.read_bytes()
+    with pytest.raises(ValueError, match="'orders' is both dropped and renamed"):
+        Users.open(
+            log_path, dropped_collections=("orders",), renamed_collections={"orders": "bought"}
+        )
+    assert log_path.read_bytes() == before
