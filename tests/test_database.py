@@ -492,7 +492,6 @@ def test_write_hook_refusal_writes_nothing(log_path: Path) -> None:
         assert 1 not in shop.orders
 
 
-@pytest.mark.xfail(strict=True, reason="a collection named like a Database method shadows it")
 def test_collection_named_like_a_database_attribute_is_refused_at_class_creation() -> None:
     """A declared collection named like a Database attribute (close) raises ValueError."""
     with pytest.raises(ValueError, match="'close' names a Database attribute"):
