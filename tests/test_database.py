@@ -498,7 +498,6 @@ def test_collection_named_like_a_database_attribute_is_refused_at_class_creation
         type("Shadow", (Database,), {"__annotations__": {"close": "Collection[str, int]"}})
 
 
-@pytest.mark.xfail(strict=True, reason="drop and rename of one name drops it silently")
 def test_dropping_and_renaming_one_collection_is_refused(log_path: Path) -> None:
     """Naming a collection in both dropped_collections and renamed_collections raises
     ValueError, nothing written."""

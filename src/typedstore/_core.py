@@ -202,6 +202,8 @@ class Core:
         for name in [*changes.dropped, *(changes.renamed or {})]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
+            if name in changes.dropped and name in (changes.renamed or {}):
+                raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
         for new in (changes.renamed or {}).values():
             check_name(new)
             if new in names and new not in changes.dropped:
