@@ -510,7 +510,6 @@ def test_dropping_and_renaming_one_collection_is_refused(log_path: Path) -> None
     assert log_path.read_bytes() == before
 
 
-@pytest.mark.xfail(strict=True, reason="a failed collection() undoes a nested declaration")
 def test_collection_declared_by_a_validator_of_a_failed_declaration_survives_compaction(
     log_path: Path,
 ) -> None:

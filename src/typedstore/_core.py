@@ -302,13 +302,25 @@ class Core:
             try:
                 collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
             except BaseException:
-                self.catalog = before
+                self._restore_meta(name, meta)
                 raise
             if meta is not None:
                 self._kept.pop(meta.id, None)
             if self.catalog != before and self._log is not None:
                 self._log.pending_schema = self._catalog_bytes()
             return collection
+
+    def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
+        """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).
+
+        Only this one: a validator run by the failed declaration may have declared
+        other collections, which stay.
+        """
+        if meta is not None:
+            self._set_meta(meta)
+        elif self.catalog.by_name(name) is not None:
+            listed = tuple(m for m in self.catalog.collections if m.name != name)
+            self.catalog = replace(self.catalog, collections=listed)
 
     def names(self) -> list[str]:
         """Return the names of every collection of the log, declared or not, in catalog order."""
