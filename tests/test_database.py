@@ -531,3 +531,17 @@ def test_collection_declared_by_a_validator_of_a_failed_declaration_survives_com
     database.close()
     with Database.open(log_path) as database:
         assert dict(database.collection("new", str, int)) == {"b": 2}
+
+
+@pytest.mark.xfail(strict=True, reason="a TypedStore writes the single form for a nonzero id")
+def test_typed_store_over_a_log_of_dropped_collections_writes_a_readable_log(
+    log_path: Path,
+) -> None:
+    """A TypedStore opened on a database log whose collections were all dropped writes a
+    log that opens again."""
+    fill(log_path)
+    Database.open(log_path, dropped_collections=("users", "orders")).close()
+    with TypedStore.open(log_path, str, User) as store:
+        store["bob"] = ADA
+    with TypedStore.open(log_path, str, User) as store:
+        assert dict(store) == {"bob": ADA}
