@@ -533,7 +533,6 @@ def test_collection_declared_by_a_validator_of_a_failed_declaration_survives_com
         assert dict(database.collection("new", str, int)) == {"b": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="a TypedStore writes the single form for a nonzero id")
 def test_typed_store_over_a_log_of_dropped_collections_writes_a_readable_log(
     log_path: Path,
 ) -> None:

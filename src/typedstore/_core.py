@@ -275,9 +275,10 @@ class Core:
             (i for i, m in enumerate(self.catalog.collections) if m.id == meta.id), len(listed)
         )
         listed.insert(index, meta)
-        # A TypedStore keeps the form its log has (a new one, the single-collection form);
-        # a database's first catalog change writes the database form.
-        if self._single and (self.catalog.single or not self.catalog.collections):
+        # A TypedStore keeps the form its log has (a new one, the single-collection form,
+        # which means id 0: a log whose collections were dropped gives a new one a higher
+        # id); a database's first catalog change writes the database form.
+        if self._single and meta.id == 0 and (self.catalog.single or not self.catalog.collections):
             self.catalog = Catalog(tuple(listed), single=True)
         else:
             self.catalog = database(listed)
