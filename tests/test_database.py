@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel, BeforeValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from tests.models import Point, User
 from typedstore import (
@@ -544,3 +544,29 @@ def test_typed_store_over_a_log_of_dropped_collections_writes_a_readable_log(
         store["bob"] = ADA
     with TypedStore.open(log_path, str, User) as store:
         assert dict(store) == {"bob": ADA}
+
+
+@pytest.mark.xfail(strict=True, reason="a transaction's commit runs key validators unguarded")
+def test_write_from_a_key_validator_during_a_commit_is_refused(log_path: Path) -> None:
+    """A write to another collection from a key validator that a transaction's commit runs
+    raises RuntimeError and writes nothing."""
+    refused: list[BaseException] = []
+    armed: list[Collection[str, int]] = []
+
+    def write_other(key: str) -> str:
+        if armed:
+            try:
+                armed[0]["intruder"] = 1
+            except RuntimeError as exc:
+                refused.append(exc)
+        return key
+
+    with Database.open(log_path) as database:
+        keyed = database.collection("keyed", Annotated[str, AfterValidator(write_other)], int)
+        other = database.collection("other", str, int)
+        keyed["k"] = 1
+        with database.transaction() as tx:
+            del tx.collection("keyed", Annotated[str, AfterValidator(write_other)], int)["k"]
+            armed.append(other)
+        assert dict(other) == {}
+        assert any("is refused" in str(exc) for exc in refused)
