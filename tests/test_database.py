@@ -546,7 +546,6 @@ def test_typed_store_over_a_log_of_dropped_collections_writes_a_readable_log(
         assert dict(store) == {"bob": ADA}
 
 
-@pytest.mark.xfail(strict=True, reason="a transaction's commit runs key validators unguarded")
 def test_write_from_a_key_validator_during_a_commit_is_refused(log_path: Path) -> None:
     """A write to another collection from a key validator that a transaction's commit runs
     raises RuntimeError and writes nothing."""

@@ -483,26 +483,30 @@ class Core:
     def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
         """Write a transaction's writes, grouped by collection, as one batch record."""
         # The transaction holds the lock until _end_transaction: only its thread is here.
-        self._txn_thread = None
         groups = [(c, writes) for c, writes in groups if writes]
         if not groups:
             return
-        unmatched = any(
-            blob is None and not c._codec.finds(key, named)
-            for c, writes in groups
-            for key, named, _, blob in writes
-        )
         with self.lock:
-            log = self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            for collection, _ in groups:
-                collection._check_open()
-            hooked = any(collection._hooks for collection, _ in groups)
+            # Before the transaction lets go: a write from the user code below (a key's
+            # validator finding a removal's entry, a hook) is refused, not appended.
+            self._phase = _USER_CODE
             try:
+                self._txn_thread = None
+                log = self._writable_log()
+                for collection, _ in groups:
+                    collection._check_open()
+                unmatched = any(
+                    blob is None and not c._codec.finds(key, named)
+                    for c, writes in groups
+                    for key, named, _, blob in writes
+                )
+                hooked = any(collection._hooks for collection, _ in groups)
                 if hooked:
-                    self._phase = _USER_CODE
                     _before(groups)
+                if self.is_closed or self._log is not log:  # closed by that user code
+                    raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
                 previous = self._append_batch(log, groups)
                 if hooked:
