@@ -572,7 +572,6 @@ def test_write_from_a_key_validator_during_a_commit_is_refused(log_path: Path) -
         assert any("is refused" in str(exc) for exc in refused)
 
 
-@pytest.mark.xfail(strict=True, reason="a declaration mid-append loses its catalog record")
 def test_declaring_a_collection_from_a_signal_handler_mid_append_is_refused(
     log_path: Path,
 ) -> None:

@@ -297,6 +297,10 @@ class Core:
                             "schema version"
                         )
                     return collection
+            if self._phase is _APPENDING:  # a signal handler: the catalog would not reach the log
+                raise RuntimeError(
+                    f"collection({name!r}) from code that interrupted a write of this store"
+                )
             before = self.catalog
             meta = before.by_name(name)
             state = None if meta is None else self._kept.get(meta.id)
