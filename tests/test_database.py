@@ -6,12 +6,13 @@ import gc
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from tests.models import Point, User
+from tests.test_store import _signal_at, _signal_handler_restored
 from typedstore import (
     Collection,
     Database,
@@ -490,3 +491,106 @@ def test_write_hook_refusal_writes_nothing(log_path: Path) -> None:
             order_for_bo(shop)
         assert log_path.stat().st_size == size
         assert 1 not in shop.orders
+
+
+def test_collection_named_like_a_database_attribute_is_refused_at_class_creation() -> None:
+    """A declared collection named like a Database attribute (close) raises ValueError."""
+    with pytest.raises(ValueError, match="'close' names a Database attribute"):
+        type("Shadow", (Database,), {"__annotations__": {"close": "Collection[str, int]"}})
+
+
+def test_dropping_and_renaming_one_collection_is_refused(log_path: Path) -> None:
+    """Naming a collection in both dropped_collections and renamed_collections raises
+    ValueError, nothing written."""
+    fill(log_path)
+    before = log_path.read_bytes()
+    with pytest.raises(ValueError, match="'orders' is both dropped and renamed"):
+        Users.open(
+            log_path, dropped_collections=("orders",), renamed_collections={"orders": "bought"}
+        )
+    assert log_path.read_bytes() == before
+
+
+def test_collection_declared_by_a_validator_of_a_failed_declaration_survives_compaction(
+    log_path: Path,
+) -> None:
+    """A collection declared by a validator while another declaration fails keeps its
+    entries through a compaction."""
+    with Database.open(log_path) as database:
+        database.collection("old", str, int)["a"] = 1
+    database = Database.open(log_path)
+    declared: list[Collection[str, int]] = []
+
+    def declare_then_refuse(value: object) -> int:
+        declared.append(database.collection("new", str, int))
+        raise ValueError("not this one")
+
+    with pytest.raises(SchemaMismatchError):
+        database.collection("old", str, Annotated[int, BeforeValidator(declare_then_refuse)])
+    declared[0]["b"] = 2
+    database.compact()
+    database.close()
+    with Database.open(log_path) as database:
+        assert dict(database.collection("new", str, int)) == {"b": 2}
+
+
+def test_typed_store_over_a_log_of_dropped_collections_writes_a_readable_log(
+    log_path: Path,
+) -> None:
+    """A TypedStore opened on a database log whose collections were all dropped writes a
+    log that opens again."""
+    fill(log_path)
+    Database.open(log_path, dropped_collections=("users", "orders")).close()
+    with TypedStore.open(log_path, str, User) as store:
+        store["bob"] = ADA
+    with TypedStore.open(log_path, str, User) as store:
+        assert dict(store) == {"bob": ADA}
+
+
+def test_write_from_a_key_validator_during_a_commit_is_refused(log_path: Path) -> None:
+    """A write to another collection from a key validator that a transaction's commit runs
+    raises RuntimeError and writes nothing."""
+    refused: list[BaseException] = []
+    armed: list[Collection[str, int]] = []
+
+    def write_other(key: str) -> str:
+        if armed:
+            try:
+                armed[0]["intruder"] = 1
+            except RuntimeError as exc:
+                refused.append(exc)
+        return key
+
+    with Database.open(log_path) as database:
+        keyed = database.collection("keyed", Annotated[str, AfterValidator(write_other)], int)
+        other = database.collection("other", str, int)
+        keyed["k"] = 1
+        with database.transaction() as tx:
+            del tx.collection("keyed", Annotated[str, AfterValidator(write_other)], int)["k"]
+            armed.append(other)
+        assert dict(other) == {}
+        assert any("is refused" in str(exc) for exc in refused)
+
+
+def test_declaring_a_collection_from_a_signal_handler_mid_append_is_refused(
+    log_path: Path,
+) -> None:
+    """collection() of a new name from a signal handler that interrupts a record's append
+    raises RuntimeError, and the log reopens whole."""
+    refused: list[RuntimeError] = []
+    with Database.open(log_path) as database:
+        users = database.collection("users", str, int)
+
+        def declare(signum: int, frame: object) -> None:
+            try:
+                database.collection("late", str, int)["x"] = 1
+            except RuntimeError as exc:
+                refused.append(exc)
+
+        with _signal_handler_restored():
+            _signal_at(declare, "tag", "_format.py")
+            users["a"] = 1
+        database.collection("late", str, int)["y"] = 2
+    assert len(refused) == 1
+    with Database.open(log_path) as database:
+        assert dict(database.collection("late", str, int)) == {"y": 2}

@@ -202,6 +202,8 @@ class Core:
         for name in [*changes.dropped, *(changes.renamed or {})]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
+            if name in changes.dropped and name in (changes.renamed or {}):
+                raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
         for new in (changes.renamed or {}).values():
             check_name(new)
             if new in names and new not in changes.dropped:
@@ -273,9 +275,10 @@ class Core:
             (i for i, m in enumerate(self.catalog.collections) if m.id == meta.id), len(listed)
         )
         listed.insert(index, meta)
-        # A TypedStore keeps the form its log has (a new one, the single-collection form);
-        # a database's first catalog change writes the database form.
-        if self._single and (self.catalog.single or not self.catalog.collections):
+        # A TypedStore keeps the form its log has (a new one, the single-collection form,
+        # which means id 0: a log whose collections were dropped gives a new one a higher
+        # id); a database's first catalog change writes the database form.
+        if self._single and meta.id == 0 and (self.catalog.single or not self.catalog.collections):
             self.catalog = Catalog(tuple(listed), single=True)
         else:
             self.catalog = database(listed)
@@ -294,19 +297,35 @@ class Core:
                             "schema version"
                         )
                     return collection
+            if self._phase is _APPENDING:  # a signal handler: the catalog would not reach the log
+                raise RuntimeError(
+                    f"collection({name!r}) from code that interrupted a write of this store"
+                )
             before = self.catalog
             meta = before.by_name(name)
             state = None if meta is None else self._kept.get(meta.id)
             try:
                 collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
             except BaseException:
-                self.catalog = before
+                self._restore_meta(name, meta)
                 raise
             if meta is not None:
                 self._kept.pop(meta.id, None)
             if self.catalog != before and self._log is not None:
                 self._log.pending_schema = self._catalog_bytes()
             return collection
+
+    def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
+        """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).
+
+        Only this one: a validator run by the failed declaration may have declared
+        other collections, which stay.
+        """
+        if meta is not None:
+            self._set_meta(meta)
+        elif self.catalog.by_name(name) is not None:
+            listed = tuple(m for m in self.catalog.collections if m.name != name)
+            self.catalog = replace(self.catalog, collections=listed)
 
     def names(self) -> list[str]:
         """Return the names of every collection of the log, declared or not, in catalog order."""
@@ -468,26 +487,30 @@ class Core:
     def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
         """Write a transaction's writes, grouped by collection, as one batch record."""
         # The transaction holds the lock until _end_transaction: only its thread is here.
-        self._txn_thread = None
         groups = [(c, writes) for c, writes in groups if writes]
         if not groups:
             return
-        unmatched = any(
-            blob is None and not c._codec.finds(key, named)
-            for c, writes in groups
-            for key, named, _, blob in writes
-        )
         with self.lock:
-            log = self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            for collection, _ in groups:
-                collection._check_open()
-            hooked = any(collection._hooks for collection, _ in groups)
+            # Before the transaction lets go: a write from the user code below (a key's
+            # validator finding a removal's entry, a hook) is refused, not appended.
+            self._phase = _USER_CODE
             try:
+                self._txn_thread = None
+                log = self._writable_log()
+                for collection, _ in groups:
+                    collection._check_open()
+                unmatched = any(
+                    blob is None and not c._codec.finds(key, named)
+                    for c, writes in groups
+                    for key, named, _, blob in writes
+                )
+                hooked = any(collection._hooks for collection, _ in groups)
                 if hooked:
-                    self._phase = _USER_CODE
                     _before(groups)
+                if self.is_closed or self._log is not log:  # closed by that user code
+                    raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
                 previous = self._append_batch(log, groups)
                 if hooked:

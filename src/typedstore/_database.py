@@ -59,6 +59,11 @@ class Database:
         for name in inspect.get_annotations(cls):
             if not name.startswith("_"):
                 check_name(name)
+                if hasattr(Database, name):  # the collection would hide it, or fail to be set
+                    raise ValueError(
+                        f"{cls.__name__}: {name!r} names a Database attribute; name the "
+                        "collection otherwise"
+                    )
         # Where the class statement ran: annotations are resolved there at open. Not
         # always sys.modules[cls.__module__] (runpy, exec).
         frame = sys._getframe(1)
