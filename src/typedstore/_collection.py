@@ -122,28 +122,19 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def get(self, key: K, /, default: V | T) -> V | T: ...
     def get(self, key: K, /, default: object = None) -> object:
         """Return the value of ``key`` (a copy for mutable types), or ``default``."""
-        # The reads take the lock by hand: ``with`` costs more than the lookup itself.
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             if self._is_closed:  # _check_open, inlined in the hottest reads
                 self._check_open()
             stored = self._table.entries.get(key, MISSING)
-        finally:
-            lock.release()
         if stored is MISSING:
             return default
         return self._codec.thaw(stored) if self._copies else stored
 
     def __getitem__(self, key: K) -> V:
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             if self._is_closed:
                 self._check_open()
             stored = self._table.entries.get(key, MISSING)
-        finally:
-            lock.release()
         if stored is MISSING:
             raise KeyError(key)
         if self._copies:
@@ -155,14 +146,10 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         return key in self
 
     def __contains__(self, key: object) -> bool:
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             if self._is_closed:
                 self._check_open()
             return key in self._table.entries
-        finally:
-            lock.release()
 
     def __len__(self) -> int:
         with self._lock:
