@@ -147,6 +147,10 @@ def _seed(offset: int) -> int:
     return zlib.crc32(_U64.pack(offset))
 
 
+_crc32 = zlib.crc32
+_pack_u64 = _U64.pack
+
+
 def read_head(buf: bytes, offset: int, base: int = 0) -> int:
     """Return where the frame whose head at ``offset`` is intact ends, or -1.
 
@@ -174,13 +178,21 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     ``buf``, saves making one per call when walking many frames; ``base`` is as for
     :func:`read_head`.
     """
-    end = read_head(buf, offset, base)
-    if end == -1 or end > len(buf):
+    # read_head's checks, inlined: this runs once per record on every open. A frame
+    # cut short is invalid here whatever its head, so the cheap length test goes first.
+    body = offset + FRAME_OVERHEAD
+    if body > len(buf):
         return -1
-    (crc,) = _U32.unpack_from(buf, offset + 8)
+    crc, length, body_crc = _FRAME_HEAD.unpack_from(buf, offset)
+    end: int = body + length
+    if length == 0 or end > len(buf) or length > MAX_RECORD_BYTES:
+        return -1
+    # The head checksum seeded with the offset's (see _frame_head), as one CRC.
+    if _crc32(_pack_u64(base + offset) + buf[offset + 4 : body]) != crc:
+        return -1
     if view is None:
         view = memoryview(buf)
-    if zlib.crc32(view[offset + FRAME_OVERHEAD : end]) != crc:
+    if _crc32(view[body:end]) != body_crc:
         return -1
     return end
 
@@ -507,11 +519,12 @@ def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[by
     :func:`decode_body` reads it (and says what is wrong with it, if anything is).
     """
     start = offset + FRAME_OVERHEAD
-    if buf[start] != _INSERT | generation << 3:
+    if buf[start] != _INSERT | generation << 3 or end - start < 5:
         return None
-    try:
-        split = _insert_split(buf, start, end)
-    except FormatError:
+    # _insert_split, inlined: this runs once per record on every open.
+    (key_len,) = _U32.unpack_from(buf, start + 1)
+    split = start + 5 + key_len
+    if key_len == 0 or split >= end:
         return None
     return buf[start + 5 : split], buf[split:end]
 

@@ -119,10 +119,10 @@ class FrameScanner:
         self.torn_tail: int | None = None
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        buf, offset = self.buf, self.start
-        view = memoryview(buf)
-        while offset < len(buf):
-            end = _format.read_frame(buf, offset, view)
+        buf, offset, read_frame = self.buf, self.start, _format.read_frame
+        view, size = memoryview(buf), len(self.buf)
+        while offset < size:
+            end = read_frame(buf, offset, view)
             if end == -1:
                 offset = self._step_over_damage(offset)
             else:
