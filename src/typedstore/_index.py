@@ -1,0 +1,211 @@
+"""Index: a lookup by a function of the value, declared as a class attribute of its host.
+
+``Index`` is a descriptor: on the class it is the declaration, on an instance it is an
+:class:`IndexView` that the instance makes through :class:`IndexHost`. The indexes'
+state and how writes keep it current live in ``_index_set``. README.md, "Indexes",
+says what users see.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
+
+from ._index_set import IndexSet, IndexSpec, Maintained
+from ._index_state import SortedEntries, first
+from ._types import K, V, _Missing
+
+T = TypeVar("T")
+"""An index's key type: what its function returns (a multi index: each element)."""
+
+_KINDS = ("unique", "ordered", "multi")
+
+
+class IndexHost(Protocol[K, V]):
+    """What an instance needs to serve its class's indexes: a typed view of each."""
+
+    def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
+        """Return the lookups of ``index``, declared on this instance's class."""
+        ...
+
+
+class Index(Generic[V, T]):
+    """Declare an index on a collection's values: ``by_email = Index(lambda u: u.email)``.
+
+    ``fn`` is a pure function of the validated value; its result must be hashable,
+    and None leaves the entry out. ``unique`` refuses a write giving two entries one
+    index key (UniqueViolationError); ``ordered`` keeps the index keys sorted, for
+    ``range`` and iteration (they must compare with each other); ``multi`` indexes
+    each element of the iterable ``fn`` returns. For mypy to know the index key type,
+    annotate the attribute (``by_email: Index[User, str] = Index(lambda u: u.email)``)
+    or pass a function with annotations.
+    """
+
+    @overload
+    def __init__(
+        self,
+        fn: Callable[[V], T | None],
+        *,
+        unique: bool = False,
+        ordered: bool = False,
+        multi: Literal[False] = False,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        fn: Callable[[V], Iterable[T | None] | None],
+        *,
+        unique: bool = False,
+        ordered: bool = False,
+        multi: Literal[True],
+    ) -> None: ...
+    def __init__(
+        self,
+        fn: Callable[[V], object],
+        *,
+        unique: bool = False,
+        ordered: bool = False,
+        multi: bool = False,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"an index needs a function of the value, not {fn!r}")
+        for flag, given in (("unique", unique), ("ordered", ordered), ("multi", multi)):
+            if not isinstance(given, bool):
+                raise TypeError(f"{flag} must be True or False, not {given!r}")
+        self._fn = fn
+        self._flags = (unique, ordered, multi)
+        self._name: str | None = None
+
+    def __set_name__(self, owner: type[object], name: str) -> None:
+        if self._name is not None and self._name != name:
+            raise TypeError(f"one Index is declared twice, as {self._name!r} and {name!r}")
+        self._name = name
+
+    @property
+    def spec(self) -> IndexSpec[V]:
+        """Return what this index declares; TypeError if it is not a class attribute."""
+        if self._name is None:
+            raise TypeError("an Index must be declared as a class attribute to be used")
+        unique, ordered, multi = self._flags
+        return IndexSpec(self._name, self._fn, unique, ordered, multi)
+
+    @overload
+    def __get__(self, instance: None, owner: type[object]) -> Index[V, T]: ...
+    @overload
+    def __get__(self, instance: IndexHost[K, V], owner: type[object]) -> IndexView[K, V, T]: ...
+    def __get__(
+        self, instance: IndexHost[K, V] | None, owner: type[object]
+    ) -> Index[V, T] | IndexView[K, V, T]:
+        if instance is None:
+            return self
+        return instance._index_view(self)
+
+    def __repr__(self) -> str:
+        kinds = [kind for kind, on in zip(_KINDS, self._flags, strict=True) if on]
+        return f"<Index {self._name or '(unnamed)'}{''.join(f' {kind}' for kind in kinds)}>"
+
+
+class IndexView(Generic[K, V, T]):
+    """The lookups of one index of one host. Results are ``(key, value)`` pairs of copies,
+    taken as one snapshot; entries sharing an index key come in insertion order."""
+
+    __slots__ = ("_indexes", "_name")
+
+    def __init__(self, indexes: IndexSet[K, V], index: Index[V, T]) -> None:
+        self._indexes = indexes
+        self._name = index.spec.name
+        indexes.named(self._name)  # checks it is this host's
+
+    def get(self, index_key: T) -> tuple[K, V] | None:
+        """Return the entry holding ``index_key`` in a unique index, or None."""
+        with self._indexes.lock:
+            index = self._current()
+            if not index.spec.unique:
+                raise TypeError(f"index {self._name!r} is not unique: use find()")
+            holder = _Missing.MISSING if index_key is None else index.entries.holder(index_key)
+            if isinstance(holder, _Missing):
+                return None
+            return holder, self._indexes.read(holder)
+
+    def find(self, index_key: T) -> list[tuple[K, V]]:
+        """Return every entry holding ``index_key``, in insertion order."""
+        with self._indexes.lock:
+            if index_key is None:
+                return []
+            return self._read(self._current().entries.keys_of(index_key))
+
+    def count(self, index_key: T) -> int:
+        """Return how many entries hold ``index_key``."""
+        with self._indexes.lock:
+            return 0 if index_key is None else self._current().entries.count(index_key)
+
+    def __contains__(self, index_key: object) -> bool:
+        with self._indexes.lock:
+            return index_key is not None and self._current().entries.count(index_key) > 0
+
+    def range(
+        self,
+        low: T | None,
+        high: T | None,
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[tuple[K, V]]:
+        """Return the entries with ``low <= index key < high``, by index key (None: open).
+
+        ``reverse`` lists them from the highest; ``offset`` skips that many, then at
+        most ``limit`` are returned. TypeError on an index that is not ordered.
+        """
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be an int >= 0, not {offset!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
+        with self._indexes.lock:
+            entries = self._sorted("range()")
+            return self._read(
+                first(entries.keys_between(low, high, reverse=reverse), offset, limit)
+            )
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
+        with self._indexes.lock:
+            keys = list(self._sorted("iteration").keys_between(None, None, reverse=False))
+            return iter(self._read(keys))
+
+    def __repr__(self) -> str:
+        return f"<IndexView {self._name}>"
+
+    def _current(self) -> Maintained[K, V]:
+        # Looked up at each call: a rebuild (at open, on clear) replaces the state.
+        return self._indexes.named(self._name)
+
+    def _sorted(self, what: str) -> SortedEntries[K]:
+        entries = self._current().entries
+        if not isinstance(entries, SortedEntries):
+            raise TypeError(f"index {self._name!r} is not ordered: {what} needs ordered=True")
+        return entries
+
+    def _read(self, keys: list[K]) -> list[tuple[K, V]]:
+        read = self._indexes.read
+        return [(key, read(key)) for key in keys]
+
+
+def declared_indexes(
+    owner: type[object], read: Callable[[K], V], lock: AbstractContextManager[object]
+) -> IndexSet[K, V]:
+    """Return the indexes declared on ``owner`` and its bases, empty, for an instance.
+
+    ``read`` returns a copy of a present key's value; ``lock`` is the host's, taken by
+    every lookup so that its result is one snapshot.
+    """
+    specs: list[IndexSpec[Any]] = []  # Any: the class says nothing of V to the checker
+    for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
+        found = inspect.getattr_static(owner, name)
+        if isinstance(found, Index):
+            specs.append(found.spec)
+    return IndexSet(specs, read, lock)
