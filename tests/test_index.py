@@ -311,6 +311,19 @@ def test_unique_violation_changes_nothing(members: Members) -> None:
     assert snapshot(members) == before
 
 
+def test_unique_hash_index_alone_frees_a_removed_entry_s_key() -> None:
+    """With only a unique hash index, a removed entry's index key can be taken by another."""
+
+    class Emails(Host[str, Member]):
+        by_email: Index[Member, str] = Index(lambda m: m.email, unique=True)
+
+    host = Emails()
+    host["ada"] = member("ada")
+    del host["ada"]
+    host["bob"] = member("bob", "ada@x")
+    assert host.by_email.get("ada@x") == ("bob", member("bob", "ada@x"))
+
+
 def test_an_entry_may_keep_its_own_unique_key(members: Members) -> None:
     """Rewriting an entry with its own unique index key is no violation."""
     members["ada"] = member("ada", None, 37)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
-from ._index_set import IndexSet, IndexSpec, Maintained
+from ._index_set import IndexSet, IndexSpec
 from ._index_state import SortedEntries, first
 from ._types import K, V, _Missing
 
@@ -111,39 +111,44 @@ class IndexView(Generic[K, V, T]):
     """The lookups of one index of one host. Results are ``(key, value)`` pairs of copies,
     taken as one snapshot; entries sharing an index key come in insertion order."""
 
-    __slots__ = ("_indexes", "_name")
+    __slots__ = ("_index", "_lock", "_name", "_read")
 
     def __init__(self, indexes: IndexSet[K, V], index: Index[V, T]) -> None:
-        self._indexes = indexes
         self._name = index.spec.name
-        indexes.named(self._name)  # checks it is this host's
+        self._index = indexes.named(self._name)  # checks it is this host's
+        self._read = indexes.read
+        self._lock = indexes.lock
 
     def get(self, index_key: T) -> tuple[K, V] | None:
         """Return the entry holding ``index_key`` in a unique index, or None."""
-        with self._indexes.lock:
-            index = self._current()
-            if not index.spec.unique:
-                raise TypeError(f"index {self._name!r} is not unique: use find()")
-            holder = _Missing.MISSING if index_key is None else index.entries.holder(index_key)
-            if isinstance(holder, _Missing):
-                return None
-            return holder, self._indexes.read(holder)
+        index = self._index
+        if not index.unique:
+            raise TypeError(f"index {self._name!r} is not unique: use find()")
+        if index_key is None:
+            return None
+        with self._lock:
+            holder = index.entries.holder(index_key)
+            return None if isinstance(holder, _Missing) else (holder, self._read(holder))
 
     def find(self, index_key: T) -> list[tuple[K, V]]:
         """Return every entry holding ``index_key``, in insertion order."""
-        with self._indexes.lock:
-            if index_key is None:
-                return []
-            return self._read(self._current().entries.keys_of(index_key))
+        if index_key is None:
+            return []
+        with self._lock:
+            return self._read_all(self._index.entries.keys_of(index_key))
 
     def count(self, index_key: T) -> int:
         """Return how many entries hold ``index_key``."""
-        with self._indexes.lock:
-            return 0 if index_key is None else self._current().entries.count(index_key)
+        if index_key is None:
+            return 0
+        with self._lock:
+            return self._index.entries.count(index_key)
 
     def __contains__(self, index_key: object) -> bool:
-        with self._indexes.lock:
-            return index_key is not None and self._current().entries.count(index_key) > 0
+        if index_key is None:
+            return False
+        with self._lock:
+            return self._index.entries.count(index_key) > 0
 
     def range(
         self,
@@ -165,33 +170,28 @@ class IndexView(Generic[K, V, T]):
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
-        with self._indexes.lock:
+        with self._lock:
             entries = self._sorted("range()")
-            return self._read(
-                first(entries.keys_between(low, high, reverse=reverse), offset, limit)
-            )
+            keys = first(entries.keys_between(low, high, reverse=reverse), offset, limit)
+            return self._read_all(keys)
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
         """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
-        with self._indexes.lock:
-            keys = list(self._sorted("iteration").keys_between(None, None, reverse=False))
-            return iter(self._read(keys))
+        with self._lock:
+            entries = self._sorted("iteration")
+            return iter(self._read_all(list(entries.keys_between(None, None, reverse=False))))
 
     def __repr__(self) -> str:
         return f"<IndexView {self._name}>"
 
-    def _current(self) -> Maintained[K, V]:
-        # Looked up at each call: a rebuild (at open, on clear) replaces the state.
-        return self._indexes.named(self._name)
-
     def _sorted(self, what: str) -> SortedEntries[K]:
-        entries = self._current().entries
+        entries = self._index.entries
         if not isinstance(entries, SortedEntries):
             raise TypeError(f"index {self._name!r} is not ordered: {what} needs ordered=True")
         return entries
 
-    def _read(self, keys: list[K]) -> list[tuple[K, V]]:
-        read = self._indexes.read
+    def _read_all(self, keys: list[K]) -> list[tuple[K, V]]:
+        read = self._read
         return [(key, read(key)) for key in keys]
 
 

@@ -48,10 +48,17 @@ class IndexSpec(Generic[V]):
 class Maintained(Generic[K, V]):
     """One index: its declaration, its entries, and the index keys each key holds."""
 
-    __slots__ = ("entries", "held", "spec")
+    __slots__ = ("entries", "fn", "held", "multi", "ordered", "spec", "unique")
 
     def __init__(self, spec: IndexSpec[V], seqs: dict[K, int]) -> None:
         self.spec = spec
+        self.fn, self.unique, self.ordered, self.multi = (
+            spec.fn,
+            spec.unique,
+            spec.ordered,
+            spec.multi,
+        )
+        """The spec's fields, at one attribute lookup each: read on every write."""
         self.entries: UniqueEntries[K] | HashEntries[K] | SortedEntries[K] = (
             SortedEntries()
             if spec.ordered
@@ -64,10 +71,10 @@ class Maintained(Generic[K, V]):
 
     def index_keys(self, key: K, value: V) -> IndexKeys:
         """Return the index keys ``value`` gives; the function's exceptions propagate."""
-        result = self.spec.fn(value)
+        result = self.fn(value)
         if result is None:
             return ()
-        if not self.spec.multi:
+        if not self.multi:
             self._check_hashable(key, result)
             return (result,)
         if isinstance(result, str | bytes) or not isinstance(result, Iterable):
@@ -95,7 +102,7 @@ class Maintained(Generic[K, V]):
         held = self.held.get(key, MISSING)
         if held is MISSING:
             return ()
-        return held if self.spec.multi else (held,)  # type: ignore[return-value]  # multi: a tuple
+        return held if self.multi else (held,)  # type: ignore[return-value]  # multi: a tuple
 
     def forget(self, key: K, seq: int, index_keys: IndexKeys) -> None:
         """Remove ``key``'s entries for ``index_keys``."""
@@ -110,7 +117,7 @@ class Maintained(Generic[K, V]):
         for index_key in index_keys:
             add(key, seq, index_key)
         if index_keys:
-            self.held[key] = index_keys if self.spec.multi else index_keys[0]
+            self.held[key] = index_keys if self.multi else index_keys[0]
 
 
 Move: TypeAlias = tuple[Maintained[K, V], K, IndexKeys, IndexKeys]
@@ -155,6 +162,9 @@ class IndexSet(Generic[K, V]):
         """Each present key's insertion position: orders the keys sharing an index key."""
         self._next_seq = itertools.count()
         self.indexes = [Maintained(spec, self._seqs) for spec in specs]
+        self._keeps_order = any(spec.ordered or not spec.unique for spec in specs)
+        """Whether any index lists several keys per index key, so needs insertion positions:
+        unique hash indexes alone do not pay for ``_seqs``."""
         self._named = {index.spec.name: index for index in self.indexes}
 
     def __len__(self) -> int:
@@ -179,13 +189,12 @@ class IndexSet(Generic[K, V]):
         in an ordered index, not comparable with the others, before anything changed.
         Only the net result is checked: two entries may swap a unique index key.
         """
-        seqs = self._seqs
         if len(changes) == 1:
-            net = changes
-            key, new = changes[0]
-            appended = [] if isinstance(new, _Missing) or key in seqs else [key]
-        else:
-            net, appended = _net(changes, seqs)
+            return self._plan_one(*changes[0])
+        seqs = self._seqs
+        net, appended = _net(changes, seqs)
+        if not self._keeps_order:
+            appended = []
         moved = {key for key in appended if key in seqs}
         moves: list[Move[K, V]] = []
         for index in self.indexes:
@@ -202,6 +211,28 @@ class IndexSet(Generic[K, V]):
         removed = [key for key, new in net if new is MISSING and key in seqs]
         return IndexPlan(moves, appended, removed)
 
+    def _plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return :meth:`plan` of one change: the path of every single write, kept short."""
+        moves: list[Move[K, V]] = []
+        for index in self.indexes:
+            old = index.held_keys(key)
+            fresh = () if isinstance(new, _Missing) else index.index_keys(key, new)
+            if old == fresh:
+                continue
+            moves.append((index, key, old, fresh))
+            if index.unique:
+                holder_of = index.entries.holder
+                for index_key in fresh:
+                    holder = holder_of(index_key)
+                    if not isinstance(holder, _Missing) and holder != key:
+                        raise _violation(index, index_key, holder, key)
+            if index.ordered:
+                _check_ordered(index, moves[-1:])
+        present = key in self._seqs
+        if isinstance(new, _Missing):
+            return IndexPlan(moves, [], [key] if present else [])
+        return IndexPlan(moves, [key] if self._keeps_order and not present else [], [])
+
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.
 
@@ -211,11 +242,11 @@ class IndexSet(Generic[K, V]):
         seqs = self._seqs
         for index, key, old, _ in plan.moves:
             if old:
-                index.forget(key, seqs[key], old)
+                index.forget(key, seqs.get(key, 0), old)
         for key in plan.appended:
             seqs[key] = next(self._next_seq)
         for index, key, _, fresh in plan.moves:
-            index.hold(key, seqs[key], fresh)
+            index.hold(key, seqs.get(key, 0), fresh)
         for key in plan.removed:
             del seqs[key]
 
@@ -230,7 +261,8 @@ class IndexSet(Generic[K, V]):
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         rows: list[list[tuple[K, int, IndexKeys]]] = [[] for _ in rebuilt]
         for seq, (key, value) in enumerate(entries):
-            seqs[key] = seq
+            if self._keeps_order:
+                seqs[key] = seq
             for index, found in zip(rebuilt, rows, strict=True):
                 index_keys = _index_keys_at_open(index, key, value)
                 if index_keys:
@@ -239,8 +271,8 @@ class IndexSet(Generic[K, V]):
         for index, found in zip(rebuilt, rows, strict=True):
             _fill(index, found)
         self._seqs, self._next_seq = seqs, itertools.count(len(seqs))
-        self.indexes = rebuilt
-        self._named = {index.spec.name: index for index in rebuilt}
+        for index, fresh in zip(self.indexes, rebuilt, strict=True):
+            index.entries, index.held = fresh.entries, fresh.held  # views keep their index
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -363,6 +395,14 @@ def _check_comparable(
     for key, index_key in added:
         if index_key != index_key:  # NaN: compares false with everything, sorts nowhere
             raise _incomparable(index, key, index_key)
+    # The common case, without a search: the index's keys all compare with each other,
+    # so a key of the very builtin type of one of them compares with them all.
+    if (
+        len(added) == 1
+        and type(added[0][1]) in _TOTAL_ORDERS
+        and type(added[0][1]) is type(entries.first_index_key())
+    ):
+        return
     try:
         for _, index_key in added:
             entries.bisect(index_key)
@@ -378,6 +418,11 @@ def _check_comparable(
         ((key, ik) for key, ik in added if not _sorts([*remaining, ik])), added[0]
     )
     raise _incomparable(index, key, index_key)
+
+
+_TOTAL_ORDERS = frozenset({int, float, str, bytes})
+"""Builtin types whose values all compare with each other (NaN aside, refused apart);
+not datetime, whose naive and aware values do not."""
 
 
 def _sorts(index_keys: list[object]) -> bool:

@@ -152,6 +152,10 @@ class SortedEntries(Generic[K]):
                 return
             yield self._key_of(triple)
 
+    def first_index_key(self) -> object:
+        """Return the lowest index key, or MISSING if the index is empty."""
+        return self._sorted[0][0] if self._sorted else MISSING
+
     def bisect(self, index_key: object) -> int:
         """Return where ``index_key`` goes; TypeError if it cannot be compared with it all."""
         return self._sorted.bisect_left((index_key,))
