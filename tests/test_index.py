@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -75,8 +77,19 @@ def test_index_flags_must_be_booleans() -> None:
 def test_index_outside_a_class_cannot_be_used() -> None:
     """An Index never assigned in a class body has no name, and no host can serve it."""
     loose: Index[Member, str] = Index(lambda m: m.name)
-    with pytest.raises(TypeError, match="declared as a class attribute"):
+    with pytest.raises(TypeError, match="declared as one class attribute to be used, not none"):
         IndexView(Members()._indexes, loose)
+
+
+def test_index_declared_under_two_names_cannot_be_used() -> None:
+    """One Index assigned to two attributes is refused when its host is made."""
+
+    class Twice(Host[str, Member]):
+        by_email: Index[Member, str | None] = Index(lambda m: m.email)
+        also = by_email
+
+    with pytest.raises(TypeError, match=r"not \['by_email', 'also'\]: declare one Index per"):
+        Twice()
 
 
 def test_subclass_inherits_and_adds_indexes() -> None:
@@ -609,3 +622,34 @@ def test_clear_empties_every_index(members: Members) -> None:
         ["dee"],
         ["dee"],
     )
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+
+def test_lookups_are_snapshots_while_another_thread_writes() -> None:
+    """A lookup racing writes returns an entry whose value holds the index key looked up."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that races happen
+    host = Members()
+    host["ada"], host["bob"] = member("ada", "one@x"), member("bob", "two@x")
+    done = threading.Event()
+    wrong: list[tuple[str, Member]] = []
+
+    def swap() -> None:
+        for round_ in range(3000):
+            first, second = ("one@x", "two@x") if round_ % 2 else ("two@x", "one@x")
+            host.write([("ada", member("ada", first)), ("bob", member("bob", second))])
+        done.set()
+
+    writer = threading.Thread(target=swap)
+    try:
+        writer.start()
+        while not done.is_set():
+            found = host.by_email.get("one@x")
+            if found is None or found[1].email != "one@x":
+                wrong.append(found or ("", member("none")))
+    finally:
+        writer.join()
+        sys.setswitchinterval(previous)
+    assert wrong == []

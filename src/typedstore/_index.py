@@ -76,20 +76,24 @@ class Index(Generic[V, T]):
                 raise TypeError(f"{flag} must be True or False, not {given!r}")
         self._fn = fn
         self._flags = (unique, ordered, multi)
-        self._name: str | None = None
+        self._names: list[str] = []
+        """The attribute names it was declared under: one, to be used."""
 
     def __set_name__(self, owner: type[object], name: str) -> None:
-        if self._name is not None and self._name != name:
-            raise TypeError(f"one Index is declared twice, as {self._name!r} and {name!r}")
-        self._name = name
+        # Checked in ``spec``, not here: Python 3.11 wraps an error raised here in a
+        # RuntimeError, which would hide the TypeError users expect.
+        self._names.append(name)
 
     @property
     def spec(self) -> IndexSpec[V]:
-        """Return what this index declares; TypeError if it is not a class attribute."""
-        if self._name is None:
-            raise TypeError("an Index must be declared as a class attribute to be used")
+        """Return what this index declares; TypeError unless it is one class attribute."""
+        if len(set(self._names)) != 1:
+            raise TypeError(
+                "an Index must be declared as one class attribute to be used, not"
+                f" {self._names or 'none'}: declare one Index per attribute"
+            )
         unique, ordered, multi = self._flags
-        return IndexSpec(self._name, self._fn, unique, ordered, multi)
+        return IndexSpec(self._names[0], self._fn, unique, ordered, multi)
 
     @overload
     def __get__(self, instance: None, owner: type[object]) -> Index[V, T]: ...
@@ -104,7 +108,8 @@ class Index(Generic[V, T]):
 
     def __repr__(self) -> str:
         kinds = [kind for kind, on in zip(_KINDS, self._flags, strict=True) if on]
-        return f"<Index {self._name or '(unnamed)'}{''.join(f' {kind}' for kind in kinds)}>"
+        name = "/".join(self._names) or "(undeclared)"
+        return f"<Index {name}{''.join(f' {kind}' for kind in kinds)}>"
 
 
 class IndexView(Generic[K, V, T]):
