@@ -107,6 +107,18 @@ class HostTransaction(Generic[K, V]):
         self._host._indexes.check_staged(self._staged, key, value)
         self._writes.append((key, value))
 
+    def view(self, index: Index[V, T]) -> IndexView[K, V, T]:
+        """Return the lookups of ``index`` as this transaction sees them."""
+        return IndexView(self._host._indexes, index, staged=self._staged, read=self.read)
+
+    def read(self, key: K) -> V:
+        """Return a copy of the value of ``key`` as this transaction sees it."""
+        for written, new in reversed(self._writes):
+            if written == key:
+                assert not isinstance(new, _Missing)
+                return copy.deepcopy(new)
+        return self._host._read(key)
+
     def __contains__(self, key: K) -> bool:
         for written, new in reversed(self._writes):
             if written == key:

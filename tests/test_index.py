@@ -653,3 +653,56 @@ def test_lookups_are_snapshots_while_another_thread_writes() -> None:
         writer.join()
         sys.setswitchinterval(previous)
     assert wrong == []
+
+
+# -- lookups in a transaction ----------------------------------------------------------------
+
+
+def test_transaction_lookups_see_a_staged_insert_last(members: Members) -> None:
+    """A key inserted in the transaction is found through its view, after the others."""
+    with members.transaction() as txn:
+        txn["dee"] = member("dee", None, 36, "admin")
+        assert keys_of(txn.view(Members.by_tag).find("admin")) == ["ada", "cy", "dee"]
+        assert txn.view(Members.by_email).get("dee@x") == ("dee", member("dee", None, 36, "admin"))
+
+
+def test_transaction_lookups_see_a_staged_change(members: Members) -> None:
+    """A value changed in the transaction is found by its new index key, not its old one."""
+    with members.transaction() as txn:
+        txn["ada"] = member("ada", "ada@new", 36)
+        by_email = txn.view(Members.by_email)
+        assert (by_email.get("ada@x"), by_email.get("ada@new")) == (
+            None,
+            ("ada", member("ada", "ada@new", 36)),
+        )
+        assert keys_of(txn.view(Members.by_age).find(36)) == ["ada", "cy"]
+
+
+def test_transaction_lookups_miss_a_staged_removal(members: Members) -> None:
+    """A key removed in the transaction is in none of its view's lookups."""
+    with members.transaction() as txn:
+        del txn["cy"]
+        tags = txn.view(Members.by_tag)
+        assert (keys_of(tags.find("admin")), tags.count("ops"), "ops" in tags) == (
+            ["ada"],
+            0,
+            False,
+        )
+
+
+def test_transaction_range_merges_staged_entries_in_order(ages: Members) -> None:
+    """range through a transaction's view orders staged and stored entries together."""
+    with ages.transaction() as txn:
+        txn["z"] = member("z", None, 35)
+        txn["c"] = member("c", None, 55)
+        del txn["d"]
+        by_age = txn.view(Members.by_age)
+        assert keys_of(by_age.range(20, 60)) == ["b", "z", "e", "e2", "c"]
+        assert keys_of(by_age.range(20, 60, reverse=True, limit=2, offset=1)) == ["e2", "e"]
+
+
+def test_transaction_lookups_leave_the_store_s_lookups_alone(members: Members) -> None:
+    """While a transaction is open, the store's own lookups show the state before it."""
+    with members.transaction() as txn:
+        txn["dee"] = member("dee")
+        assert members.by_email.get("dee@x") is None

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
-from ._index_set import IndexSet, IndexSpec
-from ._index_state import SortedEntries, first
+from . import _index_overlay
+from ._index_set import IndexSet, StagedIndexes
+from ._index_state import IndexSpec, SortedEntries, first
 from ._types import K, V, _Missing
 
 T = TypeVar("T")
@@ -114,14 +115,27 @@ class Index(Generic[V, T]):
 
 class IndexView(Generic[K, V, T]):
     """The lookups of one index of one host. Results are ``(key, value)`` pairs of copies,
-    taken as one snapshot; entries sharing an index key come in insertion order."""
+    taken as one snapshot; entries sharing an index key come in insertion order.
 
-    __slots__ = ("_index", "_lock", "_name", "_read")
+    Made with ``staged`` (and the transaction's ``read``), it is a transaction's view:
+    lookups see the transaction's own writes (``_index_overlay``).
+    """
 
-    def __init__(self, indexes: IndexSet[K, V], index: Index[V, T]) -> None:
+    __slots__ = ("_index", "_indexes", "_lock", "_name", "_read", "_staged")
+
+    def __init__(
+        self,
+        indexes: IndexSet[K, V],
+        index: Index[V, T],
+        *,
+        staged: StagedIndexes[K] | None = None,
+        read: Callable[[K], V] | None = None,
+    ) -> None:
         self._name = index.spec.name
         self._index = indexes.named(self._name)  # checks it is this host's
-        self._read = indexes.read
+        self._indexes = indexes
+        self._staged = staged
+        self._read = indexes.read if read is None else read
         self._lock = indexes.lock
 
     def get(self, index_key: T) -> tuple[K, V] | None:
@@ -132,6 +146,9 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return None
         with self._lock:
+            if self._staged is not None:
+                keys = self._keys_of(index_key)
+                return (keys[0], self._read(keys[0])) if keys else None
             holder = index.entries.holder(index_key)
             return None if isinstance(holder, _Missing) else (holder, self._read(holder))
 
@@ -140,20 +157,19 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return []
         with self._lock:
-            return self._read_all(self._index.entries.keys_of(index_key))
+            return self._read_all(self._keys_of(index_key))
 
     def count(self, index_key: T) -> int:
         """Return how many entries hold ``index_key``."""
         if index_key is None:
             return 0
         with self._lock:
+            if self._staged is not None:
+                return len(self._keys_of(index_key))
             return self._index.entries.count(index_key)
 
     def __contains__(self, index_key: object) -> bool:
-        if index_key is None:
-            return False
-        with self._lock:
-            return self._index.entries.count(index_key) > 0
+        return index_key is not None and self.count(index_key) > 0  # type: ignore[arg-type]  # in takes any object
 
     def range(
         self,
@@ -176,24 +192,31 @@ class IndexView(Generic[K, V, T]):
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
         with self._lock:
-            entries = self._sorted("range()")
-            keys = first(entries.keys_between(low, high, reverse=reverse), offset, limit)
+            keys = first(self._keys_between(low, high, reverse, "range()"), offset, limit)
             return self._read_all(keys)
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
         """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
         with self._lock:
-            entries = self._sorted("iteration")
-            return iter(self._read_all(list(entries.keys_between(None, None, reverse=False))))
+            return iter(self._read_all(list(self._keys_between(None, None, False, "iteration"))))
 
     def __repr__(self) -> str:
         return f"<IndexView {self._name}>"
 
-    def _sorted(self, what: str) -> SortedEntries[K]:
+    def _keys_of(self, index_key: object) -> list[K]:
+        if self._staged is None:
+            return self._index.entries.keys_of(index_key)
+        return _index_overlay.keys_of(self._indexes, self._index, self._staged, index_key)
+
+    def _keys_between(self, low: object, high: object, reverse: bool, what: str) -> Iterator[K]:
         entries = self._index.entries
         if not isinstance(entries, SortedEntries):
             raise TypeError(f"index {self._name!r} is not ordered: {what} needs ordered=True")
-        return entries
+        if self._staged is None:
+            return entries.keys_between(low, high, reverse=reverse)
+        return _index_overlay.keys_between(
+            self._indexes, entries, self._index, self._staged, (low, high), reverse
+        )
 
     def _read_all(self, keys: list[K]) -> list[tuple[K, V]]:
         read = self._read

@@ -1,6 +1,7 @@
-"""Index state: where one index keeps its entries, index key to the keys that hold it.
+"""Index state: one index's declaration, its entries, and the index keys each key holds.
 
-Three containers, one per kind of index (README.md, "Indexes"):
+:class:`Maintained` is one index; its entries live in one of three containers, one per
+kind of index (README.md, "Indexes"):
 
 - :class:`UniqueEntries`, a dict from index key to the one key holding it;
 - :class:`HashEntries`, a dict from index key to the keys holding it, in the host's
@@ -17,12 +18,14 @@ the host's insertion order. Nothing here runs user code except the index keys' o
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Set
-from typing import Generic, cast
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from dataclasses import dataclass
+from typing import Generic, TypeAlias, cast
 
 from sortedcontainers import SortedList
 
-from ._types import MISSING, K, _Missing
+from ._types import MISSING, K, V, _Missing
 
 Triple = tuple[object, ...]
 """A sorted entry ``(index key, seq, key)``, or a bound ``(index key,)`` to search with."""
@@ -150,7 +153,7 @@ class SortedEntries(Generic[K]):
         for triple in self._sorted.islice(start):
             if triple[0] != index_key:
                 return
-            yield self._key_of(triple)
+            yield self.key_of(triple)
 
     def first_index_key(self) -> object:
         """Return the lowest index key, or MISSING if the index is empty."""
@@ -170,10 +173,14 @@ class SortedEntries(Generic[K]):
 
     def keys_between(self, low: object, high: object, *, reverse: bool) -> Iterator[K]:
         """Yield the keys of the entries with ``low <= index key < high``; None is open."""
+        return map(self.key_of, self.triples_between(low, high, reverse=reverse))
+
+    def triples_between(self, low: object, high: object, *, reverse: bool) -> Iterator[Triple]:
+        """Yield the ``(index key, seq, key)`` entries with ``low <= index key < high``."""
         sorted_list = self._sorted
         start = 0 if low is None else sorted_list.bisect_left((low,))
         stop = len(sorted_list) if high is None else sorted_list.bisect_left((high,))
-        return map(self._key_of, sorted_list.islice(start, max(start, stop), reverse=reverse))
+        return sorted_list.islice(start, max(start, stop), reverse=reverse)
 
     def index_keys_except(self, keys: Set[K]) -> list[object]:
         """Return the index keys of every entry whose key is not in ``keys``, in order."""
@@ -183,12 +190,107 @@ class SortedEntries(Generic[K]):
         return len(self._sorted)
 
     @staticmethod
-    def _key_of(triple: Triple) -> K:
-        # The list holds (index key, seq, key) triples of this index's K; only the
-        # bounds searched with are 1-tuples, and they are never stored.
+    def key_of(triple: Triple) -> K:
+        """Return the key of an ``(index key, seq, key)`` entry."""
+        # The list holds triples of this index's K; only the bounds searched with are
+        # 1-tuples, and they are never stored.
         return cast(K, triple[2])
 
 
 def first(keys: Iterator[K], offset: int, limit: int | None) -> list[K]:
     """Return ``keys`` from ``offset``, at most ``limit`` of them (None: all)."""
     return list(itertools.islice(keys, offset, None if limit is None else offset + limit))
+
+
+IndexKeys: TypeAlias = tuple[object, ...]
+"""The index keys one value gives one index: none (None), one, or a multi index's elements."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec(Generic[V]):
+    """What an index declares: its attribute name, its function of the value, its kind."""
+
+    name: str
+    fn: Callable[[V], object]
+    unique: bool
+    ordered: bool
+    multi: bool
+
+
+class Maintained(Generic[K, V]):
+    """One index: its declaration, its entries, and the index keys each key holds."""
+
+    __slots__ = ("entries", "fn", "held", "multi", "ordered", "spec", "unique")
+
+    def __init__(self, spec: IndexSpec[V], seqs: dict[K, int]) -> None:
+        self.spec = spec
+        self.fn, self.unique, self.ordered, self.multi = (
+            spec.fn,
+            spec.unique,
+            spec.ordered,
+            spec.multi,
+        )
+        """The spec's fields, at one attribute lookup each: read on every write."""
+        self.entries: UniqueEntries[K] | HashEntries[K] | SortedEntries[K] = (
+            SortedEntries()
+            if spec.ordered
+            else UniqueEntries()
+            if spec.unique
+            else HashEntries(seqs)
+        )
+        self.held: dict[K, object] = {}
+        """Key to its index key, or to its tuple of them for a multi index."""
+
+    def index_keys(self, key: K, value: V) -> IndexKeys:
+        """Return the index keys ``value`` gives; the function's exceptions propagate."""
+        result = self.fn(value)
+        if result is None:
+            return ()
+        if not self.multi:
+            self._check_hashable(key, result)
+            return (result,)
+        if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+            raise TypeError(
+                f"index {self.spec.name!r} is multi: its function must return an iterable of"
+                f" index keys (not a str or bytes), got {reprlib.repr(result)} for key"
+                f" {reprlib.repr(key)}"
+            )
+        elements = [element for element in result if element is not None]
+        for element in elements:
+            self._check_hashable(key, element)
+        return tuple(dict.fromkeys(elements))  # duplicates within one value collapse
+
+    def _check_hashable(self, key: K, index_key: object) -> None:
+        try:
+            hash(index_key)
+        except TypeError as exc:
+            raise TypeError(
+                f"index {self.spec.name!r}: index key {reprlib.repr(index_key)} of key"
+                f" {reprlib.repr(key)} is not hashable"
+            ) from exc
+
+    def held_keys(self, key: K) -> IndexKeys:
+        """Return the index keys ``key`` holds now."""
+        held = self.held.get(key, MISSING)
+        if held is MISSING:
+            return ()
+        return held if self.multi else (held,)  # type: ignore[return-value]  # multi: a tuple
+
+    def forget(self, key: K, seq: int, index_keys: IndexKeys) -> None:
+        """Remove ``key``'s entries for ``index_keys``."""
+        discard = self.entries.discard
+        for index_key in index_keys:
+            discard(key, seq, index_key)
+        self.held.pop(key, None)
+
+    def hold(self, key: K, seq: int, index_keys: IndexKeys) -> None:
+        """Add ``key``'s entries for ``index_keys``."""
+        add = self.entries.add
+        for index_key in index_keys:
+            add(key, seq, index_key)
+        if index_keys:
+            self.held[key] = index_keys if self.multi else index_keys[0]
+
+
+Move: TypeAlias = tuple[Maintained[K, V], K, IndexKeys, IndexKeys]
+"""One index's change for one key: ``(index, key, index keys before, index keys after)``."""
