@@ -150,7 +150,7 @@ class IndexView(Generic[K, V, T]):
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
             holder = index.entries.holder(index_key)
-            return None if isinstance(holder, _Missing) else (holder, self._read(holder))
+            return None if holder is _Missing.MISSING else (holder, self._read(holder))
 
     def find(self, index_key: T) -> list[tuple[K, V]]:
         """Return every entry holding ``index_key``, in insertion order."""

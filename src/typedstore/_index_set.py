@@ -30,16 +30,11 @@ Change: TypeAlias = tuple[K, V | _Missing]
 """One key's write: its new value, or MISSING for a removal."""
 
 
-@dataclass(slots=True)
-class IndexPlan(Generic[K, V]):
-    """What one write does to the indexes, checked: :meth:`IndexSet.apply` carries it out."""
-
-    moves: list[Move[K, V]]
-    appended: list[K]
-    """Keys that end up inserted at the host's end (new, or removed and inserted again),
-    in the order they got there: they take the next insertion positions."""
-    removed: list[K]
-    """Keys leaving the host."""
+IndexPlan: TypeAlias = tuple[list[Move[K, V]], list[K], list[K]]
+"""What one write does to the indexes, checked, for :meth:`IndexSet.apply`: its moves;
+the keys that end up inserted at the host's end (new, or removed and inserted again), in
+the order they got there, which take the next insertion positions; the keys leaving the
+host. A plain tuple: built on the path of every write (as ``_records.Write``)."""
 
 
 @dataclass(slots=True)
@@ -102,7 +97,7 @@ class IndexSet(Generic[K, V]):
         Only the net result is checked: two entries may swap a unique index key.
         """
         if len(changes) == 1:
-            return self._plan_one(*changes[0])
+            return self.plan_one(*changes[0])
         seqs = self._seqs
         net, appended = _net(changes, seqs)
         if not self._keeps_order:
@@ -121,14 +116,14 @@ class IndexSet(Generic[K, V]):
             if index.spec.ordered and len(moves) > start:
                 _index_rules.check_ordered(index, moves[start:])
         removed = [key for key, new in net if new is MISSING and key in seqs]
-        return IndexPlan(moves, appended, removed)
+        return moves, appended, removed
 
-    def _plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
-        """Return :meth:`plan` of one change: the path of every single write, kept short."""
+    def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan([(key, new)])``: the path of every single write, kept short."""
         moves: list[Move[K, V]] = []
         for index in self.indexes:
             old = index.held_keys(key)
-            fresh = () if isinstance(new, _Missing) else index.index_keys(key, new)
+            fresh = () if new is _Missing.MISSING else index.index_keys(key, new)
             if old == fresh:
                 continue
             moves.append((index, key, old, fresh))
@@ -136,14 +131,14 @@ class IndexSet(Generic[K, V]):
                 holder_of = index.entries.holder
                 for index_key in fresh:
                     holder = holder_of(index_key)
-                    if not isinstance(holder, _Missing) and holder != key:
+                    if holder is not _Missing.MISSING and holder != key:
                         raise _index_rules.violation(index, index_key, holder, key)
             if index.ordered:
                 _index_rules.check_ordered(index, moves[-1:])
         present = key in self._seqs
-        if isinstance(new, _Missing):
-            return IndexPlan(moves, [], [key] if present else [])
-        return IndexPlan(moves, [key] if self._keeps_order and not present else [], [])
+        if new is _Missing.MISSING:
+            return moves, [], [key] if present else []
+        return moves, [key] if self._keeps_order and not present else [], []
 
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.
@@ -152,15 +147,16 @@ class IndexSet(Generic[K, V]):
         to another is free before it is taken.
         """
         seqs = self._seqs
-        for index, key, old, _ in plan.moves:
+        moves, appended, removed = plan
+        for index, key, old, _ in moves:
             if old:
                 index.forget(key, seqs.get(key, 0), old)
-        for key in plan.appended:
+        for key in appended:
             seqs[key] = self._next_seq
             self._next_seq += 1
-        for index, key, _, fresh in plan.moves:
+        for index, key, _, fresh in moves:
             index.hold(key, seqs.get(key, 0), fresh)
-        for key in plan.removed:
+        for key in removed:
             del seqs[key]
 
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
