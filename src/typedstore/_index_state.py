@@ -36,8 +36,8 @@ class UniqueEntries(Generic[K]):
 
     __slots__ = ("_holders",)
 
-    def __init__(self) -> None:
-        self._holders: dict[object, K] = {}
+    def __init__(self, holders: dict[object, K] | None = None) -> None:
+        self._holders: dict[object, K] = {} if holders is None else holders
 
     def holder(self, index_key: object) -> K | _Missing:
         """Return the key holding ``index_key``, or MISSING."""
@@ -74,10 +74,16 @@ class HashEntries(Generic[K]):
 
     __slots__ = ("_buckets", "_seqs", "_unsorted")
 
-    def __init__(self, seqs: Mapping[K, int]) -> None:
+    def __init__(self, seqs: Mapping[K, int], held: Mapping[K, object] | None = None) -> None:
         self._buckets: dict[object, dict[K, None]] = {}
         self._seqs = seqs
         self._unsorted: set[object] = set()
+        for key, index_key in (held or {}).items():  # in insertion order: buckets stay sorted
+            bucket = self._buckets.get(index_key)
+            if bucket is None:
+                self._buckets[index_key] = {key: None}
+            else:
+                bucket[key] = None
 
     def holder(self, index_key: object) -> K | _Missing:
         """Return the first key holding ``index_key``, or MISSING."""
