@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, ove
 from ._codec import Codec, type_name
 from ._config import Schema
 from ._errors import StoreClosedError
+from ._index import Index, IndexView, declared_indexes
+from ._index_hook import IndexHook, changes
+from ._index_set import Change, IndexSet
 from ._records import Write, removal
 from ._table import Table
 from ._txn import Transaction
@@ -108,6 +111,42 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._table = table
         self._is_closed = core.is_closed
         """Kept by the database as its own (open or closed): checked first by every read."""
+        self._indexes: IndexSet[K, V] = declared_indexes(type(self), self._read_value, self._lock)
+        """The indexes its class declares, built from ``table`` (README.md, "Indexes")."""
+        if self._indexes:
+            self._indexes.rebuild(self._thawed())
+            self._hooks = (IndexHook(self._indexes, codec),)
+
+    def _read_value(self, key: K) -> V:
+        """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
+        return self._codec.thaw(self._table.entries[key])
+
+    def _thawed(self) -> Iterator[tuple[K, V]]:
+        thaw = self._codec.thaw
+        return ((key, thaw(stored)) for key, stored in self._table.entries.items())
+
+    def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
+        """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
+        self._check_open()
+        return IndexView(self._indexes, index)
+
+    def _follow_writes(self, writes: Sequence[Write[K]]) -> None:
+        """Bring the indexes up to date with ``writes`` that memory applied already.
+
+        For a process catching up with records another one wrote: they were checked
+        there, so a plan that fails here (the other process's code differs) rebuilds
+        the indexes from memory, which raises if the entries break the rules.
+        """
+        if not self._indexes:
+            return
+        with self._lock:
+            try:
+                found: list[Change[K, V]] = changes(self._codec, writes)
+                plan = self._indexes.plan(found)
+            except Exception:
+                self._indexes.rebuild(self._thawed())
+                return
+            self._indexes.apply(plan)
 
     # -- reading ---------------------------------------------------------------------------
 
