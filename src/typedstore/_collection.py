@@ -113,9 +113,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Kept by the database as its own (open or closed): checked first by every read."""
         self._indexes: IndexSet[K, V] = declared_indexes(type(self), self._read_value, self._lock)
         """The indexes its class declares, built from ``table`` (README.md, "Indexes")."""
+        self._index_views: dict[int, IndexView[K, V, Any]] = {}
+        """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
+        self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
             self._indexes.rebuild(self._thawed())
-            self._hooks = (IndexHook(self._indexes, codec),)
+            self._index_hook = IndexHook(self._indexes, codec)
+            self._hooks = (self._index_hook,)
 
     def _read_value(self, key: K) -> V:
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
@@ -127,8 +131,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
         """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
-        self._check_open()
-        return IndexView(self._indexes, index)
+        if self._is_closed:
+            self._check_open()
+        view = self._index_views.get(id(index))
+        if view is None:
+            view = self._index_views[id(index)] = IndexView(self._indexes, index)
+        return view
 
     def _follow_writes(self, writes: Sequence[Write[K]]) -> None:
         """Bring the indexes up to date with ``writes`` that memory applied already.
@@ -242,9 +250,19 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
-        return self._core._write(
-            self, ((validated_key, key_bytes, codec.freeze(validated, blob), blob),)
-        )[0]
+        write = (validated_key, key_bytes, codec.freeze(validated, blob), blob)
+        hook = self._index_hook
+        if hook is None:
+            return self._core._write(self, (write,))[0]
+        given = hook.given()  # the indexes need not decode the value again
+        ident = id(blob)
+        if ident in given:  # a write under way holds these very bytes (one-byte ones are shared)
+            return self._core._write(self, (write,))[0]
+        given[ident] = validated
+        try:
+            return self._core._write(self, (write,))[0]
+        finally:
+            del given[ident]
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).
