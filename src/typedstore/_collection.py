@@ -99,9 +99,20 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         raise TypeError("get a collection from a Database: an attribute, or db.collection(...)")
 
     def _attach(
-        self, core: Core, ident: int, name: str, codec: Codec[K, V], schema: Schema, table: Table[K]
+        self,
+        core: Core,
+        ident: int,
+        name: str,
+        codec: Codec[K, V],
+        schema: Schema,
+        table: Table[K],
+        values: Mapping[K, V] | None = None,
     ) -> None:
-        """Bind this new collection to its database's ``core`` as collection ``ident``."""
+        """Bind this new collection to its database's ``core`` as collection ``ident``.
+
+        ``values`` holds the validated values replay kept of ``table``'s entries (some,
+        all or none): its indexes are built from them, the others decoded again.
+        """
         self._core = core
         self._lock = core.lock
         self._id = ident
@@ -117,7 +128,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
-            self._indexes.rebuild(self._thawed())
+            self._indexes.rebuild(self._thawed(values or {}))
             self._index_hook = IndexHook(self._indexes, codec)
             self._hooks = (self._index_hook,)
 
@@ -125,9 +136,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
         return self._codec.thaw(self._table.entries[key])
 
-    def _thawed(self) -> Iterator[tuple[K, V]]:
+    def _thawed(self, known: Mapping[K, V]) -> Iterator[tuple[K, V]]:
+        """Yield each entry with its value: from ``known``, else decoded from memory."""
         thaw = self._codec.thaw
-        return ((key, thaw(stored)) for key, stored in self._table.entries.items())
+        for key, stored in self._table.entries.items():
+            value = known.get(key, MISSING)
+            yield key, thaw(stored) if value is MISSING else value
 
     def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
         """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
@@ -152,7 +166,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
                 found: list[Change[K, V]] = changes(self._codec, writes)
                 plan = self._indexes.plan(found)
             except Exception:
-                self._indexes.rebuild(self._thawed())
+                self._indexes.rebuild(self._thawed({}))
                 return
             self._indexes.apply(plan)
 

@@ -223,6 +223,13 @@ class IndexView(Generic[K, V, T]):
         return [(key, read(key)) for key in keys]
 
 
+def has_indexes(owner: type[object]) -> bool:
+    """Return whether ``owner`` or one of its bases declares an index."""
+    return any(
+        isinstance(found, Index) for klass in owner.__mro__ for found in vars(klass).values()
+    )
+
+
 def declared_indexes(
     owner: type[object], read: Callable[[K], V], lock: AbstractContextManager[object]
 ) -> IndexSet[K, V]:

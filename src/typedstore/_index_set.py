@@ -258,7 +258,7 @@ def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[
     """Fill a fresh ``index`` from ``pairs``; False, leaving it unfinished, for anything
     unusual: an exception, a unique conflict, a NaN, a multi index."""
     if index.multi:
-        return False
+        return _fill_multi_at_once(index, pairs, seqs)
     fn = index.fn
     try:
         held = {key: ik for key, value in pairs if (ik := fn(value)) is not None}
@@ -278,6 +278,40 @@ def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[
             index.entries = HashEntries(seqs, held)
     except Exception:
         return False
+    index.held = held
+    return True
+
+
+def _fill_multi_at_once(
+    index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]
+) -> bool:
+    """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
+    :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
+    if index.unique or index.ordered:
+        return False
+    fn = index.fn
+    held: dict[K, object] = {}
+    buckets: dict[object, dict[K, None]] = {}
+    try:
+        for key, value in pairs:
+            result = fn(value)
+            if result is None:
+                continue
+            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+                return False
+            elements = tuple(dict.fromkeys(e for e in result if e is not None))
+            if not elements:
+                continue
+            held[key] = elements
+            for element in elements:
+                bucket = buckets.get(element)
+                if bucket is None:
+                    buckets[element] = {key: None}
+                else:
+                    bucket[key] = None
+    except Exception:
+        return False
+    index.entries = HashEntries.of_buckets(seqs, buckets)
     index.held = held
     return True
 

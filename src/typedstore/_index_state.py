@@ -85,6 +85,15 @@ class HashEntries(Generic[K]):
             else:
                 bucket[key] = None
 
+    @classmethod
+    def of_buckets(
+        cls, seqs: Mapping[K, int], buckets: dict[object, dict[K, None]]
+    ) -> HashEntries[K]:
+        """Return the entries of ``buckets``: index key to its holders, in insertion order."""
+        entries = cls(seqs)
+        entries._buckets = buckets
+        return entries
+
     def holder(self, index_key: object) -> K | _Missing:
         """Return the first key holding ``index_key``, or MISSING."""
         keys = self.keys_of(index_key)
