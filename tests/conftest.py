@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import typing
@@ -18,6 +19,7 @@ from typedstore import (
     Collection,
     Database,
     DatabaseTransaction,
+    Index,
     Recovery,
     StoreConfig,
     TypedStore,
@@ -190,6 +192,21 @@ class DatabaseCollection(Collection[K, V]):
         self.close()
 
 
+_TOKENS = itertools.count()
+
+
+class IndexedDatabaseCollection(DatabaseCollection[K, V]):
+    """A database's collection with a unique and an ordered index over any value type: the
+    store tests run with every write going through the indexes (README.md, "Indexes").
+
+    The unique index's key is a fresh number per indexed value, so that the tests' equal
+    values in several keys are no conflict; the ordered one sorts values by their repr.
+    """
+
+    by_token: Index[V, int] = Index(lambda value: next(_TOKENS), unique=True)
+    by_repr: Index[V, str] = Index(repr, ordered=True)
+
+
 class CollectionTransaction(Generic[K, V]):
     """A database transaction, entered as the view of one collection."""
 
@@ -228,9 +245,10 @@ class OpenStore(Protocol):
     def __call__(self, store_class: type[S], path: Path, /, **options: Any) -> S: ...
 
 
-@pytest.fixture(params=["store", "collection"])
+@pytest.fixture(params=["store", "collection", "indexed"])
 def open_store(request: pytest.FixtureRequest) -> OpenStore:
-    """Run the test on a TypedStore and on the second collection of a database."""
+    """Run the test on a TypedStore, on the second collection of a database, and on such a
+    collection with indexes."""
 
     def store(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
         return store_class.open(path, *types, **options)
@@ -238,7 +256,7 @@ def open_store(request: pytest.FixtureRequest) -> OpenStore:
     def collection(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
         bound: type[DatabaseCollection[Any, Any]] = type(
             f"{store_class.__name__}InADatabase",
-            (DatabaseCollection,),
+            (IndexedDatabaseCollection if request.param == "indexed" else DatabaseCollection,),
             {"_like": store_class, "_types": types},
         )
         return bound.open(path, **options)  # not a TypedStore, but it has its API

@@ -211,10 +211,13 @@ def test_evolve_logs_the_compatible_change(tmp_path: Path) -> None:
 
 
 def test_shop_pays_across_collections_once(tmp_path: Path) -> None:
-    """The shop example charges ada once for order 1, and the declined payment of order 2
-    leaves both collections as they were, also after reopening."""
+    """The shop example finds bo by email, lists the newest orders first, charges ada once
+    for order 1, and the declined payment of order 2 leaves both collections as they were,
+    also after reopening."""
     lines = run_example("shop", tmp_path).splitlines()
     assert lines == [
+        "user with email bo@example.org: bo",
+        "two newest orders: [2, 1]",
         "order 1 paid: True, ada spent 3000",
         "order 2 payment failed: card of bo declined",
         "nothing written by the failed payment: True",
@@ -223,6 +226,7 @@ def test_shop_pays_across_collections_once(tmp_path: Path) -> None:
         "  user bo: Bo spent=0",
         "  order 1: ada 3000 paid",
         "  order 2: bo 1250 open",
+        "  order 3: ada 800 open",
     ]
 
 

@@ -138,6 +138,8 @@ class Workload(Generic[M]):
     """What the parent writes before the first child starts."""
     database: bool = False
     """Whether the child writes a ``writer_child.Bank`` database rather than a TypedStore."""
+    indexed: bool = False
+    """Whether the child writes a ``writer_child.IndexedUsers`` store."""
 
 
 KV = Workload[User](
@@ -146,6 +148,14 @@ KV = Workload[User](
     lambda state, seed, index: writer_child.apply_kv_to_dict(
         state, writer_child.kv_op(seed, index)
     ),
+)
+KV_INDEXED = Workload[User](
+    "kv-indexed",
+    User,
+    lambda state, seed, index: writer_child.apply_kv_to_dict(
+        state, writer_child.kv_op(seed, index)
+    ),
+    indexed=True,
 )
 TRANSFER = Workload[Account](
     "transfer",
@@ -195,10 +205,39 @@ def reopen(workload: Workload[M], path: Path) -> State[M]:
             assert bank.recovery is None or bank.recovery.kind == "torn_tail", bank.recovery
             accounts: list[tuple[str, Any]] = writer_child.bank_state(bank)
             return accounts
+    if workload.indexed:
+        with writer_child.IndexedUsers.open(path) as indexed:
+            assert indexed.recovery is None or indexed.recovery.kind == "torn_tail"
+            users: list[tuple[str, Any]] = list(indexed.items())
+            assert indexes_of(indexed) == indexes_from_scratch(users)
+            return users
     with TypedStore.open(path, str, workload.value_type) as store:
         recovery = store.recovery
         assert recovery is None or recovery.kind == "torn_tail", recovery
         return list(store.items())
+
+
+def indexes_of(store: writer_child.IndexedUsers) -> dict[str, Any]:
+    """Return what the store's indexes answer about its entries."""
+    users = list(store.values())
+    return {
+        "name": {user.name: store.by_name.get(user.name) for user in users},
+        "age": list(store.by_age),
+        "tag": {tag: store.by_tag.find(tag) for user in users for tag in user.tags},
+    }
+
+
+def indexes_from_scratch(users: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return what :func:`indexes_of` must give, computed from the entries alone."""
+    return {
+        "name": {user.name: (key, user) for key, user in users},
+        "age": sorted(users, key=lambda entry: entry[1].age),
+        "tag": {
+            tag: [(key, user) for key, user in users if tag in user.tags]
+            for _, owner in users
+            for tag in owner.tags
+        },
+    }
 
 
 def kill_once(child: Child, rng: random.Random, temp: Path, *, at_compaction: bool) -> bool:
@@ -261,6 +300,17 @@ def test_killed_writer_loses_no_acknowledged_mutation(
     assert report.acknowledged > KILLS, "the child was killed before it did anything"
     if config == "compacting":
         assert report.kills_in_compaction >= 1, "no kill landed inside a compaction"
+
+
+@pytest.mark.parametrize("config", ["default", "compacting"])
+def test_killed_indexed_writer_reopens_with_indexes_equal_to_a_rebuild(
+    log_path: Path, rng: random.Random, config: str
+) -> None:
+    """After each SIGKILL, the indexes of the reopened store equal indexes built from scratch
+    from its entries, and no acknowledged mutation is lost."""
+    report = run_kills(KV_INDEXED, log_path, config, rng)  # reopen compares the indexes
+    assert len(report.states) == KILLS
+    assert report.acknowledged > KILLS, "the child was killed before it did anything"
 
 
 @pytest.mark.parametrize("config", ["default", "compacting"])

@@ -17,6 +17,7 @@ PUBLIC_NAMES = [
     "Database",
     "DatabaseTransaction",
     "EncodingError",
+    "Index",
     "NotAStoreError",
     "Recovery",
     "RecoveryMode",
@@ -29,6 +30,7 @@ PUBLIC_NAMES = [
     "StoreReadOnlyError",
     "Transaction",
     "TypedStore",
+    "UniqueViolationError",
 ]
 
 PUBLIC_ERRORS = [

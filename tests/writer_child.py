@@ -6,8 +6,9 @@ hold the project root). It opens the store at ``LOG`` and applies operations ``S
 index on its own line and flushes stdout. Operation ``i`` depends only on ``SEED``, ``i`` and
 the state it is applied to, so the parent replays the same stream on a plain dict to know
 every state the log may hold. Workloads: ``kv`` (inserts, modifies and removes of users),
-``transfer`` (transactions moving money between accounts) and ``bank`` (transactions moving
-money between the accounts of two collections of a database).
+``transfer`` (transactions moving money between accounts), ``bank`` (transactions moving
+money between the accounts of two collections of a database) and ``kv-indexed`` (``kv`` on
+a store with a unique, an ordered and a multi index).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from tests.models import Account, User
-from typedstore import Collection, Database, StoreConfig, TypedStore
+from typedstore import Collection, Database, Index, StoreConfig, TypedStore
 
 KV_KEYS = 12
 ACCOUNTS = tuple(f"acct{i}" for i in range(5))
@@ -87,6 +88,14 @@ def apply_kv_to_dict(state: dict[str, User], op: KvOp) -> None:
         state[op.key] = older(state[op.key])
     else:
         state[op.key] = new_user(op)
+
+
+class IndexedUsers(TypedStore[str, User]):
+    """The kv workload's store with indexes: every write keeps them (README.md, "Indexes")."""
+
+    by_name: Index[User, str] = Index(lambda user: user.name, unique=True)
+    by_age: Index[User, int] = Index(lambda user: user.age, ordered=True)
+    by_tag: Index[User, str] = Index(lambda user: user.tags, multi=True)
 
 
 # -- transfer workload ------------------------------------------------------------------------
@@ -214,6 +223,14 @@ def run_kv(path: Path, seed: int, start: int, config: StoreConfig) -> None:
             acknowledge(index)
 
 
+def run_kv_indexed(path: Path, seed: int, start: int, config: StoreConfig) -> None:
+    """Apply kv operations from ``start`` on to an indexed store, acknowledging each."""
+    with IndexedUsers.open(path, config=config) as store:
+        for index in range(start, start + MAX_OPS):
+            apply_kv(store, kv_op(seed, index))
+            acknowledge(index)
+
+
 def run_transfers(path: Path, seed: int, start: int, config: StoreConfig) -> None:
     """Apply transfers from ``start`` on, each in one transaction, acknowledging each."""
     with TypedStore.open(path, str, Account, config=config) as store:
@@ -235,13 +252,18 @@ def run_bank(path: Path, seed: int, start: int, config: StoreConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the workload until killed."""
     parser = argparse.ArgumentParser(prog="python -m tests.writer_child")
-    parser.add_argument("workload", choices=["kv", "transfer", "bank"])
+    parser.add_argument("workload", choices=["kv", "kv-indexed", "transfer", "bank"])
     parser.add_argument("log", type=Path)
     parser.add_argument("seed", type=int)
     parser.add_argument("start", type=int)
     parser.add_argument("config", choices=sorted(CONFIGS))
     args = parser.parse_args(argv)
-    run = {"kv": run_kv, "transfer": run_transfers, "bank": run_bank}[args.workload]
+    run = {
+        "kv": run_kv,
+        "kv-indexed": run_kv_indexed,
+        "transfer": run_transfers,
+        "bank": run_bank,
+    }[args.workload]
     run(args.log, args.seed, args.start, CONFIGS[args.config])
 
 

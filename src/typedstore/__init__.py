@@ -13,7 +13,9 @@ from ._errors import (
     StoreFailedError,
     StoreLockedError,
     StoreReadOnlyError,
+    UniqueViolationError,
 )
+from ._index import Index
 from ._replay import Recovery
 from ._store import TypedStore
 from ._txn import Transaction
@@ -25,6 +27,7 @@ __all__ = [
     "Database",
     "DatabaseTransaction",
     "EncodingError",
+    "Index",
     "NotAStoreError",
     "Recovery",
     "RecoveryMode",
@@ -37,4 +40,5 @@ __all__ = [
     "StoreReadOnlyError",
     "Transaction",
     "TypedStore",
+    "UniqueViolationError",
 ]

@@ -24,6 +24,9 @@ from ._codec import Codec, type_name
 from ._config import Schema
 from ._errors import StoreClosedError
 from ._format import collection_body
+from ._index import Index, IndexView, declared_indexes
+from ._index_hook import IndexHook, changes
+from ._index_set import Change, IndexSet
 from ._records import Write, removal
 from ._table import Table
 from ._txn import Transaction
@@ -97,9 +100,20 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         raise TypeError("get a collection from a Database: an attribute, or db.collection(...)")
 
     def _attach(
-        self, core: Core, ident: int, name: str, codec: Codec[K, V], schema: Schema, table: Table[K]
+        self,
+        core: Core,
+        ident: int,
+        name: str,
+        codec: Codec[K, V],
+        schema: Schema,
+        table: Table[K],
+        values: Mapping[K, V] | None = None,
     ) -> None:
-        """Bind this new collection to its database's ``core`` as collection ``ident``."""
+        """Bind this new collection to its database's ``core`` as collection ``ident``.
+
+        ``values`` holds the validated values replay kept of ``table``'s entries (some,
+        all or none): its indexes are built from them, the others decoded again.
+        """
         self._core = core
         self._lock = core.lock
         self._id = ident
@@ -113,6 +127,53 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._table = table
         self._is_closed = core.is_closed
         """Kept by the database as its own (open or closed): checked first by every read."""
+        self._indexes: IndexSet[K, V] = declared_indexes(type(self), self._read_value, self._lock)
+        """The indexes its class declares, built from ``table`` (README.md, "Indexes")."""
+        self._index_views: dict[int, IndexView[K, V, Any]] = {}
+        """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
+        self._index_hook: IndexHook[K, V] | None = None
+        if self._indexes:
+            self._indexes.rebuild(self._thawed(values or {}))
+            self._index_hook = IndexHook(self._indexes, codec)
+            self._hooks = (self._index_hook,)
+
+    def _read_value(self, key: K) -> V:
+        """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
+        return self._codec.thaw(self._table.entries[key])
+
+    def _thawed(self, known: Mapping[K, V]) -> Iterator[tuple[K, V]]:
+        """Yield each entry with its value: from ``known``, else decoded from memory."""
+        thaw = self._codec.thaw
+        for key, stored in self._table.entries.items():
+            value = known.get(key, MISSING)
+            yield key, thaw(stored) if value is MISSING else value
+
+    def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
+        """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
+        if self._is_closed:
+            self._check_open()
+        view = self._index_views.get(id(index))
+        if view is None:
+            view = self._index_views[id(index)] = IndexView(self._indexes, index)
+        return view
+
+    def _follow_writes(self, writes: Sequence[Write[K]]) -> None:
+        """Bring the indexes up to date with ``writes`` that memory applied already.
+
+        For a process catching up with records another one wrote: they were checked
+        there, so a plan that fails here (the other process's code differs) rebuilds
+        the indexes from memory, which raises if the entries break the rules.
+        """
+        if not self._indexes:
+            return
+        with self._lock:
+            try:
+                found: list[Change[K, V]] = changes(self._codec, writes)
+                plan = self._indexes.plan(found)
+            except Exception:
+                self._indexes.rebuild(self._thawed({}))
+                return
+            self._indexes.apply(plan)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -216,9 +277,19 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
-        return self._core._write(
-            self, ((validated_key, key_bytes, codec.freeze(validated, blob), blob),)
-        )[0]
+        write = (validated_key, key_bytes, codec.freeze(validated, blob), blob)
+        hook = self._index_hook
+        if hook is None:
+            return self._core._write(self, (write,))[0]
+        given = hook.given()  # the indexes need not decode the value again
+        ident = id(blob)
+        if ident in given:  # a write under way holds these very bytes (one-byte ones are shared)
+            return self._core._write(self, (write,))[0]
+        given[ident] = validated
+        try:
+            return self._core._write(self, (write,))[0]
+        finally:
+            del given[ident]
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).

@@ -24,6 +24,7 @@ from ._codec import Codec
 from ._collection import Collection
 from ._config import Schema, StoreConfig
 from ._errors import SchemaMismatchError, StoreClosedError, StoreReadOnlyError
+from ._index import has_indexes
 from ._log import Log
 from ._open import load
 from ._packing import packb
@@ -161,7 +162,7 @@ class Core:
                 only = wanted.get(meta.name)
             if only is None:
                 return None
-            return Declaration(only.codec, only.schema)
+            return Declaration(only.codec, only.schema, keeps_values=has_indexes(only.cls))
 
         return declare
 
@@ -228,13 +229,17 @@ class Core:
     ) -> Collection[Any, Any]:
         """Make the declared collection ``name``: the log's, validated, or a new one."""
         meta = self.catalog.by_name(name)
+        values: Mapping[Any, Any] | None = None
         if meta is None:
             ident = self._next_id
             self._next_id += 1
             entries: dict[Any, Stored] = {}
         else:
             ident = meta.id
-            entries = self._validated(states.get(ident), want)
+            state = states.get(ident)
+            entries = self._validated(state, want)
+            if isinstance(state, Declared):  # values replay validated, for the indexes
+                values = state.values
         schema = want.codec.describe() | {
             "version": want.schema.version,
             "fingerprint": want.codec.fingerprint,
@@ -249,7 +254,7 @@ class Core:
             key_bytes = {key: want.codec.key_bytes(key) for key in entries}
         collection = object.__new__(want.cls)
         table = Table(entries, key_bytes)
-        collection._attach(self, ident, name, want.codec, want.schema, table)
+        collection._attach(self, ident, name, want.codec, want.schema, table, values)
         self.collections[ident] = collection
         self._tables[ident] = table
         return collection

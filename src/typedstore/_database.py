@@ -25,6 +25,8 @@ from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
 from ._core import Changes, Core, Wanted
 from ._errors import StoreClosedError
+from ._index import Index, IndexView
+from ._index_txn import IndexedTransaction
 from ._records import Write
 from ._replay import Recovery
 from ._txn import Transaction
@@ -366,12 +368,23 @@ class _View(Collection[K, V]):
         collection: Collection[K, V],
         groups: list[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
     ) -> _View[K, V]:
-        view: _View[K, V] = object.__new__(_View)
+        view: _View[K, V] = object.__new__(_view_class(type(collection)))
         view.__dict__.update(collection.__dict__)
         view._collection = collection
-        view._txn = Transaction(_Staging(collection, groups), collection._codec)
+        staging = _Staging(collection, groups)
+        if collection._indexes:
+            view._txn = IndexedTransaction(staging, collection._codec, collection._indexes)
+        else:
+            view._txn = Transaction(staging, collection._codec)
         view._txn.__enter__()
         return view
+
+    def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
+        """Return ``index``'s lookups as the transaction sees them (its own writes too)."""
+        txn = self._txn
+        if not isinstance(txn, IndexedTransaction):
+            return IndexView(self._indexes, index)  # raises: no such index here
+        return txn.index_view(index)
 
     def get(self, key: K, /, default: object = None) -> Any:
         return self._txn.get(key, default)
@@ -447,6 +460,21 @@ class _View(Collection[K, V]):
         if default is MISSING:
             return self._txn.modify(key, fn)
         return self._txn.modify(key, fn, default=typing.cast(V, default))
+
+
+_VIEW_CLASSES: dict[type[Collection[Any, Any]], type[_View[Any, Any]]] = {}
+"""Per collection class, the class of its transaction views."""
+
+
+def _view_class(cls: type[Collection[Any, Any]]) -> type[_View[Any, Any]]:
+    """Return a :class:`_View` that is also a ``cls``: its indexes, its own methods."""
+    if cls is Collection or issubclass(cls, _View):
+        return _View
+    found = _VIEW_CLASSES.get(cls)
+    if found is None:
+        found = type(f"{cls.__name__}View", (cls, _View), {"__module__": cls.__module__})
+        _VIEW_CLASSES[cls] = found
+    return found
 
 
 def _annotations(cls: type[Database]) -> dict[str, object]:

@@ -10,7 +10,8 @@
     ├── StoreLockedError                        another writer holds the log
     ├── StoreClosedError     (also ValueError)  the store was closed
     ├── StoreReadOnlyError   (also ValueError)  a write on a ``readonly=True`` store
-    └── StoreFailedError                        an earlier fsync failed; reopen the store
+    ├── StoreFailedError                        an earlier fsync failed; reopen the store
+    └── UniqueViolationError (also ValueError)  two entries would share a unique index key
 
 Invalid keys and values raise ``pydantic.ValidationError`` unchanged, and ``OSError``
 from the file system passes through unchanged; neither is wrapped here.
@@ -110,3 +111,28 @@ class StoreReadOnlyError(StoreError, ValueError):
 
 class StoreFailedError(StoreError):
     """An fsync failed earlier, so durability is unknown: writes are refused until reopening."""
+
+
+class UniqueViolationError(StoreError, ValueError):
+    """Two live entries would hold one index key of a unique index; nothing was changed.
+
+    ``index``, ``index_key`` and ``key`` name the first conflict found: the index, the
+    index key, and the key that already holds it. ``conflicts`` lists every conflict
+    found, as ``(index, index_key, keys)``: at a write, the holder and the key written;
+    at open, every key of the data that holds the index key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: str,
+        index_key: object,
+        key: object,
+        conflicts: tuple[tuple[str, object, tuple[object, ...]], ...],
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.index_key = index_key
+        self.key = key
+        self.conflicts = conflicts

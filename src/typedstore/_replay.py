@@ -59,6 +59,9 @@ class Declaration(Generic[K, V]):
 
     codec: Codec[K, V]
     schema: Schema
+    keeps_values: bool = False
+    """Whether replay keeps each live entry's validated value for the collection's indexes
+    (README.md, "Indexes"), which are built from them once replay ends."""
 
 
 Declare = Callable[[Catalog, CollectionMeta], "Declaration[Any, Any] | None"]
@@ -278,6 +281,8 @@ class Replayer:
             new = kept if kept is not None else Kept()
         else:
             new = Declared(self.path, declaration.codec, declaration.schema)
+            if declaration.keeps_values:
+                new.values = {}
             if kept is not None:
                 new.adopt(kept)
         self.states[collection.id] = new
@@ -343,6 +348,9 @@ class Declared(Generic[K, V]):
         self.segment: Segment | None = None
         self.current = False
         """Whether the records in force were written under exactly this open's types."""
+        self.values: dict[K, V] | None = None
+        """The validated value of each live entry validated as it was read, when the
+        declaration keeps them (``Declaration.keeps_values``); None otherwise."""
 
     def enter(self, segment: Segment) -> None:
         """Follow a switch to the schema of the header or of a schema record."""
@@ -419,13 +427,19 @@ class Declared(Generic[K, V]):
         # still replace it, and a value no longer live must not fail an open,
         # whatever its validators raise.
         held: object = MISSING
+        values = self.values
         if self.current:
-            try:  # noqa: SIM105 - suppress() would cost a context manager per record
-                held = self.codec.freeze(self.codec.validate_value(data), blob)
+            try:
+                value = self.codec.validate_value(data)
+                held = self.codec.freeze(value, blob)
+                if values is not None:
+                    values[key] = value
             except Exception:  # raised again at the end if the value is still live
                 pass
         self.entries[key] = held
         if held is MISSING:
+            if values is not None:
+                values.pop(key, None)
             assert self.segment is not None
             self.deferred[key] = (blob, offset, self.segment)
         elif self.deferred:
@@ -433,6 +447,8 @@ class Declared(Generic[K, V]):
 
     def _remove(self, key: K) -> None:
         self.entries.pop(key, None)
+        if self.values is not None:
+            self.values.pop(key, None)
         self.deferred.pop(key, None)
         self.sources.pop(key, None)
 

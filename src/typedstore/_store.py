@@ -16,6 +16,7 @@ from ._codec import Codec, type_name
 from ._collection import UNBOUND, Collection, schema_of
 from ._config import StoreConfig
 from ._core import Changes, Core, Wanted
+from ._index_txn import IndexedTransaction
 from ._replay import Recovery
 from ._txn import Transaction
 from ._types import K, Migration, V
@@ -149,6 +150,8 @@ class TypedStore(Collection[K, V]):
         """
         with self._lock:
             self._core._writable_log()
+        if self._indexes:
+            return IndexedTransaction(self, self._codec, self._indexes)
         return Transaction(self, self._codec)
 
     # -- durability --------------------------------------------------------------------------

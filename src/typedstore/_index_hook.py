@@ -1,0 +1,78 @@
+"""IndexHook: what keeps a collection's indexes current through the database's write path.
+
+The write path (``_core.Core._write`` and ``_commit``) shows it each record's writes
+before anything is written, under the lock (:meth:`IndexHook.before` plans them: a
+refused write raises there, nothing written, indexes unchanged), and again once the
+record is written and memory applied (:meth:`IndexHook.after` applies the plan).
+README.md, "Indexes", says what users see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Generic
+
+from ._codec import Codec
+from ._index_set import Change, IndexPlan, IndexSet
+from ._records import Write
+from ._types import MISSING, K, Stored, V, _Missing
+
+
+class IndexHook(Generic[K, V]):
+    """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
+
+    __slots__ = ("_codec", "_given", "_indexes", "_plan")
+
+    def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
+        self._indexes = indexes
+        self._codec = codec
+        self._plan: IndexPlan[K, V] | None = None
+        """The plan of the write under way, between ``before`` and ``after``."""
+        self._given: dict[int, V] = {}
+        """Validated values writers hold, by the id of their bytes: see :meth:`given`."""
+
+    def given(self) -> dict[int, V]:
+        """Return where a writer puts the validated value of the bytes it writes, by their
+        id, for the time of the write (it holds the bytes): the indexes take it from there
+        rather than decode the bytes again. The writer removes it after the write."""
+        return self._given
+
+    def before(self, writes: Sequence[Write[Any]]) -> None:
+        """Plan ``writes``; raises (nothing changed) for a write the indexes refuse."""
+        self._plan = None
+        if len(writes) == 1:  # every single write: kept short
+            key, _, stored, blob = writes[0]
+            new: V | _Missing = MISSING
+            if blob is not None:
+                new = self._given.get(id(blob), MISSING)
+                if new is MISSING:
+                    new = self._codec.thaw(stored)
+            self._plan = self._indexes.plan_one(key, new)
+            return
+        found: list[Change[K, V]] = changes(self._codec, writes, self._given)
+        self._plan = self._indexes.plan(found)
+
+    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
+        """Apply the plan of ``writes``, now written and applied to memory."""
+        plan, self._plan = self._plan, None
+        if plan is not None:
+            self._indexes.apply(plan)
+
+
+def changes(
+    codec: Codec[K, V], writes: Iterable[Write[Any]], given: Mapping[int, V] | None = None
+) -> list[Change[K, V]]:
+    """Return ``writes`` as the index layer's changes: each key's new value, or MISSING.
+
+    A value whose bytes ``given`` knows (by id) is taken from it rather than decoded.
+    """
+    thaw = codec.thaw
+    found: list[Change[K, V]] = []
+    for key, _, stored, blob in writes:
+        if blob is None:
+            found.append((key, MISSING))
+        elif given and id(blob) in given:
+            found.append((key, given[id(blob)]))
+        else:
+            found.append((key, thaw(stored)))
+    return found

@@ -1,0 +1,368 @@
+"""IndexSet: the indexes of one collection, kept current by its writes.
+
+The host (a collection, or ``TypedStore``) calls, under its lock:
+
+- :meth:`IndexSet.plan` with a write's changes, before its record is written: it runs
+  the index functions and checks every rule (unique, hashable, comparable), raising
+  before anything changed;
+- :meth:`IndexSet.apply` with that plan once the record is written: it cannot fail;
+- :meth:`IndexSet.rebuild` at open, after migrations and replay, and for ``clear``;
+- :meth:`IndexSet.begin` and :meth:`IndexSet.check_staged` in a transaction, to check
+  each write at its call against the transaction's own view; its commit plans the net
+  result like any write.
+
+README.md, "Indexes", says what users see.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeAlias
+
+from . import _index_rules
+from ._index_state import (
+    HashEntries,
+    IndexKeys,
+    IndexSpec,
+    Maintained,
+    Move,
+    SortedEntries,
+    UniqueEntries,
+)
+from ._types import MISSING, K, V, _Missing
+
+Change: TypeAlias = tuple[K, V | _Missing]
+"""One key's write: its new value, or MISSING for a removal."""
+
+
+IndexPlan: TypeAlias = tuple[list[Move[K, V]], list[K], list[K]]
+"""What one write does to the indexes, checked, for :meth:`IndexSet.apply`: its moves;
+the keys that end up inserted at the host's end (new, or removed and inserted again), in
+the order they got there, which take the next insertion positions; the keys leaving the
+host. A plain tuple: built on the path of every write (as ``_records.Write``)."""
+
+
+@dataclass(slots=True)
+class StagedIndexes(Generic[K]):
+    """A transaction's view of the indexes: the index keys its staged writes give."""
+
+    staged: dict[K, list[IndexKeys]]
+    """Key written in the transaction to its index keys, one tuple per index (a removal:
+    empty tuples)."""
+    claims: list[dict[object, K]]
+    """Per index, the index keys staged writes took, and by which key (unique indexes)."""
+    appended: dict[K, None] = field(default_factory=dict)
+    """Keys the transaction put at the end (new, or removed then inserted), in order."""
+    absent: set[K] = field(default_factory=set)
+    """Keys the transaction removed (and did not insert again)."""
+
+
+class IndexSet(Generic[K, V]):
+    """The indexes of one host, and what lookups need: how to read a value, and the lock."""
+
+    def __init__(
+        self,
+        specs: Sequence[IndexSpec[V]],
+        read: Callable[[K], V],
+        lock: AbstractContextManager[object],
+    ) -> None:
+        self.read = read
+        """Return a copy of the value of a present key (called under ``lock``)."""
+        self.lock = lock
+        self._seqs: dict[K, int] = {}
+        """Each present key's insertion position: orders the keys sharing an index key."""
+        self._next_seq = 0
+        """The insertion position the next key appended takes."""
+        self.indexes = [Maintained(spec, self._seqs) for spec in specs]
+        self._keeps_order = any(spec.ordered or not spec.unique for spec in specs)
+        """Whether any index lists several keys per index key, so needs insertion positions:
+        unique hash indexes alone do not pay for ``_seqs``."""
+        self._named = {index.spec.name: index for index in self.indexes}
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def named(self, name: str) -> Maintained[K, V]:
+        """Return the index called ``name``."""
+        index = self._named.get(name)
+        if index is None:
+            raise LookupError(f"no index named {name!r} is declared here")
+        return index
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def plan(self, changes: Sequence[Change[K, V]]) -> IndexPlan[K, V]:
+        """Return what ``changes``, one write's or one transaction's, do to the indexes.
+
+        ``changes`` are in the order the host applies them; a key may come more than
+        once (a removal then an insert moves it to the end, as in the host). Runs the
+        index functions (their exceptions propagate unchanged) and raises
+        UniqueViolationError, or TypeError for an index key that is not hashable or,
+        in an ordered index, not comparable with the others, before anything changed.
+        Only the net result is checked: two entries may swap a unique index key.
+        """
+        if len(changes) == 1:
+            return self.plan_one(*changes[0])
+        seqs = self._seqs
+        net, appended = _net(changes, seqs)
+        if not self._keeps_order:
+            appended = []
+        moved = {key for key in appended if key in seqs}
+        moves: list[Move[K, V]] = []
+        for index in self.indexes:
+            start = len(moves)
+            for key, new in net:
+                old = index.held_keys(key)
+                fresh = () if isinstance(new, _Missing) else index.index_keys(key, new)
+                if old != fresh or key in moved:
+                    moves.append((index, key, old, fresh))
+            if index.spec.unique and len(moves) > start:
+                _index_rules.check_unique(index, moves[start:])
+            if index.spec.ordered and len(moves) > start:
+                _index_rules.check_ordered(index, moves[start:])
+        removed = [key for key, new in net if new is MISSING and key in seqs]
+        return moves, appended, removed
+
+    def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan([(key, new)])``: the path of every single write, kept short."""
+        moves: list[Move[K, V]] = []
+        for index in self.indexes:
+            old = index.held_keys(key)
+            fresh = () if new is _Missing.MISSING else index.index_keys(key, new)
+            if old == fresh:
+                continue
+            moves.append((index, key, old, fresh))
+            if index.unique:
+                holder_of = index.entries.holder
+                for index_key in fresh:
+                    holder = holder_of(index_key)
+                    if holder is not _Missing.MISSING and holder != key:
+                        raise _index_rules.violation(index, index_key, holder, key)
+            if index.ordered:
+                _index_rules.check_ordered(index, moves[-1:])
+        present = key in self._seqs
+        if new is _Missing.MISSING:
+            return moves, [], [key] if present else []
+        return moves, [key] if self._keeps_order and not present else [], []
+
+    def apply(self, plan: IndexPlan[K, V]) -> None:
+        """Carry out ``plan``, once the write's record is written; never raises.
+
+        Every removal before every addition: a unique index key passing from one key
+        to another is free before it is taken.
+        """
+        seqs = self._seqs
+        moves, appended, removed = plan
+        for index, key, old, _ in moves:
+            if old:
+                index.forget(key, seqs.get(key, 0), old)
+        for key in appended:
+            seqs[key] = self._next_seq
+            self._next_seq += 1
+        for index, key, _, fresh in moves:
+            index.hold(key, seqs.get(key, 0), fresh)
+        for key in removed:
+            del seqs[key]
+
+    def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
+        """Build every index from ``entries``, in insertion order; on error change nothing.
+
+        Raises UniqueViolationError listing every conflicting key, and TypeError for
+        index keys that cannot be hashed or ordered; an exception an index function
+        raises propagates with a note naming the key.
+        """
+        pairs = list(entries)
+        seqs = {key: seq for seq, (key, _) in enumerate(pairs)} if self._keeps_order else {}
+        rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        # Whole columns at once, several times faster than entry by entry; anything
+        # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
+        if not all(_fill_at_once(index, pairs, seqs) for index in rebuilt):
+            rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+            _fill_carefully(rebuilt, pairs, seqs)
+        self._seqs, self._next_seq = seqs, len(seqs)
+        for index, fresh in zip(self.indexes, rebuilt, strict=True):
+            index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def begin(self) -> StagedIndexes[K]:
+        """Return an empty view for a transaction that starts."""
+        return StagedIndexes({}, [{} for _ in self.indexes])
+
+    def check_staged(self, staged: StagedIndexes[K], key: K, new: V | _Missing) -> None:
+        """Check a transaction's write of ``key`` against its view, then record it there.
+
+        O(index keys of the write): the view holds only what the transaction wrote.
+        Raises as :meth:`plan` does, with the view unchanged.
+        """
+        fresh = [
+            () if isinstance(new, _Missing) else index.index_keys(key, new)
+            for index in self.indexes
+        ]
+        for position, index in enumerate(self.indexes):
+            added = [ik for ik in fresh[position] if ik not in index.held_keys(key)]
+            if index.spec.unique:
+                _index_rules.check_staged_unique(
+                    staged.staged, staged.claims[position], position, index, key, fresh[position]
+                )
+            if index.spec.ordered and added:
+                _index_rules.check_comparable(index, [(key, ik) for ik in added], {key})
+        self._stage_order(staged, key, removed=isinstance(new, _Missing))
+        staged.staged[key] = fresh
+        for position, index in enumerate(self.indexes):
+            if index.spec.unique:
+                staged.claims[position].update(dict.fromkeys(fresh[position], key))
+
+    def _stage_order(self, staged: StagedIndexes[K], key: K, *, removed: bool) -> None:
+        """Record where a staged write puts ``key`` in the transaction's order."""
+        if removed:
+            staged.appended.pop(key, None)
+            staged.absent.add(key)
+            return
+        present = key not in staged.absent and (key in staged.staged or key in self._seqs)
+        if not present:
+            staged.appended[key] = None
+        staged.absent.discard(key)
+
+    def staged_order(self, staged: StagedIndexes[K]) -> Callable[[K], int]:
+        """Return each key's position in the transaction's view: the sort key of lookups."""
+        seqs, start = self._seqs, self._next_seq
+        moved = {key: start + rank for rank, key in enumerate(staged.appended)}
+        return lambda key: moved[key] if key in moved else seqs.get(key, 0)
+
+
+def _net(
+    changes: Sequence[Change[K, V]], seqs: Mapping[K, int]
+) -> tuple[list[Change[K, V]], list[K]]:
+    """Return the net change of each key in ``changes``, and the keys appended, in order.
+
+    A key absent at its insert (new, or removed earlier in ``changes``) goes to the
+    end, as in the host; a present key keeps its place.
+    """
+    net: dict[K, V | _Missing] = {}
+    appended: dict[K, None] = {}
+    for key, new in changes:
+        present = net[key] is not MISSING if key in net else key in seqs
+        if isinstance(new, _Missing):
+            appended.pop(key, None)
+        elif not present:
+            appended[key] = None
+        net[key] = new
+    return list(net.items()), list(appended)
+
+
+def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]) -> bool:
+    """Fill a fresh ``index`` from ``pairs``; False, leaving it unfinished, for anything
+    unusual: an exception, a unique conflict, a NaN, a multi index."""
+    if index.multi:
+        return _fill_multi_at_once(index, pairs, seqs)
+    fn = index.fn
+    try:
+        held = {key: ik for key, value in pairs if (ik := fn(value)) is not None}
+        if index.ordered:
+            if any(ik != ik for ik in held.values()):
+                return False
+            if index.unique and len(set(held.values())) != len(held):
+                return False
+            by_index_key = sorted(held.items(), key=_second)  # stable: ties keep their order
+            index.entries = SortedEntries([(ik, seqs.get(k, 0), k) for k, ik in by_index_key])
+        elif index.unique:
+            holders = {ik: key for key, ik in held.items()}
+            if len(holders) != len(held):
+                return False
+            index.entries = UniqueEntries(holders)
+        else:
+            index.entries = HashEntries(seqs, held)
+    except Exception:
+        return False
+    index.held = held
+    return True
+
+
+def _fill_multi_at_once(
+    index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]
+) -> bool:
+    """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
+    :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
+    if index.unique or index.ordered:
+        return False
+    fn = index.fn
+    held: dict[K, object] = {}
+    buckets: dict[object, dict[K, None]] = {}
+    try:
+        for key, value in pairs:
+            result = fn(value)
+            if result is None:
+                continue
+            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+                return False
+            elements = tuple(dict.fromkeys(e for e in result if e is not None))
+            if not elements:
+                continue
+            held[key] = elements
+            for element in elements:
+                bucket = buckets.get(element)
+                if bucket is None:
+                    buckets[element] = {key: None}
+                else:
+                    bucket[key] = None
+    except Exception:
+        return False
+    index.entries = HashEntries.of_buckets(seqs, buckets)
+    index.held = held
+    return True
+
+
+def _second(pair: tuple[K, object]) -> Any:
+    """Return an ordered index's key from ``(key, index key)``: ``Any``, as ``sorted`` only
+    accepts comparable keys, which an index key must be (or the careful path says so)."""
+    return pair[1]
+
+
+def _fill_carefully(
+    indexes: list[Maintained[K, V]], pairs: list[tuple[K, V]], seqs: dict[K, int]
+) -> None:
+    """Fill fresh ``indexes`` from ``pairs`` entry by entry, raising the precise error."""
+    rows: list[list[tuple[K, int, IndexKeys]]] = [[] for _ in indexes]
+    for seq, (key, value) in enumerate(pairs):
+        for index, found in zip(indexes, rows, strict=True):
+            index_keys = _index_keys_at_open(index, key, value)
+            if index_keys:
+                found.append((key, seqs.get(key, seq), index_keys))
+    _index_rules.check_unique_at_open(indexes, rows)
+    for index, found in zip(indexes, rows, strict=True):
+        _fill(index, found)
+
+
+def _index_keys_at_open(index: Maintained[K, V], key: K, value: V) -> IndexKeys:
+    """Return ``value``'s index keys; an exception gets a note naming the index and key."""
+    try:
+        return index.index_keys(key, value)
+    except Exception as exc:
+        exc.add_note(f"raised by index {index.spec.name!r} for key {reprlib.repr(key)}")
+        raise
+
+
+def _fill(index: Maintained[K, V], found: list[tuple[K, int, IndexKeys]]) -> None:
+    """Put ``found`` rows, in insertion order, into a fresh index."""
+    if not index.spec.ordered:
+        for key, seq, index_keys in found:
+            index.hold(key, seq, index_keys)
+        return
+    triples: list[tuple[object, ...]] = []
+    for key, seq, index_keys in found:
+        for index_key in index_keys:
+            if index_key != index_key:
+                raise _index_rules.incomparable(index, key, index_key)
+            triples.append((index_key, seq, key))
+        index.held[key] = index_keys if index.spec.multi else index_keys[0]
+    try:
+        index.entries = SortedEntries(triples)
+    except TypeError as exc:
+        raise TypeError(
+            f"ordered index {index.spec.name!r}: the data gives index keys that cannot be"
+            " ordered with each other; nothing was changed"
+        ) from exc

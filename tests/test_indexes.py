@@ -1,0 +1,333 @@
+"""Indexes on collections, kept by every write path (README.md, "Indexes")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from typedstore import Collection, Database, Index, TypedStore, UniqueViolationError
+
+
+class Member(BaseModel):
+    """A user with a unique email, an ordered age and tags."""
+
+    email: str
+    age: int = 0
+    tags: list[str] = []
+
+
+def age_of(member: Member) -> int:
+    return member.age
+
+
+class Members(Collection[str, Member]):
+    """Members with a unique email index, an ordered age index and a multi tag index."""
+
+    by_email: Index[Member, str] = Index(lambda m: m.email, unique=True)
+    by_age = Index(age_of, ordered=True)
+    by_tag: Index[Member, str] = Index(lambda m: m.tags, multi=True)
+
+
+class Club(Database):
+    """A database of one indexed collection."""
+
+    members: Members
+
+
+class PlainMembers(Collection[str, Member]):
+    """The same collection without indexes: it writes what the indexed one refuses."""
+
+
+class PlainClub(Database):
+    """The same database without indexes."""
+
+    members: PlainMembers
+
+
+class MemberStore(TypedStore[str, Member]):
+    """A declarative store with a unique email index."""
+
+    by_email: Index[Member, str] = Index(lambda m: m.email, unique=True)
+
+
+def member(email: str, age: int = 0, tags: list[str] | None = None) -> Member:
+    return Member(email=email, age=age, tags=tags or [])
+
+
+def snapshot(members: Collection[str, Member]) -> dict[str, Any]:
+    """Return every index's content as its lookups give it: what reopen must equal."""
+    assert isinstance(members, Members)
+    emails = {m.email for m in members.values()}
+    tags = {t for m in members.values() for t in m.tags}
+    return {
+        "email": {e: members.by_email.get(e) for e in sorted(emails)},
+        "age": list(members.by_age),
+        "tag": {t: members.by_tag.find(t) for t in sorted(tags)},
+    }
+
+
+def brute_force(members: Collection[str, Member]) -> dict[str, Any]:
+    """Return what :func:`snapshot` must give, computed from the entries alone."""
+    entries = list(members.items())
+    return {
+        "email": {m.email: (k, m) for k, m in sorted(entries, key=lambda e: e[1].email)},
+        "age": sorted(entries, key=lambda e: e[1].age),
+        "tag": {
+            t: [(k, m) for k, m in entries if t in m.tags]
+            for t in sorted({t for _, m in entries for t in m.tags})
+        },
+    }
+
+
+@pytest.fixture
+def club(log_path: Path) -> Iterator[Club]:
+    with Club.open(log_path) as club:
+        club.members["ada"] = member("ada@x", 36, ["admin"])
+        club.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+        club.members["cy"] = member("cy@x", 30)
+        yield club
+
+
+WRITES: dict[str, Callable[[Members], object]] = {
+    "setitem new": lambda m: m.__setitem__("dan", member("dan@x", 20, ["dev"])),
+    "setitem replace": lambda m: m.__setitem__("ada", member("ada@y", 40)),
+    "insert": lambda m: m.insert("bob", member("bob@y", 26, ["ops"])),
+    "update": lambda m: m.update({"dan": member("dan@x", 1), "cy": member("cy@y", 2)}),
+    "setdefault": lambda m: m.setdefault("dan", member("dan@x", 20)),
+    "modify": lambda m: m.modify("cy", lambda v: v.model_copy(update={"age": 99})),
+    "modify default": lambda m: m.modify("dan", lambda v: v, default=member("dan@x")),
+    "remove": lambda m: m.remove("bob"),
+    "pop": lambda m: m.pop("ada"),
+    "popitem": lambda m: m.popitem(),
+    "del": lambda m: m.__delitem__("bob"),
+    "clear": lambda m: m.clear(),
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+def test_every_write_path_keeps_the_indexes(club: Club, write: Callable[[Members], object]) -> None:
+    """Each single write, modify and clear leaves the lookups equal to a scan of the entries."""
+    write(club.members)
+    assert snapshot(club.members) == brute_force(club.members)
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+def test_reopen_equals_the_indexes_kept_by_writes(
+    club: Club, log_path: Path, write: Callable[[Members], object]
+) -> None:
+    """After any write path, the indexes rebuilt at open equal those the writes kept."""
+    write(club.members)
+    kept = snapshot(club.members)
+    club.close()
+    with Club.open(log_path) as reopened:
+        assert snapshot(reopened.members) == kept
+
+
+def test_unique_lookup_returns_key_and_value(club: Club) -> None:
+    """A unique index finds the entry holding an index key, and None for an absent one."""
+    assert club.members.by_email.get("bob@x") == ("bob", member("bob@x", 25, ["admin", "dev"]))
+    assert club.members.by_email.get("nobody@x") is None
+
+
+def test_range_lists_newest_first_with_limit(club: Club) -> None:
+    """An ordered index's reverse range with a limit gives the highest index keys first."""
+    assert [k for k, _ in club.members.by_age.range(None, None, reverse=True, limit=2)] == [
+        "ada",
+        "cy",
+    ]
+
+
+def test_lookup_results_are_copies(club: Club) -> None:
+    """Changing a value a lookup returned changes neither the collection nor its index."""
+    found = club.members.by_email.get("ada@x")
+    assert found is not None
+    found[1].tags.append("changed")
+    assert club.members["ada"].tags == ["admin"]
+    assert club.members.by_tag.count("changed") == 0
+
+
+def test_unique_violation_writes_nothing(club: Club, log_path: Path) -> None:
+    """A write taking a held unique index key raises; log, memory and indexes are unchanged."""
+    before, kept = log_path.read_bytes(), snapshot(club.members)
+    with pytest.raises(UniqueViolationError, match="'ada@x' is already held by key 'ada'"):
+        club.members["dan"] = member("ada@x")
+    assert log_path.read_bytes() == before
+    assert "dan" not in club.members
+    assert snapshot(club.members) == kept
+
+
+def test_rewriting_an_entry_with_its_own_unique_key_is_no_conflict(club: Club) -> None:
+    """An entry written again with its own email is accepted."""
+    club.members["ada"] = member("ada@x", 37)
+    assert club.members.by_email.get("ada@x") == ("ada", member("ada@x", 37))
+
+
+def test_index_function_error_writes_nothing(log_path: Path) -> None:
+    """An index function that raises refuses the write: the error propagates, nothing changes."""
+
+    def checked(value: Member) -> int:
+        if value.age < 0:
+            raise ValueError("negative age")
+        return value.age
+
+    class Checked(Collection[str, Member]):
+        by_age = Index(checked, ordered=True)
+
+    class Db(Database):
+        members: Checked
+
+    with Db.open(log_path) as db:
+        db.members["ada"] = member("ada@x", 1)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="negative age"):
+            db.members.modify("ada", lambda v: v.model_copy(update={"age": -1}))
+        assert log_path.read_bytes() == before
+        assert db.members["ada"].age == 1
+        assert list(db.members.by_age) == [("ada", member("ada@x", 1))]
+
+
+def test_incomparable_ordered_key_writes_nothing(log_path: Path) -> None:
+    """An ordered index key not comparable with the others raises TypeError, writing nothing."""
+
+    class Ranked(BaseModel):
+        rank: int | str
+
+    class Ranks(Collection[str, Ranked]):
+        by_rank: Index[Ranked, int | str] = Index(lambda r: r.rank, ordered=True)
+
+    class Db(Database):
+        ranks: Ranks
+
+    with Db.open(log_path) as db:
+        db.ranks["a"] = Ranked(rank=1)
+        before = log_path.read_bytes()
+        with pytest.raises(TypeError, match="by_rank"):
+            db.ranks["b"] = Ranked(rank="first")
+        assert log_path.read_bytes() == before
+        assert "b" not in db.ranks
+        assert list(db.ranks.by_rank) == [("a", Ranked(rank=1))]
+
+
+def test_transaction_lookups_see_its_own_writes(club: Club) -> None:
+    """Inside a transaction, its index lookups see its writes; the collection does not yet."""
+    with club.transaction() as tx:
+        tx.members["dan"] = member("dan@x", 50)
+        del tx.members["ada"]
+        assert tx.members.by_email.get("dan@x") == ("dan", member("dan@x", 50))
+        assert tx.members.by_email.get("ada@x") is None
+        assert [k for k, _ in tx.members.by_age.range(30, None)] == ["cy", "dan"]
+        assert club.members.by_email.get("dan@x") is None
+    assert club.members.by_email.get("dan@x") == ("dan", member("dan@x", 50))
+
+
+def test_transaction_write_breaking_a_rule_raises_at_its_call(club: Club) -> None:
+    """A transaction's write taking a held email raises in the block; its other writes commit."""
+    with club.transaction() as tx:
+        tx.members["dan"] = member("dan@x")
+        with pytest.raises(UniqueViolationError, match="'bob@x' is already held by key 'bob'"):
+            tx.members["eve"] = member("bob@x")
+    assert "eve" not in club.members
+    assert snapshot(club.members) == brute_force(club.members)
+    assert club.members.by_email.get("dan@x") is not None
+
+
+def test_transaction_swaps_two_emails(club: Club) -> None:
+    """Two entries swap emails in one transaction once one lets go of its email first."""
+    with club.transaction() as tx:
+        tx.members["ada"] = member("tmp@x", 36)
+        tx.members["bob"] = member("ada@x", 25)
+        tx.members["ada"] = member("bob@x", 36)
+    assert club.members.by_email.get("ada@x") == ("bob", member("ada@x", 25))
+    assert club.members.by_email.get("bob@x") == ("ada", member("bob@x", 36))
+    assert snapshot(club.members) == brute_force(club.members)
+
+
+def test_rolled_back_transaction_leaves_indexes_unchanged(club: Club) -> None:
+    """A transaction whose block raises changes no index."""
+    kept = snapshot(club.members)
+
+    def abandoned() -> None:
+        with club.transaction() as tx:
+            tx.members["dan"] = member("dan@x")
+            del tx.members["ada"]
+            raise RuntimeError("abandon")
+
+    with pytest.raises(RuntimeError, match="abandon"):
+        abandoned()
+    assert snapshot(club.members) == kept
+
+
+def test_open_with_conflicting_data_lists_the_keys_and_changes_nothing(log_path: Path) -> None:
+    """Data breaking a unique index declared now refuses the open, naming every holder."""
+    with PlainClub.open(log_path) as plain:
+        plain.members["ada"] = member("same@x")
+        plain.members["bob"] = member("same@x")
+        plain.members["cy"] = member("cy@x")
+    before = log_path.read_bytes()
+    with pytest.raises(UniqueViolationError, match=r"'ada'.*'bob'"):
+        Club.open(log_path)
+    assert log_path.read_bytes() == before
+    with PlainClub.open(log_path) as plain:  # the lock was released, the data is intact
+        assert len(plain.members) == 3
+
+
+def test_indexes_follow_migrations_on_open(log_path: Path) -> None:
+    """Indexes at open are built from the migrated values."""
+    with PlainClub.open(log_path) as plain:
+        plain.members["ada"] = member("ADA@X", 36)
+
+    def lower(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "email": data["email"].lower()}
+
+    class MigratedMembers(Members, version=2, migrations={1: lower}):
+        pass
+
+    class Migrated(Database):
+        members: MigratedMembers
+
+    with Migrated.open(log_path) as db:
+        assert db.members.by_email.get("ada@x") == ("ada", member("ada@x", 36))
+        assert db.members.by_email.get("ADA@X") is None
+
+
+def test_compaction_keeps_the_indexes(club: Club, log_path: Path) -> None:
+    """Compacting changes no index, before or after reopening."""
+    club.members["ada"] = member("ada@y", 1)
+    kept = snapshot(club.members)
+    club.compact()
+    assert snapshot(club.members) == kept
+    club.close()
+    with Club.open(log_path) as reopened:
+        assert snapshot(reopened.members) == kept
+
+
+def test_declarative_store_has_its_indexes(log_path: Path) -> None:
+    """A TypedStore subclass declaring an index keeps and refuses by it, and rebuilds it at open."""
+    with MemberStore.open(log_path) as store:
+        store["ada"] = member("ada@x")
+        with pytest.raises(UniqueViolationError, match="ada@x"):
+            store["bob"] = member("ada@x")
+    with MemberStore.open(log_path) as store:
+        assert store.by_email.get("ada@x") == ("ada", member("ada@x"))
+
+
+def test_store_transaction_checks_each_write(log_path: Path) -> None:
+    """A TypedStore transaction refuses a write taking a held unique index key at its call."""
+    with MemberStore.open(log_path) as store:
+        store["ada"] = member("ada@x")
+        with store.transaction() as txn:
+            with pytest.raises(UniqueViolationError, match="ada@x"):
+                txn["bob"] = member("ada@x")
+            txn["cy"] = member("cy@x")
+        assert list(store) == ["ada", "cy"]
+
+
+def test_lookup_on_a_closed_collection_raises(club: Club) -> None:
+    """An index of a closed database refuses lookups."""
+    club.close()
+    with pytest.raises(Exception, match="closed"):
+        club.members.by_email.get("ada@x")
