@@ -181,6 +181,17 @@ class FileEngine:
             file.append_parts(list(frames))
         return file.size
 
+    def claim(self, at: int) -> None:
+        """Take the log's end at byte ``at`` for appending through :attr:`file` directly.
+
+        What :meth:`append` checks first, for a writer that frames and appends records
+        itself (``_log.Log`` in shared mode, under the writer lock): a dead writer's
+        partial frame at ``at`` is cut; ``StaleLogError`` if the end is elsewhere.
+        """
+        file = self._writable_file()
+        self._check_end(file, at)
+        file.size = at
+
     def _check_end(self, file: _fs.LogFile, at: int) -> None:
         """Raise ``StaleLogError`` unless ``at`` is the log's end, cutting a dead writer's
         partial frame there first.
@@ -248,13 +259,17 @@ class FileEngine:
         file was opened says it, in one ``pread``. The record is read before the file is
         opened, so a compaction in between is seen (and, at worst, the same file is
         replayed again). Without a writer lock file (a reader beside no shared writer)
-        the log's path is compared with the open file instead.
+        the log's path is compared with the open file instead, and a reader always
+        compares it too: an exclusive writer (one at a time with shared ones) leaves an
+        old move record in place.
         """
         if self._writer is None:
             return False
         stamp = self._writer.read_stamp()
         if stamp is None:
             return self._file().is_replaced()
+        if self._mode == "readonly" and self._file().is_replaced():
+            return True  # an exclusive writer compacted: it records no move
         return stamp != self._stamp
 
     def follow(self, seen: int) -> int | None:
