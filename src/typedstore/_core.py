@@ -37,6 +37,7 @@ from ._replay import (
     Kept,
     Recovery,
     Replay,
+    Replayer,
     collection_segment,
     collector_paused,
     generation_at,
@@ -121,6 +122,10 @@ class Core:
         """The schema generation in force at ``_known``."""
         self._total = 0
         """How many records the log holds up to ``_known``, as far as compaction cares."""
+        self._resume_cache: (
+            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]] | None
+        ) = None
+        """What :meth:`_resumed` returned last, and for which catalog."""
         if self.shared or readonly:
             self.lock = _FollowingLock(self)
         if self.shared:
@@ -404,6 +409,8 @@ class Core:
         """
         engine = self._engine
         assert engine is not None, "only a shared or read-only core follows"
+        if not engine.grew_or_moved(self._known):
+            return
         if engine.is_replaced():
             if engine.end() != self._known:
                 self._read_new(engine)  # the rest of the old log, still open here
@@ -446,28 +453,55 @@ class Core:
         if any(_format.kind_of(body)[0] == _format.RecordKind.SCHEMA for _, body in bodies):
             self._reload()  # another process changed the catalog: rare, replayed whole
             return
-        declared: list[tuple[Collection[Any, Any], Declared[Any, Any]]] = []
+        replayer, declared = self._resumed()
+        replayer.trail.generation = self._generation
+        try:
+            self._total += replayer.resume(bodies)
+        finally:
+            for collection, state in declared:
+                state.settle()
+                collection._table = self._tables[collection._id] = Table(
+                    state.entries, collection._table._key_bytes
+                )
+                if collection._table._key_bytes is not None:
+                    self._install(collection, state.entries)
+        self._known = frames.end
+        if self._log is not None:
+            self._log.resume(self._total, self._generation)
+
+    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]]:
+        """Return a replay resumed from the state in memory, and the declared collections'
+        states in it, which apply records to their tables' entries in place.
+
+        Kept from one catch-up to the next while the catalog and the tables are the same
+        objects (a catalog change, a reload or a compaction's follow-up makes new ones).
+        """
+        cached = self._resume_cache
+        if cached is not None and cached[0] is self.catalog:
+            replayer, declared = cached[1], cached[2]
+            if all(state.entries is c._table.entries for c, state in declared):
+                return replayer, declared
+        declared = []
         states: dict[int, Declared[Any, Any] | Kept] = dict(self._kept)
         for meta in self.catalog.collections:
             collection = self.collections.get(meta.id)
-            if collection is None:
+            if collection is None:  # being let go: its records go nowhere
+                kept = states.setdefault(meta.id, Kept())
+                kept.enter(collection_segment(self.path, meta, 0))
                 continue
             state = Declared[Any, Any](self.path, collection._codec, collection._schema_now)
             state.entries = collection._table.entries  # applied in place
             state.enter(collection_segment(self.path, meta, 0))
             states[meta.id] = state
             declared.append((collection, state))
-        declare = self._declare(self._wanted_now())
+
+        def declare(catalog: Catalog, meta: CollectionMeta) -> Declaration[Any, Any] | None:
+            found: Declaration[Any, Any] | None = self._declare(self._wanted_now())(catalog, meta)
+            return found
+
         replayer = resumed(self.path, declare, self.catalog, states, self._generation)
-        try:
-            self._total += replayer.resume(bodies)
-        finally:
-            for collection, state in declared:
-                state.settle()
-                self._install(collection, state.entries)
-        self._known = frames.end
-        if self._log is not None:
-            self._log.resume(self._total, self._generation)
+        self._resume_cache = (self.catalog, replayer, declared)
+        return replayer, declared
 
     def _reload(self) -> None:
         """Replay the log whole into the collections this core holds (see :meth:`_catch_up`)."""
@@ -519,22 +553,38 @@ class Core:
         A ``StaleLogError`` cannot happen under the lock, as no other process appends;
         should the engine raise it all the same, this core catches up and tries once more.
         """
+        log = self._start_writer()
+        try:
+            yield log
+        finally:
+            self._stop_writer(log)
+
+    def _start_writer(self) -> Log:
+        """Take the writer lock, catch up and take the log's end; see :meth:`_writer`."""
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        with engine.writing():
+        engine.start_writing()
+        try:
             self._catch_up()
             try:
                 engine.claim(self._known)
             except StaleLogError:
                 self._catch_up()
                 engine.claim(self._known)
-            try:
-                yield log
-            finally:
-                log = self._log if self._log is not None else log
-                self._known, self._generation = log.file.size, log.generation
-                self._total = log.total_records
+        except BaseException:
+            engine.stop_writing()
+            raise
+        return log
+
+    def _stop_writer(self, log: Log) -> None:
+        """Note where the log now ends, then release the writer lock."""
+        try:
+            self._known, self._generation = log.file.size, log.generation
+            self._total = log.total_records
+        finally:
+            if self._engine is not None:
+                self._engine.stop_writing()
 
     def _write_shared(
         self,
@@ -545,13 +595,20 @@ class Core:
     ) -> list[Stored]:
         """:meth:`_write` in shared mode: under the writer lock, caught up first, so that
         ``stage`` (``modify``'s ``fn``, validators) sees every write acknowledged before."""
-        assert isinstance(self.lock, _FollowingLock)
-        with self.lock.quietly():
+        lock = self.lock
+        assert isinstance(lock, _FollowingLock)
+        lock.acquire_quietly()
+        try:
             self._writable_log()  # closed, read-only, in a transaction: the error that applies
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            with self._writer():
+            log = self._start_writer()
+            try:
                 return Core._write(self, collection, stage, compact=compact)
+            finally:
+                self._stop_writer(log)
+        finally:
+            lock.release()
 
     # -- the write path ----------------------------------------------------------------------
 
@@ -837,27 +894,37 @@ class Core:
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        with self.lock:
-            if self.is_closed:
-                return
-            phase = self._phase
-            if phase is _APPENDING:  # a signal handler, say: the write goes on
-                raise RuntimeError("close() from code that interrupted a write of this store")
-            log = self._log
-            # A write from a signal handler now is refused; close() from a validator or
-            # modify's fn returns to that write, which then finds the store closed.
-            self._phase = _APPENDING
+        if isinstance(self.lock, _FollowingLock):
+            self.lock.acquire_quietly()  # what others wrote since matters no more
             try:
-                if log is not None:
-                    log.close()
-            except OSError:
-                if log is not None and not log.has_failed():
-                    raise  # still open, records still buffered: close() can be retried
-                self.release()
-                raise
+                self._close_locked()
             finally:
-                self._phase = phase
+                self.lock.release()
+            return
+        with self.lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self.is_closed:
+            return
+        phase = self._phase
+        if phase is _APPENDING:  # a signal handler, say: the write goes on
+            raise RuntimeError("close() from code that interrupted a write of this store")
+        log = self._log
+        # A write from a signal handler now is refused; close() from a validator or
+        # modify's fn returns to that write, which then finds the store closed.
+        self._phase = _APPENDING
+        try:
+            if log is not None:
+                log.close()
+        except OSError:
+            if log is not None and not log.has_failed():
+                raise  # still open, records still buffered: close() can be retried
             self.release()
+            raise
+        finally:
+            self._phase = phase
+        self.release()
 
     def release(self) -> None:
         """Mark the database and its collections closed, let their entries go, unlock."""
@@ -961,18 +1028,26 @@ class _FollowingLock:
         self._depth -= 1
         self._lock.release()
 
-    @contextlib.contextmanager
-    def quietly(self) -> Iterator[None]:
-        """Hold the lock without catching up: the writer catches up under the writer lock."""
+    def acquire_quietly(self) -> None:
+        """Take the lock without catching up (a writer catches up under the writer lock,
+        closing does not); :meth:`release` it."""
         self._lock.acquire()
         self._depth += 1
-        try:
-            yield
-        finally:
-            self.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        # acquire, inlined: on the path of every shared read
+        self._lock.acquire()
+        self._depth += 1
+        core = self._core
+        if self._depth == 1 and not core.is_closed:
+            engine = core._engine
+            if engine is not None and engine.grew_or_moved(core._known):
+                try:
+                    core._catch_up()
+                except BaseException:
+                    self.release()
+                    raise
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self.release()
