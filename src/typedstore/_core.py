@@ -9,6 +9,7 @@ core holding named collections; ``TypedStore`` (``_store``) is a core holding on
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -23,13 +24,27 @@ from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, databas
 from ._codec import Codec
 from ._collection import Collection
 from ._config import Schema, StoreConfig
-from ._errors import SchemaMismatchError, StoreClosedError, StoreReadOnlyError
+from ._engine import StaleLogError
+from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
+from ._file_engine import FileEngine
 from ._index import has_indexes
 from ._log import Log
-from ._open import load
+from ._open import Opened, load
 from ._packing import packb
 from ._records import Write, collection_record, groups_body, operation_body
-from ._replay import Declaration, Declared, Kept, Recovery, Replay, collector_paused
+from ._replay import (
+    Declaration,
+    Declared,
+    Kept,
+    Recovery,
+    Replay,
+    Replayer,
+    collection_segment,
+    collector_paused,
+    generation_at,
+    replay,
+    resumed,
+)
 from ._table import Table
 from ._types import MISSING, Stored
 
@@ -85,12 +100,42 @@ class Changes:
 class Core:
     """One open log: its lock, writer, catalog and collections, and the one write path."""
 
-    def __init__(self, path: Path, config: StoreConfig, *, readonly: bool, single: bool) -> None:
+    def __init__(
+        self, path: Path, config: StoreConfig, *, readonly: bool, single: bool, shared: bool = False
+    ) -> None:
         self.path = path
         self.config = config
         self.readonly = readonly
-        self.lock = threading.RLock()
+        self.shared = shared and not readonly
+        """Whether other processes write the log too (README, "Several processes")."""
+        if self.shared and not config.write_through:
+            raise ValueError(
+                "shared=True needs write_through=True: a record buffered in one process "
+                "is a write the others cannot see (README, 'Several processes')"
+            )
+        self.lock: threading.RLock | _FollowingLock = threading.RLock()
+        self._engine: FileEngine | None = None
+        """The engine other processes' writes are read through: a shared or read-only
+        core's (see :meth:`_catch_up`); None for an exclusive one, which never looks."""
+        self._known = 0
+        """The position up to which this core has applied the log (shared, read-only)."""
+        self._generation = 0
+        """The schema generation in force at ``_known``."""
+        self._total = 0
+        """How many records the log holds up to ``_known``, as far as compaction cares."""
+        self._resume_cache: (
+            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]] | None
+        ) = None
+        """What :meth:`_resumed` returned last, and for which catalog."""
+        if self.shared or readonly:
+            self.lock = _FollowingLock(self)
+        if self.shared:
+            # Every write, from any collection, takes the writer lock first. An instance
+            # attribute, so that an exclusive core's writes pay no test for it.
+            self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
+        self._txn_writer = contextlib.ExitStack()
+        """The writer lock a transaction holds in shared mode."""
         self._phase = _IDLE
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
@@ -124,34 +169,50 @@ class Core:
         made: list[Collection[Any, Any]] = []
         if (changes.dropped or changes.renamed) and self.readonly:
             raise ValueError("dropped_collections and renamed_collections need a writable open")
-        if not self.readonly:
+        engine = None
+        if self.shared:
+            engine = FileEngine.open(self.path, "shared")
+        elif not self.readonly:
             _fs.make_parents(self.path)
             self._file_lock = _fs.FileLock(self.path)
         try:
-            opened = load(
-                self.path,
-                self._declare(wanted),
-                self.config,
-                readonly=self.readonly,
-                adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
-                image=self._new_image,
-            )
+            # A shared open reads, and writes a changed catalog, under the writer lock.
+            with contextlib.nullcontext() if engine is None else engine.writing():
+                opened = load(
+                    self.path,
+                    self._declare(wanted),
+                    self.config,
+                    readonly=self.readonly,
+                    adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
+                    image=self._new_image,
+                    engine=engine,
+                )
+                self._log = opened.log
+                self.recovery = opened.recovery
+                if opened.log is not None and opened.replay is not None:
+                    self._settle_catalog(opened.log, opened.replay, changes)
         except BaseException:
+            if engine is not None:
+                engine.close()
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
-        self._log = opened.log
-        self.recovery = opened.recovery
-        if opened.log is not None and opened.replay is not None:
-            if self.catalog != opened.replay.catalog:
-                # Later records must say they were written under the current catalog.
-                opened.log.pending_schema = self._catalog_bytes()
-            if changes.dropped or changes.renamed:
-                self._write_catalog(opened.log)
+        self._start_following(opened.reader if engine is None else engine, opened)
         self.is_closed = False
         for collection in made:
             collection._is_closed = False
         return made
+
+    def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
+        """Write the catalog this open changed: dropped or renamed collections at once; other
+        changes with the next record, or at once in shared mode, where other processes
+        would otherwise keep writing under the old catalog."""
+        changed = self.catalog != replayed.catalog
+        if changes.dropped or changes.renamed or (changed and self.shared):
+            self._write_catalog(log)
+        elif changed:
+            # Later records must say they were written under the current catalog.
+            log.pending_schema = self._catalog_bytes()
 
     def _declare(self, wanted: dict[str, Wanted]) -> Callable[[Catalog, CollectionMeta], Any]:
         def declare(catalog: Catalog, meta: CollectionMeta) -> Declaration[Any, Any] | None:
@@ -346,6 +407,233 @@ class Core:
         """Write the catalog now in force as a schema record, at once (drops and renames)."""
         log.append_schema(self._catalog_bytes())
 
+    # -- following other processes (shared and read-only cores) ------------------------------
+
+    def _start_following(self, engine: FileEngine | None, opened: Opened) -> None:
+        """Note where the log stands once open: catching up reads on from there."""
+        self._engine = engine
+        if opened.log is not None:
+            log = opened.log
+            self._known, self._generation = log.file.size, log.generation
+            self._total = log.total_records
+        elif opened.replay is not None:
+            self._known, self._generation = opened.replay.end, opened.replay.generation
+            self._total = opened.replay.total_records
+
+    def _catch_up(self) -> None:
+        """Apply what other processes wrote since this core last looked: every operation's
+        first step in shared and read-only mode (README, "Several processes").
+
+        One ``pread`` and one ``lseek`` when nothing changed. Records appended since are
+        read from the last known position and applied through replay's own code. A log
+        another process compacted is read to its end, then followed to its new file
+        without replaying that (it holds exactly the state this core then has), unless
+        the engine cannot tell where the two match (two compactions since): then, as
+        after a change of catalog by another process, the new log is replayed whole.
+        """
+        engine = self._engine
+        assert engine is not None, "only a shared or read-only core follows"
+        if not engine.grew_or_moved(self._known):
+            return
+        if engine.is_replaced():
+            if engine.end() != self._known:
+                self._read_new(engine)  # the rest of the old log, still open here
+            if engine.is_replaced():  # unless that replayed the new one whole
+                position = engine.follow(self._known)
+                if position is None:
+                    self._reload()
+                    return
+                self._moved(position)
+        if engine.end() != self._known:
+            self._read_new(engine)
+
+    def _moved(self, position: int) -> None:
+        """Continue at ``position`` of the file a compaction put in place of the old one."""
+        file = self._engine.file if self._engine is not None else None
+        assert file is not None, "follow opened the new log"
+        self._known = position
+        self._generation = generation_at(self.path, file.read_from(0, position))
+        self._total = self._live()
+        if self._log is not None:
+            self._log.resume(self._total, self._generation)
+
+    def _read_new(self, engine: FileEngine) -> None:
+        """Apply the complete records appended since ``_known``; one still being written
+        (or left by a killed writer) is not there yet."""
+        if self._known == 0:  # a read-only core that found the log empty: no header yet
+            self._reload()
+            return
+        frames = engine.read_frames(self._known)
+        if frames.stop == "invalid" and engine.mode == "shared":
+            raise CorruptLogError(
+                self.path,
+                frames.end,
+                "a complete record that is not valid, written since this store last read "
+                "the log; reopen it to recover (README, 'Durability and recovery')",
+            )
+        bodies = frames.bodies
+        if not bodies:
+            return
+        if any(_format.kind_of(body)[0] == _format.RecordKind.SCHEMA for _, body in bodies):
+            self._reload()  # another process changed the catalog: rare, replayed whole
+            return
+        replayer, declared = self._resumed()
+        replayer.trail.generation = self._generation
+        try:
+            self._total += replayer.resume(bodies)
+        finally:
+            for collection, state in declared:
+                state.settle()
+                collection._table = self._tables[collection._id] = Table(
+                    state.entries, collection._table._key_bytes
+                )
+                if collection._table._key_bytes is not None:
+                    self._install(collection, state.entries)
+        self._known = frames.end
+        if self._log is not None:
+            self._log.resume(self._total, self._generation)
+
+    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]]:
+        """Return a replay resumed from the state in memory, and the declared collections'
+        states in it, which apply records to their tables' entries in place.
+
+        Kept from one catch-up to the next while the catalog and the tables are the same
+        objects (a catalog change, a reload or a compaction's follow-up makes new ones).
+        """
+        cached = self._resume_cache
+        if cached is not None and cached[0] is self.catalog:
+            replayer, declared = cached[1], cached[2]
+            if all(state.entries is c._table.entries for c, state in declared):
+                return replayer, declared
+        declared = []
+        states: dict[int, Declared[Any, Any] | Kept] = dict(self._kept)
+        for meta in self.catalog.collections:
+            collection = self.collections.get(meta.id)
+            if collection is None:  # being let go: its records go nowhere
+                kept = states.setdefault(meta.id, Kept())
+                kept.enter(collection_segment(self.path, meta, 0))
+                continue
+            state = Declared[Any, Any](self.path, collection._codec, collection._schema_now)
+            state.entries = collection._table.entries  # applied in place
+            state.enter(collection_segment(self.path, meta, 0))
+            states[meta.id] = state
+            declared.append((collection, state))
+
+        def declare(catalog: Catalog, meta: CollectionMeta) -> Declaration[Any, Any] | None:
+            found: Declaration[Any, Any] | None = self._declare(self._wanted_now())(catalog, meta)
+            return found
+
+        replayer = resumed(self.path, declare, self.catalog, states, self._generation)
+        self._resume_cache = (self.catalog, replayer, declared)
+        return replayer, declared
+
+    def _reload(self) -> None:
+        """Replay the log whole into the collections this core holds (see :meth:`_catch_up`)."""
+        engine = self._engine
+        assert engine is not None, "only a shared or read-only core follows"
+        buf = engine.read_log()
+        if not buf:
+            return
+        wanted = self._wanted_now()
+        state = replay(
+            self.path, buf, self._declare(wanted), self.config.recovery, self.config.buf_capacity
+        )
+        kept: dict[int, Kept] = {}
+        for ident, found in state.collections.items():
+            collection = self.collections.get(ident)
+            if collection is None:
+                if isinstance(found, Kept):
+                    kept[ident] = found
+                continue
+            want = Wanted(type(collection), collection._codec, collection._schema_now)
+            self._install(collection, self._validated(found, want))
+        self.catalog, self._next_id, self._kept = state.catalog, state.next_id, kept
+        self._known, self._generation, self._total = (
+            state.end,
+            state.generation,
+            state.total_records,
+        )
+        if self._log is not None:
+            self._log.resume(self._total, self._generation)
+
+    def _wanted_now(self) -> dict[str, Wanted]:
+        """Return the declarations of the collections this core holds, by name."""
+        return {
+            c._name: Wanted(type(c), c._codec, c._schema_now) for c in self.collections.values()
+        }
+
+    def _install(self, collection: Collection[Any, Any], entries: dict[Any, Stored]) -> None:
+        """Give ``collection`` a table of ``entries``, caught up from the log."""
+        codec = collection._codec
+        key_bytes = None if codec.canonical_keys else {key: codec.key_bytes(key) for key in entries}
+        table = Table(entries, key_bytes)
+        collection._table = table
+        self._tables[collection._id] = table
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Log]:
+        """Hold the writer lock of shared mode, caught up, the log's end taken for appending.
+
+        A ``StaleLogError`` cannot happen under the lock, as no other process appends;
+        should the engine raise it all the same, this core catches up and tries once more.
+        """
+        log = self._start_writer()
+        try:
+            yield log
+        finally:
+            self._stop_writer(log)
+
+    def _start_writer(self) -> Log:
+        """Take the writer lock, catch up and take the log's end; see :meth:`_writer`."""
+        engine, log = self._engine, self._log
+        assert engine is not None, "only a shared core writes this way"
+        assert log is not None, "only a writable core writes"
+        engine.start_writing()
+        try:
+            self._catch_up()
+            try:
+                engine.claim(self._known)
+            except StaleLogError:
+                self._catch_up()
+                engine.claim(self._known)
+        except BaseException:
+            engine.stop_writing()
+            raise
+        return log
+
+    def _stop_writer(self, log: Log) -> None:
+        """Note where the log now ends, then release the writer lock."""
+        try:
+            self._known, self._generation = log.file.size, log.generation
+            self._total = log.total_records
+        finally:
+            if self._engine is not None:
+                self._engine.stop_writing()
+
+    def _write_shared(
+        self,
+        collection: Collection[Any, Any],
+        stage: Callable[[Table[Any]], Sequence[Write[Any]]] | Sequence[Write[Any]],
+        *,
+        compact: bool = False,
+    ) -> list[Stored]:
+        """:meth:`_write` in shared mode: under the writer lock, caught up first, so that
+        ``stage`` (``modify``'s ``fn``, validators) sees every write acknowledged before."""
+        lock = self.lock
+        assert isinstance(lock, _FollowingLock)
+        lock.acquire_quietly()
+        try:
+            self._writable_log()  # closed, read-only, in a transaction: the error that applies
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            log = self._start_writer()
+            try:
+                return Core._write(self, collection, stage, compact=compact)
+            finally:
+                self._stop_writer(log)
+        finally:
+            lock.release()
+
     # -- the write path ----------------------------------------------------------------------
 
     def _write(
@@ -484,6 +772,8 @@ class Core:
             self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
+            if self.shared:  # held until _end_transaction: atomic across processes
+                self._txn_writer.enter_context(self._writer())
         except BaseException:
             self.lock.release()
             raise
@@ -527,7 +817,10 @@ class Core:
 
     def _end_transaction(self) -> None:
         self._txn_thread = None
-        self.lock.release()
+        try:
+            self._txn_writer.close()
+        finally:
+            self.lock.release()
 
     # -- durability --------------------------------------------------------------------------
 
@@ -548,11 +841,12 @@ class Core:
         with self.lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
-            self._phase = _APPENDING  # a write from a signal handler now is refused
-            try:
-                self._compact_locked(log)
-            finally:
-                self._phase = _IDLE
+            with self._writer() if self.shared else contextlib.nullcontext(log):
+                self._phase = _APPENDING  # a write from a signal handler now is refused
+                try:
+                    self._compact_locked(log)
+                finally:
+                    self._phase = _IDLE
 
     def _compact_locked(self, log: Log) -> None:
         rewrite = _compact.Rewrite()
@@ -628,27 +922,37 @@ class Core:
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        with self.lock:
-            if self.is_closed:
-                return
-            phase = self._phase
-            if phase is _APPENDING:  # a signal handler, say: the write goes on
-                raise RuntimeError("close() from code that interrupted a write of this store")
-            log = self._log
-            # A write from a signal handler now is refused; close() from a validator or
-            # modify's fn returns to that write, which then finds the store closed.
-            self._phase = _APPENDING
+        if isinstance(self.lock, _FollowingLock):
+            self.lock.acquire_quietly()  # what others wrote since matters no more
             try:
-                if log is not None:
-                    log.close()
-            except OSError:
-                if log is not None and not log.has_failed():
-                    raise  # still open, records still buffered: close() can be retried
-                self.release()
-                raise
+                self._close_locked()
             finally:
-                self._phase = phase
+                self.lock.release()
+            return
+        with self.lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self.is_closed:
+            return
+        phase = self._phase
+        if phase is _APPENDING:  # a signal handler, say: the write goes on
+            raise RuntimeError("close() from code that interrupted a write of this store")
+        log = self._log
+        # A write from a signal handler now is refused; close() from a validator or
+        # modify's fn returns to that write, which then finds the store closed.
+        self._phase = _APPENDING
+        try:
+            if log is not None:
+                log.close()
+        except OSError:
+            if log is not None and not log.has_failed():
+                raise  # still open, records still buffered: close() can be retried
             self.release()
+            raise
+        finally:
+            self._phase = phase
+        self.release()
 
     def release(self) -> None:
         """Mark the database and its collections closed, let their entries go, unlock."""
@@ -662,6 +966,8 @@ class Core:
         self._kept = {}
         if self._file_lock is not None:
             self._file_lock.release()
+        if self.readonly and self._engine is not None:
+            self._engine.close()
 
     def abandon(self) -> int:
         """Close the log without flushing and release everything; return the bytes dropped."""
@@ -723,3 +1029,60 @@ def _headed(head: bytes, body: bytes | list[bytes]) -> bytes | list[bytes]:
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
     return body if isinstance(body, bytes) else b"".join(body)
+
+
+class _FollowingLock:
+    """The lock of a core that follows other processes (shared or read-only): taking it,
+    outermost, catches the core up with the log first (``Core._catch_up``).
+
+    So every operation, read or write, sees what other processes wrote before it
+    began. Used like the ``RLock`` it wraps; a closed core does not catch up.
+    """
+
+    __slots__ = ("_core", "_depth", "_lock")
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._lock = threading.RLock()
+        self._depth = 0
+        """How many times the holding thread holds the lock."""
+
+    def acquire(self) -> bool:
+        """Take the lock, catching up if this is its outermost hold."""
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1 and not self._core.is_closed:
+            try:
+                self._core._catch_up()
+            except BaseException:
+                self.release()
+                raise
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        self._lock.release()
+
+    def acquire_quietly(self) -> None:
+        """Take the lock without catching up (a writer catches up under the writer lock,
+        closing does not); :meth:`release` it."""
+        self._lock.acquire()
+        self._depth += 1
+
+    def __enter__(self) -> bool:
+        # acquire, inlined: on the path of every shared read
+        self._lock.acquire()
+        self._depth += 1
+        core = self._core
+        if self._depth == 1 and not core.is_closed:
+            engine = core._engine
+            if engine is not None and engine.grew_or_moved(core._known):
+                try:
+                    core._catch_up()
+                except BaseException:
+                    self.release()
+                    raise
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

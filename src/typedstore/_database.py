@@ -84,6 +84,7 @@ class Database:
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        shared: bool = False,
         dropped_collections: Sized[str] = (),
         renamed_collections: Mapping[str, str] | None = None,
     ) -> Self:
@@ -94,8 +95,8 @@ class Database:
         every other collection of the log is kept as it is. ``dropped_collections``
         and ``renamed_collections`` (old name to new) change the catalog, written
         durably before this returns; naming a collection the log lacks raises
-        ValueError and a read-only open refuses them, nothing written. Raises what
-        ``TypedStore.open`` raises.
+        ValueError and a read-only open refuses them, nothing written. ``shared`` is as for
+        ``TypedStore.open``. Raises what ``TypedStore.open`` raises.
         """
         if config is None:
             config = StoreConfig()
@@ -104,7 +105,9 @@ class Database:
         if isinstance(dropped_collections, str):
             raise TypeError("dropped_collections must be a collection of names, not one string")
         changes = Changes(tuple(dropped_collections), dict(renamed_collections or {}))
-        core = Core(_fs.real_path(Path(path)), config, readonly=readonly, single=False)
+        core = Core(
+            _fs.real_path(Path(path)), config, readonly=readonly, single=False, shared=shared
+        )
         wanted = _declarations(cls)
         made = core.open(wanted, changes)
         database = object.__new__(cls)

@@ -156,6 +156,15 @@ class FileEngine:
         Not reentrant: a second ``flock`` on the same descriptor would succeed at once and
         the inner release would let other writers in while the outer write goes on.
         """
+        self.start_writing()
+        try:
+            yield
+        finally:
+            self.stop_writing()
+
+    def start_writing(self) -> None:
+        """Take the writer lock, as entering :meth:`writing` does (for a hot caller that
+        pairs it with :meth:`stop_writing` in ``try``/``finally``)."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
         if self._is_writing:
@@ -163,12 +172,21 @@ class FileEngine:
         if self._writer is not None:
             self._writer.acquire()
         self._is_writing = True
-        try:
-            yield
-        finally:
-            self._is_writing = False
-            if self._writer is not None:
-                self._writer.release()
+
+    def stop_writing(self) -> None:
+        """Release the writer lock :meth:`start_writing` took."""
+        self._is_writing = False
+        if self._writer is not None:
+            self._writer.release()
+
+    def grew_or_moved(self, known: int) -> bool:
+        """Whether the log's end is not ``known`` or another process replaced the log:
+        :meth:`end` and :meth:`is_replaced` in one call, the check before every shared
+        operation. A read-only engine also compares the path's file (see there)."""
+        file = self.file
+        if file is None or self._writer is None or self._mode == "readonly":
+            return self.is_replaced() or self.end() != known
+        return file.end() != known or self._writer.read_stamp() != self._stamp
 
     def append(self, frames: Sequence[bytes], at: int) -> int:
         """Append ``frames`` at byte ``at`` if that is the log's end; return the new end."""
@@ -180,6 +198,17 @@ class FileEngine:
         else:
             file.append_parts(list(frames))
         return file.size
+
+    def claim(self, at: int) -> None:
+        """Take the log's end at byte ``at`` for appending through :attr:`file` directly.
+
+        What :meth:`append` checks first, for a writer that frames and appends records
+        itself (``_log.Log`` in shared mode, under the writer lock): a dead writer's
+        partial frame at ``at`` is cut; ``StaleLogError`` if the end is elsewhere.
+        """
+        file = self._writable_file()
+        self._check_end(file, at)
+        file.size = at
 
     def _check_end(self, file: _fs.LogFile, at: int) -> None:
         """Raise ``StaleLogError`` unless ``at`` is the log's end, cutting a dead writer's
@@ -193,7 +222,7 @@ class FileEngine:
             if at != file.size:
                 raise StaleLogError(f"{self.path}: the log ends at {file.size}, not {at}")
             return
-        if self.is_replaced():
+        if self._writer is not None and self._writer.read_stamp() != self._stamp:
             raise StaleLogError(f"{self.path}: another process replaced the log")
         size = file.end()
         if size == at:
@@ -248,13 +277,17 @@ class FileEngine:
         file was opened says it, in one ``pread``. The record is read before the file is
         opened, so a compaction in between is seen (and, at worst, the same file is
         replayed again). Without a writer lock file (a reader beside no shared writer)
-        the log's path is compared with the open file instead.
+        the log's path is compared with the open file instead, and a reader always
+        compares it too: an exclusive writer (one at a time with shared ones) leaves an
+        old move record in place.
         """
         if self._writer is None:
             return False
         stamp = self._writer.read_stamp()
         if stamp is None:
             return self._file().is_replaced()
+        if self._mode == "readonly" and self._file().is_replaced():
+            return True  # an exclusive writer compacted: it records no move
         return stamp != self._stamp
 
     def follow(self, seen: int) -> int | None:

@@ -277,9 +277,9 @@ class WriterLock:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def release(self) -> None:
-        """Let the next writer in."""
-        assert self._fd is not None, "a read-only store never writes"
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        """Let the next writer in (closing the lock file did already, if it is closed)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def write_move(self, move: Move) -> bytes:
         """Record ``move`` (under the lock) and return its stamp (see :meth:`read_stamp`).

@@ -177,6 +177,16 @@ class Log:
             raise
         self._replaced(records, generation())
 
+    def resume(self, records: int, generation: int) -> None:
+        """Continue after records another process wrote (shared mode): the engine's file,
+        which a compaction may have changed, now holding ``records`` records, and the
+        schema ``generation`` in force at its end. Nothing is buffered in shared mode."""
+        file = self.engine.file
+        assert file is not None, "the engine has read or created its log"
+        self.file = file
+        self.total_records = records
+        self.generation = generation
+
     def _replaced(self, records: int, generation: int) -> None:
         """Append to the engine's new log, holding ``records`` records, from now on."""
         file = self.engine.file

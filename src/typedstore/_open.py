@@ -36,6 +36,8 @@ class Opened:
     replay: Replay | None
     """The replay whose log ``log`` appends to; None when ``log`` was written anew (a new
     log, or one a recovery mode rebuilt), its header describing the state in memory."""
+    reader: FileEngine | None = None
+    """A read-only open's engine, kept open to follow the log as it grows."""
 
 
 def load(
@@ -46,28 +48,22 @@ def load(
     readonly: bool,
     adopt: Callable[[Replay | None], None],
     image: Image,
+    engine: FileEngine | None = None,
 ) -> Opened:
-    """Open the log at ``path`` (its writer lock already held unless ``readonly``).
+    """Open the log at ``path`` (its open lock already held unless ``readonly``).
 
     ``adopt`` receives the replay (None for a new or empty log) before anything is
     written; ``image`` gives the content of a log written anew. The log is opened
     once, in a file engine: replay reads it, and the writer cuts and appends to it,
-    through the same descriptor (see ``_fs.open_log``).
+    through the same descriptor (see ``_fs.open_log``). A shared open passes its
+    ``engine``, whose writer lock the caller holds; a read-only open keeps its engine,
+    to follow the log (``Opened.reader``).
     """
     if readonly:
-        reader = FileEngine(path, "readonly")
-        try:
-            buf = reader.read_log()
-        finally:
-            reader.close()
-        if not buf:
-            adopt(None)
-            return Opened(None, None, None)
-        state = replay(path, buf, declare, config.recovery, config.buf_capacity)
-        adopt(state)
-        recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
-        return Opened(None, recovery, state)
-    engine = FileEngine(path, "exclusive")  # the store holds the open lock
+        return _load_readonly(path, declare, config, adopt)
+    owned = engine is None
+    if engine is None:
+        engine = FileEngine(path, "exclusive")  # the store holds the open lock
     try:
         buf = engine.read_log()
         if buf:
@@ -75,8 +71,28 @@ def load(
         adopt(None)
         return Opened(_written_anew(engine, config, image, None), None, None)
     except BaseException:
-        engine.close()
+        if owned:  # a shared engine is closed by its caller, once out of its writer lock
+            engine.close()
         raise
+
+
+def _load_readonly(
+    path: Path, declare: Declare, config: StoreConfig, adopt: Callable[[Replay | None], None]
+) -> Opened:
+    """Replay the log for reading, keeping its engine open to follow it as it grows."""
+    reader = FileEngine(path, "readonly")
+    try:
+        buf = reader.read_log()
+        if not buf:
+            adopt(None)
+            return Opened(None, None, None, reader)
+        state = replay(path, buf, declare, config.recovery, config.buf_capacity)
+        adopt(state)
+    except BaseException:
+        reader.close()
+        raise
+    recovery = _describe_recovery(path, state, len(buf), config.recovery, None)
+    return Opened(None, recovery, state, reader)
 
 
 def _load_writable(

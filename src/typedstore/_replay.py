@@ -7,7 +7,7 @@ import gc
 import logging
 import reprlib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal
@@ -18,6 +18,7 @@ from . import _format
 from ._catalog import Catalog, CatalogError, CollectionMeta, read_catalog
 from ._codec import Codec, RecordDecodeError, decode_metadata, describe_changes, unpack
 from ._config import Schema
+from ._engine import walk_frames
 from ._errors import CorruptLogError, SchemaMismatchError, StoreError
 from ._scan import Damage, FrameScanner, Verdict, open_header, verdict
 from ._types import MISSING, K, RecoveryMode, V
@@ -224,7 +225,10 @@ class Replayer:
 
     def _read_record(self, offset: int, end: int) -> None:
         """Apply any other record: a schema record, a removal, a batch, a collection's."""
-        body = _format.frame_body(self.buf, offset, end)
+        self._apply_body(_format.frame_body(self.buf, offset, end), offset)
+
+    def _apply_body(self, body: memoryview, offset: int) -> None:
+        """Apply the record ``body``, found at byte ``offset``: any kind of record."""
         meta = self.trail.follow(body, offset)
         if meta is not None:
             self._enter_catalog(meta, offset)
@@ -247,6 +251,16 @@ class Replayer:
         for op, key, item in zip(ops, keys, decoded, strict=True):
             states[op.collection].apply(key, item, op.value, offset)
         self.total += len(ops)
+
+    def resume(self, bodies: Iterable[tuple[int, memoryview]]) -> int:
+        """Apply the records ``bodies`` (position and body, in log order) to the states
+        this replay was resumed with (:func:`resumed`); return how many operations they
+        held. Values that had to wait are settled by the caller, as after :meth:`run`."""
+        before = self.total
+        with collector_paused():
+            for offset, body in bodies:
+                self._apply_body(body, offset)
+        return self.total - before
 
     def _enter_catalog(self, meta: bytes, offset: int) -> None:
         """Follow the catalog of the header (offset 0) or of a schema record."""
@@ -288,6 +302,48 @@ class Replayer:
         self.states[collection.id] = new
         self.names[collection.id] = collection.name
         return new
+
+
+def resumed(
+    path: Path,
+    declare: Declare,
+    catalog: Catalog,
+    states: dict[int, Declared[Any, Any] | Kept],
+    generation: int,
+) -> Replayer:
+    """Return a replay that continues from a state in memory: the catch-up of shared mode.
+
+    ``states`` are the live collections' states under ``catalog``, the one in force at
+    schema ``generation``; :meth:`Replayer.resume` applies the records appended since to
+    them, through the same code as a replay at open.
+    """
+    replayer = Replayer(path, b"", declare)
+    replayer.catalog = catalog
+    replayer.trail.generation = generation
+    for meta in catalog.collections:
+        replayer.next_id = max(replayer.next_id, meta.id + 1)
+        state = states.get(meta.id)
+        if state is not None:
+            replayer.states[meta.id] = state
+            replayer.names[meta.id] = meta.name
+    zero = replayer.states.get(0)
+    replayer.insert_zero = None if zero is None else zero.insert
+    return replayer
+
+
+def generation_at(path: Path, buf: bytes) -> int:
+    """Return the schema generation in force at the end of ``buf``, a log's first bytes.
+
+    Reads the header and each frame's kind only, decoding nothing: what a process needs
+    after following a compaction (see ``Core``), whose image may hold schema records.
+    """
+    _, start = open_header(path, buf)
+    generation = 0
+    for _, body in walk_frames(buf[start:], start).bodies:
+        kind, tagged = _format.kind_of(body)
+        if kind == _format.RecordKind.SCHEMA:
+            generation = tagged
+    return generation
 
 
 _NO_COLLECTION = "a record of collection {}, which the catalog does not list"

@@ -61,6 +61,7 @@ class TypedStore(Collection[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        shared: bool = False,
         version: int | None = None,
         migrations: Mapping[int, Migration] | None = None,
         dropped_fields: Sized[str] = (),
@@ -73,6 +74,7 @@ class TypedStore(Collection[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        shared: bool = False,
         version: int | None = None,
         migrations: Mapping[int, Migration] | None = None,
         dropped_fields: Sized[str] = (),
@@ -86,6 +88,7 @@ class TypedStore(Collection[K, V]):
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
+        shared: bool = False,
         version: int | None = None,
         migrations: Mapping[int, Migration] | None = None,
         dropped_fields: Sized[str] = (),
@@ -96,7 +99,9 @@ class TypedStore(Collection[K, V]):
         ``StoreLockedError`` when another writer holds it, ``NotAStoreError``,
         ``CorruptLogError`` or ``SchemaMismatchError`` for a log it cannot use (the file
         is left as it was), and ``FileNotFoundError`` for a missing file with
-        ``readonly=True``.
+        ``readonly=True``. ``shared=True`` lets several processes open it read-write
+        at once, each operation seeing every write acknowledged before it began (README,
+        "Several processes"); a shared and an exclusive open refuse each other.
 
         ``version`` is the schema version of the values (default 1); records written
         at an older version pass through ``migrations[k]`` (version k to k + 1) on
@@ -116,7 +121,9 @@ class TypedStore(Collection[K, V]):
             config = StoreConfig()
         elif not isinstance(config, StoreConfig):
             raise TypeError(f"config must be a StoreConfig, not {type(config).__name__}")
-        core = Core(_fs.real_path(Path(path)), config, readonly=readonly, single=True)
+        core = Core(
+            _fs.real_path(Path(path)), config, readonly=readonly, single=True, shared=shared
+        )
         wanted = {"": Wanted(cls, Codec[Any, Any](key_type, value_type), schema)}
         (store,) = core.open(wanted, Changes())
         assert isinstance(store, TypedStore)
