@@ -854,6 +854,7 @@ class TestWritesThatSkipTheReadBack:
                 == shape(StrictProfile(name="ok", tags=["a"], scores={"x": 1}))
             )
 
+
 class Point(BaseModel):
     """A frozen model of immutable fields: the store hands it out as it holds it."""
 
