@@ -14,6 +14,7 @@ could change (docs/BENCHMARKS.md lists those speed-ups). One class per promise, 
 - ``TestTypesCompletedAfterOpen``: models completed after open.
 - ``TestPlainScalars``: plain keys and values skip pydantic, exactly as validated.
 - ``TestWritesThatSkipTheReadBack``: values whose dump is plain data read back as returned.
+- ``TestReadsSkipTheCopyOnlyForImmutableValues``: reads hand out held or copied values.
 """
 
 from __future__ import annotations
@@ -814,3 +815,49 @@ class TestWritesThatSkipTheReadBack:
             store["k"] = unvalidated(Profile, name="bad", scores={"x": "many"})
         with TypedStore.open(log_path, str, Profile) as reopened:
             assert len(reopened) == 0
+
+
+class Point(BaseModel):
+    """A frozen model of immutable fields: the store hands it out as it holds it."""
+
+    model_config = ConfigDict(frozen=True)
+    x: int
+
+
+class Tags(BaseModel):
+    """A mutable model: the store hands out a fresh copy on every read."""
+
+    names: list[str]
+
+
+class TestReadsSkipTheCopyOnlyForImmutableValues:
+    """Reads return an immutable value as held, and a mutable one as a fresh copy."""
+
+    def test_every_read_of_an_immutable_value_returns_the_held_object(self, log_path: Path) -> None:
+        """get, [], values(), items() and get_index return the one object the store holds."""
+        point = Point(x=1)
+        with TypedStore.open(log_path, str, Point) as store:
+            store["a"] = point
+            held = store.get("a")
+            assert held == point
+            assert store["a"] is held
+            assert next(iter(store.values())) is held
+            assert list(store.items()) == [("a", held)]
+            assert next(iter(store.items()))[1] is held
+            assert store.get_index(0) == ("a", held)
+            assert store.get_index(-1)[1] is held  # type: ignore[index]  # present: not None
+
+    def test_every_read_of_a_mutable_value_returns_a_new_copy(self, log_path: Path) -> None:
+        """get, [], values(), items() and get_index each return a copy no other read shares."""
+        with TypedStore.open(log_path, str, Tags) as store:
+            store["a"] = Tags(names=["x"])
+            reads = [
+                store.get("a"),
+                store["a"],
+                next(iter(store.values())),
+                next(iter(store.items()))[1],
+                store.get_index(0)[1],  # type: ignore[index]  # present: not None
+            ]
+            assert all(read == Tags(names=["x"]) for read in reads)
+            assert len({id(read) for read in reads}) == len(reads)
+            assert len({id(read.names) for read in reads}) == len(reads)  # type: ignore[union-attr]

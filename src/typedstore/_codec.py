@@ -179,7 +179,9 @@ class Codec(Generic[K, V]):
     def thaw(self, stored: object) -> V:
         """Return the value for what memory keeps: a fresh copy when values are mutable."""
         if self.copies_values:
-            return self.decode_value(cast(bytes, stored))
+            # decode_value and validate_value, inlined: every read of a mutable value
+            # runs this. A mutable type is never a plain one, so no shortcut is missed.
+            return (self._bound_validate or self._bind_validate())(unpack(cast(bytes, stored)))
         return cast(V, stored)
 
     def stored_bytes(self, stored: object) -> bytes:
@@ -194,14 +196,18 @@ class Codec(Generic[K, V]):
         """Return the value that decoded (or migrated) ``data`` validates to."""
         if self._plain_value is not None and type(data) is self._plain_value:
             return cast(V, data)
-        validate = self._bound_validate
-        if validate is None:
-            # Bound once, since every read of a mutable value and every replayed record
-            # calls it; but not before first use: a model with a forward reference may
-            # be completed (model_rebuild) after the store is opened.
-            validate = functools.partial(self._values.validator.validate_python, **_DECODED)
-            self._bound_validate = validate
-        return validate(data)
+        return (self._bound_validate or self._bind_validate())(data)
+
+    def _bind_validate(self) -> Callable[[object], V]:
+        """Return the value validator with the decoding options, bound once.
+
+        Bound on first use, since every read of a mutable value and every replayed
+        record calls it; but not before: a model with a forward reference may be
+        completed (model_rebuild) after the store is opened.
+        """
+        validate = functools.partial(self._values.validator.validate_python, **_DECODED)
+        self._bound_validate = validate
+        return validate
 
     def lost_fields(self, data: object, value: V) -> set[str]:
         """Return the fields ``data`` holds that ``value``, validated from it, no longer has.

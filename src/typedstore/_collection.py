@@ -107,6 +107,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """What precedes an insert or remove body in this collection's records."""
         self._name = name
         self._codec = codec
+        self._copies = codec.copies_values
+        """Whether reads return copies (``Codec.thaw``); else what memory keeps, as it is."""
         self._schema_now = schema
         self._table = table
         self._is_closed = core.is_closed
@@ -121,10 +123,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def get(self, key: K, /, default: object = None) -> object:
         """Return the value of ``key`` (a copy for mutable types), or ``default``."""
         with self._lock:
-            if self._is_closed:  # _check_open, inlined in the two hottest reads
+            if self._is_closed:  # _check_open, inlined in the hottest reads
                 self._check_open()
             stored = self._table.entries.get(key, MISSING)
-        return default if stored is MISSING else self._codec.thaw(stored)
+        if stored is MISSING:
+            return default
+        return self._codec.thaw(stored) if self._copies else stored
 
     def __getitem__(self, key: K) -> V:
         with self._lock:
@@ -133,7 +137,9 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             stored = self._table.entries.get(key, MISSING)
         if stored is MISSING:
             raise KeyError(key)
-        return self._codec.thaw(stored)
+        if self._copies:
+            return self._codec.thaw(stored)
+        return stored  # type: ignore[return-value]  # an immutable V is kept as itself
 
     def contains_key(self, key: K) -> bool:
         """Return whether ``key`` is in the store (same as ``key in store``)."""
@@ -141,7 +147,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
-            self._check_open()
+            if self._is_closed:
+                self._check_open()
             return key in self._table.entries
 
     def __len__(self) -> int:
@@ -180,11 +187,14 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         with self._lock:
             self._check_open()
             entry = self._table.at(index)
-        return None if entry is None else (entry[0], self._codec.thaw(entry[1]))
+        if entry is None or not self._copies:
+            return entry  # type: ignore[return-value]  # an immutable V is kept as itself
+        return entry[0], self._codec.thaw(entry[1])
 
     def _snapshot(self) -> list[tuple[K, Stored]]:
         with self._lock:
-            self._check_open()
+            if self._is_closed:
+                self._check_open()
             return list(self._table.entries.items())
 
     # -- writing ---------------------------------------------------------------------------
@@ -405,15 +415,24 @@ class _ValuesView(ValuesView[V], Generic[K, V]):
     _mapping: Collection[K, V]
 
     def __iter__(self) -> Iterator[V]:
-        thaw = self._mapping._codec.thaw
-        for _, stored in self._mapping._snapshot():
-            yield thaw(stored)
+        mapping = self._mapping
+        if mapping._copies:
+            thaw = mapping._codec.thaw
+            for _, stored in mapping._snapshot():
+                yield thaw(stored)
+        else:  # an immutable V is kept as itself
+            for _, value in typing.cast(list[tuple[K, V]], mapping._snapshot()):
+                yield value
 
 
 class _ItemsView(ItemsView[K, V], Generic[K, V]):
     _mapping: Collection[K, V]
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
-        thaw = self._mapping._codec.thaw
-        for key, stored in self._mapping._snapshot():
-            yield key, thaw(stored)
+        mapping = self._mapping
+        if mapping._copies:
+            thaw = mapping._codec.thaw
+            for key, stored in mapping._snapshot():
+                yield key, thaw(stored)
+        else:  # an immutable V is kept as itself: the snapshot's pairs are the items
+            yield from typing.cast(list[tuple[K, V]], mapping._snapshot())
