@@ -187,7 +187,8 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     end: int = body + length
     if length == 0 or end > len(buf) or length > MAX_RECORD_BYTES:
         return -1
-    if _crc32(buf[offset + 4 : body], _crc32(_pack_u64(base + offset))) != crc:
+    # The head checksum seeded with the offset's (see _frame_head), as one CRC.
+    if _crc32(_pack_u64(base + offset) + buf[offset + 4 : body]) != crc:
         return -1
     if view is None:
         view = memoryview(buf)
