@@ -302,13 +302,14 @@ def test_killed_writer_loses_no_acknowledged_mutation(
         assert report.kills_in_compaction >= 1, "no kill landed inside a compaction"
 
 
-@pytest.mark.parametrize("config", ["default", "compacting"])
 def test_killed_indexed_writer_reopens_with_indexes_equal_to_a_rebuild(
-    log_path: Path, rng: random.Random, config: str
+    log_path: Path, rng: random.Random
 ) -> None:
     """After each SIGKILL, the indexes of the reopened store equal indexes built from scratch
     from its entries, and no acknowledged mutation is lost."""
-    report = run_kills(KV_INDEXED, log_path, config, rng)  # reopen compares the indexes
+    # One config: compaction leaves indexes alone, and kills mid-compaction are the kv
+    # test's; each config costs about 20 s of the suite.
+    report = run_kills(KV_INDEXED, log_path, "default", rng)  # reopen compares the indexes
     assert len(report.states) == KILLS
     assert report.acknowledged > KILLS, "the child was killed before it did anything"
 
