@@ -331,3 +331,27 @@ def test_lookup_on_a_closed_collection_raises(club: Club) -> None:
     club.close()
     with pytest.raises(Exception, match="closed"):
         club.members.by_email.get("ada@x")
+
+
+class TestSharedMode:
+    """A handle catching up with another's writes brings its indexes up to date."""
+
+    def test_lookups_see_another_handles_writes(self, log_path: Path) -> None:
+        """An entry another shared handle wrote is found by index, and its old keys are gone."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x", 36, ["admin"])
+            assert second.members.by_email.get("ada@x") == ("ada", member("ada@x", 36, ["admin"]))
+            first.members["ada"] = member("ada@y", 37)
+            assert second.members.by_email.get("ada@x") is None
+            assert second.members.by_age.range(37, None) == [("ada", member("ada@y", 37))]
+            assert second.members.by_tag.count("admin") == 0
+
+    def test_unique_check_sees_another_handles_writes(self, log_path: Path) -> None:
+        """A write that would repeat an email another handle wrote is refused, nothing written."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x")
+            size = log_path.stat().st_size
+            with pytest.raises(UniqueViolationError, match="ada@x"):
+                second.members["bob"] = member("ada@x")
+            assert log_path.stat().st_size == size
+            assert "bob" not in first.members

@@ -157,6 +157,14 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             view = self._index_views[id(index)] = IndexView(self._indexes, index)
         return view
 
+    def _reindex(self) -> None:
+        """Rebuild the indexes from memory, after a catch-up applied other processes'
+        records to the table in place (shared and read-only mode). Raises if the entries
+        break a unique index, as an open would."""
+        if self._indexes:
+            with self._lock:
+                self._indexes.rebuild(self._thawed({}))
+
     def _follow_writes(self, writes: Sequence[Write[K]]) -> None:
         """Bring the indexes up to date with ``writes`` that memory applied already.
 

@@ -489,6 +489,8 @@ class Core:
                 )
                 if collection._table._key_bytes is not None:
                     self._install(collection, state.entries)
+        for collection, _ in declared:
+            collection._reindex()
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
@@ -547,6 +549,7 @@ class Core:
                 continue
             want = Wanted(type(collection), collection._codec, collection._schema_now)
             self._install(collection, self._validated(found, want))
+            collection._reindex()
         self.catalog, self._next_id, self._kept = state.catalog, state.next_id, kept
         self._known, self._generation, self._total = (
             state.end,
