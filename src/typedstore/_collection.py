@@ -25,8 +25,8 @@ from ._config import Schema
 from ._errors import StoreClosedError
 from ._format import collection_body
 from ._index import Index, IndexView, declared_indexes
-from ._index_hook import IndexHook, changes
-from ._index_set import Change, IndexSet
+from ._index_hook import IndexHook
+from ._index_set import IndexSet
 from ._records import Write, removal
 from ._table import Table
 from ._txn import Transaction
@@ -164,24 +164,6 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         if self._indexes:
             with self._lock:
                 self._indexes.rebuild(self._thawed({}))
-
-    def _follow_writes(self, writes: Sequence[Write[K]]) -> None:
-        """Bring the indexes up to date with ``writes`` that memory applied already.
-
-        For a process catching up with records another one wrote: they were checked
-        there, so a plan that fails here (the other process's code differs) rebuilds
-        the indexes from memory, which raises if the entries break the rules.
-        """
-        if not self._indexes:
-            return
-        with self._lock:
-            try:
-                found: list[Change[K, V]] = changes(self._codec, writes)
-                plan = self._indexes.plan(found)
-            except Exception:
-                self._indexes.rebuild(self._thawed({}))
-                return
-            self._indexes.apply(plan)
 
     # -- reading ---------------------------------------------------------------------------
 
