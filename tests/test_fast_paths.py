@@ -716,6 +716,12 @@ class Profile(BaseModel):
     seen: datetime.datetime | None = None
 
 
+class StrictProfile(Profile):
+    """Profile in pydantic's strict mode: its dump is plain data too."""
+
+    model_config = ConfigDict(strict=True)
+
+
 class Loose(BaseModel):
     data: Any
 
@@ -814,3 +820,35 @@ class TestWritesThatSkipTheReadBack:
             store["k"] = unvalidated(Profile, name="bad", scores={"x": "many"})
         with TypedStore.open(log_path, str, Profile) as reopened:
             assert len(reopened) == 0
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            unvalidated(StrictProfile, name="bool-for-int", scores={"x": True}),
+            unvalidated(StrictProfile, name="str-for-int", scores={"x": "5"}),
+            unvalidated(StrictProfile, name=b"bytes-for-str"),
+        ],
+        ids=lambda value: str(value.name),
+    )
+    def test_strict_instance_built_without_validation_is_refused_at_write(
+        self, log_path: Path, value: StrictProfile
+    ) -> None:
+        """An instance breaking a strict rule raises ValidationError and writes nothing."""
+        with TypedStore.open(log_path, str, StrictProfile) as store:
+            with pytest.raises(pydantic.ValidationError, match="Input should be a valid"):
+                store["k"] = value
+            assert len(store) == 0
+        with TypedStore.open(log_path, str, StrictProfile) as reopened:
+            assert len(reopened) == 0
+
+    def test_strict_instance_with_valid_data_is_stored(self, log_path: Path) -> None:
+        """A strict model's instance built without validation from valid data is stored."""
+        value = unvalidated(StrictProfile, name="ok", tags=["a"], scores={"x": 1}, seen=None)
+        with TypedStore.open(log_path, str, StrictProfile) as store:
+            returned = store.modify("k", lambda _: value, default=value)
+        with TypedStore.open(log_path, str, StrictProfile) as reopened:
+            assert (
+                shape(returned)
+                == shape(reopened["k"])
+                == shape(StrictProfile(name="ok", tags=["a"], scores={"x": 1}))
+            )

@@ -602,7 +602,6 @@ class StrictCount(BaseModel):
     count: int
 
 
-@pytest.mark.xfail(strict=True, reason="a written value's data is checked in lax mode only")
 def test_strict_model_built_without_validation_is_checked_strictly(log_path: Path) -> None:
     """A strict model built without validation, holding "5" for an int, raises ValidationError."""
     with (
@@ -610,6 +609,80 @@ def test_strict_model_built_without_validation_is_checked_strictly(log_path: Pat
         pytest.raises(pydantic.ValidationError, match="count"),
     ):
         store["a"] = StrictCount.model_construct(count="5")  # type: ignore[arg-type]
+
+
+class FieldStrictCount(BaseModel):
+    """A lax model with one field strict by ``Field(strict=True)``."""
+
+    count: int = pydantic.Field(strict=True)
+
+
+class StrictTypes(BaseModel):
+    """A lax model whose fields are strict by their types."""
+
+    count: pydantic.StrictInt
+    other: Annotated[int, pydantic.Strict()]
+
+
+class FrozenStrictCount(BaseModel):
+    """A frozen strict model: the store keeps the instance, not its bytes."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    count: int
+
+
+class EnumValues(BaseModel):
+    """A strict model that keeps an enum's value: strict validation of that value fails."""
+
+    model_config = ConfigDict(strict=True, use_enum_values=True)
+
+    shade: Shade
+
+
+STR_FOR_INT: dict[str, Any] = {"count": "5"}
+"""Fields for ``model_construct``: a str where a strict int goes, hidden from mypy."""
+
+UNVALIDATED_STRICT = {
+    "field strict": (FieldStrictCount, lambda: FieldStrictCount.model_construct(**STR_FOR_INT)),
+    "StrictInt": (StrictTypes, lambda: StrictTypes.model_construct(count=True, other=1)),
+    "Annotated Strict": (StrictTypes, lambda: StrictTypes.model_construct(count=1, other=True)),
+    "nested in a list": (list[StrictCount], lambda: [StrictCount.model_construct(**STR_FOR_INT)]),
+    "frozen": (FrozenStrictCount, lambda: FrozenStrictCount.model_construct(**STR_FOR_INT)),
+    "model_copy": (StrictCount, lambda: StrictCount(count=1).model_copy(update={"count": "5"})),
+}
+
+
+@pytest.mark.parametrize(
+    ("value_type", "make"), UNVALIDATED_STRICT.values(), ids=UNVALIDATED_STRICT.keys()
+)
+def test_unvalidated_value_breaking_a_strict_rule_writes_nothing(
+    log_path: Path, value_type: Any, make: Any
+) -> None:
+    """A value built without validation that breaks a strict rule raises and writes nothing."""
+    with TypedStore.open(log_path, str, value_type) as store:
+        size = log_path.stat().st_size
+        with pytest.raises(pydantic.ValidationError, match="valid integer"):
+            store["a"] = make()
+        assert "a" not in store
+        assert log_path.stat().st_size == size
+
+
+def test_strict_key_built_without_validation_is_checked_strictly(log_path: Path) -> None:
+    """A frozen strict model key holding "5" for an int raises ValidationError."""
+    with (
+        TypedStore.open(log_path, FrozenStrictCount, int) as store,
+        pytest.raises(pydantic.ValidationError, match="count"),
+    ):
+        store[FrozenStrictCount.model_construct(count="5")] = 1  # type: ignore[arg-type]
+
+
+def test_strict_model_keeping_enum_values_round_trips(log_path: Path) -> None:
+    """A valid strict model with ``use_enum_values`` is not refused by the strict check."""
+    with TypedStore.open(log_path, str, EnumValues) as store:
+        store["a"] = EnumValues(shade=Shade.RED)
+    with TypedStore.open(log_path, str, EnumValues) as store:
+        assert store["a"] == EnumValues(shade=Shade.RED)
 
 
 class Admin(BaseModel):

@@ -7,8 +7,9 @@ exactly (plain scalars; types ``_plain_types`` accepts, checked value by value a
 are packed), validating the dump is that same validation, and the decode is skipped.
 The codec's helpers each hold one concept: ``_packing`` (msgpack and its extension
 types), ``_metadata`` (what the log's header says about the types), ``_immutability``
-(which values need copies on read) and ``_plain_types`` (which types dump to plain
-data); the names other modules use from them are re-exported here.
+(which values need copies on read), ``_plain_types`` (which types dump to plain data)
+and ``_strictness`` (strict rules for instances built without validation); the names
+other modules use from them are re-exported here.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ._packing import (
     unpack,
 )
 from ._plain_types import dumps_plain_data
+from ._strictness import check_dumped, check_strictly, has_strict_rules
 from ._types import K, V
 
 __all__ = [
@@ -79,6 +81,9 @@ class Codec(Generic[K, V]):
         """True when equal keys always encode to equal bytes (not so for Decimal, float
         or aware datetime keys: 1.0 == 1.00, 0.0 == -0.0, the same instant in two zones)."""
         self._description: dict[str, object] | None = None
+        self._strict_keys: bool | None = None
+        self._strict_values: bool | None = None
+        """Whether the types have a strict rule (see ``_strictness``): known on first use."""
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -99,7 +104,9 @@ class Codec(Generic[K, V]):
         return validated, blob
 
     def _validated_key(self, key: object) -> tuple[K, bytes]:
-        validated, blob = _round_trip(self._keys, key, stable=True)
+        if self._strict_keys is None:
+            self._strict_keys = has_strict_rules(self._keys.core_schema)
+        validated, blob = _round_trip(self._keys, key, stable=True, strict=self._strict_keys)
         try:
             hash(validated)
         except TypeError as exc:
@@ -160,10 +167,15 @@ class Codec(Generic[K, V]):
         if self._plain_value is not None and type(value) is self._plain_value:
             return cast(V, value), packb_plain(value)
         validated = self._values.validator.validate_python(value)  # the type's own rules
+        if self._strict_values is None:
+            # Not before first use, as for ``_bound_validate``.
+            self._strict_values = has_strict_rules(self._values.core_schema)
         if self._reads_back_as_dumped:
-            fast = _dumped_round_trip(self._values, validated)
+            fast = _dumped_round_trip(self._values, validated, strict=self._strict_values)
             if fast is not None:
                 return fast
+        if self._strict_values:
+            check_strictly(self._values, validated)
         # Memory keeps the bytes of mutable values; immutable ones are encoded again
         # by compaction, so those must give their own bytes back.
         return _read_back(self._values, validated, value, stable=not self.copies_values)
@@ -247,15 +259,21 @@ class _DecodedOptions(typing.TypedDict):
 
 _DECODED: _DecodedOptions = {"strict": False, "by_alias": False, "by_name": True}
 """How decoded data is validated: by field name, and lax, since msgpack has no tuples,
-enums or UUIDs that strict mode would insist on (the input itself was validated as given)."""
+enums or UUIDs that strict mode would insist on (the input itself was validated as given,
+and an instance built without validation is checked by ``_strictness``)."""
 
 
-def _round_trip(adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool) -> tuple[V, bytes]:
+def _round_trip(
+    adapter: pydantic.TypeAdapter[V], raw: object, *, stable: bool, strict: bool
+) -> tuple[V, bytes]:
     """Validate ``raw`` as given; return what validating its bytes gives, and the bytes.
 
-    See :func:`_read_back`.
+    With ``strict`` (the type has a strict rule), an instance built without validation
+    is checked by :func:`check_strictly`. See :func:`_read_back`.
     """
     validated = adapter.validator.validate_python(raw)  # the type's own rules, strict included
+    if strict:
+        check_strictly(adapter, validated)
     return _read_back(adapter, validated, raw, stable=stable)
 
 
@@ -294,7 +312,9 @@ def _read_back(
     return value, again
 
 
-def _dumped_round_trip(adapter: pydantic.TypeAdapter[V], validated: V) -> tuple[V, bytes] | None:
+def _dumped_round_trip(
+    adapter: pydantic.TypeAdapter[V], validated: V, *, strict: bool
+) -> tuple[V, bytes] | None:
     """Return what :func:`_read_back` returns for a mutable value, or None to take that way.
 
     For a type whose dumps are plain data (``_plain_types``), validating the dump gives
@@ -302,7 +322,8 @@ def _dumped_round_trip(adapter: pydantic.TypeAdapter[V], validated: V) -> tuple[
     dump back exactly: the read-back is skipped. A dump it cannot show that for (a
     tuple or a ``str`` subclass in an instance built without validation, a datetime in
     a named zone), or one that does not validate, takes the long way, which also
-    reports any error as it always has.
+    reports any error as it always has. With ``strict`` (the type has a strict rule), a
+    dump that is not what its value dumps to is checked by :func:`check_dumped`.
     """
     try:
         data = adapter.serializer.to_python(
@@ -314,9 +335,12 @@ def _dumped_round_trip(adapter: pydantic.TypeAdapter[V], validated: V) -> tuple[
     if blob is None or len(blob) > MAX_RECORD_BYTES:
         return None
     try:
-        return _validate_decoded(adapter, data), blob
+        value = _validate_decoded(adapter, data)
     except pydantic.ValidationError:
         return None
+    if strict:
+        check_dumped(adapter, data, blob, value)
+    return value, blob
 
 
 def _too_large(blob: bytes, raw: object) -> EncodingError:
