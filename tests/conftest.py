@@ -20,14 +20,13 @@ from typedstore import (
     Database,
     DatabaseTransaction,
     Index,
-    Recovery,
     StoreConfig,
     TypedStore,
 )
 from typedstore._codec import Codec
 from typedstore._collection import schema_of
 from typedstore._config import Schema
-from typedstore._core import Wanted
+from typedstore._core import LogOwner, Wanted
 from typedstore._format import read_frame
 from typedstore._types import Migration
 
@@ -100,7 +99,7 @@ def log_path(tmp_path: Path) -> Path:
     return tmp_path / "store.log"
 
 
-class DatabaseCollection(Collection[K, V]):
+class DatabaseCollection(LogOwner, Collection[K, V]):
     """A collection of a two-collection database, with a TypedStore's open and close, so the
     store tests run against a database's collection too.
 
@@ -143,53 +142,15 @@ class DatabaseCollection(Collection[K, V]):
         return subject
 
     @property
-    def path(self) -> Path:
-        """The log file's path."""
-        return self._core.path
-
-    @property
-    def config(self) -> StoreConfig:
-        """The database's settings."""
-        return self._core.config
-
-    @property
-    def readonly(self) -> bool:
-        """Whether the database is read-only."""
-        return self._core.readonly
-
-    @property
     def is_closed(self) -> bool:
         """Whether the database is closed."""
         return self._core.is_closed
-
-    @property
-    def recovery(self) -> Recovery | None:
-        """What opening did about damage."""
-        return self._core.recovery
-
-    def flush(self) -> None:
-        """Flush the database."""
-        self._core.flush()
-
-    def compact(self) -> None:
-        """Compact the database."""
-        self._core.compact()
-
-    def close(self) -> None:
-        """Close the database."""
-        self._core.close()
 
     def transaction(self) -> CollectionTransaction[K, V]:
         """Return a database transaction seen through this collection."""
         owner = self._owner
         assert isinstance(owner, Database)
         return CollectionTransaction(owner.transaction(), self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 _TOKENS = itertools.count()

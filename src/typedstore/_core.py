@@ -17,7 +17,8 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from . import _compact, _format, _fs
 from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
@@ -1004,6 +1005,66 @@ class Core:
         """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
         if self._phase is not _IDLE:
             raise RuntimeError(f"{action} from code running inside a write of this store")
+
+
+class LogOwner:
+    """What a ``TypedStore`` and a ``Database`` say and do about the log they own: its
+    path, settings and recovery, and flushing, compacting and closing it. All of it is the
+    core's; this base only forwards, so the two public classes cannot drift apart."""
+
+    _core: Core
+
+    @property
+    def path(self) -> Path:
+        """The log file's path."""
+        return self._core.path
+
+    @property
+    def config(self) -> StoreConfig:
+        """The settings the log was opened with."""
+        return self._core.config
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the log was opened with ``readonly=True``."""
+        return self._core.readonly
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """What opening did about damage in the log (None when it found none)."""
+        return self._core.recovery
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
+        self._core.flush()
+
+    def compact(self) -> None:
+        """Rewrite the log to its catalog and one record per live entry, atomically.
+
+        Collections no code declared keep their records' bytes (README.md, "Databases");
+        README.md, "Durability and recovery", says what survives a crash meanwhile.
+        """
+        self._core.compact()
+
+    def close(self) -> None:
+        """Flush, fsync and close the log and release its lock; closing twice is harmless.
+
+        If the buffered records cannot be written (disk full, say), the OSError
+        propagates and the log stays open with them, so ``close()`` can be retried.
+        If an fsync fails, the log is closed anyway and the OSError propagates.
+        """
+        self._core.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:

@@ -23,12 +23,11 @@ from ._catalog import check_name
 from ._codec import Codec
 from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
-from ._core import Changes, Core, Wanted
+from ._core import Changes, Core, LogOwner, Wanted
 from ._errors import StoreClosedError
 from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
 from ._records import Write
-from ._replay import Recovery
 from ._txn import Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
@@ -40,7 +39,7 @@ V2 = TypeVar("V2")
 T = TypeVar("T")
 
 
-class Database:
+class Database(LogOwner):
     """A log of named, typed collections: one file, one lock, one writer.
 
     Declare collections as annotated attributes of a subclass
@@ -188,34 +187,6 @@ class Database:
             self._core._writable_log()
         return DatabaseTransaction(self)
 
-    # -- durability --------------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
-        self._core.flush()
-
-    def compact(self) -> None:
-        """Rewrite the log to its catalog and one record per live entry, atomically.
-
-        Collections no code declared keep their records' bytes (README.md, "Databases").
-        """
-        self._core.compact()
-
-    def close(self) -> None:
-        """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        self._core.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         core: Core | None = self.__dict__.get("_core")
         if core is None or core.is_closed or self.__dict__.get("_transaction") is not None:
@@ -229,29 +200,9 @@ class Database:
     # -- state -------------------------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
-        """The log file's path."""
-        return self._core.path
-
-    @property
-    def config(self) -> StoreConfig:
-        """The settings this database was opened with."""
-        return self._core.config
-
-    @property
-    def readonly(self) -> bool:
-        """Whether the database was opened with ``readonly=True``."""
-        return self._core.readonly
-
-    @property
     def is_closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._core.is_closed
-
-    @property
-    def recovery(self) -> Recovery | None:
-        """What opening did about damage in the log (None when it found none)."""
-        return self._core.recovery
 
     def __repr__(self) -> str:
         state = (

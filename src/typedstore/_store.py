@@ -8,16 +8,14 @@ import warnings
 from collections.abc import Collection as Sized
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _fs
 from ._codec import Codec, type_name
 from ._collection import UNBOUND, Collection, schema_of
 from ._config import StoreConfig
-from ._core import Changes, Core, Wanted
+from ._core import Changes, Core, LogOwner, Wanted
 from ._index_txn import IndexedTransaction
-from ._replay import Recovery
 from ._txn import Transaction
 from ._types import K, Migration, V
 
@@ -31,7 +29,7 @@ K2 = TypeVar("K2")
 V2 = TypeVar("V2")
 
 
-class TypedStore(Collection[K, V]):
+class TypedStore(LogOwner, Collection[K, V]):
     """A persistent, typed, insertion-ordered mapping backed by one append-only log.
 
     Open it with :meth:`open`. Every write validates its key and value, appends one
@@ -143,11 +141,6 @@ class TypedStore(Collection[K, V]):
             )
         return key_type, value_type
 
-    @property
-    def recovery(self) -> Recovery | None:
-        """What opening did about damage in the log (None when it found none)."""
-        return self._core.recovery
-
     def transaction(self) -> Transaction[K, V]:
         """Return a transaction, to use as ``with store.transaction() as txn:``.
 
@@ -160,39 +153,6 @@ class TypedStore(Collection[K, V]):
         if self._indexes:
             return IndexedTransaction(self, self._codec, self._indexes)
         return Transaction(self, self._codec)
-
-    # -- durability --------------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
-        self._core.flush()
-
-    def compact(self) -> None:
-        """Rewrite the log to its header and one insert per live entry, atomically.
-
-        README.md, "Durability and recovery", says what survives a crash meanwhile.
-        """
-        self._core.compact()
-
-    def close(self) -> None:
-        """Flush, fsync and close the log and release its lock; closing twice is harmless.
-
-        If the buffered records cannot be written (disk full, say), the OSError
-        propagates and the store stays open with them, so ``close()`` can be retried.
-        If an fsync fails, the store is closed anyway and the OSError propagates.
-        """
-        self._core.close()
-
-    def __enter__(self: S) -> S:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_is_closed", True):
@@ -213,21 +173,6 @@ class TypedStore(Collection[K, V]):
             )
 
     # -- state -------------------------------------------------------------------------------
-
-    @property
-    def path(self) -> Path:
-        """The log file's path."""
-        return self._core.path
-
-    @property
-    def config(self) -> StoreConfig:
-        """The settings this store was opened with."""
-        return self._core.config
-
-    @property
-    def readonly(self) -> bool:
-        """Whether the store was opened with ``readonly=True``."""
-        return self._core.readonly
 
     @property
     def is_closed(self) -> bool:
