@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, ove
 from ._codec import Codec, type_name
 from ._config import Schema
 from ._errors import StoreClosedError
-from ._format import collection_body
 from ._index import Index, IndexView, declared_indexes
 from ._index_hook import IndexHook
 from ._index_set import IndexSet
-from ._records import Write, removal
+from ._records import Write, record_head, removal
 from ._table import Table
 from ._txn import Transaction
 from ._types import MISSING, K, Migration, Stored, V
@@ -117,7 +116,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._core = core
         self._lock = core.lock
         self._id = ident
-        self._head = b"" if ident == 0 else collection_body(ident, b"")
+        self._head = record_head(ident)
         """What precedes an insert or remove body in this collection's records."""
         self._name = name
         self._codec = codec

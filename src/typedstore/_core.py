@@ -32,7 +32,7 @@ from ._index import has_indexes
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
-from ._records import Write, collection_record, groups_body, operation_body
+from ._records import Write, collection_record, groups_body, headed, operation_body
 from ._replay import (
     Declaration,
     Declared,
@@ -709,11 +709,8 @@ class Core:
             return [MISSING]  # the removal of an absent key writes nothing
         named = table.record_key(key, given)
         try:
-            head = collection._head
-            if head:  # a collection other than 0: its records name it (docs/FORMAT.md)
-                log.append(_headed(head, operation_body(named, blob)), 1)
-            else:
-                log.append(operation_body(named, blob), 1)
+            # A collection other than 0: its records name it (docs/FORMAT.md).
+            log.append(headed(collection._head, operation_body(named, blob)), 1)
             return [table.pop(key) if blob is None else table.put(key, named, stored)]
         except BaseException:
             if log.total_records != records:
@@ -1082,13 +1079,6 @@ def _after(
     for (collection, writes), replaced in zip(groups, previous, strict=True):
         for hook in collection._hooks:
             hook.after(writes, replaced)
-
-
-def _headed(head: bytes, body: bytes | list[bytes]) -> bytes | list[bytes]:
-    """Return ``body`` as a collection record, ``head`` its kind and collection id."""
-    if isinstance(body, bytes):
-        return head + body
-    return [head + body[0], *body[1:]]
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:

@@ -414,11 +414,6 @@ def collection_body(collection: int, body: bytes) -> bytes:
     return _collection_head(collection) + body
 
 
-def collection_parts(collection: int, body: list[bytes]) -> list[bytes]:
-    """Return :func:`collection_body` of a body given as parts; only the first is copied."""
-    return [_collection_head(collection) + body[0], *body[1:]]
-
-
 def _collection_head(collection: int) -> bytes:
     if not 1 <= collection <= _MAX_COLLECTION:
         raise ValueError(f"collection id {collection} is out of range 1..{_MAX_COLLECTION}")

@@ -7,13 +7,12 @@ layouts in ``_format`` (described in ``docs/FORMAT.md``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 from ._format import (
     batch_body,
     batch_parts,
     collection_body,
-    collection_parts,
     insert_body,
     insert_parts,
     remove_body,
@@ -69,14 +68,30 @@ def _body_parts(key_bytes: KeyBytes, blob: bytes | None) -> list[bytes]:
     return [remove_body(key_bytes)] if blob is None else insert_parts(key_bytes, blob)
 
 
+def record_head(collection: int) -> bytes:
+    """Return what precedes an insert or remove body in a record of ``collection``: its
+    kind and id (docs/FORMAT.md, "Record bodies"), nothing for collection 0."""
+    return b"" if collection == 0 else collection_body(collection, b"")
+
+
+@overload
+def headed(head: bytes, body: bytes) -> bytes: ...
+@overload
+def headed(head: bytes, body: list[bytes]) -> list[bytes]: ...
+@overload
+def headed(head: bytes, body: bytes | list[bytes]) -> bytes | list[bytes]: ...
+def headed(head: bytes, body: bytes | list[bytes]) -> bytes | list[bytes]:
+    """Return the insert or remove ``body`` (whole or as parts) preceded by ``head``, a
+    :func:`record_head`; only the first part is copied."""
+    if isinstance(body, bytes):
+        return head + body if head else body
+    return [head + body[0], *body[1:]] if head else body
+
+
 def collection_record(collection: int, body: bytes | list[bytes]) -> bytes | list[bytes]:
     """Return ``body`` (an insert or remove body) as a record of collection ``collection``;
     collection 0's records are the bare body itself."""
-    if collection == 0:
-        return body
-    if isinstance(body, list):
-        return collection_parts(collection, body)
-    return collection_body(collection, body)
+    return headed(record_head(collection), body)
 
 
 Group: TypeAlias = tuple[int, Sequence[Write[Any]], Sequence[KeyBytes]]
@@ -97,14 +112,6 @@ def groups_body(groups: Sequence[Group]) -> bytes | list[bytes]:
         for write, key_bytes in zip(writes, keys, strict=True)
     ]
     if max((len(blob) for _, _, blob in ops if blob), default=0) < LARGE_BODY:
-        return batch_body(_wrapped(c, _joined_body(k, b)) for c, k, b in ops)
-    parts = (_wrapped_parts(c, _body_parts(k, b)) for c, k, b in ops)
+        return batch_body(headed(record_head(c), _joined_body(k, b)) for c, k, b in ops)
+    parts = (headed(record_head(c), _body_parts(k, b)) for c, k, b in ops)
     return batch_parts(parts, LARGE_BODY)
-
-
-def _wrapped(collection: int, body: bytes) -> bytes:
-    return body if collection == 0 else collection_body(collection, body)
-
-
-def _wrapped_parts(collection: int, body: list[bytes]) -> list[bytes]:
-    return body if collection == 0 else collection_parts(collection, body)
