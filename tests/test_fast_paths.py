@@ -30,7 +30,7 @@ import signal
 import threading
 import tracemalloc
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, TypeVar, Union
@@ -423,29 +423,12 @@ class TestPerThreadPacker:
     ) -> None:
         """Once a thread's write of a large value returns, no buffer that large stays allocated."""
         size = 8 * 1024 * 1024
-        written, release = threading.Event(), threading.Event()
 
         def write_large() -> None:
             with TypedStore.open(log_path, str, list[int]) as store:
                 store["big"] = [1] * size  # a mutable value: the store keeps only its bytes
 
-        def worker() -> None:
-            write_large()
-            written.set()
-            release.wait(30)
-
-        tracemalloc.start()
-        try:
-            baseline = tracemalloc.get_traced_memory()[0]
-            thread = threading.Thread(target=worker)
-            thread.start()
-            written.wait(60)
-            gc.collect()
-            held = tracemalloc.get_traced_memory()[0] - baseline
-        finally:
-            tracemalloc.stop()
-            release.set()
-            thread.join()
+        held = bytes_held_after_a_thread_ran(write_large)
         assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
 
     def test_set_keys_written_from_many_threads_replay_equal(self, log_path: Path) -> None:
@@ -656,26 +639,12 @@ class TestPlainScalars:
     ) -> None:
         """Once a thread's write of a large bytes value returns, no buffer that large stays."""
         size = 8 * 1024 * 1024
-        written, release = threading.Event(), threading.Event()
 
-        def worker() -> None:
+        def write_large() -> None:
             with TypedStore.open(log_path, str, bytes) as store:
                 store["big"] = bytes(size)
-            written.set()
-            release.wait(30)
 
-        tracemalloc.start()
-        try:
-            baseline = tracemalloc.get_traced_memory()[0]
-            thread = threading.Thread(target=worker)
-            thread.start()
-            written.wait(60)
-            gc.collect()
-            held = tracemalloc.get_traced_memory()[0] - baseline
-        finally:
-            tracemalloc.stop()
-            release.set()
-            thread.join()
+        held = bytes_held_after_a_thread_ran(write_large)
         assert held < size // 4, f"{held} bytes still allocated after an {size}-byte value"
 
     def test_float_values_keep_sign_infinity_and_nan(self, log_path: Path) -> None:
@@ -853,3 +822,27 @@ class TestWritesThatSkipTheReadBack:
                 == shape(reopened["k"])
                 == shape(StrictProfile(name="ok", tags=["a"], scores={"x": 1}))
             )
+
+
+def bytes_held_after_a_thread_ran(write: Callable[[], None]) -> int:
+    """Return how many bytes stay allocated once a thread ran ``write``, measured while the
+    thread is still alive (so its thread-local state, such as a packer, counts)."""
+    written, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        write()
+        written.set()
+        release.wait(30)
+
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        thread = threading.Thread(target=worker)
+        thread.start()
+        written.wait(60)
+        gc.collect()
+        return int(tracemalloc.get_traced_memory()[0] - baseline)
+    finally:
+        tracemalloc.stop()
+        release.set()
+        thread.join()
