@@ -650,14 +650,22 @@ class Core:
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        engine.start_writing()
-        try:
+        if not engine.try_start_writing():
+            # Another writer holds the lock: read what was written so far while waiting,
+            # so that the catch-up under the lock, which holds up every other writer,
+            # reads only what the last holders added.
             self._catch_up()
-            try:
-                engine.claim(self._known)
-            except StaleLogError:
+            engine.start_writing()
+        try:
+            if not engine.grew_or_moved(self._known):
+                engine.take_end(self._known)  # the common case: 4 system calls a write
+            else:
                 self._catch_up()
-                engine.claim(self._known)
+                try:
+                    engine.claim(self._known)
+                except StaleLogError:
+                    self._catch_up()
+                    engine.claim(self._known)
         except BaseException:
             engine.stop_writing()
             raise
