@@ -468,11 +468,12 @@ class Core:
             self._known, self._generation = opened.replay.end, opened.replay.generation
             self._total = opened.replay.total_records
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, *, changed: bool = False) -> None:
         """Apply what other processes wrote since this core last looked: every operation's
-        first step in shared and read-only mode (README, "Several processes").
+        first step in shared and read-only mode (README, "Several processes"). ``changed``
+        says the caller just found the log changed (``FileEngine.grew_or_moved``).
 
-        One ``pread`` and one ``lseek`` when nothing changed. Records appended since are
+        One ``lseek`` when nothing changed. Records appended since are
         read from the last known position and applied through replay's own code. A log
         another process compacted is read to its end, then followed to its new file
         without replaying that (it holds exactly the state this core then has), unless
@@ -481,17 +482,19 @@ class Core:
         """
         engine = self._engine
         assert engine is not None, "only a shared or read-only core follows"
-        if not engine.grew_or_moved(self._known):
+        if not changed and not engine.grew_or_moved(self._known):
             return
-        if engine.is_replaced():
-            if engine.end() != self._known:
-                self._read_new(engine)  # the rest of the old log, still open here
-            if engine.is_replaced():  # unless that replayed the new one whole
-                position = engine.follow(self._known)
-                if position is None:
-                    self._reload()
-                    return
-                self._moved(position)
+        if not engine.is_replaced():
+            self._read_new(engine)  # the log grew: the common case
+            return
+        if engine.end() != self._known:
+            self._read_new(engine)  # the rest of the old log, still open here
+        if engine.is_replaced():  # unless that replayed the new one whole
+            position = engine.follow(self._known)
+            if position is None:
+                self._reload()
+                return
+            self._moved(position)
         if engine.end() != self._known:
             self._read_new(engine)
 
@@ -660,7 +663,7 @@ class Core:
             if not engine.grew_or_moved(self._known):
                 engine.take_end(self._known)  # the common case: 4 system calls a write
             else:
-                self._catch_up()
+                self._catch_up(changed=True)
                 try:
                     engine.claim(self._known)
                 except StaleLogError:
@@ -1198,7 +1201,7 @@ class _FollowingLock:
             engine = core._engine
             if engine is not None and engine.grew_or_moved(core._known):
                 try:
-                    core._catch_up()
+                    core._catch_up(changed=True)
                 except BaseException:
                     self.release()
                     raise
