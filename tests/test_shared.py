@@ -214,6 +214,18 @@ class TestCatchingUp:
             assert dict(again.collection("left", str, int).items()) == {"a": 1}
             assert dict(again.collection("right", str, int).items()) == {"b": 2}
 
+    def test_new_collection_declared_in_a_transaction(self, log_path: Path) -> None:
+        """A collection a transaction declares (its writer lock held) enters the catalog at
+        once, and the transaction writes to it."""
+        with (
+            Database.open(log_path, shared=True) as first,
+            Database.open(log_path, shared=True) as second,
+        ):
+            with first.transaction() as tx:
+                tx.collection("new", str, int)["a"] = 1
+            assert second.collection_names() == ["new"]
+            assert dict(second.collection("new", str, int).items()) == {"a": 1}
+
 
 class Triplets(Twins):
     """Twins with one more collection."""

@@ -398,24 +398,32 @@ class Core:
         the changed catalog written at once. Left for the next record, it could be
         overwritten meanwhile by another process's catalog change, itself made without
         this collection (and could give its id to another collection)."""
+        log = self._log
+        assert log is not None, "only a writable core writes"
+        if self._txn_thread is not None:  # its transaction holds the writer lock, caught up
+            return self._declare_and_write(name, want, log)
         log = self._start_writer()
         try:
-            before, meta = self.catalog, self.catalog.by_name(name)
-            kept = None if meta is None else self._kept.get(meta.id)
-            collection = self._declare_new(name, want)
-            if self.catalog != before:
-                self._phase = _APPENDING  # a write from a signal handler now is refused
-                try:
-                    self._write_catalog(log)
-                except BaseException:
-                    self._undeclare(collection, meta, kept)
-                    log.pending_schema = None
-                    raise
-                finally:
-                    self._phase = _IDLE
-            return collection
+            return self._declare_and_write(name, want, log)
         finally:
             self._stop_writer(log)
+
+    def _declare_and_write(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
+        """:meth:`_declare_new`, then write the changed catalog (under the writer lock)."""
+        before, meta = self.catalog, self.catalog.by_name(name)
+        kept = None if meta is None else self._kept.get(meta.id)
+        collection = self._declare_new(name, want)
+        if self.catalog != before:
+            self._phase = _APPENDING  # a write from a signal handler now is refused
+            try:
+                self._write_catalog(log)
+            except BaseException:
+                self._undeclare(collection, meta, kept)
+                log.pending_schema = None
+                raise
+            finally:
+                self._phase = _IDLE
+        return collection
 
     def _undeclare(
         self, collection: Collection[Any, Any], meta: CollectionMeta | None, kept: Kept | None
