@@ -9,6 +9,7 @@ says what users see.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
@@ -238,9 +239,17 @@ def declared_indexes(
     ``read`` returns a copy of a present key's value; ``lock`` is the host's, taken by
     every lookup so that its result is one snapshot.
     """
-    specs: list[IndexSpec[Any]] = []  # Any: the class says nothing of V to the checker
-    for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
-        found = inspect.getattr_static(owner, name)
-        if isinstance(found, Index):
-            specs.append(found.spec)
-    return IndexSet(specs, read, lock)
+    specs = _SPECS.get(owner)
+    if specs is None:  # once per class: a database opens many collections of one class
+        specs = []
+        for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
+            found = inspect.getattr_static(owner, name)
+            if isinstance(found, Index):
+                specs.append(found.spec)
+        _SPECS[owner] = specs
+    return IndexSet(list(specs), read, lock)
+
+
+_SPECS: weakref.WeakKeyDictionary[type[object], list[IndexSpec[Any]]] = weakref.WeakKeyDictionary()
+"""The index specs each class declares, found once per class (Any: a class says nothing
+of V to the checker)."""
