@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.shared_child import COUNTER, Twins, apply, operations
-from typedstore import Collection, StoreConfig, StoreLockedError, TypedStore
+from typedstore import Collection, Database, StoreConfig, StoreLockedError, TypedStore
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -196,6 +196,21 @@ class TestCatchingUp:
                 first.left["c"] = 3
                 assert dict(second.left.items()) == {"a": 1, "c": 3}
 
+    def test_new_collections_of_two_handles_both_stay(self, log_path: Path) -> None:
+        """Two handles each declaring a new collection before writing keep both."""
+        with (
+            Database.open(log_path, shared=True) as first,
+            Database.open(log_path, shared=True) as second,
+        ):
+            left = first.collection("left", str, int)
+            right = second.collection("right", str, int)
+            left["a"] = 1
+            right["b"] = 2
+            assert first.collection_names() == second.collection_names() == ["left", "right"]
+        with Database.open(log_path, shared=True) as again:
+            assert dict(again.collection("left", str, int).items()) == {"a": 1}
+            assert dict(again.collection("right", str, int).items()) == {"b": 2}
+
 
 class Triplets(Twins):
     """Twins with one more collection."""
@@ -212,6 +227,23 @@ class TestProcesses:
         started = [start(children, log_path, "count", 1000) for _ in range(4)]
         assert [child.end() for child in started] == [0, 0, 0, 0]
         assert fresh(log_path) == {COUNTER: 4000}
+
+    def test_collection_declared_in_another_process_enters_the_catalog_at_once(
+        self, log_path: Path, children: list[Child]
+    ) -> None:
+        """A collection a process declares is in the catalog before it writes: a catalog
+        change another process makes meanwhile keeps it."""
+        with Database.open(log_path, shared=True) as database:
+            declarer = start(children, log_path, "declare", "theirs")
+            assert declarer.wait_for(1)[0] == "declared"
+            mine = database.collection("mine", str, int)
+            mine["k"] = 1
+            assert declarer.ask() == "written"
+            assert declarer.end() == 0
+            assert database.collection_names() == ["theirs", "mine"]
+        with Database.open(log_path, shared=True) as again:
+            assert dict(again.collection("theirs", str, int).items()) == {"k": 2}
+            assert dict(again.collection("mine", str, int).items()) == {"k": 1}
 
     def test_reader_sees_a_write_acknowledged_before(
         self, log_path: Path, children: list[Child]

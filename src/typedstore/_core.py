@@ -368,19 +368,62 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            before = self.catalog
-            meta = before.by_name(name)
-            state = None if meta is None else self._kept.get(meta.id)
-            try:
-                collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
-            except BaseException:
-                self._restore_meta(name, meta)
-                raise
-            if meta is not None:
-                self._kept.pop(meta.id, None)
-            if self.catalog != before and self._log is not None:
-                self._log.pending_schema = self._catalog_bytes()
+            if self.shared and self._log is not None:
+                return self._declare_new_shared(name, want)
+            return self._declare_new(name, want)
+
+    def _declare_new(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name`` no code declared here yet; a changed catalog goes
+        with the next record (see :meth:`collection`)."""
+        before = self.catalog
+        meta = before.by_name(name)
+        state = None if meta is None else self._kept.get(meta.id)
+        try:
+            collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
+        except BaseException:
+            self._restore_meta(name, meta)
+            raise
+        if meta is not None:
+            self._kept.pop(meta.id, None)
+        if self.catalog != before and self._log is not None:
+            self._log.pending_schema = self._catalog_bytes()
+        return collection
+
+    def _declare_new_shared(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """:meth:`_declare_new` in shared mode: under the writer lock, caught up first, and
+        the changed catalog written at once. Left for the next record, it could be
+        overwritten meanwhile by another process's catalog change, itself made without
+        this collection (and could give its id to another collection)."""
+        log = self._start_writer()
+        try:
+            before, meta = self.catalog, self.catalog.by_name(name)
+            kept = None if meta is None else self._kept.get(meta.id)
+            collection = self._declare_new(name, want)
+            if self.catalog != before:
+                self._phase = _APPENDING  # a write from a signal handler now is refused
+                try:
+                    self._write_catalog(log)
+                except BaseException:
+                    self._undeclare(collection, meta, kept)
+                    log.pending_schema = None
+                    raise
+                finally:
+                    self._phase = _IDLE
             return collection
+        finally:
+            self._stop_writer(log)
+
+    def _undeclare(
+        self, collection: Collection[Any, Any], meta: CollectionMeta | None, kept: Kept | None
+    ) -> None:
+        """Take back the declaration of ``collection``, whose catalog was not written."""
+        ident = collection._id
+        self.collections.pop(ident, None)
+        self._tables.pop(ident, None)
+        collection._is_closed = True
+        self._restore_meta(collection._name, meta)
+        if meta is not None and kept is not None:
+            self._kept[meta.id] = kept
 
     def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
         """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).

@@ -138,8 +138,9 @@ class Database(LogOwner):
 
         A collection the log holds is validated now, under the rules of "Changing your
         models" (SchemaMismatchError, nothing changed); a new one enters the catalog
-        with its first write. The same name with the same types returns the same
-        collection; with other types, or a bad name, ValueError.
+        with its first write (in shared mode at once, under the writer lock, so that
+        another process's catalog change cannot drop it). The same name with the same
+        types returns the same collection; with other types, or a bad name, ValueError.
         """
         want = Wanted(
             Collection,
