@@ -453,7 +453,7 @@ class Recorder:
             raise ValueError(f"{self.refuse} refused")
         self.seen.append(("before", keys))
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[object]) -> None:
+    def after(self, writes: Sequence[Write[Any]]) -> None:
         self.seen.append(("after", [write[0] for write in writes]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from typedstore import Collection, Database, Index, TypedStore, UniqueViolationError
+from typedstore._index_state import Maintained
+from typedstore._log import Log
 
 
 class Member(BaseModel):
@@ -355,3 +358,40 @@ class TestSharedMode:
                 second.members["bob"] = member("ada@x")
             assert log_path.stat().st_size == size
             assert "bob" not in first.members
+
+
+class TestInterrupts:
+    """An exception a signal handler raises into a write (KeyboardInterrupt) leaves the
+    indexes equal to the entries in memory, whichever step it lands on."""
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_once_the_record_is_appended_keeps_the_indexes(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt just after the record reaches the log: indexes follow memory."""
+        append = Log.append
+
+        def append_then_interrupt(log: Log, body: bytes | list[bytes], records: int) -> None:
+            append(log, body, records)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Log, "append", append_then_interrupt)
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):
+            write(club.members)
+        monkeypatch.undo()
+        assert snapshot(club.members) == brute_force(club.members)
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_while_the_indexes_apply_the_write_keeps_them_whole(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt halfway through the indexes' update: they equal memory after."""
+
+        def interrupted(index: Maintained[Any, Any], key: Any, seq: int, keys: Any) -> None:
+            monkeypatch.undo()
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Maintained, "hold", interrupted)
+        with contextlib.suppress(KeyboardInterrupt):  # a removal holds nothing: no interrupt
+            write(club.members)
+        assert snapshot(club.members) == brute_force(club.members)

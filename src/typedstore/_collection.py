@@ -42,15 +42,16 @@ class WriteHook(Protocol):
 
     The database's write path (``_core.Core._write`` and ``_commit``) calls ``before``
     with a record's writes to the collection before anything is written, under the lock
-    (raising there refuses the write, nothing written), then ``after`` once the record
-    is written and memory applied, with what each write replaced (MISSING where nothing).
+    (raising there refuses the write, nothing written), then ``after`` once the log
+    holds the record, even when an exception (a KeyboardInterrupt) arrived meanwhile:
+    memory has then applied it, or is applying it on the way out (``Table.settle``).
     """
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Check ``writes``; raise to refuse them."""
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
-        """Follow ``writes``, written and applied."""
+    def after(self, writes: Sequence[Write[Any]]) -> None:
+        """Follow ``writes``, now in the log; must leave the hook whole whatever arrives."""
 
 
 UNBOUND: object = object()
@@ -133,7 +134,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
             self._indexes.rebuild(self._thawed(values or {}))
-            self._index_hook = IndexHook(self._indexes, codec)
+            self._index_hook = IndexHook(self._indexes, codec, lambda: self._thawed({}))
             self._hooks = (self._index_hook,)
 
     def _read_value(self, key: K) -> V:

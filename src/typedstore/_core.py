@@ -23,7 +23,7 @@ from typing import Any, Self
 from . import _compact, _format, _fs
 from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
 from ._codec import Codec
-from ._collection import Collection
+from ._collection import Collection, WriteHook
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
@@ -724,17 +724,36 @@ class Core:
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 hooks = collection._hooks
-                if hooks:
-                    _before(((collection, writes),))
                 self._phase = _APPENDING
-                previous = self._append(log, collection, writes)
                 if hooks:
-                    _after(((collection, writes),), (previous,))
+                    previous = self._append_hooked(log, collection, writes, hooks)
+                else:
+                    previous = self._append(log, collection, writes)
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _append_hooked(
+        self,
+        log: Log,
+        collection: Collection[Any, Any],
+        writes: Sequence[Write[Any]],
+        hooks: Sequence[WriteHook],
+    ) -> list[Stored]:
+        """:meth:`_append` for a collection with hooks (indexes): each hook checks the
+        writes first (raising refuses them, nothing written), then follows them once
+        the log holds the record, whatever exception arrives meanwhile (see ``_append``)."""
+        for hook in hooks:
+            hook.before(writes)
+        records = log.total_records
+        try:
+            return self._append(log, collection, writes)
+        finally:
+            if log.total_records != records:
+                for hook in hooks:
+                    hook.after(writes)
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
@@ -851,9 +870,14 @@ class Core:
                 if self.is_closed or self._log is not log:  # closed by that user code
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                previous = self._append_batch(log, groups)
-                if hooked:
-                    _after(groups, previous)
+                records = log.total_records
+                try:
+                    self._append_batch(log, groups)
+                finally:
+                    # Once the log holds the record, the hooks follow it, whatever
+                    # exception arrives meanwhile (see ``_append``).
+                    if hooked and log.total_records != records:
+                        _after(groups)
                 if unmatched or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, unmatched)
             finally:
@@ -1114,14 +1138,11 @@ def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]])
             hook.before(writes)
 
 
-def _after(
-    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
-    previous: Sequence[Sequence[Stored]],
-) -> None:
-    """Show each collection's hooks its writes once they are written and applied."""
-    for (collection, writes), replaced in zip(groups, previous, strict=True):
+def _after(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks its writes once the log holds them."""
+    for collection, writes in groups:
         for hook in collection._hooks:
-            hook.after(writes, replaced)
+            hook.after(writes)
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:

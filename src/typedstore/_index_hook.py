@@ -3,29 +3,37 @@
 The write path (``_core.Core._write`` and ``_commit``) shows it each record's writes
 before anything is written, under the lock (:meth:`IndexHook.before` plans them: a
 refused write raises there, nothing written, indexes unchanged), and again once the
-record is written and memory applied (:meth:`IndexHook.after` applies the plan).
+log holds the record (:meth:`IndexHook.after` applies the plan, whatever exception
+arrived meanwhile).
 README.md, "Indexes", says what users see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic
 
 from ._codec import Codec
 from ._index_set import Change, IndexPlan, IndexSet
 from ._records import Write
-from ._types import MISSING, K, Stored, V, _Missing
+from ._types import MISSING, K, V, _Missing
 
 
 class IndexHook(Generic[K, V]):
     """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
 
-    __slots__ = ("_codec", "_given", "_indexes", "_plan")
+    __slots__ = ("_codec", "_entries", "_given", "_indexes", "_plan")
 
-    def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
+    def __init__(
+        self,
+        indexes: IndexSet[K, V],
+        codec: Codec[K, V],
+        entries: Callable[[], Iterable[tuple[K, V]]],
+    ) -> None:
         self._indexes = indexes
         self._codec = codec
+        self._entries = entries
+        """Return the collection's entries in memory, to rebuild from: see :meth:`after`."""
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
         self._given: dict[int, V] = {}
@@ -52,11 +60,20 @@ class IndexHook(Generic[K, V]):
         found: list[Change[K, V]] = changes(self._codec, writes, self._given)
         self._plan = self._indexes.plan(found)
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
-        """Apply the plan of ``writes``, now written and applied to memory."""
-        plan, self._plan = self._plan, None
-        if plan is not None:
-            self._indexes.apply(plan)
+    def after(self, writes: Sequence[Write[Any]]) -> None:
+        """Apply the plan of ``writes``, now in the log.
+
+        An exception arriving while it applies (a KeyboardInterrupt) may leave the
+        indexes half changed: they are then rebuilt from memory before it propagates.
+        """
+        try:
+            plan = self._plan
+            if plan is not None:
+                self._indexes.apply(plan)
+            self._plan = None
+        except BaseException:
+            self._indexes.rebuild(self._entries())
+            raise
 
 
 def changes(
