@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from ._index import has_indexes
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
+from ._pg_engine import PostgresEngine
 from ._records import Write, collection_record, groups_body, headed, operation_body
 from ._replay import (
     Declaration,
@@ -102,20 +104,30 @@ class Core:
     """One open log: its lock, writer, catalog and collections, and the one write path."""
 
     def __init__(
-        self, path: Path, config: StoreConfig, *, readonly: bool, single: bool, shared: bool = False
+        self,
+        path: Path,
+        config: StoreConfig,
+        *,
+        readonly: bool,
+        single: bool,
+        shared: bool = False,
+        pg: PostgresEngine | None = None,
     ) -> None:
         self.path = path
         self.config = config
         self.readonly = readonly
-        self.shared = shared and not readonly
+        self._pg = pg
+        """The PostgreSQL engine the log lives in (README, "Several machines"): always
+        shared; None for a log file at ``path``."""
+        self.shared = (shared or pg is not None) and not readonly
         """Whether other processes write the log too (README, "Several processes")."""
-        if self.shared and not config.write_through:
+        if self.shared and pg is None and not config.write_through:
             raise ValueError(
                 "shared=True needs write_through=True: a record buffered in one process "
                 "is a write the others cannot see (README, 'Several processes')"
             )
         self.lock: threading.RLock | _FollowingLock = threading.RLock()
-        self._engine: FileEngine | None = None
+        self._engine: FileEngine | PostgresEngine | None = None
         """The engine other processes' writes are read through: a shared or read-only
         core's (see :meth:`_catch_up`); None for an exclusive one, which never looks."""
         self._known = 0
@@ -170,24 +182,19 @@ class Core:
         made: list[Collection[Any, Any]] = []
         if (changes.dropped or changes.renamed) and self.readonly:
             raise ValueError("dropped_collections and renamed_collections need a writable open")
-        engine = None
-        if self.shared:
+        engine: FileEngine | PostgresEngine | None = None
+        if self._pg is not None:
+            engine = self._pg.copy(readonly=self.readonly)
+        elif self.shared:
             engine = FileEngine.open(self.path, "shared")
         elif not self.readonly:
             _fs.make_parents(self.path)
             self._file_lock = _fs.FileLock(self.path)
         try:
             # A shared open reads, and writes a changed catalog, under the writer lock.
-            with contextlib.nullcontext() if engine is None else engine.writing():
-                opened = load(
-                    self.path,
-                    self._declare(wanted),
-                    self.config,
-                    readonly=self.readonly,
-                    adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
-                    image=self._new_image,
-                    engine=engine,
-                )
+            writing = engine is not None and engine.mode != "readonly"
+            with engine.writing() if writing else contextlib.nullcontext():  # type: ignore[union-attr]  # engine is set when writing
+                opened = self._load(engine, wanted, changes, made)
                 self._log = opened.log
                 self.recovery = opened.recovery
                 if opened.log is not None and opened.replay is not None:
@@ -198,11 +205,44 @@ class Core:
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
-        self._start_following(opened.reader if engine is None else engine, opened)
+        self._start_following(engine if self.shared else opened.reader, opened)
         self.is_closed = False
         for collection in made:
             collection._is_closed = False
         return made
+
+    def _load(
+        self,
+        engine: FileEngine | PostgresEngine | None,
+        wanted: dict[str, Wanted],
+        changes: Changes,
+        made: list[Collection[Any, Any]],
+    ) -> Opened:
+        """Replay or create the log in ``engine`` (None: an exclusive or read-only file)."""
+
+        def adopt(replay: Replay | None) -> None:
+            made.extend(self._adopt(replay, wanted, changes))
+
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            return _pg_open.load(
+                self.path,
+                engine,
+                self._declare(wanted),
+                self.config,
+                adopt=adopt,
+                image=self._new_image,
+            )
+        return load(
+            self.path,
+            self._declare(wanted),
+            self.config,
+            readonly=self.readonly,
+            adopt=adopt,
+            image=self._new_image,
+            engine=engine,
+        )
 
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
         """Write the catalog this open changed: dropped or renamed collections at once; other
@@ -453,12 +493,12 @@ class Core:
 
     # -- following other processes (shared and read-only cores) ------------------------------
 
-    def _start_following(self, engine: FileEngine | None, opened: Opened) -> None:
+    def _start_following(self, engine: FileEngine | PostgresEngine | None, opened: Opened) -> None:
         """Note where the log stands once open: catching up reads on from there."""
         self._engine = engine
         if opened.log is not None:
             log = opened.log
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         elif opened.replay is not None:
             self._known, self._generation = opened.replay.end, opened.replay.generation
@@ -493,15 +533,19 @@ class Core:
 
     def _moved(self, position: int) -> None:
         """Continue at ``position`` of the file a compaction put in place of the old one."""
-        file = self._engine.file if self._engine is not None else None
-        assert file is not None, "follow opened the new log"
+        engine = self._engine
         self._known = position
-        self._generation = generation_at(self.path, file.read_from(0, position))
+        if isinstance(engine, PostgresEngine):
+            self._generation = engine.generation_at(position)
+        else:
+            file = engine.file if engine is not None else None
+            assert file is not None, "follow opened the new log"
+            self._generation = generation_at(self.path, file.read_from(0, position))
         self._total = self._live()
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine) -> None:
+    def _read_new(self, engine: FileEngine | PostgresEngine) -> None:
         """Apply the complete records appended since ``_known``; one still being written
         (or left by a killed writer) is not there yet."""
         if self._known == 0:  # a read-only core that found the log empty: no header yet
@@ -581,9 +625,18 @@ class Core:
         if not buf:
             return
         wanted = self._wanted_now()
-        state = replay(
-            self.path, buf, self._declare(wanted), self.config.recovery, self.config.buf_capacity
-        )
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            state = _pg_open.replay(self.path, engine, buf, self._declare(wanted))
+        else:
+            state = replay(
+                self.path,
+                buf,
+                self._declare(wanted),
+                self.config.recovery,
+                self.config.buf_capacity,
+            )
         kept: dict[int, Kept] = {}
         for ident, found in state.collections.items():
             collection = self.collections.get(ident)
@@ -651,7 +704,7 @@ class Core:
     def _stop_writer(self, log: Log) -> None:
         """Note where the log now ends, then release the writer lock."""
         try:
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         finally:
             if self._engine is not None:
@@ -1069,6 +1122,23 @@ class Core:
         """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
         if self._phase is not _IDLE:
             raise RuntimeError(f"{action} from code running inside a write of this store")
+
+
+def make_core(
+    where: str | os.PathLike[str] | PostgresEngine,
+    config: StoreConfig,
+    *,
+    readonly: bool,
+    single: bool,
+    shared: bool,
+) -> Core:
+    """Return the core of a log at the path ``where``, or in the PostgreSQL engine ``where``
+    (README, "Several machines"): always shared, so ``shared`` changes nothing there."""
+    if isinstance(where, PostgresEngine):
+        path = Path(where.where())
+        return Core(path, config, readonly=readonly, single=single, shared=True, pg=where)
+    path = _fs.real_path(Path(where))
+    return Core(path, config, readonly=readonly, single=single, shared=shared)
 
 
 class LogOwner:

@@ -14,19 +14,18 @@ import typing
 import warnings
 from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from collections.abc import Collection as Sized
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from . import _fs
 from ._catalog import check_name
 from ._codec import Codec
 from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
-from ._core import Changes, Core, LogOwner, Wanted
+from ._core import Changes, Core, LogOwner, Wanted, make_core
 from ._errors import StoreClosedError
 from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
+from ._pg_engine import PostgresEngine
 from ._records import Write
 from ._txn import Transaction
 from ._types import MISSING, K, Migration, Stored, V
@@ -79,7 +78,7 @@ class Database(LogOwner):
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresEngine,
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
@@ -104,9 +103,7 @@ class Database(LogOwner):
         if isinstance(dropped_collections, str):
             raise TypeError("dropped_collections must be a collection of names, not one string")
         changes = Changes(tuple(dropped_collections), dict(renamed_collections or {}))
-        core = Core(
-            _fs.real_path(Path(path)), config, readonly=readonly, single=False, shared=shared
-        )
+        core = make_core(path, config, readonly=readonly, single=False, shared=shared)
         wanted = _declarations(cls)
         made = core.open(wanted, changes)
         database = object.__new__(cls)
