@@ -594,3 +594,86 @@ def test_declaring_a_collection_from_a_signal_handler_mid_append_is_refused(
     assert len(refused) == 1
     with Database.open(log_path) as database:
         assert dict(database.collection("late", str, int)) == {"y": 2}
+
+
+class Shop3(Database):
+    """A shop that added a collection: its log may not have it yet."""
+
+    users: Collection[str, User]
+    orders: Collection[int, Order]
+    notes: Collection[str, str]
+
+
+def declare_in_failed_transaction(shop: Shop) -> None:
+    """Declare and write a collection in a transaction, then raise KeyError("boom")."""
+    with shop.transaction() as tx:
+        tx.collection("notes", str, str)["a"] = "b"
+        raise KeyError("boom")
+
+
+class TestUnwrittenCollections:
+    """A declared collection is in the log's catalog from the moment it is listed."""
+
+    def test_declared_at_open_and_never_written_survives_a_reopen(self, log_path: Path) -> None:
+        """A collection an open adds to an existing log is listed after a reopen."""
+        fill(log_path)
+        with Shop3.open(log_path) as shop:
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+
+    def test_declared_by_collection_and_never_written_survives_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A collection asked for with collection() is listed after a reopen."""
+        fill(log_path)
+        with Database.open(log_path) as database:
+            database.collection("notes", str, str)
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_declared_collection_is_in_the_log_before_close(self, log_path: Path) -> None:
+        """The catalog reaches the log when the collection is declared: a crash (the
+        database abandoned, nothing flushed) keeps it."""
+        fill(log_path)
+        database = Shop3.open(log_path)
+        database.collection("more", int, int)
+        database._core.abandon()
+        with Database.open(log_path) as reopened:
+            assert reopened.collection_names() == ["users", "orders", "notes", "more"]
+
+    def test_collection_declared_in_a_failed_transaction_is_kept(self, log_path: Path) -> None:
+        """A collection declared in a transaction that raised stays declared, empty."""
+        fill(log_path)
+        with Shop.open(log_path) as shop:
+            with pytest.raises(KeyError):
+                declare_in_failed_transaction(shop)
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_readonly_open_writes_nothing_for_a_new_collection(self, log_path: Path) -> None:
+        """A read-only open that declares a collection the log lacks leaves the log as is."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with Shop3.open(log_path, readonly=True) as shop:
+            assert len(shop.notes) == 0
+        assert log_path.read_bytes() == before
+
+    def test_changed_types_alone_write_nothing_until_a_write(self, log_path: Path) -> None:
+        """An open whose only catalog change is a collection's types writes nothing until
+        something is stored, as a TypedStore's does."""
+        fill(log_path)
+
+        class Bumped(Collection[int, Order], version=2, migrations={1: lambda d: d}):
+            pass
+
+        class Shop2(Database):
+            users: Collection[str, User]
+            orders: Bumped
+
+        before = log_path.read_bytes()
+        Shop2.open(log_path).close()
+        assert log_path.read_bytes() == before

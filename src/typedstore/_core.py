@@ -205,11 +205,14 @@ class Core:
         return made
 
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
-        """Write the catalog this open changed: dropped or renamed collections at once; other
-        changes with the next record, or at once in shared mode, where other processes
-        would otherwise keep writing under the old catalog."""
+        """Write the catalog this open changed: dropped, renamed or added collections at
+        once (a collection listed is in the log); changed types with the next record, or at
+        once in shared mode, where other processes would otherwise keep writing under the
+        old catalog."""
         changed = self.catalog != replayed.catalog
-        if changes.dropped or changes.renamed or (changed and self.shared):
+        old = {meta.id for meta in replayed.catalog.collections}
+        added = any(meta.id not in old for meta in self.catalog.collections)
+        if changes.dropped or changes.renamed or (changed and (self.shared or added)):
             self._write_catalog(log)
         elif changed:
             # Later records must say they were written under the current catalog.
@@ -368,19 +371,38 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            before = self.catalog
-            meta = before.by_name(name)
-            state = None if meta is None else self._kept.get(meta.id)
-            try:
-                collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
-            except BaseException:
-                self._restore_meta(name, meta)
-                raise
-            if meta is not None:
-                self._kept.pop(meta.id, None)
-            if self.catalog != before and self._log is not None:
+            if self.shared and self._log is not None and self._holds_no_writer():
+                with self._writer():  # caught up: the catalog this adds to is the log's
+                    return self._declare_collection(name, want)
+            return self._declare_collection(name, want)
+
+    def _holds_no_writer(self) -> bool:
+        """Whether this thread holds no writer lock (shared mode): no write or transaction
+        of its own is in progress."""
+        return self._phase is _IDLE and self._txn_thread is None
+
+    def _declare_collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name``, new or kept until now; a new one's catalog entry
+        is written at once, so that a collection listed is one the log has."""
+        before = self.catalog
+        meta = before.by_name(name)
+        state = None if meta is None else self._kept.get(meta.id)
+        try:
+            collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
+            if meta is None and self._log is not None:
+                self._write_catalog(self._log)
+        except BaseException:
+            made = self.catalog.by_name(name)
+            if made is not None and meta is None:
+                self.collections.pop(made.id, None)
+                self._tables.pop(made.id, None)
+            self._restore_meta(name, meta)
+            raise
+        if meta is not None:
+            self._kept.pop(meta.id, None)
+            if self.catalog != before and self._log is not None:  # its types changed
                 self._log.pending_schema = self._catalog_bytes()
-            return collection
+        return collection
 
     def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
         """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).
