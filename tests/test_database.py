@@ -677,3 +677,65 @@ class TestUnwrittenCollections:
         before = log_path.read_bytes()
         Shop2.open(log_path).close()
         assert log_path.read_bytes() == before
+
+
+NFC_NAME, NFD_NAME = "caf\u00e9", "cafe\u0301"
+"""Two spellings of one name: equal under Unicode NFC normalisation, unequal as str."""
+
+
+class TestNamesEqualUnderNfc:
+    """Two collection names equal under NFC are refused with ValueError, nothing written."""
+
+    def test_two_declarations_are_refused_at_class_creation(self) -> None:
+        """A class declaring both spellings raises ValueError."""
+        annotations = {NFC_NAME: "Collection[str, int]", NFD_NAME: "Collection[str, int]"}
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Twice", (Database,), {"__annotations__": annotations})
+
+    def test_a_subclass_declaring_the_other_spelling_is_refused(self) -> None:
+        """A subclass adding the other spelling of a base's collection raises ValueError."""
+        base = type("Base", (Database,), {"__annotations__": {NFC_NAME: "Collection[str, int]"}})
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Sub", (base,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}})
+
+    def test_collection_is_refused(self, log_path: Path) -> None:
+        """collection() with the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with Database.open(log_path) as database:
+            with pytest.raises(ValueError, match="equal under Unicode NFC"):
+                database.collection(NFD_NAME, str, int)
+            assert database.collection_names() == [NFC_NAME]
+        assert log_path.read_bytes() == before
+
+    def test_open_declaring_the_other_spelling_is_refused(self, log_path: Path) -> None:
+        """An open declaring the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        other: type[Database] = type(
+            "Other", (Database,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}}
+        )
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            other.open(log_path)
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_the_other_spelling_of_another_is_refused(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of another's name raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+            database.collection("tea", str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            Database.open(log_path, renamed_collections={"tea": NFD_NAME})
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_its_own_other_spelling_is_allowed(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of its own name is a rename."""
+        with Database.open(log_path) as database:
+            database.collection(NFD_NAME, str, int)["a"] = 1
+        Database.open(log_path, renamed_collections={NFD_NAME: NFC_NAME}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == [NFC_NAME]
+            assert database.collection(NFC_NAME, str, int)["a"] == 1

@@ -21,7 +21,15 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _compact, _format, _fs
-from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._catalog import (
+    DEFAULT_NAME,
+    Catalog,
+    CollectionMeta,
+    check_name,
+    database,
+    nfc_clash,
+    nfc_message,
+)
 from ._codec import Codec
 from ._collection import Collection
 from ._config import Schema, StoreConfig
@@ -244,6 +252,11 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
+        listed = [meta.name for meta in self.catalog.collections]
+        for name in wanted:
+            other = nfc_clash(name, listed)
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
         return made
@@ -274,6 +287,10 @@ class Core:
             check_name(new)
             if new in names and new not in changes.dropped:
                 raise ValueError(f"{self.path}: the log has a collection {new!r} already")
+            staying = [n for n in names if n not in changes.dropped and n != new]
+            other = nfc_clash(new, [*staying, *(changes.renamed or {}).values()])
+            if other is not None and (changes.renamed or {}).get(other) != new:
+                raise ValueError(f"{self.path}: {nfc_message(new, other)}; nothing was changed")
         kept = []
         for meta in listed:
             if meta.name in changes.dropped:
@@ -386,6 +403,10 @@ class Core:
         is written at once, so that a collection listed is one the log has."""
         before = self.catalog
         meta = before.by_name(name)
+        if meta is None:
+            other = nfc_clash(name, (m.name for m in before.collections))
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}")
         state = None if meta is None else self._kept.get(meta.id)
         try:
             collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from . import _fs
-from ._catalog import check_name
+from ._catalog import check_name, nfc_clash, nfc_message
 from ._codec import Codec
 from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
@@ -57,9 +57,20 @@ class Database(LogOwner):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Check the names of the collections a subclass declares (ValueError for a bad one)."""
         super().__init_subclass__(**kwargs)
+        declared = [
+            name
+            for base in cls.__mro__[1:]
+            if issubclass(base, Database)
+            for name in inspect.get_annotations(base)
+            if not name.startswith("_")
+        ]
         for name in inspect.get_annotations(cls):
             if not name.startswith("_"):
                 check_name(name)
+                other = nfc_clash(name, declared)
+                if other is not None:
+                    raise ValueError(f"{cls.__name__}: {nfc_message(name, other)}")
+                declared.append(name)
                 if hasattr(Database, name):  # the collection would hide it, or fail to be set
                     raise ValueError(
                         f"{cls.__name__}: {name!r} names a Database attribute; name the "
