@@ -739,3 +739,53 @@ class TestNamesEqualUnderNfc:
         with Database.open(log_path) as database:
             assert database.collection_names() == [NFC_NAME]
             assert database.collection(NFC_NAME, str, int)["a"] == 1
+
+
+class TestRenameCycles:
+    """Renames apply all at once: swaps and chains are renames like any other."""
+
+    def test_swap(self, log_path: Path) -> None:
+        """{"users": "orders", "orders": "users"} swaps the two collections, durably."""
+        fill(log_path)
+        Database.open(log_path, renamed_collections={"users": "orders", "orders": "users"}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "users"]
+            assert database.collection("users", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_chain(self, log_path: Path) -> None:
+        """{"orders": "purchases", "users": "orders"} moves each one along."""
+        fill(log_path)
+        renamed = {"orders": "purchases", "users": "orders"}
+        Database.open(log_path, renamed_collections=renamed).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "purchases"]
+            assert database.collection("purchases", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_two_renamed_to_one_name_are_refused(self, log_path: Path) -> None:
+        """Renaming two collections to one name raises ValueError, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="'users' and 'orders' to one name 'both'"):
+            Database.open(log_path, renamed_collections={"users": "both", "orders": "both"})
+        assert log_path.read_bytes() == before
+
+    def test_rename_onto_a_collection_that_stays_is_refused(self, log_path: Path) -> None:
+        """Renaming onto a collection neither renamed nor dropped raises, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match=r"'orders' already.*rename or drop it too"):
+            Database.open(log_path, renamed_collections={"users": "orders"})
+        assert log_path.read_bytes() == before
+
+    def test_swap_that_does_not_fit_the_declared_types_changes_nothing(
+        self, log_path: Path
+    ) -> None:
+        """A swap whose result the opening class cannot read raises SchemaMismatchError,
+        nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(SchemaMismatchError):
+            Shop.open(log_path, renamed_collections={"users": "orders", "orders": "users"})
+        assert log_path.read_bytes() == before

@@ -275,36 +275,60 @@ class Core:
         return {names[0] if names else DEFAULT_NAME: want}
 
     def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
-        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        """Drop and rename collections as the open asks, all renames at once (a swap or a
+        chain is a rename like any other); ValueError, nothing changed, for a name the log
+        lacks, one dropped and renamed, or a rename that leaves two collections one name."""
         listed = list(self.catalog.collections)
         names = {meta.name for meta in listed}
-        for name in [*changes.dropped, *(changes.renamed or {})]:
+        renamed = changes.renamed or {}
+        for name in [*changes.dropped, *renamed]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
-            if name in changes.dropped and name in (changes.renamed or {}):
+            if name in changes.dropped and name in renamed:
                 raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
-        for new in (changes.renamed or {}).values():
+        for new in renamed.values():
             check_name(new)
-            if new in names and new not in changes.dropped:
-                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
-            staying = [n for n in names if n not in changes.dropped and n != new]
-            other = nfc_clash(new, [*staying, *(changes.renamed or {}).values()])
-            if other is not None and (changes.renamed or {}).get(other) != new:
-                raise ValueError(f"{self.path}: {nfc_message(new, other)}; nothing was changed")
-        kept = []
+        kept = [
+            replace(meta, name=renamed.get(meta.name, meta.name))
+            for meta in listed
+            if meta.name not in changes.dropped
+        ]
+        self._check_renamed(listed, kept, renamed)
         for meta in listed:
             if meta.name in changes.dropped:
                 states.pop(meta.id, None)
-                continue
-            new_name = (changes.renamed or {}).get(meta.name, meta.name)
-            kept.append(replace(meta, name=new_name))
-        if changes.dropped or changes.renamed:
+        if changes.dropped or renamed:
             self.catalog = database(kept)
-            renamed = changes.renamed or {}
             for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
                 if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
+
+    def _check_renamed(
+        self, listed: list[CollectionMeta], kept: list[CollectionMeta], renamed: Mapping[str, str]
+    ) -> None:
+        """Refuse renames that leave two collections one name, or names equal under NFC."""
+        old = {meta.id: meta.name for meta in listed}
+        final: dict[str, int] = {}
+        for meta in kept:
+            first = final.setdefault(meta.name, meta.id)
+            if first != meta.id:
+                one, two = old[first], old[meta.id]
+                if one in renamed and two in renamed:
+                    raise ValueError(
+                        f"{self.path}: renamed_collections renames {one!r} and {two!r} to "
+                        f"one name {meta.name!r}; nothing was changed"
+                    )
+                staying = one if one not in renamed else two
+                raise ValueError(
+                    f"{self.path}: the log has a collection {staying!r} already; rename or "
+                    f"drop it too to take its name; nothing was changed"
+                )
+            other = nfc_clash(meta.name, final)
+            if other is not None:
+                raise ValueError(
+                    f"{self.path}: {nfc_message(meta.name, other)}; nothing was changed"
+                )
 
     def _make(
         self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
