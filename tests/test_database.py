@@ -789,3 +789,51 @@ class TestRenameCycles:
         with pytest.raises(SchemaMismatchError):
             Shop.open(log_path, renamed_collections={"users": "orders", "orders": "users"})
         assert log_path.read_bytes() == before
+
+
+class TestOptionalCollections:
+    """A collection annotated as Optional (or in any union) raises TypeError: a database
+    always has its collections, and such an annotation was silently not a collection."""
+
+    def test_union_with_none_is_refused_at_class_creation(self) -> None:
+        """`users: Collection[str, User] | None` raises TypeError when the class is made."""
+        with pytest.raises(TypeError, match=r"Maybe\.users: .*Optional"):
+
+            class Maybe(Database):
+                users: Collection[str, User] | None
+
+    def test_optional_object_annotation_is_refused(self) -> None:
+        """An annotation that is the object Optional[Collection[...]] raises too."""
+        hint = Collection[str, User] | None
+        with pytest.raises(TypeError, match="Optional"):
+            type("Maybe", (Database,), {"__annotations__": {"users": hint}})
+
+    def test_declared_collection_subclass_in_a_union_is_refused(self) -> None:
+        """A union holding a Collection subclass raises TypeError."""
+
+        class Orders(Collection[int, Order]):
+            pass
+
+        with pytest.raises(TypeError, match=r"Maybe\.orders"):
+
+            class Maybe(Database):
+                orders: Orders | None
+
+    def test_forward_reference_is_refused_at_open(self, log_path: Path) -> None:
+        """An annotation that cannot be resolved at class creation is checked at open,
+        nothing written."""
+        with pytest.raises(TypeError, match=r"MaybeLater\.later: .*Optional"):
+            MaybeLater.open(log_path)
+        assert not log_path.exists()
+
+
+class MaybeLater(Database):
+    """An Optional collection of a model defined below: checked at open."""
+
+    later: Collection[str, Later] | None
+
+
+class Later(BaseModel):
+    """A model defined after the class that refers to it."""
+
+    name: str
