@@ -594,3 +594,246 @@ def test_declaring_a_collection_from_a_signal_handler_mid_append_is_refused(
     assert len(refused) == 1
     with Database.open(log_path) as database:
         assert dict(database.collection("late", str, int)) == {"y": 2}
+
+
+class Shop3(Database):
+    """A shop that added a collection: its log may not have it yet."""
+
+    users: Collection[str, User]
+    orders: Collection[int, Order]
+    notes: Collection[str, str]
+
+
+def declare_in_failed_transaction(shop: Shop) -> None:
+    """Declare and write a collection in a transaction, then raise KeyError("boom")."""
+    with shop.transaction() as tx:
+        tx.collection("notes", str, str)["a"] = "b"
+        raise KeyError("boom")
+
+
+class TestUnwrittenCollections:
+    """A declared collection is in the log's catalog from the moment it is listed."""
+
+    def test_declared_at_open_and_never_written_survives_a_reopen(self, log_path: Path) -> None:
+        """A collection an open adds to an existing log is listed after a reopen."""
+        fill(log_path)
+        with Shop3.open(log_path) as shop:
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+
+    def test_declared_by_collection_and_never_written_survives_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A collection asked for with collection() is listed after a reopen."""
+        fill(log_path)
+        with Database.open(log_path) as database:
+            database.collection("notes", str, str)
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_declared_collection_is_in_the_log_before_close(self, log_path: Path) -> None:
+        """The catalog reaches the log when the collection is declared: a crash (the
+        database abandoned, nothing flushed) keeps it."""
+        fill(log_path)
+        database = Shop3.open(log_path)
+        database.collection("more", int, int)
+        database._core.abandon()
+        with Database.open(log_path) as reopened:
+            assert reopened.collection_names() == ["users", "orders", "notes", "more"]
+
+    def test_collection_declared_in_a_failed_transaction_is_kept(self, log_path: Path) -> None:
+        """A collection declared in a transaction that raised stays declared, empty."""
+        fill(log_path)
+        with Shop.open(log_path) as shop:
+            with pytest.raises(KeyError):
+                declare_in_failed_transaction(shop)
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_readonly_open_writes_nothing_for_a_new_collection(self, log_path: Path) -> None:
+        """A read-only open that declares a collection the log lacks leaves the log as is."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with Shop3.open(log_path, readonly=True) as shop:
+            assert len(shop.notes) == 0
+        assert log_path.read_bytes() == before
+
+    def test_changed_types_alone_write_nothing_until_a_write(self, log_path: Path) -> None:
+        """An open whose only catalog change is a collection's types writes nothing until
+        something is stored, as a TypedStore's does."""
+        fill(log_path)
+
+        class Bumped(Collection[int, Order], version=2, migrations={1: lambda d: d}):
+            pass
+
+        class Shop2(Database):
+            users: Collection[str, User]
+            orders: Bumped
+
+        before = log_path.read_bytes()
+        Shop2.open(log_path).close()
+        assert log_path.read_bytes() == before
+
+
+NFC_NAME, NFD_NAME = "caf\u00e9", "cafe\u0301"
+"""Two spellings of one name: equal under Unicode NFC normalisation, unequal as str."""
+
+
+class TestNamesEqualUnderNfc:
+    """Two collection names equal under NFC are refused with ValueError, nothing written."""
+
+    def test_two_declarations_are_refused_at_class_creation(self) -> None:
+        """A class declaring both spellings raises ValueError."""
+        annotations = {NFC_NAME: "Collection[str, int]", NFD_NAME: "Collection[str, int]"}
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Twice", (Database,), {"__annotations__": annotations})
+
+    def test_a_subclass_declaring_the_other_spelling_is_refused(self) -> None:
+        """A subclass adding the other spelling of a base's collection raises ValueError."""
+        base = type("Base", (Database,), {"__annotations__": {NFC_NAME: "Collection[str, int]"}})
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Sub", (base,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}})
+
+    def test_collection_is_refused(self, log_path: Path) -> None:
+        """collection() with the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with Database.open(log_path) as database:
+            with pytest.raises(ValueError, match="equal under Unicode NFC"):
+                database.collection(NFD_NAME, str, int)
+            assert database.collection_names() == [NFC_NAME]
+        assert log_path.read_bytes() == before
+
+    def test_open_declaring_the_other_spelling_is_refused(self, log_path: Path) -> None:
+        """An open declaring the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        other: type[Database] = type(
+            "Other", (Database,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}}
+        )
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            other.open(log_path)
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_the_other_spelling_of_another_is_refused(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of another's name raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+            database.collection("tea", str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            Database.open(log_path, renamed_collections={"tea": NFD_NAME})
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_its_own_other_spelling_is_allowed(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of its own name is a rename."""
+        with Database.open(log_path) as database:
+            database.collection(NFD_NAME, str, int)["a"] = 1
+        Database.open(log_path, renamed_collections={NFD_NAME: NFC_NAME}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == [NFC_NAME]
+            assert database.collection(NFC_NAME, str, int)["a"] == 1
+
+
+class TestRenameCycles:
+    """Renames apply all at once: swaps and chains are renames like any other."""
+
+    def test_swap(self, log_path: Path) -> None:
+        """{"users": "orders", "orders": "users"} swaps the two collections, durably."""
+        fill(log_path)
+        Database.open(log_path, renamed_collections={"users": "orders", "orders": "users"}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "users"]
+            assert database.collection("users", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_chain(self, log_path: Path) -> None:
+        """{"orders": "purchases", "users": "orders"} moves each one along."""
+        fill(log_path)
+        renamed = {"orders": "purchases", "users": "orders"}
+        Database.open(log_path, renamed_collections=renamed).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "purchases"]
+            assert database.collection("purchases", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_two_renamed_to_one_name_are_refused(self, log_path: Path) -> None:
+        """Renaming two collections to one name raises ValueError, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="'users' and 'orders' to one name 'both'"):
+            Database.open(log_path, renamed_collections={"users": "both", "orders": "both"})
+        assert log_path.read_bytes() == before
+
+    def test_rename_onto_a_collection_that_stays_is_refused(self, log_path: Path) -> None:
+        """Renaming onto a collection neither renamed nor dropped raises, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match=r"'orders' already.*rename or drop it too"):
+            Database.open(log_path, renamed_collections={"users": "orders"})
+        assert log_path.read_bytes() == before
+
+    def test_swap_that_does_not_fit_the_declared_types_changes_nothing(
+        self, log_path: Path
+    ) -> None:
+        """A swap whose result the opening class cannot read raises SchemaMismatchError,
+        nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(SchemaMismatchError):
+            Shop.open(log_path, renamed_collections={"users": "orders", "orders": "users"})
+        assert log_path.read_bytes() == before
+
+
+class TestOptionalCollections:
+    """A collection annotated as Optional (or in any union) raises TypeError: a database
+    always has its collections, and such an annotation was silently not a collection."""
+
+    def test_union_with_none_is_refused_at_class_creation(self) -> None:
+        """`users: Collection[str, User] | None` raises TypeError when the class is made."""
+        with pytest.raises(TypeError, match=r"Maybe\.users: .*Optional"):
+
+            class Maybe(Database):
+                users: Collection[str, User] | None
+
+    def test_optional_object_annotation_is_refused(self) -> None:
+        """An annotation that is the object Optional[Collection[...]] raises too."""
+        hint = Collection[str, User] | None
+        with pytest.raises(TypeError, match="Optional"):
+            type("Maybe", (Database,), {"__annotations__": {"users": hint}})
+
+    def test_declared_collection_subclass_in_a_union_is_refused(self) -> None:
+        """A union holding a Collection subclass raises TypeError."""
+
+        class Orders(Collection[int, Order]):
+            pass
+
+        with pytest.raises(TypeError, match=r"Maybe\.orders"):
+
+            class Maybe(Database):
+                orders: Orders | None
+
+    def test_forward_reference_is_refused_at_open(self, log_path: Path) -> None:
+        """An annotation that cannot be resolved at class creation is checked at open,
+        nothing written."""
+        with pytest.raises(TypeError, match=r"MaybeLater\.later: .*Optional"):
+            MaybeLater.open(log_path)
+        assert not log_path.exists()
+
+
+class MaybeLater(Database):
+    """An Optional collection of a model defined below: checked at open."""
+
+    later: Collection[str, Later] | None
+
+
+class Later(BaseModel):
+    """A model defined after the class that refers to it."""
+
+    name: str

@@ -22,7 +22,15 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _compact, _format, _fs
-from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._catalog import (
+    DEFAULT_NAME,
+    Catalog,
+    CollectionMeta,
+    check_name,
+    database,
+    nfc_clash,
+    nfc_message,
+)
 from ._codec import Codec
 from ._collection import Collection, WriteHook
 from ._config import Schema, StoreConfig
@@ -245,11 +253,14 @@ class Core:
         )
 
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
-        """Write the catalog this open changed: dropped or renamed collections at once; other
-        changes with the next record, or at once in shared mode, where other processes
-        would otherwise keep writing under the old catalog."""
+        """Write the catalog this open changed: dropped, renamed or added collections at
+        once (a collection listed is in the log); changed types with the next record, or at
+        once in shared mode, where other processes would otherwise keep writing under the
+        old catalog."""
         changed = self.catalog != replayed.catalog
-        if changes.dropped or changes.renamed or (changed and self.shared):
+        old = {meta.id for meta in replayed.catalog.collections}
+        added = any(meta.id not in old for meta in self.catalog.collections)
+        if changes.dropped or changes.renamed or (changed and (self.shared or added)):
             self._write_catalog(log)
         elif changed:
             # Later records must say they were written under the current catalog.
@@ -281,6 +292,11 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
+        listed = [meta.name for meta in self.catalog.collections]
+        for name in wanted:
+            other = nfc_clash(name, listed)
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
         return made
@@ -299,32 +315,60 @@ class Core:
         return {names[0] if names else DEFAULT_NAME: want}
 
     def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
-        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        """Drop and rename collections as the open asks, all renames at once (a swap or a
+        chain is a rename like any other); ValueError, nothing changed, for a name the log
+        lacks, one dropped and renamed, or a rename that leaves two collections one name."""
         listed = list(self.catalog.collections)
         names = {meta.name for meta in listed}
-        for name in [*changes.dropped, *(changes.renamed or {})]:
+        renamed = changes.renamed or {}
+        for name in [*changes.dropped, *renamed]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
-            if name in changes.dropped and name in (changes.renamed or {}):
+            if name in changes.dropped and name in renamed:
                 raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
-        for new in (changes.renamed or {}).values():
+        for new in renamed.values():
             check_name(new)
-            if new in names and new not in changes.dropped:
-                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
-        kept = []
+        kept = [
+            replace(meta, name=renamed.get(meta.name, meta.name))
+            for meta in listed
+            if meta.name not in changes.dropped
+        ]
+        self._check_renamed(listed, kept, renamed)
         for meta in listed:
             if meta.name in changes.dropped:
                 states.pop(meta.id, None)
-                continue
-            new_name = (changes.renamed or {}).get(meta.name, meta.name)
-            kept.append(replace(meta, name=new_name))
-        if changes.dropped or changes.renamed:
+        if changes.dropped or renamed:
             self.catalog = database(kept)
-            renamed = changes.renamed or {}
             for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
                 if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
+
+    def _check_renamed(
+        self, listed: list[CollectionMeta], kept: list[CollectionMeta], renamed: Mapping[str, str]
+    ) -> None:
+        """Refuse renames that leave two collections one name, or names equal under NFC."""
+        old = {meta.id: meta.name for meta in listed}
+        final: dict[str, int] = {}
+        for meta in kept:
+            first = final.setdefault(meta.name, meta.id)
+            if first != meta.id:
+                one, two = old[first], old[meta.id]
+                if one in renamed and two in renamed:
+                    raise ValueError(
+                        f"{self.path}: renamed_collections renames {one!r} and {two!r} to "
+                        f"one name {meta.name!r}; nothing was changed"
+                    )
+                staying = one if one not in renamed else two
+                raise ValueError(
+                    f"{self.path}: the log has a collection {staying!r} already; rename or "
+                    f"drop it too to take its name; nothing was changed"
+                )
+            other = nfc_clash(meta.name, final)
+            if other is not None:
+                raise ValueError(
+                    f"{self.path}: {nfc_message(meta.name, other)}; nothing was changed"
+                )
 
     def _make(
         self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
@@ -408,50 +452,57 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            if self.shared and self._log is not None:
-                return self._declare_new_shared(name, want)
-            return self._declare_new(name, want)
+            if self.shared and self._log is not None and self._holds_no_writer():
+                with self._writer():  # caught up: the catalog this adds to is the log's
+                    return self._declare_collection(name, want)
+            return self._declare_collection(name, want)
 
-    def _declare_new(self, name: str, want: Wanted) -> Collection[Any, Any]:
-        """Make the collection ``name`` no code declared here yet; a changed catalog goes
-        with the next record (see :meth:`collection`)."""
+    def _holds_no_writer(self) -> bool:
+        """Whether this thread holds no writer lock (shared mode): no write or transaction
+        of its own is in progress."""
+        return self._phase is _IDLE and self._txn_thread is None
+
+    def _declare_collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name``, new or kept until now.
+
+        A new one's catalog entry is written at once, so that a collection listed is one
+        the log has. Changed types of a kept one go with the next record, except in shared
+        mode: there another process's catalog change, made without them meanwhile, would
+        overwrite them, so they are written at once too, under the writer lock.
+        """
         before = self.catalog
         meta = before.by_name(name)
-        state = None if meta is None else self._kept.get(meta.id)
+        if meta is None:
+            other = nfc_clash(name, (m.name for m in before.collections))
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}")
+        kept = None if meta is None else self._kept.get(meta.id)
         try:
-            collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
+            collection = self._make(name, want, {} if kept is None else {meta.id: kept})  # type: ignore[union-attr]  # meta is set with kept
         except BaseException:
+            made = self.catalog.by_name(name)
+            if made is not None and meta is None:
+                self.collections.pop(made.id, None)
+                self._tables.pop(made.id, None)
             self._restore_meta(name, meta)
             raise
         if meta is not None:
             self._kept.pop(meta.id, None)
-        if self.catalog != before and self._log is not None:
-            self._log.pending_schema = self._catalog_bytes()
-        return collection
-
-    def _declare_new_shared(self, name: str, want: Wanted) -> Collection[Any, Any]:
-        """:meth:`_declare_new` in shared mode: under the writer lock, caught up first, and
-        the changed catalog written at once. Left for the next record, it could be
-        overwritten meanwhile by another process's catalog change, itself made without
-        this collection (and could give its id to another collection)."""
-        log = self._start_writer()
-        try:
-            before, meta = self.catalog, self.catalog.by_name(name)
-            kept = None if meta is None else self._kept.get(meta.id)
-            collection = self._declare_new(name, want)
-            if self.catalog != before:
-                self._phase = _APPENDING  # a write from a signal handler now is refused
-                try:
-                    self._write_catalog(log)
-                except BaseException:
-                    self._undeclare(collection, meta, kept)
-                    log.pending_schema = None
-                    raise
-                finally:
-                    self._phase = _IDLE
+        log = self._log
+        if self.catalog == before or log is None:
             return collection
+        if meta is not None and not self.shared:
+            log.pending_schema = self._catalog_bytes()
+            return collection
+        phase, self._phase = self._phase, _APPENDING  # a write from a signal handler: refused
+        try:
+            self._write_catalog(log)
+        except BaseException:
+            self._undeclare(collection, meta, kept)
+            raise
         finally:
-            self._stop_writer(log)
+            self._phase = phase
+        return collection
 
     def _undeclare(
         self, collection: Collection[Any, Any], meta: CollectionMeta | None, kept: Kept | None
