@@ -11,6 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from typedstore import Collection, Database, Index, TypedStore, UniqueViolationError
+from typedstore._codec import Codec
+from typedstore._follow import Following
 from typedstore._index_state import Maintained
 from typedstore._log import Log
 
@@ -358,6 +360,159 @@ class TestSharedMode:
                 second.members["bob"] = member("ada@x")
             assert log_path.stat().st_size == size
             assert "bob" not in first.members
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_catch_up_keeps_the_indexes_of_every_write_path(
+        self, log_path: Path, write: Callable[[Members], object]
+    ) -> None:
+        """After any write path in one handle, the other's lookups, caught up key by key,
+        equal a scan of its entries and the writer's own."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x", 36, ["admin"])
+            first.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+            first.members["cy"] = member("cy@x", 30)
+            assert len(second.members) == 3
+            write(first.members)
+            assert snapshot(second.members) == brute_force(second.members)
+            assert snapshot(second.members) == snapshot(first.members)
+
+    def test_replaced_unique_key_is_free_after_a_catch_up(self, log_path: Path) -> None:
+        """An email another handle replaced is not left held: this handle can take it."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") is not None
+            first.members["ada"] = member("ada@y")
+            first.members["cy"] = member("cy@x")
+            del first.members["cy"]
+            second.members["bob"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") == ("bob", member("ada@x"))
+            assert first.members.by_email.get("ada@x") == ("bob", member("ada@x"))
+
+    def test_batch_of_another_handle_is_followed_key_by_key(self, log_path: Path) -> None:
+        """A transaction that swaps two unique keys, removes a key and puts it back (it moves
+        to the end) and adds one is followed in one catch-up, ties in the writer's order."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            for name in ["a", "b", "c"]:
+                first.members[name] = member(f"{name}@x", 1, ["t"])
+            assert len(second.members) == 3
+            with first.transaction() as tx:
+                tx.members["a"] = member("tmp@x", 1, ["t"])
+                tx.members["b"] = member("a@x", 1, ["t"])
+                tx.members["a"] = member("b@x", 1, ["t"])
+                del tx.members["c"]
+                tx.members["d"] = member("d@x", 1, ["t"])
+                tx.members["c"] = member("c@y", 1, ["t"])
+            assert [k for k, _ in second.members.by_age.range(1, 2)] == ["a", "b", "d", "c"]
+            assert [k for k, _ in second.members.by_tag.find("t")] == ["a", "b", "d", "c"]
+            assert second.members.by_email.get("b@x") == ("a", member("b@x", 1, ["t"]))
+            assert second.members.by_email.get("c@x") is None
+            assert snapshot(second.members) == snapshot(first.members)
+
+    def test_catch_up_of_one_record_runs_the_index_functions_once(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Catching up one record into 10,000 entries calls each index function and encodes
+        keys for the touched key only, not for every entry: O(new records)."""
+        with (
+            Counted.open(log_path, shared=True) as first,
+            Counted.open(log_path, shared=True) as second,
+        ):
+            with first.transaction() as tx:
+                for n in range(10_000):
+                    tx.items[(str(n), n)] = n
+            assert len(second.items) == 10_000
+            encodes: list[object] = []
+            real = Codec.key_bytes
+
+            def key_bytes(codec: Codec[Any, Any], key: object) -> bytes:
+                encodes.append(key)
+                return real(codec, key)
+
+            monkeypatch.setattr(Codec, "key_bytes", key_bytes)
+            first.items[("new", 0)] = -1
+            del first.items[("0", 0)]
+            CALLS.clear()
+            encodes.clear()
+            assert second.items.by_value.get(-1) == (("new", 0), -1)
+            assert CALLS == [-1]
+            assert encodes == [("new", 0)]
+            assert second.items.by_value.get(0) is None
+
+    def test_catch_up_that_raises_midway_leaves_no_stale_index_key(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A catch-up interrupted after applying part of the records (an exception, a
+        Ctrl-C) is finished by the next one, which then rebuilds the indexes."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") is not None
+            del first.members["ada"]
+            first.members["bob"] = member("bob@x")
+            real = Following._put
+
+            def interrupted(state: Following[Any, Any], key: Any, *args: Any) -> None:
+                monkeypatch.setattr(Following, "_put", real)
+                raise RuntimeError("interrupted")
+
+            monkeypatch.setattr(Following, "_put", interrupted)
+            with pytest.raises(RuntimeError, match="interrupted"):
+                second.members.get("bob")
+            assert second.members.by_email.get("ada@x") is None
+            assert second.members.by_email.get("bob@x") == ("bob", member("bob@x"))
+            second.members["cy"] = member("ada@x")
+            assert snapshot(second.members) == brute_force(second.members)
+
+    def test_catch_up_the_indexes_refuse_key_by_key_rebuilds_them(self, log_path: Path) -> None:
+        """When following a catch-up key by key fails (an index function raised), the
+        indexes are rebuilt from the entries instead."""
+        with (
+            Flaky.open(log_path, shared=True) as first,
+            Flaky.open(log_path, shared=True) as second,
+        ):
+            first.members["ada"] = member("ada@x")
+            assert len(second.members) == 1
+            first.members["bob"] = member("bob@x")
+            FLAKY.append("bob@x")
+            assert second.members.by_email.get("bob@x") == ("bob", member("bob@x"))
+            assert FLAKY == []
+
+
+CALLS: list[int] = []
+"""The values :class:`CountedItems`'s index function was called with."""
+
+
+def counted(value: int) -> int:
+    CALLS.append(value)
+    return value
+
+
+class CountedItems(Collection[tuple[str, int], int]):
+    """Items whose key type needs its bytes kept, with an index that counts its calls."""
+
+    by_value: Index[int, int] = Index(counted, unique=True)
+
+
+class Counted(Database):
+    items: CountedItems
+
+
+FLAKY: list[str] = []
+"""Emails :class:`Flaky`'s index function raises for, once each."""
+
+
+def flaky_email(value: Member) -> str:
+    if value.email in FLAKY:
+        FLAKY.remove(value.email)
+        raise RuntimeError("flaky")
+    return value.email
+
+
+class FlakyMembers(Collection[str, Member]):
+    by_email: Index[Member, str] = Index(flaky_email, unique=True)
+
+
+class Flaky(Database):
+    members: FlakyMembers
 
 
 class TestInterrupts:

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -23,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.shared_child import COUNTER, Twins, apply, operations
 from typedstore import Collection, Database, StoreConfig, StoreLockedError, TypedStore
+from typedstore._follow import Following
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -300,6 +302,20 @@ class TestProcesses:
         assert fresh(log_path) == expected
 
 
+@pytest.mark.slow
+def test_compactors_killed_at_random_lose_no_write(log_path: Path, children: list[Child]) -> None:
+    """Compacting processes SIGKILLed at random moments, beside writers, leave every
+    acknowledged write in the log, and the writers go on to the end."""
+    rng = random.Random(11)
+    writers = [start(children, log_path, "insert", f"w{i}", 300) for i in range(2)]
+    for _ in range(4):
+        compactor = start(children, log_path, "compact", 10_000)
+        writers[0].wait_for(len(writers[0].lines) + rng.randrange(5, 40))
+        compactor.kill()
+    assert [child.end() for child in writers] == [0, 0]
+    assert fresh(log_path) == {f"w{i}:{n}": n for i in range(2) for n in range(300)}
+
+
 KILLS = 8
 """SIGKILLs the chaos test deals."""
 OPERATIONS = 150
@@ -411,3 +427,124 @@ class TwoHandles(RuleBasedStateMachine):
 
 TwoHandles.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
 TestTwoHandles = TwoHandles.TestCase
+
+
+class TestAttacks:
+    """What could break catching up: a compaction in the middle of one, a compactor
+    stopped half-way, a catch-up that raises, a writer that waits for the lock."""
+
+    def test_compaction_in_the_middle_of_a_catch_up_is_followed(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A handle whose catch-up (without the writer lock) races a compaction and a write
+        by another reads every write, then follows the new log without replaying it."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            first["b"] = 2
+            real = Following.begin
+
+            def racing(state: Following[Any, Any], *, keeps_values: bool) -> None:
+                monkeypatch.setattr(Following, "begin", real)
+                first.compact()
+                first["c"] = 3
+                real(state, keeps_values=keeps_values)
+
+            monkeypatch.setattr(Following, "begin", racing)
+            assert second.get("b") == 2
+            replays: list[Path] = []
+            monkeypatch.setattr("typedstore._core.replay", lambda path, *args: replays.append(path))
+            assert dict(second.items()) == {"a": 1, "b": 2, "c": 3}
+            second["d"] = 4
+            assert replays == []
+            assert dict(first.items()) == {"a": 1, "b": 2, "c": 3, "d": 4}
+        assert fresh(log_path) == {"a": 1, "b": 2, "c": 3, "d": 4}
+
+    def test_compactor_stopped_before_its_rename_leaves_a_log_others_go_on_with(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A compaction that stops after recording its move and growing the old log by a
+        byte, before the rename (as when its process is killed), leaves the old log in
+        place: the other handles read it, and the next writer cuts the byte."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            size = log_path.stat().st_size
+
+            def killed(*args: object) -> None:
+                raise OSError("killed before the rename")
+
+            with monkeypatch.context() as patch:
+                patch.setattr("typedstore._fs.os.replace", killed)
+                with pytest.raises(OSError, match="killed"):
+                    first.compact()
+            assert log_path.stat().st_size == size + 1
+            assert dict(second.items()) == {"a": 1}
+            second["b"] = 2
+            first["c"] = 3
+            assert dict(second.items()) == dict(first.items()) == {"a": 1, "b": 2, "c": 3}
+        assert fresh(log_path) == {"a": 1, "b": 2, "c": 3}
+
+    def test_writer_waiting_for_the_lock_catches_up_under_it_too(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write that finds the writer lock taken catches up while it waits, then again
+        under the lock: a modify sees a write made between the two."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["n"] = 1
+            assert second.get("n") == 1
+            engine = second._core._engine
+            assert engine is not None
+            start_writing = engine.start_writing
+
+            def taken() -> bool:  # another writer holds the lock, and writes
+                first["n"] = 10
+                return False
+
+            def wait_then_take() -> None:  # it writes again before letting go
+                first["n"] = 20
+                start_writing()
+
+            monkeypatch.setattr(engine, "try_start_writing", taken)
+            monkeypatch.setattr(engine, "start_writing", wait_then_take)
+            second.modify("n", lambda value: value + 1)
+            monkeypatch.undo()
+            assert first.get("n") == second.get("n") == 21
+        assert fresh(log_path) == {"n": 21}
+
+    def test_catch_up_that_raises_midway_is_finished_by_the_next(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A catch-up interrupted after applying part of the records (an exception, a
+        Ctrl-C) leaves a view the next operation completes, then writes on."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            del first["a"]
+            first["b"] = 2
+            first["a"] = 3
+            real = Following._put
+
+            def interrupted(state: Following[Any, Any], key: Any, *args: Any) -> None:
+                monkeypatch.setattr(Following, "_put", real)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(Following, "_put", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                second.get("b")
+            assert list(second.items()) == [("b", 2), ("a", 3)]
+            second["c"] = 4
+            assert list(first.items()) == [("b", 2), ("a", 3), ("c", 4)]
+        assert fresh(log_path) == {"b": 2, "a": 3, "c": 4}

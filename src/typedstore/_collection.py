@@ -25,7 +25,7 @@ from ._config import Schema
 from ._errors import StoreClosedError
 from ._index import Index, IndexView, declared_indexes
 from ._index_hook import IndexHook
-from ._index_set import IndexSet
+from ._index_set import Change, IndexSet
 from ._records import Write, record_head, removal
 from ._table import Table
 from ._txn import Transaction
@@ -156,6 +156,18 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         if view is None:
             view = self._index_views[id(index)] = IndexView(self._indexes, index)
         return view
+
+    def _follow(self, changes: Sequence[Change[K, V]]) -> None:
+        """Bring the indexes up to date with ``changes``, other processes' records a
+        catch-up applied to the table in place, key by key (``IndexSet.follow``); on
+        any error, rebuild them from memory (:meth:`_reindex`), which raises as an open
+        would if the entries break a unique index."""
+        if self._indexes:
+            with self._lock:
+                try:
+                    self._indexes.follow(changes)
+                except Exception:
+                    self._indexes.rebuild(self._thawed({}))
 
     def _reindex(self) -> None:
         """Rebuild the indexes from memory, after a catch-up applied other processes'

@@ -37,6 +37,7 @@ from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
 from ._file_engine import FileEngine
+from ._follow import Following
 from ._index import has_indexes
 from ._log import Log
 from ._open import Opened, load
@@ -145,9 +146,12 @@ class Core:
         self._total = 0
         """How many records the log holds up to ``_known``, as far as compaction cares."""
         self._resume_cache: (
-            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]] | None
+            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]] | None
         ) = None
         """What :meth:`_resumed` returned last, and for which catalog."""
+        self._indexes_behind = False
+        """Whether a catch-up stopped (raised) before the indexes followed the records it
+        applied to the tables: the next one rebuilds them whole (see :meth:`_read_new`)."""
         if self.shared or readonly:
             self.lock = _FollowingLock(self)
         if self.shared:
@@ -618,23 +622,33 @@ class Core:
             return
         replayer, declared = self._resumed()
         replayer.trail.generation = self._generation
+        rebuild, self._indexes_behind = self._indexes_behind, True  # until they follow
+        for collection, state in declared:
+            state.begin(keeps_values=bool(collection._indexes))
         try:
             self._total += replayer.resume(bodies)
-        finally:
+        finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
+                key_bytes = collection._table._key_bytes
+                if key_bytes is not None:
+                    state.follow_key_bytes(key_bytes)
+                # A new table: positions (Table.at) are computed anew.
+                collection._table = self._tables[collection._id] = Table(state.entries, key_bytes)
+            for _, state in declared:
                 state.settle()
-                collection._table = self._tables[collection._id] = Table(
-                    state.entries, collection._table._key_bytes
-                )
-                if collection._table._key_bytes is not None:
-                    self._install(collection, state.entries)
-        for collection, _ in declared:
-            collection._reindex()
+        for collection, state in declared:
+            if not collection._indexes:
+                continue
+            if rebuild:
+                collection._reindex()
+            elif state.before:
+                collection._follow(state.changes())
+        self._indexes_behind = False
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]]:
+    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]]:
         """Return a replay resumed from the state in memory, and the declared collections'
         states in it, which apply records to their tables' entries in place.
 
@@ -654,7 +668,7 @@ class Core:
                 kept = states.setdefault(meta.id, Kept())
                 kept.enter(collection_segment(self.path, meta, 0))
                 continue
-            state = Declared[Any, Any](self.path, collection._codec, collection._schema_now)
+            state = Following[Any, Any](self.path, collection._codec, collection._schema_now)
             state.entries = collection._table.entries  # applied in place
             state.enter(collection_segment(self.path, meta, 0))
             states[meta.id] = state
@@ -698,6 +712,7 @@ class Core:
             want = Wanted(type(collection), collection._codec, collection._schema_now)
             self._install(collection, self._validated(found, want))
             collection._reindex()
+        self._indexes_behind = False
         self.catalog, self._next_id, self._kept = state.catalog, state.next_id, kept
         self._known, self._generation, self._total = (
             state.end,
@@ -739,14 +754,22 @@ class Core:
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        engine.start_writing()
-        try:
+        if not engine.try_start_writing():
+            # Another writer holds the lock: read what was written so far while waiting,
+            # so that the catch-up under the lock, which holds up every other writer,
+            # reads only what the last holders added.
             self._catch_up()
-            try:
-                engine.claim(self._known)
-            except StaleLogError:
+            engine.start_writing()
+        try:
+            if not engine.grew_or_moved(self._known):
+                engine.take_end(self._known)  # the common case: 4 system calls a write
+            else:
                 self._catch_up()
-                engine.claim(self._known)
+                try:
+                    engine.claim(self._known)
+                except StaleLogError:
+                    self._catch_up()
+                    engine.claim(self._known)
         except BaseException:
             engine.stop_writing()
             raise

@@ -7,6 +7,7 @@ The host (a collection, or ``TypedStore``) calls, under its lock:
   before anything changed;
 - :meth:`IndexSet.apply` with that plan once the record is written: it cannot fail;
 - :meth:`IndexSet.rebuild` at open, after migrations and replay, and for ``clear``;
+- :meth:`IndexSet.follow` with what another process wrote, caught up (shared mode);
 - :meth:`IndexSet.begin` and :meth:`IndexSet.check_staged` in a transaction, to check
   each write at its call against the transaction's own view; its commit plans the net
   result like any write.
@@ -166,6 +167,17 @@ class IndexSet(Generic[K, V]):
             index.hold(key, seqs.get(key, 0), fresh)
         for key in removed:
             del seqs[key]
+
+    def follow(self, changes: Sequence[Change[K, V]]) -> None:
+        """Apply ``changes`` other processes made (a catch-up's, in shared and read-only
+        mode), key by key: :meth:`plan`, then :meth:`apply`. O(changes), not O(entries).
+
+        ``changes`` give each touched key once, in the order :meth:`plan` takes: removals,
+        replacements, then keys put at the host's end in its order, a key that moved
+        there removed first. Raises as :meth:`plan` does, nothing changed: the caller
+        then rebuilds.
+        """
+        self.apply(self.plan(changes))
 
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
         """Build every index from ``entries``, in insertion order; on error change nothing.
