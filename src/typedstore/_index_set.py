@@ -20,7 +20,7 @@ import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeAlias
+from typing import Generic, TypeAlias
 
 from . import _index_rules
 from ._index_state import (
@@ -81,6 +81,11 @@ class IndexSet(Generic[K, V]):
         """Whether any index lists several keys per index key, so needs insertion positions:
         unique hash indexes alone do not pay for ``_seqs``."""
         self._named = {index.spec.name: index for index in self.indexes}
+        self._lone = self.indexes[0] if len(specs) == 1 and not self._keeps_order else None
+        """The one index, when it is a unique hash index alone (not multi): the
+        commonest case, given the shortest path through :meth:`plan_one` and :meth:`apply`."""
+        if self._lone is not None and self._lone.multi:
+            self._lone = None
 
     def __len__(self) -> int:
         return len(self.indexes)
@@ -128,10 +133,26 @@ class IndexSet(Generic[K, V]):
 
     def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan([(key, new)])``: the path of every single write, kept short."""
+        lone = self._lone
+        if lone is not None:
+            return self._plan_lone(lone, key, new)
         moves: list[Move[K, V]] = []
         for index in self.indexes:
-            old = index.held_keys(key)
-            fresh = () if new is _Missing.MISSING else index.index_keys(key, new)
+            held = index.held.get(key, MISSING)
+            old: IndexKeys = () if held is MISSING else held if index.multi else (held,)  # type: ignore[assignment]  # multi: a tuple
+            if new is MISSING:
+                fresh: IndexKeys = ()
+            elif index.multi:
+                fresh = index.index_keys(key, new)
+            else:
+                index_key = index.fn(new)
+                if index_key is None:
+                    fresh = ()
+                elif index_key is held:
+                    continue
+                else:
+                    fresh = (index_key,)
+                    index.check_hashable(key, index_key)
             if old == fresh:
                 continue
             moves.append((index, key, old, fresh))
@@ -139,14 +160,31 @@ class IndexSet(Generic[K, V]):
                 holder_of = index.entries.holder
                 for index_key in fresh:
                     holder = holder_of(index_key)
-                    if holder is not _Missing.MISSING and holder != key:
+                    if holder is not MISSING and holder != key:
                         raise _index_rules.violation(index, index_key, holder, key)
             if index.ordered:
                 _index_rules.check_ordered(index, moves[-1:])
         present = key in self._seqs
-        if new is _Missing.MISSING:
+        if new is MISSING:
             return moves, [], [key] if present else []
         return moves, [key] if self._keeps_order and not present else [], []
+
+    def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan_one(key, new)`` for a unique hash index alone."""
+        held = lone.held.get(key, MISSING)
+        index_key = None if new is MISSING else lone.fn(new)
+        if index_key is held or (index_key is None and held is MISSING):
+            return [], [], []
+        old: IndexKeys = () if held is MISSING else (held,)
+        if index_key is None:
+            return [(lone, key, old, ())], [], []
+        lone.check_hashable(key, index_key)
+        if old == (index_key,):
+            return [], [], []
+        holder = lone.entries.holder(index_key)
+        if holder is not MISSING and holder != key:
+            raise _index_rules.violation(lone, index_key, holder, key)
+        return [(lone, key, old, (index_key,))], [], []
 
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.
@@ -154,8 +192,14 @@ class IndexSet(Generic[K, V]):
         Every removal before every addition: a unique index key passing from one key
         to another is free before it is taken.
         """
-        seqs = self._seqs
         moves, appended, removed = plan
+        if self._lone is not None:  # no insertion positions to keep
+            for index, key, old, _ in moves:
+                index.forget(key, 0, old)
+            for index, key, _, fresh in moves:
+                index.hold(key, 0, fresh)
+            return
+        seqs = self._seqs
         for index, key, old, _ in moves:
             if old:
                 index.forget(key, seqs.get(key, 0), old)
@@ -267,8 +311,7 @@ def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[
                 return False
             if index.unique and len(set(held.values())) != len(held):
                 return False
-            by_index_key = sorted(held.items(), key=_second)  # stable: ties keep their order
-            index.entries = SortedEntries([(ik, seqs.get(k, 0), k) for k, ik in by_index_key])
+            index.entries = SortedEntries(seqs, held)
         elif index.unique:
             holders = {ik: key for key, ik in held.items()}
             if len(holders) != len(held):
@@ -316,12 +359,6 @@ def _fill_multi_at_once(
     return True
 
 
-def _second(pair: tuple[K, object]) -> Any:
-    """Return an ordered index's key from ``(key, index key)``: ``Any``, as ``sorted`` only
-    accepts comparable keys, which an index key must be (or the careful path says so)."""
-    return pair[1]
-
-
 def _fill_carefully(
     indexes: list[Maintained[K, V]], pairs: list[tuple[K, V]], seqs: dict[K, int]
 ) -> None:
@@ -348,20 +385,15 @@ def _index_keys_at_open(index: Maintained[K, V], key: K, value: V) -> IndexKeys:
 
 def _fill(index: Maintained[K, V], found: list[tuple[K, int, IndexKeys]]) -> None:
     """Put ``found`` rows, in insertion order, into a fresh index."""
-    if not index.spec.ordered:
+    if index.ordered:
+        for key, _, index_keys in found:
+            for index_key in index_keys:
+                if index_key != index_key:  # NaN: compares false with everything
+                    raise _index_rules.incomparable(index, key, index_key)
+    try:
         for key, seq, index_keys in found:
             index.hold(key, seq, index_keys)
-        return
-    triples: list[tuple[object, ...]] = []
-    for key, seq, index_keys in found:
-        for index_key in index_keys:
-            if index_key != index_key:
-                raise _index_rules.incomparable(index, key, index_key)
-            triples.append((index_key, seq, key))
-        index.held[key] = index_keys if index.spec.multi else index_keys[0]
-    try:
-        index.entries = SortedEntries(triples)
-    except TypeError as exc:
+    except TypeError as exc:  # an ordered index's keys that do not compare
         raise TypeError(
             f"ordered index {index.spec.name!r}: the data gives index keys that cannot be"
             " ordered with each other; nothing was changed"
