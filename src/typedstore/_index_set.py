@@ -20,7 +20,7 @@ import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeAlias
+from typing import Generic, TypeAlias, cast
 
 from . import _index_rules
 from ._index_state import (
@@ -219,13 +219,18 @@ class IndexSet(Generic[K, V]):
         raises propagates with a note naming the key.
         """
         pairs = list(entries)
-        seqs = {key: seq for seq, (key, _) in enumerate(pairs)} if self._keeps_order else {}
+        self.rebuild_columns([key for key, _ in pairs], [value for _, value in pairs])
+
+    def rebuild_columns(self, keys: Sequence[K], values: Sequence[V]) -> None:
+        """:meth:`rebuild` from the keys and, in the same order, their values: the form an
+        open has, which builds without a tuple per entry (and the collector they wake)."""
+        seqs = dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         # Whole columns at once, several times faster than entry by entry; anything
         # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
-        if not all(_fill_at_once(index, pairs, seqs) for index in rebuilt):
+        if not all(_fill_at_once(index, keys, values, seqs) for index in rebuilt):
             rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
-            _fill_carefully(rebuilt, pairs, seqs)
+            _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
             index.entries, index.held = fresh.entries, fresh.held  # views keep their index
@@ -298,20 +303,24 @@ def _net(
     return list(net.items()), list(appended)
 
 
-def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]) -> bool:
-    """Fill a fresh ``index`` from ``pairs``; False, leaving it unfinished, for anything
-    unusual: an exception, a unique conflict, a NaN, a multi index."""
+def _fill_at_once(
+    index: Maintained[K, V], keys: Sequence[K], values: Sequence[V], seqs: dict[K, int]
+) -> bool:
+    """Fill a fresh ``index`` from ``keys`` and their ``values``; False, leaving it
+    unfinished, for anything unusual: an exception, a unique conflict, a NaN."""
     if index.multi:
-        return _fill_multi_at_once(index, pairs, seqs)
-    fn = index.fn
+        return _fill_multi_at_once(index, zip(keys, values, strict=True), seqs)
     try:
-        held = {key: ik for key, value in pairs if (ik := fn(value)) is not None}
+        held = dict(zip(keys, map(index.fn, values), strict=True))  # the function called from C
+        if None in held.values():  # entries left out
+            held = {key: ik for key, ik in held.items() if ik is not None}
         if index.ordered:
-            if any(ik != ik for ik in held.values()):
-                return False
             if index.unique and len(set(held.values())) != len(held):
                 return False
-            index.entries = SortedEntries(seqs, held)
+            entries = SortedEntries(seqs, held)
+            if any(ik != ik for ik in entries.distinct()):  # a NaN: the careful path says so
+                return False
+            index.entries = entries
         elif index.unique:
             holders = {ik: key for key, ik in held.items()}
             if len(holders) != len(held):
@@ -325,8 +334,13 @@ def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[
     return True
 
 
+_PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
+"""What a multi index's function usually returns: iterables, found so without the slower
+``isinstance`` checks against ``str``, ``bytes`` and ``Iterable``."""
+
+
 def _fill_multi_at_once(
-    index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]
+    index: Maintained[K, V], pairs: Iterable[tuple[K, V]], seqs: dict[K, int]
 ) -> bool:
     """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
     :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
@@ -340,9 +354,13 @@ def _fill_multi_at_once(
             result = fn(value)
             if result is None:
                 continue
-            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+            if type(result) not in _PLAIN_ITERABLES and (
+                isinstance(result, str | bytes) or not isinstance(result, Iterable)
+            ):
                 return False
-            elements = tuple(dict.fromkeys(e for e in result if e is not None))
+            elements = tuple(dict.fromkeys(cast(Iterable[object], result)))  # at C speed
+            if None in elements:
+                elements = tuple(element for element in elements if element is not None)
             if not elements:
                 continue
             held[key] = elements

@@ -160,6 +160,10 @@ class SortedEntries(HashEntries[K]):
         """Return the lowest index key, or MISSING if the index is empty."""
         return self._order[0] if self._order else MISSING
 
+    def distinct(self) -> Iterator[object]:
+        """Iterate over the distinct index keys, lowest first."""
+        return iter(self._order)
+
     def bisect(self, index_key: object) -> int:
         """Return where ``index_key`` goes; TypeError if it cannot be compared with it all."""
         return self._order.bisect_left(index_key)
