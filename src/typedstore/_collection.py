@@ -133,7 +133,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
-            self._indexes.rebuild(self._thawed(values or {}))
+            self._indexes.rebuild_columns(*self._columns(values or {}))
             self._index_hook = IndexHook(self._indexes, codec, lambda: self._thawed({}))
             self._hooks = (self._index_hook,)
 
@@ -141,12 +141,21 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
         return self._codec.thaw(self._table.entries[key])
 
-    def _thawed(self, known: Mapping[K, V]) -> Iterator[tuple[K, V]]:
-        """Yield each entry with its value: from ``known``, else decoded from memory."""
+    def _columns(self, known: Mapping[K, V]) -> tuple[list[K], list[V]]:
+        """Return the keys, and their values in the same order: from ``known``, else decoded."""
+        keys = list(self._table.entries)
+        if len(known) == len(keys) and all(map(known.__contains__, keys)):  # at C speed
+            return keys, list(map(known.__getitem__, keys))
+        pairs = self._thawed(known)
+        return keys, [value for _, value in pairs]
+
+    def _thawed(self, known: Mapping[K, V]) -> list[tuple[K, V]]:
+        """Return each entry with its value: from ``known``, else decoded from memory."""
         thaw = self._codec.thaw
-        for key, stored in self._table.entries.items():
-            value = known.get(key, MISSING)
-            yield key, thaw(stored) if value is MISSING else value
+        return [
+            (key, thaw(stored) if (value := known.get(key, MISSING)) is MISSING else value)
+            for key, stored in self._table.entries.items()
+        ]
 
     def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
         """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
