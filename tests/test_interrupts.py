@@ -203,11 +203,12 @@ def test_ctrl_c_at_any_point_of_an_operation_leaves_the_store_usable(
         assert dict(reopened.items()) == items
 
 
-def test_ctrl_c_at_any_bytecode_of_a_database_transaction_leaves_it_usable(
-    log_path: Path,
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+def test_ctrl_c_at_any_point_of_a_database_transaction_leaves_it_usable(
+    log_path: Path, shared: bool
 ) -> None:
-    """Interrupted at each bytecode of a database transaction, the lock ends up free."""
-    db = Pair.open(log_path)
+    """Interrupted wherever a signal can land in a database transaction, the lock ends up free."""
+    db = Pair.open(log_path, shared=shared)
     core = db._core
 
     def attempt(step: int, hits: list[int]) -> None:
@@ -218,6 +219,7 @@ def test_ctrl_c_at_any_bytecode_of_a_database_transaction_leaves_it_usable(
         except _Injected:
             pass
         assert core._txn_thread is None
+        assert core._engine is None or not core._engine.is_writing, f"writer held after {LANDED}"
         assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
         _write_from_another_thread(lambda: db.left.__setitem__("other", step))
         with db.transaction() as tx:
