@@ -28,7 +28,7 @@ from ._index_hook import IndexHook
 from ._index_set import Change, IndexSet
 from ._records import Write, record_head, removal
 from ._table import Table
-from ._txn import Transaction
+from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:
@@ -418,15 +418,11 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     # -- transactions (TransactionHost) -----------------------------------------------------
 
-    def _begin_transaction(self) -> Mapping[K, Stored]:
-        self._core._begin_transaction()
-        return self._table.entries
+    def _begin_transaction(self) -> tuple[Hold, Mapping[K, Stored]]:
+        return self._core._begin_transaction(), self._table.entries
 
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         self._core._commit(((self, writes),))
-
-    def _end_transaction(self) -> None:
-        self._core._end_transaction()
 
     # -- state -------------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ core holding named collections; ``TypedStore`` (``_store``) is a core holding on
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import enum
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -159,8 +160,6 @@ class Core:
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
-        self._txn_writer = contextlib.ExitStack()
-        """The writer lock a transaction holds in shared mode."""
         self._phase = _IDLE
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
@@ -457,9 +456,25 @@ class Core:
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
             if self.shared and self._log is not None and self._holds_no_writer():
-                with self._writer():  # caught up: the catalog this adds to is the log's
-                    return self._declare_collection(name, want)
+                return self._declare_shared(name, want, self._log)
             return self._declare_collection(name, want)
+
+    def _declare_shared(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
+        """:meth:`_declare_collection` under the writer lock, caught up first: the catalog
+        this adds to is the log's. Let go as :meth:`_write_shared` does, wherever a Ctrl-C
+        lands."""
+        engine = self._engine
+        assert engine is not None, "only a shared core writes this way"
+        was_writing = engine.is_writing
+        try:
+            self._start_writer()
+            collection = self._declare_collection(name, want)
+            self._stop_writer(log)
+        except BaseException:
+            if engine.is_writing and not was_writing:
+                self._stop_writer(log)
+            raise
+        return collection
 
     def _holds_no_writer(self) -> bool:
         """Whether this thread holds no writer lock (shared mode): no write or transaction
@@ -736,31 +751,26 @@ class Core:
         collection._table = table
         self._tables[collection._id] = table
 
-    @contextlib.contextmanager
-    def _writer(self) -> Iterator[Log]:
-        """Hold the writer lock of shared mode, caught up, the log's end taken for appending.
+    def _start_writer(self) -> Log:
+        """Take the writer lock of shared mode, catch up, and take the log's end for appending.
 
         A ``StaleLogError`` cannot happen under the lock, as no other process appends;
         should the engine raise it all the same, this core catches up and tries once more.
+        Every caller lets go with :meth:`_stop_writer` in a handler that runs it once more
+        if a Ctrl-C lands midway (unlocking twice is harmless); not a context manager,
+        whose ``__exit__``, Python code, could itself be interrupted before it let go.
         """
-        log = self._start_writer()
-        try:
-            yield log
-        finally:
-            self._stop_writer(log)
-
-    def _start_writer(self) -> Log:
-        """Take the writer lock, catch up and take the log's end; see :meth:`_writer`."""
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        if not engine.try_start_writing():
-            # Another writer holds the lock: read what was written so far while waiting,
-            # so that the catch-up under the lock, which holds up every other writer,
-            # reads only what the last holders added.
-            self._catch_up()
-            engine.start_writing()
+        was_writing = engine.is_writing
         try:
+            if not engine.try_start_writing():
+                # Another writer holds the lock: read what was written so far while waiting,
+                # so that the catch-up under the lock, which holds up every other writer,
+                # reads only what the last holders added.
+                self._catch_up()
+                engine.start_writing()
             if not engine.grew_or_moved(self._known):
                 engine.take_end(self._known)  # the common case: 4 system calls a write
             else:
@@ -771,7 +781,8 @@ class Core:
                     self._catch_up()
                     engine.claim(self._known)
         except BaseException:
-            engine.stop_writing()
+            if engine.is_writing and not was_writing:  # taken here, then failed or interrupted
+                engine.stop_writing()
             raise
         return log
 
@@ -793,20 +804,35 @@ class Core:
     ) -> list[Stored]:
         """:meth:`_write` in shared mode: under the writer lock, caught up first, so that
         ``stage`` (``modify``'s ``fn``, validators) sees every write acknowledged before."""
-        lock = self.lock
+        lock, engine = self.lock, self._engine
         assert isinstance(lock, _FollowingLock)
-        lock.acquire_quietly()
+        assert engine is not None, "only a shared core writes this way"
+        # A Ctrl-C can land after any call, the releases' own included: one handler lets
+        # go of whatever this write took and still holds. Not finally blocks: their
+        # calls before a release would be such places too.
+        held = lock.holds()
+        was_writing = True  # until read under the lock: not this write's writer lock
         try:
-            self._writable_log()  # closed, read-only, in a transaction: the error that applies
+            lock.acquire_quietly()
+            was_writing = engine.is_writing  # a write from a compaction's signal handler
+            log = (
+                self._writable_log()
+            )  # closed, read-only, in a transaction: the error that applies
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            log = self._start_writer()
-            try:
-                return Core._write(self, collection, stage, compact=compact)
+            self._start_writer()
+            previous = Core._write(self, collection, stage, compact=compact)
+            self._stop_writer(log)
+        except BaseException:
+            try:  # also once more if the normal path's _stop_writer was interrupted
+                if engine.is_writing and not was_writing:
+                    self._stop_writer(self._log)  # type: ignore[arg-type]  # writable: set
             finally:
-                self._stop_writer(log)
-        finally:
-            lock.release()
+                if lock.holds() > held:
+                    lock.release()
+            raise
+        lock.release()
+        return previous
 
     # -- the write path ----------------------------------------------------------------------
 
@@ -955,23 +981,52 @@ class Core:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def _begin_transaction(self) -> None:
-        """Take the database for a transaction: other threads wait until the end."""
-        self.lock.acquire()
+    def _begin_transaction(self) -> Generator[None, None, None]:
+        """Take the database for a transaction: other threads wait until the returned hold
+        is closed, which ends the transaction.
+
+        The hold is a generator suspended inside ``with self.lock``: a KeyboardInterrupt
+        landing anywhere between the lock's acquire and the caller storing the hold
+        drops the generator, and dropping it runs its ``with`` exits, so the lock cannot
+        stay taken by a transaction that never began (a bare ``acquire()`` followed by a
+        ``try`` leaves a window between the two).
+        """
+        hold = None
         try:
+            hold = self._holding()
+            next(hold)
+            return hold
+        except BaseException:
+            if hold is not None:  # taken, then interrupted before the return
+                hold.close()
+            raise
+
+    def _holding(self) -> Generator[None, None, None]:
+        """Hold the lock (and in shared mode the writer lock) until closed; see above."""
+        with self.lock:
             self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            if self.shared:  # held until _end_transaction: atomic across processes
-                self._txn_writer.enter_context(self._writer())
-        except BaseException:
-            self.lock.release()
-            raise
-        self._txn_thread = threading.get_ident()
+            engine, log = self._engine, self._log
+            was_writing = engine is None or engine.is_writing
+            try:
+                if self.shared:  # held until the hold closes: atomic across processes
+                    self._start_writer()
+                self._txn_thread = threading.get_ident()
+                yield
+            finally:
+                self._txn_thread = None
+                if engine is not None and engine.is_writing and not was_writing:
+                    try:
+                        self._stop_writer(log)  # type: ignore[arg-type]  # writable: set
+                    except BaseException:  # a Ctrl-C midway: once more
+                        if engine.is_writing:
+                            self._stop_writer(log)  # type: ignore[arg-type]  # as above
+                        raise
 
     def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
         """Write a transaction's writes, grouped by collection, as one batch record."""
-        # The transaction holds the lock until _end_transaction: only its thread is here.
+        # The transaction holds the lock until its hold closes: only its thread is here.
         groups = [(c, writes) for c, writes in groups if writes]
         if not groups:
             return
@@ -1010,13 +1065,6 @@ class Core:
             finally:
                 self._phase = _IDLE
 
-    def _end_transaction(self) -> None:
-        self._txn_thread = None
-        try:
-            self._txn_writer.close()
-        finally:
-            self.lock.release()
-
     # -- durability --------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -1036,12 +1084,22 @@ class Core:
         with self.lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
-            with self._writer() if self.shared else contextlib.nullcontext(log):
+            engine = self._engine
+            was_writing = not self.shared or engine is None or engine.is_writing
+            try:
+                if self.shared:
+                    self._start_writer()
                 self._phase = _APPENDING  # a write from a signal handler now is refused
-                try:
-                    self._compact_locked(log)
-                finally:
-                    self._phase = _IDLE
+                self._compact_locked(log)
+            finally:
+                self._phase = _IDLE
+                if engine is not None and engine.is_writing and not was_writing:
+                    try:
+                        self._stop_writer(log)
+                    except BaseException:  # a Ctrl-C midway: once more
+                        if engine.is_writing:
+                            self._stop_writer(log)
+                        raise
 
     def _compact_locked(self, log: Log) -> None:
         rewrite = _compact.Rewrite()
@@ -1117,12 +1175,15 @@ class Core:
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        if isinstance(self.lock, _FollowingLock):
-            self.lock.acquire_quietly()  # what others wrote since matters no more
-            try:
+        lock = self.lock
+        if isinstance(lock, _FollowingLock):
+            held = lock.holds()
+            try:  # taken inside the try: a Ctrl-C right after it still lets go
+                lock.acquire_quietly()  # what others wrote since matters no more
                 self._close_locked()
             finally:
-                self.lock.release()
+                if lock.holds() > held:
+                    lock.release()
             return
         with self.lock:
             self._close_locked()
@@ -1293,58 +1354,44 @@ def _as_bytes(body: bytes | list[bytes]) -> bytes:
     return body if isinstance(body, bytes) else b"".join(body)
 
 
-class _FollowingLock:
+class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed only
     """The lock of a core that follows other processes (shared or read-only): taking it,
     outermost, catches the core up with the log first (``Core._catch_up``).
 
     So every operation, read or write, sees what other processes wrote before it
-    began. Used like the ``RLock`` it wraps; a closed core does not catch up.
+    began. An ``RLock`` itself, so that ``release`` and ``__exit__`` are the C ones: a
+    Python ``__exit__`` could be interrupted by Ctrl-C before it released. Taking it
+    releases on any exception once acquired, counted by the RLock itself, so that a
+    KeyboardInterrupt landing right after the acquire leaves nothing held.
     """
 
-    __slots__ = ("_core", "_depth", "_lock")
+    __slots__ = ("_core",)
+
+    holds = _thread.RLock._recursion_count  # type: ignore[attr-defined]  # untyped in typeshed
+    """How many times this thread holds the lock (0: not at all)."""
 
     def __init__(self, core: Core) -> None:
+        super().__init__()
         self._core = core
-        self._lock = threading.RLock()
-        self._depth = 0
-        """How many times the holding thread holds the lock."""
 
-    def acquire(self) -> bool:
-        """Take the lock, catching up if this is its outermost hold."""
-        self._lock.acquire()
-        self._depth += 1
-        if self._depth == 1 and not self._core.is_closed:
-            try:
-                self._core._catch_up()
-            except BaseException:
-                self.release()
-                raise
-        return True
+    acquire_quietly = _thread.RLock.acquire
+    """Take the lock without catching up (a writer catches up under the writer lock,
+    closing does not); release it. The C acquire, with no bytecode after it."""
 
-    def release(self) -> None:
-        self._depth -= 1
-        self._lock.release()
-
-    def acquire_quietly(self) -> None:
-        """Take the lock without catching up (a writer catches up under the writer lock,
-        closing does not); :meth:`release` it."""
-        self._lock.acquire()
-        self._depth += 1
-
-    def __enter__(self) -> bool:
-        # acquire, inlined: on the path of every shared read
-        self._lock.acquire()
-        self._depth += 1
-        core = self._core
-        if self._depth == 1 and not core.is_closed:
-            engine = core._engine
-            if engine is not None and engine.grew_or_moved(core._known):
-                try:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, catching up if this is its outermost hold (always blocking)."""
+        held: int = self.holds()
+        try:
+            _thread.RLock.acquire(self)
+            core = self._core
+            if not held and not core.is_closed:  # outermost: catch up if the log moved
+                engine = core._engine
+                if engine is not None and engine.grew_or_moved(core._known):
                     core._catch_up()
-                except BaseException:
-                    self.release()
-                    raise
+        except BaseException:
+            if self.holds() > held:  # taken, then interrupted or failed
+                self.release()
+            raise
         return True
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    __enter__ = acquire

@@ -28,7 +28,7 @@ from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
 from ._pg_engine import PostgresEngine
 from ._records import Write
-from ._txn import Transaction
+from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:  # PEP 747: lets `collection(name, str, int | None)` infer the types
@@ -244,14 +244,17 @@ class DatabaseTransaction(Generic[D]):
         """The writes of each collection, staged when the block ends."""
         self._entered = False
         self._ended = False
+        self._hold: Hold | None = None
 
     def __enter__(self) -> D:
         if self._entered:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
         database = self.database
-        database._core._begin_transaction()
-        self._entered = True
         try:
+            # Straight into the attribute: a KeyboardInterrupt before it holds the hold
+            # drops it, which lets the database go (see Core._begin_transaction).
+            self._hold = database._core._begin_transaction()
+            self._entered = True
             copy = object.__new__(type(database))
             copy._core = database._core
             copy._collections = database._collections
@@ -260,7 +263,8 @@ class DatabaseTransaction(Generic[D]):
                 if name in _declarations(type(database)):
                     setattr(copy, name, self.view(collection))
         except BaseException:
-            self._end()
+            if self._hold is not None:  # taken: the with block never runs to let it go
+                self._end()
             raise
         return copy
 
@@ -280,7 +284,8 @@ class DatabaseTransaction(Generic[D]):
 
     def _end(self) -> None:
         self._ended = True
-        self.database._core._end_transaction()
+        if self._hold is not None:
+            self._hold.close()
 
     def view(self, collection: Collection[K, V]) -> Collection[K, V]:
         """Return ``collection`` as this transaction sees it (one view per collection)."""
@@ -313,14 +318,11 @@ class _Staging(Generic[K]):
         self._collection = collection
         self._groups = groups
 
-    def _begin_transaction(self) -> Mapping[K, Stored]:
-        return self._collection._table.entries
+    def _begin_transaction(self) -> tuple[Hold | None, Mapping[K, Stored]]:
+        return None, self._collection._table.entries  # the database's transaction holds it
 
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         self._groups.append((self._collection, writes))
-
-    def _end_transaction(self) -> None:
-        pass
 
 
 class _View(Collection[K, V]):
