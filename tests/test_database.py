@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -837,3 +838,56 @@ class Later(BaseModel):
     """A model defined after the class that refers to it."""
 
     name: str
+
+
+def add_by_open(path: Path) -> None:
+    """Open a class that declares a collection the log lacks."""
+    Shop3.open(path).close()
+
+
+def add_by_collection(path: Path) -> None:
+    """Declare a collection the log lacks with collection(), then write to it."""
+    with Database.open(path) as database:
+        database.collection("notes", str, str)["a"] = "b"
+
+
+def swap(path: Path) -> None:
+    """Swap the names of the log's two collections."""
+    Database.open(path, renamed_collections={"users": "orders", "orders": "users"}).close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [add_by_open, add_by_collection, swap])
+def test_a_cut_at_every_byte_of_a_catalog_change_opens_before_or_after_it(
+    log_path: Path, change: Callable[[Path], None]
+) -> None:
+    """A crash at any byte of the records a catalog change appends opens (writable, the
+    torn tail cut) to the catalog before the change, or with the whole record there after
+    it, every entry intact under its collection's name."""
+    fill(log_path)
+    before = log_path.read_bytes()
+    change(log_path)
+    after = log_path.read_bytes()
+    assert after.startswith(before)
+    with Database.open(log_path, readonly=True) as database:
+        final = database.collection_names()
+    assert final != ["users", "orders"]
+    cut_path = log_path.with_name("cut.log")
+    seen = []
+    for cut in range(len(before), len(after) + 1):
+        cut_path.write_bytes(after[:cut])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the torn tail's
+            database = Database.open(cut_path)
+        with database:
+            names = database.collection_names()
+            seen.append(names)
+            users, orders = ("orders", "users") if names == ["orders", "users"] else NAMES
+            assert database.collection(users, str, User)["ada"] == ADA, cut
+            assert database.collection(orders, int, Order)[1].total == 30, cut
+    assert seen[0] == ["users", "orders"]
+    assert seen[-1] == final
+    assert all(names in (["users", "orders"], final, [*NAMES, "notes"]) for names in seen)
+
+
+NAMES = ("users", "orders")
