@@ -828,8 +828,12 @@ class Core:
         if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
             for table in tables.values():
                 return len(table.entries)
-        live = sum(len(table.entries) for table in tables.values())
-        return live + sum(len(kept.entries) for kept in self._kept.values())
+        live = 0
+        for table in tables.values():  # no generator: on the path of every write past it too
+            live += len(table.entries)
+        for kept in self._kept.values():
+            live += len(kept.entries)
+        return live
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -954,11 +958,9 @@ class Core:
             collection = self.collections.get(meta.id)
             if collection is None:
                 continue
-            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-            if meta.id:
-                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-            else:
-                yield from bodies
+            yield from _compact.insert_bodies(
+                collection._table.entries, collection._codec, collection._head
+            )
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -966,11 +968,9 @@ class Core:
         for meta in final.collections:
             collection = self.collections.get(meta.id)
             if collection is not None:
-                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-                if meta.id:
-                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-                else:
-                    yield from bodies
+                yield from _compact.insert_bodies(
+                    collection._table.entries, collection._codec, collection._head
+                )
                 continue
             for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
                 if segment.meta != schemas[meta.id]:
