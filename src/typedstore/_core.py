@@ -13,6 +13,7 @@ import contextlib
 import enum
 import logging
 import threading
+import unicodedata
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from ._catalog import (
     database,
     nfc_clash,
     nfc_message,
+    nfc_spellings,
 )
 from ._codec import Codec
 from ._collection import Collection
@@ -252,10 +254,10 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
-        listed = [meta.name for meta in self.catalog.collections]
+        listed = nfc_spellings(meta.name for meta in self.catalog.collections)
         for name in wanted:
-            other = nfc_clash(name, listed)
-            if other is not None:
+            other = listed.get(unicodedata.normalize("NFC", name), name)
+            if other != name:
                 raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
