@@ -655,6 +655,49 @@ class TestUnwrittenCollections:
             assert database.collection_names() == ["users", "orders", "notes"]
             assert len(database.collection("notes", str, str)) == 0
 
+    def test_collection_declared_in_a_transaction_that_writes_to_it(self, log_path: Path) -> None:
+        """A collection declared and written in one transaction reopens with its entry."""
+        fill(log_path)
+        with Shop.open(log_path) as shop, shop.transaction() as tx:
+            tx.collection("notes", str, str)["a"] = "b"
+            tx.orders.modify(1, pay)
+        with Database.open(log_path) as database:
+            assert dict(database.collection("notes", str, str)) == {"a": "b"}
+            assert database.collection("orders", int, Order)[1].paid
+
+    def test_collection_declared_by_a_validator_mid_write(self, log_path: Path) -> None:
+        """A validator that declares a new collection during a write: the catalog record
+        and the write's record both reach the log, in an order that reopens."""
+        fill(log_path)
+        holder: list[Database] = []
+
+        def declare(total: int) -> int:
+            if holder:
+                holder.pop().collection("audit", str, int)["seen"] = total
+            return total
+
+        with Database.open(log_path) as database:
+            totals = database.collection("totals", str, Annotated[int, AfterValidator(declare)])
+            holder.append(database)
+            totals["a"] = 5
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "totals", "audit"]
+            assert dict(database.collection("audit", str, int)) == {"seen": 5}
+            assert dict(database.collection("totals", str, int)) == {"a": 5}
+
+    def test_shared_database_writes_a_new_collection_at_once(self, log_path: Path) -> None:
+        """In shared mode, collection() writes the catalog under the writer lock at once:
+        another process's open (here, a read-only one) lists it."""
+        fill(log_path)
+        with Database.open(log_path, shared=True) as database:
+            database.collection("notes", str, str)
+            with Database.open(log_path, readonly=True) as reader:
+                assert reader.collection_names() == ["users", "orders", "notes"]
+            database.collection("users", str, User)["bob"] = ADA
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert database.collection("users", str, User)["bob"] == ADA
+
     def test_readonly_open_writes_nothing_for_a_new_collection(self, log_path: Path) -> None:
         """A read-only open that declares a collection the log lacks leaves the log as is."""
         fill(log_path)
