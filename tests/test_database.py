@@ -13,6 +13,7 @@ import pytest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from tests.models import Point, User
+from tests.test_faults import FaultyOS
 from tests.test_store import _signal_at, _signal_handler_restored
 from typedstore import (
     Collection,
@@ -20,6 +21,7 @@ from typedstore import (
     SchemaMismatchError,
     StoreClosedError,
     TypedStore,
+    _fs,
 )
 from typedstore._format import decode_header, frame_body, read_frame
 from typedstore._records import Write
@@ -934,3 +936,24 @@ def test_a_cut_at_every_byte_of_a_catalog_change_opens_before_or_after_it(
 
 
 NAMES = ("users", "orders")
+
+
+def test_collection_whose_catalog_write_fails_is_not_declared(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collection() whose catalog record cannot be written (disk full) raises the OSError
+    and leaves the collection undeclared, in memory and in the log; asking again works."""
+    fill(log_path)
+    with Database.open(log_path) as database:
+        faulty = FaultyOS()
+        monkeypatch.setattr(_fs, "os", faulty)
+        fault = faulty.fail("pwrite", path=log_path)
+        with pytest.raises(OSError, match="No space"):
+            database.collection("notes", str, str)
+        assert fault.fired
+        assert database.collection_names() == ["users", "orders"]
+        notes = database.collection("notes", str, str)
+        notes["a"] = "b"
+    with Database.open(log_path) as database:
+        assert database.collection_names() == ["users", "orders", "notes"]
+        assert dict(database.collection("notes", str, str)) == {"a": "b"}
