@@ -185,9 +185,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         for run in range(repetitions):  # turns alternate: neither always goes first
-            store, database = _run_both(folder, run, users)
-            store_runs.append(store)
-            database_runs.append(database)
+            store_times, database_times = _run_both(folder, run, users)
+            store_runs.append(store_times)
+            database_runs.append(database_times)
         spread = _replay_per_record(folder, users, (1, 3, 30), max(repetitions, 5))
     print(f"{records} records, median of {repetitions} runs, microseconds per operation")
     print(f"{'operation':<10}{'TypedStore':>12}{'3 collections':>16}{'ratio':>8}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import pytest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from tests.models import Point, User
+from tests.test_faults import FaultyOS
 from tests.test_store import _signal_at, _signal_handler_restored
 from typedstore import (
     Collection,
@@ -19,6 +21,7 @@ from typedstore import (
     SchemaMismatchError,
     StoreClosedError,
     TypedStore,
+    _fs,
 )
 from typedstore._format import decode_header, frame_body, read_frame
 from typedstore._records import Write
@@ -654,6 +657,49 @@ class TestUnwrittenCollections:
             assert database.collection_names() == ["users", "orders", "notes"]
             assert len(database.collection("notes", str, str)) == 0
 
+    def test_collection_declared_in_a_transaction_that_writes_to_it(self, log_path: Path) -> None:
+        """A collection declared and written in one transaction reopens with its entry."""
+        fill(log_path)
+        with Shop.open(log_path) as shop, shop.transaction() as tx:
+            tx.collection("notes", str, str)["a"] = "b"
+            tx.orders.modify(1, pay)
+        with Database.open(log_path) as database:
+            assert dict(database.collection("notes", str, str)) == {"a": "b"}
+            assert database.collection("orders", int, Order)[1].paid
+
+    def test_collection_declared_by_a_validator_mid_write(self, log_path: Path) -> None:
+        """A validator that declares a new collection during a write: the catalog record
+        and the write's record both reach the log, in an order that reopens."""
+        fill(log_path)
+        holder: list[Database] = []
+
+        def declare(total: int) -> int:
+            if holder:
+                holder.pop().collection("audit", str, int)["seen"] = total
+            return total
+
+        with Database.open(log_path) as database:
+            totals = database.collection("totals", str, Annotated[int, AfterValidator(declare)])
+            holder.append(database)
+            totals["a"] = 5
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "totals", "audit"]
+            assert dict(database.collection("audit", str, int)) == {"seen": 5}
+            assert dict(database.collection("totals", str, int)) == {"a": 5}
+
+    def test_shared_database_writes_a_new_collection_at_once(self, log_path: Path) -> None:
+        """In shared mode, collection() writes the catalog under the writer lock at once:
+        another process's open (here, a read-only one) lists it."""
+        fill(log_path)
+        with Database.open(log_path, shared=True) as database:
+            database.collection("notes", str, str)
+            with Database.open(log_path, readonly=True) as reader:
+                assert reader.collection_names() == ["users", "orders", "notes"]
+            database.collection("users", str, User)["bob"] = ADA
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert database.collection("users", str, User)["bob"] == ADA
+
     def test_readonly_open_writes_nothing_for_a_new_collection(self, log_path: Path) -> None:
         """A read-only open that declares a collection the log lacks leaves the log as is."""
         fill(log_path)
@@ -837,3 +883,77 @@ class Later(BaseModel):
     """A model defined after the class that refers to it."""
 
     name: str
+
+
+def add_by_open(path: Path) -> None:
+    """Open a class that declares a collection the log lacks."""
+    Shop3.open(path).close()
+
+
+def add_by_collection(path: Path) -> None:
+    """Declare a collection the log lacks with collection(), then write to it."""
+    with Database.open(path) as database:
+        database.collection("notes", str, str)["a"] = "b"
+
+
+def swap(path: Path) -> None:
+    """Swap the names of the log's two collections."""
+    Database.open(path, renamed_collections={"users": "orders", "orders": "users"}).close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [add_by_open, add_by_collection, swap])
+def test_a_cut_at_every_byte_of_a_catalog_change_opens_before_or_after_it(
+    log_path: Path, change: Callable[[Path], None]
+) -> None:
+    """A crash at any byte of the records a catalog change appends opens (writable, the
+    torn tail cut) to the catalog before the change, or with the whole record there after
+    it, every entry intact under its collection's name."""
+    fill(log_path)
+    before = log_path.read_bytes()
+    change(log_path)
+    after = log_path.read_bytes()
+    assert after.startswith(before)
+    with Database.open(log_path, readonly=True) as database:
+        final = database.collection_names()
+    assert final != ["users", "orders"]
+    cut_path = log_path.with_name("cut.log")
+    seen = []
+    for cut in range(len(before), len(after) + 1):
+        cut_path.write_bytes(after[:cut])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the torn tail's
+            database = Database.open(cut_path)
+        with database:
+            names = database.collection_names()
+            seen.append(names)
+            users, orders = ("orders", "users") if names == ["orders", "users"] else NAMES
+            assert database.collection(users, str, User)["ada"] == ADA, cut
+            assert database.collection(orders, int, Order)[1].total == 30, cut
+    assert seen[0] == ["users", "orders"]
+    assert seen[-1] == final
+    assert all(names in (["users", "orders"], final, [*NAMES, "notes"]) for names in seen)
+
+
+NAMES = ("users", "orders")
+
+
+def test_collection_whose_catalog_write_fails_is_not_declared(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collection() whose catalog record cannot be written (disk full) raises the OSError
+    and leaves the collection undeclared, in memory and in the log; asking again works."""
+    fill(log_path)
+    with Database.open(log_path) as database:
+        faulty = FaultyOS()
+        monkeypatch.setattr(_fs, "os", faulty)
+        fault = faulty.fail("pwrite", path=log_path)
+        with pytest.raises(OSError, match="No space"):
+            database.collection("notes", str, str)
+        assert fault.fired
+        assert database.collection_names() == ["users", "orders"]
+        notes = database.collection("notes", str, str)
+        notes["a"] = "b"
+    with Database.open(log_path) as database:
+        assert database.collection_names() == ["users", "orders", "notes"]
+        assert dict(database.collection("notes", str, str)) == {"a": "b"}

@@ -167,6 +167,12 @@ def nfc_clash(name: str, names: Iterable[str]) -> str | None:
     return None
 
 
+def nfc_spellings(names: Iterable[str]) -> dict[str, str]:
+    """Return each of ``names`` by its NFC normal form (for :func:`nfc_clash` of many
+    names at once)."""
+    return {unicodedata.normalize("NFC", name): name for name in names}
+
+
 def nfc_message(name: str, other: str) -> str:
     """Return why ``name`` is refused beside ``other`` (see :func:`nfc_clash`)."""
     return (

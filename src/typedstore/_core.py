@@ -15,6 +15,7 @@ import enum
 import logging
 import os
 import threading
+import unicodedata
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from ._catalog import (
     database,
     nfc_clash,
     nfc_message,
+    nfc_spellings,
 )
 from ._codec import Codec
 from ._collection import Collection, WriteHook
@@ -295,10 +297,10 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
-        listed = [meta.name for meta in self.catalog.collections]
+        listed = nfc_spellings(meta.name for meta in self.catalog.collections)
         for name in wanted:
-            other = nfc_clash(name, listed)
-            if other is not None:
+            other = listed.get(unicodedata.normalize("NFC", name), name)
+            if other != name:
                 raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
@@ -976,8 +978,12 @@ class Core:
         if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
             for table in tables.values():
                 return len(table.entries)
-        live = sum(len(table.entries) for table in tables.values())
-        return live + sum(len(kept.entries) for kept in self._kept.values())
+        live = 0
+        for table in tables.values():  # no generator: on the path of every write past it too
+            live += len(table.entries)
+        for kept in self._kept.values():
+            live += len(kept.entries)
+        return live
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -1139,11 +1145,9 @@ class Core:
             collection = self.collections.get(meta.id)
             if collection is None:
                 continue
-            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-            if meta.id:
-                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-            else:
-                yield from bodies
+            yield from _compact.insert_bodies(
+                collection._table.entries, collection._codec, collection._head
+            )
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -1151,11 +1155,9 @@ class Core:
         for meta in final.collections:
             collection = self.collections.get(meta.id)
             if collection is not None:
-                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-                if meta.id:
-                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-                else:
-                    yield from bodies
+                yield from _compact.insert_bodies(
+                    collection._table.entries, collection._codec, collection._head
+                )
                 continue
             for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
                 if segment.meta != schemas[meta.id]:
