@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.shared_child import COUNTER, Twins, apply, operations
 from typedstore import Collection, Database, StoreConfig, StoreLockedError, TypedStore
+from typedstore._codec import Codec
 from typedstore._follow import Following
 
 ROOT = Path(__file__).parents[1]
@@ -548,3 +549,25 @@ class TestAttacks:
             second["c"] = 4
             assert list(first.items()) == [("b", 2), ("a", 3), ("c", 4)]
         assert fresh(log_path) == {"b": 2, "a": 3, "c": 4}
+
+    def test_value_deferred_in_a_catch_up_is_settled(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A value a catch-up could not validate as it read it (left for the end, as replay
+        does) is validated then, in place, the entries' order kept."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            first["b"] = 2
+            first["a"] = 3
+            real = Codec.validate_value
+
+            def once(codec: Codec[Any, Any], data: object) -> object:
+                monkeypatch.setattr(Codec, "validate_value", real)
+                raise ValueError("not now")
+
+            monkeypatch.setattr(Codec, "validate_value", once)
+            assert list(second.items()) == [("a", 3), ("b", 2)]

@@ -576,11 +576,15 @@ class Core:
             self._known, self._generation = opened.replay.end, opened.replay.generation
             self._total = opened.replay.total_records
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, *, changed: bool = False) -> bool:
         """Apply what other processes wrote since this core last looked: every operation's
-        first step in shared and read-only mode (README, "Several processes").
+        first step in shared and read-only mode (README, "Several processes"). ``changed``
+        says the caller just found the log changed (``FileEngine.grew_or_moved``).
 
-        One ``pread`` and one ``lseek`` when nothing changed. Records appended since are
+        Return True when the log, as read, ended at ``_known`` exactly, in the same
+        file: under the writer lock, where it can then be appended to unchecked.
+
+        One ``lseek`` when nothing changed. Records appended since are
         read from the last known position and applied through replay's own code. A log
         another process compacted is read to its end, then followed to its new file
         without replaying that (it holds exactly the state this core then has), unless
@@ -589,19 +593,21 @@ class Core:
         """
         engine = self._engine
         assert engine is not None, "only a shared or read-only core follows"
-        if not engine.grew_or_moved(self._known):
-            return
-        if engine.is_replaced():
-            if engine.end() != self._known:
-                self._read_new(engine)  # the rest of the old log, still open here
-            if engine.is_replaced():  # unless that replayed the new one whole
-                position = engine.follow(self._known)
-                if position is None:
-                    self._reload()
-                    return
-                self._moved(position)
+        if not changed and not engine.grew_or_moved(self._known):
+            return True
+        if not engine.is_replaced():
+            return self._read_new(engine)  # the log grew: the common case
+        if engine.end() != self._known:
+            self._read_new(engine)  # the rest of the old log, still open here
+        if engine.is_replaced():  # unless that replayed the new one whole
+            position = engine.follow(self._known)
+            if position is None:
+                self._reload()
+                return False
+            self._moved(position)
         if engine.end() != self._known:
             self._read_new(engine)
+        return False
 
     def _moved(self, position: int) -> None:
         """Continue at ``position`` of the file a compaction put in place of the old one."""
@@ -617,12 +623,14 @@ class Core:
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine | PostgresEngine) -> None:
+    def _read_new(self, engine: FileEngine | PostgresEngine) -> bool:
         """Apply the complete records appended since ``_known``; one still being written
-        (or left by a killed writer) is not there yet."""
+        (or left by a killed writer) is not there yet. Return whether the log ended
+        right after them when read (no partial record after), so that a writer holding
+        the lock knows its end without asking again."""
         if self._known == 0:  # a read-only core that found the log empty: no header yet
             self._reload()
-            return
+            return False
         frames = engine.read_frames(self._known)
         if frames.stop == "invalid" and engine.mode == "shared":
             raise CorruptLogError(
@@ -633,10 +641,10 @@ class Core:
             )
         bodies = frames.bodies
         if not bodies:
-            return
+            return frames.stop == "end"
         if any(_format.kind_of(body)[0] == _format.RecordKind.SCHEMA for _, body in bodies):
             self._reload()  # another process changed the catalog: rare, replayed whole
-            return
+            return False
         replayer, declared = self._resumed()
         replayer.trail.generation = self._generation
         rebuild, self._indexes_behind = self._indexes_behind, True  # until they follow
@@ -664,6 +672,7 @@ class Core:
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
+        return frames.stop == "end"
 
     def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]]:
         """Return a replay resumed from the state in memory, and the declared collections'
@@ -775,8 +784,9 @@ class Core:
                 engine.start_writing()
             if not engine.grew_or_moved(self._known):
                 engine.take_end(self._known)  # the common case: 4 system calls a write
+            elif self._catch_up(changed=True):  # read up to the end, under the lock
+                engine.take_end(self._known)
             else:
-                self._catch_up()
                 try:
                     engine.claim(self._known)
                 except StaleLogError:
@@ -1389,7 +1399,7 @@ class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed 
             if not held and not core.is_closed:  # outermost: catch up if the log moved
                 engine = core._engine
                 if engine is not None and engine.grew_or_moved(core._known):
-                    core._catch_up()
+                    core._catch_up(changed=True)
         except BaseException:
             if self.holds() > held:  # taken, then interrupted or failed
                 self.release()
