@@ -162,7 +162,8 @@ class IndexSet(Generic[K, V]):
                     holder = holder_of(index_key)
                     if holder is not MISSING and holder != key:
                         raise _index_rules.violation(index, index_key, holder, key)
-            if index.ordered:
+            # An index key the index holds already needs no check: see check_comparable.
+            if index.ordered and (len(fresh) != 1 or not index.entries.count(fresh[0])):
                 _index_rules.check_ordered(index, moves[-1:])
         present = key in self._seqs
         if new is MISSING:
