@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -567,3 +570,55 @@ def test_an_index_function_mutating_the_value_changes_nothing_stored(log_path: P
     with open_kind(Mutating, log_path) as reopened:
         assert items_of(reopened)["a"] == Tagged(name="a")
         assert index_of(reopened).get("a") == ("a", Tagged(name="a"))
+
+
+STEPPED_WRITES: dict[str, Callable[[Members], object]] = {
+    name: WRITES[name] for name in ("setitem new", "setitem replace", "modify", "del", "clear")
+}
+
+
+def interrupt_at_call(step: int) -> Callable[[FrameType, str, object], Any]:
+    """Return a trace function raising KeyboardInterrupt as the ``step``-th call of a
+    typedstore function starts: where CPython runs a signal handler (and where the
+    exception it raises surfaces), at a function's start or a loop's jump back."""
+    seen = [0]
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        code = frame.f_code
+        if (
+            event == "call"
+            and "typedstore" in code.co_filename
+            and code.co_name != "__del__"
+            and not code.co_flags & inspect.CO_GENERATOR  # resumed, or closed when dropped
+        ):
+            seen[0] += 1
+            if seen[0] == step:
+                raise KeyboardInterrupt(f"{code.co_name} in {code.co_filename}")
+        return None
+
+    return tracer
+
+
+@pytest.mark.parametrize("write", STEPPED_WRITES.values(), ids=list(STEPPED_WRITES))
+def test_interrupt_at_every_step_of_a_write_keeps_the_indexes(
+    tmp_path: Path, write: Callable[[Members], object]
+) -> None:
+    """A KeyboardInterrupt as any function of a write starts leaves indexes equal to memory."""
+    step = 0
+    while True:
+        step += 1
+        with Club.open(tmp_path / f"{step}.log") as club:
+            club.members["ada"] = member("ada@x", 36, ["admin"])
+            club.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+            club.members["cy"] = member("cy@x", 30)
+            sys.settrace(interrupt_at_call(step))
+            try:
+                write(club.members)
+            except KeyboardInterrupt as exc:
+                where = str(exc)
+            else:
+                break
+            finally:
+                sys.settrace(None)
+            assert snapshot(club.members) == brute_force(club.members), where
+    assert step > 10  # the write made that many calls, each interrupted once

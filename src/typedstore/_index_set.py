@@ -72,6 +72,13 @@ class IndexSet(Generic[K, V]):
         self.read = read
         """Return a copy of the value of a present key (called under ``lock``)."""
         self.lock = lock
+        self.entries: Callable[[], Iterable[tuple[K, V]]] = list
+        """Return the host's entries in memory, in order: what :meth:`settle` rebuilds from
+        (the host sets it; an empty host's by default)."""
+        self.unsettled = False
+        """Set by the host while a write it planned may reach the log without the plan
+        being applied: a KeyboardInterrupt can land on any line of the cleanup applying
+        it. :meth:`settle` then rebuilds from memory, the truth, before the next use."""
         self._seqs: dict[K, int] = {}
         """Each present key's insertion position: orders the keys sharing an index key."""
         self._next_seq = 0
@@ -212,6 +219,12 @@ class IndexSet(Generic[K, V]):
         for key in removed:
             del seqs[key]
 
+    def settle(self) -> None:
+        """Rebuild from memory if a write may have left the indexes behind
+        (:attr:`unsettled`); every lookup and write calls it first, under the lock."""
+        if self.unsettled:
+            self.rebuild(self.entries())
+
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
         """Build every index from ``entries``, in insertion order; on error change nothing.
 
@@ -235,6 +248,7 @@ class IndexSet(Generic[K, V]):
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
             index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+        self.unsettled = False
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -248,6 +262,7 @@ class IndexSet(Generic[K, V]):
         O(index keys of the write): the view holds only what the transaction wrote.
         Raises as :meth:`plan` does, with the view unchanged.
         """
+        self.settle()
         fresh = [
             () if isinstance(new, _Missing) else index.index_keys(key, new)
             for index in self.indexes
