@@ -134,7 +134,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
             self._indexes.rebuild_columns(*self._columns(values or {}))
-            self._index_hook = IndexHook(self._indexes, codec, lambda: self._thawed({}))
+            self._indexes.entries = lambda: self._thawed({})
+            self._index_hook = IndexHook(self._indexes, codec)
             self._hooks = (self._index_hook,)
 
     def _read_value(self, key: K) -> V:

@@ -884,11 +884,13 @@ class Core:
                 writes = stage(collection._table) if callable(stage) else stage
                 if not writes:
                     return []
+                hooks = collection._hooks
+                for hook in hooks:  # index functions: user code too
+                    hook.before(writes)
                 # User code may have closed the store, and something else may now own
                 # its file's descriptor number: write nowhere.
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
-                hooks = collection._hooks
                 self._phase = _APPENDING
                 if hooks:
                     previous = self._append_hooked(log, collection, writes, hooks)
@@ -907,11 +909,9 @@ class Core:
         writes: Sequence[Write[Any]],
         hooks: Sequence[WriteHook],
     ) -> list[Stored]:
-        """:meth:`_append` for a collection with hooks (indexes): each hook checks the
-        writes first (raising refuses them, nothing written), then follows them once
-        the log holds the record, whatever exception arrives meanwhile (see ``_append``)."""
-        for hook in hooks:
-            hook.before(writes)
+        """:meth:`_append` for a collection with hooks (indexes), which saw the writes
+        before: each follows them once the log holds the record, whatever exception
+        arrives meanwhile (see ``_append``)."""
         records = log.total_records
         try:
             return self._append(log, collection, writes)

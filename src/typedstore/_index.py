@@ -147,6 +147,7 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return None
         with self._lock:
+            self._indexes.settle()
             if self._staged is not None:
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
@@ -158,6 +159,7 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return []
         with self._lock:
+            self._indexes.settle()
             return self._read_all(self._keys_of(index_key))
 
     def count(self, index_key: T) -> int:
@@ -165,6 +167,7 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return 0
         with self._lock:
+            self._indexes.settle()
             if self._staged is not None:
                 return len(self._keys_of(index_key))
             return self._index.entries.count(index_key)
@@ -193,12 +196,14 @@ class IndexView(Generic[K, V, T]):
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
         with self._lock:
+            self._indexes.settle()
             keys = first(self._keys_between(low, high, reverse, "range()"), offset, limit)
             return self._read_all(keys)
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
         """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
         with self._lock:
+            self._indexes.settle()
             return iter(self._read_all(list(self._keys_between(None, None, False, "iteration"))))
 
     def __repr__(self) -> str:

@@ -73,6 +73,13 @@ class IndexSet(Generic[K, V]):
         self.read = read
         """Return a copy of the value of a present key (called under ``lock``)."""
         self.lock = lock
+        self.entries: Callable[[], Iterable[tuple[K, V]]] = list
+        """Return the host's entries in memory, in order: what :meth:`settle` rebuilds from
+        (the host sets it; an empty host's by default)."""
+        self.unsettled = False
+        """Set by the host while a write it planned may reach the log without the plan
+        being applied: a KeyboardInterrupt can land on any line of the cleanup applying
+        it. :meth:`settle` then rebuilds from memory, the truth, before the next use."""
         self._seqs: dict[K, int] = {}
         """Each present key's insertion position: orders the keys sharing an index key."""
         self._next_seq = 0
@@ -163,7 +170,8 @@ class IndexSet(Generic[K, V]):
                     holder = holder_of(index_key)
                     if holder is not MISSING and holder != key:
                         raise _index_rules.violation(index, index_key, holder, key)
-            if index.ordered:
+            # An index key the index holds already needs no check: see check_comparable.
+            if index.ordered and (len(fresh) != 1 or not index.entries.count(fresh[0])):
                 _index_rules.check_ordered(index, moves[-1:])
         present = key in self._seqs
         if new is MISSING:
@@ -223,6 +231,12 @@ class IndexSet(Generic[K, V]):
         """
         self.apply(self.plan(changes))
 
+    def settle(self) -> None:
+        """Rebuild from memory if a write may have left the indexes behind
+        (:attr:`unsettled`); every lookup and write calls it first, under the lock."""
+        if self.unsettled:
+            self.rebuild(self.entries())
+
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
         """Build every index from ``entries``, in insertion order; on error change nothing.
 
@@ -246,6 +260,7 @@ class IndexSet(Generic[K, V]):
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
             index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+        self.unsettled = False
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -259,6 +274,7 @@ class IndexSet(Generic[K, V]):
         O(index keys of the write): the view holds only what the transaction wrote.
         Raises as :meth:`plan` does, with the view unchanged.
         """
+        self.settle()
         fresh = [
             () if isinstance(new, _Missing) else index.index_keys(key, new)
             for index in self.indexes
