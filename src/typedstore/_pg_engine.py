@@ -145,6 +145,8 @@ class PostgresEngine:
         self._snapshot = -1
         self._start = 0
         self._claimed = 0
+        self._busy = False
+        """Whether a statement is under way: see :meth:`_enter`."""
         self._statements: dict[str, sql.Composed] = {}
 
     @property
@@ -472,8 +474,22 @@ class PostgresEngine:
     def _execute(self, text: str, params: dict[str, Any]) -> int:
         """Run one statement; return how many rows it changed."""
         conn = self._connection()
-        with self._translating():
-            return conn.execute(self._sql(text), params).rowcount
+        self._enter()
+        try:
+            with self._translating():
+                return conn.execute(self._sql(text), params).rowcount
+        finally:
+            self._busy = False
+
+    def _enter(self) -> None:
+        """Refuse a statement from code that interrupted one of this engine's (a signal
+        handler): psycopg's connection lock is not reentrant, so it would wait forever."""
+        if self._busy:
+            raise RuntimeError(
+                f"{self.where()}: a statement from code that interrupted another one on the "
+                "same connection (a signal handler) is refused"
+            )
+        self._busy = True
 
     def _fetch(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one query; return its rows.
@@ -492,8 +508,12 @@ class PostgresEngine:
 
     def _query(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         conn = self._connection()
-        with self._translating():
-            return conn.execute(self._sql(text), params).fetchall()
+        self._enter()
+        try:
+            with self._translating():
+                return conn.execute(self._sql(text), params).fetchall()
+        finally:
+            self._busy = False
 
     def _write(self, text: str, frames: list[bytes], at: int) -> bool:
         """Run a write statement inserting ``frames`` from ``at``; whether it landed."""
