@@ -37,6 +37,7 @@ from ._packing import (
     packb,
     packb_exact,
     packb_plain,
+    packb_plain_pair,
     unpack,
 )
 from ._plain_types import dumps_plain_data
@@ -184,7 +185,8 @@ class Codec(Generic[K, V]):
         """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
         if type(key) is self._plain_key and type(value) is self._plain_value:
-            return cast(K, key), packb_plain(key), value, packb_plain(value)
+            key_bytes, blob = packb_plain_pair(key, value)
+            return cast(K, key), key_bytes, value, blob
         validated_key, key_bytes = self.encode_key(key)
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
