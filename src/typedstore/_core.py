@@ -46,7 +46,12 @@ from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
 from ._pg_engine import PostgresEngine
-from ._records import Write, collection_record, groups_body, headed, operation_body
+from ._records import (
+    Write,
+    collection_record,
+    groups_body,
+    operation_record,
+)
 from ._replay import (
     Declaration,
     Declared,
@@ -163,6 +168,12 @@ class Core:
             self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
         self._phase = _IDLE
+        self.writing = 0
+        """Odd while a transaction is open or a batch is applied, and larger after each:
+        single-key reads check it to skip the lock (``_collection._UNLOCKED_KEYS``). Set
+        under the lock only: ``(writing + 2) | 1`` as one starts, ``(writing + 1) & ~1``
+        as it ends (no call: a Ctrl-C could land at a call). Left odd by an interrupt,
+        it only makes reads lock until the next batch ends."""
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
         self._log: Log | None = None
@@ -934,10 +945,11 @@ class Core:
         ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
         if blob is None and key not in table.entries:
             return [MISSING]  # the removal of an absent key writes nothing
-        named = table.record_key(key, given)
+        key_bytes = table._key_bytes  # table.record_key, inlined
+        named = given if key_bytes is None else key_bytes.get(key, given)
         try:
             # A collection other than 0: its records name it (docs/FORMAT.md).
-            log.append(headed(collection._head, operation_body(named, blob)), 1)
+            log.append(operation_record(collection._head, named, blob), 1)
             return [table.pop(key) if blob is None else table.put(key, named, stored)]
         except BaseException:
             if log.total_records != records:
@@ -955,6 +967,7 @@ class Core:
         body: bytes | list[bytes] = groups_body([(c._id, w, k) for c, w, k in keyed])
         applied: list[list[Stored]] = [[] for _ in keyed]  # what each applied write replaced
         records = log.total_records
+        self.writing = (self.writing + 2) | 1  # several entries change: reads wait for all
         try:
             log.append(body, sum(len(writes) for _, writes, _ in keyed))
             for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
@@ -964,6 +977,8 @@ class Core:
                 for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
                     collection._table.settle(writes[len(done) :], key_bytes[len(done) :])
             raise
+        finally:
+            self.writing = (self.writing + 1) & ~1
         return applied
 
     def _after_write(self, log: Log, compact: bool) -> None:
@@ -1029,8 +1044,10 @@ class Core:
                 if self.shared:  # held until the hold closes: atomic across processes
                     self._start_writer()
                 self._txn_thread = threading.get_ident()
+                self.writing = (self.writing + 2) | 1  # other threads' reads wait (README)
                 yield
             finally:
+                self.writing = (self.writing + 1) & ~1
                 self._txn_thread = None
                 if engine is not None and engine.is_writing and not was_writing:
                     try:
@@ -1228,7 +1245,7 @@ class Core:
         # A closed store answers nothing: let its entries go now, not when the object does
         # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
         for collection in self.collections.values():
-            collection._is_closed = True
+            collection._is_closed = True  # before the table goes: see Collection.get
             collection._table = Table({}, None)
         self._tables = {}
         self._kept = {}
