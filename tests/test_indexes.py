@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from typedstore import Collection, Database, Index, TypedStore, UniqueViolationError
+from typedstore import (
+    Collection,
+    Database,
+    Index,
+    StoreClosedError,
+    TypedStore,
+    UniqueViolationError,
+)
 from typedstore._codec import Codec
 from typedstore._follow import Following
+from typedstore._index_state import Maintained
+from typedstore._log import Log
 
 
 class Member(BaseModel):
@@ -510,3 +523,257 @@ class FlakyMembers(Collection[str, Member]):
 
 class Flaky(Database):
     members: FlakyMembers
+
+
+class TestInterrupts:
+    """An exception a signal handler raises into a write (KeyboardInterrupt) leaves the
+    indexes equal to the entries in memory, whichever step it lands on."""
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_once_the_record_is_appended_keeps_the_indexes(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt just after the record reaches the log: indexes follow memory."""
+        append = Log.append
+
+        def append_then_interrupt(log: Log, body: bytes | list[bytes], records: int) -> None:
+            append(log, body, records)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Log, "append", append_then_interrupt)
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):
+            write(club.members)
+        monkeypatch.undo()
+        assert snapshot(club.members) == brute_force(club.members)
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_while_the_indexes_apply_the_write_keeps_them_whole(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt halfway through the indexes' update: they equal memory after."""
+
+        def interrupted(index: Maintained[Any, Any], key: Any, seq: int, keys: Any) -> None:
+            monkeypatch.undo()
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Maintained, "hold", interrupted)
+        with contextlib.suppress(KeyboardInterrupt):  # a removal holds nothing: no interrupt
+            write(club.members)
+        assert snapshot(club.members) == brute_force(club.members)
+
+
+class Tagged(BaseModel):
+    """A value whose index functions below misbehave on purpose for some tags."""
+
+    name: str
+    tags: list[str] = []
+
+
+def misbehaving(tagged: Tagged) -> object:
+    """Raise for tag "raise", return an unhashable list for "list", else the name."""
+    if "raise" in tagged.tags:
+        raise LookupError("index function failed")
+    if "list" in tagged.tags:
+        return tagged.tags
+    return tagged.name
+
+
+class LoneUnique(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving, unique=True)
+
+
+class Hashed(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving)
+
+
+class Sorted(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving, ordered=True)
+
+
+class Multi(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(lambda t: [misbehaving(t)], multi=True)
+
+
+KINDS: dict[str, type[Collection[str, Tagged]]] = {
+    "lone unique": LoneUnique,
+    "hash": Hashed,
+    "ordered": Sorted,
+    "multi": Multi,
+}
+
+
+def open_kind(cls: type[Collection[str, Tagged]], path: Path) -> Database:
+    """Open a database of one collection ``items`` of class ``cls``."""
+    database: type[Database] = type("Db", (Database,), {"__annotations__": {"items": cls}})
+    return database.open(path)
+
+
+def items_of(database: object) -> Any:
+    """Return the ``items`` collection of a database or transaction: Any, as each test
+    declares its class at run time."""
+    return getattr(database, "items")  # noqa: B009 - not known to the checker
+
+
+def index_of(database: Database) -> Any:
+    """Return the ``by_name`` index of the database's ``items``."""
+    return items_of(database).by_name
+
+
+@pytest.mark.parametrize("cls", KINDS.values(), ids=list(KINDS))
+@pytest.mark.parametrize(
+    ("tags", "error", "match"),
+    [(["raise"], LookupError, "index function failed"), (["list"], TypeError, "not hashable")],
+    ids=["raises", "unhashable"],
+)
+def test_a_misbehaving_index_function_refuses_the_write(
+    log_path: Path,
+    cls: type[Collection[str, Tagged]],
+    tags: list[str],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """An index function that raises or gives an unhashable key refuses each write kind."""
+    with open_kind(cls, log_path) as db:
+        items: Collection[str, Tagged] = items_of(db)
+        items["a"] = Tagged(name="a")
+        size = log_path.stat().st_size
+        bad = Tagged(name="b", tags=tags)
+        writes: list[Callable[[], object]] = [
+            lambda: items.__setitem__("b", bad),
+            lambda: items.__setitem__("a", bad),
+            lambda: items.modify("a", lambda v: bad),
+            lambda: items.setdefault("b", bad),
+            lambda: items.modify("b", lambda v: v, default=bad),
+        ]
+        for write in writes:
+            with pytest.raises(error, match=match):
+                write()
+        assert log_path.stat().st_size == size
+        assert dict(items) == {"a": Tagged(name="a")}
+        assert index_of(db).find("a") == [("a", Tagged(name="a"))]
+        assert index_of(db).count("b") == 0
+
+
+@pytest.mark.parametrize("cls", KINDS.values(), ids=list(KINDS))
+def test_a_misbehaving_index_function_refuses_a_transaction_write(
+    log_path: Path, cls: type[Collection[str, Tagged]]
+) -> None:
+    """In a transaction the write raises at its call; the transaction's other writes commit."""
+    with open_kind(cls, log_path) as db:
+        with db.transaction() as tx:
+            items_of(tx)["a"] = Tagged(name="a")
+            with pytest.raises(LookupError, match="index function failed"):
+                items_of(tx)["b"] = Tagged(name="b", tags=["raise"])
+        assert dict(items_of(db)) == {"a": Tagged(name="a")}
+        assert index_of(db).find("a") == [("a", Tagged(name="a"))]
+
+
+def test_an_index_function_writing_to_the_store_is_refused(log_path: Path) -> None:
+    """An index function that writes to its own store raises RuntimeError, nothing written."""
+    holder: dict[str, Database] = {}
+
+    def writes_back(tagged: Tagged) -> str:
+        items_of(holder["db"])["other"] = Tagged(name="other")
+        return tagged.name
+
+    class Writing(Collection[str, Tagged]):
+        by_name = Index(writes_back)
+
+    with open_kind(Writing, log_path) as db:
+        holder["db"] = db
+        with pytest.raises(RuntimeError, match="inside one of its writes"):
+            items_of(db)["a"] = Tagged(name="a")
+        assert dict(items_of(db)) == {}
+
+
+def test_an_index_function_closing_the_store_writes_nothing(log_path: Path) -> None:
+    """An index function that closes its store makes the write raise, the log untouched."""
+    holder: dict[str, Database] = {}
+
+    def closes(tagged: Tagged) -> str:
+        if tagged.name == "close":
+            holder["db"].close()
+        return tagged.name
+
+    class Closing(Collection[str, Tagged]):
+        by_name = Index(closes, unique=True)
+
+    with open_kind(Closing, log_path) as db:
+        holder["db"] = db
+        items_of(db)["a"] = Tagged(name="a")
+        size = log_path.stat().st_size
+        with pytest.raises(StoreClosedError, match="closed during a write"):
+            items_of(db)["b"] = Tagged(name="close")
+    assert log_path.stat().st_size == size
+    with open_kind(Closing, log_path) as reopened:
+        assert dict(items_of(reopened)) == {"a": Tagged(name="a")}
+
+
+def test_an_index_function_mutating_the_value_changes_nothing_stored(log_path: Path) -> None:
+    """What an index function does to the value it is shown is not stored."""
+
+    def mutates(tagged: Tagged) -> str:
+        tagged.tags.append("seen")
+        return tagged.name
+
+    class Mutating(Collection[str, Tagged]):
+        by_name = Index(mutates, unique=True)
+
+    with open_kind(Mutating, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+        assert items_of(db)["a"] == Tagged(name="a")
+    with open_kind(Mutating, log_path) as reopened:
+        assert items_of(reopened)["a"] == Tagged(name="a")
+        assert index_of(reopened).get("a") == ("a", Tagged(name="a"))
+
+
+STEPPED_WRITES: dict[str, Callable[[Members], object]] = {
+    name: WRITES[name] for name in ("setitem new", "setitem replace", "modify", "del", "clear")
+}
+
+
+def interrupt_at_call(step: int) -> Callable[[FrameType, str, object], Any]:
+    """Return a trace function raising KeyboardInterrupt as the ``step``-th call of a
+    typedstore function starts: where CPython runs a signal handler (and where the
+    exception it raises surfaces), at a function's start or a loop's jump back."""
+    seen = [0]
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        code = frame.f_code
+        if (
+            event == "call"
+            and "typedstore" in code.co_filename
+            and code.co_name != "__del__"
+            and not code.co_flags & inspect.CO_GENERATOR  # resumed, or closed when dropped
+        ):
+            seen[0] += 1
+            if seen[0] == step:
+                raise KeyboardInterrupt(f"{code.co_name} in {code.co_filename}")
+        return None
+
+    return tracer
+
+
+@pytest.mark.parametrize("write", STEPPED_WRITES.values(), ids=list(STEPPED_WRITES))
+def test_interrupt_at_every_step_of_a_write_keeps_the_indexes(
+    tmp_path: Path, write: Callable[[Members], object]
+) -> None:
+    """A KeyboardInterrupt as any function of a write starts leaves indexes equal to memory."""
+    step = 0
+    while True:
+        step += 1
+        with Club.open(tmp_path / f"{step}.log") as club:
+            club.members["ada"] = member("ada@x", 36, ["admin"])
+            club.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+            club.members["cy"] = member("cy@x", 30)
+            sys.settrace(interrupt_at_call(step))
+            try:
+                write(club.members)
+            except KeyboardInterrupt as exc:
+                where = str(exc)
+            else:
+                break
+            finally:
+                sys.settrace(None)
+            assert snapshot(club.members) == brute_force(club.members), where
+    assert step > 10  # the write made that many calls, each interrupted once

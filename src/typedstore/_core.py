@@ -9,21 +9,33 @@ core holding named collections; ``TypedStore`` (``_store``) is a core holding on
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import enum
 import logging
+import os
 import threading
+import unicodedata
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from . import _compact, _format, _fs
-from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._catalog import (
+    DEFAULT_NAME,
+    Catalog,
+    CollectionMeta,
+    check_name,
+    database,
+    nfc_clash,
+    nfc_message,
+    nfc_spellings,
+)
 from ._codec import Codec
-from ._collection import Collection
+from ._collection import Collection, WriteHook
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
@@ -33,7 +45,13 @@ from ._index import has_indexes
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
-from ._records import Write, collection_record, groups_body, headed, operation_body
+from ._pg_engine import PostgresEngine
+from ._records import (
+    Write,
+    collection_record,
+    groups_body,
+    operation_record,
+)
 from ._replay import (
     Declaration,
     Declared,
@@ -103,20 +121,30 @@ class Core:
     """One open log: its lock, writer, catalog and collections, and the one write path."""
 
     def __init__(
-        self, path: Path, config: StoreConfig, *, readonly: bool, single: bool, shared: bool = False
+        self,
+        path: Path,
+        config: StoreConfig,
+        *,
+        readonly: bool,
+        single: bool,
+        shared: bool = False,
+        pg: PostgresEngine | None = None,
     ) -> None:
         self.path = path
         self.config = config
         self.readonly = readonly
-        self.shared = shared and not readonly
+        self._pg = pg
+        """The PostgreSQL engine the log lives in (README, "Several machines"): always
+        shared; None for a log file at ``path``."""
+        self.shared = (shared or pg is not None) and not readonly
         """Whether other processes write the log too (README, "Several processes")."""
-        if self.shared and not config.write_through:
+        if self.shared and pg is None and not config.write_through:
             raise ValueError(
                 "shared=True needs write_through=True: a record buffered in one process "
                 "is a write the others cannot see (README, 'Several processes')"
             )
         self.lock: threading.RLock | _FollowingLock = threading.RLock()
-        self._engine: FileEngine | None = None
+        self._engine: FileEngine | PostgresEngine | None = None
         """The engine other processes' writes are read through: a shared or read-only
         core's (see :meth:`_catch_up`); None for an exclusive one, which never looks."""
         self._known = 0
@@ -139,9 +167,13 @@ class Core:
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
-        self._txn_writer = contextlib.ExitStack()
-        """The writer lock a transaction holds in shared mode."""
         self._phase = _IDLE
+        self.writing = 0
+        """Odd while a transaction is open or a batch is applied, and larger after each:
+        single-key reads check it to skip the lock (``_collection._UNLOCKED_KEYS``). Set
+        under the lock only: ``(writing + 2) | 1`` as one starts, ``(writing + 1) & ~1``
+        as it ends (no call: a Ctrl-C could land at a call). Left odd by an interrupt,
+        it only makes reads lock until the next batch ends."""
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
         self._log: Log | None = None
@@ -174,24 +206,19 @@ class Core:
         made: list[Collection[Any, Any]] = []
         if (changes.dropped or changes.renamed) and self.readonly:
             raise ValueError("dropped_collections and renamed_collections need a writable open")
-        engine = None
-        if self.shared:
+        engine: FileEngine | PostgresEngine | None = None
+        if self._pg is not None:
+            engine = self._pg.copy(readonly=self.readonly)
+        elif self.shared:
             engine = FileEngine.open(self.path, "shared")
         elif not self.readonly:
             _fs.make_parents(self.path)
             self._file_lock = _fs.FileLock(self.path)
         try:
             # A shared open reads, and writes a changed catalog, under the writer lock.
-            with contextlib.nullcontext() if engine is None else engine.writing():
-                opened = load(
-                    self.path,
-                    self._declare(wanted),
-                    self.config,
-                    readonly=self.readonly,
-                    adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
-                    image=self._new_image,
-                    engine=engine,
-                )
+            writing = engine is not None and engine.mode != "readonly"
+            with engine.writing() if writing else contextlib.nullcontext():  # type: ignore[union-attr]  # engine is set when writing
+                opened = self._load(engine, wanted, changes, made)
                 self._log = opened.log
                 self.recovery = opened.recovery
                 if opened.log is not None and opened.replay is not None:
@@ -202,18 +229,54 @@ class Core:
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
-        self._start_following(opened.reader if engine is None else engine, opened)
+        self._start_following(engine if self.shared else opened.reader, opened)
         self.is_closed = False
         for collection in made:
             collection._is_closed = False
         return made
 
+    def _load(
+        self,
+        engine: FileEngine | PostgresEngine | None,
+        wanted: dict[str, Wanted],
+        changes: Changes,
+        made: list[Collection[Any, Any]],
+    ) -> Opened:
+        """Replay or create the log in ``engine`` (None: an exclusive or read-only file)."""
+
+        def adopt(replay: Replay | None) -> None:
+            made.extend(self._adopt(replay, wanted, changes))
+
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            return _pg_open.load(
+                self.path,
+                engine,
+                self._declare(wanted),
+                self.config,
+                adopt=adopt,
+                image=self._new_image,
+            )
+        return load(
+            self.path,
+            self._declare(wanted),
+            self.config,
+            readonly=self.readonly,
+            adopt=adopt,
+            image=self._new_image,
+            engine=engine,
+        )
+
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
-        """Write the catalog this open changed: dropped or renamed collections at once; other
-        changes with the next record, or at once in shared mode, where other processes
-        would otherwise keep writing under the old catalog."""
+        """Write the catalog this open changed: dropped, renamed or added collections at
+        once (a collection listed is in the log); changed types with the next record, or at
+        once in shared mode, where other processes would otherwise keep writing under the
+        old catalog."""
         changed = self.catalog != replayed.catalog
-        if changes.dropped or changes.renamed or (changed and self.shared):
+        old = {meta.id for meta in replayed.catalog.collections}
+        added = any(meta.id not in old for meta in self.catalog.collections)
+        if changes.dropped or changes.renamed or (changed and (self.shared or added)):
             self._write_catalog(log)
         elif changed:
             # Later records must say they were written under the current catalog.
@@ -245,6 +308,11 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
+        listed = nfc_spellings(meta.name for meta in self.catalog.collections)
+        for name in wanted:
+            other = listed.get(unicodedata.normalize("NFC", name), name)
+            if other != name:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
         return made
@@ -263,32 +331,60 @@ class Core:
         return {names[0] if names else DEFAULT_NAME: want}
 
     def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
-        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        """Drop and rename collections as the open asks, all renames at once (a swap or a
+        chain is a rename like any other); ValueError, nothing changed, for a name the log
+        lacks, one dropped and renamed, or a rename that leaves two collections one name."""
         listed = list(self.catalog.collections)
         names = {meta.name for meta in listed}
-        for name in [*changes.dropped, *(changes.renamed or {})]:
+        renamed = changes.renamed or {}
+        for name in [*changes.dropped, *renamed]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
-            if name in changes.dropped and name in (changes.renamed or {}):
+            if name in changes.dropped and name in renamed:
                 raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
-        for new in (changes.renamed or {}).values():
+        for new in renamed.values():
             check_name(new)
-            if new in names and new not in changes.dropped:
-                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
-        kept = []
+        kept = [
+            replace(meta, name=renamed.get(meta.name, meta.name))
+            for meta in listed
+            if meta.name not in changes.dropped
+        ]
+        self._check_renamed(listed, kept, renamed)
         for meta in listed:
             if meta.name in changes.dropped:
                 states.pop(meta.id, None)
-                continue
-            new_name = (changes.renamed or {}).get(meta.name, meta.name)
-            kept.append(replace(meta, name=new_name))
-        if changes.dropped or changes.renamed:
+        if changes.dropped or renamed:
             self.catalog = database(kept)
-            renamed = changes.renamed or {}
             for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
                 if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
+
+    def _check_renamed(
+        self, listed: list[CollectionMeta], kept: list[CollectionMeta], renamed: Mapping[str, str]
+    ) -> None:
+        """Refuse renames that leave two collections one name, or names equal under NFC."""
+        old = {meta.id: meta.name for meta in listed}
+        final: dict[str, int] = {}
+        for meta in kept:
+            first = final.setdefault(meta.name, meta.id)
+            if first != meta.id:
+                one, two = old[first], old[meta.id]
+                if one in renamed and two in renamed:
+                    raise ValueError(
+                        f"{self.path}: renamed_collections renames {one!r} and {two!r} to "
+                        f"one name {meta.name!r}; nothing was changed"
+                    )
+                staying = one if one not in renamed else two
+                raise ValueError(
+                    f"{self.path}: the log has a collection {staying!r} already; rename or "
+                    f"drop it too to take its name; nothing was changed"
+                )
+            other = nfc_clash(meta.name, final)
+            if other is not None:
+                raise ValueError(
+                    f"{self.path}: {nfc_message(meta.name, other)}; nothing was changed"
+                )
 
     def _make(
         self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
@@ -372,57 +468,72 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            if self.shared and self._log is not None:
-                return self._declare_new_shared(name, want)
-            return self._declare_new(name, want)
+            if self.shared and self._log is not None and self._holds_no_writer():
+                return self._declare_shared(name, want, self._log)
+            return self._declare_collection(name, want)
 
-    def _declare_new(self, name: str, want: Wanted) -> Collection[Any, Any]:
-        """Make the collection ``name`` no code declared here yet; a changed catalog goes
-        with the next record (see :meth:`collection`)."""
+    def _declare_shared(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
+        """:meth:`_declare_collection` under the writer lock, caught up first: the catalog
+        this adds to is the log's. Let go as :meth:`_write_shared` does, wherever a Ctrl-C
+        lands."""
+        engine = self._engine
+        assert engine is not None, "only a shared core writes this way"
+        was_writing = engine.is_writing
+        try:
+            self._start_writer()
+            collection = self._declare_collection(name, want)
+            self._stop_writer(log)
+        except BaseException:
+            if engine.is_writing and not was_writing:
+                self._stop_writer(log)
+            raise
+        return collection
+
+    def _holds_no_writer(self) -> bool:
+        """Whether this thread holds no writer lock (shared mode): no write or transaction
+        of its own is in progress."""
+        return self._phase is _IDLE and self._txn_thread is None
+
+    def _declare_collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name``, new or kept until now.
+
+        A new one's catalog entry is written at once, so that a collection listed is one
+        the log has. Changed types of a kept one go with the next record, except in shared
+        mode: there another process's catalog change, made without them meanwhile, would
+        overwrite them, so they are written at once too, under the writer lock.
+        """
         before = self.catalog
         meta = before.by_name(name)
-        state = None if meta is None else self._kept.get(meta.id)
+        if meta is None:
+            other = nfc_clash(name, (m.name for m in before.collections))
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}")
+        kept = None if meta is None else self._kept.get(meta.id)
         try:
-            collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
+            collection = self._make(name, want, {} if kept is None else {meta.id: kept})  # type: ignore[union-attr]  # meta is set with kept
         except BaseException:
+            made = self.catalog.by_name(name)
+            if made is not None and meta is None:
+                self.collections.pop(made.id, None)
+                self._tables.pop(made.id, None)
             self._restore_meta(name, meta)
             raise
         if meta is not None:
             self._kept.pop(meta.id, None)
-        if self.catalog != before and self._log is not None:
-            self._log.pending_schema = self._catalog_bytes()
-        return collection
-
-    def _declare_new_shared(self, name: str, want: Wanted) -> Collection[Any, Any]:
-        """:meth:`_declare_new` in shared mode: under the writer lock, caught up first, and
-        the changed catalog written at once. Left for the next record, it could be
-        overwritten meanwhile by another process's catalog change, itself made without
-        this collection (and could give its id to another collection)."""
         log = self._log
-        assert log is not None, "only a writable core writes"
-        if self._txn_thread is not None:  # its transaction holds the writer lock, caught up
-            return self._declare_and_write(name, want, log)
-        log = self._start_writer()
+        if self.catalog == before or log is None:
+            return collection
+        if meta is not None and not self.shared:
+            log.pending_schema = self._catalog_bytes()
+            return collection
+        phase, self._phase = self._phase, _APPENDING  # a write from a signal handler: refused
         try:
-            return self._declare_and_write(name, want, log)
+            self._write_catalog(log)
+        except BaseException:
+            self._undeclare(collection, meta, kept)
+            raise
         finally:
-            self._stop_writer(log)
-
-    def _declare_and_write(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
-        """:meth:`_declare_new`, then write the changed catalog (under the writer lock)."""
-        before, meta = self.catalog, self.catalog.by_name(name)
-        kept = None if meta is None else self._kept.get(meta.id)
-        collection = self._declare_new(name, want)
-        if self.catalog != before:
-            self._phase = _APPENDING  # a write from a signal handler now is refused
-            try:
-                self._write_catalog(log)
-            except BaseException:
-                self._undeclare(collection, meta, kept)
-                log.pending_schema = None
-                raise
-            finally:
-                self._phase = _IDLE
+            self._phase = phase
         return collection
 
     def _undeclare(
@@ -465,12 +576,12 @@ class Core:
 
     # -- following other processes (shared and read-only cores) ------------------------------
 
-    def _start_following(self, engine: FileEngine | None, opened: Opened) -> None:
+    def _start_following(self, engine: FileEngine | PostgresEngine | None, opened: Opened) -> None:
         """Note where the log stands once open: catching up reads on from there."""
         self._engine = engine
         if opened.log is not None:
             log = opened.log
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         elif opened.replay is not None:
             self._known, self._generation = opened.replay.end, opened.replay.generation
@@ -511,15 +622,19 @@ class Core:
 
     def _moved(self, position: int) -> None:
         """Continue at ``position`` of the file a compaction put in place of the old one."""
-        file = self._engine.file if self._engine is not None else None
-        assert file is not None, "follow opened the new log"
+        engine = self._engine
         self._known = position
-        self._generation = generation_at(self.path, file.read_from(0, position))
+        if isinstance(engine, PostgresEngine):
+            self._generation = engine.generation_at(position)
+        else:
+            file = engine.file if engine is not None else None
+            assert file is not None, "follow opened the new log"
+            self._generation = generation_at(self.path, file.read_from(0, position))
         self._total = self._live()
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine) -> bool:
+    def _read_new(self, engine: FileEngine | PostgresEngine) -> bool:
         """Apply the complete records appended since ``_known``; one still being written
         (or left by a killed writer) is not there yet. Return whether the log ended
         right after them when read (no partial record after), so that a writer holding
@@ -612,9 +727,18 @@ class Core:
         if not buf:
             return
         wanted = self._wanted_now()
-        state = replay(
-            self.path, buf, self._declare(wanted), self.config.recovery, self.config.buf_capacity
-        )
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            state = _pg_open.replay(self.path, engine, buf, self._declare(wanted))
+        else:
+            state = replay(
+                self.path,
+                buf,
+                self._declare(wanted),
+                self.config.recovery,
+                self.config.buf_capacity,
+            )
         kept: dict[int, Kept] = {}
         for ident, found in state.collections.items():
             collection = self.collections.get(ident)
@@ -649,31 +773,26 @@ class Core:
         collection._table = table
         self._tables[collection._id] = table
 
-    @contextlib.contextmanager
-    def _writer(self) -> Iterator[Log]:
-        """Hold the writer lock of shared mode, caught up, the log's end taken for appending.
+    def _start_writer(self) -> Log:
+        """Take the writer lock of shared mode, catch up, and take the log's end for appending.
 
         A ``StaleLogError`` cannot happen under the lock, as no other process appends;
         should the engine raise it all the same, this core catches up and tries once more.
+        Every caller lets go with :meth:`_stop_writer` in a handler that runs it once more
+        if a Ctrl-C lands midway (unlocking twice is harmless); not a context manager,
+        whose ``__exit__``, Python code, could itself be interrupted before it let go.
         """
-        log = self._start_writer()
-        try:
-            yield log
-        finally:
-            self._stop_writer(log)
-
-    def _start_writer(self) -> Log:
-        """Take the writer lock, catch up and take the log's end; see :meth:`_writer`."""
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        if not engine.try_start_writing():
-            # Another writer holds the lock: read what was written so far while waiting,
-            # so that the catch-up under the lock, which holds up every other writer,
-            # reads only what the last holders added.
-            self._catch_up()
-            engine.start_writing()
+        was_writing = engine.is_writing
         try:
+            if not engine.try_start_writing():
+                # Another writer holds the lock: read what was written so far while waiting,
+                # so that the catch-up under the lock, which holds up every other writer,
+                # reads only what the last holders added.
+                self._catch_up()
+                engine.start_writing()
             if not engine.grew_or_moved(self._known):
                 engine.take_end(self._known)  # the common case: 4 system calls a write
             elif self._catch_up(changed=True):  # read up to the end, under the lock
@@ -685,14 +804,15 @@ class Core:
                     self._catch_up()
                     engine.claim(self._known)
         except BaseException:
-            engine.stop_writing()
+            if engine.is_writing and not was_writing:  # taken here, then failed or interrupted
+                engine.stop_writing()
             raise
         return log
 
     def _stop_writer(self, log: Log) -> None:
         """Note where the log now ends, then release the writer lock."""
         try:
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         finally:
             if self._engine is not None:
@@ -707,20 +827,35 @@ class Core:
     ) -> list[Stored]:
         """:meth:`_write` in shared mode: under the writer lock, caught up first, so that
         ``stage`` (``modify``'s ``fn``, validators) sees every write acknowledged before."""
-        lock = self.lock
+        lock, engine = self.lock, self._engine
         assert isinstance(lock, _FollowingLock)
-        lock.acquire_quietly()
+        assert engine is not None, "only a shared core writes this way"
+        # A Ctrl-C can land after any call, the releases' own included: one handler lets
+        # go of whatever this write took and still holds. Not finally blocks: their
+        # calls before a release would be such places too.
+        held = lock.holds()
+        was_writing = True  # until read under the lock: not this write's writer lock
         try:
-            self._writable_log()  # closed, read-only, in a transaction: the error that applies
+            lock.acquire_quietly()
+            was_writing = engine.is_writing  # a write from a compaction's signal handler
+            log = (
+                self._writable_log()
+            )  # closed, read-only, in a transaction: the error that applies
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            log = self._start_writer()
-            try:
-                return Core._write(self, collection, stage, compact=compact)
+            self._start_writer()
+            previous = Core._write(self, collection, stage, compact=compact)
+            self._stop_writer(log)
+        except BaseException:
+            try:  # also once more if the normal path's _stop_writer was interrupted
+                if engine.is_writing and not was_writing:
+                    self._stop_writer(self._log)  # type: ignore[arg-type]  # writable: set
             finally:
-                self._stop_writer(log)
-        finally:
-            lock.release()
+                if lock.holds() > held:
+                    lock.release()
+            raise
+        lock.release()
+        return previous
 
     # -- the write path ----------------------------------------------------------------------
 
@@ -760,22 +895,41 @@ class Core:
                 writes = stage(collection._table) if callable(stage) else stage
                 if not writes:
                     return []
+                hooks = collection._hooks
+                for hook in hooks:  # index functions: user code too
+                    hook.before(writes)
                 # User code may have closed the store, and something else may now own
                 # its file's descriptor number: write nowhere.
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
-                hooks = collection._hooks
-                if hooks:
-                    _before(((collection, writes),))
                 self._phase = _APPENDING
-                previous = self._append(log, collection, writes)
                 if hooks:
-                    _after(((collection, writes),), (previous,))
+                    previous = self._append_hooked(log, collection, writes, hooks)
+                else:
+                    previous = self._append(log, collection, writes)
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _append_hooked(
+        self,
+        log: Log,
+        collection: Collection[Any, Any],
+        writes: Sequence[Write[Any]],
+        hooks: Sequence[WriteHook],
+    ) -> list[Stored]:
+        """:meth:`_append` for a collection with hooks (indexes), which saw the writes
+        before: each follows them once the log holds the record, whatever exception
+        arrives meanwhile (see ``_append``)."""
+        records = log.total_records
+        try:
+            return self._append(log, collection, writes)
+        finally:
+            if log.total_records != records:
+                for hook in hooks:
+                    hook.after(writes)
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
@@ -791,10 +945,11 @@ class Core:
         ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
         if blob is None and key not in table.entries:
             return [MISSING]  # the removal of an absent key writes nothing
-        named = table.record_key(key, given)
+        key_bytes = table._key_bytes  # table.record_key, inlined
+        named = given if key_bytes is None else key_bytes.get(key, given)
         try:
             # A collection other than 0: its records name it (docs/FORMAT.md).
-            log.append(headed(collection._head, operation_body(named, blob)), 1)
+            log.append(operation_record(collection._head, named, blob), 1)
             return [table.pop(key) if blob is None else table.put(key, named, stored)]
         except BaseException:
             if log.total_records != records:
@@ -812,6 +967,7 @@ class Core:
         body: bytes | list[bytes] = groups_body([(c._id, w, k) for c, w, k in keyed])
         applied: list[list[Stored]] = [[] for _ in keyed]  # what each applied write replaced
         records = log.total_records
+        self.writing = (self.writing + 2) | 1  # several entries change: reads wait for all
         try:
             log.append(body, sum(len(writes) for _, writes, _ in keyed))
             for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
@@ -821,6 +977,8 @@ class Core:
                 for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
                     collection._table.settle(writes[len(done) :], key_bytes[len(done) :])
             raise
+        finally:
+            self.writing = (self.writing + 1) & ~1
         return applied
 
     def _after_write(self, log: Log, compact: bool) -> None:
@@ -845,28 +1003,63 @@ class Core:
         if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
             for table in tables.values():
                 return len(table.entries)
-        live = sum(len(table.entries) for table in tables.values())
-        return live + sum(len(kept.entries) for kept in self._kept.values())
+        live = 0
+        for table in tables.values():  # no generator: on the path of every write past it too
+            live += len(table.entries)
+        for kept in self._kept.values():
+            live += len(kept.entries)
+        return live
 
     # -- transactions ------------------------------------------------------------------------
 
-    def _begin_transaction(self) -> None:
-        """Take the database for a transaction: other threads wait until the end."""
-        self.lock.acquire()
+    def _begin_transaction(self) -> Generator[None, None, None]:
+        """Take the database for a transaction: other threads wait until the returned hold
+        is closed, which ends the transaction.
+
+        The hold is a generator suspended inside ``with self.lock``: a KeyboardInterrupt
+        landing anywhere between the lock's acquire and the caller storing the hold
+        drops the generator, and dropping it runs its ``with`` exits, so the lock cannot
+        stay taken by a transaction that never began (a bare ``acquire()`` followed by a
+        ``try`` leaves a window between the two).
+        """
+        hold = None
         try:
+            hold = self._holding()
+            next(hold)
+            return hold
+        except BaseException:
+            if hold is not None:  # taken, then interrupted before the return
+                hold.close()
+            raise
+
+    def _holding(self) -> Generator[None, None, None]:
+        """Hold the lock (and in shared mode the writer lock) until closed; see above."""
+        with self.lock:
             self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            if self.shared:  # held until _end_transaction: atomic across processes
-                self._txn_writer.enter_context(self._writer())
-        except BaseException:
-            self.lock.release()
-            raise
-        self._txn_thread = threading.get_ident()
+            engine, log = self._engine, self._log
+            was_writing = engine is None or engine.is_writing
+            try:
+                if self.shared:  # held until the hold closes: atomic across processes
+                    self._start_writer()
+                self._txn_thread = threading.get_ident()
+                self.writing = (self.writing + 2) | 1  # other threads' reads wait (README)
+                yield
+            finally:
+                self.writing = (self.writing + 1) & ~1
+                self._txn_thread = None
+                if engine is not None and engine.is_writing and not was_writing:
+                    try:
+                        self._stop_writer(log)  # type: ignore[arg-type]  # writable: set
+                    except BaseException:  # a Ctrl-C midway: once more
+                        if engine.is_writing:
+                            self._stop_writer(log)  # type: ignore[arg-type]  # as above
+                        raise
 
     def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
         """Write a transaction's writes, grouped by collection, as one batch record."""
-        # The transaction holds the lock until _end_transaction: only its thread is here.
+        # The transaction holds the lock until its hold closes: only its thread is here.
         groups = [(c, writes) for c, writes in groups if writes]
         if not groups:
             return
@@ -892,20 +1085,18 @@ class Core:
                 if self.is_closed or self._log is not log:  # closed by that user code
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                previous = self._append_batch(log, groups)
-                if hooked:
-                    _after(groups, previous)
+                records = log.total_records
+                try:
+                    self._append_batch(log, groups)
+                finally:
+                    # Once the log holds the record, the hooks follow it, whatever
+                    # exception arrives meanwhile (see ``_append``).
+                    if hooked and log.total_records != records:
+                        _after(groups)
                 if unmatched or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, unmatched)
             finally:
                 self._phase = _IDLE
-
-    def _end_transaction(self) -> None:
-        self._txn_thread = None
-        try:
-            self._txn_writer.close()
-        finally:
-            self.lock.release()
 
     # -- durability --------------------------------------------------------------------------
 
@@ -926,12 +1117,22 @@ class Core:
         with self.lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
-            with self._writer() if self.shared else contextlib.nullcontext(log):
+            engine = self._engine
+            was_writing = not self.shared or engine is None or engine.is_writing
+            try:
+                if self.shared:
+                    self._start_writer()
                 self._phase = _APPENDING  # a write from a signal handler now is refused
-                try:
-                    self._compact_locked(log)
-                finally:
-                    self._phase = _IDLE
+                self._compact_locked(log)
+            finally:
+                self._phase = _IDLE
+                if engine is not None and engine.is_writing and not was_writing:
+                    try:
+                        self._stop_writer(log)
+                    except BaseException:  # a Ctrl-C midway: once more
+                        if engine.is_writing:
+                            self._stop_writer(log)
+                        raise
 
     def _compact_locked(self, log: Log) -> None:
         rewrite = _compact.Rewrite()
@@ -971,11 +1172,9 @@ class Core:
             collection = self.collections.get(meta.id)
             if collection is None:
                 continue
-            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-            if meta.id:
-                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-            else:
-                yield from bodies
+            yield from _compact.insert_bodies(
+                collection._table.entries, collection._codec, collection._head
+            )
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -983,11 +1182,9 @@ class Core:
         for meta in final.collections:
             collection = self.collections.get(meta.id)
             if collection is not None:
-                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-                if meta.id:
-                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-                else:
-                    yield from bodies
+                yield from _compact.insert_bodies(
+                    collection._table.entries, collection._codec, collection._head
+                )
                 continue
             for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
                 if segment.meta != schemas[meta.id]:
@@ -1007,12 +1204,15 @@ class Core:
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        if isinstance(self.lock, _FollowingLock):
-            self.lock.acquire_quietly()  # what others wrote since matters no more
-            try:
+        lock = self.lock
+        if isinstance(lock, _FollowingLock):
+            held = lock.holds()
+            try:  # taken inside the try: a Ctrl-C right after it still lets go
+                lock.acquire_quietly()  # what others wrote since matters no more
                 self._close_locked()
             finally:
-                self.lock.release()
+                if lock.holds() > held:
+                    lock.release()
             return
         with self.lock:
             self._close_locked()
@@ -1045,7 +1245,7 @@ class Core:
         # A closed store answers nothing: let its entries go now, not when the object does
         # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
         for collection in self.collections.values():
-            collection._is_closed = True
+            collection._is_closed = True  # before the table goes: see Collection.get
             collection._table = Table({}, None)
         self._tables = {}
         self._kept = {}
@@ -1086,6 +1286,23 @@ class Core:
         """Refuse ``action`` from code that runs inside a write of this store (under the lock)."""
         if self._phase is not _IDLE:
             raise RuntimeError(f"{action} from code running inside a write of this store")
+
+
+def make_core(
+    where: str | os.PathLike[str] | PostgresEngine,
+    config: StoreConfig,
+    *,
+    readonly: bool,
+    single: bool,
+    shared: bool,
+) -> Core:
+    """Return the core of a log at the path ``where``, or in the PostgreSQL engine ``where``
+    (README, "Several machines"): always shared, so ``shared`` changes nothing there."""
+    if isinstance(where, PostgresEngine):
+        path = Path(where.where())
+        return Core(path, config, readonly=readonly, single=single, shared=True, pg=where)
+    path = _fs.real_path(Path(where))
+    return Core(path, config, readonly=readonly, single=single, shared=shared)
 
 
 class LogOwner:
@@ -1155,72 +1372,55 @@ def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]])
             hook.before(writes)
 
 
-def _after(
-    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
-    previous: Sequence[Sequence[Stored]],
-) -> None:
-    """Show each collection's hooks its writes once they are written and applied."""
-    for (collection, writes), replaced in zip(groups, previous, strict=True):
+def _after(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks its writes once the log holds them."""
+    for collection, writes in groups:
         for hook in collection._hooks:
-            hook.after(writes, replaced)
+            hook.after(writes)
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
     return body if isinstance(body, bytes) else b"".join(body)
 
 
-class _FollowingLock:
+class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed only
     """The lock of a core that follows other processes (shared or read-only): taking it,
     outermost, catches the core up with the log first (``Core._catch_up``).
 
     So every operation, read or write, sees what other processes wrote before it
-    began. Used like the ``RLock`` it wraps; a closed core does not catch up.
+    began. An ``RLock`` itself, so that ``release`` and ``__exit__`` are the C ones: a
+    Python ``__exit__`` could be interrupted by Ctrl-C before it released. Taking it
+    releases on any exception once acquired, counted by the RLock itself, so that a
+    KeyboardInterrupt landing right after the acquire leaves nothing held.
     """
 
-    __slots__ = ("_core", "_depth", "_lock")
+    __slots__ = ("_core",)
+
+    holds = _thread.RLock._recursion_count  # type: ignore[attr-defined]  # untyped in typeshed
+    """How many times this thread holds the lock (0: not at all)."""
 
     def __init__(self, core: Core) -> None:
+        super().__init__()
         self._core = core
-        self._lock = threading.RLock()
-        self._depth = 0
-        """How many times the holding thread holds the lock."""
 
-    def acquire(self) -> bool:
-        """Take the lock, catching up if this is its outermost hold."""
-        self._lock.acquire()
-        self._depth += 1
-        if self._depth == 1 and not self._core.is_closed:
-            try:
-                self._core._catch_up()
-            except BaseException:
-                self.release()
-                raise
-        return True
+    acquire_quietly = _thread.RLock.acquire
+    """Take the lock without catching up (a writer catches up under the writer lock,
+    closing does not); release it. The C acquire, with no bytecode after it."""
 
-    def release(self) -> None:
-        self._depth -= 1
-        self._lock.release()
-
-    def acquire_quietly(self) -> None:
-        """Take the lock without catching up (a writer catches up under the writer lock,
-        closing does not); :meth:`release` it."""
-        self._lock.acquire()
-        self._depth += 1
-
-    def __enter__(self) -> bool:
-        # acquire, inlined: on the path of every shared read
-        self._lock.acquire()
-        self._depth += 1
-        core = self._core
-        if self._depth == 1 and not core.is_closed:
-            engine = core._engine
-            if engine is not None and engine.grew_or_moved(core._known):
-                try:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, catching up if this is its outermost hold (always blocking)."""
+        held: int = self.holds()
+        try:
+            _thread.RLock.acquire(self)
+            core = self._core
+            if not held and not core.is_closed:  # outermost: catch up if the log moved
+                engine = core._engine
+                if engine is not None and engine.grew_or_moved(core._known):
                     core._catch_up(changed=True)
-                except BaseException:
-                    self.release()
-                    raise
+        except BaseException:
+            if self.holds() > held:  # taken, then interrupted or failed
+                self.release()
+            raise
         return True
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    __enter__ = acquire

@@ -37,7 +37,10 @@ class FileEngine:
         if mode != "exclusive":
             self._writer = _fs.WriterLock(path, readonly=mode == "readonly")
         self.file: _fs.LogFile | None = None
-        self._is_writing = False
+        self.is_writing = False
+        """Whether this engine holds the writer lock (:meth:`start_writing`). An attribute:
+        read in the cleanup of every shared write, where a property's call would be one
+        more place for a Ctrl-C to land."""
         self._stamp: bytes | None = None
         """The move record as it was when this engine's file was the log (see
         :meth:`is_replaced`)."""
@@ -82,7 +85,7 @@ class FileEngine:
             file, buf = _fs.open_log_readonly(self.path)
             self._switch(file)
             return buf
-        if self._mode == "exclusive" or self._is_writing:
+        if self._mode == "exclusive" or self.is_writing:
             self._remove_leftover_temp()
         if not self.path.exists():
             return b""
@@ -138,7 +141,7 @@ class FileEngine:
         """
         file = self._file()
         frames = walk_frames(file.read_from(start, file.end()), start)
-        if frames.stop != "invalid" or self._mode != "shared" or self._is_writing:
+        if frames.stop != "invalid" or self._mode != "shared" or self.is_writing:
             return frames
         with self.writing():
             return walk_frames(file.read_from(start, file.end()), start)
@@ -167,29 +170,41 @@ class FileEngine:
         pairs it with :meth:`stop_writing` in ``try``/``finally``)."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
-        if self._is_writing:
+        if self.is_writing:
             raise RuntimeError(f"{self.path}: the writer lock is held already")
-        if self._writer is not None:
-            self._writer.acquire()
-        self._is_writing = True
+        # Marked first: a Ctrl-C landing right after the flock leaves a lock that
+        # stop_writing, called on any exception, lets go (unlocking an unheld flock is
+        # harmless).
+        self.is_writing = True
+        try:
+            if self._writer is not None:
+                self._writer.acquire()
+        except BaseException:
+            self.stop_writing()
+            raise
 
     def try_start_writing(self) -> bool:
         """Take the writer lock if it is free, as :meth:`start_writing` does; return
         whether it was taken (never waits). Exclusive mode: always."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
-        if self._is_writing:
+        if self.is_writing:
             raise RuntimeError(f"{self.path}: the writer lock is held already")
-        if self._writer is not None and not self._writer.try_acquire():
-            return False
-        self._is_writing = True
+        self.is_writing = True  # marked first, as in start_writing
+        try:
+            if self._writer is not None and not self._writer.try_acquire():
+                self.is_writing = False
+                return False
+        except BaseException:
+            self.stop_writing()
+            raise
         return True
 
     def stop_writing(self) -> None:
         """Release the writer lock :meth:`start_writing` took."""
-        self._is_writing = False
-        if self._writer is not None:
+        if self._writer is not None:  # first: interrupted, the lock is still marked held
             self._writer.release()
+        self.is_writing = False
 
     def grew_or_moved(self, known: int) -> bool:
         """Whether the log's end is not ``known`` or another process replaced the log:
@@ -375,7 +390,7 @@ class FileEngine:
         """Refuse a write outside :meth:`writing` in shared mode, or any on a reader."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
-        if self._mode == "shared" and not self._is_writing:
+        if self._mode == "shared" and not self.is_writing:
             raise RuntimeError(f"{self.path}: a shared engine writes under the writer lock")
 
 

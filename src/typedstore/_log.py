@@ -46,6 +46,11 @@ class Log:
         """Bytes in the log, buffered records included."""
         return self.file.size + len(self._buffer)
 
+    @property
+    def end(self) -> int:
+        """The log's end, where the next record goes (shared mode buffers nothing)."""
+        return self.file.size
+
     def append(self, body: bytes | list[bytes], records: int) -> None:
         """Frame ``body`` at the log's end and append it; it holds ``records`` operations.
 
@@ -72,7 +77,9 @@ class Log:
                 self._append_parts(body, generation)
             else:
                 if pending is None:
-                    frame = _format.encode_frame(_format.tag(body, generation), size)
+                    if generation:  # _format.tag's test, inlined: mostly 0
+                        body = _format.tag(body, generation)
+                    frame = _format.encode_frame(body, size)
                 else:
                     schema = _format.encode_frame(_format.schema_body(pending, generation), size)
                     frame = schema + _format.encode_frame(
