@@ -243,9 +243,25 @@ def declared_indexes(
     ``read`` returns a copy of a present key's value; ``lock`` is the host's, taken by
     every lookup so that its result is one snapshot.
     """
+    return IndexSet(_specs(owner), read, lock)
+
+
+def index_functions(owner: type[object]) -> Callable[[Any], tuple[object, ...]]:
+    """Return a function giving what each index ``owner`` declares returns for a value,
+    in the order of :func:`declared_indexes`: what an open keeps of each value replay
+    reads (``IndexSet.rebuild_found``). ``Any``: the class says nothing of V."""
+    functions = tuple(spec.fn for spec in _specs(owner))
+    if len(functions) == 1:  # the commonest: no loop
+        (only,) = functions
+        return lambda value: (only(value),)
+    return lambda value: tuple([function(value) for function in functions])
+
+
+def _specs(owner: type[object]) -> list[IndexSpec[Any]]:
+    """Return the specs of the indexes declared on ``owner`` and its bases, in order."""
     specs: list[IndexSpec[Any]] = []  # Any: the class says nothing of V to the checker
     for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
         found = inspect.getattr_static(owner, name)
         if isinstance(found, Index):
             specs.append(found.spec)
-    return IndexSet(specs, read, lock)
+    return specs

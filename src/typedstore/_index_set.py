@@ -16,6 +16,7 @@ README.md, "Indexes", says what users see.
 
 from __future__ import annotations
 
+import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -238,16 +239,35 @@ class IndexSet(Generic[K, V]):
     def rebuild_columns(self, keys: Sequence[K], values: Sequence[V]) -> None:
         """:meth:`rebuild` from the keys and, in the same order, their values: the form an
         open has, which builds without a tuple per entry (and the collector they wake)."""
-        seqs = dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
+        seqs = self._seqs_of(keys)
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         # Whole columns at once, several times faster than entry by entry; anything
         # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
-        if not all(_fill_at_once(index, keys, values, seqs) for index in rebuilt):
+        if not all(_fill_at_once(index, keys, map(index.fn, values), seqs) for index in rebuilt):
             rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
             _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
+        self._take(rebuilt, seqs)
+
+    def rebuild_found(self, keys: Sequence[K], found: Sequence[tuple[object, ...]]) -> bool:
+        """:meth:`rebuild` from the keys and, in the same order, what :func:`functions_of`
+        found for their values, at open; False, changing nothing, for anything unusual
+        (an exception, a conflict, a NaN), which a :meth:`rebuild` then explains."""
+        seqs = self._seqs_of(keys)
+        rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        for position, index in enumerate(rebuilt):
+            if not _fill_at_once(index, keys, map(operator.itemgetter(position), found), seqs):
+                return False
+        self._take(rebuilt, seqs)
+        return True
+
+    def _seqs_of(self, keys: Sequence[K]) -> dict[K, int]:
+        return dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
+
+    def _take(self, rebuilt: list[Maintained[K, V]], seqs: dict[K, int]) -> None:
+        """Make ``rebuilt``'s entries the indexes' (views keep their index objects)."""
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
-            index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+            index.entries, index.held = fresh.entries, fresh.held
         self.unsettled = False
 
     # -- transactions --------------------------------------------------------------------------
@@ -320,14 +340,15 @@ def _net(
 
 
 def _fill_at_once(
-    index: Maintained[K, V], keys: Sequence[K], values: Sequence[V], seqs: dict[K, int]
+    index: Maintained[K, V], keys: Sequence[K], found: Iterable[object], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh ``index`` from ``keys`` and their ``values``; False, leaving it
-    unfinished, for anything unusual: an exception, a unique conflict, a NaN."""
+    """Fill a fresh ``index`` from ``keys`` and what its function returns for their values
+    (``found``, computed as it is consumed, from C); False, leaving it unfinished, for
+    anything unusual: an exception, a unique conflict, a NaN."""
     if index.multi:
-        return _fill_multi_at_once(index, zip(keys, values, strict=True), seqs)
+        return _fill_multi_at_once(index, zip(keys, found, strict=True), seqs)
     try:
-        held = dict(zip(keys, map(index.fn, values), strict=True))  # the function called from C
+        held = dict(zip(keys, found, strict=True))
         if None in held.values():  # entries left out
             held = {key: ik for key, ik in held.items() if ik is not None}
         if index.ordered:
@@ -356,18 +377,17 @@ _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
 
 
 def _fill_multi_at_once(
-    index: Maintained[K, V], pairs: Iterable[tuple[K, V]], seqs: dict[K, int]
+    index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
-    :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
+    """Fill a fresh multi hash index from ``(key, what its function returned)`` pairs;
+    False for anything unusual (as :func:`_fill_at_once`), or a multi index that is
+    also unique or ordered."""
     if index.unique or index.ordered:
         return False
-    fn = index.fn
     held: dict[K, object] = {}
     buckets: dict[object, dict[K, None]] = {}
     try:
-        for key, value in pairs:
-            result = fn(value)
+        for key, result in pairs:
             if result is None:
                 continue
             if type(result) not in _PLAIN_ITERABLES and (
