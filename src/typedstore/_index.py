@@ -146,7 +146,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return None
         with self._lock:
-            self._indexes.settle()
+            if self._indexes.unsettled:
+                self._indexes.settle()
             if self._staged is not None:
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
@@ -158,7 +159,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return []
         with self._lock:
-            self._indexes.settle()
+            if self._indexes.unsettled:
+                self._indexes.settle()
             return self._read_all(self._keys_of(index_key))
 
     def count(self, index_key: T) -> int:
@@ -166,7 +168,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return 0
         with self._lock:
-            self._indexes.settle()
+            if self._indexes.unsettled:
+                self._indexes.settle()
             if self._staged is not None:
                 return len(self._keys_of(index_key))
             return self._index.entries.count(index_key)
@@ -195,14 +198,16 @@ class IndexView(Generic[K, V, T]):
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
         with self._lock:
-            self._indexes.settle()
+            if self._indexes.unsettled:
+                self._indexes.settle()
             keys = first(self._keys_between(low, high, reverse, "range()"), offset, limit)
             return self._read_all(keys)
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
         """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
         with self._lock:
-            self._indexes.settle()
+            if self._indexes.unsettled:
+                self._indexes.settle()
             return iter(self._read_all(list(self._keys_between(None, None, False, "iteration"))))
 
     def __repr__(self) -> str:
