@@ -777,3 +777,32 @@ def test_interrupt_at_every_step_of_a_write_keeps_the_indexes(
                 sys.settrace(None)
             assert snapshot(club.members) == brute_force(club.members), where
     assert step > 10  # the write made that many calls, each interrupted once
+
+
+class Strict(Collection[str, Tagged]):
+    """Raises in its index function for a value tagged "raise" (see ``misbehaving``)."""
+
+    by_name: Index[Tagged, object] = Index(misbehaving, unique=True)
+
+
+class PlainItems(Collection[str, Tagged]):
+    """The same values, without indexes: it writes what ``Strict`` refuses."""
+
+
+def test_open_ignores_an_index_function_raising_for_a_replaced_value(log_path: Path) -> None:
+    """A value no longer live is not indexed at open, whatever its index function does."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["raise"])
+        items_of(db)["a"] = Tagged(name="a")
+    with open_kind(Strict, log_path) as reopened:
+        assert index_of(reopened).get("a") == ("a", Tagged(name="a"))
+
+
+def test_open_names_the_key_whose_index_function_raised(log_path: Path) -> None:
+    """An index function raising for a live value fails the open, naming the key."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+        items_of(db)["b"] = Tagged(name="b", tags=["raise"])
+    with pytest.raises(LookupError, match="index function failed") as raised:
+        open_kind(Strict, log_path)
+    assert "for key 'b'" in "".join(raised.value.__notes__)

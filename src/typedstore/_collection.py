@@ -120,12 +120,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec: Codec[K, V],
         schema: Schema,
         table: Table[K],
-        values: Mapping[K, V] | None = None,
+        found: Mapping[K, tuple[object, ...]] | None = None,
     ) -> None:
         """Bind this new collection to its database's ``core`` as collection ``ident``.
 
-        ``values`` holds the validated values replay kept of ``table``'s entries (some,
-        all or none): its indexes are built from them, the others decoded again.
+        ``found`` holds what replay kept of the values of ``table``'s entries (some, all
+        or none): what each index function returned for them (``index_functions``). With
+        all of them, the indexes are built from it; else from the values, decoded again.
         """
         self._core = core
         self._lock = core.lock
@@ -149,7 +150,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
-            self._indexes.rebuild_columns(*self._columns(values or {}))
+            keys = list(table.entries)
+            known = found or {}
+            # At C speed; a value replay left for the end (another schema) is not known.
+            if len(known) != len(keys) or not all(map(known.__contains__, keys)):
+                self._indexes.rebuild(self._thawed({}))
+            elif not self._indexes.rebuild_found(keys, list(map(known.__getitem__, keys))):
+                self._indexes.rebuild(self._thawed({}))  # raises the error that applies
             self._indexes.entries = lambda: self._thawed({})
             self._index_hook = IndexHook(self._indexes, codec)
             self._hooks = (self._index_hook,)
@@ -157,14 +164,6 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def _read_value(self, key: K) -> V:
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
         return self._codec.thaw(self._table.entries[key])
-
-    def _columns(self, known: Mapping[K, V]) -> tuple[list[K], list[V]]:
-        """Return the keys, and their values in the same order: from ``known``, else decoded."""
-        keys = list(self._table.entries)
-        if len(known) == len(keys) and all(map(known.__contains__, keys)):  # at C speed
-            return keys, list(map(known.__getitem__, keys))
-        pairs = self._thawed(known)
-        return keys, [value for _, value in pairs]
 
     def _thawed(self, known: Mapping[K, V]) -> list[tuple[K, V]]:
         """Return each entry with its value: from ``known``, else decoded from memory."""

@@ -41,7 +41,7 @@ from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
 from ._file_engine import FileEngine
 from ._follow import Following
-from ._index import has_indexes
+from ._index import has_indexes, index_functions
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
@@ -291,7 +291,10 @@ class Core:
                 only = wanted.get(meta.name)
             if only is None:
                 return None
-            return Declaration(only.codec, only.schema, keeps_values=has_indexes(only.cls))
+            if not has_indexes(only.cls):
+                return Declaration(only.codec, only.schema)
+            keep = index_functions(only.cls)
+            return Declaration(only.codec, only.schema, keeps_values=True, keep=keep)
 
         return declare
 

@@ -11,7 +11,7 @@ at a cost in the number of new records, not of entries: so this state notes, fro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Generic
+from typing import Generic, cast
 
 from ._codec import Codec
 from ._config import Schema
@@ -74,7 +74,9 @@ class Following(Declared[K, V], Generic[K, V]):
         a key removed and put again goes through "missing" first, as it moved to the end.
         Values are the validated ones replay kept, else decoded again from memory.
         """
-        entries, values, thaw = self.entries, self.values or {}, self.codec.thaw
+        # A following state keeps the values themselves (no ``keep``: see _resumed).
+        values = cast("dict[K, V]", self.values or {})
+        entries, thaw = self.entries, self.codec.thaw
         removals: list[Change[K, V]] = []
         replacements: list[Change[K, V]] = []
         for key, present in self.before.items():

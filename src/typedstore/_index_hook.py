@@ -22,11 +22,12 @@ from ._types import MISSING, K, V, _Missing
 class IndexHook(Generic[K, V]):
     """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
 
-    __slots__ = ("_codec", "_given", "_indexes", "_plan")
+    __slots__ = ("_codec", "_given", "_indexes", "_plan", "_plan_one")
 
     def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
         self._indexes = indexes
         self._codec = codec
+        self._plan_one = indexes.planner()
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
         self._given: dict[int, V] = {}
@@ -56,7 +57,7 @@ class IndexHook(Generic[K, V]):
                 new = self._given.get(id(blob), MISSING)
                 if new is MISSING:
                     new = self._codec.thaw(stored)
-            self._plan = indexes.plan_one(key, new)
+            self._plan = self._plan_one(key, new)
         else:
             found: list[Change[K, V]] = changes(self._codec, writes, self._given)
             self._plan = indexes.plan(found)

@@ -17,6 +17,8 @@ README.md, "Indexes", says what users see.
 
 from __future__ import annotations
 
+import functools
+import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -178,6 +180,12 @@ class IndexSet(Generic[K, V]):
             return moves, [], [key] if present else []
         return moves, [key] if self._keeps_order and not present else [], []
 
+    def planner(self) -> Callable[[K, V | _Missing], IndexPlan[K, V]]:
+        """Return :meth:`plan_one`, or for a unique hash index alone the shorter path it
+        takes, called directly: what a host plans each single write with."""
+        lone = self._lone
+        return self.plan_one if lone is None else functools.partial(self._plan_lone, lone)
+
     def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan_one(key, new)`` for a unique hash index alone."""
         held = lone.held.get(key, MISSING)
@@ -187,10 +195,13 @@ class IndexSet(Generic[K, V]):
         old: IndexKeys = () if held is MISSING else (held,)
         if index_key is None:
             return [(lone, key, old, ())], [], []
-        lone.check_hashable(key, index_key)
         if old == (index_key,):
             return [], [], []
-        holder = lone.entries.holder(index_key)
+        try:
+            holder = lone.entries.holder(index_key)
+        except TypeError:
+            lone.check_hashable(key, index_key)  # raises, naming the index, if unhashable
+            raise
         if holder is not MISSING and holder != key:
             raise _index_rules.violation(lone, index_key, holder, key)
         return [(lone, key, old, (index_key,))], [], []
@@ -250,16 +261,35 @@ class IndexSet(Generic[K, V]):
     def rebuild_columns(self, keys: Sequence[K], values: Sequence[V]) -> None:
         """:meth:`rebuild` from the keys and, in the same order, their values: the form an
         open has, which builds without a tuple per entry (and the collector they wake)."""
-        seqs = dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
+        seqs = self._seqs_of(keys)
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         # Whole columns at once, several times faster than entry by entry; anything
         # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
-        if not all(_fill_at_once(index, keys, values, seqs) for index in rebuilt):
+        if not all(_fill_at_once(index, keys, map(index.fn, values), seqs) for index in rebuilt):
             rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
             _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
+        self._take(rebuilt, seqs)
+
+    def rebuild_found(self, keys: Sequence[K], found: Sequence[tuple[object, ...]]) -> bool:
+        """:meth:`rebuild` from the keys and, in the same order, what :func:`functions_of`
+        found for their values, at open; False, changing nothing, for anything unusual
+        (an exception, a conflict, a NaN), which a :meth:`rebuild` then explains."""
+        seqs = self._seqs_of(keys)
+        rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        for position, index in enumerate(rebuilt):
+            if not _fill_at_once(index, keys, map(operator.itemgetter(position), found), seqs):
+                return False
+        self._take(rebuilt, seqs)
+        return True
+
+    def _seqs_of(self, keys: Sequence[K]) -> dict[K, int]:
+        return dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
+
+    def _take(self, rebuilt: list[Maintained[K, V]], seqs: dict[K, int]) -> None:
+        """Make ``rebuilt``'s entries the indexes' (views keep their index objects)."""
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
-            index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+            index.entries, index.held = fresh.entries, fresh.held
         self.unsettled = False
 
     # -- transactions --------------------------------------------------------------------------
@@ -332,14 +362,15 @@ def _net(
 
 
 def _fill_at_once(
-    index: Maintained[K, V], keys: Sequence[K], values: Sequence[V], seqs: dict[K, int]
+    index: Maintained[K, V], keys: Sequence[K], found: Iterable[object], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh ``index`` from ``keys`` and their ``values``; False, leaving it
-    unfinished, for anything unusual: an exception, a unique conflict, a NaN."""
+    """Fill a fresh ``index`` from ``keys`` and what its function returns for their values
+    (``found``, computed as it is consumed, from C); False, leaving it unfinished, for
+    anything unusual: an exception, a unique conflict, a NaN."""
     if index.multi:
-        return _fill_multi_at_once(index, zip(keys, values, strict=True), seqs)
+        return _fill_multi_at_once(index, zip(keys, found, strict=True), seqs)
     try:
-        held = dict(zip(keys, map(index.fn, values), strict=True))  # the function called from C
+        held = dict(zip(keys, found, strict=True))
         if None in held.values():  # entries left out
             held = {key: ik for key, ik in held.items() if ik is not None}
         if index.ordered:
@@ -368,18 +399,17 @@ _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
 
 
 def _fill_multi_at_once(
-    index: Maintained[K, V], pairs: Iterable[tuple[K, V]], seqs: dict[K, int]
+    index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
-    :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
+    """Fill a fresh multi hash index from ``(key, what its function returned)`` pairs;
+    False for anything unusual (as :func:`_fill_at_once`), or a multi index that is
+    also unique or ordered."""
     if index.unique or index.ordered:
         return False
-    fn = index.fn
     held: dict[K, object] = {}
     buckets: dict[object, dict[K, None]] = {}
     try:
-        for key, value in pairs:
-            result = fn(value)
+        for key, result in pairs:
             if result is None:
                 continue
             if type(result) not in _PLAIN_ITERABLES and (

@@ -63,6 +63,10 @@ class Declaration(Generic[K, V]):
     keeps_values: bool = False
     """Whether replay keeps each live entry's validated value for the collection's indexes
     (README.md, "Indexes"), which are built from them once replay ends."""
+    keep: Callable[[V], object] | None = None
+    """With ``keeps_values``, what replay keeps of each value instead of the value itself
+    (what the index functions return for it: far less for the collector to walk than
+    the values); a value it raises for waits for the end, as one failing validation."""
 
 
 Declare = Callable[[Catalog, CollectionMeta], "Declaration[Any, Any] | None"]
@@ -285,6 +289,7 @@ class Replayer:
             new = Declared(self.path, declaration.codec, declaration.schema)
             if declaration.keeps_values:
                 new.values = {}
+                new.keep = declaration.keep
             if kept is not None:
                 new.adopt(kept)
         self.states[collection.id] = new
@@ -391,9 +396,12 @@ class Declared(Generic[K, V]):
         self.segment: Segment | None = None
         self.current = False
         """Whether the records in force were written under exactly this open's types."""
-        self.values: dict[K, V] | None = None
-        """The validated value of each live entry validated as it was read, when the
-        declaration keeps them (``Declaration.keeps_values``); None otherwise."""
+        self.values: dict[K, object] | None = None
+        """The validated value of each live entry validated as it was read (or what
+        ``Declaration.keep`` returns for it), when the declaration keeps them
+        (``Declaration.keeps_values``); None otherwise."""
+        self.keep: Callable[[V], object] | None = None
+        """``Declaration.keep``: what to keep of a value instead of itself."""
 
     def enter(self, segment: Segment) -> None:
         """Follow a switch to the schema of the header or of a schema record."""
@@ -474,9 +482,10 @@ class Declared(Generic[K, V]):
         if self.current:
             try:
                 value = self.codec.validate_value(data)
+                kept: object = value if self.keep is None else self.keep(value)
                 held = self.codec.freeze(value, blob)
                 if values is not None:
-                    values[key] = value
+                    values[key] = kept
             except Exception:  # raised again at the end if the value is still live
                 pass
         self.entries[key] = held
