@@ -9,6 +9,11 @@ engine's own errors at the store's level.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from pydantic import BaseModel
@@ -21,6 +26,8 @@ from typedstore import (
     StoreReadOnlyError,
     TypedStore,
 )
+
+ROOT = Path(__file__).parents[1]
 
 
 class User(BaseModel):
@@ -251,3 +258,39 @@ class TestErrors:
         with TypedStore.open(engine, str, int) as store:
             assert "store 'users'" in repr(store)
             assert "store 'users'" in str(store.path)
+
+
+class TestSeveralProcesses:
+    """Instances in processes of their own, each its own connection, writing at once."""
+
+    def test_four_processes_modify_and_insert_without_losing_a_write(self, pg_dsn: str) -> None:
+        """4 x 250 rounds of modify (or a transaction) and insert: the counter is exact,
+        every key is there, and the log's positions are consecutive."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            store["n"] = 0
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.pg_store_child", pg_dsn, "users", f"p{who}", "250"],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for who in range(4)
+        ]
+        for child in children:
+            _, errors = child.communicate(timeout=600)
+            assert child.returncode == 0, errors
+        with TypedStore.open(engine, str, int) as store:
+            assert store["n"] == 1000
+            assert len(store) == 1 + 4 * 250
+            assert all(
+                store[f"p{who}-{number}"] == number for who in range(4) for number in range(250)
+            )
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            positions = [
+                row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
+            ]
+        assert positions == list(range(len(positions)))
