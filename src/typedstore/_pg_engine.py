@@ -546,9 +546,25 @@ class PostgresEngine:
             for statement in _TABLE_SQL:
                 conn.execute(self._sql(statement))
 
+    def create_tables(self) -> None:
+        """Create this store's tables if they are missing (``NotAStoreError`` if a table of
+        one of their names is not ours); its log stays empty until a first open."""
+        self._check_writable()
+        self._ensure_tables()
+
     def _check_writable(self) -> None:
         if self._mode == "readonly":
             raise RuntimeError(f"{self.where()}: a read-only engine does not write")
+
+
+def table_sql(name: str) -> list[str]:
+    """Return the statements that create store ``name``'s tables (``init-postgres
+    --print-sql``): what a first open runs when its role may create tables."""
+    from psycopg import sql
+
+    check_name(name)
+    names = {kind: sql.Identifier(f"{name}_{kind}") for kind in _COLUMNS}
+    return [sql.SQL(text).format(**names).as_string() for text in _TABLE_SQL]
 
 
 def reframe(image: list[bytes], at: int) -> list[bytes]:
