@@ -9,10 +9,17 @@ engine's own errors at the store's level.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import psycopg
 import pytest
 from pydantic import BaseModel
 
+from tests.pg import Server
 from typedstore import (
     Collection,
     Database,
@@ -21,6 +28,8 @@ from typedstore import (
     StoreReadOnlyError,
     TypedStore,
 )
+
+ROOT = Path(__file__).parents[1]
 
 
 class User(BaseModel):
@@ -251,3 +260,137 @@ class TestErrors:
         with TypedStore.open(engine, str, int) as store:
             assert "store 'users'" in repr(store)
             assert "store 'users'" in str(store.path)
+
+
+class TestSeveralProcesses:
+    """Instances in processes of their own, each its own connection, writing at once."""
+
+    def test_four_processes_modify_and_insert_without_losing_a_write(self, pg_dsn: str) -> None:
+        """4 x 250 rounds of modify (or a transaction) and insert: the counter is exact,
+        every key is there, and the log's positions are consecutive."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            store["n"] = 0
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.pg_store_child", pg_dsn, "users", f"p{who}", "250"],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for who in range(4)
+        ]
+        for child in children:
+            _, errors = child.communicate(timeout=600)
+            assert child.returncode == 0, errors
+        with TypedStore.open(engine, str, int) as store:
+            assert store["n"] == 1000
+            assert len(store) == 1 + 4 * 250
+            assert all(
+                store[f"p{who}-{number}"] == number for who in range(4) for number in range(250)
+            )
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            positions = [
+                row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
+            ]
+        assert positions == list(range(len(positions)))
+
+
+def backends_waiting_on_a_lock(dsn: str) -> list[int]:
+    """Return the pids of the sessions waiting on a lock (an advisory lock, here)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+class TestFaults:
+    """A session ended or a server restarted in the middle of writes: no partial record,
+    no acknowledged write lost, and the instance carries on or fails clearly."""
+
+    def test_a_write_whose_session_is_ended_mid_statement_leaves_nothing(self, pg_dsn: str) -> None:
+        """A write waiting inside its statement (another session holds the writer lock) is
+        ended by pg_terminate_backend: ConnectionError, nothing written; the store then
+        writes on a new connection, and a reopen holds exactly the acknowledged writes."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            store["a"] = 1
+            errors: list[BaseException] = []
+            with psycopg.connect(pg_dsn, autocommit=True) as holder:
+                oid = holder.execute("SELECT 'users_log'::regclass::oid::bigint").fetchone()
+                assert oid is not None
+                holder.execute("SELECT pg_advisory_lock(%s)", (oid[0],))
+
+                def write() -> None:
+                    try:
+                        store["b"] = 2
+                    except BaseException as exc:  # the test looks at it
+                        errors.append(exc)
+
+                writer = threading.Thread(target=write)
+                writer.start()
+                waiting: list[int] = []
+                while not waiting and writer.is_alive():
+                    waiting = backends_waiting_on_a_lock(pg_dsn)
+                assert len(waiting) == 1, "the write waits inside its statement"
+                holder.execute("SELECT pg_terminate_backend(%s)", (waiting[0],))
+                writer.join()
+            assert len(errors) == 1
+            assert isinstance(errors[0], ConnectionError)
+            assert "store 'users'" in str(errors[0])
+            assert dict(store) == {"a": 1}
+            store["c"] = 3
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 1, "c": 3}
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            positions = [row[0] for row in conn.execute("SELECT position FROM users_log")]
+        assert sorted(positions) == [0, 1, 2]
+
+    def test_a_server_restart_under_writes_loses_no_acknowledged_write(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """Two instances write in threads while the server stops and starts again: each
+        write is acknowledged or raises ConnectionError; every acknowledged one is there
+        after the restart, and both instances carry on."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        acknowledged: list[list[str]] = [[], []]
+        failures: list[list[BaseException]] = [[], []]
+        restarted = threading.Event()
+        stores = [TypedStore.open(engine, str, int) for _ in range(2)]
+
+        def write(which: int) -> None:
+            number = 0
+            after = 0
+            while after < 20:  # until 20 writes landed after the restart
+                key = f"w{which}-{number}"
+                try:
+                    stores[which][key] = number
+                except ConnectionError as exc:
+                    failures[which].append(exc)
+                    continue  # the same key again: it may have landed already
+                acknowledged[which].append(key)
+                number += 1
+                if restarted.is_set():
+                    after += 1
+
+        writers = [threading.Thread(target=write, args=(which,)) for which in range(2)]
+        for writer in writers:
+            writer.start()
+        while min(len(keys) for keys in acknowledged) < 20:
+            pass  # some writes before the stop
+        postgres_server.stop()
+        postgres_server.start()
+        restarted.set()
+        for writer in writers:
+            writer.join()
+        assert any(failures), "the restart interrupted writes"
+        for store in stores:
+            store.close()
+        with TypedStore.open(engine, str, int) as store:
+            for keys in acknowledged:
+                assert all(key in store for key in keys)
+            assert len(store) == sum(len(keys) for keys in acknowledged)

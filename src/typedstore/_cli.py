@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import _fs
+from . import _cli_postgres, _fs
 from ._cli_commands import cmd_compact, cmd_dump, cmd_info, cmd_repair, cmd_verify
 from ._cli_exit import EXIT_CODES, CommandFailed, Failure, os_reason
 from ._cli_exit import ExitCode as ExitCode
@@ -65,10 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.add_argument("log", type=Path, metavar="LOG", help="the log file")
-        sub.set_defaults(handler=handler)
+        sub.add_argument(
+            "log",
+            type=_cli_postgres.log_argument,
+            metavar="LOG",
+            help="the log file, or a PostgreSQL DSN (postgresql://...) with --name",
+        )
+        sub.add_argument("--name", help="the store's name, when LOG is a PostgreSQL DSN")
+        sub.set_defaults(handler=handler, command=name, image=None)
         if name in _OPTIONS:
             _OPTIONS[name](sub)
+    init = commands.add_parser(
+        "init-postgres",
+        help="create a store's tables in PostgreSQL (or print the SQL)",
+        description="Create store NAME's tables in the database DSN names, as a first open "
+        "does when its role may; --print-sql prints the statements instead, for a DBA.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    init.add_argument("dsn", metavar="DSN", nargs="?", help="postgresql://...")
+    init.add_argument("--name", required=True, help="the store's name")
+    init.add_argument("--print-sql", action="store_true", help="print the SQL; connect nowhere")
+    init.set_defaults(
+        handler=_cli_postgres.cmd_init_postgres, command="init-postgres", log="", json=False
+    )
     return parser
 
 
@@ -169,6 +189,8 @@ def _run(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     handler: Callable[[argparse.Namespace], ExitCode] = args.handler
     try:
+        if handler is not _cli_postgres.cmd_init_postgres:
+            _cli_postgres.resolve(args)
         return handler(args)
     except KeyboardInterrupt:
         return _report(args, Failure(ExitCode.INTERRUPTED, "interrupted"))

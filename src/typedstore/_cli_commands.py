@@ -18,7 +18,7 @@ from ._render import STDOUT, JSONValue, Progress, warn
 
 def cmd_info(args: argparse.Namespace) -> ExitCode:
     """Print the log's format version, sizes, record counts and header metadata."""
-    report = _cli_reports.info_report(_scan(args.log, "info"))
+    report = _cli_reports.info_report(_scan(args, "info"))
     if args.json:
         STDOUT.print_json(report, indent=2)
     else:
@@ -26,8 +26,15 @@ def cmd_info(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _scan(path: Path, label: str) -> _inspect.LogScan:
-    buf = _fs.read_file(path)
+def _read(args: argparse.Namespace) -> bytes:
+    """Return the log's bytes: the file's, or the image of a store in PostgreSQL."""
+    image: bytes | None = getattr(args, "image", None)
+    return _fs.read_file(args.log) if image is None else image
+
+
+def _scan(args: argparse.Namespace, label: str) -> _inspect.LogScan:
+    path: Path = args.log
+    buf = _read(args)
     with Progress(f"{label} {path}", sys.stderr) as progress:
         return _inspect.scan_log(path, buf, progress)
 
@@ -35,7 +42,7 @@ def _scan(path: Path, label: str) -> _inspect.LogScan:
 def cmd_verify(args: argparse.Namespace) -> ExitCode:
     """Check every header byte and record checksum, as a store's open would; write nothing."""
     path: Path = args.log
-    buf = _fs.read_file(path)
+    buf = _read(args)
     with Progress(f"verify {path}", sys.stderr) as progress:
         finding, scan = _inspect.verify(path, buf, progress)
     checked = None
@@ -55,7 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> ExitCode:
 def cmd_dump(args: argparse.Namespace) -> ExitCode:
     """Print the live entries in insertion order, or every record with ``--all``."""
     path: Path = args.log
-    scan = _scan(path, "dump")
+    scan = _scan(args, "dump")
     if args.all:
         STDOUT.print_json_lines(_cli_reports.records(scan))
         return ExitCode.OK

@@ -89,6 +89,9 @@ class _Phase(enum.Enum):
 
 
 _IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
+
+_COMPACT_TRIES = 20
+"""How often compaction on PostgreSQL catches up and tries again when writes keep landing."""
 """As plain globals: read on the path of every write."""
 
 
@@ -162,7 +165,10 @@ class Core:
         applied to the tables: the next one rebuilds them whole (see :meth:`_read_new`)."""
         if self.shared or readonly:
             self.lock = _FollowingLock(self)
-        if self.shared:
+        if pg is not None and not readonly:
+            # A compare-and-append, retried after a catch-up: one round trip per write.
+            self._write = self._write_optimistic  # type: ignore[method-assign]
+        elif self.shared:
             # Every write, from any collection, takes the writer lock first. An instance
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
@@ -860,6 +866,82 @@ class Core:
         lock.release()
         return previous
 
+    def _write_optimistic(
+        self,
+        collection: Collection[Any, Any],
+        stage: Callable[[Table[Any]], Sequence[Write[Any]]] | Sequence[Write[Any]],
+        *,
+        compact: bool = False,
+    ) -> list[Stored]:
+        """:meth:`_write` on PostgreSQL: no writer lock, and no catch-up first.
+
+        ``stage`` runs on the state this core knows, and the record is appended there by
+        one compare-and-append statement, which lands only if no other instance appended
+        since: then that state was the newest, and the write took one round trip. If one
+        did (``StaleLogError``), nothing was written: catch up and run ``stage`` again, so
+        that ``modify``'s ``fn`` sees the new value. A write that appends nothing (a
+        removal of an absent key, ``setdefault`` of a present one) or raises (``modify``
+        of a missing key) decided on that state without the server: it returns, or
+        raises, only once the log is seen not to have grown (one round trip more).
+        """
+        lock = self.lock
+        assert isinstance(lock, _FollowingLock)
+        held = lock.holds()
+        try:  # released as _write_shared does, wherever a Ctrl-C lands
+            lock.acquire_quietly()
+            written = self._write_optimistic_locked(collection, stage, compact=compact)
+        except BaseException:
+            if lock.holds() > held:
+                lock.release()
+            raise
+        lock.release()
+        return written
+
+    def _write_optimistic_locked(
+        self,
+        collection: Collection[Any, Any],
+        stage: Callable[[Table[Any]], Sequence[Write[Any]]] | Sequence[Write[Any]],
+        *,
+        compact: bool,
+    ) -> list[Stored]:
+        """:meth:`_write_optimistic`, its lock held."""
+        engine = self._engine
+        assert isinstance(engine, PostgresEngine), "only a core on PostgreSQL writes this way"
+        while True:
+            log = self._writable_log()  # closed, in a transaction: the error that applies
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            engine.claim(self._known)
+            try:
+                written = Core._write(self, collection, stage, compact=compact)
+            except StaleLogError:
+                if engine.claimed != self._known:  # never: _after_write keeps it
+                    raise
+                self._catch_up()  # nothing landed: catch up and decide again
+                continue
+            except BaseException as exc:
+                if engine.claimed != self._known:
+                    self._wrote(log)  # landed, then interrupted: memory followed
+                elif isinstance(exc, Exception) and self._grew(engine):
+                    continue  # decided on an old state (a Ctrl-C is not retried): again
+                raise
+            if engine.claimed != self._known:
+                self._wrote(log)
+            elif self._grew(engine):
+                continue
+            return written
+
+    def _wrote(self, log: Log) -> None:
+        """Note where the log ends after this core's own write (on PostgreSQL)."""
+        self._known, self._generation, self._total = log.end, log.generation, log.total_records
+
+    def _grew(self, engine: PostgresEngine) -> bool:
+        """Catch up if the log grew since this core last looked; whether it had."""
+        if not engine.grew_or_moved(self._known):
+            return False
+        self._catch_up()
+        return True
+
     # -- the write path ----------------------------------------------------------------------
 
     def _write(
@@ -994,6 +1076,8 @@ class Core:
             return
         try:
             self._compact_locked(log)
+        except StaleLogError:
+            return  # on PostgreSQL, another instance wrote meanwhile: the next write tries
         except OSError:
             # The write that triggered this already succeeded and is durable; only
             # the space reclaim failed. Retry once the log has doubled.
@@ -1121,21 +1205,32 @@ class Core:
             log = self._writable_log()
             self._check_not_writing("compact()")
             engine = self._engine
-            was_writing = not self.shared or engine is None or engine.is_writing
-            try:
-                if self.shared:
-                    self._start_writer()
-                self._phase = _APPENDING  # a write from a signal handler now is refused
-                self._compact_locked(log)
-            finally:
-                self._phase = _IDLE
-                if engine is not None and engine.is_writing and not was_writing:
+            for _ in range(_COMPACT_TRIES if self._pg is not None else 1):
+                was_writing = not self.shared or engine is None or engine.is_writing
+                try:
+                    if self.shared:
+                        self._start_writer()
+                    self._phase = _APPENDING  # a write from a signal handler now is refused
                     try:
-                        self._stop_writer(log)
-                    except BaseException:  # a Ctrl-C midway: once more
-                        if engine.is_writing:
+                        self._compact_locked(log)
+                        return
+                    except StaleLogError:
+                        # On PostgreSQL writes take no writer lock: one landed meanwhile.
+                        if self._pg is None:
+                            raise
+                finally:
+                    self._phase = _IDLE
+                    if engine is not None and engine.is_writing and not was_writing:
+                        try:
                             self._stop_writer(log)
-                        raise
+                        except BaseException:  # a Ctrl-C midway: once more
+                            if engine.is_writing:
+                                self._stop_writer(log)
+                            raise
+            raise TimeoutError(
+                f"{self.path}: compaction gave up after {_COMPACT_TRIES} tries: other "
+                "instances kept writing between its catch-up and its switch"
+            )
 
     def _compact_locked(self, log: Log) -> None:
         rewrite = _compact.Rewrite()

@@ -67,14 +67,19 @@ _INSERT_ROWS = (
     "INSERT INTO {log} (position, frame) SELECT %(at)s + number - 1, frame "
     "FROM moved, unnest(%(frames)s::bytea[]) WITH ORDINALITY AS rows (frame, number)"
 )
-_APPEND_SQL = (
-    "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s RETURNING 1) "
-    + _INSERT_ROWS
+# A write waits, in its statement, while another instance holds the writer lock (a
+# transaction or a compaction between its catch-up and its append): the writer lock's key
+# taken shared until the statement commits. Shared holders do not wait for each other, and
+# the lock is taken as the end row is read, before the row lock the UPDATE takes.
+_MOVE_END = (
+    "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s "
+    "AND (SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(%(key)s)) AS waited) = 1 "
+    "RETURNING 1) "
 )
+_APPEND_SQL = _MOVE_END + _INSERT_ROWS
 # The usual write, one frame, without the array: about a third faster than _APPEND_SQL.
 _APPEND_ONE_SQL = (
-    "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s RETURNING 1) "
-    "INSERT INTO {log} (position, frame) SELECT %(at)s, %(frame)s FROM moved"
+    _MOVE_END + "INSERT INTO {log} (position, frame) SELECT %(at)s, %(frame)s FROM moved"
 )
 _REPLACE_SQL = (
     "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s RETURNING 1), "
@@ -314,11 +319,12 @@ class PostgresEngine:
         been committed: catching up tells.
         """
         self._check_writable()
+        key = self._ensure_tables()
         if len(frames) == 1:
-            params = {"at": at, "end": at + 1, "frame": frames[0]}
+            params = {"at": at, "end": at + 1, "frame": frames[0], "key": key}
             landed = self._execute(_APPEND_ONE_SQL, params) == 1
         else:
-            landed = self._write(_APPEND_SQL, list(frames), at)
+            landed = self._write(_APPEND_SQL, list(frames), at, key)
         if not landed:
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {at}")
         self._claimed = at + len(frames)
@@ -515,9 +521,9 @@ class PostgresEngine:
         finally:
             self._busy = False
 
-    def _write(self, text: str, frames: list[bytes], at: int) -> bool:
+    def _write(self, text: str, frames: list[bytes], at: int, key: int = 0) -> bool:
         """Run a write statement inserting ``frames`` from ``at``; whether it landed."""
-        params = {"at": at, "end": at + len(frames), "frames": frames}
+        params = {"at": at, "end": at + len(frames), "frames": frames, "key": key}
         return self._execute(text, params) == len(frames)
 
     def _ensure_tables(self) -> int:
@@ -575,9 +581,25 @@ class PostgresEngine:
             for statement in _TABLE_SQL:
                 conn.execute(self._sql(statement))
 
+    def create_tables(self) -> None:
+        """Create this store's tables if they are missing (``NotAStoreError`` if a table of
+        one of their names is not ours); its log stays empty until a first open."""
+        self._check_writable()
+        self._ensure_tables()
+
     def _check_writable(self) -> None:
         if self._mode == "readonly":
             raise RuntimeError(f"{self.where()}: a read-only engine does not write")
+
+
+def table_sql(name: str) -> list[str]:
+    """Return the statements that create store ``name``'s tables (``init-postgres
+    --print-sql``): what a first open runs when its role may create tables."""
+    from psycopg import sql
+
+    check_name(name)
+    names = {kind: sql.Identifier(f"{name}_{kind}") for kind in _COLUMNS}
+    return [sql.SQL(text).format(**names).as_string() for text in _TABLE_SQL]
 
 
 def reframe(image: list[bytes], at: int) -> list[bytes]:

@@ -1,0 +1,220 @@
+"""Measure a store in PostgreSQL against the peers a user would otherwise pick.
+
+Run from the project's root: ``python benchmarks/pg_cost.py [--n 10000]``. It starts a
+private PostgreSQL server with ``tests/pg.py``'s helper (``initdb`` and ``pg_ctl`` on the
+PATH; unix socket, ``fsync=off`` for all three alike) and removes it afterwards.
+
+On the same server, one row per key for the peers:
+
+- typedstore: ``TypedStore.open(PostgresEngine(dsn, name=...), str, User)``; a write is
+  one compare-and-append round trip, a read one round trip (did the log grow?) and a
+  dict lookup.
+- raw psycopg: a table ``(key text primary key, value jsonb)``, autocommit, one
+  ``INSERT ... ON CONFLICT DO UPDATE`` per insert and one ``SELECT`` per get.
+- SQLModel (the ``bench`` extra), if installed: the same table as a model, one session
+  commit per insert, ``session.get`` per get in a fresh session.
+
+Then: catch-up (an instance that has read nothing yet reads ``n`` records another
+instance wrote, in its first operation), and 4 processes inserting ``n // 4`` keys each
+at once: no position lost or duplicated, every key there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from tests.pg import make_server
+
+from typedstore import PostgresEngine, TypedStore
+
+
+class User(BaseModel):
+    name: str
+    age: int
+    email: str
+
+
+def user(number: int) -> User:
+    return User(name=f"user {number}", age=number % 90, email=f"u{number}@example.com")
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def bench_store(dsn: str, n: int) -> dict[str, float]:
+    engine = PostgresEngine(dsn, name="bench_store")
+    with TypedStore.open(engine, str, User) as store:
+        keys = [f"k{number}" for number in range(n)]
+        values = [user(number) for number in range(n)]
+
+        def insert() -> None:
+            for key, value in zip(keys, values, strict=True):
+                store[key] = value
+
+        def get() -> None:
+            for key in keys:
+                store[key]
+
+        return {"insert": timed(insert) / n, "get": timed(get) / n}
+
+
+def bench_psycopg(dsn: str, n: int) -> dict[str, float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE raw_users (key text PRIMARY KEY, value jsonb NOT NULL)")
+        keys = [f"k{number}" for number in range(n)]
+        values = [user(number).model_dump_json() for number in range(n)]
+
+        def insert() -> None:
+            for key, value in zip(keys, values, strict=True):
+                conn.execute(
+                    "INSERT INTO raw_users VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+        def get() -> None:
+            for key in keys:
+                row = conn.execute("SELECT value FROM raw_users WHERE key = %s", (key,)).fetchone()
+                assert row is not None
+                User.model_validate(row[0])
+
+        return {"insert": timed(insert) / n, "get": timed(get) / n}
+
+
+def bench_sqlmodel(dsn: str, n: int) -> dict[str, float] | None:
+    try:
+        from sqlalchemy import JSON, Column
+        from sqlmodel import Field, Session, SQLModel, create_engine
+    except ImportError:
+        return None
+
+    class Row(SQLModel, table=True):
+        __tablename__ = "sqlmodel_users"
+        key: str = Field(primary_key=True)
+        value: dict[str, object] = Field(sa_column=Column(JSON))
+
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn, autocommit=False)
+    )
+    SQLModel.metadata.create_all(engine)
+    keys = [f"k{number}" for number in range(n)]
+    values = [user(number).model_dump() for number in range(n)]
+
+    def insert() -> None:
+        for key, value in zip(keys, values, strict=True):
+            with Session(engine) as session:
+                session.merge(Row(key=key, value=value))
+                session.commit()
+
+    def get() -> None:
+        for key in keys:
+            with Session(engine) as session:
+                row = session.get(Row, key)
+                assert row is not None
+                User.model_validate(row.value)
+
+    result = {"insert": timed(insert) / n, "get": timed(get) / n}
+    engine.dispose()
+    return result
+
+
+def bench_catch_up(dsn: str, n: int) -> float:
+    engine = PostgresEngine(dsn, name="bench_catch_up")
+    with TypedStore.open(engine, str, User) as writer, TypedStore.open(engine, str, User) as reader:
+        for number in range(n):
+            writer[f"k{number}"] = user(number)
+        seconds = timed(lambda: len(reader))
+        assert len(reader) == n
+        return seconds
+
+
+def _insert_many(dsn: str, who: int, count: int) -> None:
+    with TypedStore.open(PostgresEngine(dsn, name="bench_many"), str, User) as store:
+        for number in range(count):
+            store[f"p{who}-{number}"] = user(number)
+
+
+def bench_processes(dsn: str, n: int) -> tuple[float, str]:
+    with TypedStore.open(PostgresEngine(dsn, name="bench_many"), str, User):
+        pass  # the log exists before they start
+    count = n // 4
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_insert_many, args=(dsn, who, count)) for who in range(4)]
+    start = time.perf_counter()
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    seconds = time.perf_counter() - start
+    assert all(child.exitcode == 0 for child in children)
+    with TypedStore.open(PostgresEngine(dsn, name="bench_many"), str, User) as store:
+        missing = [
+            f"p{who}-{number}"
+            for who in range(4)
+            for number in range(count)
+            if f"p{who}-{number}" not in store
+        ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        positions = [
+            row[0] for row in conn.execute("SELECT position FROM bench_many_log ORDER BY 1")
+        ]
+    consecutive = positions == list(range(len(positions)))
+    verdict = (
+        f"{len(positions) - 1} records, positions consecutive: {consecutive}, "
+        f"missing keys: {len(missing)}"
+    )
+    return 4 * count / seconds, verdict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="typedstore-pgbench-"))
+    root.chmod(0o755)
+    server = make_server(root)
+    try:
+        dsn = server.dsn()
+        rows = {
+            "typedstore": bench_store(dsn, args.n),
+            "raw psycopg": bench_psycopg(dsn, args.n),
+        }
+        sqlmodel = bench_sqlmodel(dsn, args.n)
+        if sqlmodel is not None:
+            rows["SQLModel"] = sqlmodel
+        print(f"n = {args.n}, one row per key, loopback unix socket, fsync=off")
+        print(f"{'':14} {'insert µs':>10} {'get µs':>10}")
+        for name, row in rows.items():
+            print(f"{name:14} {row['insert'] * 1e6:10.1f} {row['get'] * 1e6:10.1f}")
+        store = rows["typedstore"]
+        for name, row in rows.items():
+            if name != "typedstore":
+                print(
+                    f"vs {name}: insert {row['insert'] / store['insert']:.2f}x as fast, "
+                    f"get {row['get'] / store['get']:.1f}x as fast"
+                )
+        print(f"catch-up of {args.n} records: {bench_catch_up(dsn, args.n):.3f} s")
+        rate, verdict = bench_processes(dsn, args.n)
+        print(f"4 processes inserting {args.n // 4} each: {rate:,.0f} inserts/s; {verdict}")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
