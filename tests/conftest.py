@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import typing
 from collections.abc import Collection as Sized
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from typedstore import (
     Database,
     DatabaseTransaction,
     Index,
+    PostgresEngine,
     StoreConfig,
     TypedStore,
 )
@@ -66,7 +68,8 @@ def settle(request: pytest.FixtureRequest) -> Settle:
 
     def reopen(store: S, /) -> S:
         store.close()
-        return type(store).open(store.path, config=store.config)
+        where = store._core._pg or store.path  # a store in PostgreSQL: its engine
+        return type(store).open(where, config=store.config)
 
     return same if request.param == "fresh" else reopen
 
@@ -188,6 +191,21 @@ class CollectionTransaction(Generic[K, V]):
         self._transaction.__exit__(exc_type, exc, traceback)
 
 
+def postgres_opener(request: pytest.FixtureRequest) -> OpenStore:
+    """Open stores in PostgreSQL, in the test's own schema, one store per log path."""
+    marker = request.node.get_closest_marker("file_only")
+    if marker is not None:
+        pytest.skip(marker.args[0] if marker.args else "looks at the log's file")
+    dsn: str = request.getfixturevalue("pg_dsn")
+
+    def store(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
+        options.pop("shared", None)  # a store in PostgreSQL is always shared
+        name = "s_" + re.sub(r"[^a-z0-9_]", "_", path.name.lower())[:30]
+        return store_class.open(PostgresEngine(dsn, name=name), *types, **options)
+
+    return typing.cast(OpenStore, store)
+
+
 class OpenStore(Protocol):
     """Open a store like ``store_class.open(path, *types, **options)``: that store, or a
     collection of a database dressed as one."""
@@ -206,10 +224,14 @@ class OpenStore(Protocol):
     def __call__(self, store_class: type[S], path: Path, /, **options: Any) -> S: ...
 
 
-@pytest.fixture(params=["store", "collection", "indexed"])
+@pytest.fixture(params=["store", "collection", "indexed", "postgres"])
 def open_store(request: pytest.FixtureRequest) -> OpenStore:
-    """Run the test on a TypedStore, on the second collection of a database, and on such a
-    collection with indexes."""
+    """Run the test on a TypedStore, on the second collection of a database, on such a
+    collection with indexes, and on a TypedStore in PostgreSQL (``postgres``: its log's
+    path names a store in the test's own schema; tests marked ``file_only`` look at the
+    log's file and skip it)."""
+    if request.param == "postgres":
+        return postgres_opener(request)
 
     def store(store_class: type[S], path: Path, /, *types: object, **options: Any) -> Any:
         return store_class.open(path, *types, **options)

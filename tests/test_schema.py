@@ -172,6 +172,7 @@ def assert_untouched(path: Path, before: bytes) -> None:
 class TestMigrations:
     """Each old record is upgraded from its own version by the declared migrations."""
 
+    @pytest.mark.file_only  # writes or reads the log's file itself
     def test_v1_log_opens_at_v3_through_two_migrations(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -212,6 +213,7 @@ class TestMigrations:
             assert customers["bo"].full_name == "Bo Diddley"
         assert seen == [{"name": "Bo Diddley", "phone": "555-0201", "fax": "555-0202"}]
 
+    @pytest.mark.file_only  # writes or reads the log's file itself
     def test_readonly_open_migrates_in_memory_and_writes_nothing(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -265,6 +267,7 @@ class TestWritingAtANewVersion:
         assert frame_kinds(after, len(before)) == [_format.RecordKind.SCHEMA, insert, insert]
         assert log_versions(log_path) == [1, 3]
 
+    @pytest.mark.file_only  # writes or reads the log's file itself
     def test_reopen_after_writing_at_new_version_gives_the_same_values(
         self, log_path: Path, open_store: OpenStore
     ) -> None:

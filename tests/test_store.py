@@ -136,6 +136,7 @@ class TestMappingProtocol:
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2)]
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_delitem_missing_raises_keyerror_and_writes_nothing(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -192,6 +193,7 @@ class TestMappingProtocol:
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2), ("a", 1), ("c", 3)]
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_clear_writes_one_record(
         self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
@@ -207,6 +209,7 @@ class TestMappingProtocol:
                 assert len(store) == 0
                 assert list(store) == []
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_clear_of_empty_store_writes_nothing(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -293,6 +296,7 @@ class TestPop:
             with settle(store) as store:
                 assert list(store.items()) == [("b", 2)]
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_pop_missing_with_default_returns_default(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -331,6 +335,7 @@ class TestInsertAndRemove:
             with settle(store) as store:
                 assert list(store) == ["a", "c"]
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_remove_absent_key_writes_nothing(self, log_path: Path, open_store: OpenStore) -> None:
         """remove of an absent key returns None and leaves the file as it was."""
         with open_store(Ints, log_path) as store:
@@ -448,6 +453,7 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"].age == 31
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_fn_raising_changes_nothing(
         self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
@@ -465,6 +471,7 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_invalid_result_changes_nothing(
         self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
@@ -478,6 +485,7 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_fn_gets_private_copy(
         self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
@@ -497,6 +505,7 @@ class TestModify:
             with settle(store) as store:
                 assert store["a"] == _alice()
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_missing_key_raises_keyerror(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -723,6 +732,7 @@ class TestLifecycle:
                 assert reopened["a"] == 1
 
     @pytest.mark.parametrize("operation", _OPERATIONS.values(), ids=_OPERATIONS.keys())
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_closed_store_raises(
         self,
         log_path: Path,
@@ -738,6 +748,7 @@ class TestLifecycle:
                 operation(store)
             assert log_path.stat().st_size == size
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_readonly_store_refuses_writes(self, log_path: Path, open_store: OpenStore) -> None:
         """A readonly store raises StoreReadOnlyError on a write and leaves the file untouched."""
         with open_store(Ints, log_path) as store:
@@ -753,6 +764,7 @@ class TestLifecycle:
 class TestBuffering:
     """With write_through=False, records reach the file at flush, close or a full buffer."""
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_write_through_false_buffers_until_flush(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -808,6 +820,7 @@ class TestModifyWithADefault:
             with settle(store) as store:
                 assert dict(store) == {"hits": 2}
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_an_invalid_default_writes_nothing(self, log_path: Path, open_store: OpenStore) -> None:
         """An invalid default for an absent key raises ValidationError and writes nothing."""
         with open_store(Ints, log_path) as store:
@@ -873,6 +886,7 @@ class TestKeysOfAnotherType:
                 store.modify(True, str.upper)
             assert log_path.stat().st_size == size
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_unencodable_str_key_raises_encoding_error(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -909,6 +923,7 @@ class TestSetdefault:
             with settle(store) as store:
                 assert store["a"] == 5
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_setdefault_keeps_existing(self, log_path: Path, open_store: OpenStore) -> None:
         """setdefault of a present key returns its value and writes nothing."""
         with open_store(Ints, log_path) as store:
@@ -1066,6 +1081,10 @@ class TestWritesFromInsideAWrite:
     """A write re-entered from its own thread is refused, and a store closed meanwhile writes
     nowhere: the log never gets a record interleaved with another."""
 
+    @pytest.mark.file_only(
+        "its handlers read then write: a handler nested in another's read-to-write window "
+        "loses an update, which a write's round trips to PostgreSQL make likely"
+    )
     def test_signal_handler_writes_are_refused_and_the_log_stays_whole(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -1185,6 +1204,7 @@ class TestWritesFromInsideAWrite:
         in_memory = self._beat_during(store, "sync")  # the fsync of the new log
         assert _reopened_items(store) == in_memory
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_write_from_a_handler_during_close_is_refused(
         self, log_path: Path, open_store: OpenStore
     ) -> None:
@@ -1206,6 +1226,7 @@ class TestWritesFromInsideAWrite:
         with open_store(TypedStore, log_path, str, int, readonly=True) as reopened:
             assert dict(reopened.items()) == {"a": 1}
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_fn_that_writes_is_refused(
         self, log_path: Path, open_store: OpenStore, settle: Settle
     ) -> None:
@@ -1242,6 +1263,7 @@ class TestWritesFromInsideAWrite:
                 assert dict(store) == {"audit": -1, "a": 1}
 
     @pytest.mark.parametrize("call", ["flush", "compact", "transaction"])
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_fn_may_not_flush_compact_or_start_a_transaction(
         self, log_path: Path, open_store: OpenStore, call: str
     ) -> None:
@@ -1274,6 +1296,7 @@ class TestWritesFromInsideAWrite:
             with settle(store) as store:
                 assert dict(store) == {"a": 11, "b": 10}
 
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_modify_fn_that_closes_the_store_writes_nowhere(
         self, log_path: Path, open_store: OpenStore, tmp_path: Path
     ) -> None:
@@ -1320,6 +1343,7 @@ class TestNanKeys:
     """A NaN key is refused at the write; one an older version stored is removable by itself."""
 
     @pytest.mark.parametrize("key", [float("nan"), (float("nan"), 1)], ids=["nan", "tuple"])
+    @pytest.mark.file_only  # compares the log's file before and after
     def test_nan_key_is_refused_and_nothing_written(
         self, log_path: Path, open_store: OpenStore, key: float | tuple[float, int]
     ) -> None:

@@ -626,6 +626,7 @@ class TestMisuse:
         with Ints.open(log_path) as reopened:
             assert list(reopened.items()) == [("a", 1), ("b", 2), ("c", 3), ("t", 9)]
 
+    @pytest.mark.file_only  # writes or reads the log's file itself
     def test_transaction_on_readonly_store_raises(
         self, log_path: Path, open_store: OpenStore
     ) -> None:

@@ -16,6 +16,7 @@ from ._errors import (
     UniqueViolationError,
 )
 from ._index import Index
+from ._pg_engine import PostgresEngine
 from ._replay import Recovery
 from ._store import TypedStore
 from ._txn import Transaction
@@ -29,6 +30,7 @@ __all__ = [
     "EncodingError",
     "Index",
     "NotAStoreError",
+    "PostgresEngine",
     "Recovery",
     "RecoveryMode",
     "SchemaMismatchError",

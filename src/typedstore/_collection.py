@@ -25,7 +25,7 @@ from ._config import Schema
 from ._errors import StoreClosedError
 from ._index import Index, IndexView, declared_indexes
 from ._index_hook import IndexHook
-from ._index_set import IndexSet
+from ._index_set import Change, IndexSet
 from ._records import Write, record_head, removal
 from ._table import Table
 from ._txn import Hold, Transaction
@@ -55,15 +55,16 @@ class WriteHook(Protocol):
 
     The database's write path (``_core.Core._write`` and ``_commit``) calls ``before``
     with a record's writes to the collection before anything is written, under the lock
-    (raising there refuses the write, nothing written), then ``after`` once the record
-    is written and memory applied, with what each write replaced (MISSING where nothing).
+    (raising there refuses the write, nothing written), then ``after`` once the log
+    holds the record, even when an exception (a KeyboardInterrupt) arrived meanwhile:
+    memory has then applied it, or is applying it on the way out (``Table.settle``).
     """
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Check ``writes``; raise to refuse them."""
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
-        """Follow ``writes``, written and applied."""
+    def after(self, writes: Sequence[Write[Any]]) -> None:
+        """Follow ``writes``, now in the log; must leave the hook whole whatever arrives."""
 
 
 UNBOUND: object = object()
@@ -148,7 +149,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
-            self._indexes.rebuild(self._thawed(values or {}))
+            self._indexes.rebuild_columns(*self._columns(values or {}))
+            self._indexes.entries = lambda: self._thawed({})
             self._index_hook = IndexHook(self._indexes, codec)
             self._hooks = (self._index_hook,)
 
@@ -156,12 +158,21 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
         return self._codec.thaw(self._table.entries[key])
 
-    def _thawed(self, known: Mapping[K, V]) -> Iterator[tuple[K, V]]:
-        """Yield each entry with its value: from ``known``, else decoded from memory."""
+    def _columns(self, known: Mapping[K, V]) -> tuple[list[K], list[V]]:
+        """Return the keys, and their values in the same order: from ``known``, else decoded."""
+        keys = list(self._table.entries)
+        if len(known) == len(keys) and all(map(known.__contains__, keys)):  # at C speed
+            return keys, list(map(known.__getitem__, keys))
+        pairs = self._thawed(known)
+        return keys, [value for _, value in pairs]
+
+    def _thawed(self, known: Mapping[K, V]) -> list[tuple[K, V]]:
+        """Return each entry with its value: from ``known``, else decoded from memory."""
         thaw = self._codec.thaw
-        for key, stored in self._table.entries.items():
-            value = known.get(key, MISSING)
-            yield key, thaw(stored) if value is MISSING else value
+        return [
+            (key, thaw(stored) if (value := known.get(key, MISSING)) is MISSING else value)
+            for key, stored in self._table.entries.items()
+        ]
 
     def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
         """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
@@ -171,6 +182,18 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         if view is None:
             view = self._index_views[id(index)] = IndexView(self._indexes, index)
         return view
+
+    def _follow(self, changes: Sequence[Change[K, V]]) -> None:
+        """Bring the indexes up to date with ``changes``, other processes' records a
+        catch-up applied to the table in place, key by key (``IndexSet.follow``); on
+        any error, rebuild them from memory (:meth:`_reindex`), which raises as an open
+        would if the entries break a unique index."""
+        if self._indexes:
+            with self._lock:
+                try:
+                    self._indexes.follow(changes)
+                except Exception:
+                    self._indexes.rebuild(self._thawed({}))
 
     def _reindex(self) -> None:
         """Rebuild the indexes from memory, after a catch-up applied other processes'

@@ -13,7 +13,9 @@ import _thread
 import contextlib
 import enum
 import logging
+import os
 import threading
+import unicodedata
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,18 +24,34 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _compact, _format, _fs
-from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._catalog import (
+    DEFAULT_NAME,
+    Catalog,
+    CollectionMeta,
+    check_name,
+    database,
+    nfc_clash,
+    nfc_message,
+    nfc_spellings,
+)
 from ._codec import Codec
-from ._collection import Collection
+from ._collection import Collection, WriteHook
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
 from ._file_engine import FileEngine
+from ._follow import Following
 from ._index import has_indexes
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
-from ._records import Write, collection_record, groups_body, operation_record
+from ._pg_engine import PostgresEngine
+from ._records import (
+    Write,
+    collection_record,
+    groups_body,
+    operation_record,
+)
 from ._replay import (
     Declaration,
     Declared,
@@ -103,20 +121,30 @@ class Core:
     """One open log: its lock, writer, catalog and collections, and the one write path."""
 
     def __init__(
-        self, path: Path, config: StoreConfig, *, readonly: bool, single: bool, shared: bool = False
+        self,
+        path: Path,
+        config: StoreConfig,
+        *,
+        readonly: bool,
+        single: bool,
+        shared: bool = False,
+        pg: PostgresEngine | None = None,
     ) -> None:
         self.path = path
         self.config = config
         self.readonly = readonly
-        self.shared = shared and not readonly
+        self._pg = pg
+        """The PostgreSQL engine the log lives in (README, "Several machines"): always
+        shared; None for a log file at ``path``."""
+        self.shared = (shared or pg is not None) and not readonly
         """Whether other processes write the log too (README, "Several processes")."""
-        if self.shared and not config.write_through:
+        if self.shared and pg is None and not config.write_through:
             raise ValueError(
                 "shared=True needs write_through=True: a record buffered in one process "
                 "is a write the others cannot see (README, 'Several processes')"
             )
         self.lock: threading.RLock | _FollowingLock = threading.RLock()
-        self._engine: FileEngine | None = None
+        self._engine: FileEngine | PostgresEngine | None = None
         """The engine other processes' writes are read through: a shared or read-only
         core's (see :meth:`_catch_up`); None for an exclusive one, which never looks."""
         self._known = 0
@@ -126,9 +154,12 @@ class Core:
         self._total = 0
         """How many records the log holds up to ``_known``, as far as compaction cares."""
         self._resume_cache: (
-            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]] | None
+            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]] | None
         ) = None
         """What :meth:`_resumed` returned last, and for which catalog."""
+        self._indexes_behind = False
+        """Whether a catch-up stopped (raised) before the indexes followed the records it
+        applied to the tables: the next one rebuilds them whole (see :meth:`_read_new`)."""
         if self.shared or readonly:
             self.lock = _FollowingLock(self)
         if self.shared:
@@ -175,24 +206,19 @@ class Core:
         made: list[Collection[Any, Any]] = []
         if (changes.dropped or changes.renamed) and self.readonly:
             raise ValueError("dropped_collections and renamed_collections need a writable open")
-        engine = None
-        if self.shared:
+        engine: FileEngine | PostgresEngine | None = None
+        if self._pg is not None:
+            engine = self._pg.copy(readonly=self.readonly)
+        elif self.shared:
             engine = FileEngine.open(self.path, "shared")
         elif not self.readonly:
             _fs.make_parents(self.path)
             self._file_lock = _fs.FileLock(self.path)
         try:
             # A shared open reads, and writes a changed catalog, under the writer lock.
-            with contextlib.nullcontext() if engine is None else engine.writing():
-                opened = load(
-                    self.path,
-                    self._declare(wanted),
-                    self.config,
-                    readonly=self.readonly,
-                    adopt=lambda replay: made.extend(self._adopt(replay, wanted, changes)),
-                    image=self._new_image,
-                    engine=engine,
-                )
+            writing = engine is not None and engine.mode != "readonly"
+            with engine.writing() if writing else contextlib.nullcontext():  # type: ignore[union-attr]  # engine is set when writing
+                opened = self._load(engine, wanted, changes, made)
                 self._log = opened.log
                 self.recovery = opened.recovery
                 if opened.log is not None and opened.replay is not None:
@@ -203,18 +229,54 @@ class Core:
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
-        self._start_following(opened.reader if engine is None else engine, opened)
+        self._start_following(engine if self.shared else opened.reader, opened)
         self.is_closed = False
         for collection in made:
             collection._is_closed = False
         return made
 
+    def _load(
+        self,
+        engine: FileEngine | PostgresEngine | None,
+        wanted: dict[str, Wanted],
+        changes: Changes,
+        made: list[Collection[Any, Any]],
+    ) -> Opened:
+        """Replay or create the log in ``engine`` (None: an exclusive or read-only file)."""
+
+        def adopt(replay: Replay | None) -> None:
+            made.extend(self._adopt(replay, wanted, changes))
+
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            return _pg_open.load(
+                self.path,
+                engine,
+                self._declare(wanted),
+                self.config,
+                adopt=adopt,
+                image=self._new_image,
+            )
+        return load(
+            self.path,
+            self._declare(wanted),
+            self.config,
+            readonly=self.readonly,
+            adopt=adopt,
+            image=self._new_image,
+            engine=engine,
+        )
+
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
-        """Write the catalog this open changed: dropped or renamed collections at once; other
-        changes with the next record, or at once in shared mode, where other processes
-        would otherwise keep writing under the old catalog."""
+        """Write the catalog this open changed: dropped, renamed or added collections at
+        once (a collection listed is in the log); changed types with the next record, or at
+        once in shared mode, where other processes would otherwise keep writing under the
+        old catalog."""
         changed = self.catalog != replayed.catalog
-        if changes.dropped or changes.renamed or (changed and self.shared):
+        old = {meta.id for meta in replayed.catalog.collections}
+        added = any(meta.id not in old for meta in self.catalog.collections)
+        if changes.dropped or changes.renamed or (changed and (self.shared or added)):
             self._write_catalog(log)
         elif changed:
             # Later records must say they were written under the current catalog.
@@ -246,6 +308,11 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
+        listed = nfc_spellings(meta.name for meta in self.catalog.collections)
+        for name in wanted:
+            other = listed.get(unicodedata.normalize("NFC", name), name)
+            if other != name:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
         return made
@@ -264,32 +331,60 @@ class Core:
         return {names[0] if names else DEFAULT_NAME: want}
 
     def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
-        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        """Drop and rename collections as the open asks, all renames at once (a swap or a
+        chain is a rename like any other); ValueError, nothing changed, for a name the log
+        lacks, one dropped and renamed, or a rename that leaves two collections one name."""
         listed = list(self.catalog.collections)
         names = {meta.name for meta in listed}
-        for name in [*changes.dropped, *(changes.renamed or {})]:
+        renamed = changes.renamed or {}
+        for name in [*changes.dropped, *renamed]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
-            if name in changes.dropped and name in (changes.renamed or {}):
+            if name in changes.dropped and name in renamed:
                 raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
-        for new in (changes.renamed or {}).values():
+        for new in renamed.values():
             check_name(new)
-            if new in names and new not in changes.dropped:
-                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
-        kept = []
+        kept = [
+            replace(meta, name=renamed.get(meta.name, meta.name))
+            for meta in listed
+            if meta.name not in changes.dropped
+        ]
+        self._check_renamed(listed, kept, renamed)
         for meta in listed:
             if meta.name in changes.dropped:
                 states.pop(meta.id, None)
-                continue
-            new_name = (changes.renamed or {}).get(meta.name, meta.name)
-            kept.append(replace(meta, name=new_name))
-        if changes.dropped or changes.renamed:
+        if changes.dropped or renamed:
             self.catalog = database(kept)
-            renamed = changes.renamed or {}
             for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
                 if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
+
+    def _check_renamed(
+        self, listed: list[CollectionMeta], kept: list[CollectionMeta], renamed: Mapping[str, str]
+    ) -> None:
+        """Refuse renames that leave two collections one name, or names equal under NFC."""
+        old = {meta.id: meta.name for meta in listed}
+        final: dict[str, int] = {}
+        for meta in kept:
+            first = final.setdefault(meta.name, meta.id)
+            if first != meta.id:
+                one, two = old[first], old[meta.id]
+                if one in renamed and two in renamed:
+                    raise ValueError(
+                        f"{self.path}: renamed_collections renames {one!r} and {two!r} to "
+                        f"one name {meta.name!r}; nothing was changed"
+                    )
+                staying = one if one not in renamed else two
+                raise ValueError(
+                    f"{self.path}: the log has a collection {staying!r} already; rename or "
+                    f"drop it too to take its name; nothing was changed"
+                )
+            other = nfc_clash(meta.name, final)
+            if other is not None:
+                raise ValueError(
+                    f"{self.path}: {nfc_message(meta.name, other)}; nothing was changed"
+                )
 
     def _make(
         self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
@@ -373,19 +468,85 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            before = self.catalog
-            meta = before.by_name(name)
-            state = None if meta is None else self._kept.get(meta.id)
-            try:
-                collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
-            except BaseException:
-                self._restore_meta(name, meta)
-                raise
-            if meta is not None:
-                self._kept.pop(meta.id, None)
-            if self.catalog != before and self._log is not None:
-                self._log.pending_schema = self._catalog_bytes()
+            if self.shared and self._log is not None and self._holds_no_writer():
+                return self._declare_shared(name, want, self._log)
+            return self._declare_collection(name, want)
+
+    def _declare_shared(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
+        """:meth:`_declare_collection` under the writer lock, caught up first: the catalog
+        this adds to is the log's. Let go as :meth:`_write_shared` does, wherever a Ctrl-C
+        lands."""
+        engine = self._engine
+        assert engine is not None, "only a shared core writes this way"
+        was_writing = engine.is_writing
+        try:
+            self._start_writer()
+            collection = self._declare_collection(name, want)
+            self._stop_writer(log)
+        except BaseException:
+            if engine.is_writing and not was_writing:
+                self._stop_writer(log)
+            raise
+        return collection
+
+    def _holds_no_writer(self) -> bool:
+        """Whether this thread holds no writer lock (shared mode): no write or transaction
+        of its own is in progress."""
+        return self._phase is _IDLE and self._txn_thread is None
+
+    def _declare_collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name``, new or kept until now.
+
+        A new one's catalog entry is written at once, so that a collection listed is one
+        the log has. Changed types of a kept one go with the next record, except in shared
+        mode: there another process's catalog change, made without them meanwhile, would
+        overwrite them, so they are written at once too, under the writer lock.
+        """
+        before = self.catalog
+        meta = before.by_name(name)
+        if meta is None:
+            other = nfc_clash(name, (m.name for m in before.collections))
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}")
+        kept = None if meta is None else self._kept.get(meta.id)
+        try:
+            collection = self._make(name, want, {} if kept is None else {meta.id: kept})  # type: ignore[union-attr]  # meta is set with kept
+        except BaseException:
+            made = self.catalog.by_name(name)
+            if made is not None and meta is None:
+                self.collections.pop(made.id, None)
+                self._tables.pop(made.id, None)
+            self._restore_meta(name, meta)
+            raise
+        if meta is not None:
+            self._kept.pop(meta.id, None)
+        log = self._log
+        if self.catalog == before or log is None:
             return collection
+        if meta is not None and not self.shared:
+            log.pending_schema = self._catalog_bytes()
+            return collection
+        phase, self._phase = self._phase, _APPENDING  # a write from a signal handler: refused
+        try:
+            self._write_catalog(log)
+        except BaseException:
+            self._undeclare(collection, meta, kept)
+            raise
+        finally:
+            self._phase = phase
+        return collection
+
+    def _undeclare(
+        self, collection: Collection[Any, Any], meta: CollectionMeta | None, kept: Kept | None
+    ) -> None:
+        """Take back the declaration of ``collection``, whose catalog was not written."""
+        ident = collection._id
+        self.collections.pop(ident, None)
+        self._tables.pop(ident, None)
+        collection._is_closed = True
+        self._restore_meta(collection._name, meta)
+        if meta is not None and kept is not None:
+            self._kept[meta.id] = kept
 
     def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
         """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).
@@ -415,22 +576,26 @@ class Core:
 
     # -- following other processes (shared and read-only cores) ------------------------------
 
-    def _start_following(self, engine: FileEngine | None, opened: Opened) -> None:
+    def _start_following(self, engine: FileEngine | PostgresEngine | None, opened: Opened) -> None:
         """Note where the log stands once open: catching up reads on from there."""
         self._engine = engine
         if opened.log is not None:
             log = opened.log
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         elif opened.replay is not None:
             self._known, self._generation = opened.replay.end, opened.replay.generation
             self._total = opened.replay.total_records
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, *, changed: bool = False) -> bool:
         """Apply what other processes wrote since this core last looked: every operation's
-        first step in shared and read-only mode (README, "Several processes").
+        first step in shared and read-only mode (README, "Several processes"). ``changed``
+        says the caller just found the log changed (``FileEngine.grew_or_moved``).
 
-        One ``pread`` and one ``lseek`` when nothing changed. Records appended since are
+        Return True when the log, as read, ended at ``_known`` exactly, in the same
+        file: under the writer lock, where it can then be appended to unchecked.
+
+        One ``lseek`` when nothing changed. Records appended since are
         read from the last known position and applied through replay's own code. A log
         another process compacted is read to its end, then followed to its new file
         without replaying that (it holds exactly the state this core then has), unless
@@ -439,36 +604,44 @@ class Core:
         """
         engine = self._engine
         assert engine is not None, "only a shared or read-only core follows"
-        if not engine.grew_or_moved(self._known):
-            return
-        if engine.is_replaced():
-            if engine.end() != self._known:
-                self._read_new(engine)  # the rest of the old log, still open here
-            if engine.is_replaced():  # unless that replayed the new one whole
-                position = engine.follow(self._known)
-                if position is None:
-                    self._reload()
-                    return
-                self._moved(position)
+        if not changed and not engine.grew_or_moved(self._known):
+            return True
+        if not engine.is_replaced():
+            return self._read_new(engine)  # the log grew: the common case
+        if engine.end() != self._known:
+            self._read_new(engine)  # the rest of the old log, still open here
+        if engine.is_replaced():  # unless that replayed the new one whole
+            position = engine.follow(self._known)
+            if position is None:
+                self._reload()
+                return False
+            self._moved(position)
         if engine.end() != self._known:
             self._read_new(engine)
+        return False
 
     def _moved(self, position: int) -> None:
         """Continue at ``position`` of the file a compaction put in place of the old one."""
-        file = self._engine.file if self._engine is not None else None
-        assert file is not None, "follow opened the new log"
+        engine = self._engine
         self._known = position
-        self._generation = generation_at(self.path, file.read_from(0, position))
+        if isinstance(engine, PostgresEngine):
+            self._generation = engine.generation_at(position)
+        else:
+            file = engine.file if engine is not None else None
+            assert file is not None, "follow opened the new log"
+            self._generation = generation_at(self.path, file.read_from(0, position))
         self._total = self._live()
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine) -> None:
+    def _read_new(self, engine: FileEngine | PostgresEngine) -> bool:
         """Apply the complete records appended since ``_known``; one still being written
-        (or left by a killed writer) is not there yet."""
+        (or left by a killed writer) is not there yet. Return whether the log ended
+        right after them when read (no partial record after), so that a writer holding
+        the lock knows its end without asking again."""
         if self._known == 0:  # a read-only core that found the log empty: no header yet
             self._reload()
-            return
+            return False
         frames = engine.read_frames(self._known)
         if frames.stop == "invalid" and engine.mode == "shared":
             raise CorruptLogError(
@@ -479,29 +652,40 @@ class Core:
             )
         bodies = frames.bodies
         if not bodies:
-            return
+            return frames.stop == "end"
         if any(_format.kind_of(body)[0] == _format.RecordKind.SCHEMA for _, body in bodies):
             self._reload()  # another process changed the catalog: rare, replayed whole
-            return
+            return False
         replayer, declared = self._resumed()
         replayer.trail.generation = self._generation
+        rebuild, self._indexes_behind = self._indexes_behind, True  # until they follow
+        for collection, state in declared:
+            state.begin(keeps_values=bool(collection._indexes))
         try:
             self._total += replayer.resume(bodies)
-        finally:
+        finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
+                key_bytes = collection._table._key_bytes
+                if key_bytes is not None:
+                    state.follow_key_bytes(key_bytes)
+                # A new table: positions (Table.at) are computed anew.
+                collection._table = self._tables[collection._id] = Table(state.entries, key_bytes)
+            for _, state in declared:
                 state.settle()
-                collection._table = self._tables[collection._id] = Table(
-                    state.entries, collection._table._key_bytes
-                )
-                if collection._table._key_bytes is not None:
-                    self._install(collection, state.entries)
-        for collection, _ in declared:
-            collection._reindex()
+        for collection, state in declared:
+            if not collection._indexes:
+                continue
+            if rebuild:
+                collection._reindex()
+            elif state.before:
+                collection._follow(state.changes())
+        self._indexes_behind = False
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
+        return frames.stop == "end"
 
-    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]]:
+    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]]:
         """Return a replay resumed from the state in memory, and the declared collections'
         states in it, which apply records to their tables' entries in place.
 
@@ -521,7 +705,7 @@ class Core:
                 kept = states.setdefault(meta.id, Kept())
                 kept.enter(collection_segment(self.path, meta, 0))
                 continue
-            state = Declared[Any, Any](self.path, collection._codec, collection._schema_now)
+            state = Following[Any, Any](self.path, collection._codec, collection._schema_now)
             state.entries = collection._table.entries  # applied in place
             state.enter(collection_segment(self.path, meta, 0))
             states[meta.id] = state
@@ -543,9 +727,18 @@ class Core:
         if not buf:
             return
         wanted = self._wanted_now()
-        state = replay(
-            self.path, buf, self._declare(wanted), self.config.recovery, self.config.buf_capacity
-        )
+        if isinstance(engine, PostgresEngine):
+            from . import _pg_open
+
+            state = _pg_open.replay(self.path, engine, buf, self._declare(wanted))
+        else:
+            state = replay(
+                self.path,
+                buf,
+                self._declare(wanted),
+                self.config.recovery,
+                self.config.buf_capacity,
+            )
         kept: dict[int, Kept] = {}
         for ident, found in state.collections.items():
             collection = self.collections.get(ident)
@@ -556,6 +749,7 @@ class Core:
             want = Wanted(type(collection), collection._codec, collection._schema_now)
             self._install(collection, self._validated(found, want))
             collection._reindex()
+        self._indexes_behind = False
         self.catalog, self._next_id, self._kept = state.catalog, state.next_id, kept
         self._known, self._generation, self._total = (
             state.end,
@@ -593,13 +787,22 @@ class Core:
         assert log is not None, "only a writable core writes"
         was_writing = engine.is_writing
         try:
-            engine.start_writing()
-            self._catch_up()
-            try:
-                engine.claim(self._known)
-            except StaleLogError:
+            if not engine.try_start_writing():
+                # Another writer holds the lock: read what was written so far while waiting,
+                # so that the catch-up under the lock, which holds up every other writer,
+                # reads only what the last holders added.
                 self._catch_up()
-                engine.claim(self._known)
+                engine.start_writing()
+            if not engine.grew_or_moved(self._known):
+                engine.take_end(self._known)  # the common case: 4 system calls a write
+            elif self._catch_up(changed=True):  # read up to the end, under the lock
+                engine.take_end(self._known)
+            else:
+                try:
+                    engine.claim(self._known)
+                except StaleLogError:
+                    self._catch_up()
+                    engine.claim(self._known)
         except BaseException:
             if engine.is_writing and not was_writing:  # taken here, then failed or interrupted
                 engine.stop_writing()
@@ -609,7 +812,7 @@ class Core:
     def _stop_writer(self, log: Log) -> None:
         """Note where the log now ends, then release the writer lock."""
         try:
-            self._known, self._generation = log.file.size, log.generation
+            self._known, self._generation = log.end, log.generation
             self._total = log.total_records
         finally:
             if self._engine is not None:
@@ -692,22 +895,41 @@ class Core:
                 writes = stage(collection._table) if callable(stage) else stage
                 if not writes:
                     return []
+                hooks = collection._hooks
+                for hook in hooks:  # index functions: user code too
+                    hook.before(writes)
                 # User code may have closed the store, and something else may now own
                 # its file's descriptor number: write nowhere.
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
-                hooks = collection._hooks
-                if hooks:
-                    _before(((collection, writes),))
                 self._phase = _APPENDING
-                previous = self._append(log, collection, writes)
                 if hooks:
-                    _after(((collection, writes),), (previous,))
+                    previous = self._append_hooked(log, collection, writes, hooks)
+                else:
+                    previous = self._append(log, collection, writes)
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _append_hooked(
+        self,
+        log: Log,
+        collection: Collection[Any, Any],
+        writes: Sequence[Write[Any]],
+        hooks: Sequence[WriteHook],
+    ) -> list[Stored]:
+        """:meth:`_append` for a collection with hooks (indexes), which saw the writes
+        before: each follows them once the log holds the record, whatever exception
+        arrives meanwhile (see ``_append``)."""
+        records = log.total_records
+        try:
+            return self._append(log, collection, writes)
+        finally:
+            if log.total_records != records:
+                for hook in hooks:
+                    hook.after(writes)
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
@@ -781,8 +1003,12 @@ class Core:
         if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
             for table in tables.values():
                 return len(table.entries)
-        live = sum(len(table.entries) for table in tables.values())
-        return live + sum(len(kept.entries) for kept in self._kept.values())
+        live = 0
+        for table in tables.values():  # no generator: on the path of every write past it too
+            live += len(table.entries)
+        for kept in self._kept.values():
+            live += len(kept.entries)
+        return live
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -859,9 +1085,14 @@ class Core:
                 if self.is_closed or self._log is not log:  # closed by that user code
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                previous = self._append_batch(log, groups)
-                if hooked:
-                    _after(groups, previous)
+                records = log.total_records
+                try:
+                    self._append_batch(log, groups)
+                finally:
+                    # Once the log holds the record, the hooks follow it, whatever
+                    # exception arrives meanwhile (see ``_append``).
+                    if hooked and log.total_records != records:
+                        _after(groups)
                 if unmatched or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, unmatched)
             finally:
@@ -941,11 +1172,9 @@ class Core:
             collection = self.collections.get(meta.id)
             if collection is None:
                 continue
-            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-            if meta.id:
-                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-            else:
-                yield from bodies
+            yield from _compact.insert_bodies(
+                collection._table.entries, collection._codec, collection._head
+            )
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -953,11 +1182,9 @@ class Core:
         for meta in final.collections:
             collection = self.collections.get(meta.id)
             if collection is not None:
-                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-                if meta.id:
-                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-                else:
-                    yield from bodies
+                yield from _compact.insert_bodies(
+                    collection._table.entries, collection._codec, collection._head
+                )
                 continue
             for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
                 if segment.meta != schemas[meta.id]:
@@ -1061,6 +1288,23 @@ class Core:
             raise RuntimeError(f"{action} from code running inside a write of this store")
 
 
+def make_core(
+    where: str | os.PathLike[str] | PostgresEngine,
+    config: StoreConfig,
+    *,
+    readonly: bool,
+    single: bool,
+    shared: bool,
+) -> Core:
+    """Return the core of a log at the path ``where``, or in the PostgreSQL engine ``where``
+    (README, "Several machines"): always shared, so ``shared`` changes nothing there."""
+    if isinstance(where, PostgresEngine):
+        path = Path(where.where())
+        return Core(path, config, readonly=readonly, single=single, shared=True, pg=where)
+    path = _fs.real_path(Path(where))
+    return Core(path, config, readonly=readonly, single=single, shared=shared)
+
+
 class LogOwner:
     """What a ``TypedStore`` and a ``Database`` say and do about the log they own: its
     path, settings and recovery, and flushing, compacting and closing it. All of it is the
@@ -1128,14 +1372,11 @@ def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]])
             hook.before(writes)
 
 
-def _after(
-    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
-    previous: Sequence[Sequence[Stored]],
-) -> None:
-    """Show each collection's hooks its writes once they are written and applied."""
-    for (collection, writes), replaced in zip(groups, previous, strict=True):
+def _after(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks its writes once the log holds them."""
+    for collection, writes in groups:
         for hook in collection._hooks:
-            hook.after(writes, replaced)
+            hook.after(writes)
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
@@ -1175,7 +1416,7 @@ class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed 
             if not held and not core.is_closed:  # outermost: catch up if the log moved
                 engine = core._engine
                 if engine is not None and engine.grew_or_moved(core._known):
-                    core._catch_up()
+                    core._catch_up(changed=True)
         except BaseException:
             if self.holds() > held:  # taken, then interrupted or failed
                 self.release()

@@ -10,23 +10,23 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import types
 import typing
 import warnings
 from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from collections.abc import Collection as Sized
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from . import _fs
-from ._catalog import check_name
+from ._catalog import check_name, nfc_clash, nfc_message
 from ._codec import Codec
 from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
-from ._core import Changes, Core, LogOwner, Wanted
+from ._core import Changes, Core, LogOwner, Wanted, make_core
 from ._errors import StoreClosedError
 from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
+from ._pg_engine import PostgresEngine
 from ._records import Write
 from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
@@ -55,16 +55,10 @@ class Database(LogOwner):
     _annotation_locals: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Check the names of the collections a subclass declares (ValueError for a bad one)."""
+        """Check the collections a subclass declares: ValueError for a bad name, TypeError
+        for a collection annotated as Optional (checked again at open if it cannot be
+        resolved yet)."""
         super().__init_subclass__(**kwargs)
-        for name in inspect.get_annotations(cls):
-            if not name.startswith("_"):
-                check_name(name)
-                if hasattr(Database, name):  # the collection would hide it, or fail to be set
-                    raise ValueError(
-                        f"{cls.__name__}: {name!r} names a Database attribute; name the "
-                        "collection otherwise"
-                    )
         # Where the class statement ran: annotations are resolved there at open. Not
         # always sys.modules[cls.__module__] (runpy, exec).
         frame = sys._getframe(1)
@@ -72,6 +66,26 @@ class Database(LogOwner):
             cls._annotation_globals = frame.f_globals
             if frame.f_locals is not frame.f_globals:  # a class made in a function
                 cls._annotation_locals = dict(frame.f_locals)
+        declared = [
+            name
+            for base in cls.__mro__[1:]
+            if issubclass(base, Database)
+            for name in inspect.get_annotations(base)
+            if not name.startswith("_")
+        ]
+        for name, hint in inspect.get_annotations(cls).items():
+            if not name.startswith("_"):
+                check_name(name)
+                other = nfc_clash(name, declared)
+                if other is not None:
+                    raise ValueError(f"{cls.__name__}: {nfc_message(name, other)}")
+                declared.append(name)
+                if hasattr(Database, name):  # the collection would hide it, or fail to be set
+                    raise ValueError(
+                        f"{cls.__name__}: {name!r} names a Database attribute; name the "
+                        "collection otherwise"
+                    )
+                _check_not_optional(cls, name, _resolved_now(cls, hint))
 
     def __init__(self) -> None:
         raise TypeError("open a database with Database.open(path)")
@@ -79,7 +93,7 @@ class Database(LogOwner):
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresEngine,
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
@@ -104,9 +118,7 @@ class Database(LogOwner):
         if isinstance(dropped_collections, str):
             raise TypeError("dropped_collections must be a collection of names, not one string")
         changes = Changes(tuple(dropped_collections), dict(renamed_collections or {}))
-        core = Core(
-            _fs.real_path(Path(path)), config, readonly=readonly, single=False, shared=shared
-        )
+        core = make_core(path, config, readonly=readonly, single=False, shared=shared)
         wanted = _declarations(cls)
         made = core.open(wanted, changes)
         database = object.__new__(cls)
@@ -138,8 +150,9 @@ class Database(LogOwner):
 
         A collection the log holds is validated now, under the rules of "Changing your
         models" (SchemaMismatchError, nothing changed); a new one enters the catalog
-        with its first write. The same name with the same types returns the same
-        collection; with other types, or a bad name, ValueError.
+        with its first write (in shared mode at once, under the writer lock, so that
+        another process's catalog change cannot drop it). The same name with the same
+        types returns the same collection; with other types, or a bad name, ValueError.
         """
         want = Wanted(
             Collection,
@@ -460,6 +473,7 @@ def _declarations(cls: type[Database]) -> dict[str, Wanted]:
         return cached
     wanted = {}
     for name, hint in _annotations(cls).items():
+        _check_not_optional(cls, name, hint)
         origin = typing.get_origin(hint) or hint
         if name.startswith("_") or not (
             isinstance(origin, type) and issubclass(origin, Collection)
@@ -473,3 +487,31 @@ def _declarations(cls: type[Database]) -> dict[str, Wanted]:
         wanted[name] = Wanted(origin, Codec[Any, Any](key_type, value_type), schema)
     cls._wanted_cache = wanted  # type: ignore[attr-defined]  # a per-class cache
     return wanted
+
+
+def _resolved_now(cls: type[Database], hint: object) -> object:
+    """Return ``hint`` resolved where ``cls`` was made, or None if it cannot be yet (a
+    forward reference: :func:`_declarations` resolves it at open)."""
+    if not isinstance(hint, str):
+        return hint
+    namespace = cls.__dict__.get("_annotation_globals")
+    if namespace is None:
+        namespace = vars(sys.modules[cls.__module__])
+    try:
+        return eval(hint, namespace, {**cls.__dict__.get("_annotation_locals", {}), **vars(cls)})
+    except Exception:
+        return None
+
+
+def _check_not_optional(cls: type[Database], name: str, hint: object) -> None:
+    """Refuse a collection annotated as Optional, or in any union: TypeError."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return
+    for arg in typing.get_args(hint):
+        origin = typing.get_origin(arg) or arg
+        if isinstance(origin, type) and issubclass(origin, Collection):
+            raise TypeError(
+                f"{cls.__name__}.{name}: a collection cannot be Optional or part of a union "
+                f"({hint}); a database always has each collection it declares, so annotate "
+                "it as the collection alone"
+            )

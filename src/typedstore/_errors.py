@@ -29,8 +29,8 @@ class StoreError(Exception):
 class NotAStoreError(StoreError, ValueError):
     """The file is not a typedstore log this version can read; it was left untouched."""
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: not a typedstore log ({reason}); the file was not changed")
+    def __init__(self, path: Path, reason: str, *, untouched: str = "the file") -> None:
+        super().__init__(f"{path}: not a typedstore log ({reason}); {untouched} was not changed")
         self.path = path
         self.reason = reason
 

@@ -183,6 +183,23 @@ class FileEngine:
             self.stop_writing()
             raise
 
+    def try_start_writing(self) -> bool:
+        """Take the writer lock if it is free, as :meth:`start_writing` does; return
+        whether it was taken (never waits). Exclusive mode: always."""
+        if self._mode == "readonly":
+            raise RuntimeError(f"{self.path}: a read-only engine does not write")
+        if self.is_writing:
+            raise RuntimeError(f"{self.path}: the writer lock is held already")
+        self.is_writing = True  # marked first, as in start_writing
+        try:
+            if self._writer is not None and not self._writer.try_acquire():
+                self.is_writing = False
+                return False
+        except BaseException:
+            self.stop_writing()
+            raise
+        return True
+
     def stop_writing(self) -> None:
         """Release the writer lock :meth:`start_writing` took."""
         if self._writer is not None:  # first: interrupted, the lock is still marked held
@@ -192,11 +209,16 @@ class FileEngine:
     def grew_or_moved(self, known: int) -> bool:
         """Whether the log's end is not ``known`` or another process replaced the log:
         :meth:`end` and :meth:`is_replaced` in one call, the check before every shared
-        operation. A read-only engine also compares the path's file (see there)."""
+        operation. A read-only engine also compares the path's file (see there).
+
+        In shared mode one ``lseek``: a compaction grows the file it replaces (see
+        ``_fs.LogFile.mark_replaced``), so the file's size is not ``known`` once it is
+        replaced, and the move record is read only then (:meth:`is_replaced`).
+        """
         file = self.file
-        if file is None or self._writer is None or self._mode == "readonly":
+        if file is None or self._mode != "shared":
             return self.is_replaced() or self.end() != known
-        return file.end() != known or self._writer.read_stamp() != self._stamp
+        return file.end() != known
 
     def append(self, frames: Sequence[bytes], at: int) -> int:
         """Append ``frames`` at byte ``at`` if that is the log's end; return the new end."""
@@ -208,6 +230,13 @@ class FileEngine:
         else:
             file.append_parts(list(frames))
         return file.size
+
+    def take_end(self, at: int) -> None:
+        """Append at byte ``at`` through :attr:`file` from now on, unchecked: for a writer
+        that, under the writer lock, just found the log unchanged (:meth:`grew_or_moved`
+        false), where :meth:`claim` would only check the same again."""
+        file = self._writable_file()
+        file.size = at
 
     def claim(self, at: int) -> None:
         """Take the log's end at byte ``at`` for appending through :attr:`file` directly.
@@ -266,6 +295,7 @@ class FileEngine:
             def record(new: _fs.LogFile) -> None:
                 move = _fs.Move(old_dev, old_ino, seen, *new.identity(), new.size)
                 self._stamp = writer.write_move(move)
+                file.mark_replaced()  # after the record, which whoever sees it reads
 
         new_file, directory_error = _fs.write_new_log(self.path, image, record)
         self._switch(new_file)

@@ -518,44 +518,38 @@ _INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(R
 _COLLECTION = int(RecordKind.COLLECTION)
 
 
-def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[bytes, bytes] | None:
-    """Return the key and value bytes of the valid frame ``[offset, end)``, if a lone insert.
-
-    A lone insert written under schema ``generation``, whose key length fits, is the most
-    common record, read on this short path. Anything else gives None, and
-    :func:`decode_body` reads it (and says what is wrong with it, if anything is).
-    """
-    start = offset + FRAME_OVERHEAD
-    if buf[start] != _INSERT | generation << 3 or end - start < 5:
-        return None
-    # _insert_split, inlined: this runs once per record on every open.
-    (key_len,) = _U32.unpack_from(buf, start + 1)
-    split = start + 5 + key_len
-    if key_len == 0 or split >= end:
-        return None
-    return buf[start + 5 : split], buf[split:end]
-
-
-def collection_insert(
+def lone_insert(
     buf: bytes, offset: int, end: int, generation: int
 ) -> tuple[int, bytes, bytes] | None:
-    """Return the collection id, key and value bytes of the valid frame ``[offset, end)``, if
-    a lone insert of a collection other than 0 (a collection record holding an insert).
+    """Return the collection id, key and value bytes of the valid frame ``[offset, end)``,
+    if it is a lone insert written under schema ``generation``.
 
-    The short path of a database's second and later collections, as :func:`plain_insert`
-    is of the first; anything else gives None.
+    The most common record, read on this short path whichever collection it belongs to:
+    a bare insert (collection 0) or a collection record of another collection holding
+    one. Anything else gives None, and :func:`decode_body` reads it (and says what is
+    wrong with it, if anything is).
     """
     start = offset + FRAME_OVERHEAD
-    if buf[start] != _COLLECTION | generation << 3 or end - start < 6 or buf[start + 5] != _INSERT:
+    kind = buf[start] ^ generation << 3
+    if kind == _INSERT:
+        if end - start < 5:
+            return None
+        (key_len,) = _U32.unpack_from(buf, start + 1)  # _insert_split, inlined
+        split = start + 5 + key_len
+        if key_len == 0 or split >= end:
+            return None
+        return 0, buf[start + 5 : split], buf[split:end]
+    if kind != _COLLECTION or end - start < 10:
         return None
-    (collection,) = _U32.unpack_from(buf, start + 1)
-    try:
-        split = _insert_split(buf, start + 5, end)
-    except FormatError:
-        return None
-    if collection == 0:
+    collection, inner, key_len = _COLLECTION_INSERT.unpack_from(buf, start + 1)
+    split = start + 10 + key_len
+    if inner != _INSERT or key_len == 0 or split >= end or collection == 0:
         return None
     return collection, buf[start + 10 : split], buf[split:end]
+
+
+_COLLECTION_INSERT = struct.Struct("<IBI")
+"""A collection record's id, then its insert's kind and key length."""
 
 
 def _insert_split(data: bytes | memoryview, start: int, end: int) -> int:

@@ -46,6 +46,11 @@ class Log:
         """Bytes in the log, buffered records included."""
         return self.file.size + len(self._buffer)
 
+    @property
+    def end(self) -> int:
+        """The log's end, where the next record goes (shared mode buffers nothing)."""
+        return self.file.size
+
     def append(self, body: bytes | list[bytes], records: int) -> None:
         """Frame ``body`` at the log's end and append it; it holds ``records`` operations.
 

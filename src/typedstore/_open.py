@@ -14,6 +14,7 @@ from typing import Literal
 from ._config import StoreConfig
 from ._file_engine import FileEngine
 from ._log import Log
+from ._pg_engine import PostgresEngine
 from ._replay import Declare, Recovery, Replay, replay
 from ._types import RecoveryMode
 
@@ -36,7 +37,7 @@ class Opened:
     replay: Replay | None
     """The replay whose log ``log`` appends to; None when ``log`` was written anew (a new
     log, or one a recovery mode rebuilt), its header describing the state in memory."""
-    reader: FileEngine | None = None
+    reader: FileEngine | PostgresEngine | None = None
     """A read-only open's engine, kept open to follow the log as it grows."""
 
 

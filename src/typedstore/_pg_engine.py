@@ -45,6 +45,23 @@ _TABLE_SQL = (
     "image_end bigint NOT NULL)",
 )
 
+_COLUMNS = {
+    "log": ("position bigint", "frame bytea"),
+    "end": ("one boolean", "position bigint"),
+    "snapshot": ("position bigint", "image_end bigint"),
+}
+"""Each table's columns, as ``_FIND_SQL`` lists them: how a table of ours is told apart."""
+
+_COLUMNS_OF = (
+    "(SELECT array_agg(attname || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) "
+    "FROM pg_attribute WHERE attrelid = to_regclass(%({kind})s) AND attnum > 0 "
+    "AND NOT attisdropped)"
+)
+# The log table's oid (the writer lock's key) and each table's columns (NULL: missing).
+_FIND_SQL = "SELECT to_regclass(%(log)s)::oid::bigint, " + ", ".join(
+    _COLUMNS_OF.replace("{kind}", kind) for kind in _COLUMNS
+)
+
 # The rows of a write, numbered from %(at)s, inserted only if the end row moved.
 _INSERT_ROWS = (
     "INSERT INTO {log} (position, frame) SELECT %(at)s + number - 1, frame "
@@ -70,6 +87,8 @@ _CREATE_SQL = (
     "marked AS (INSERT INTO {snapshot} (position, image_end) "
     "SELECT %(at)s, %(end)s FROM moved RETURNING 1) " + _INSERT_ROWS
 )
+# The log's end and its newest image: whether anything changed, in one round trip.
+_STATE_SQL = "SELECT (SELECT position FROM {end}), (SELECT max(position) FROM {snapshot})"
 # The newest image and its tail: one statement, so one consistent snapshot of the tables.
 _READ_LOG_SQL = (
     "SELECT position, frame FROM {log} "
@@ -121,8 +140,13 @@ class PostgresEngine:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._lock_key: int | None = None
         self._lock_conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.is_writing = False
+        """Whether this engine holds (or is taking) the writer lock; as the file engine's."""
         self._snapshot = -1
         self._start = 0
+        self._claimed = 0
+        self._busy = False
+        """Whether a statement is under way: see :meth:`_enter`."""
         self._statements: dict[str, sql.Composed] = {}
 
     @property
@@ -170,6 +194,7 @@ class PostgresEngine:
         if not self._write(_CREATE_SQL, rows, 0):
             raise StaleLogError(f"{self.where()}: another instance created the log first")
         self._start = self._snapshot = 0
+        self._claimed = len(rows)
         return len(rows)
 
     # -- reading -------------------------------------------------------------------------
@@ -208,18 +233,77 @@ class PostgresEngine:
         The server releases it if this connection dies, so a killed instance never
         leaves it held. Not reentrant, like the file engine's.
         """
+        self.start_writing()
+        try:
+            yield
+        finally:
+            self.stop_writing()
+
+    def start_writing(self) -> None:
+        """Take the writer lock, as entering :meth:`writing` does: one round trip."""
         self._check_writable()
         if self._lock_conn is not None:
             raise RuntimeError(f"{self.where()}: the writer lock is held already")
         key = self._ensure_tables()
-        self._fetch("SELECT pg_advisory_lock(%(key)s)", {"key": key})
-        self._lock_conn = self._conn
+        self.is_writing = True  # marked first: stop_writing lets go if a Ctrl-C lands now
         try:
-            yield
+            self._fetch("SELECT pg_advisory_lock(%(key)s)", {"key": key})
+            self._lock_conn = self._conn
+        except BaseException:
+            self.stop_writing()
+            raise
+
+    def try_start_writing(self) -> bool:
+        """Take the writer lock if it is free, as :meth:`start_writing` does; return
+        whether it was taken (never waits)."""
+        self._check_writable()
+        if self._lock_conn is not None:
+            raise RuntimeError(f"{self.where()}: the writer lock is held already")
+        key = self._ensure_tables()
+        self.is_writing = True
+        try:
+            rows = self._fetch("SELECT pg_try_advisory_lock(%(key)s)", {"key": key})
+            if not rows[0][0]:
+                self.is_writing = False
+                return False
+            self._lock_conn = self._conn
+        except BaseException:
+            self.stop_writing()
+            raise
+        return True
+
+    def stop_writing(self) -> None:
+        """Release the writer lock :meth:`start_writing` took (a lost connection did)."""
+        held, self._lock_conn, conn = self._lock_conn, None, self._conn
+        try:
+            # held None while marked: interrupted right after the lock was taken, maybe.
+            # Unlocking a lock not held only draws a warning from the server.
+            if self.is_writing and conn is not None and not conn.closed and held in (None, conn):
+                self._fetch("SELECT pg_advisory_unlock(%(key)s)", {"key": self._lock_key})
         finally:
-            held, self._lock_conn = self._lock_conn, None
-            if held is not None and held is self._conn and not held.closed:
-                self._fetch("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
+            self.is_writing = False
+
+    def grew_or_moved(self, known: int) -> bool:
+        """Whether the log's end is not ``known`` or another instance wrote a newer image:
+        :meth:`end` and :meth:`is_replaced` in one round trip, the check before every
+        operation of a store on this engine."""
+        rows = self._fetch(_STATE_SQL, {})
+        end, newest = rows[0]
+        return (end or 0) != known or (newest is not None and newest > self._snapshot)
+
+    def claim(self, at: int) -> None:
+        """Note ``at`` as the end the next append expects (:attr:`claimed`); nothing to
+        check ahead, as :meth:`append` compares the end in its own statement."""
+        self._claimed = at
+
+    def take_end(self, at: int) -> None:
+        """:meth:`claim`, for a writer that just found the log unchanged under the lock."""
+        self._claimed = at
+
+    @property
+    def claimed(self) -> int:
+        """The end the last :meth:`claim`, create, append or replace left this engine at."""
+        return self._claimed
 
     def append(self, frames: Sequence[bytes], at: int) -> int:
         """Append ``frames`` (framed from ``at`` on) if ``at`` is the log's end; return the
@@ -237,7 +321,8 @@ class PostgresEngine:
             landed = self._write(_APPEND_SQL, list(frames), at)
         if not landed:
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {at}")
-        return at + len(frames)
+        self._claimed = at + len(frames)
+        return self._claimed
 
     def cut(self, position: int) -> None:
         """Drop the frames from ``position`` on; PostgreSQL never leaves a torn one."""
@@ -260,8 +345,9 @@ class PostgresEngine:
         if not self._write(_REPLACE_SQL, rows, seen):
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {seen}")
         self._start = self._snapshot = seen
+        self._claimed = seen + len(rows)
         self._execute(_FORGET_SQL, {"at": seen})
-        return seen + len(rows)
+        return self._claimed
 
     def sync(self) -> None:
         """Nothing to do: a committed write is as durable as the server makes commits."""
@@ -285,6 +371,28 @@ class PostgresEngine:
         position, image_end = rows[0]
         self._start = self._snapshot = position
         return int(image_end) if position == seen else None
+
+    def generation_at(self, position: int) -> int:
+        """Return the schema generation in force at ``position`` of the newest image (where
+        :meth:`follow` said to catch up from): the one its last record was tagged with.
+
+        Every record's kind byte carries its generation (``_format.tag``), so this reads
+        one byte of one row; the image's header, alone, opens generation 0.
+        """
+        if position - 1 <= self._start:
+            return 0
+        rows = self._fetch(
+            "SELECT get_byte(frame, %(kind)s) FROM {log} WHERE position = %(last)s",
+            {"kind": _format.FRAME_OVERHEAD, "last": position - 1},
+        )
+        if not rows:
+            raise ConnectionError(f"{self.where()}: record {position - 1} is gone")
+        return int(rows[0][0]) >> 3
+
+    def copy(self, *, readonly: bool) -> PostgresEngine:
+        """Return a new engine on the same store, connecting at first use: a store opens
+        its own, so that one engine given to several opens shares no connection."""
+        return PostgresEngine(self.dsn, name=self.name, readonly=readonly)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -366,8 +474,22 @@ class PostgresEngine:
     def _execute(self, text: str, params: dict[str, Any]) -> int:
         """Run one statement; return how many rows it changed."""
         conn = self._connection()
-        with self._translating():
-            return conn.execute(self._sql(text), params).rowcount
+        self._enter()
+        try:
+            with self._translating():
+                return conn.execute(self._sql(text), params).rowcount
+        finally:
+            self._busy = False
+
+    def _enter(self) -> None:
+        """Refuse a statement from code that interrupted one of this engine's (a signal
+        handler): psycopg's connection lock is not reentrant, so it would wait forever."""
+        if self._busy:
+            raise RuntimeError(
+                f"{self.where()}: a statement from code that interrupted another one on the "
+                "same connection (a signal handler) is refused"
+            )
+        self._busy = True
 
     def _fetch(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one query; return its rows.
@@ -386,8 +508,12 @@ class PostgresEngine:
 
     def _query(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         conn = self._connection()
-        with self._translating():
-            return conn.execute(self._sql(text), params).fetchall()
+        self._enter()
+        try:
+            with self._translating():
+                return conn.execute(self._sql(text), params).fetchall()
+        finally:
+            self._busy = False
 
     def _write(self, text: str, frames: list[bytes], at: int) -> bool:
         """Run a write statement inserting ``frames`` from ``at``; whether it landed."""
@@ -412,15 +538,28 @@ class PostgresEngine:
 
     def _find_tables(self) -> int | None:
         """Return the log table's oid if all three tables exist, else None (or, for a
-        read-only engine, raise ``FileNotFoundError``)."""
-        names = {kind: self._quoted(kind) for kind in ("log", "end", "snapshot")}
-        rows = self._fetch(
-            "SELECT to_regclass(%(log)s)::oid::bigint, "
-            "to_regclass(%(end)s) IS NOT NULL AND to_regclass(%(snapshot)s) IS NOT NULL",
-            names,
-        )
-        oid, others = rows[0]
-        if oid is not None and others:
+        read-only engine, raise ``FileNotFoundError``).
+
+        A table of one of our names whose columns are not ours raises ``NotAStoreError``
+        before anything is created or changed.
+        """
+        names = {kind: self._quoted(kind) for kind in _COLUMNS}
+        rows = self._fetch(_FIND_SQL, names)
+        oid, *columns = rows[0]
+        for (kind, expected), found in zip(_COLUMNS.items(), columns, strict=True):
+            if found is not None and list(found) != list(expected):
+                from pathlib import Path
+
+                from ._errors import NotAStoreError
+
+                raise NotAStoreError(
+                    Path(self.where()),
+                    f"a table {self._quoted(kind)} that typedstore did not make is there, with "
+                    f"columns ({', '.join(found)}) where typedstore's has "
+                    f"({', '.join(expected)}); pick another store name",
+                    untouched="nothing",
+                )
+        if oid is not None and all(found is not None for found in columns):
             return int(oid)
         if self._mode == "readonly":
             raise FileNotFoundError(f"{self.where()}: no such store (its tables are missing)")

@@ -7,15 +7,14 @@ import os
 import warnings
 from collections.abc import Collection as Sized
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import _fs
 from ._codec import Codec, type_name
 from ._collection import UNBOUND, Collection, schema_of
 from ._config import StoreConfig
-from ._core import Changes, Core, LogOwner, Wanted
+from ._core import Changes, LogOwner, Wanted, make_core
 from ._index_txn import IndexedTransaction
+from ._pg_engine import PostgresEngine
 from ._txn import Transaction
 from ._types import K, Migration, V
 
@@ -53,7 +52,7 @@ class TypedStore(LogOwner, Collection[K, V]):
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresEngine,
         key_type: TypeForm[K2],
         value_type: TypeForm[V2],
         *,
@@ -68,7 +67,7 @@ class TypedStore(LogOwner, Collection[K, V]):
     @classmethod
     def open(
         cls: type[S],
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresEngine,
         *,
         config: StoreConfig | None = None,
         readonly: bool = False,
@@ -80,7 +79,7 @@ class TypedStore(LogOwner, Collection[K, V]):
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresEngine,
         key_type: object = UNBOUND,
         value_type: object = UNBOUND,
         *,
@@ -119,9 +118,7 @@ class TypedStore(LogOwner, Collection[K, V]):
             config = StoreConfig()
         elif not isinstance(config, StoreConfig):
             raise TypeError(f"config must be a StoreConfig, not {type(config).__name__}")
-        core = Core(
-            _fs.real_path(Path(path)), config, readonly=readonly, single=True, shared=shared
-        )
+        core = make_core(path, config, readonly=readonly, single=True, shared=shared)
         wanted = {"": Wanted(cls, Codec[Any, Any](key_type, value_type), schema)}
         (store,) = core.open(wanted, Changes())
         assert isinstance(store, TypedStore)

@@ -1,0 +1,253 @@
+"""A store on the PostgreSQL engine (SPEC section 12, README "Several machines").
+
+Every test runs against the private server of ``tests/pg.py`` in a schema of its own; they
+skip without the server binaries unless ``TYPEDSTORE_REQUIRE_POSTGRES=1``. What the store
+does is the store suite's (``open_store``'s ``postgres`` parameter runs it here too); these
+tests cover what is new: several handles on one store, opening from the engine, and the
+engine's own errors at the store's level.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+
+from typedstore import (
+    Collection,
+    Database,
+    NotAStoreError,
+    PostgresEngine,
+    StoreReadOnlyError,
+    TypedStore,
+)
+
+
+class User(BaseModel):
+    name: str
+    age: int
+
+
+class Users(TypedStore[str, User]):
+    """A declarative store class."""
+
+
+class Shop(Database):
+    """A declarative database of two collections."""
+
+    users: Collection[str, User]
+    stock: Collection[str, int]
+
+
+@pytest.fixture
+def engine(pg_dsn: str) -> PostgresEngine:
+    """An engine on store ``users`` of this test's schema."""
+    return PostgresEngine(pg_dsn, name="users")
+
+
+def rows(dsn: str, table: str) -> int:
+    """Return how many rows ``table`` of the test's schema holds."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # a test's own table name
+    assert found is not None
+    return int(found[0])
+
+
+class TestOneHandle:
+    """The typed API on one handle: what a file store does, on PostgreSQL."""
+
+    def test_insert_get_modify_remove(self, engine: PostgresEngine) -> None:
+        """Writes apply and read back; the store is an ordered mapping."""
+        with TypedStore.open(engine, str, User) as users:
+            users["ann"] = User(name="Ann", age=30)
+            users["bob"] = User(name="Bob", age=40)
+            users.modify("ann", lambda user: user.model_copy(update={"age": user.age + 1}))
+            del users["bob"]
+            assert dict(users) == {"ann": User(name="Ann", age=31)}
+            assert users.get("bob") is None
+
+    def test_reopen_replays_what_was_written(self, engine: PostgresEngine) -> None:
+        """A store closed and opened again holds what it held."""
+        with TypedStore.open(engine, str, int) as store:
+            store.update({"a": 1, "b": 2})
+            store["a"] = 3
+            del store["b"]
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 3}
+
+    def test_a_transaction_commits_as_one(self, engine: PostgresEngine) -> None:
+        """A transaction's writes land together; an exception discards them all."""
+        with TypedStore.open(engine, str, int) as store:
+            with store.transaction() as txn:
+                txn["a"] = 1
+                txn["b"] = 2
+            with pytest.raises(KeyError), store.transaction() as txn:  # noqa: PT012
+                txn["c"] = 3
+                raise KeyError("abandon")
+            assert dict(store) == {"a": 1, "b": 2}
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 1, "b": 2}
+
+    def test_compaction_keeps_the_state_and_a_reopen_reads_it(self, pg_dsn: str) -> None:
+        """After compact(), the store and a reopen hold the live entries only."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            for number in range(50):
+                store[f"k{number % 5}"] = number
+            store.compact()
+            store["after"] = 1
+            expected = dict(store)
+        assert rows(pg_dsn, "users_snapshot") == 2
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == expected
+            assert list(store) == ["k0", "k1", "k2", "k3", "k4", "after"]
+
+    def test_a_declarative_store_and_database_open_on_an_engine(self, pg_dsn: str) -> None:
+        """Declarative classes take an engine where they take a path."""
+        with Users.open(PostgresEngine(pg_dsn, name="users")) as users:
+            users["ann"] = User(name="Ann", age=30)
+        with Shop.open(PostgresEngine(pg_dsn, name="shop")) as shop:
+            shop.users["bob"] = User(name="Bob", age=40)
+            shop.stock["apple"] = 3
+        with Shop.open(PostgresEngine(pg_dsn, name="shop")) as shop:
+            assert dict(shop.stock) == {"apple": 3}
+            assert shop.users["bob"].age == 40
+        with Users.open(PostgresEngine(pg_dsn, name="users")) as users:
+            assert list(users) == ["ann"]
+
+
+class TestSeveralHandles:
+    """Handles on one store, each its own connection: every operation sees what the others
+    acknowledged before it began."""
+
+    def test_two_handles_see_each_others_writes(self, engine: PostgresEngine) -> None:
+        """A write through one handle is read through the other at its next operation."""
+        with (
+            TypedStore.open(engine, str, int) as first,
+            TypedStore.open(engine, str, int) as second,
+        ):
+            first["a"] = 1
+            assert second["a"] == 1
+            second["b"] = 2
+            del second["a"]
+            assert dict(first) == {"b": 2}
+
+    def test_modify_sees_the_value_another_handle_wrote(self, engine: PostgresEngine) -> None:
+        """modify's fn gets the newest value, whoever wrote it: no lost increment."""
+        with (
+            TypedStore.open(engine, str, int) as first,
+            TypedStore.open(engine, str, int) as second,
+        ):
+            first["n"] = 0
+            for _ in range(10):
+                first.modify("n", lambda n: n + 1)
+                second.modify("n", lambda n: n + 1)
+            assert first["n"] == second["n"] == 20
+
+    def test_a_transaction_sees_and_keeps_out_the_other_handles_writes(
+        self, engine: PostgresEngine
+    ) -> None:
+        """A transaction begins caught up; its batch lands whole, after earlier writes."""
+        with (
+            TypedStore.open(engine, str, int) as first,
+            TypedStore.open(engine, str, int) as second,
+        ):
+            first["a"] = 1
+            with second.transaction() as txn:
+                assert txn["a"] == 1
+                txn["a"] = txn["a"] + 1
+                txn["b"] = 2
+            assert dict(first) == {"a": 2, "b": 2}
+
+    def test_a_handle_follows_another_handles_compaction(self, engine: PostgresEngine) -> None:
+        """A compaction by one handle is followed by the other, which writes on after it."""
+        with (
+            TypedStore.open(engine, str, int) as first,
+            TypedStore.open(engine, str, int) as second,
+        ):
+            for number in range(20):
+                first[f"k{number % 3}"] = number
+            assert second["k0"] == 18
+            first.compact()
+            second["after"] = 1
+            first["later"] = 2
+            assert dict(first) == dict(second)
+            assert dict(second) == {"k0": 18, "k1": 19, "k2": 17, "after": 1, "later": 2}
+
+    def test_a_lagging_handle_follows_a_compaction(self, engine: PostgresEngine) -> None:
+        """A handle that missed writes and a compaction reads the state after them."""
+        with (
+            TypedStore.open(engine, str, int) as first,
+            TypedStore.open(engine, str, int) as second,
+        ):
+            assert len(second) == 0
+            first.update({"a": 1, "b": 2})
+            del first["a"]
+            first.compact()
+            first["c"] = 3
+            assert dict(second) == {"b": 2, "c": 3}
+
+    def test_a_reader_follows_the_writers(self, engine: PostgresEngine) -> None:
+        """A read-only handle reads every acknowledged write and refuses to write."""
+        with TypedStore.open(engine, str, int) as writer:
+            writer["a"] = 1
+            with TypedStore.open(engine, str, int, readonly=True) as reader:
+                assert dict(reader) == {"a": 1}
+                writer["b"] = 2
+                assert dict(reader) == {"a": 1, "b": 2}
+                with pytest.raises(StoreReadOnlyError):
+                    reader["c"] = 3
+                writer.compact()
+                writer["c"] = 3
+                assert dict(reader) == {"a": 1, "b": 2, "c": 3}
+
+    def test_a_database_catalog_change_reaches_the_other_handle(self, pg_dsn: str) -> None:
+        """A collection one handle adds is written at once and seen by the other's reopen."""
+        engine = PostgresEngine(pg_dsn, name="shop")
+        with Database.open(engine) as first, Database.open(engine) as second:
+            first.collection("stock", str, int)["apple"] = 1
+            stock = second.collection("stock", str, int)
+            assert dict(stock) == {"apple": 1}
+            stock["pear"] = 2
+            assert dict(first.collection("stock", str, int)) == {"apple": 1, "pear": 2}
+
+
+class TestErrors:
+    """Clear errors, nothing created or changed."""
+
+    def test_an_unreachable_server_raises_connection_error_naming_the_host(self) -> None:
+        """A host that does not resolve: ConnectionError naming it."""
+        engine = PostgresEngine("host=nohost.invalid dbname=app connect_timeout=2", name="users")
+        with pytest.raises(ConnectionError, match=r"nohost\.invalid"):
+            TypedStore.open(engine, str, int)
+
+    def test_a_table_of_our_name_that_is_not_ours_is_refused(self, pg_dsn: str) -> None:
+        """A table named like the store's log but with other columns: NotAStoreError, and
+        none of the store's tables is created."""
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE users_log (id integer, payload text)")
+        with pytest.raises(NotAStoreError, match=r'"users_log".*\(id integer, payload text\)'):
+            TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            found = conn.execute("SELECT to_regclass('users_end')").fetchone()
+        assert found == (None,)
+
+    def test_a_missing_store_opened_read_only_raises_file_not_found(
+        self, engine: PostgresEngine
+    ) -> None:
+        """readonly=True on a store never written: FileNotFoundError, nothing created."""
+        with pytest.raises(FileNotFoundError, match="no such store"):
+            TypedStore.open(engine, str, int, readonly=True)
+
+    def test_a_store_of_other_types_is_refused(self, engine: PostgresEngine) -> None:
+        """Opening with types its records do not validate under fails as for a file."""
+        with TypedStore.open(engine, str, str) as store:
+            store["a"] = "not a number"
+        with pytest.raises(ValueError, match="a"):
+            TypedStore.open(engine, str, int)
+
+    def test_the_store_is_named_by_its_server_and_name(self, engine: PostgresEngine) -> None:
+        """repr and path name the server and store where a file store names its path."""
+        with TypedStore.open(engine, str, int) as store:
+            assert "store 'users'" in repr(store)
+            assert "store 'users'" in str(store.path)
