@@ -103,7 +103,7 @@ def bench_sqlmodel(dsn: str, n: int) -> dict[str, float] | None:
     except ImportError:
         return None
 
-    class Row(SQLModel, table=True):
+    class Row(SQLModel, table=True):  # type: ignore[misc, call-arg, unused-ignore]  # Any without the bench extra
         __tablename__ = "sqlmodel_users"
         key: str = Field(primary_key=True)
         value: dict[str, object] = Field(sa_column=Column(JSON))
