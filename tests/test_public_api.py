@@ -19,6 +19,7 @@ PUBLIC_NAMES = [
     "EncodingError",
     "Index",
     "NotAStoreError",
+    "PostgresEngine",
     "Recovery",
     "RecoveryMode",
     "SchemaMismatchError",
