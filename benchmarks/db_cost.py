@@ -3,12 +3,13 @@
 Run: ``python benchmarks/db_cost.py [RECORDS] [REPETITIONS]``. The same records go to one
 ``TypedStore`` and, spread round-robin, to three collections of one ``Database``; each
 operation (insert, get, modify, remove, and open, which replays the log) is timed on both
-in alternation on fresh logs in one process. The report gives the median microseconds per
-operation and the ratio database/TypedStore, then the open time per record of logs of the
-same records spread over 1, 3 and 30 collections: replay per record must not grow with the
-number of collections. Times are the process's CPU time (``time.process_time``): on a
-machine shared with other jobs, wall-clock time moved by more than the differences
-measured here.
+in one process, the two taking turns of 500 operations (opens: one each), so that a change
+in the machine's load falls on both alike. The report gives the median over the runs of
+the microseconds per operation and the ratio database/TypedStore, then the median open
+time per record of logs of the same records spread over 1, 3 and 30 collections, opened
+in turns: replay per record must not grow with the number of collections. Times are the
+process's CPU time (``time.process_time``): on a machine shared with other jobs,
+wall-clock time moved by more than the differences measured here.
 """
 
 from __future__ import annotations
@@ -87,29 +88,50 @@ def _time(work: Callable[[], None]) -> float:
     return time.process_time() - start
 
 
-def _run_store(path: Path, users: list[tuple[str, User]]) -> dict[str, float]:
-    times = {}
-    with TypedStore.open(path, str, User) as store:
-        targets = [(store, key, user) for key, user in users]
-        for name, work in _phases(targets).items():
+TURN = 500
+"""Operations per turn: the two subjects take turns of this many operations each, so
+that a change in the machine's load falls on both alike."""
+
+
+def _run_both(
+    folder: Path, run: int, users: list[tuple[str, User]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time each operation on a TypedStore and on three collections, in turns of ``TURN``
+    operations (the first turn alternating from run to run); return both times."""
+    store_path, database_path = folder / f"store-{run}.log", folder / f"db-{run}.log"
+    store_times: dict[str, float] = dict.fromkeys(
+        ("insert", "get", "modify", "remove", "open"), 0.0
+    )
+    database_times = dict(store_times)
+    with TypedStore.open(store_path, str, User) as store, Three.open(database_path) as database:
+        collections = [database.first, database.second, database.third]
+        store_targets = [(store, key, user) for key, user in users]
+        database_targets = [(collections[i % 3], key, user) for i, (key, user) in enumerate(users)]
+        for name in ("insert", "get", "modify", "remove"):
             if name == "remove":  # open is timed on the full log, before the removals
                 store.flush()
-                times["open"] = _time_open(lambda: TypedStore.open(path, str, User, readonly=True))
-            times[name] = _time(work)
-    return times
-
-
-def _run_database(path: Path, users: list[tuple[str, User]]) -> dict[str, float]:
-    times = {}
-    with Three.open(path) as database:
-        collections = [database.first, database.second, database.third]
-        targets = [(collections[i % 3], key, user) for i, (key, user) in enumerate(users)]
-        for name, work in _phases(targets).items():
-            if name == "remove":
                 database.flush()
-                times["open"] = _time_open(lambda: Three.open(path, readonly=True))
-            times[name] = _time(work)
-    return times
+                for turn in range(6):
+                    if (turn + run) % 2:
+                        store_times["open"] += _time_open(
+                            lambda: TypedStore.open(store_path, str, User, readonly=True)
+                        )
+                    else:
+                        database_times["open"] += _time_open(
+                            lambda: Three.open(database_path, readonly=True)
+                        )
+            for start in range(0, len(users), TURN):
+                store_work = _phases(store_targets[start : start + TURN])[name]
+                database_work = _phases(database_targets[start : start + TURN])[name]
+                if (start // TURN + run) % 2:
+                    store_times[name] += _time(store_work)
+                    database_times[name] += _time(database_work)
+                else:
+                    database_times[name] += _time(database_work)
+                    store_times[name] += _time(store_work)
+    store_times["open"] /= 3
+    database_times["open"] /= 3
+    return store_times, database_times
 
 
 def _time_open(open_: Callable[[], Any]) -> float:
@@ -120,10 +142,10 @@ def _time_open(open_: Callable[[], Any]) -> float:
     return elapsed
 
 
-def _replay_per_record(folder: Path, users: list[tuple[str, User]], count: int) -> float:
-    """Return the open time per record of a log of ``users`` spread over ``count``
-    collections, every one declared by the opening class (whose codecs are built once,
-    by a first open, so that only replay is timed)."""
+def _spread(folder: Path, users: list[tuple[str, User]], count: int) -> Callable[[], Any]:
+    """Write a log of ``users`` spread over ``count`` collections; return its opening, by a
+    class declaring every one (its codecs built by a first open, so that only replay is
+    timed)."""
     path = folder / f"spread-{count}.log"
     path.unlink(missing_ok=True)
     names = [f"c{i}" for i in range(count)]
@@ -136,7 +158,21 @@ def _replay_per_record(folder: Path, users: list[tuple[str, User]], count: int) 
         collections = [getattr(database, name) for name in names]
         for i, (key, user) in enumerate(users):
             collections[i % count][key] = user
-    return min(_time_open(lambda: spread.open(path, readonly=True)) for _ in range(3)) / len(users)
+    return lambda: spread.open(path, readonly=True)
+
+
+def _replay_per_record(
+    folder: Path, users: list[tuple[str, User]], counts: tuple[int, ...], rounds: int
+) -> dict[int, float]:
+    """Return the median open time per record of logs of ``users`` spread over each of
+    ``counts`` collections, the opens taking turns round by round."""
+    opens = {count: _spread(folder, users, count) for count in counts}
+    times: dict[int, list[float]] = {count: [] for count in counts}
+    for round_ in range(rounds):
+        order = counts if round_ % 2 else counts[::-1]
+        for count in order:
+            times[count].append(_time_open(opens[count]))
+    return {count: statistics.median(times[count]) / len(users) for count in counts}
 
 
 def main(argv: list[str]) -> None:
@@ -148,13 +184,11 @@ def main(argv: list[str]) -> None:
     database_runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        for run in range(repetitions):  # the order alternates: neither always runs second
-            if run % 2:
-                database_runs.append(_run_database(folder / f"db-{run}.log", users))
-            store_runs.append(_run_store(folder / f"store-{run}.log", users))
-            if not run % 2:
-                database_runs.append(_run_database(folder / f"db-{run}.log", users))
-        spread = {count: _replay_per_record(folder, users, count) for count in (1, 3, 30)}
+        for run in range(repetitions):  # turns alternate: neither always goes first
+            store_times, database_times = _run_both(folder, run, users)
+            store_runs.append(store_times)
+            database_runs.append(database_times)
+        spread = _replay_per_record(folder, users, (1, 3, 30), max(repetitions, 5))
     print(f"{records} records, median of {repetitions} runs, microseconds per operation")
     print(f"{'operation':<10}{'TypedStore':>12}{'3 collections':>16}{'ratio':>8}")
     for name in ("insert", "get", "modify", "remove", "open"):

@@ -11,6 +11,8 @@ project root):
 - ``compact N``: compact the log N times; print ``done``.
 - ``read KEY``: for each line on stdin, print the value of ``KEY`` (``None`` if absent);
   ``read-only KEY`` does the same in a store opened with ``readonly=True``.
+- ``declare NAME``: declare the collection ``NAME`` of a :class:`Database`, print
+  ``declared``, wait for a line on stdin, set ``NAME["k"] = 2`` and print ``written``.
 - ``pairs N``: read ``left["k"]`` and ``right["k"]`` of :class:`Twins` in one
   transaction until they are N; print ``mismatch A B`` if they ever differ, else ``ok``.
 """
@@ -131,6 +133,15 @@ def read(path: Path, key: str, *, readonly: bool) -> None:
             say(str(store.get(key)))
 
 
+def declare(path: Path, name: str) -> None:
+    with Database.open(path, shared=True) as database:
+        collection = database.collection(name, str, int)
+        say("declared")
+        sys.stdin.readline()
+        collection["k"] = 2
+        say("written")
+
+
 def pairs(path: Path, until: int) -> None:
     with Twins.open(path, shared=True) as twins:
         say("ready")
@@ -153,6 +164,7 @@ COMMANDS: dict[str, Callable[[Path, list[str]], None]] = {
     "read": lambda path, args: read(path, args[0], readonly=False),
     "read-only": lambda path, args: read(path, args[0], readonly=True),
     "pairs": lambda path, args: pairs(path, int(args[0])),
+    "declare": lambda path, args: declare(path, args[0]),
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import pytest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from tests.models import Point, User
+from tests.test_faults import FaultyOS
 from tests.test_store import _signal_at, _signal_handler_restored
 from typedstore import (
     Collection,
@@ -19,6 +21,7 @@ from typedstore import (
     SchemaMismatchError,
     StoreClosedError,
     TypedStore,
+    _fs,
 )
 from typedstore._format import decode_header, frame_body, read_frame
 from typedstore._records import Write
@@ -453,7 +456,7 @@ class Recorder:
             raise ValueError(f"{self.refuse} refused")
         self.seen.append(("before", keys))
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[object]) -> None:
+    def after(self, writes: Sequence[Write[Any]]) -> None:
         self.seen.append(("after", [write[0] for write in writes]))
 
 
@@ -594,3 +597,363 @@ def test_declaring_a_collection_from_a_signal_handler_mid_append_is_refused(
     assert len(refused) == 1
     with Database.open(log_path) as database:
         assert dict(database.collection("late", str, int)) == {"y": 2}
+
+
+class Shop3(Database):
+    """A shop that added a collection: its log may not have it yet."""
+
+    users: Collection[str, User]
+    orders: Collection[int, Order]
+    notes: Collection[str, str]
+
+
+def declare_in_failed_transaction(shop: Shop) -> None:
+    """Declare and write a collection in a transaction, then raise KeyError("boom")."""
+    with shop.transaction() as tx:
+        tx.collection("notes", str, str)["a"] = "b"
+        raise KeyError("boom")
+
+
+class TestUnwrittenCollections:
+    """A declared collection is in the log's catalog from the moment it is listed."""
+
+    def test_declared_at_open_and_never_written_survives_a_reopen(self, log_path: Path) -> None:
+        """A collection an open adds to an existing log is listed after a reopen."""
+        fill(log_path)
+        with Shop3.open(log_path) as shop:
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+
+    def test_declared_by_collection_and_never_written_survives_a_reopen(
+        self, log_path: Path
+    ) -> None:
+        """A collection asked for with collection() is listed after a reopen."""
+        fill(log_path)
+        with Database.open(log_path) as database:
+            database.collection("notes", str, str)
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_declared_collection_is_in_the_log_before_close(self, log_path: Path) -> None:
+        """The catalog reaches the log when the collection is declared: a crash (the
+        database abandoned, nothing flushed) keeps it."""
+        fill(log_path)
+        database = Shop3.open(log_path)
+        database.collection("more", int, int)
+        database._core.abandon()
+        with Database.open(log_path) as reopened:
+            assert reopened.collection_names() == ["users", "orders", "notes", "more"]
+
+    def test_collection_declared_in_a_failed_transaction_is_kept(self, log_path: Path) -> None:
+        """A collection declared in a transaction that raised stays declared, empty."""
+        fill(log_path)
+        with Shop.open(log_path) as shop:
+            with pytest.raises(KeyError):
+                declare_in_failed_transaction(shop)
+            assert shop.collection_names() == ["users", "orders", "notes"]
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert len(database.collection("notes", str, str)) == 0
+
+    def test_collection_declared_in_a_transaction_that_writes_to_it(self, log_path: Path) -> None:
+        """A collection declared and written in one transaction reopens with its entry."""
+        fill(log_path)
+        with Shop.open(log_path) as shop, shop.transaction() as tx:
+            tx.collection("notes", str, str)["a"] = "b"
+            tx.orders.modify(1, pay)
+        with Database.open(log_path) as database:
+            assert dict(database.collection("notes", str, str)) == {"a": "b"}
+            assert database.collection("orders", int, Order)[1].paid
+
+    def test_collection_declared_by_a_validator_mid_write(self, log_path: Path) -> None:
+        """A validator that declares a new collection during a write: the catalog record
+        and the write's record both reach the log, in an order that reopens."""
+        fill(log_path)
+        holder: list[Database] = []
+
+        def declare(total: int) -> int:
+            if holder:
+                holder.pop().collection("audit", str, int)["seen"] = total
+            return total
+
+        with Database.open(log_path) as database:
+            totals = database.collection("totals", str, Annotated[int, AfterValidator(declare)])
+            holder.append(database)
+            totals["a"] = 5
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "totals", "audit"]
+            assert dict(database.collection("audit", str, int)) == {"seen": 5}
+            assert dict(database.collection("totals", str, int)) == {"a": 5}
+
+    def test_shared_database_writes_a_new_collection_at_once(self, log_path: Path) -> None:
+        """In shared mode, collection() writes the catalog under the writer lock at once:
+        another process's open (here, a read-only one) lists it."""
+        fill(log_path)
+        with Database.open(log_path, shared=True) as database:
+            database.collection("notes", str, str)
+            with Database.open(log_path, readonly=True) as reader:
+                assert reader.collection_names() == ["users", "orders", "notes"]
+            database.collection("users", str, User)["bob"] = ADA
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["users", "orders", "notes"]
+            assert database.collection("users", str, User)["bob"] == ADA
+
+    def test_readonly_open_writes_nothing_for_a_new_collection(self, log_path: Path) -> None:
+        """A read-only open that declares a collection the log lacks leaves the log as is."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with Shop3.open(log_path, readonly=True) as shop:
+            assert len(shop.notes) == 0
+        assert log_path.read_bytes() == before
+
+    def test_changed_types_alone_write_nothing_until_a_write(self, log_path: Path) -> None:
+        """An open whose only catalog change is a collection's types writes nothing until
+        something is stored, as a TypedStore's does."""
+        fill(log_path)
+
+        class Bumped(Collection[int, Order], version=2, migrations={1: lambda d: d}):
+            pass
+
+        class Shop2(Database):
+            users: Collection[str, User]
+            orders: Bumped
+
+        before = log_path.read_bytes()
+        Shop2.open(log_path).close()
+        assert log_path.read_bytes() == before
+
+
+NFC_NAME, NFD_NAME = "caf\u00e9", "cafe\u0301"
+"""Two spellings of one name: equal under Unicode NFC normalisation, unequal as str."""
+
+
+class TestNamesEqualUnderNfc:
+    """Two collection names equal under NFC are refused with ValueError, nothing written."""
+
+    def test_two_declarations_are_refused_at_class_creation(self) -> None:
+        """A class declaring both spellings raises ValueError."""
+        annotations = {NFC_NAME: "Collection[str, int]", NFD_NAME: "Collection[str, int]"}
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Twice", (Database,), {"__annotations__": annotations})
+
+    def test_a_subclass_declaring_the_other_spelling_is_refused(self) -> None:
+        """A subclass adding the other spelling of a base's collection raises ValueError."""
+        base = type("Base", (Database,), {"__annotations__": {NFC_NAME: "Collection[str, int]"}})
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            type("Sub", (base,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}})
+
+    def test_collection_is_refused(self, log_path: Path) -> None:
+        """collection() with the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with Database.open(log_path) as database:
+            with pytest.raises(ValueError, match="equal under Unicode NFC"):
+                database.collection(NFD_NAME, str, int)
+            assert database.collection_names() == [NFC_NAME]
+        assert log_path.read_bytes() == before
+
+    def test_open_declaring_the_other_spelling_is_refused(self, log_path: Path) -> None:
+        """An open declaring the other spelling of a collection of the log raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+        before = log_path.read_bytes()
+        other: type[Database] = type(
+            "Other", (Database,), {"__annotations__": {NFD_NAME: "Collection[str, int]"}}
+        )
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            other.open(log_path)
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_the_other_spelling_of_another_is_refused(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of another's name raises."""
+        with Database.open(log_path) as database:
+            database.collection(NFC_NAME, str, int)["a"] = 1
+            database.collection("tea", str, int)["a"] = 1
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="equal under Unicode NFC"):
+            Database.open(log_path, renamed_collections={"tea": NFD_NAME})
+        assert log_path.read_bytes() == before
+
+    def test_rename_to_its_own_other_spelling_is_allowed(self, log_path: Path) -> None:
+        """Renaming a collection to the other spelling of its own name is a rename."""
+        with Database.open(log_path) as database:
+            database.collection(NFD_NAME, str, int)["a"] = 1
+        Database.open(log_path, renamed_collections={NFD_NAME: NFC_NAME}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == [NFC_NAME]
+            assert database.collection(NFC_NAME, str, int)["a"] == 1
+
+
+class TestRenameCycles:
+    """Renames apply all at once: swaps and chains are renames like any other."""
+
+    def test_swap(self, log_path: Path) -> None:
+        """{"users": "orders", "orders": "users"} swaps the two collections, durably."""
+        fill(log_path)
+        Database.open(log_path, renamed_collections={"users": "orders", "orders": "users"}).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "users"]
+            assert database.collection("users", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_chain(self, log_path: Path) -> None:
+        """{"orders": "purchases", "users": "orders"} moves each one along."""
+        fill(log_path)
+        renamed = {"orders": "purchases", "users": "orders"}
+        Database.open(log_path, renamed_collections=renamed).close()
+        with Database.open(log_path) as database:
+            assert database.collection_names() == ["orders", "purchases"]
+            assert database.collection("purchases", int, Order)[1].total == 30
+            assert database.collection("orders", str, User)["ada"] == ADA
+
+    def test_two_renamed_to_one_name_are_refused(self, log_path: Path) -> None:
+        """Renaming two collections to one name raises ValueError, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="'users' and 'orders' to one name 'both'"):
+            Database.open(log_path, renamed_collections={"users": "both", "orders": "both"})
+        assert log_path.read_bytes() == before
+
+    def test_rename_onto_a_collection_that_stays_is_refused(self, log_path: Path) -> None:
+        """Renaming onto a collection neither renamed nor dropped raises, nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match=r"'orders' already.*rename or drop it too"):
+            Database.open(log_path, renamed_collections={"users": "orders"})
+        assert log_path.read_bytes() == before
+
+    def test_swap_that_does_not_fit_the_declared_types_changes_nothing(
+        self, log_path: Path
+    ) -> None:
+        """A swap whose result the opening class cannot read raises SchemaMismatchError,
+        nothing written."""
+        fill(log_path)
+        before = log_path.read_bytes()
+        with pytest.raises(SchemaMismatchError):
+            Shop.open(log_path, renamed_collections={"users": "orders", "orders": "users"})
+        assert log_path.read_bytes() == before
+
+
+class TestOptionalCollections:
+    """A collection annotated as Optional (or in any union) raises TypeError: a database
+    always has its collections, and such an annotation was silently not a collection."""
+
+    def test_union_with_none_is_refused_at_class_creation(self) -> None:
+        """`users: Collection[str, User] | None` raises TypeError when the class is made."""
+        with pytest.raises(TypeError, match=r"Maybe\.users: .*Optional"):
+
+            class Maybe(Database):
+                users: Collection[str, User] | None
+
+    def test_optional_object_annotation_is_refused(self) -> None:
+        """An annotation that is the object Optional[Collection[...]] raises too."""
+        hint = Collection[str, User] | None
+        with pytest.raises(TypeError, match="Optional"):
+            type("Maybe", (Database,), {"__annotations__": {"users": hint}})
+
+    def test_declared_collection_subclass_in_a_union_is_refused(self) -> None:
+        """A union holding a Collection subclass raises TypeError."""
+
+        class Orders(Collection[int, Order]):
+            pass
+
+        with pytest.raises(TypeError, match=r"Maybe\.orders"):
+
+            class Maybe(Database):
+                orders: Orders | None
+
+    def test_forward_reference_is_refused_at_open(self, log_path: Path) -> None:
+        """An annotation that cannot be resolved at class creation is checked at open,
+        nothing written."""
+        with pytest.raises(TypeError, match=r"MaybeLater\.later: .*Optional"):
+            MaybeLater.open(log_path)
+        assert not log_path.exists()
+
+
+class MaybeLater(Database):
+    """An Optional collection of a model defined below: checked at open."""
+
+    later: Collection[str, Later] | None
+
+
+class Later(BaseModel):
+    """A model defined after the class that refers to it."""
+
+    name: str
+
+
+def add_by_open(path: Path) -> None:
+    """Open a class that declares a collection the log lacks."""
+    Shop3.open(path).close()
+
+
+def add_by_collection(path: Path) -> None:
+    """Declare a collection the log lacks with collection(), then write to it."""
+    with Database.open(path) as database:
+        database.collection("notes", str, str)["a"] = "b"
+
+
+def swap(path: Path) -> None:
+    """Swap the names of the log's two collections."""
+    Database.open(path, renamed_collections={"users": "orders", "orders": "users"}).close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [add_by_open, add_by_collection, swap])
+def test_a_cut_at_every_byte_of_a_catalog_change_opens_before_or_after_it(
+    log_path: Path, change: Callable[[Path], None]
+) -> None:
+    """A crash at any byte of the records a catalog change appends opens (writable, the
+    torn tail cut) to the catalog before the change, or with the whole record there after
+    it, every entry intact under its collection's name."""
+    fill(log_path)
+    before = log_path.read_bytes()
+    change(log_path)
+    after = log_path.read_bytes()
+    assert after.startswith(before)
+    with Database.open(log_path, readonly=True) as database:
+        final = database.collection_names()
+    assert final != ["users", "orders"]
+    cut_path = log_path.with_name("cut.log")
+    seen = []
+    for cut in range(len(before), len(after) + 1):
+        cut_path.write_bytes(after[:cut])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the torn tail's
+            database = Database.open(cut_path)
+        with database:
+            names = database.collection_names()
+            seen.append(names)
+            users, orders = ("orders", "users") if names == ["orders", "users"] else NAMES
+            assert database.collection(users, str, User)["ada"] == ADA, cut
+            assert database.collection(orders, int, Order)[1].total == 30, cut
+    assert seen[0] == ["users", "orders"]
+    assert seen[-1] == final
+    assert all(names in (["users", "orders"], final, [*NAMES, "notes"]) for names in seen)
+
+
+NAMES = ("users", "orders")
+
+
+def test_collection_whose_catalog_write_fails_is_not_declared(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collection() whose catalog record cannot be written (disk full) raises the OSError
+    and leaves the collection undeclared, in memory and in the log; asking again works."""
+    fill(log_path)
+    with Database.open(log_path) as database:
+        faulty = FaultyOS()
+        monkeypatch.setattr(_fs, "os", faulty)
+        fault = faulty.fail("pwrite", path=log_path)
+        with pytest.raises(OSError, match="No space"):
+            database.collection("notes", str, str)
+        assert fault.fired
+        assert database.collection_names() == ["users", "orders"]
+        notes = database.collection("notes", str, str)
+        notes["a"] = "b"
+    with Database.open(log_path) as database:
+        assert database.collection_names() == ["users", "orders", "notes"]
+        assert dict(database.collection("notes", str, str)) == {"a": "b"}

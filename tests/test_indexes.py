@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from typedstore import Collection, Database, Index, TypedStore, UniqueViolationError
+from typedstore import (
+    Collection,
+    Database,
+    Index,
+    StoreClosedError,
+    TypedStore,
+    UniqueViolationError,
+)
+from typedstore._codec import Codec
+from typedstore._follow import Following
+from typedstore._index_state import Maintained
+from typedstore._log import Log
 
 
 class Member(BaseModel):
@@ -355,3 +370,439 @@ class TestSharedMode:
                 second.members["bob"] = member("ada@x")
             assert log_path.stat().st_size == size
             assert "bob" not in first.members
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_catch_up_keeps_the_indexes_of_every_write_path(
+        self, log_path: Path, write: Callable[[Members], object]
+    ) -> None:
+        """After any write path in one handle, the other's lookups, caught up key by key,
+        equal a scan of its entries and the writer's own."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x", 36, ["admin"])
+            first.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+            first.members["cy"] = member("cy@x", 30)
+            assert len(second.members) == 3
+            write(first.members)
+            assert snapshot(second.members) == brute_force(second.members)
+            assert snapshot(second.members) == snapshot(first.members)
+
+    def test_replaced_unique_key_is_free_after_a_catch_up(self, log_path: Path) -> None:
+        """An email another handle replaced is not left held: this handle can take it."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") is not None
+            first.members["ada"] = member("ada@y")
+            first.members["cy"] = member("cy@x")
+            del first.members["cy"]
+            second.members["bob"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") == ("bob", member("ada@x"))
+            assert first.members.by_email.get("ada@x") == ("bob", member("ada@x"))
+
+    def test_batch_of_another_handle_is_followed_key_by_key(self, log_path: Path) -> None:
+        """A transaction that swaps two unique keys, removes a key and puts it back (it moves
+        to the end) and adds one is followed in one catch-up, ties in the writer's order."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            for name in ["a", "b", "c"]:
+                first.members[name] = member(f"{name}@x", 1, ["t"])
+            assert len(second.members) == 3
+            with first.transaction() as tx:
+                tx.members["a"] = member("tmp@x", 1, ["t"])
+                tx.members["b"] = member("a@x", 1, ["t"])
+                tx.members["a"] = member("b@x", 1, ["t"])
+                del tx.members["c"]
+                tx.members["d"] = member("d@x", 1, ["t"])
+                tx.members["c"] = member("c@y", 1, ["t"])
+            assert [k for k, _ in second.members.by_age.range(1, 2)] == ["a", "b", "d", "c"]
+            assert [k for k, _ in second.members.by_tag.find("t")] == ["a", "b", "d", "c"]
+            assert second.members.by_email.get("b@x") == ("a", member("b@x", 1, ["t"]))
+            assert second.members.by_email.get("c@x") is None
+            assert snapshot(second.members) == snapshot(first.members)
+
+    def test_catch_up_of_one_record_runs_the_index_functions_once(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Catching up one record into 10,000 entries calls each index function and encodes
+        keys for the touched key only, not for every entry: O(new records)."""
+        with (
+            Counted.open(log_path, shared=True) as first,
+            Counted.open(log_path, shared=True) as second,
+        ):
+            with first.transaction() as tx:
+                for n in range(10_000):
+                    tx.items[(str(n), n)] = n
+            assert len(second.items) == 10_000
+            encodes: list[object] = []
+            real = Codec.key_bytes
+
+            def key_bytes(codec: Codec[Any, Any], key: object) -> bytes:
+                encodes.append(key)
+                return real(codec, key)
+
+            monkeypatch.setattr(Codec, "key_bytes", key_bytes)
+            first.items[("new", 0)] = -1
+            del first.items[("0", 0)]
+            CALLS.clear()
+            encodes.clear()
+            assert second.items.by_value.get(-1) == (("new", 0), -1)
+            assert CALLS == [-1]
+            assert encodes == [("new", 0)]
+            assert second.items.by_value.get(0) is None
+
+    def test_catch_up_that_raises_midway_leaves_no_stale_index_key(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A catch-up interrupted after applying part of the records (an exception, a
+        Ctrl-C) is finished by the next one, which then rebuilds the indexes."""
+        with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+            first.members["ada"] = member("ada@x")
+            assert second.members.by_email.get("ada@x") is not None
+            del first.members["ada"]
+            first.members["bob"] = member("bob@x")
+            real = Following._put
+
+            def interrupted(state: Following[Any, Any], key: Any, *args: Any) -> None:
+                monkeypatch.setattr(Following, "_put", real)
+                raise RuntimeError("interrupted")
+
+            monkeypatch.setattr(Following, "_put", interrupted)
+            with pytest.raises(RuntimeError, match="interrupted"):
+                second.members.get("bob")
+            assert second.members.by_email.get("ada@x") is None
+            assert second.members.by_email.get("bob@x") == ("bob", member("bob@x"))
+            second.members["cy"] = member("ada@x")
+            assert snapshot(second.members) == brute_force(second.members)
+
+    def test_catch_up_the_indexes_refuse_key_by_key_rebuilds_them(self, log_path: Path) -> None:
+        """When following a catch-up key by key fails (an index function raised), the
+        indexes are rebuilt from the entries instead."""
+        with (
+            Flaky.open(log_path, shared=True) as first,
+            Flaky.open(log_path, shared=True) as second,
+        ):
+            first.members["ada"] = member("ada@x")
+            assert len(second.members) == 1
+            first.members["bob"] = member("bob@x")
+            FLAKY.append("bob@x")
+            assert second.members.by_email.get("bob@x") == ("bob", member("bob@x"))
+            assert FLAKY == []
+
+
+CALLS: list[int] = []
+"""The values :class:`CountedItems`'s index function was called with."""
+
+
+def counted(value: int) -> int:
+    CALLS.append(value)
+    return value
+
+
+class CountedItems(Collection[tuple[str, int], int]):
+    """Items whose key type needs its bytes kept, with an index that counts its calls."""
+
+    by_value: Index[int, int] = Index(counted, unique=True)
+
+
+class Counted(Database):
+    items: CountedItems
+
+
+FLAKY: list[str] = []
+"""Emails :class:`Flaky`'s index function raises for, once each."""
+
+
+def flaky_email(value: Member) -> str:
+    if value.email in FLAKY:
+        FLAKY.remove(value.email)
+        raise RuntimeError("flaky")
+    return value.email
+
+
+class FlakyMembers(Collection[str, Member]):
+    by_email: Index[Member, str] = Index(flaky_email, unique=True)
+
+
+class Flaky(Database):
+    members: FlakyMembers
+
+
+class TestInterrupts:
+    """An exception a signal handler raises into a write (KeyboardInterrupt) leaves the
+    indexes equal to the entries in memory, whichever step it lands on."""
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_once_the_record_is_appended_keeps_the_indexes(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt just after the record reaches the log: indexes follow memory."""
+        append = Log.append
+
+        def append_then_interrupt(log: Log, body: bytes | list[bytes], records: int) -> None:
+            append(log, body, records)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Log, "append", append_then_interrupt)
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):
+            write(club.members)
+        monkeypatch.undo()
+        assert snapshot(club.members) == brute_force(club.members)
+
+    @pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+    def test_interrupt_while_the_indexes_apply_the_write_keeps_them_whole(
+        self, club: Club, monkeypatch: pytest.MonkeyPatch, write: Callable[[Members], object]
+    ) -> None:
+        """A KeyboardInterrupt halfway through the indexes' update: they equal memory after."""
+
+        def interrupted(index: Maintained[Any, Any], key: Any, seq: int, keys: Any) -> None:
+            monkeypatch.undo()
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Maintained, "hold", interrupted)
+        with contextlib.suppress(KeyboardInterrupt):  # a removal holds nothing: no interrupt
+            write(club.members)
+        assert snapshot(club.members) == brute_force(club.members)
+
+
+class Tagged(BaseModel):
+    """A value whose index functions below misbehave on purpose for some tags."""
+
+    name: str
+    tags: list[str] = []
+
+
+def misbehaving(tagged: Tagged) -> object:
+    """Raise for tag "raise", return an unhashable list for "list", else the name."""
+    if "raise" in tagged.tags:
+        raise LookupError("index function failed")
+    if "list" in tagged.tags:
+        return tagged.tags
+    return tagged.name
+
+
+class LoneUnique(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving, unique=True)
+
+
+class Hashed(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving)
+
+
+class Sorted(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(misbehaving, ordered=True)
+
+
+class Multi(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(lambda t: [misbehaving(t)], multi=True)
+
+
+KINDS: dict[str, type[Collection[str, Tagged]]] = {
+    "lone unique": LoneUnique,
+    "hash": Hashed,
+    "ordered": Sorted,
+    "multi": Multi,
+}
+
+
+def open_kind(cls: type[Collection[str, Tagged]], path: Path) -> Database:
+    """Open a database of one collection ``items`` of class ``cls``."""
+    database: type[Database] = type("Db", (Database,), {"__annotations__": {"items": cls}})
+    return database.open(path)
+
+
+def items_of(database: object) -> Any:
+    """Return the ``items`` collection of a database or transaction: Any, as each test
+    declares its class at run time."""
+    return getattr(database, "items")  # noqa: B009 - not known to the checker
+
+
+def index_of(database: Database) -> Any:
+    """Return the ``by_name`` index of the database's ``items``."""
+    return items_of(database).by_name
+
+
+@pytest.mark.parametrize("cls", KINDS.values(), ids=list(KINDS))
+@pytest.mark.parametrize(
+    ("tags", "error", "match"),
+    [(["raise"], LookupError, "index function failed"), (["list"], TypeError, "not hashable")],
+    ids=["raises", "unhashable"],
+)
+def test_a_misbehaving_index_function_refuses_the_write(
+    log_path: Path,
+    cls: type[Collection[str, Tagged]],
+    tags: list[str],
+    error: type[Exception],
+    match: str,
+) -> None:
+    """An index function that raises or gives an unhashable key refuses each write kind."""
+    with open_kind(cls, log_path) as db:
+        items: Collection[str, Tagged] = items_of(db)
+        items["a"] = Tagged(name="a")
+        size = log_path.stat().st_size
+        bad = Tagged(name="b", tags=tags)
+        writes: list[Callable[[], object]] = [
+            lambda: items.__setitem__("b", bad),
+            lambda: items.__setitem__("a", bad),
+            lambda: items.modify("a", lambda v: bad),
+            lambda: items.setdefault("b", bad),
+            lambda: items.modify("b", lambda v: v, default=bad),
+        ]
+        for write in writes:
+            with pytest.raises(error, match=match):
+                write()
+        assert log_path.stat().st_size == size
+        assert dict(items) == {"a": Tagged(name="a")}
+        assert index_of(db).find("a") == [("a", Tagged(name="a"))]
+        assert index_of(db).count("b") == 0
+
+
+@pytest.mark.parametrize("cls", KINDS.values(), ids=list(KINDS))
+def test_a_misbehaving_index_function_refuses_a_transaction_write(
+    log_path: Path, cls: type[Collection[str, Tagged]]
+) -> None:
+    """In a transaction the write raises at its call; the transaction's other writes commit."""
+    with open_kind(cls, log_path) as db:
+        with db.transaction() as tx:
+            items_of(tx)["a"] = Tagged(name="a")
+            with pytest.raises(LookupError, match="index function failed"):
+                items_of(tx)["b"] = Tagged(name="b", tags=["raise"])
+        assert dict(items_of(db)) == {"a": Tagged(name="a")}
+        assert index_of(db).find("a") == [("a", Tagged(name="a"))]
+
+
+def test_an_index_function_writing_to_the_store_is_refused(log_path: Path) -> None:
+    """An index function that writes to its own store raises RuntimeError, nothing written."""
+    holder: dict[str, Database] = {}
+
+    def writes_back(tagged: Tagged) -> str:
+        items_of(holder["db"])["other"] = Tagged(name="other")
+        return tagged.name
+
+    class Writing(Collection[str, Tagged]):
+        by_name = Index(writes_back)
+
+    with open_kind(Writing, log_path) as db:
+        holder["db"] = db
+        with pytest.raises(RuntimeError, match="inside one of its writes"):
+            items_of(db)["a"] = Tagged(name="a")
+        assert dict(items_of(db)) == {}
+
+
+def test_an_index_function_closing_the_store_writes_nothing(log_path: Path) -> None:
+    """An index function that closes its store makes the write raise, the log untouched."""
+    holder: dict[str, Database] = {}
+
+    def closes(tagged: Tagged) -> str:
+        if tagged.name == "close":
+            holder["db"].close()
+        return tagged.name
+
+    class Closing(Collection[str, Tagged]):
+        by_name = Index(closes, unique=True)
+
+    with open_kind(Closing, log_path) as db:
+        holder["db"] = db
+        items_of(db)["a"] = Tagged(name="a")
+        size = log_path.stat().st_size
+        with pytest.raises(StoreClosedError, match="closed during a write"):
+            items_of(db)["b"] = Tagged(name="close")
+    assert log_path.stat().st_size == size
+    with open_kind(Closing, log_path) as reopened:
+        assert dict(items_of(reopened)) == {"a": Tagged(name="a")}
+
+
+def test_an_index_function_mutating_the_value_changes_nothing_stored(log_path: Path) -> None:
+    """What an index function does to the value it is shown is not stored."""
+
+    def mutates(tagged: Tagged) -> str:
+        tagged.tags.append("seen")
+        return tagged.name
+
+    class Mutating(Collection[str, Tagged]):
+        by_name = Index(mutates, unique=True)
+
+    with open_kind(Mutating, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+        assert items_of(db)["a"] == Tagged(name="a")
+    with open_kind(Mutating, log_path) as reopened:
+        assert items_of(reopened)["a"] == Tagged(name="a")
+        assert index_of(reopened).get("a") == ("a", Tagged(name="a"))
+
+
+STEPPED_WRITES: dict[str, Callable[[Members], object]] = {
+    name: WRITES[name] for name in ("setitem new", "setitem replace", "modify", "del", "clear")
+}
+
+
+def interrupt_at_call(step: int) -> Callable[[FrameType, str, object], Any]:
+    """Return a trace function raising KeyboardInterrupt as the ``step``-th call of a
+    typedstore function starts: where CPython runs a signal handler (and where the
+    exception it raises surfaces), at a function's start or a loop's jump back."""
+    seen = [0]
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        code = frame.f_code
+        if (
+            event == "call"
+            and "typedstore" in code.co_filename
+            and code.co_name != "__del__"
+            and not code.co_flags & inspect.CO_GENERATOR  # resumed, or closed when dropped
+        ):
+            seen[0] += 1
+            if seen[0] == step:
+                raise KeyboardInterrupt(f"{code.co_name} in {code.co_filename}")
+        return None
+
+    return tracer
+
+
+@pytest.mark.parametrize("write", STEPPED_WRITES.values(), ids=list(STEPPED_WRITES))
+def test_interrupt_at_every_step_of_a_write_keeps_the_indexes(
+    tmp_path: Path, write: Callable[[Members], object]
+) -> None:
+    """A KeyboardInterrupt as any function of a write starts leaves indexes equal to memory."""
+    step = 0
+    while True:
+        step += 1
+        with Club.open(tmp_path / f"{step}.log") as club:
+            club.members["ada"] = member("ada@x", 36, ["admin"])
+            club.members["bob"] = member("bob@x", 25, ["admin", "dev"])
+            club.members["cy"] = member("cy@x", 30)
+            sys.settrace(interrupt_at_call(step))
+            try:
+                write(club.members)
+            except KeyboardInterrupt as exc:
+                where = str(exc)
+            else:
+                break
+            finally:
+                sys.settrace(None)
+            assert snapshot(club.members) == brute_force(club.members), where
+    assert step > 10  # the write made that many calls, each interrupted once
+
+
+class Strict(Collection[str, Tagged]):
+    """Raises in its index function for a value tagged "raise" (see ``misbehaving``)."""
+
+    by_name: Index[Tagged, object] = Index(misbehaving, unique=True)
+
+
+class PlainItems(Collection[str, Tagged]):
+    """The same values, without indexes: it writes what ``Strict`` refuses."""
+
+
+def test_open_ignores_an_index_function_raising_for_a_replaced_value(log_path: Path) -> None:
+    """A value no longer live is not indexed at open, whatever its index function does."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["raise"])
+        items_of(db)["a"] = Tagged(name="a")
+    with open_kind(Strict, log_path) as reopened:
+        assert index_of(reopened).get("a") == ("a", Tagged(name="a"))
+
+
+def test_open_names_the_key_whose_index_function_raised(log_path: Path) -> None:
+    """An index function raising for a live value fails the open, naming the key."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+        items_of(db)["b"] = Tagged(name="b", tags=["raise"])
+    with pytest.raises(LookupError, match="index function failed") as raised:
+        open_kind(Strict, log_path)
+    assert "for key 'b'" in "".join(raised.value.__notes__)

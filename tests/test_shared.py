@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -22,7 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.shared_child import COUNTER, Twins, apply, operations
-from typedstore import Collection, StoreConfig, StoreLockedError, TypedStore
+from typedstore import Collection, Database, StoreConfig, StoreLockedError, TypedStore
+from typedstore._codec import Codec
+from typedstore._follow import Following
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -196,6 +199,33 @@ class TestCatchingUp:
                 first.left["c"] = 3
                 assert dict(second.left.items()) == {"a": 1, "c": 3}
 
+    def test_new_collections_of_two_handles_both_stay(self, log_path: Path) -> None:
+        """Two handles each declaring a new collection before writing keep both."""
+        with (
+            Database.open(log_path, shared=True) as first,
+            Database.open(log_path, shared=True) as second,
+        ):
+            left = first.collection("left", str, int)
+            right = second.collection("right", str, int)
+            left["a"] = 1
+            right["b"] = 2
+            assert first.collection_names() == second.collection_names() == ["left", "right"]
+        with Database.open(log_path, shared=True) as again:
+            assert dict(again.collection("left", str, int).items()) == {"a": 1}
+            assert dict(again.collection("right", str, int).items()) == {"b": 2}
+
+    def test_new_collection_declared_in_a_transaction(self, log_path: Path) -> None:
+        """A collection a transaction declares (its writer lock held) enters the catalog at
+        once, and the transaction writes to it."""
+        with (
+            Database.open(log_path, shared=True) as first,
+            Database.open(log_path, shared=True) as second,
+        ):
+            with first.transaction() as tx:
+                tx.collection("new", str, int)["a"] = 1
+            assert second.collection_names() == ["new"]
+            assert dict(second.collection("new", str, int).items()) == {"a": 1}
+
 
 class Triplets(Twins):
     """Twins with one more collection."""
@@ -212,6 +242,23 @@ class TestProcesses:
         started = [start(children, log_path, "count", 1000) for _ in range(4)]
         assert [child.end() for child in started] == [0, 0, 0, 0]
         assert fresh(log_path) == {COUNTER: 4000}
+
+    def test_collection_declared_in_another_process_enters_the_catalog_at_once(
+        self, log_path: Path, children: list[Child]
+    ) -> None:
+        """A collection a process declares is in the catalog before it writes: a catalog
+        change another process makes meanwhile keeps it."""
+        with Database.open(log_path, shared=True) as database:
+            declarer = start(children, log_path, "declare", "theirs")
+            assert declarer.wait_for(1)[0] == "declared"
+            mine = database.collection("mine", str, int)
+            mine["k"] = 1
+            assert declarer.ask() == "written"
+            assert declarer.end() == 0
+            assert database.collection_names() == ["theirs", "mine"]
+        with Database.open(log_path, shared=True) as again:
+            assert dict(again.collection("theirs", str, int).items()) == {"k": 2}
+            assert dict(again.collection("mine", str, int).items()) == {"k": 1}
 
     def test_reader_sees_a_write_acknowledged_before(
         self, log_path: Path, children: list[Child]
@@ -266,6 +313,20 @@ class TestProcesses:
             expected = {f"w{i}:{n}": n for i in range(3) for n in range(300)}
             assert dict(reader.items()) == expected
         assert fresh(log_path) == expected
+
+
+@pytest.mark.slow
+def test_compactors_killed_at_random_lose_no_write(log_path: Path, children: list[Child]) -> None:
+    """Compacting processes SIGKILLed at random moments, beside writers, leave every
+    acknowledged write in the log, and the writers go on to the end."""
+    rng = random.Random(11)
+    writers = [start(children, log_path, "insert", f"w{i}", 300) for i in range(2)]
+    for _ in range(4):
+        compactor = start(children, log_path, "compact", 10_000)
+        writers[0].wait_for(len(writers[0].lines) + rng.randrange(5, 40))
+        compactor.kill()
+    assert [child.end() for child in writers] == [0, 0]
+    assert fresh(log_path) == {f"w{i}:{n}": n for i in range(2) for n in range(300)}
 
 
 KILLS = 8
@@ -379,3 +440,146 @@ class TwoHandles(RuleBasedStateMachine):
 
 TwoHandles.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
 TestTwoHandles = TwoHandles.TestCase
+
+
+class TestAttacks:
+    """What could break catching up: a compaction in the middle of one, a compactor
+    stopped half-way, a catch-up that raises, a writer that waits for the lock."""
+
+    def test_compaction_in_the_middle_of_a_catch_up_is_followed(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A handle whose catch-up (without the writer lock) races a compaction and a write
+        by another reads every write, then follows the new log without replaying it."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            first["b"] = 2
+            real = Following.begin
+
+            def racing(state: Following[Any, Any], *, keeps_values: bool) -> None:
+                monkeypatch.setattr(Following, "begin", real)
+                first.compact()
+                first["c"] = 3
+                real(state, keeps_values=keeps_values)
+
+            monkeypatch.setattr(Following, "begin", racing)
+            assert second.get("b") == 2
+            replays: list[Path] = []
+            monkeypatch.setattr("typedstore._core.replay", lambda path, *args: replays.append(path))
+            assert dict(second.items()) == {"a": 1, "b": 2, "c": 3}
+            second["d"] = 4
+            assert replays == []
+            assert dict(first.items()) == {"a": 1, "b": 2, "c": 3, "d": 4}
+        assert fresh(log_path) == {"a": 1, "b": 2, "c": 3, "d": 4}
+
+    def test_compactor_stopped_before_its_rename_leaves_a_log_others_go_on_with(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A compaction that stops after recording its move and growing the old log by a
+        byte, before the rename (as when its process is killed), leaves the old log in
+        place: the other handles read it, and the next writer cuts the byte."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            size = log_path.stat().st_size
+
+            def killed(*args: object) -> None:
+                raise OSError("killed before the rename")
+
+            with monkeypatch.context() as patch:
+                patch.setattr("typedstore._fs.os.replace", killed)
+                with pytest.raises(OSError, match="killed"):
+                    first.compact()
+            assert log_path.stat().st_size == size + 1
+            assert dict(second.items()) == {"a": 1}
+            second["b"] = 2
+            first["c"] = 3
+            assert dict(second.items()) == dict(first.items()) == {"a": 1, "b": 2, "c": 3}
+        assert fresh(log_path) == {"a": 1, "b": 2, "c": 3}
+
+    def test_writer_waiting_for_the_lock_catches_up_under_it_too(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write that finds the writer lock taken catches up while it waits, then again
+        under the lock: a modify sees a write made between the two."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["n"] = 1
+            assert second.get("n") == 1
+            engine = second._core._engine
+            assert engine is not None
+            start_writing = engine.start_writing
+
+            def taken() -> bool:  # another writer holds the lock, and writes
+                first["n"] = 10
+                return False
+
+            def wait_then_take() -> None:  # it writes again before letting go
+                first["n"] = 20
+                start_writing()
+
+            monkeypatch.setattr(engine, "try_start_writing", taken)
+            monkeypatch.setattr(engine, "start_writing", wait_then_take)
+            second.modify("n", lambda value: value + 1)
+            monkeypatch.undo()
+            assert first.get("n") == second.get("n") == 21
+        assert fresh(log_path) == {"n": 21}
+
+    def test_catch_up_that_raises_midway_is_finished_by_the_next(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A catch-up interrupted after applying part of the records (an exception, a
+        Ctrl-C) leaves a view the next operation completes, then writes on."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            del first["a"]
+            first["b"] = 2
+            first["a"] = 3
+            real = Following._put
+
+            def interrupted(state: Following[Any, Any], key: Any, *args: Any) -> None:
+                monkeypatch.setattr(Following, "_put", real)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(Following, "_put", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                second.get("b")
+            assert list(second.items()) == [("b", 2), ("a", 3)]
+            second["c"] = 4
+            assert list(first.items()) == [("b", 2), ("a", 3), ("c", 4)]
+        assert fresh(log_path) == {"b": 2, "a": 3, "c": 4}
+
+    def test_value_deferred_in_a_catch_up_is_settled(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A value a catch-up could not validate as it read it (left for the end, as replay
+        does) is validated then, in place, the entries' order kept."""
+        with (
+            TypedStore.open(log_path, str, int, shared=True) as first,
+            TypedStore.open(log_path, str, int, shared=True) as second,
+        ):
+            first["a"] = 1
+            assert second.get("a") == 1
+            first["b"] = 2
+            first["a"] = 3
+            real = Codec.validate_value
+
+            def once(codec: Codec[Any, Any], data: object) -> object:
+                monkeypatch.setattr(Codec, "validate_value", real)
+                raise ValueError("not now")
+
+            monkeypatch.setattr(Codec, "validate_value", once)
+            assert list(second.items()) == [("a", 3), ("b", 2)]

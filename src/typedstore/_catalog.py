@@ -156,17 +156,46 @@ def check_name(name: object) -> str:
     return name
 
 
+def nfc_clash(name: str, names: Iterable[str]) -> str | None:
+    """Return the name of ``names`` that differs from ``name`` but is equal to it under
+    Unicode NFC normalisation, or None: two such names print alike, and one would be
+    taken for the other."""
+    normal = unicodedata.normalize("NFC", name)
+    for other in names:
+        if other != name and unicodedata.normalize("NFC", other) == normal:
+            return other
+    return None
+
+
+def nfc_spellings(names: Iterable[str]) -> dict[str, str]:
+    """Return each of ``names`` by its NFC normal form (for :func:`nfc_clash` of many
+    names at once)."""
+    return {unicodedata.normalize("NFC", name): name for name in names}
+
+
+def nfc_message(name: str, other: str) -> str:
+    """Return why ``name`` is refused beside ``other`` (see :func:`nfc_clash`)."""
+    return (
+        f"collection names {name!r} and {other!r} are equal under Unicode NFC "
+        "normalisation: they print alike, so one would be taken for the other; use "
+        "one spelling"
+    )
+
+
 def _schema_keys(data: dict[str, object]) -> dict[str, object]:
     return {key: data[key] for key in SCHEMA_KEYS if key in data}
 
 
 def _check_unique(collections: tuple[CollectionMeta, ...]) -> None:
-    names: set[str] = set()
+    names: dict[str, str] = {}
     ids: set[int] = set()
     for meta in collections:
-        if meta.name in names:
+        normal = unicodedata.normalize("NFC", meta.name)
+        if normal in names:
+            if names[normal] != meta.name:
+                raise CatalogError(nfc_message(meta.name, names[normal]))
             raise CatalogError(f"the catalog names collection {meta.name!r} twice")
         if meta.id in ids:
             raise CatalogError(f"the catalog gives id {meta.id} to two collections")
-        names.add(meta.name)
+        names[normal] = meta.name
         ids.add(meta.id)

@@ -37,6 +37,7 @@ from ._packing import (
     packb,
     packb_exact,
     packb_plain,
+    packb_plain_pair,
     unpack,
 )
 from ._plain_types import dumps_plain_data
@@ -95,7 +96,7 @@ class Codec(Generic[K, V]):
         ``TypeError`` for a key that is not hashable after validation.
         """
         if self._plain_key is not None and type(key) is self._plain_key:
-            return cast(K, key), packb_plain(key)
+            return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
         validated, blob = self._validated_key(key)
         if not self.finds(validated, blob):
             raise EncodingError(
@@ -126,7 +127,7 @@ class Codec(Generic[K, V]):
         """
         if self._plain_key is not None and type(key) is self._plain_key:
             try:
-                return cast(K, key), packb_plain(key)
+                return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             except EncodingError:  # an int beyond 64 bits, a str with a lone surrogate
                 return None
         try:
@@ -165,7 +166,7 @@ class Codec(Generic[K, V]):
     def encode_value(self, value: object) -> tuple[V, bytes]:
         """Validate ``value``; return it as a replay would give it, and its bytes."""
         if self._plain_value is not None and type(value) is self._plain_value:
-            return cast(V, value), packb_plain(value)
+            return value, packb_plain(value)  # type: ignore[return-value]  # an exact plain V; no cast()
         validated = self._values.validator.validate_python(value)  # the type's own rules
         if self._strict_values is None:
             # Not before first use, as for ``_bound_validate``.
@@ -179,6 +180,16 @@ class Codec(Generic[K, V]):
         # Memory keeps the bytes of mutable values; immutable ones are encoded again
         # by compaction, so those must give their own bytes back.
         return _read_back(self._values, validated, value, stable=not self.copies_values)
+
+    def encode_write(self, key: object, value: object) -> tuple[K, bytes, object, bytes]:
+        """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
+        :meth:`freeze` in one call, the path of every write (plain types need no more)."""
+        if type(key) is self._plain_key and type(value) is self._plain_value:
+            key_bytes, blob = packb_plain_pair(key, value)
+            return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+        validated_key, key_bytes = self.encode_key(key)
+        validated, blob = self.encode_value(value)
+        return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""

@@ -25,10 +25,10 @@ from ._config import Schema
 from ._errors import StoreClosedError
 from ._index import Index, IndexView, declared_indexes
 from ._index_hook import IndexHook
-from ._index_set import IndexSet
+from ._index_set import Change, IndexSet
 from ._records import Write, record_head, removal
 from ._table import Table
-from ._txn import Transaction
+from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:
@@ -36,21 +36,35 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_UNLOCKED_KEYS: frozenset[type] = frozenset((str, bytes, int, bool))
+"""The exact key types whose single-key reads skip the lock when no transaction or batch
+is under way (``Core.writing`` even, and the same after the lookup as before it).
+
+Looking one of them up in a dict runs no Python code (their hash and equality are C),
+so under the GIL the lookup is one step that sees the entry before or after a lone
+write, never half of one, as a locked read would. A transaction or batch changes several
+entries (the same key twice, say: removed then inserted), so it makes ``writing`` odd
+from start to end: a read that begins meanwhile takes the lock (and waits, as README
+promises), and one that began before and looked up during it sees ``writing`` changed
+and reads again under the lock. Shared and read-only stores always lock: taking the
+lock catches them up with other processes."""
+
 
 class WriteHook(Protocol):
     """Something kept beside a collection that follows its writes (an index, say).
 
     The database's write path (``_core.Core._write`` and ``_commit``) calls ``before``
     with a record's writes to the collection before anything is written, under the lock
-    (raising there refuses the write, nothing written), then ``after`` once the record
-    is written and memory applied, with what each write replaced (MISSING where nothing).
+    (raising there refuses the write, nothing written), then ``after`` once the log
+    holds the record, even when an exception (a KeyboardInterrupt) arrived meanwhile:
+    memory has then applied it, or is applying it on the way out (``Table.settle``).
     """
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Check ``writes``; raise to refuse them."""
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
-        """Follow ``writes``, written and applied."""
+    def after(self, writes: Sequence[Write[Any]]) -> None:
+        """Follow ``writes``, now in the log; must leave the hook whole whatever arrives."""
 
 
 UNBOUND: object = object()
@@ -106,12 +120,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec: Codec[K, V],
         schema: Schema,
         table: Table[K],
-        values: Mapping[K, V] | None = None,
+        found: Mapping[K, tuple[object, ...]] | None = None,
     ) -> None:
         """Bind this new collection to its database's ``core`` as collection ``ident``.
 
-        ``values`` holds the validated values replay kept of ``table``'s entries (some,
-        all or none): its indexes are built from them, the others decoded again.
+        ``found`` holds what replay kept of the values of ``table``'s entries (some, all
+        or none): what each index function returned for them (``index_functions``). With
+        all of them, the indexes are built from it; else from the values, decoded again.
         """
         self._core = core
         self._lock = core.lock
@@ -126,13 +141,23 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._table = table
         self._is_closed = core.is_closed
         """Kept by the database as its own (open or closed): checked first by every read."""
+        self._unlocked_keys = frozenset() if core.shared or core.readonly else _UNLOCKED_KEYS
+        """The types of key :meth:`get` and ``[]`` look up without the lock (see
+        ``_UNLOCKED_KEYS``): none where the lock catches up with other processes."""
         self._indexes: IndexSet[K, V] = declared_indexes(type(self), self._read_value, self._lock)
         """The indexes its class declares, built from ``table`` (README.md, "Indexes")."""
         self._index_views: dict[int, IndexView[K, V, Any]] = {}
         """Each index's lookups, made on first use, by the id of its (class attribute) Index."""
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
-            self._indexes.rebuild(self._thawed(values or {}))
+            keys = list(table.entries)
+            known = found or {}
+            # At C speed; a value replay left for the end (another schema) is not known.
+            if len(known) != len(keys) or not all(map(known.__contains__, keys)):
+                self._indexes.rebuild(self._thawed({}))
+            elif not self._indexes.rebuild_found(keys, list(map(known.__getitem__, keys))):
+                self._indexes.rebuild(self._thawed({}))  # raises the error that applies
+            self._indexes.entries = lambda: self._thawed({})
             self._index_hook = IndexHook(self._indexes, codec)
             self._hooks = (self._index_hook,)
 
@@ -140,12 +165,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         """Return a copy of the value of a present ``key`` (index lookups, under the lock)."""
         return self._codec.thaw(self._table.entries[key])
 
-    def _thawed(self, known: Mapping[K, V]) -> Iterator[tuple[K, V]]:
-        """Yield each entry with its value: from ``known``, else decoded from memory."""
+    def _thawed(self, known: Mapping[K, V]) -> list[tuple[K, V]]:
+        """Return each entry with its value: from ``known``, else decoded from memory."""
         thaw = self._codec.thaw
-        for key, stored in self._table.entries.items():
-            value = known.get(key, MISSING)
-            yield key, thaw(stored) if value is MISSING else value
+        return [
+            (key, thaw(stored) if (value := known.get(key, MISSING)) is MISSING else value)
+            for key, stored in self._table.entries.items()
+        ]
 
     def _index_view(self, index: Index[V, T]) -> IndexView[K, V, T]:
         """Return the lookups of ``index``, one of this collection's class (``IndexHost``)."""
@@ -155,6 +181,18 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         if view is None:
             view = self._index_views[id(index)] = IndexView(self._indexes, index)
         return view
+
+    def _follow(self, changes: Sequence[Change[K, V]]) -> None:
+        """Bring the indexes up to date with ``changes``, other processes' records a
+        catch-up applied to the table in place, key by key (``IndexSet.follow``); on
+        any error, rebuild them from memory (:meth:`_reindex`), which raises as an open
+        would if the entries break a unique index."""
+        if self._indexes:
+            with self._lock:
+                try:
+                    self._indexes.follow(changes)
+                except Exception:
+                    self._indexes.rebuild(self._thawed({}))
 
     def _reindex(self) -> None:
         """Rebuild the indexes from memory, after a catch-up applied other processes'
@@ -172,19 +210,35 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def get(self, key: K, /, default: V | T) -> V | T: ...
     def get(self, key: K, /, default: object = None) -> object:
         """Return the value of ``key`` (a copy for mutable types), or ``default``."""
-        with self._lock:
-            if self._is_closed:  # _check_open, inlined in the hottest reads
-                self._check_open()
-            stored = self._table.entries.get(key, MISSING)
+        core = self._core
+        seen = core.writing
+        entries = self._table.entries  # before the closed check: close() replaces the table
+        unlocked = not seen & 1 and type(key) in self._unlocked_keys and not self._is_closed
+        if unlocked:  # see _UNLOCKED_KEYS
+            stored = entries.get(key, MISSING)
+            unlocked = core.writing == seen
+        if not unlocked:
+            with self._lock:
+                if self._is_closed:  # _check_open, inlined in the hottest reads
+                    self._check_open()
+                stored = self._table.entries.get(key, MISSING)
         if stored is MISSING:
             return default
         return self._codec.thaw(stored) if self._copies else stored
 
     def __getitem__(self, key: K) -> V:
-        with self._lock:
-            if self._is_closed:
-                self._check_open()
-            stored = self._table.entries.get(key, MISSING)
+        core = self._core  # as get does
+        seen = core.writing
+        entries = self._table.entries
+        unlocked = not seen & 1 and type(key) in self._unlocked_keys and not self._is_closed
+        if unlocked:
+            stored = entries.get(key, MISSING)
+            unlocked = core.writing == seen
+        if not unlocked:
+            with self._lock:
+                if self._is_closed:
+                    self._check_open()
+                stored = self._table.entries.get(key, MISSING)
         if stored is MISSING:
             raise KeyError(key)
         if self._copies:
@@ -260,16 +314,19 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         return None if previous is MISSING else self._codec.thaw(previous)
 
     def __setitem__(self, key: K, value: V) -> None:
-        self._put(key, value)
+        if self._index_hook is None:  # _put's first case, inlined: the commonest write
+            self._core._write(self, (self._codec.encode_write(key, value),))
+        else:
+            self._put(key, value)
 
     def _put(self, key: K, value: V) -> Stored:
         codec = self._codec
+        hook = self._index_hook
+        if hook is None:
+            return self._core._write(self, (codec.encode_write(key, value),))[0]
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
         write = (validated_key, key_bytes, codec.freeze(validated, blob), blob)
-        hook = self._index_hook
-        if hook is None:
-            return self._core._write(self, (write,))[0]
         given = hook.given()  # the indexes need not decode the value again
         ident = id(blob)
         if ident in given:  # a write under way holds these very bytes (one-byte ones are shared)
@@ -373,7 +430,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         propagates. An absent key raises KeyError, writing nothing; with ``default``,
         ``fn`` starts from a validated copy of ``default`` instead (one insert record).
         """
-        codec = self._codec
+        codec, copies = self._codec, self._copies
         # With a default, modify may insert: the key is validated as for any write.
         found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
         result: list[V] = []
@@ -384,9 +441,10 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
                 stored = codec.freeze(*codec.encode_value(default))
             if found is None or stored is MISSING:
                 raise KeyError(key)
-            validated, blob = codec.encode_value(fn(codec.thaw(stored)))
+            # thaw and freeze, inlined: what memory keeps is the bytes when values copy
+            validated, blob = codec.encode_value(fn(codec.thaw(stored) if copies else stored))  # type: ignore[arg-type]  # an immutable V is kept as itself
             result.append(validated)
-            return ((found[0], found[1], codec.freeze(validated, blob), blob),)
+            return ((found[0], found[1], blob if copies else validated, blob),)
 
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
         compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
@@ -396,15 +454,11 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     # -- transactions (TransactionHost) -----------------------------------------------------
 
-    def _begin_transaction(self) -> Mapping[K, Stored]:
-        self._core._begin_transaction()
-        return self._table.entries
+    def _begin_transaction(self) -> tuple[Hold, Mapping[K, Stored]]:
+        return self._core._begin_transaction(), self._table.entries
 
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         self._core._commit(((self, writes),))
-
-    def _end_transaction(self) -> None:
-        self._core._end_transaction()
 
     # -- state -------------------------------------------------------------------------------
 

@@ -35,11 +35,18 @@ def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
         offset += len(frame)
 
 
-def insert_bodies(entries: Mapping[K, object], codec: Codec[K, V]) -> Iterator[bytes]:
-    """Yield one insert body per live entry of a store, in order."""
+def insert_bodies(
+    entries: Mapping[K, object], codec: Codec[K, V], head: bytes = b""
+) -> Iterator[bytes]:
+    """Yield one insert body per live entry of a store, in order, each after ``head`` (a
+    collection's record head, ``_records.record_head``: nothing for collection 0)."""
     insert_body, key_bytes, stored_bytes = _format.insert_body, codec.key_bytes, codec.stored_bytes
+    if not head:
+        for key, stored in entries.items():
+            yield insert_body(key_bytes(key), stored_bytes(stored))
+        return
     for key, stored in entries.items():
-        yield insert_body(key_bytes(key), stored_bytes(stored))
+        yield head + insert_body(key_bytes(key), stored_bytes(stored))
 
 
 @dataclass(frozen=True, slots=True)

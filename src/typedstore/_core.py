@@ -9,32 +9,49 @@ core holding named collections; ``TypedStore`` (``_store``) is a core holding on
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import enum
 import logging
 import os
 import threading
+import unicodedata
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from . import _compact, _format, _fs
-from ._catalog import DEFAULT_NAME, Catalog, CollectionMeta, check_name, database
+from ._catalog import (
+    DEFAULT_NAME,
+    Catalog,
+    CollectionMeta,
+    check_name,
+    database,
+    nfc_clash,
+    nfc_message,
+    nfc_spellings,
+)
 from ._codec import Codec
-from ._collection import Collection
+from ._collection import Collection, WriteHook
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
 from ._file_engine import FileEngine
-from ._index import has_indexes
+from ._follow import Following
+from ._index import has_indexes, index_functions
 from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
 from ._pg_engine import PostgresEngine
-from ._records import Write, collection_record, groups_body, headed, operation_body
+from ._records import (
+    Write,
+    collection_record,
+    groups_body,
+    operation_record,
+)
 from ._replay import (
     Declaration,
     Declared,
@@ -140,9 +157,12 @@ class Core:
         self._total = 0
         """How many records the log holds up to ``_known``, as far as compaction cares."""
         self._resume_cache: (
-            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]] | None
+            tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]] | None
         ) = None
         """What :meth:`_resumed` returned last, and for which catalog."""
+        self._indexes_behind = False
+        """Whether a catch-up stopped (raised) before the indexes followed the records it
+        applied to the tables: the next one rebuilds them whole (see :meth:`_read_new`)."""
         if self.shared or readonly:
             self.lock = _FollowingLock(self)
         if pg is not None and not readonly:
@@ -153,9 +173,13 @@ class Core:
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
-        self._txn_writer = contextlib.ExitStack()
-        """The writer lock a transaction holds in shared mode."""
         self._phase = _IDLE
+        self.writing = 0
+        """Odd while a transaction is open or a batch is applied, and larger after each:
+        single-key reads check it to skip the lock (``_collection._UNLOCKED_KEYS``). Set
+        under the lock only: ``(writing + 2) | 1`` as one starts, ``(writing + 1) & ~1``
+        as it ends (no call: a Ctrl-C could land at a call). Left odd by an interrupt,
+        it only makes reads lock until the next batch ends."""
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
         self._log: Log | None = None
@@ -251,11 +275,14 @@ class Core:
         )
 
     def _settle_catalog(self, log: Log, replayed: Replay, changes: Changes) -> None:
-        """Write the catalog this open changed: dropped or renamed collections at once; other
-        changes with the next record, or at once in shared mode, where other processes
-        would otherwise keep writing under the old catalog."""
+        """Write the catalog this open changed: dropped, renamed or added collections at
+        once (a collection listed is in the log); changed types with the next record, or at
+        once in shared mode, where other processes would otherwise keep writing under the
+        old catalog."""
         changed = self.catalog != replayed.catalog
-        if changes.dropped or changes.renamed or (changed and self.shared):
+        old = {meta.id for meta in replayed.catalog.collections}
+        added = any(meta.id not in old for meta in self.catalog.collections)
+        if changes.dropped or changes.renamed or (changed and (self.shared or added)):
             self._write_catalog(log)
         elif changed:
             # Later records must say they were written under the current catalog.
@@ -270,7 +297,10 @@ class Core:
                 only = wanted.get(meta.name)
             if only is None:
                 return None
-            return Declaration(only.codec, only.schema, keeps_values=has_indexes(only.cls))
+            if not has_indexes(only.cls):
+                return Declaration(only.codec, only.schema)
+            keep = index_functions(only.cls)
+            return Declaration(only.codec, only.schema, keeps_values=True, keep=keep)
 
         return declare
 
@@ -287,6 +317,11 @@ class Core:
         self._apply_changes(changes, states)
         if self._single:
             wanted = self._single_wanted(wanted)
+        listed = nfc_spellings(meta.name for meta in self.catalog.collections)
+        for name in wanted:
+            other = listed.get(unicodedata.normalize("NFC", name), name)
+            if other != name:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}; nothing was changed")
         made = [self._make(name, want, states) for name, want in wanted.items()]
         self._kept = {ident: s for ident, s in states.items() if isinstance(s, Kept)}
         return made
@@ -305,32 +340,60 @@ class Core:
         return {names[0] if names else DEFAULT_NAME: want}
 
     def _apply_changes(self, changes: Changes, states: dict[int, Any]) -> None:
-        """Drop and rename collections as the open asks; ValueError naming one the log lacks."""
+        """Drop and rename collections as the open asks, all renames at once (a swap or a
+        chain is a rename like any other); ValueError, nothing changed, for a name the log
+        lacks, one dropped and renamed, or a rename that leaves two collections one name."""
         listed = list(self.catalog.collections)
         names = {meta.name for meta in listed}
-        for name in [*changes.dropped, *(changes.renamed or {})]:
+        renamed = changes.renamed or {}
+        for name in [*changes.dropped, *renamed]:
             if name not in names:
                 raise ValueError(f"{self.path}: the log has no collection {name!r}")
-            if name in changes.dropped and name in (changes.renamed or {}):
+            if name in changes.dropped and name in renamed:
                 raise ValueError(f"{self.path}: collection {name!r} is both dropped and renamed")
-        for new in (changes.renamed or {}).values():
+        for new in renamed.values():
             check_name(new)
-            if new in names and new not in changes.dropped:
-                raise ValueError(f"{self.path}: the log has a collection {new!r} already")
-        kept = []
+        kept = [
+            replace(meta, name=renamed.get(meta.name, meta.name))
+            for meta in listed
+            if meta.name not in changes.dropped
+        ]
+        self._check_renamed(listed, kept, renamed)
         for meta in listed:
             if meta.name in changes.dropped:
                 states.pop(meta.id, None)
-                continue
-            new_name = (changes.renamed or {}).get(meta.name, meta.name)
-            kept.append(replace(meta, name=new_name))
-        if changes.dropped or changes.renamed:
+        if changes.dropped or renamed:
             self.catalog = database(kept)
-            renamed = changes.renamed or {}
             for meta in listed:  # a renamed collection is matched to the code by its new name
                 state = states.get(meta.id)
                 if meta.name in renamed and isinstance(state, Declared):
                     states[meta.id] = state.kept()
+
+    def _check_renamed(
+        self, listed: list[CollectionMeta], kept: list[CollectionMeta], renamed: Mapping[str, str]
+    ) -> None:
+        """Refuse renames that leave two collections one name, or names equal under NFC."""
+        old = {meta.id: meta.name for meta in listed}
+        final: dict[str, int] = {}
+        for meta in kept:
+            first = final.setdefault(meta.name, meta.id)
+            if first != meta.id:
+                one, two = old[first], old[meta.id]
+                if one in renamed and two in renamed:
+                    raise ValueError(
+                        f"{self.path}: renamed_collections renames {one!r} and {two!r} to "
+                        f"one name {meta.name!r}; nothing was changed"
+                    )
+                staying = one if one not in renamed else two
+                raise ValueError(
+                    f"{self.path}: the log has a collection {staying!r} already; rename or "
+                    f"drop it too to take its name; nothing was changed"
+                )
+            other = nfc_clash(meta.name, final)
+            if other is not None:
+                raise ValueError(
+                    f"{self.path}: {nfc_message(meta.name, other)}; nothing was changed"
+                )
 
     def _make(
         self, name: str, want: Wanted, states: Mapping[int, Declared[Any, Any] | Kept]
@@ -414,19 +477,85 @@ class Core:
                 raise RuntimeError(
                     f"collection({name!r}) from code that interrupted a write of this store"
                 )
-            before = self.catalog
-            meta = before.by_name(name)
-            state = None if meta is None else self._kept.get(meta.id)
-            try:
-                collection = self._make(name, want, {} if state is None else {meta.id: state})  # type: ignore[union-attr]  # meta is set with state
-            except BaseException:
-                self._restore_meta(name, meta)
-                raise
-            if meta is not None:
-                self._kept.pop(meta.id, None)
-            if self.catalog != before and self._log is not None:
-                self._log.pending_schema = self._catalog_bytes()
+            if self.shared and self._log is not None and self._holds_no_writer():
+                return self._declare_shared(name, want, self._log)
+            return self._declare_collection(name, want)
+
+    def _declare_shared(self, name: str, want: Wanted, log: Log) -> Collection[Any, Any]:
+        """:meth:`_declare_collection` under the writer lock, caught up first: the catalog
+        this adds to is the log's. Let go as :meth:`_write_shared` does, wherever a Ctrl-C
+        lands."""
+        engine = self._engine
+        assert engine is not None, "only a shared core writes this way"
+        was_writing = engine.is_writing
+        try:
+            self._start_writer()
+            collection = self._declare_collection(name, want)
+            self._stop_writer(log)
+        except BaseException:
+            if engine.is_writing and not was_writing:
+                self._stop_writer(log)
+            raise
+        return collection
+
+    def _holds_no_writer(self) -> bool:
+        """Whether this thread holds no writer lock (shared mode): no write or transaction
+        of its own is in progress."""
+        return self._phase is _IDLE and self._txn_thread is None
+
+    def _declare_collection(self, name: str, want: Wanted) -> Collection[Any, Any]:
+        """Make the collection ``name``, new or kept until now.
+
+        A new one's catalog entry is written at once, so that a collection listed is one
+        the log has. Changed types of a kept one go with the next record, except in shared
+        mode: there another process's catalog change, made without them meanwhile, would
+        overwrite them, so they are written at once too, under the writer lock.
+        """
+        before = self.catalog
+        meta = before.by_name(name)
+        if meta is None:
+            other = nfc_clash(name, (m.name for m in before.collections))
+            if other is not None:
+                raise ValueError(f"{self.path}: {nfc_message(name, other)}")
+        kept = None if meta is None else self._kept.get(meta.id)
+        try:
+            collection = self._make(name, want, {} if kept is None else {meta.id: kept})  # type: ignore[union-attr]  # meta is set with kept
+        except BaseException:
+            made = self.catalog.by_name(name)
+            if made is not None and meta is None:
+                self.collections.pop(made.id, None)
+                self._tables.pop(made.id, None)
+            self._restore_meta(name, meta)
+            raise
+        if meta is not None:
+            self._kept.pop(meta.id, None)
+        log = self._log
+        if self.catalog == before or log is None:
             return collection
+        if meta is not None and not self.shared:
+            log.pending_schema = self._catalog_bytes()
+            return collection
+        phase, self._phase = self._phase, _APPENDING  # a write from a signal handler: refused
+        try:
+            self._write_catalog(log)
+        except BaseException:
+            self._undeclare(collection, meta, kept)
+            raise
+        finally:
+            self._phase = phase
+        return collection
+
+    def _undeclare(
+        self, collection: Collection[Any, Any], meta: CollectionMeta | None, kept: Kept | None
+    ) -> None:
+        """Take back the declaration of ``collection``, whose catalog was not written."""
+        ident = collection._id
+        self.collections.pop(ident, None)
+        self._tables.pop(ident, None)
+        collection._is_closed = True
+        self._restore_meta(collection._name, meta)
+        if meta is not None and kept is not None:
+            self._kept[meta.id] = kept
 
     def _restore_meta(self, name: str, meta: CollectionMeta | None) -> None:
         """Put back the catalog entry of ``name`` as it was (``meta``; None: no entry).
@@ -467,11 +596,15 @@ class Core:
             self._known, self._generation = opened.replay.end, opened.replay.generation
             self._total = opened.replay.total_records
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, *, changed: bool = False) -> bool:
         """Apply what other processes wrote since this core last looked: every operation's
-        first step in shared and read-only mode (README, "Several processes").
+        first step in shared and read-only mode (README, "Several processes"). ``changed``
+        says the caller just found the log changed (``FileEngine.grew_or_moved``).
 
-        One ``pread`` and one ``lseek`` when nothing changed. Records appended since are
+        Return True when the log, as read, ended at ``_known`` exactly, in the same
+        file: under the writer lock, where it can then be appended to unchecked.
+
+        One ``lseek`` when nothing changed. Records appended since are
         read from the last known position and applied through replay's own code. A log
         another process compacted is read to its end, then followed to its new file
         without replaying that (it holds exactly the state this core then has), unless
@@ -480,19 +613,21 @@ class Core:
         """
         engine = self._engine
         assert engine is not None, "only a shared or read-only core follows"
-        if not engine.grew_or_moved(self._known):
-            return
-        if engine.is_replaced():
-            if engine.end() != self._known:
-                self._read_new(engine)  # the rest of the old log, still open here
-            if engine.is_replaced():  # unless that replayed the new one whole
-                position = engine.follow(self._known)
-                if position is None:
-                    self._reload()
-                    return
-                self._moved(position)
+        if not changed and not engine.grew_or_moved(self._known):
+            return True
+        if not engine.is_replaced():
+            return self._read_new(engine)  # the log grew: the common case
+        if engine.end() != self._known:
+            self._read_new(engine)  # the rest of the old log, still open here
+        if engine.is_replaced():  # unless that replayed the new one whole
+            position = engine.follow(self._known)
+            if position is None:
+                self._reload()
+                return False
+            self._moved(position)
         if engine.end() != self._known:
             self._read_new(engine)
+        return False
 
     def _moved(self, position: int) -> None:
         """Continue at ``position`` of the file a compaction put in place of the old one."""
@@ -508,12 +643,14 @@ class Core:
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine | PostgresEngine) -> None:
+    def _read_new(self, engine: FileEngine | PostgresEngine) -> bool:
         """Apply the complete records appended since ``_known``; one still being written
-        (or left by a killed writer) is not there yet."""
+        (or left by a killed writer) is not there yet. Return whether the log ended
+        right after them when read (no partial record after), so that a writer holding
+        the lock knows its end without asking again."""
         if self._known == 0:  # a read-only core that found the log empty: no header yet
             self._reload()
-            return
+            return False
         frames = engine.read_frames(self._known)
         if frames.stop == "invalid" and engine.mode == "shared":
             raise CorruptLogError(
@@ -524,29 +661,40 @@ class Core:
             )
         bodies = frames.bodies
         if not bodies:
-            return
+            return frames.stop == "end"
         if any(_format.kind_of(body)[0] == _format.RecordKind.SCHEMA for _, body in bodies):
             self._reload()  # another process changed the catalog: rare, replayed whole
-            return
+            return False
         replayer, declared = self._resumed()
         replayer.trail.generation = self._generation
+        rebuild, self._indexes_behind = self._indexes_behind, True  # until they follow
+        for collection, state in declared:
+            state.begin(keeps_values=bool(collection._indexes))
         try:
             self._total += replayer.resume(bodies)
-        finally:
+        finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
+                key_bytes = collection._table._key_bytes
+                if key_bytes is not None:
+                    state.follow_key_bytes(key_bytes)
+                # A new table: positions (Table.at) are computed anew.
+                collection._table = self._tables[collection._id] = Table(state.entries, key_bytes)
+            for _, state in declared:
                 state.settle()
-                collection._table = self._tables[collection._id] = Table(
-                    state.entries, collection._table._key_bytes
-                )
-                if collection._table._key_bytes is not None:
-                    self._install(collection, state.entries)
-        for collection, _ in declared:
-            collection._reindex()
+        for collection, state in declared:
+            if not collection._indexes:
+                continue
+            if rebuild:
+                collection._reindex()
+            elif state.before:
+                collection._follow(state.changes())
+        self._indexes_behind = False
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
+        return frames.stop == "end"
 
-    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Declared[Any, Any]]]]:
+    def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]]:
         """Return a replay resumed from the state in memory, and the declared collections'
         states in it, which apply records to their tables' entries in place.
 
@@ -566,7 +714,7 @@ class Core:
                 kept = states.setdefault(meta.id, Kept())
                 kept.enter(collection_segment(self.path, meta, 0))
                 continue
-            state = Declared[Any, Any](self.path, collection._codec, collection._schema_now)
+            state = Following[Any, Any](self.path, collection._codec, collection._schema_now)
             state.entries = collection._table.entries  # applied in place
             state.enter(collection_segment(self.path, meta, 0))
             states[meta.id] = state
@@ -610,6 +758,7 @@ class Core:
             want = Wanted(type(collection), collection._codec, collection._schema_now)
             self._install(collection, self._validated(found, want))
             collection._reindex()
+        self._indexes_behind = False
         self.catalog, self._next_id, self._kept = state.catalog, state.next_id, kept
         self._known, self._generation, self._total = (
             state.end,
@@ -633,34 +782,39 @@ class Core:
         collection._table = table
         self._tables[collection._id] = table
 
-    @contextlib.contextmanager
-    def _writer(self) -> Iterator[Log]:
-        """Hold the writer lock of shared mode, caught up, the log's end taken for appending.
+    def _start_writer(self) -> Log:
+        """Take the writer lock of shared mode, catch up, and take the log's end for appending.
 
         A ``StaleLogError`` cannot happen under the lock, as no other process appends;
         should the engine raise it all the same, this core catches up and tries once more.
+        Every caller lets go with :meth:`_stop_writer` in a handler that runs it once more
+        if a Ctrl-C lands midway (unlocking twice is harmless); not a context manager,
+        whose ``__exit__``, Python code, could itself be interrupted before it let go.
         """
-        log = self._start_writer()
-        try:
-            yield log
-        finally:
-            self._stop_writer(log)
-
-    def _start_writer(self) -> Log:
-        """Take the writer lock, catch up and take the log's end; see :meth:`_writer`."""
         engine, log = self._engine, self._log
         assert engine is not None, "only a shared core writes this way"
         assert log is not None, "only a writable core writes"
-        engine.start_writing()
+        was_writing = engine.is_writing
         try:
-            self._catch_up()
-            try:
-                engine.claim(self._known)
-            except StaleLogError:
+            if not engine.try_start_writing():
+                # Another writer holds the lock: read what was written so far while waiting,
+                # so that the catch-up under the lock, which holds up every other writer,
+                # reads only what the last holders added.
                 self._catch_up()
-                engine.claim(self._known)
+                engine.start_writing()
+            if not engine.grew_or_moved(self._known):
+                engine.take_end(self._known)  # the common case: 4 system calls a write
+            elif self._catch_up(changed=True):  # read up to the end, under the lock
+                engine.take_end(self._known)
+            else:
+                try:
+                    engine.claim(self._known)
+                except StaleLogError:
+                    self._catch_up()
+                    engine.claim(self._known)
         except BaseException:
-            engine.stop_writing()
+            if engine.is_writing and not was_writing:  # taken here, then failed or interrupted
+                engine.stop_writing()
             raise
         return log
 
@@ -682,20 +836,35 @@ class Core:
     ) -> list[Stored]:
         """:meth:`_write` in shared mode: under the writer lock, caught up first, so that
         ``stage`` (``modify``'s ``fn``, validators) sees every write acknowledged before."""
-        lock = self.lock
+        lock, engine = self.lock, self._engine
         assert isinstance(lock, _FollowingLock)
-        lock.acquire_quietly()
+        assert engine is not None, "only a shared core writes this way"
+        # A Ctrl-C can land after any call, the releases' own included: one handler lets
+        # go of whatever this write took and still holds. Not finally blocks: their
+        # calls before a release would be such places too.
+        held = lock.holds()
+        was_writing = True  # until read under the lock: not this write's writer lock
         try:
-            self._writable_log()  # closed, read-only, in a transaction: the error that applies
+            lock.acquire_quietly()
+            was_writing = engine.is_writing  # a write from a compaction's signal handler
+            log = (
+                self._writable_log()
+            )  # closed, read-only, in a transaction: the error that applies
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            log = self._start_writer()
-            try:
-                return Core._write(self, collection, stage, compact=compact)
+            self._start_writer()
+            previous = Core._write(self, collection, stage, compact=compact)
+            self._stop_writer(log)
+        except BaseException:
+            try:  # also once more if the normal path's _stop_writer was interrupted
+                if engine.is_writing and not was_writing:
+                    self._stop_writer(self._log)  # type: ignore[arg-type]  # writable: set
             finally:
-                self._stop_writer(log)
-        finally:
-            lock.release()
+                if lock.holds() > held:
+                    lock.release()
+            raise
+        lock.release()
+        return previous
 
     def _write_optimistic(
         self,
@@ -717,35 +886,50 @@ class Core:
         """
         lock = self.lock
         assert isinstance(lock, _FollowingLock)
+        held = lock.holds()
+        try:  # released as _write_shared does, wherever a Ctrl-C lands
+            lock.acquire_quietly()
+            written = self._write_optimistic_locked(collection, stage, compact=compact)
+        except BaseException:
+            if lock.holds() > held:
+                lock.release()
+            raise
+        lock.release()
+        return written
+
+    def _write_optimistic_locked(
+        self,
+        collection: Collection[Any, Any],
+        stage: Callable[[Table[Any]], Sequence[Write[Any]]] | Sequence[Write[Any]],
+        *,
+        compact: bool,
+    ) -> list[Stored]:
+        """:meth:`_write_optimistic`, its lock held."""
         engine = self._engine
         assert isinstance(engine, PostgresEngine), "only a core on PostgreSQL writes this way"
-        lock.acquire_quietly()
-        try:
-            while True:
-                log = self._writable_log()  # closed, in a transaction: the error that applies
-                if self._phase is not _IDLE:
-                    raise RuntimeError(_REENTERED)
-                engine.claim(self._known)
-                try:
-                    written = Core._write(self, collection, stage, compact=compact)
-                except StaleLogError:
-                    if engine.claimed != self._known:  # never: _after_write keeps it
-                        raise
-                    self._catch_up()  # nothing landed: catch up and decide again
-                    continue
-                except BaseException:
-                    if engine.claimed != self._known:
-                        self._wrote(log)  # landed, then interrupted: memory followed
-                    elif self._grew(engine):  # decided on an old state: decide again
-                        continue
+        while True:
+            log = self._writable_log()  # closed, in a transaction: the error that applies
+            if self._phase is not _IDLE:
+                raise RuntimeError(_REENTERED)
+            engine.claim(self._known)
+            try:
+                written = Core._write(self, collection, stage, compact=compact)
+            except StaleLogError:
+                if engine.claimed != self._known:  # never: _after_write keeps it
                     raise
+                self._catch_up()  # nothing landed: catch up and decide again
+                continue
+            except BaseException as exc:
                 if engine.claimed != self._known:
-                    self._wrote(log)
-                elif self._grew(engine):
-                    continue
-                return written
-        finally:
-            lock.release()
+                    self._wrote(log)  # landed, then interrupted: memory followed
+                elif isinstance(exc, Exception) and self._grew(engine):
+                    continue  # decided on an old state (a Ctrl-C is not retried): again
+                raise
+            if engine.claimed != self._known:
+                self._wrote(log)
+            elif self._grew(engine):
+                continue
+            return written
 
     def _wrote(self, log: Log) -> None:
         """Note where the log ends after this core's own write (on PostgreSQL)."""
@@ -796,22 +980,41 @@ class Core:
                 writes = stage(collection._table) if callable(stage) else stage
                 if not writes:
                     return []
+                hooks = collection._hooks
+                for hook in hooks:  # index functions: user code too
+                    hook.before(writes)
                 # User code may have closed the store, and something else may now own
                 # its file's descriptor number: write nowhere.
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
-                hooks = collection._hooks
-                if hooks:
-                    _before(((collection, writes),))
                 self._phase = _APPENDING
-                previous = self._append(log, collection, writes)
                 if hooks:
-                    _after(((collection, writes),), (previous,))
+                    previous = self._append_hooked(log, collection, writes, hooks)
+                else:
+                    previous = self._append(log, collection, writes)
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _append_hooked(
+        self,
+        log: Log,
+        collection: Collection[Any, Any],
+        writes: Sequence[Write[Any]],
+        hooks: Sequence[WriteHook],
+    ) -> list[Stored]:
+        """:meth:`_append` for a collection with hooks (indexes), which saw the writes
+        before: each follows them once the log holds the record, whatever exception
+        arrives meanwhile (see ``_append``)."""
+        records = log.total_records
+        try:
+            return self._append(log, collection, writes)
+        finally:
+            if log.total_records != records:
+                for hook in hooks:
+                    hook.after(writes)
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
@@ -827,10 +1030,11 @@ class Core:
         ((key, given, stored, blob),) = writes  # one write: the hottest path, kept short
         if blob is None and key not in table.entries:
             return [MISSING]  # the removal of an absent key writes nothing
-        named = table.record_key(key, given)
+        key_bytes = table._key_bytes  # table.record_key, inlined
+        named = given if key_bytes is None else key_bytes.get(key, given)
         try:
             # A collection other than 0: its records name it (docs/FORMAT.md).
-            log.append(headed(collection._head, operation_body(named, blob)), 1)
+            log.append(operation_record(collection._head, named, blob), 1)
             return [table.pop(key) if blob is None else table.put(key, named, stored)]
         except BaseException:
             if log.total_records != records:
@@ -848,6 +1052,7 @@ class Core:
         body: bytes | list[bytes] = groups_body([(c._id, w, k) for c, w, k in keyed])
         applied: list[list[Stored]] = [[] for _ in keyed]  # what each applied write replaced
         records = log.total_records
+        self.writing = (self.writing + 2) | 1  # several entries change: reads wait for all
         try:
             log.append(body, sum(len(writes) for _, writes, _ in keyed))
             for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
@@ -857,6 +1062,8 @@ class Core:
                 for (collection, writes, key_bytes), done in zip(keyed, applied, strict=True):
                     collection._table.settle(writes[len(done) :], key_bytes[len(done) :])
             raise
+        finally:
+            self.writing = (self.writing + 1) & ~1
         return applied
 
     def _after_write(self, log: Log, compact: bool) -> None:
@@ -883,28 +1090,63 @@ class Core:
         if len(tables) == 1 and not self._kept:  # on the path of every write past min_compact_bytes
             for table in tables.values():
                 return len(table.entries)
-        live = sum(len(table.entries) for table in tables.values())
-        return live + sum(len(kept.entries) for kept in self._kept.values())
+        live = 0
+        for table in tables.values():  # no generator: on the path of every write past it too
+            live += len(table.entries)
+        for kept in self._kept.values():
+            live += len(kept.entries)
+        return live
 
     # -- transactions ------------------------------------------------------------------------
 
-    def _begin_transaction(self) -> None:
-        """Take the database for a transaction: other threads wait until the end."""
-        self.lock.acquire()
+    def _begin_transaction(self) -> Generator[None, None, None]:
+        """Take the database for a transaction: other threads wait until the returned hold
+        is closed, which ends the transaction.
+
+        The hold is a generator suspended inside ``with self.lock``: a KeyboardInterrupt
+        landing anywhere between the lock's acquire and the caller storing the hold
+        drops the generator, and dropping it runs its ``with`` exits, so the lock cannot
+        stay taken by a transaction that never began (a bare ``acquire()`` followed by a
+        ``try`` leaves a window between the two).
+        """
+        hold = None
         try:
+            hold = self._holding()
+            next(hold)
+            return hold
+        except BaseException:
+            if hold is not None:  # taken, then interrupted before the return
+                hold.close()
+            raise
+
+    def _holding(self) -> Generator[None, None, None]:
+        """Hold the lock (and in shared mode the writer lock) until closed; see above."""
+        with self.lock:
             self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
-            if self.shared:  # held until _end_transaction: atomic across processes
-                self._txn_writer.enter_context(self._writer())
-        except BaseException:
-            self.lock.release()
-            raise
-        self._txn_thread = threading.get_ident()
+            engine, log = self._engine, self._log
+            was_writing = engine is None or engine.is_writing
+            try:
+                if self.shared:  # held until the hold closes: atomic across processes
+                    self._start_writer()
+                self._txn_thread = threading.get_ident()
+                self.writing = (self.writing + 2) | 1  # other threads' reads wait (README)
+                yield
+            finally:
+                self.writing = (self.writing + 1) & ~1
+                self._txn_thread = None
+                if engine is not None and engine.is_writing and not was_writing:
+                    try:
+                        self._stop_writer(log)  # type: ignore[arg-type]  # writable: set
+                    except BaseException:  # a Ctrl-C midway: once more
+                        if engine.is_writing:
+                            self._stop_writer(log)  # type: ignore[arg-type]  # as above
+                        raise
 
     def _commit(self, groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
         """Write a transaction's writes, grouped by collection, as one batch record."""
-        # The transaction holds the lock until _end_transaction: only its thread is here.
+        # The transaction holds the lock until its hold closes: only its thread is here.
         groups = [(c, writes) for c, writes in groups if writes]
         if not groups:
             return
@@ -930,20 +1172,18 @@ class Core:
                 if self.is_closed or self._log is not log:  # closed by that user code
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                previous = self._append_batch(log, groups)
-                if hooked:
-                    _after(groups, previous)
+                records = log.total_records
+                try:
+                    self._append_batch(log, groups)
+                finally:
+                    # Once the log holds the record, the hooks follow it, whatever
+                    # exception arrives meanwhile (see ``_append``).
+                    if hooked and log.total_records != records:
+                        _after(groups)
                 if unmatched or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, unmatched)
             finally:
                 self._phase = _IDLE
-
-    def _end_transaction(self) -> None:
-        self._txn_thread = None
-        try:
-            self._txn_writer.close()
-        finally:
-            self.lock.release()
 
     # -- durability --------------------------------------------------------------------------
 
@@ -964,8 +1204,12 @@ class Core:
         with self.lock:
             log = self._writable_log()
             self._check_not_writing("compact()")
+            engine = self._engine
             for _ in range(_COMPACT_TRIES if self._pg is not None else 1):
-                with self._writer() if self.shared else contextlib.nullcontext(log):
+                was_writing = not self.shared or engine is None or engine.is_writing
+                try:
+                    if self.shared:
+                        self._start_writer()
                     self._phase = _APPENDING  # a write from a signal handler now is refused
                     try:
                         self._compact_locked(log)
@@ -974,8 +1218,15 @@ class Core:
                         # On PostgreSQL writes take no writer lock: one landed meanwhile.
                         if self._pg is None:
                             raise
-                    finally:
-                        self._phase = _IDLE
+                finally:
+                    self._phase = _IDLE
+                    if engine is not None and engine.is_writing and not was_writing:
+                        try:
+                            self._stop_writer(log)
+                        except BaseException:  # a Ctrl-C midway: once more
+                            if engine.is_writing:
+                                self._stop_writer(log)
+                            raise
             raise TimeoutError(
                 f"{self.path}: compaction gave up after {_COMPACT_TRIES} tries: other "
                 "instances kept writing between its catch-up and its switch"
@@ -1019,11 +1270,9 @@ class Core:
             collection = self.collections.get(meta.id)
             if collection is None:
                 continue
-            bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-            if meta.id:
-                yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-            else:
-                yield from bodies
+            yield from _compact.insert_bodies(
+                collection._table.entries, collection._codec, collection._head
+            )
 
     def _records(self, opening: Catalog, final: Catalog) -> Iterator[bytes | _compact.Switch]:
         """Yield every live entry's record body, and a schema record where one is due."""
@@ -1031,11 +1280,9 @@ class Core:
         for meta in final.collections:
             collection = self.collections.get(meta.id)
             if collection is not None:
-                bodies = _compact.insert_bodies(collection._table.entries, collection._codec)
-                if meta.id:
-                    yield from (_as_bytes(collection_record(meta.id, body)) for body in bodies)
-                else:
-                    yield from bodies
+                yield from _compact.insert_bodies(
+                    collection._table.entries, collection._codec, collection._head
+                )
                 continue
             for key, (blob, _, segment) in self._kept.get(meta.id, Kept()).entries.items():
                 if segment.meta != schemas[meta.id]:
@@ -1055,12 +1302,15 @@ class Core:
 
     def close(self) -> None:
         """Flush, fsync and close the log and release its lock; see ``TypedStore.close``."""
-        if isinstance(self.lock, _FollowingLock):
-            self.lock.acquire_quietly()  # what others wrote since matters no more
-            try:
+        lock = self.lock
+        if isinstance(lock, _FollowingLock):
+            held = lock.holds()
+            try:  # taken inside the try: a Ctrl-C right after it still lets go
+                lock.acquire_quietly()  # what others wrote since matters no more
                 self._close_locked()
             finally:
-                self.lock.release()
+                if lock.holds() > held:
+                    lock.release()
             return
         with self.lock:
             self._close_locked()
@@ -1093,7 +1343,7 @@ class Core:
         # A closed store answers nothing: let its entries go now, not when the object does
         # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
         for collection in self.collections.values():
-            collection._is_closed = True
+            collection._is_closed = True  # before the table goes: see Collection.get
             collection._table = Table({}, None)
         self._tables = {}
         self._kept = {}
@@ -1220,72 +1470,55 @@ def _before(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]])
             hook.before(writes)
 
 
-def _after(
-    groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]],
-    previous: Sequence[Sequence[Stored]],
-) -> None:
-    """Show each collection's hooks its writes once they are written and applied."""
-    for (collection, writes), replaced in zip(groups, previous, strict=True):
+def _after(groups: Sequence[tuple[Collection[Any, Any], Sequence[Write[Any]]]]) -> None:
+    """Show each collection's hooks its writes once the log holds them."""
+    for collection, writes in groups:
         for hook in collection._hooks:
-            hook.after(writes, replaced)
+            hook.after(writes)
 
 
 def _as_bytes(body: bytes | list[bytes]) -> bytes:
     return body if isinstance(body, bytes) else b"".join(body)
 
 
-class _FollowingLock:
+class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed only
     """The lock of a core that follows other processes (shared or read-only): taking it,
     outermost, catches the core up with the log first (``Core._catch_up``).
 
     So every operation, read or write, sees what other processes wrote before it
-    began. Used like the ``RLock`` it wraps; a closed core does not catch up.
+    began. An ``RLock`` itself, so that ``release`` and ``__exit__`` are the C ones: a
+    Python ``__exit__`` could be interrupted by Ctrl-C before it released. Taking it
+    releases on any exception once acquired, counted by the RLock itself, so that a
+    KeyboardInterrupt landing right after the acquire leaves nothing held.
     """
 
-    __slots__ = ("_core", "_depth", "_lock")
+    __slots__ = ("_core",)
+
+    holds = _thread.RLock._recursion_count  # type: ignore[attr-defined]  # untyped in typeshed
+    """How many times this thread holds the lock (0: not at all)."""
 
     def __init__(self, core: Core) -> None:
+        super().__init__()
         self._core = core
-        self._lock = threading.RLock()
-        self._depth = 0
-        """How many times the holding thread holds the lock."""
 
-    def acquire(self) -> bool:
-        """Take the lock, catching up if this is its outermost hold."""
-        self._lock.acquire()
-        self._depth += 1
-        if self._depth == 1 and not self._core.is_closed:
-            try:
-                self._core._catch_up()
-            except BaseException:
+    acquire_quietly = _thread.RLock.acquire
+    """Take the lock without catching up (a writer catches up under the writer lock,
+    closing does not); release it. The C acquire, with no bytecode after it."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, catching up if this is its outermost hold (always blocking)."""
+        held: int = self.holds()
+        try:
+            _thread.RLock.acquire(self)
+            core = self._core
+            if not held and not core.is_closed:  # outermost: catch up if the log moved
+                engine = core._engine
+                if engine is not None and engine.grew_or_moved(core._known):
+                    core._catch_up(changed=True)
+        except BaseException:
+            if self.holds() > held:  # taken, then interrupted or failed
                 self.release()
-                raise
+            raise
         return True
 
-    def release(self) -> None:
-        self._depth -= 1
-        self._lock.release()
-
-    def acquire_quietly(self) -> None:
-        """Take the lock without catching up (a writer catches up under the writer lock,
-        closing does not); :meth:`release` it."""
-        self._lock.acquire()
-        self._depth += 1
-
-    def __enter__(self) -> bool:
-        # acquire, inlined: on the path of every shared read
-        self._lock.acquire()
-        self._depth += 1
-        core = self._core
-        if self._depth == 1 and not core.is_closed:
-            engine = core._engine
-            if engine is not None and engine.grew_or_moved(core._known):
-                try:
-                    core._catch_up()
-                except BaseException:
-                    self.release()
-                    raise
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    __enter__ = acquire

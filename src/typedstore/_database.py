@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import types
 import typing
 import warnings
 from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
@@ -17,7 +18,7 @@ from collections.abc import Collection as Sized
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from ._catalog import check_name
+from ._catalog import check_name, nfc_clash, nfc_message
 from ._codec import Codec
 from ._collection import UNBOUND, Collection, schema_of, substitute
 from ._config import StoreConfig
@@ -27,7 +28,7 @@ from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
 from ._pg_engine import PostgresEngine
 from ._records import Write
-from ._txn import Transaction
+from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:  # PEP 747: lets `collection(name, str, int | None)` infer the types
@@ -54,16 +55,10 @@ class Database(LogOwner):
     _annotation_locals: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Check the names of the collections a subclass declares (ValueError for a bad one)."""
+        """Check the collections a subclass declares: ValueError for a bad name, TypeError
+        for a collection annotated as Optional (checked again at open if it cannot be
+        resolved yet)."""
         super().__init_subclass__(**kwargs)
-        for name in inspect.get_annotations(cls):
-            if not name.startswith("_"):
-                check_name(name)
-                if hasattr(Database, name):  # the collection would hide it, or fail to be set
-                    raise ValueError(
-                        f"{cls.__name__}: {name!r} names a Database attribute; name the "
-                        "collection otherwise"
-                    )
         # Where the class statement ran: annotations are resolved there at open. Not
         # always sys.modules[cls.__module__] (runpy, exec).
         frame = sys._getframe(1)
@@ -71,6 +66,26 @@ class Database(LogOwner):
             cls._annotation_globals = frame.f_globals
             if frame.f_locals is not frame.f_globals:  # a class made in a function
                 cls._annotation_locals = dict(frame.f_locals)
+        declared = [
+            name
+            for base in cls.__mro__[1:]
+            if issubclass(base, Database)
+            for name in inspect.get_annotations(base)
+            if not name.startswith("_")
+        ]
+        for name, hint in inspect.get_annotations(cls).items():
+            if not name.startswith("_"):
+                check_name(name)
+                other = nfc_clash(name, declared)
+                if other is not None:
+                    raise ValueError(f"{cls.__name__}: {nfc_message(name, other)}")
+                declared.append(name)
+                if hasattr(Database, name):  # the collection would hide it, or fail to be set
+                    raise ValueError(
+                        f"{cls.__name__}: {name!r} names a Database attribute; name the "
+                        "collection otherwise"
+                    )
+                _check_not_optional(cls, name, _resolved_now(cls, hint))
 
     def __init__(self) -> None:
         raise TypeError("open a database with Database.open(path)")
@@ -135,8 +150,9 @@ class Database(LogOwner):
 
         A collection the log holds is validated now, under the rules of "Changing your
         models" (SchemaMismatchError, nothing changed); a new one enters the catalog
-        with its first write. The same name with the same types returns the same
-        collection; with other types, or a bad name, ValueError.
+        with its first write (in shared mode at once, under the writer lock, so that
+        another process's catalog change cannot drop it). The same name with the same
+        types returns the same collection; with other types, or a bad name, ValueError.
         """
         want = Wanted(
             Collection,
@@ -228,14 +244,17 @@ class DatabaseTransaction(Generic[D]):
         """The writes of each collection, staged when the block ends."""
         self._entered = False
         self._ended = False
+        self._hold: Hold | None = None
 
     def __enter__(self) -> D:
         if self._entered:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
         database = self.database
-        database._core._begin_transaction()
-        self._entered = True
         try:
+            # Straight into the attribute: a KeyboardInterrupt before it holds the hold
+            # drops it, which lets the database go (see Core._begin_transaction).
+            self._hold = database._core._begin_transaction()
+            self._entered = True
             copy = object.__new__(type(database))
             copy._core = database._core
             copy._collections = database._collections
@@ -244,7 +263,8 @@ class DatabaseTransaction(Generic[D]):
                 if name in _declarations(type(database)):
                     setattr(copy, name, self.view(collection))
         except BaseException:
-            self._end()
+            if self._hold is not None:  # taken: the with block never runs to let it go
+                self._end()
             raise
         return copy
 
@@ -264,7 +284,8 @@ class DatabaseTransaction(Generic[D]):
 
     def _end(self) -> None:
         self._ended = True
-        self.database._core._end_transaction()
+        if self._hold is not None:
+            self._hold.close()
 
     def view(self, collection: Collection[K, V]) -> Collection[K, V]:
         """Return ``collection`` as this transaction sees it (one view per collection)."""
@@ -297,14 +318,11 @@ class _Staging(Generic[K]):
         self._collection = collection
         self._groups = groups
 
-    def _begin_transaction(self) -> Mapping[K, Stored]:
-        return self._collection._table.entries
+    def _begin_transaction(self) -> tuple[Hold | None, Mapping[K, Stored]]:
+        return None, self._collection._table.entries  # the database's transaction holds it
 
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         self._groups.append((self._collection, writes))
-
-    def _end_transaction(self) -> None:
-        pass
 
 
 class _View(Collection[K, V]):
@@ -455,6 +473,7 @@ def _declarations(cls: type[Database]) -> dict[str, Wanted]:
         return cached
     wanted = {}
     for name, hint in _annotations(cls).items():
+        _check_not_optional(cls, name, hint)
         origin = typing.get_origin(hint) or hint
         if name.startswith("_") or not (
             isinstance(origin, type) and issubclass(origin, Collection)
@@ -468,3 +487,31 @@ def _declarations(cls: type[Database]) -> dict[str, Wanted]:
         wanted[name] = Wanted(origin, Codec[Any, Any](key_type, value_type), schema)
     cls._wanted_cache = wanted  # type: ignore[attr-defined]  # a per-class cache
     return wanted
+
+
+def _resolved_now(cls: type[Database], hint: object) -> object:
+    """Return ``hint`` resolved where ``cls`` was made, or None if it cannot be yet (a
+    forward reference: :func:`_declarations` resolves it at open)."""
+    if not isinstance(hint, str):
+        return hint
+    namespace = cls.__dict__.get("_annotation_globals")
+    if namespace is None:
+        namespace = vars(sys.modules[cls.__module__])
+    try:
+        return eval(hint, namespace, {**cls.__dict__.get("_annotation_locals", {}), **vars(cls)})
+    except Exception:
+        return None
+
+
+def _check_not_optional(cls: type[Database], name: str, hint: object) -> None:
+    """Refuse a collection annotated as Optional, or in any union: TypeError."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return
+    for arg in typing.get_args(hint):
+        origin = typing.get_origin(arg) or arg
+        if isinstance(origin, type) and issubclass(origin, Collection):
+            raise TypeError(
+                f"{cls.__name__}.{name}: a collection cannot be Optional or part of a union "
+                f"({hint}); a database always has each collection it declares, so annotate "
+                "it as the collection alone"
+            )

@@ -37,7 +37,10 @@ class FileEngine:
         if mode != "exclusive":
             self._writer = _fs.WriterLock(path, readonly=mode == "readonly")
         self.file: _fs.LogFile | None = None
-        self._is_writing = False
+        self.is_writing = False
+        """Whether this engine holds the writer lock (:meth:`start_writing`). An attribute:
+        read in the cleanup of every shared write, where a property's call would be one
+        more place for a Ctrl-C to land."""
         self._stamp: bytes | None = None
         """The move record as it was when this engine's file was the log (see
         :meth:`is_replaced`)."""
@@ -82,7 +85,7 @@ class FileEngine:
             file, buf = _fs.open_log_readonly(self.path)
             self._switch(file)
             return buf
-        if self._mode == "exclusive" or self._is_writing:
+        if self._mode == "exclusive" or self.is_writing:
             self._remove_leftover_temp()
         if not self.path.exists():
             return b""
@@ -138,7 +141,7 @@ class FileEngine:
         """
         file = self._file()
         frames = walk_frames(file.read_from(start, file.end()), start)
-        if frames.stop != "invalid" or self._mode != "shared" or self._is_writing:
+        if frames.stop != "invalid" or self._mode != "shared" or self.is_writing:
             return frames
         with self.writing():
             return walk_frames(file.read_from(start, file.end()), start)
@@ -167,26 +170,55 @@ class FileEngine:
         pairs it with :meth:`stop_writing` in ``try``/``finally``)."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
-        if self._is_writing:
+        if self.is_writing:
             raise RuntimeError(f"{self.path}: the writer lock is held already")
-        if self._writer is not None:
-            self._writer.acquire()
-        self._is_writing = True
+        # Marked first: a Ctrl-C landing right after the flock leaves a lock that
+        # stop_writing, called on any exception, lets go (unlocking an unheld flock is
+        # harmless).
+        self.is_writing = True
+        try:
+            if self._writer is not None:
+                self._writer.acquire()
+        except BaseException:
+            self.stop_writing()
+            raise
+
+    def try_start_writing(self) -> bool:
+        """Take the writer lock if it is free, as :meth:`start_writing` does; return
+        whether it was taken (never waits). Exclusive mode: always."""
+        if self._mode == "readonly":
+            raise RuntimeError(f"{self.path}: a read-only engine does not write")
+        if self.is_writing:
+            raise RuntimeError(f"{self.path}: the writer lock is held already")
+        self.is_writing = True  # marked first, as in start_writing
+        try:
+            if self._writer is not None and not self._writer.try_acquire():
+                self.is_writing = False
+                return False
+        except BaseException:
+            self.stop_writing()
+            raise
+        return True
 
     def stop_writing(self) -> None:
         """Release the writer lock :meth:`start_writing` took."""
-        self._is_writing = False
-        if self._writer is not None:
+        if self._writer is not None:  # first: interrupted, the lock is still marked held
             self._writer.release()
+        self.is_writing = False
 
     def grew_or_moved(self, known: int) -> bool:
         """Whether the log's end is not ``known`` or another process replaced the log:
         :meth:`end` and :meth:`is_replaced` in one call, the check before every shared
-        operation. A read-only engine also compares the path's file (see there)."""
+        operation. A read-only engine also compares the path's file (see there).
+
+        In shared mode one ``lseek``: a compaction grows the file it replaces (see
+        ``_fs.LogFile.mark_replaced``), so the file's size is not ``known`` once it is
+        replaced, and the move record is read only then (:meth:`is_replaced`).
+        """
         file = self.file
-        if file is None or self._writer is None or self._mode == "readonly":
+        if file is None or self._mode != "shared":
             return self.is_replaced() or self.end() != known
-        return file.end() != known or self._writer.read_stamp() != self._stamp
+        return file.end() != known
 
     def append(self, frames: Sequence[bytes], at: int) -> int:
         """Append ``frames`` at byte ``at`` if that is the log's end; return the new end."""
@@ -198,6 +230,13 @@ class FileEngine:
         else:
             file.append_parts(list(frames))
         return file.size
+
+    def take_end(self, at: int) -> None:
+        """Append at byte ``at`` through :attr:`file` from now on, unchecked: for a writer
+        that, under the writer lock, just found the log unchanged (:meth:`grew_or_moved`
+        false), where :meth:`claim` would only check the same again."""
+        file = self._writable_file()
+        file.size = at
 
     def claim(self, at: int) -> None:
         """Take the log's end at byte ``at`` for appending through :attr:`file` directly.
@@ -256,6 +295,7 @@ class FileEngine:
             def record(new: _fs.LogFile) -> None:
                 move = _fs.Move(old_dev, old_ino, seen, *new.identity(), new.size)
                 self._stamp = writer.write_move(move)
+                file.mark_replaced()  # after the record, which whoever sees it reads
 
         new_file, directory_error = _fs.write_new_log(self.path, image, record)
         self._switch(new_file)
@@ -350,7 +390,7 @@ class FileEngine:
         """Refuse a write outside :meth:`writing` in shared mode, or any on a reader."""
         if self._mode == "readonly":
             raise RuntimeError(f"{self.path}: a read-only engine does not write")
-        if self._mode == "shared" and not self._is_writing:
+        if self._mode == "shared" and not self.is_writing:
             raise RuntimeError(f"{self.path}: a shared engine writes under the writer lock")
 
 

@@ -112,7 +112,12 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     record cut short by a crash apart without reading further.
     Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
     """
-    return _frame_head(len(body), zlib.crc32(body), offset) + body
+    # _frame_head and _seed, inlined: every write frames its record here.
+    length = len(body)
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
+    tail = _pack_head_tail(length, _crc32(body))
+    return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
 
 
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
@@ -149,6 +154,8 @@ def _seed(offset: int) -> int:
 
 _crc32 = zlib.crc32
 _pack_u64 = _U64.pack
+_pack_u32 = _U32.pack
+_pack_head_tail = _HEAD_TAIL.pack
 
 
 def read_head(buf: bytes, offset: int, base: int = 0) -> int:
@@ -390,7 +397,7 @@ def frame_body(buf: bytes, offset: int, end: int) -> memoryview:
 
 def insert_body(key: bytes, value: bytes) -> bytes:
     """Return the body of an insert record."""
-    return _insert_head(key) + value
+    return _pack_insert_head(_INSERT, len(key)) + key + value  # _insert_head's
 
 
 def insert_parts(key: bytes, value: bytes) -> list[bytes]:
@@ -400,7 +407,12 @@ def insert_parts(key: bytes, value: bytes) -> list[bytes]:
 
 def _insert_head(key: bytes) -> bytes:
     """Return what an insert record's body holds before its value: kind and key."""
-    return b"\x01" + _U32.pack(len(key)) + key
+    return _pack_insert_head(_INSERT, len(key)) + key
+
+
+_pack_insert_head = struct.Struct("<BI").pack
+"""The kind and key length an insert body starts with."""
+_INSERT = int(RecordKind.INSERT)
 
 
 def remove_body(key: bytes) -> bytes:
@@ -506,44 +518,38 @@ _INSERT, _REMOVE, _BATCH = int(RecordKind.INSERT), int(RecordKind.REMOVE), int(R
 _COLLECTION = int(RecordKind.COLLECTION)
 
 
-def plain_insert(buf: bytes, offset: int, end: int, generation: int) -> tuple[bytes, bytes] | None:
-    """Return the key and value bytes of the valid frame ``[offset, end)``, if a lone insert.
-
-    A lone insert written under schema ``generation``, whose key length fits, is the most
-    common record, read on this short path. Anything else gives None, and
-    :func:`decode_body` reads it (and says what is wrong with it, if anything is).
-    """
-    start = offset + FRAME_OVERHEAD
-    if buf[start] != _INSERT | generation << 3 or end - start < 5:
-        return None
-    # _insert_split, inlined: this runs once per record on every open.
-    (key_len,) = _U32.unpack_from(buf, start + 1)
-    split = start + 5 + key_len
-    if key_len == 0 or split >= end:
-        return None
-    return buf[start + 5 : split], buf[split:end]
-
-
-def collection_insert(
+def lone_insert(
     buf: bytes, offset: int, end: int, generation: int
 ) -> tuple[int, bytes, bytes] | None:
-    """Return the collection id, key and value bytes of the valid frame ``[offset, end)``, if
-    a lone insert of a collection other than 0 (a collection record holding an insert).
+    """Return the collection id, key and value bytes of the valid frame ``[offset, end)``,
+    if it is a lone insert written under schema ``generation``.
 
-    The short path of a database's second and later collections, as :func:`plain_insert`
-    is of the first; anything else gives None.
+    The most common record, read on this short path whichever collection it belongs to:
+    a bare insert (collection 0) or a collection record of another collection holding
+    one. Anything else gives None, and :func:`decode_body` reads it (and says what is
+    wrong with it, if anything is).
     """
     start = offset + FRAME_OVERHEAD
-    if buf[start] != _COLLECTION | generation << 3 or end - start < 6 or buf[start + 5] != _INSERT:
+    kind = buf[start] ^ generation << 3
+    if kind == _INSERT:
+        if end - start < 5:
+            return None
+        (key_len,) = _U32.unpack_from(buf, start + 1)  # _insert_split, inlined
+        split = start + 5 + key_len
+        if key_len == 0 or split >= end:
+            return None
+        return 0, buf[start + 5 : split], buf[split:end]
+    if kind != _COLLECTION or end - start < 10:
         return None
-    (collection,) = _U32.unpack_from(buf, start + 1)
-    try:
-        split = _insert_split(buf, start + 5, end)
-    except FormatError:
-        return None
-    if collection == 0:
+    collection, inner, key_len = _COLLECTION_INSERT.unpack_from(buf, start + 1)
+    split = start + 10 + key_len
+    if inner != _INSERT or key_len == 0 or split >= end or collection == 0:
         return None
     return collection, buf[start + 10 : split], buf[split:end]
+
+
+_COLLECTION_INSERT = struct.Struct("<IBI")
+"""A collection record's id, then its insert's kind and key length."""
 
 
 def _insert_split(data: bytes | memoryview, start: int, end: int) -> int:

@@ -21,7 +21,9 @@ them when their holder dies, even by SIGKILL.
   Compaction runs under it. Its file also holds the *move record*: which log a
   compaction replaced, at which position, by which file, up to which position (see
   :class:`WriterLock`), so that another process moves to the new file without
-  replaying it.
+  replaying it. A compaction also grows the old file by one byte before the rename
+  (:meth:`LogFile.mark_replaced`), so that whether the log changed at all is one
+  ``lseek`` against the position a process knows, the move record read only if it did.
 
 A ``flock`` on a network file system may not exclude another machine (NFS emulates it
 with byte-range locks, some servers not at all): shared mode refuses the file systems
@@ -276,6 +278,15 @@ class WriterLock:
         assert self._fd is not None, "a read-only store never writes"
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
+    def try_acquire(self) -> bool:
+        """Take the lock if no one holds it; return whether it was taken (never waits)."""
+        assert self._fd is not None, "a read-only store never writes"
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def release(self) -> None:
         """Let the next writer in (closing the lock file did already, if it is closed)."""
         if self._fd is not None:
@@ -447,6 +458,16 @@ class LogFile:
         except FileNotFoundError:
             return True
         return (status.st_dev, status.st_ino) != self.identity()
+
+    def mark_replaced(self) -> None:
+        """Append one byte to the file, which a compaction is about to replace (shared mode).
+
+        So the file's size alone says that it changed: a process on it notices the
+        compaction with the one ``lseek`` it makes anyway, never reading the move record
+        unless the size changed. Done before the rename: a compactor killed in between
+        leaves a torn tail (less than a frame head), which the next writer cuts.
+        """
+        os.pwrite(self._fd, b"\0", self.end())
 
     def cut_torn_tail(self, size: int) -> None:
         """Cut the file to ``size`` bytes and fsync it, so a torn tail does not reappear."""

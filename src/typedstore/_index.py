@@ -9,6 +9,7 @@ says what users see.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
@@ -146,6 +147,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return None
         with self._lock:
+            if self._indexes.unsettled:
+                self._indexes.settle()
             if self._staged is not None:
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
@@ -157,6 +160,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return []
         with self._lock:
+            if self._indexes.unsettled:
+                self._indexes.settle()
             return self._read_all(self._keys_of(index_key))
 
     def count(self, index_key: T) -> int:
@@ -164,6 +169,8 @@ class IndexView(Generic[K, V, T]):
         if index_key is None:
             return 0
         with self._lock:
+            if self._indexes.unsettled:
+                self._indexes.settle()
             if self._staged is not None:
                 return len(self._keys_of(index_key))
             return self._index.entries.count(index_key)
@@ -192,12 +199,16 @@ class IndexView(Generic[K, V, T]):
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
         with self._lock:
+            if self._indexes.unsettled:
+                self._indexes.settle()
             keys = first(self._keys_between(low, high, reverse, "range()"), offset, limit)
             return self._read_all(keys)
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
         """Iterate over a snapshot of the entries, by index key; ordered indexes only."""
         with self._lock:
+            if self._indexes.unsettled:
+                self._indexes.settle()
             return iter(self._read_all(list(self._keys_between(None, None, False, "iteration"))))
 
     def __repr__(self) -> str:
@@ -238,9 +249,34 @@ def declared_indexes(
     ``read`` returns a copy of a present key's value; ``lock`` is the host's, taken by
     every lookup so that its result is one snapshot.
     """
-    specs: list[IndexSpec[Any]] = []  # Any: the class says nothing of V to the checker
-    for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
-        found = inspect.getattr_static(owner, name)
-        if isinstance(found, Index):
-            specs.append(found.spec)
-    return IndexSet(specs, read, lock)
+    return IndexSet(list(_specs(owner)), read, lock)
+
+
+def index_functions(owner: type[object]) -> Callable[[Any], tuple[object, ...]]:
+    """Return a function giving what each index ``owner`` declares returns for a value,
+    in the order of :func:`declared_indexes`: what an open keeps of each value replay
+    reads (``IndexSet.rebuild_found``). ``Any``: the class says nothing of V."""
+    functions = tuple(spec.fn for spec in _specs(owner))
+    if len(functions) == 1:  # the commonest: no loop
+        (only,) = functions
+        return lambda value: (only(value),)
+    return lambda value: tuple([function(value) for function in functions])
+
+
+def _specs(owner: type[object]) -> list[IndexSpec[Any]]:
+    """Return the specs of the indexes declared on ``owner`` and its bases, in order;
+    found once per class (a database opens many collections of one class). Callers copy
+    the list before changing it."""
+    specs = _SPECS.get(owner)
+    if specs is None:
+        specs = []
+        for name in dict.fromkeys(name for klass in owner.__mro__ for name in vars(klass)):
+            found = inspect.getattr_static(owner, name)
+            if isinstance(found, Index):
+                specs.append(found.spec)
+        _SPECS[owner] = specs
+    return specs
+
+
+_SPECS: weakref.WeakKeyDictionary[type[object], list[IndexSpec[Any]]] = weakref.WeakKeyDictionary()
+"""The index specs each class declares (Any: a class says nothing of V to the checker)."""

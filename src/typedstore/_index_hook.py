@@ -3,7 +3,8 @@
 The write path (``_core.Core._write`` and ``_commit``) shows it each record's writes
 before anything is written, under the lock (:meth:`IndexHook.before` plans them: a
 refused write raises there, nothing written, indexes unchanged), and again once the
-record is written and memory applied (:meth:`IndexHook.after` applies the plan).
+log holds the record (:meth:`IndexHook.after` applies the plan, whatever exception
+arrived meanwhile).
 README.md, "Indexes", says what users see.
 """
 
@@ -15,17 +16,18 @@ from typing import Any, Generic
 from ._codec import Codec
 from ._index_set import Change, IndexPlan, IndexSet
 from ._records import Write
-from ._types import MISSING, K, Stored, V, _Missing
+from ._types import MISSING, K, V, _Missing
 
 
 class IndexHook(Generic[K, V]):
     """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
 
-    __slots__ = ("_codec", "_given", "_indexes", "_plan")
+    __slots__ = ("_codec", "_given", "_indexes", "_plan", "_plan_one")
 
     def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
         self._indexes = indexes
         self._codec = codec
+        self._plan_one = indexes.planner()
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
         self._given: dict[int, V] = {}
@@ -38,7 +40,15 @@ class IndexHook(Generic[K, V]):
         return self._given
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
-        """Plan ``writes``; raises (nothing changed) for a write the indexes refuse."""
+        """Plan ``writes``; raises (nothing changed) for a write the indexes refuse.
+
+        From here until :meth:`after` has applied the plan, the indexes are
+        ``unsettled``: should the record land and ``after`` not run to its end, the
+        next lookup or write rebuilds them from memory.
+        """
+        indexes = self._indexes
+        if indexes.unsettled:
+            indexes.settle()
         self._plan = None
         if len(writes) == 1:  # every single write: kept short
             key, _, stored, blob = writes[0]
@@ -47,16 +57,28 @@ class IndexHook(Generic[K, V]):
                 new = self._given.get(id(blob), MISSING)
                 if new is MISSING:
                     new = self._codec.thaw(stored)
-            self._plan = self._indexes.plan_one(key, new)
-            return
-        found: list[Change[K, V]] = changes(self._codec, writes, self._given)
-        self._plan = self._indexes.plan(found)
+            self._plan = self._plan_one(key, new)
+        else:
+            found: list[Change[K, V]] = changes(self._codec, writes, self._given)
+            self._plan = indexes.plan(found)
+        indexes.unsettled = True
 
-    def after(self, writes: Sequence[Write[Any]], previous: Sequence[Stored]) -> None:
-        """Apply the plan of ``writes``, now written and applied to memory."""
-        plan, self._plan = self._plan, None
-        if plan is not None:
-            self._indexes.apply(plan)
+    def after(self, writes: Sequence[Write[Any]]) -> None:
+        """Apply the plan of ``writes``, now in the log.
+
+        An exception arriving while it applies (a KeyboardInterrupt) may leave the
+        indexes half changed: they are then rebuilt from memory before it propagates
+        (and if it lands before this runs, at their next use: see :meth:`before`).
+        """
+        try:
+            plan = self._plan
+            if plan is not None:
+                self._indexes.apply(plan)
+            self._plan = None
+            self._indexes.unsettled = False
+        except BaseException:
+            self._indexes.settle()
+            raise
 
 
 def changes(

@@ -89,8 +89,12 @@ def check_comparable(
     for key, index_key in added:
         if index_key != index_key:  # NaN: compares false with everything, sorts nowhere
             raise incomparable(index, key, index_key)
-    # The common case, without a search: the index's keys all compare with each other,
-    # so a key of the very builtin type of one of them compares with them all.
+    # The common cases, without a search: an index key the index already holds is
+    # never compared again (its bucket keeps the first one); and the index's keys all
+    # compare with each other, so a key of the very builtin type of one of them
+    # compares with them all.
+    if all(entries.count(index_key) for _, index_key in added):
+        return
     if (
         len(added) == 1
         and type(added[0][1]) in _TOTAL_ORDERS

@@ -7,6 +7,7 @@ The host (a collection, or ``TypedStore``) calls, under its lock:
   before anything changed;
 - :meth:`IndexSet.apply` with that plan once the record is written: it cannot fail;
 - :meth:`IndexSet.rebuild` at open, after migrations and replay, and for ``clear``;
+- :meth:`IndexSet.follow` with what another process wrote, caught up (shared mode);
 - :meth:`IndexSet.begin` and :meth:`IndexSet.check_staged` in a transaction, to check
   each write at its call against the transaction's own view; its commit plans the net
   result like any write.
@@ -16,11 +17,13 @@ README.md, "Indexes", says what users see.
 
 from __future__ import annotations
 
+import functools
+import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeAlias
+from typing import Generic, TypeAlias, cast
 
 from . import _index_rules
 from ._index_state import (
@@ -72,6 +75,13 @@ class IndexSet(Generic[K, V]):
         self.read = read
         """Return a copy of the value of a present key (called under ``lock``)."""
         self.lock = lock
+        self.entries: Callable[[], Iterable[tuple[K, V]]] = list
+        """Return the host's entries in memory, in order: what :meth:`settle` rebuilds from
+        (the host sets it; an empty host's by default)."""
+        self.unsettled = False
+        """Set by the host while a write it planned may reach the log without the plan
+        being applied: a KeyboardInterrupt can land on any line of the cleanup applying
+        it. :meth:`settle` then rebuilds from memory, the truth, before the next use."""
         self._seqs: dict[K, int] = {}
         """Each present key's insertion position: orders the keys sharing an index key."""
         self._next_seq = 0
@@ -81,6 +91,11 @@ class IndexSet(Generic[K, V]):
         """Whether any index lists several keys per index key, so needs insertion positions:
         unique hash indexes alone do not pay for ``_seqs``."""
         self._named = {index.spec.name: index for index in self.indexes}
+        self._lone = self.indexes[0] if len(specs) == 1 and not self._keeps_order else None
+        """The one index, when it is a unique hash index alone (not multi): the
+        commonest case, given the shortest path through :meth:`plan_one` and :meth:`apply`."""
+        if self._lone is not None and self._lone.multi:
+            self._lone = None
 
     def __len__(self) -> int:
         return len(self.indexes)
@@ -128,10 +143,26 @@ class IndexSet(Generic[K, V]):
 
     def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan([(key, new)])``: the path of every single write, kept short."""
+        lone = self._lone
+        if lone is not None:
+            return self._plan_lone(lone, key, new)
         moves: list[Move[K, V]] = []
         for index in self.indexes:
-            old = index.held_keys(key)
-            fresh = () if new is _Missing.MISSING else index.index_keys(key, new)
+            held = index.held.get(key, MISSING)
+            old: IndexKeys = () if held is MISSING else held if index.multi else (held,)  # type: ignore[assignment]  # multi: a tuple
+            if new is MISSING:
+                fresh: IndexKeys = ()
+            elif index.multi:
+                fresh = index.index_keys(key, new)
+            else:
+                index_key = index.fn(new)
+                if index_key is None:
+                    fresh = ()
+                elif index_key is held:
+                    continue
+                else:
+                    fresh = (index_key,)
+                    index.check_hashable(key, index_key)
             if old == fresh:
                 continue
             moves.append((index, key, old, fresh))
@@ -139,14 +170,41 @@ class IndexSet(Generic[K, V]):
                 holder_of = index.entries.holder
                 for index_key in fresh:
                     holder = holder_of(index_key)
-                    if holder is not _Missing.MISSING and holder != key:
+                    if holder is not MISSING and holder != key:
                         raise _index_rules.violation(index, index_key, holder, key)
-            if index.ordered:
+            # An index key the index holds already needs no check: see check_comparable.
+            if index.ordered and (len(fresh) != 1 or not index.entries.count(fresh[0])):
                 _index_rules.check_ordered(index, moves[-1:])
         present = key in self._seqs
-        if new is _Missing.MISSING:
+        if new is MISSING:
             return moves, [], [key] if present else []
         return moves, [key] if self._keeps_order and not present else [], []
+
+    def planner(self) -> Callable[[K, V | _Missing], IndexPlan[K, V]]:
+        """Return :meth:`plan_one`, or for a unique hash index alone the shorter path it
+        takes, called directly: what a host plans each single write with."""
+        lone = self._lone
+        return self.plan_one if lone is None else functools.partial(self._plan_lone, lone)
+
+    def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan_one(key, new)`` for a unique hash index alone."""
+        held = lone.held.get(key, MISSING)
+        index_key = None if new is MISSING else lone.fn(new)
+        if index_key is held or (index_key is None and held is MISSING):
+            return [], [], []
+        old: IndexKeys = () if held is MISSING else (held,)
+        if index_key is None:
+            return [(lone, key, old, ())], [], []
+        if old == (index_key,):
+            return [], [], []
+        try:
+            holder = lone.entries.holder(index_key)
+        except TypeError:
+            lone.check_hashable(key, index_key)  # raises, naming the index, if unhashable
+            raise
+        if holder is not MISSING and holder != key:
+            raise _index_rules.violation(lone, index_key, holder, key)
+        return [(lone, key, old, (index_key,))], [], []
 
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.
@@ -154,8 +212,14 @@ class IndexSet(Generic[K, V]):
         Every removal before every addition: a unique index key passing from one key
         to another is free before it is taken.
         """
-        seqs = self._seqs
         moves, appended, removed = plan
+        if self._lone is not None:  # no insertion positions to keep
+            for index, key, old, _ in moves:
+                index.forget(key, 0, old)
+            for index, key, _, fresh in moves:
+                index.hold(key, 0, fresh)
+            return
+        seqs = self._seqs
         for index, key, old, _ in moves:
             if old:
                 index.forget(key, seqs.get(key, 0), old)
@@ -167,6 +231,23 @@ class IndexSet(Generic[K, V]):
         for key in removed:
             del seqs[key]
 
+    def follow(self, changes: Sequence[Change[K, V]]) -> None:
+        """Apply ``changes`` other processes made (a catch-up's, in shared and read-only
+        mode), key by key: :meth:`plan`, then :meth:`apply`. O(changes), not O(entries).
+
+        ``changes`` give each touched key once, in the order :meth:`plan` takes: removals,
+        replacements, then keys put at the host's end in its order, a key that moved
+        there removed first. Raises as :meth:`plan` does, nothing changed: the caller
+        then rebuilds.
+        """
+        self.apply(self.plan(changes))
+
+    def settle(self) -> None:
+        """Rebuild from memory if a write may have left the indexes behind
+        (:attr:`unsettled`); every lookup and write calls it first, under the lock."""
+        if self.unsettled:
+            self.rebuild(self.entries())
+
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
         """Build every index from ``entries``, in insertion order; on error change nothing.
 
@@ -175,16 +256,41 @@ class IndexSet(Generic[K, V]):
         raises propagates with a note naming the key.
         """
         pairs = list(entries)
-        seqs = {key: seq for seq, (key, _) in enumerate(pairs)} if self._keeps_order else {}
+        self.rebuild_columns([key for key, _ in pairs], [value for _, value in pairs])
+
+    def rebuild_columns(self, keys: Sequence[K], values: Sequence[V]) -> None:
+        """:meth:`rebuild` from the keys and, in the same order, their values: the form an
+        open has, which builds without a tuple per entry (and the collector they wake)."""
+        seqs = self._seqs_of(keys)
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         # Whole columns at once, several times faster than entry by entry; anything
         # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
-        if not all(_fill_at_once(index, pairs, seqs) for index in rebuilt):
+        if not all(_fill_at_once(index, keys, map(index.fn, values), seqs) for index in rebuilt):
             rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
-            _fill_carefully(rebuilt, pairs, seqs)
+            _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
+        self._take(rebuilt, seqs)
+
+    def rebuild_found(self, keys: Sequence[K], found: Sequence[tuple[object, ...]]) -> bool:
+        """:meth:`rebuild` from the keys and, in the same order, what :func:`functions_of`
+        found for their values, at open; False, changing nothing, for anything unusual
+        (an exception, a conflict, a NaN), which a :meth:`rebuild` then explains."""
+        seqs = self._seqs_of(keys)
+        rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        for position, index in enumerate(rebuilt):
+            if not _fill_at_once(index, keys, map(operator.itemgetter(position), found), seqs):
+                return False
+        self._take(rebuilt, seqs)
+        return True
+
+    def _seqs_of(self, keys: Sequence[K]) -> dict[K, int]:
+        return dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
+
+    def _take(self, rebuilt: list[Maintained[K, V]], seqs: dict[K, int]) -> None:
+        """Make ``rebuilt``'s entries the indexes' (views keep their index objects)."""
         self._seqs, self._next_seq = seqs, len(seqs)
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
-            index.entries, index.held = fresh.entries, fresh.held  # views keep their index
+            index.entries, index.held = fresh.entries, fresh.held
+        self.unsettled = False
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -198,6 +304,7 @@ class IndexSet(Generic[K, V]):
         O(index keys of the write): the view holds only what the transaction wrote.
         Raises as :meth:`plan` does, with the view unchanged.
         """
+        self.settle()
         fresh = [
             () if isinstance(new, _Missing) else index.index_keys(key, new)
             for index in self.indexes
@@ -254,21 +361,25 @@ def _net(
     return list(net.items()), list(appended)
 
 
-def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]) -> bool:
-    """Fill a fresh ``index`` from ``pairs``; False, leaving it unfinished, for anything
-    unusual: an exception, a unique conflict, a NaN, a multi index."""
+def _fill_at_once(
+    index: Maintained[K, V], keys: Sequence[K], found: Iterable[object], seqs: dict[K, int]
+) -> bool:
+    """Fill a fresh ``index`` from ``keys`` and what its function returns for their values
+    (``found``, computed as it is consumed, from C); False, leaving it unfinished, for
+    anything unusual: an exception, a unique conflict, a NaN."""
     if index.multi:
-        return _fill_multi_at_once(index, pairs, seqs)
-    fn = index.fn
+        return _fill_multi_at_once(index, zip(keys, found, strict=True), seqs)
     try:
-        held = {key: ik for key, value in pairs if (ik := fn(value)) is not None}
+        held = dict(zip(keys, found, strict=True))
+        if None in held.values():  # entries left out
+            held = {key: ik for key, ik in held.items() if ik is not None}
         if index.ordered:
-            if any(ik != ik for ik in held.values()):
-                return False
             if index.unique and len(set(held.values())) != len(held):
                 return False
-            by_index_key = sorted(held.items(), key=_second)  # stable: ties keep their order
-            index.entries = SortedEntries([(ik, seqs.get(k, 0), k) for k, ik in by_index_key])
+            entries = SortedEntries(seqs, held)
+            if any(ik != ik for ik in entries.distinct()):  # a NaN: the careful path says so
+                return False
+            index.entries = entries
         elif index.unique:
             holders = {ik: key for key, ik in held.items()}
             if len(holders) != len(held):
@@ -282,24 +393,32 @@ def _fill_at_once(index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[
     return True
 
 
+_PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
+"""What a multi index's function usually returns: iterables, found so without the slower
+``isinstance`` checks against ``str``, ``bytes`` and ``Iterable``."""
+
+
 def _fill_multi_at_once(
-    index: Maintained[K, V], pairs: list[tuple[K, V]], seqs: dict[K, int]
+    index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh multi hash index from ``pairs``; False for anything unusual (as
-    :func:`_fill_at_once`), or a multi index that is also unique or ordered."""
+    """Fill a fresh multi hash index from ``(key, what its function returned)`` pairs;
+    False for anything unusual (as :func:`_fill_at_once`), or a multi index that is
+    also unique or ordered."""
     if index.unique or index.ordered:
         return False
-    fn = index.fn
     held: dict[K, object] = {}
     buckets: dict[object, dict[K, None]] = {}
     try:
-        for key, value in pairs:
-            result = fn(value)
+        for key, result in pairs:
             if result is None:
                 continue
-            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+            if type(result) not in _PLAIN_ITERABLES and (
+                isinstance(result, str | bytes) or not isinstance(result, Iterable)
+            ):
                 return False
-            elements = tuple(dict.fromkeys(e for e in result if e is not None))
+            elements = tuple(dict.fromkeys(cast(Iterable[object], result)))  # at C speed
+            if None in elements:
+                elements = tuple(element for element in elements if element is not None)
             if not elements:
                 continue
             held[key] = elements
@@ -314,12 +433,6 @@ def _fill_multi_at_once(
     index.entries = HashEntries.of_buckets(seqs, buckets)
     index.held = held
     return True
-
-
-def _second(pair: tuple[K, object]) -> Any:
-    """Return an ordered index's key from ``(key, index key)``: ``Any``, as ``sorted`` only
-    accepts comparable keys, which an index key must be (or the careful path says so)."""
-    return pair[1]
 
 
 def _fill_carefully(
@@ -348,20 +461,15 @@ def _index_keys_at_open(index: Maintained[K, V], key: K, value: V) -> IndexKeys:
 
 def _fill(index: Maintained[K, V], found: list[tuple[K, int, IndexKeys]]) -> None:
     """Put ``found`` rows, in insertion order, into a fresh index."""
-    if not index.spec.ordered:
+    if index.ordered:
+        for key, _, index_keys in found:
+            for index_key in index_keys:
+                if index_key != index_key:  # NaN: compares false with everything
+                    raise _index_rules.incomparable(index, key, index_key)
+    try:
         for key, seq, index_keys in found:
             index.hold(key, seq, index_keys)
-        return
-    triples: list[tuple[object, ...]] = []
-    for key, seq, index_keys in found:
-        for index_key in index_keys:
-            if index_key != index_key:
-                raise _index_rules.incomparable(index, key, index_key)
-            triples.append((index_key, seq, key))
-        index.held[key] = index_keys if index.spec.multi else index_keys[0]
-    try:
-        index.entries = SortedEntries(triples)
-    except TypeError as exc:
+    except TypeError as exc:  # an ordered index's keys that do not compare
         raise TypeError(
             f"ordered index {index.spec.name!r}: the data gives index keys that cannot be"
             " ordered with each other; nothing was changed"

@@ -6,8 +6,9 @@ kind of index (README.md, "Indexes"):
 - :class:`UniqueEntries`, a dict from index key to the one key holding it;
 - :class:`HashEntries`, a dict from index key to the keys holding it, in the host's
   insertion order;
-- :class:`SortedEntries`, a ``sortedcontainers.SortedList`` of ``(index key, seq, key)``
-  triples: O(log n) per write and O(log n + k) per range.
+- :class:`SortedEntries`, those buckets and a ``sortedcontainers.SortedList`` of the
+  distinct index keys: O(1) per write that keeps an index key, O(log d) per one that
+  adds or drops one (d distinct index keys), O(log d + k) per range.
 
 ``seq`` is a key's insertion position in its host, as :class:`~typedstore._index.IndexSet`
 numbers them: it orders the keys that share an index key, so that lookups list them in
@@ -21,14 +22,14 @@ import itertools
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, cast
+from typing import Any, Generic, TypeAlias, cast
 
 from sortedcontainers import SortedList
 
 from ._types import MISSING, K, V, _Missing
 
 Triple = tuple[object, ...]
-"""A sorted entry ``(index key, seq, key)``, or a bound ``(index key,)`` to search with."""
+"""An ordered index's entry as a range lists it: ``(index key, seq, key)``."""
 
 
 class UniqueEntries(Generic[K]):
@@ -137,79 +138,77 @@ class HashEntries(Generic[K]):
         return sum(map(len, self._buckets.values()))
 
 
-class SortedEntries(Generic[K]):
-    """An ordered index: entries sorted by index key, then by insertion position."""
+class SortedEntries(HashEntries[K]):
+    """An ordered index: the buckets of a hash index, and its distinct index keys sorted.
 
-    __slots__ = ("_sorted",)
+    A write touches its bucket (O(1)) and, only when an index key comes or goes, the
+    sorted keys (O(log d), d distinct index keys); a range bisects the sorted keys and
+    lists their buckets. Rejected: one sorted list of ``(index key, seq, key)`` triples,
+    an O(log n) insert and a tuple on every write, and more memory per entry.
+    """
 
-    def __init__(self, triples: list[Triple] | None = None) -> None:
-        # Rejected: bisect.insort on a plain list, O(n) per write (about 50 us at 100k
-        # entries and 0.9 ms at 1M, against 3 us for SortedList's add and remove).
-        self._sorted: SortedList[Triple] = SortedList()
-        if triples:
-            self._sorted.update(triples)
+    __slots__ = ("_order",)
 
-    def holder(self, index_key: object) -> K | _Missing:
-        """Return the first key holding ``index_key``, or MISSING."""
-        for key in self._keys_at(index_key):
-            return key
-        return MISSING
-
-    def keys_of(self, index_key: object) -> list[K]:
-        """Return the keys holding ``index_key``, in insertion order."""
-        return list(self._keys_at(index_key))
-
-    def count(self, index_key: object) -> int:
-        """Return how many keys hold ``index_key``."""
-        return sum(1 for _ in self._keys_at(index_key))
-
-    def _keys_at(self, index_key: object) -> Iterator[K]:
-        start = self._sorted.bisect_left((index_key,))
-        for triple in self._sorted.islice(start):
-            if triple[0] != index_key:
-                return
-            yield self.key_of(triple)
+    def __init__(self, seqs: Mapping[K, int], held: Mapping[K, object] | None = None) -> None:
+        super().__init__(seqs, held)
+        # Rejected: bisect.insort on a plain list, O(d) per new index key. ``Any``: an
+        # ordered index's keys compare with each other (the plan checks), which the
+        # checker cannot know of ``object``; TypeError here if they do not.
+        self._order: SortedList[Any] = SortedList(self._buckets)
 
     def first_index_key(self) -> object:
         """Return the lowest index key, or MISSING if the index is empty."""
-        return self._sorted[0][0] if self._sorted else MISSING
+        return self._order[0] if self._order else MISSING
+
+    def distinct(self) -> Iterator[object]:
+        """Iterate over the distinct index keys, lowest first."""
+        return iter(self._order)
 
     def bisect(self, index_key: object) -> int:
         """Return where ``index_key`` goes; TypeError if it cannot be compared with it all."""
-        return self._sorted.bisect_left((index_key,))
+        return self._order.bisect_left(index_key)
 
     def add(self, key: K, seq: int, index_key: object) -> None:
         """Record that ``key`` (at insertion position ``seq``) holds ``index_key``."""
-        self._sorted.add((index_key, seq, key))
+        if index_key not in self._buckets:
+            self._order.add(index_key)
+        super().add(key, seq, index_key)
 
     def discard(self, key: K, seq: int, index_key: object) -> None:
-        """Forget that ``key`` (at insertion position ``seq``) holds ``index_key``."""
-        self._sorted.remove((index_key, seq, key))
+        """Forget that ``key`` holds ``index_key``."""
+        super().discard(key, seq, index_key)
+        if index_key not in self._buckets:
+            self._order.remove(index_key)
+
+    def _index_keys_between(self, low: object, high: object, reverse: bool) -> Iterator[object]:
+        order = self._order
+        start = 0 if low is None else order.bisect_left(low)
+        stop = len(order) if high is None else order.bisect_left(high)
+        return order.islice(start, max(start, stop), reverse=reverse)
 
     def keys_between(self, low: object, high: object, *, reverse: bool) -> Iterator[K]:
         """Yield the keys of the entries with ``low <= index key < high``; None is open."""
-        return map(self.key_of, self.triples_between(low, high, reverse=reverse))
+        for index_key in self._index_keys_between(low, high, reverse):
+            keys = self.keys_of(index_key)
+            yield from reversed(keys) if reverse else keys
 
     def triples_between(self, low: object, high: object, *, reverse: bool) -> Iterator[Triple]:
         """Yield the ``(index key, seq, key)`` entries with ``low <= index key < high``."""
-        sorted_list = self._sorted
-        start = 0 if low is None else sorted_list.bisect_left((low,))
-        stop = len(sorted_list) if high is None else sorted_list.bisect_left((high,))
-        return sorted_list.islice(start, max(start, stop), reverse=reverse)
+        seqs = self._seqs
+        for index_key in self._index_keys_between(low, high, reverse):
+            keys = self.keys_of(index_key)
+            for key in reversed(keys) if reverse else keys:
+                yield (index_key, seqs[key], key)
 
     def index_keys_except(self, keys: Set[K]) -> list[object]:
-        """Return the index keys of every entry whose key is not in ``keys``, in order."""
-        return [triple[0] for triple in self._sorted if triple[2] not in keys]
-
-    def __len__(self) -> int:
-        return len(self._sorted)
+        """Return, in order, the index keys held by a key not in ``keys``."""
+        buckets = self._buckets
+        return [ik for ik in self._order if any(key not in keys for key in buckets[ik])]
 
     @staticmethod
     def key_of(triple: Triple) -> K:
         """Return the key of an ``(index key, seq, key)`` entry."""
-        # The list holds triples of this index's K; only the bounds searched with are
-        # 1-tuples, and they are never stored.
-        return cast(K, triple[2])
+        return cast(K, triple[2])  # the entries hold this index's K
 
 
 def first(keys: Iterator[K], offset: int, limit: int | None) -> list[K]:
@@ -247,7 +246,7 @@ class Maintained(Generic[K, V]):
         )
         """The spec's fields, at one attribute lookup each: read on every write."""
         self.entries: UniqueEntries[K] | HashEntries[K] | SortedEntries[K] = (
-            SortedEntries()
+            SortedEntries(seqs)
             if spec.ordered
             else UniqueEntries()
             if spec.unique
@@ -262,7 +261,7 @@ class Maintained(Generic[K, V]):
         if result is None:
             return ()
         if not self.multi:
-            self._check_hashable(key, result)
+            self.check_hashable(key, result)
             return (result,)
         if isinstance(result, str | bytes) or not isinstance(result, Iterable):
             raise TypeError(
@@ -272,10 +271,11 @@ class Maintained(Generic[K, V]):
             )
         elements = [element for element in result if element is not None]
         for element in elements:
-            self._check_hashable(key, element)
+            self.check_hashable(key, element)
         return tuple(dict.fromkeys(elements))  # duplicates within one value collapse
 
-    def _check_hashable(self, key: K, index_key: object) -> None:
+    def check_hashable(self, key: K, index_key: object) -> None:
+        """Raise TypeError, naming the index and ``key``, unless ``index_key`` is hashable."""
         try:
             hash(index_key)
         except TypeError as exc:
@@ -293,18 +293,28 @@ class Maintained(Generic[K, V]):
 
     def forget(self, key: K, seq: int, index_keys: IndexKeys) -> None:
         """Remove ``key``'s entries for ``index_keys``."""
-        discard = self.entries.discard
-        for index_key in index_keys:
-            discard(key, seq, index_key)
+        if not index_keys:
+            return
+        if len(index_keys) == 1:  # every index but a multi one: kept short
+            self.entries.discard(key, seq, index_keys[0])
+        else:
+            discard = self.entries.discard
+            for index_key in index_keys:
+                discard(key, seq, index_key)
         self.held.pop(key, None)
 
     def hold(self, key: K, seq: int, index_keys: IndexKeys) -> None:
         """Add ``key``'s entries for ``index_keys``."""
-        add = self.entries.add
-        for index_key in index_keys:
-            add(key, seq, index_key)
-        if index_keys:
-            self.held[key] = index_keys if self.multi else index_keys[0]
+        if not index_keys:
+            return
+        if self.multi:
+            add = self.entries.add
+            for index_key in index_keys:
+                add(key, seq, index_key)
+            self.held[key] = index_keys
+        else:
+            self.entries.add(key, seq, index_keys[0])
+            self.held[key] = index_keys[0]
 
 
 Move: TypeAlias = tuple[Maintained[K, V], K, IndexKeys, IndexKeys]

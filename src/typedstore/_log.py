@@ -77,7 +77,9 @@ class Log:
                 self._append_parts(body, generation)
             else:
                 if pending is None:
-                    frame = _format.encode_frame(_format.tag(body, generation), size)
+                    if generation:  # _format.tag's test, inlined: mostly 0
+                        body = _format.tag(body, generation)
+                    frame = _format.encode_frame(body, size)
                 else:
                     schema = _format.encode_frame(_format.schema_body(pending, generation), size)
                     frame = schema + _format.encode_frame(

@@ -144,6 +144,22 @@ def packb_plain(data: object) -> bytes:
     return packed
 
 
+def packb_plain_pair(key: object, value: object) -> tuple[bytes, bytes]:
+    """Return :func:`packb_plain` of ``key`` and of ``value``: one write's, in one call."""
+    packer: msgpack.Packer | None = _plain_packers.__dict__.get("packer")
+    if packer is None:
+        packer = _plain_packers.packer = msgpack.Packer()
+    try:
+        packed = packer.pack(key), packer.pack(value)
+    except ENCODE_FAILURES:  # msgpack resets its buffer before raising
+        packb_plain(key)  # whichever fails raises EncodingError naming its type
+        packb_plain(value)
+        raise
+    if len(packed[0]) + len(packed[1]) > _PACKER_KEEP_BYTES:
+        del _plain_packers.packer  # it would keep a buffer that large
+    return packed
+
+
 _exact_packers = threading.local()
 
 

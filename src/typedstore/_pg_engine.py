@@ -145,6 +145,8 @@ class PostgresEngine:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._lock_key: int | None = None
         self._lock_conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.is_writing = False
+        """Whether this engine holds (or is taking) the writer lock; as the file engine's."""
         self._snapshot = -1
         self._start = 0
         self._claimed = 0
@@ -255,14 +257,43 @@ class PostgresEngine:
         if self._lock_conn is not None:
             raise RuntimeError(f"{self.where()}: the writer lock is held already")
         key = self._ensure_tables()
-        self._fetch("SELECT pg_advisory_lock(%(key)s)", {"key": key})
-        self._lock_conn = self._conn
+        self.is_writing = True  # marked first: stop_writing lets go if a Ctrl-C lands now
+        try:
+            self._fetch("SELECT pg_advisory_lock(%(key)s)", {"key": key})
+            self._lock_conn = self._conn
+        except BaseException:
+            self.stop_writing()
+            raise
+
+    def try_start_writing(self) -> bool:
+        """Take the writer lock if it is free, as :meth:`start_writing` does; return
+        whether it was taken (never waits)."""
+        self._check_writable()
+        if self._lock_conn is not None:
+            raise RuntimeError(f"{self.where()}: the writer lock is held already")
+        key = self._ensure_tables()
+        self.is_writing = True
+        try:
+            rows = self._fetch("SELECT pg_try_advisory_lock(%(key)s)", {"key": key})
+            if not rows[0][0]:
+                self.is_writing = False
+                return False
+            self._lock_conn = self._conn
+        except BaseException:
+            self.stop_writing()
+            raise
+        return True
 
     def stop_writing(self) -> None:
         """Release the writer lock :meth:`start_writing` took (a lost connection did)."""
-        held, self._lock_conn = self._lock_conn, None
-        if held is not None and held is self._conn and not held.closed:
-            self._fetch("SELECT pg_advisory_unlock(%(key)s)", {"key": self._lock_key})
+        held, self._lock_conn, conn = self._lock_conn, None, self._conn
+        try:
+            # held None while marked: interrupted right after the lock was taken, maybe.
+            # Unlocking a lock not held only draws a warning from the server.
+            if self.is_writing and conn is not None and not conn.closed and held in (None, conn):
+                self._fetch("SELECT pg_advisory_unlock(%(key)s)", {"key": self._lock_key})
+        finally:
+            self.is_writing = False
 
     def grew_or_moved(self, known: int) -> bool:
         """Whether the log's end is not ``known`` or another instance wrote a newer image:
@@ -279,6 +310,10 @@ class PostgresEngine:
     def claim(self, at: int) -> None:
         """Note ``at`` as the end the next append expects (:attr:`claimed`); nothing to
         check ahead, as :meth:`append` compares the end in its own statement."""
+        self._claimed = at
+
+    def take_end(self, at: int) -> None:
+        """:meth:`claim`, for a writer that just found the log unchanged under the lock."""
         self._claimed = at
 
     @property

@@ -46,6 +46,15 @@ def operation_body(key_bytes: KeyBytes, blob: bytes | None) -> bytes | list[byte
     return insert_parts(key_bytes, blob)
 
 
+def operation_record(head: bytes, key_bytes: KeyBytes, blob: bytes | None) -> bytes | list[bytes]:
+    """Return ``headed(head, operation_body(key_bytes, blob))``: the record of a single
+    write, in one call for the common case (a value not large), as every write takes it."""
+    if blob is not None and len(blob) < LARGE_BODY:
+        body = insert_body(key_bytes, blob)
+        return head + body if head else body
+    return headed(head, operation_body(key_bytes, blob))
+
+
 def batch_record_body(
     writes: Sequence[Write[K]], key_bytes: Sequence[KeyBytes]
 ) -> bytes | list[bytes]:

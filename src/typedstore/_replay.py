@@ -63,6 +63,10 @@ class Declaration(Generic[K, V]):
     keeps_values: bool = False
     """Whether replay keeps each live entry's validated value for the collection's indexes
     (README.md, "Indexes"), which are built from them once replay ends."""
+    keep: Callable[[V], object] | None = None
+    """With ``keeps_values``, what replay keeps of each value instead of the value itself
+    (what the index functions return for it: far less for the collector to walk than
+    the values); a value it raises for waits for the end, as one failing validation."""
 
 
 Declare = Callable[[Catalog, CollectionMeta], "Declaration[Any, Any] | None"]
@@ -151,8 +155,8 @@ def replay(path: Path, buf: bytes, declare: Declare, mode: RecoveryMode, tail_bo
 class Replayer:
     """Replay one log into memory: walk its frames and hand each operation to its collection.
 
-    :meth:`run` is the frame walk; a lone insert of collection 0 (the common case) goes
-    straight to that collection, every other record through :meth:`_read_record`;
+    :meth:`run` is the frame walk; a lone insert (the common case) goes straight to
+    its collection's ``insert``, every other record through :meth:`_read_record`;
     :meth:`_enter_catalog` follows schema records, which may add, drop, rename or
     change collections.
     """
@@ -165,8 +169,9 @@ class Replayer:
         self.names: dict[int, str] = {}
         """The name each live collection's state was made for."""
         self.catalog: Catalog | None = None
-        self.insert_zero: Callable[[bytes, bytes, int], None] | None = None
-        """Collection 0's short path for a lone insert, the common record; None without it."""
+        self.inserts: dict[int, Callable[[bytes, bytes, int], None]] = {}
+        """Each live collection's short path for a lone insert, the common record, by id:
+        one lookup per record, whatever the number of collections."""
         self.next_id = 0
         self.total = 0
         self.trail = SchemaTrail(path)
@@ -179,45 +184,32 @@ class Replayer:
         meta, end = open_header(path, buf)
         self._enter_catalog(meta, 0)
         frames = FrameScanner(path, buf, end, mode, tail_bound)
-        plain_insert, trail = _format.plain_insert, self.trail
-        inserts = 0
+        lone_insert, trail, inserts = _format.lone_insert, self.trail, self.inserts
+        count = 0
         with collector_paused():
             for offset, end in frames:
-                insert = plain_insert(buf, offset, end, trail.generation)
+                insert = lone_insert(buf, offset, end, trail.generation)
                 if insert is None:
-                    self._read_other(offset, end)
+                    self._read_record(offset, end)
                 else:
-                    read = self.insert_zero
+                    collection, key, blob = insert
+                    read = inserts.get(collection)
                     if read is None:
-                        self._no_collection(0, offset)
+                        self._no_collection(collection, offset)
                     else:
-                        read(insert[0], insert[1], offset)
-                    inserts += 1
+                        read(key, blob, offset)
+                    count += 1
         assert self.catalog is not None
         return Replay(
             self.states,
             self.catalog,
             self.next_id,
-            self.total + inserts,
+            self.total + count,
             trail.generation,
             end,
             frames.damage,
             frames.torn_tail,
         )
-
-    def _read_other(self, offset: int, end: int) -> None:
-        """Apply a record that is not a lone insert of collection 0."""
-        found = _format.collection_insert(self.buf, offset, end, self.trail.generation)
-        if found is None:
-            self._read_record(offset, end)
-            return
-        collection, key, blob = found
-        state = self.states.get(collection)
-        if state is None:
-            self._no_collection(collection, offset)
-        else:
-            state.insert(key, blob, offset)
-        self.total += 1
 
     def _no_collection(self, collection: int, offset: int) -> None:
         reason = _format.FormatError(_NO_COLLECTION.format(collection))
@@ -281,8 +273,8 @@ class Replayer:
             if state is None or self.names[collection.id] != collection.name:
                 state = self._state_for(catalog, collection, state)
             state.enter(segment)
-        zero = self.states.get(0)
-        self.insert_zero = None if zero is None else zero.insert
+        self.inserts.clear()  # the same dict: run holds it
+        self.inserts.update((ident, state.insert) for ident, state in self.states.items())
 
     def _state_for(
         self, catalog: Catalog, collection: CollectionMeta, state: Declared[Any, Any] | Kept | None
@@ -297,6 +289,7 @@ class Replayer:
             new = Declared(self.path, declaration.codec, declaration.schema)
             if declaration.keeps_values:
                 new.values = {}
+                new.keep = declaration.keep
             if kept is not None:
                 new.adopt(kept)
         self.states[collection.id] = new
@@ -326,8 +319,7 @@ def resumed(
         if state is not None:
             replayer.states[meta.id] = state
             replayer.names[meta.id] = meta.name
-    zero = replayer.states.get(0)
-    replayer.insert_zero = None if zero is None else zero.insert
+    replayer.inserts.update((ident, state.insert) for ident, state in replayer.states.items())
     return replayer
 
 
@@ -404,9 +396,12 @@ class Declared(Generic[K, V]):
         self.segment: Segment | None = None
         self.current = False
         """Whether the records in force were written under exactly this open's types."""
-        self.values: dict[K, V] | None = None
-        """The validated value of each live entry validated as it was read, when the
-        declaration keeps them (``Declaration.keeps_values``); None otherwise."""
+        self.values: dict[K, object] | None = None
+        """The validated value of each live entry validated as it was read (or what
+        ``Declaration.keep`` returns for it), when the declaration keeps them
+        (``Declaration.keeps_values``); None otherwise."""
+        self.keep: Callable[[V], object] | None = None
+        """``Declaration.keep``: what to keep of a value instead of itself."""
 
     def enter(self, segment: Segment) -> None:
         """Follow a switch to the schema of the header or of a schema record."""
@@ -487,9 +482,10 @@ class Declared(Generic[K, V]):
         if self.current:
             try:
                 value = self.codec.validate_value(data)
+                kept: object = value if self.keep is None else self.keep(value)
                 held = self.codec.freeze(value, blob)
                 if values is not None:
-                    values[key] = value
+                    values[key] = kept
             except Exception:  # raised again at the end if the value is still live
                 pass
         self.entries[key] = held

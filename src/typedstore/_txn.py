@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import reprlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
 
@@ -17,6 +17,10 @@ from ._records import Write, removal
 from ._types import MISSING, K, KeyBytes, Stored, V, _Missing
 
 T = TypeVar("T")
+
+Hold = Generator[None, None, None]
+"""What a transaction holds its store by: closing it lets the store go. A generator,
+so that dropping it (a KeyboardInterrupt before anyone stored it) lets go too."""
 
 
 class _State(enum.Enum):
@@ -28,14 +32,12 @@ class _State(enum.Enum):
 class TransactionHost(Protocol[K]):
     """What a transaction needs from its store: take it, write to it once, let it go."""
 
-    def _begin_transaction(self) -> Mapping[K, Stored]:
-        """Take the store: other threads wait until the end. Return its entries, to read."""
+    def _begin_transaction(self) -> tuple[Hold | None, Mapping[K, Stored]]:
+        """Take the store: other threads wait until the hold returned is closed (None:
+        nothing to let go). Return it and the store's entries, to read."""
 
     def _commit(self, writes: Sequence[Write[K]]) -> None:
         """Write ``writes`` as one batch record and apply them to memory at once."""
-
-    def _end_transaction(self) -> None:
-        """Release what ``_begin_transaction`` took."""
 
 
 class Transaction(Generic[K, V]):
@@ -55,12 +57,20 @@ class Transaction(Generic[K, V]):
         self._entries: Mapping[K, Stored] = {}
         """The store's entries, as they were when the block began."""
         self._state = _State.NEW
+        self._hold: Hold | None = None
 
     def __enter__(self) -> Transaction[K, V]:
         if self._state is not _State.NEW:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
-        self._entries = self._host._begin_transaction()
-        self._state = _State.OPEN
+        try:
+            # Unpacked straight into the attributes: a KeyboardInterrupt before they
+            # hold the hold drops it, which lets the store go (see Core._begin_transaction).
+            self._hold, self._entries = self._host._begin_transaction()
+            self._state = _State.OPEN
+        except BaseException:
+            if self._hold is not None:  # taken, then interrupted: the with block never runs
+                self._hold.close()
+            raise
         return self
 
     def __exit__(
@@ -74,7 +84,8 @@ class Transaction(Generic[K, V]):
             if exc_type is None and self._writes:
                 self._host._commit(self._writes)
         finally:
-            self._host._end_transaction()
+            if self._hold is not None:
+                self._hold.close()
 
     def insert(self, key: K, value: V) -> V | None:
         """Validate and stage ``key = value``; return the previous value."""
