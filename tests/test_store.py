@@ -1081,10 +1081,6 @@ class TestWritesFromInsideAWrite:
     """A write re-entered from its own thread is refused, and a store closed meanwhile writes
     nowhere: the log never gets a record interleaved with another."""
 
-    @pytest.mark.file_only(
-        "its handlers read then write: a handler nested in another's read-to-write window "
-        "loses an update, which a write's round trips to PostgreSQL make likely"
-    )
     def test_signal_handler_writes_are_refused_and_the_log_stays_whole(
         self, log_path: Path, open_store: OpenStore
     ) -> None:

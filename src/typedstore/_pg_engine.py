@@ -152,6 +152,9 @@ class PostgresEngine:
         self._claimed = 0
         self._busy = False
         """Whether a statement is under way: see :meth:`_enter`."""
+        self._state: tuple[int, int | None] | None = None
+        """The end and newest image :meth:`grew_or_moved` found, until the next statement
+        or :meth:`end`: the catch-up it starts reads them without asking again."""
         self._statements: dict[str, sql.Composed] = {}
 
     @property
@@ -205,7 +208,11 @@ class PostgresEngine:
     # -- reading -------------------------------------------------------------------------
 
     def end(self) -> int:
-        """Return the log's end now: one round trip (0: no log yet)."""
+        """Return the log's end now: one round trip (0: no log yet), or none right after
+        :meth:`grew_or_moved`, whose answer it takes (once)."""
+        state, self._state = self._state, None
+        if state is not None:
+            return state[0]
         rows = self._fetch("SELECT position FROM {end}", {})
         return int(rows[0][0]) if rows else 0
 
@@ -294,7 +301,11 @@ class PostgresEngine:
         operation of a store on this engine."""
         rows = self._fetch(_STATE_SQL, {})
         end, newest = rows[0]
-        return (end or 0) != known or (newest is not None and newest > self._snapshot)
+        end = end or 0
+        grew = end != known or (newest is not None and newest > self._snapshot)
+        if grew:  # the catch-up that follows asks is_replaced and end: answered already
+            self._state = (int(end), newest)
+        return grew
 
     def claim(self, at: int) -> None:
         """Note ``at`` as the end the next append expects (:attr:`claimed`); nothing to
@@ -361,9 +372,13 @@ class PostgresEngine:
     # -- following a compaction ----------------------------------------------------------
 
     def is_replaced(self) -> bool:
-        """Whether another instance wrote a newer image than the one this engine read."""
-        rows = self._fetch("SELECT max(position) FROM {snapshot}", {})
-        newest = rows[0][0] if rows else None
+        """Whether another instance wrote a newer image than the one this engine read
+        (right after :meth:`grew_or_moved`, from its answer: no round trip)."""
+        if self._state is not None:
+            newest: int | None = self._state[1]
+        else:
+            rows = self._fetch("SELECT max(position) FROM {snapshot}", {})
+            newest = rows[0][0] if rows else None
         return newest is not None and newest > self._snapshot
 
     def follow(self, seen: int) -> int | None:
@@ -490,6 +505,7 @@ class PostgresEngine:
     def _enter(self) -> None:
         """Refuse a statement from code that interrupted one of this engine's (a signal
         handler): psycopg's connection lock is not reentrant, so it would wait forever."""
+        self._state = None  # any other statement: grew_or_moved's answer is old now
         if self._busy:
             raise RuntimeError(
                 f"{self.where()}: a statement from code that interrupted another one on the "

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from . import _format
 from ._config import StoreConfig
-from ._engine import StaleLogError
 from ._errors import CorruptLogError
 from ._log import Log
 from ._open import Image, Opened
@@ -196,6 +195,3 @@ class PgLog(Log):
         """Close the engine's connection; nothing is ever buffered."""
         self.pg.close()
         return 0
-
-
-__all__ = ["PgLog", "StaleLogError", "load", "replay"]
