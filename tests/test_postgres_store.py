@@ -13,7 +13,11 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +34,9 @@ from typedstore import (
 )
 
 ROOT = Path(__file__).parents[1]
+
+TraceFunction = Callable[[FrameType, str, Any], Any]
+"""What ``sys.settrace`` takes."""
 
 
 class User(BaseModel):
@@ -394,3 +401,54 @@ class TestFaults:
             for keys in acknowledged:
                 assert all(key in store for key in keys)
             assert len(store) == sum(len(keys) for keys in acknowledged)
+
+
+def interrupt_on_return(code: CodeType, caller: CodeType | None = None) -> TraceFunction:
+    """Return a ``sys.settrace`` function that raises KeyboardInterrupt once, as a call of
+    ``code`` (made from ``caller``, if given) returns normally: a Ctrl-C that lands right
+    after the call, as the interpreter checks for signals after each call."""
+    fired: list[bool] = []
+
+    def local(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        back = frame.f_back
+        called_from = caller is None or (back is not None and back.f_code is caller)
+        if event == "return" and not fired and frame.f_code is code and called_from:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return local
+
+    def trace(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        return local if frame.f_code is code and not fired else None
+
+    return trace
+
+
+@contextmanager
+def tracing(trace: TraceFunction) -> Iterator[None]:
+    """Run the block under ``trace``, in this thread."""
+    sys.settrace(trace)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+
+
+class TestInterrupts:
+    """A Ctrl-C (KeyboardInterrupt) landing in a write on PostgreSQL: the store stays
+    usable and its memory equals what a reopen reads."""
+
+    def test_a_ctrl_c_as_a_statement_begins_leaves_the_engine_usable(self, pg_dsn: str) -> None:
+        """Right after the engine marked its connection busy, before the statement's try:
+        the mark must not stay, or every later call raises RuntimeError."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            store["a"] = 0
+            trace = interrupt_on_return(
+                PostgresEngine._enter.__code__, PostgresEngine._execute.__code__
+            )
+            with pytest.raises(KeyboardInterrupt), tracing(trace):
+                store["a"] = 1
+            assert store.get("a") == 0  # the statement never ran
+            store["b"] = 2
+            with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
+                assert dict(again) == dict(store) == {"a": 0, "b": 2}

@@ -497,6 +497,7 @@ class PostgresEngine:
         conn = self._connection()
         self._enter()
         try:
+            self._busy = True  # in the try: a Ctrl-C right after _enter leaves it unset
             with self._translating():
                 return conn.execute(self._sql(text), params).rowcount
         finally:
@@ -504,14 +505,15 @@ class PostgresEngine:
 
     def _enter(self) -> None:
         """Refuse a statement from code that interrupted one of this engine's (a signal
-        handler): psycopg's connection lock is not reentrant, so it would wait forever."""
+        handler): psycopg's connection lock is not reentrant, so it would wait forever.
+        The caller marks the connection busy itself, inside the ``try`` whose ``finally``
+        clears the mark: a Ctrl-C landing as this returns must not leave it set."""
         self._state = None  # any other statement: grew_or_moved's answer is old now
         if self._busy:
             raise RuntimeError(
                 f"{self.where()}: a statement from code that interrupted another one on the "
                 "same connection (a signal handler) is refused"
             )
-        self._busy = True
 
     def _fetch(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one query; return its rows.
@@ -532,6 +534,7 @@ class PostgresEngine:
         conn = self._connection()
         self._enter()
         try:
+            self._busy = True  # as in _execute
             with self._translating():
                 return conn.execute(self._sql(text), params).fetchall()
         finally:
