@@ -452,3 +452,35 @@ class TestInterrupts:
             store["b"] = 2
             with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
                 assert dict(again) == dict(store) == {"a": 0, "b": 2}
+
+    @pytest.mark.parametrize("write", ["set", "modify", "update", "transaction"])
+    def test_a_ctrl_c_once_the_record_landed_leaves_memory_equal_to_the_log(
+        self, pg_dsn: str, write: str
+    ) -> None:
+        """Right after the append statement committed: memory must apply the record, as
+        a file store's does (README, "A write interrupted by a signal may or may not
+        have happened"), and not skip it on the next catch-up."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        with TypedStore.open(engine, str, int) as store:
+            store["a"] = 0
+            store["b"] = 0
+
+            def run() -> None:
+                if write == "set":
+                    store["a"] = 2
+                elif write == "modify":
+                    store.modify("a", lambda value: value + 2)
+                elif write == "update":
+                    store.update({"a": 2, "b": 1})
+                else:
+                    with store.transaction() as txn:
+                        txn["a"] = 2
+                        txn["b"] = 1
+
+            trace = interrupt_on_return(PostgresEngine.append.__code__)
+            with pytest.raises(KeyboardInterrupt), tracing(trace):
+                run()
+            assert store["a"] == 2
+            store["c"] = 3
+            with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
+                assert dict(again) == dict(store)

@@ -154,10 +154,16 @@ class PgLog(Log):
             frames.append(_format.encode_frame(_format.schema_body(pending, generation), at))
         data = body if isinstance(body, bytes) else b"".join(body)
         frames.append(_format.encode_frame(_format.tag(data, generation), at + len(frames)))
-        self.pg.append(frames, at)
-        self._size += sum(map(len, frames))
-        self.total_records += records
-        self.pending_schema, self.generation = None, generation
+        total, size = self.total_records + records, self._size + sum(map(len, frames))
+        try:
+            self.pg.append(frames, at)
+        finally:
+            # A Ctrl-C can land once the statement committed: the record is in the log
+            # exactly when the engine's end moved, and then it is counted, so that the
+            # caller makes memory agree (see Log.append), not a catch-up skip it.
+            if self.pg.claimed != at:
+                self.total_records, self.pending_schema, self.generation = total, None, generation
+                self._size = size
 
     def append_schema(self, meta: bytes) -> None:
         """Append a schema record alone, opening the next generation."""
