@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from typedstore import (
     StoreClosedError,
     TypedStore,
     UniqueViolationError,
+    _index_set,
 )
 from typedstore._codec import Codec
 from typedstore._follow import Following
@@ -806,3 +808,116 @@ def test_open_names_the_key_whose_index_function_raised(log_path: Path) -> None:
     with pytest.raises(LookupError, match="index function failed") as raised:
         open_kind(Strict, log_path)
     assert "for key 'b'" in "".join(raised.value.__notes__)
+
+
+def shape_of(tagged: Tagged) -> Any:
+    """What a multi index's function may return, by the value's name: None, an empty list,
+    a list holding None, a tuple with repeats, a set, an unhashable element; else its tags."""
+    shapes: dict[str, object] = {
+        "none": None,
+        "empty": [],
+        "holds none": [None, "x"],
+        "repeats": ("x", "x", "y"),
+        "set": {"y"},
+        "unhashable": [["x"]],
+    }
+    return shapes.get(tagged.name, tagged.tags)
+
+
+class Shaped(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(shape_of, multi=True)
+
+
+@pytest.mark.parametrize("odd", ["none", "empty", "holds none", "repeats", "set", ""])
+def test_open_builds_a_multi_index_of_any_shape_as_writes_keep_it(log_path: Path, odd: str) -> None:
+    """A multi index built at open, whatever its function returns, equals the one writes kept."""
+    with open_kind(Shaped, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["x", "y"])
+        items_of(db)["b"] = Tagged(name=odd, tags=["y"])
+        items_of(db)["c"] = Tagged(name="c", tags=["x"])
+        kept = {ik: index_of(db).find(ik) for ik in ("x", "y")}
+        counts = {ik: index_of(db).count(ik) for ik in ("x", "y")}
+    with open_kind(Shaped, log_path) as reopened:
+        assert {ik: index_of(reopened).find(ik) for ik in ("x", "y")} == kept
+        assert {ik: index_of(reopened).count(ik) for ik in ("x", "y")} == counts
+
+
+def test_open_names_the_key_of_an_unhashable_multi_index_key(log_path: Path) -> None:
+    """An element no index key can be, met at open, fails it naming the key."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["x"])
+        items_of(db)["b"] = Tagged(name="unhashable")
+    with pytest.raises(TypeError, match="of key 'b' is not hashable"):
+        open_kind(Shaped, log_path)
+
+
+def pair_of(tagged: Tagged) -> tuple[int, str]:
+    return (len(tagged.tags), tagged.name)
+
+
+class LonePairs(Collection[str, Tagged]):
+    """A lone ordered index whose index keys are tuples: what open keeps of each value is
+    the function's result as it is, which must not be taken for one per index."""
+
+    by_name: Index[Tagged, tuple[int, str]] = Index(pair_of, ordered=True)
+
+
+def test_open_builds_a_lone_index_of_tuples(log_path: Path) -> None:
+    """Tuple index keys of a lone index are kept whole at open."""
+    with open_kind(LonePairs, log_path) as db:
+        items_of(db)["b"] = Tagged(name="b", tags=["x"])
+        items_of(db)["a"] = Tagged(name="a", tags=["x", "y"])
+        items_of(db)["c"] = Tagged(name="c")
+        kept = list(index_of(db))
+    with open_kind(LonePairs, log_path) as reopened:
+        assert (
+            list(index_of(reopened))
+            == kept
+            == [
+                ("c", Tagged(name="c")),
+                ("b", Tagged(name="b", tags=["x"])),
+                ("a", Tagged(name="a", tags=["x", "y"])),
+            ]
+        )
+        assert index_of(reopened).range((1, "a"), (2, "z")) == kept[1:]
+
+
+def test_open_with_ties_keeps_insertion_order_in_an_ordered_index(log_path: Path) -> None:
+    """Entries sharing an index key come in insertion order after open, as after writes,
+    also for a key moved to the end (removed, then inserted again)."""
+    with Club.open(log_path) as club:
+        for name in ("e", "d", "c", "b", "a"):
+            club.members[name] = member(f"{name}@x", 30 if name in "eca" else 20)
+        del club.members["c"]
+        club.members["c"] = member("c@x", 30)
+        kept = snapshot(club.members)
+    with Club.open(log_path) as reopened:
+        assert snapshot(reopened.members) == kept == brute_force(reopened.members)
+        assert [key for key, _ in reopened.members.by_age.range(30, None)] == ["e", "a", "c"]
+
+
+@pytest.mark.parametrize("was_enabled", [True, False])
+def test_open_interrupted_while_it_builds_the_indexes_restores_the_collector(
+    club: Club, log_path: Path, monkeypatch: pytest.MonkeyPatch, was_enabled: bool
+) -> None:
+    """A KeyboardInterrupt while an open builds the indexes (the collector paused) leaves
+    the collector as it found it, and the log opens afterwards."""
+    club.close()
+
+    def interrupted(*args: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_index_set, "_fill_at_once", interrupted)
+    before = gc.isenabled()
+    try:
+        if not was_enabled:
+            gc.disable()
+        with pytest.raises(KeyboardInterrupt):
+            Club.open(log_path)
+        assert gc.isenabled() is was_enabled
+    finally:
+        if before:
+            gc.enable()
+    monkeypatch.undo()
+    with Club.open(log_path) as reopened:
+        assert snapshot(reopened.members) == brute_force(reopened.members)

@@ -120,7 +120,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec: Codec[K, V],
         schema: Schema,
         table: Table[K],
-        found: Mapping[K, tuple[object, ...]] | None = None,
+        found: Mapping[K, object] | None = None,
     ) -> None:
         """Bind this new collection to its database's ``core`` as collection ``ident``.
 

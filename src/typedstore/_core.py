@@ -425,7 +425,10 @@ class Core:
             key_bytes = {key: want.codec.key_bytes(key) for key in entries}
         collection = object.__new__(want.cls)
         table = Table(entries, key_bytes)
-        collection._attach(self, ident, name, want.codec, want.schema, table, values)
+        # The indexes are built here from what replay kept: many small objects, all kept,
+        # which the collector would walk again and again for nothing (as in replay).
+        with collector_paused():
+            collection._attach(self, ident, name, want.codec, want.schema, table, values)
         self.collections[ident] = collection
         self._tables[ident] = table
         return collection

@@ -9,8 +9,6 @@ says what users see.
 from __future__ import annotations
 
 import inspect
-import itertools
-import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -254,17 +252,23 @@ def declared_indexes(
     return IndexSet(list(_specs(owner)), read, lock)
 
 
-def index_functions(owner: type[object]) -> Callable[[Any], tuple[object, ...]]:
-    """Return a function giving what each index ``owner`` declares returns for a value,
-    in the order of :func:`declared_indexes`: what an open keeps of each value replay
-    reads (``IndexSet.rebuild_found``). ``Any``: the class says nothing of V."""
+def index_functions(owner: type[object]) -> Callable[[Any], object]:
+    """Return a function giving what the indexes ``owner`` declares return for a value:
+    the lone index's result as it is, or a tuple of them all, in the order of
+    :func:`declared_indexes`. What an open keeps of each value replay reads
+    (``IndexSet.rebuild_found``). ``Any``: the class says nothing of V."""
     functions = tuple(spec.fn for spec in _specs(owner))
-    if len(functions) == 1:  # the commonest: no loop
-        (only,) = functions
-        return lambda value: (only(value),)
-    count = len(functions)
-    # Each function called from C: a comprehension costs a frame per value read.
-    return lambda value: tuple(map(operator.call, functions, itertools.repeat(value, count)))
+    # Called once per value at open: the lone function itself, no tuple; else each
+    # function called from the Python frame of one lambda, cheaper than from C.
+    if len(functions) == 1:
+        return functions[0]
+    if len(functions) == 2:
+        first, second = functions
+        return lambda value: (first(value), second(value))
+    if len(functions) == 3:
+        first, second, third = functions
+        return lambda value: (first(value), second(value), third(value))
+    return lambda value: tuple([function(value) for function in functions])
 
 
 def _specs(owner: type[object]) -> list[IndexSpec[Any]]:

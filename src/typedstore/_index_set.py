@@ -18,12 +18,14 @@ README.md, "Indexes", says what users see.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import reprlib
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeAlias, cast
+from typing import Any, Generic, TypeAlias, cast
 
 from . import _index_rules
 from ._index_state import (
@@ -270,14 +272,20 @@ class IndexSet(Generic[K, V]):
             _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
         self._take(rebuilt, seqs)
 
-    def rebuild_found(self, keys: Sequence[K], found: Sequence[tuple[object, ...]]) -> bool:
-        """:meth:`rebuild` from the keys and, in the same order, what :func:`functions_of`
-        found for their values, at open; False, changing nothing, for anything unusual
-        (an exception, a conflict, a NaN), which a :meth:`rebuild` then explains."""
+    def rebuild_found(self, keys: Sequence[K], found: Sequence[object]) -> bool:
+        """:meth:`rebuild` from the keys and, in the same order, what ``_index.index_functions``
+        found for their values (the lone index's result, or a tuple of each index's), at
+        open; False, changing nothing, for anything unusual (an exception, a conflict, a
+        NaN), which a :meth:`rebuild` then explains."""
         seqs = self._seqs_of(keys)
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
-        for position, index in enumerate(rebuilt):
-            if not _fill_at_once(index, keys, map(operator.itemgetter(position), found), seqs):
+        if len(rebuilt) == 1:
+            columns: list[Iterable[object]] = [found]
+        else:
+            rows = cast(Sequence[tuple[object, ...]], found)  # a tuple per value, one per index
+            columns = [map(operator.itemgetter(position), rows) for position in range(len(rebuilt))]
+        for index, column in zip(rebuilt, columns, strict=True):
+            if not _fill_at_once(index, keys, column, seqs):
                 return False
         self._take(rebuilt, seqs)
         return True
@@ -368,29 +376,52 @@ def _fill_at_once(
     (``found``, computed as it is consumed, from C); False, leaving it unfinished, for
     anything unusual: an exception, a unique conflict, a NaN."""
     if index.multi:
-        return _fill_multi_at_once(index, zip(keys, found, strict=True), seqs)
+        return _fill_multi_at_once(index, keys, found, seqs)
     try:
         held = dict(zip(keys, found, strict=True))
         if None in held.values():  # entries left out
             held = {key: ik for key, ik in held.items() if ik is not None}
         if index.ordered:
-            if index.unique and len(set(held.values())) != len(held):
-                return False
-            entries = SortedEntries(seqs, held)
-            if any(ik != ik for ik in entries.distinct()):  # a NaN: the careful path says so
+            entries = _sorted_at_once(seqs, held, unique=index.unique)
+            if entries is None:
                 return False
             index.entries = entries
         elif index.unique:
-            holders = {ik: key for key, ik in held.items()}
+            holders = dict(zip(held.values(), held, strict=True))
             if len(holders) != len(held):
                 return False
             index.entries = UniqueEntries(holders)
         else:
-            index.entries = HashEntries(seqs, held)
+            buckets: defaultdict[object, dict[K, None]] = defaultdict(dict)
+            for key, index_key in held.items():  # in insertion order: buckets stay sorted
+                buckets[index_key][key] = None
+            index.entries = HashEntries.of_buckets(seqs, dict(buckets))
     except Exception:
         return False
     index.held = held
     return True
+
+
+def _sorted_at_once(
+    seqs: dict[K, int], held: dict[K, object], *, unique: bool
+) -> SortedEntries[K] | None:
+    """Return the entries of an ordered index holding ``held``, built with one sort of its
+    keys by index key (stable: ties stay in insertion order), each bucket made at once;
+    None for a unique conflict, a NaN, or index keys whose order is not a total one.
+    TypeError for index keys that do not compare."""
+    by_index_key = cast(Callable[[K], Any], held.__getitem__)  # the keys compare, or TypeError
+    buckets: dict[object, dict[K, None]] = {}
+    for index_key, group in itertools.groupby(sorted(held, key=by_index_key), by_index_key):
+        buckets[index_key] = dict.fromkeys(group)
+    # Equal index keys left apart (a partial order), or a NaN, which equals nothing:
+    # the careful path says what is wrong.
+    if sum(map(len, buckets.values())) != len(held):
+        return None
+    if unique and len(buckets) != len(held):
+        return None
+    if any(ik != ik for ik in buckets):
+        return None
+    return SortedEntries.of_buckets(seqs, buckets)
 
 
 _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
@@ -399,13 +430,39 @@ _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
 
 
 def _fill_multi_at_once(
-    index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
+    index: Maintained[K, V], keys: Sequence[K], found: Iterable[object], seqs: dict[K, int]
 ) -> bool:
-    """Fill a fresh multi hash index from ``(key, what its function returned)`` pairs;
-    False for anything unusual (as :func:`_fill_at_once`), or a multi index that is
-    also unique or ordered."""
+    """Fill a fresh multi hash index from ``keys`` and what its function returned for
+    their values; False for anything unusual (as :func:`_fill_at_once`), or a multi
+    index that is also unique or ordered."""
     if index.unique or index.ordered:
         return False
+    results = list(found)
+    try:
+        if len(results) != len(keys) or not set(map(type, results)) <= _PLAIN_ITERABLES:
+            return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+        # The common case at C speed: plain iterables, no None among their elements.
+        plain = cast(list[Iterable[object]], results)
+        distinct: Callable[[Iterable[object]], dict[object, None]] = dict.fromkeys
+        columns = list(map(tuple, map(distinct, plain)))  # repeats collapse, at C speed
+        if () in columns or any(map(operator.contains, columns, itertools.repeat(None))):
+            return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+        buckets: defaultdict[object, dict[K, None]] = defaultdict(dict)
+        holders = itertools.chain.from_iterable(map(itertools.repeat, keys, map(len, columns)))
+        for element, key in zip(itertools.chain.from_iterable(columns), holders, strict=True):
+            buckets[element][key] = None
+    except Exception:
+        return False
+    index.entries = HashEntries.of_buckets(seqs, dict(buckets))
+    index.held = dict(zip(keys, columns, strict=True))
+    return True
+
+
+def _fill_multi_by_entry(
+    index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
+) -> bool:
+    """:func:`_fill_multi_at_once` entry by entry, for results that are None, hold None,
+    or are not plain iterables."""
     held: dict[K, object] = {}
     buckets: dict[object, dict[K, None]] = {}
     try:

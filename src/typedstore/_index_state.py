@@ -22,7 +22,7 @@ import itertools
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, cast
+from typing import Any, Generic, Self, TypeAlias, cast
 
 from sortedcontainers import SortedList
 
@@ -87,13 +87,16 @@ class HashEntries(Generic[K]):
                 bucket[key] = None
 
     @classmethod
-    def of_buckets(
-        cls, seqs: Mapping[K, int], buckets: dict[object, dict[K, None]]
-    ) -> HashEntries[K]:
-        """Return the entries of ``buckets``: index key to its holders, in insertion order."""
+    def of_buckets(cls, seqs: Mapping[K, int], buckets: dict[object, dict[K, None]]) -> Self:
+        """Return the entries of ``buckets``: index key to its holders, in insertion order
+        (an ordered index's: index keys in order, which its sorted keys then take at once)."""
         entries = cls(seqs)
         entries._buckets = buckets
+        entries._took_buckets()
         return entries
+
+    def _took_buckets(self) -> None:
+        """Follow ``_buckets``, just replaced by :meth:`of_buckets`."""
 
     def holder(self, index_key: object) -> K | _Missing:
         """Return the first key holding ``index_key``, or MISSING."""
@@ -155,6 +158,9 @@ class SortedEntries(HashEntries[K]):
         # ordered index's keys compare with each other (the plan checks), which the
         # checker cannot know of ``object``; TypeError here if they do not.
         self._order: SortedList[Any] = SortedList(self._buckets)
+
+    def _took_buckets(self) -> None:
+        self._order = SortedList(self._buckets)
 
     def first_index_key(self) -> object:
         """Return the lowest index key, or MISSING if the index is empty."""
