@@ -10,9 +10,12 @@ engine's own errors at the store's level.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import BaseModel
 
 from tests.pg import Server
+from tests.pg_store_child import BATCH
 from typedstore import (
     Collection,
     Database,
@@ -382,6 +386,69 @@ class TestSeveralProcesses:
                 row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
             ]
         assert positions == list(range(len(positions)))
+
+    def test_a_client_killed_mid_append_leaves_whole_batches_and_no_gap(self, pg_dsn: str) -> None:
+        """Three times, a process writing 20-key transactions is killed with SIGKILL at a
+        moment of its own (most often inside an append): the other instance, catching up,
+        and a reopen see each batch whole or not at all, every acknowledged batch there,
+        and the log's positions consecutive."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        acknowledged: list[tuple[str, int]] = []
+        with TypedStore.open(engine, str, int) as watcher:
+            for round_ in range(3):
+                who = f"r{round_}"
+                dsn = make_conninfo(pg_dsn, application_name=f"killed-{who}")
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "tests.pg_store_child", dsn, "users", who, "forever"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    assert child.stdout is not None
+                    for _ in range(5 + 3 * round_):  # a few batches committed, then the kill
+                        number = int(child.stdout.readline())
+                        acknowledged.append((who, number))
+                    time.sleep(random.uniform(0, 0.005))
+                finally:
+                    child.send_signal(signal.SIGKILL)
+                    child.wait()
+                    assert child.stdout is not None
+                    child.stdout.close()
+                assert child.returncode == -signal.SIGKILL
+                # Its session may still be running its last statement: until it ends,
+                # that batch may yet commit, after the checks below.
+                while sessions_named(pg_dsn, f"killed-{who}"):
+                    time.sleep(0.01)
+                batches: dict[tuple[str, int], list[int]] = {}
+                for key, value in watcher.items():
+                    owner, batch, _ = key.split("-")
+                    assert int(batch) == value
+                    batches.setdefault((owner, value), []).append(value)
+                assert all(len(values) == BATCH for values in batches.values())
+                assert set(acknowledged) <= set(batches)
+            seen = dict(watcher)
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == seen
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            positions = [
+                row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
+            ]
+        assert positions == list(range(len(positions)))
+        assert len(positions) == 1 + len(batches)  # the header, then one record a batch
+
+
+def sessions_named(dsn: str, application_name: str) -> int:
+    """Return how many sessions of the server have ``application_name``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    assert found is not None
+    return int(found[0])
 
 
 def backends_waiting_on_a_lock(dsn: str) -> list[int]:
