@@ -18,6 +18,7 @@ from tests.test_store import _signal_at, _signal_handler_restored
 from typedstore import (
     Collection,
     Database,
+    PostgresEngine,
     SchemaMismatchError,
     StoreClosedError,
     TypedStore,
@@ -51,9 +52,22 @@ class Users(Database):
 ADA = User(name="Ada", age=36)
 
 
-def fill(path: Path) -> None:
-    """Write a user and an order to a shop at ``path``."""
-    with Shop.open(path) as shop:
+Place = Path | PostgresEngine
+"""Where a database's log is: a file, or a store in PostgreSQL."""
+
+
+@pytest.fixture(params=["file", "postgres"])
+def place(request: pytest.FixtureRequest, log_path: Path) -> Place:
+    """Run the test on a log file and (``postgres``) on store ``shop`` in PostgreSQL, in
+    the test's own schema: the core cases, whose tests do not look at the log's bytes."""
+    if request.param == "postgres":
+        return PostgresEngine(request.getfixturevalue("pg_dsn"), name="shop")
+    return log_path
+
+
+def fill(place: Place) -> None:
+    """Write a user and an order to a shop at ``place``."""
+    with Shop.open(place) as shop:
         shop.users["ada"] = ADA
         shop.orders[1] = Order(user="ada", total=30)
 
@@ -89,42 +103,42 @@ def record_bodies(path: Path) -> list[bytes]:
 
 
 class TestCollections:
-    def test_collections_reopen_with_their_entries(self, log_path: Path) -> None:
+    def test_collections_reopen_with_their_entries(self, place: Place) -> None:
         """Each collection of a database reopens with exactly its own entries."""
-        fill(log_path)
-        with Shop.open(log_path) as shop:
+        fill(place)
+        with Shop.open(place) as shop:
             assert dict(shop.users) == {"ada": ADA}
             assert dict(shop.orders) == {1: Order(user="ada", total=30)}
 
-    def test_same_key_in_two_collections_is_two_entries(self, log_path: Path) -> None:
+    def test_same_key_in_two_collections_is_two_entries(self, place: Place) -> None:
         """Collections are separate mappings: one key may be in both, with its own value."""
 
         class Twins(Database):
             left: Collection[str, int]
             right: Collection[str, int]
 
-        with Twins.open(log_path) as twins:
+        with Twins.open(place) as twins:
             twins.left["k"], twins.right["k"] = 1, 2
             del twins.left["k"]
-        with Twins.open(log_path) as twins:
+        with Twins.open(place) as twins:
             assert (dict(twins.left), dict(twins.right)) == ({}, {"k": 2})
 
-    def test_functional_form_returns_the_same_collection(self, log_path: Path) -> None:
+    def test_functional_form_returns_the_same_collection(self, place: Place) -> None:
         """collection() with the same name and types twice returns the same object."""
-        with Database.open(log_path) as database:
+        with Database.open(place) as database:
             assert database.collection("users", str, User) is database.collection(
                 "users", str, User
             )
 
-    def test_functional_form_reads_a_declared_log(self, log_path: Path) -> None:
+    def test_functional_form_reads_a_declared_log(self, place: Place) -> None:
         """A collection written through a declared class reads back through collection()."""
-        fill(log_path)
-        with Database.open(log_path) as database:
+        fill(place)
+        with Database.open(place) as database:
             assert database.collection("orders", int, Order)[1].total == 30
 
-    def test_functional_form_refuses_other_types_for_a_name(self, log_path: Path) -> None:
+    def test_functional_form_refuses_other_types_for_a_name(self, place: Place) -> None:
         """collection() with a name already declared with other types raises ValueError."""
-        with Shop.open(log_path) as shop, pytest.raises(ValueError, match="other types"):
+        with Shop.open(place) as shop, pytest.raises(ValueError, match="other types"):
             shop.collection("users", int, User)
 
     @pytest.mark.parametrize("name", ["", "a\nb", "x" * 256])
@@ -136,9 +150,9 @@ class TestCollections:
                 database.collection(name, str, int)
         assert log_path.stat().st_size == size
 
-    def test_closed_database_refuses_its_collections(self, log_path: Path) -> None:
+    def test_closed_database_refuses_its_collections(self, place: Place) -> None:
         """A collection of a closed database raises StoreClosedError."""
-        shop = Shop.open(log_path)
+        shop = Shop.open(place)
         users = shop.users
         shop.close()
         with pytest.raises(StoreClosedError, match="closed"):
@@ -179,54 +193,54 @@ class TestTransactions:
             assert "bob" not in shop.users
         assert log_path.stat().st_size == size
 
-    def test_views_see_the_transactions_writes(self, log_path: Path) -> None:
+    def test_views_see_the_transactions_writes(self, place: Place) -> None:
         """Reads, len and iteration through a view see the transaction's own writes."""
-        fill(log_path)
-        with Shop.open(log_path) as shop, shop.transaction() as tx:
+        fill(place)
+        with Shop.open(place) as shop, shop.transaction() as tx:
             tx.users["bob"] = ADA
             del tx.orders[1]
             assert list(tx.users) == ["ada", "bob"]
             assert len(tx.orders) == 0
             assert shop.users.get("bob") is None
 
-    def test_functional_view_in_a_transaction(self, log_path: Path) -> None:
+    def test_functional_view_in_a_transaction(self, place: Place) -> None:
         """tx.collection(...) stages its writes in the transaction too."""
-        with Database.open(log_path) as database:
+        with Database.open(place) as database:
             points = database.collection("points", int, Point)
             with database.transaction() as tx:
                 tx.collection("points", int, Point)[1] = Point(x=1, y=2)
                 assert 1 not in points
             assert points[1] == Point(x=1, y=2)
 
-    def test_nested_transaction_is_refused(self, log_path: Path) -> None:
+    def test_nested_transaction_is_refused(self, place: Place) -> None:
         """Starting a transaction inside one raises RuntimeError."""
         with (
-            Shop.open(log_path) as shop,
+            Shop.open(place) as shop,
             shop.transaction(),
             pytest.raises(RuntimeError, match="transaction is open"),
         ):
             shop.transaction().__enter__()
 
-    def test_view_after_the_block_is_refused(self, log_path: Path) -> None:
+    def test_view_after_the_block_is_refused(self, place: Place) -> None:
         """A transaction view used after its block raises StoreClosedError."""
-        with Shop.open(log_path) as shop:
+        with Shop.open(place) as shop:
             with shop.transaction() as tx:
                 pass
             with pytest.raises(StoreClosedError, match="ended"):
                 tx.users["ada"] = ADA
 
-    def test_direct_write_inside_the_block_is_refused(self, log_path: Path) -> None:
+    def test_direct_write_inside_the_block_is_refused(self, place: Place) -> None:
         """Writing to the database's own collection inside its transaction raises RuntimeError."""
         with (
-            Shop.open(log_path) as shop,
+            Shop.open(place) as shop,
             shop.transaction(),
             pytest.raises(RuntimeError, match="write through it"),
         ):
             shop.users["ada"] = ADA
 
-    def test_other_threads_wait_for_the_transaction(self, log_path: Path) -> None:
+    def test_other_threads_wait_for_the_transaction(self, place: Place) -> None:
         """Another thread's write waits until the transaction ends, and lands after it."""
-        with Shop.open(log_path) as shop:
+        with Shop.open(place) as shop:
             started = threading.Event()
 
             def write() -> None:
@@ -255,17 +269,17 @@ class TestCatalog:
         with Shop.open(log_path) as shop:
             assert shop.orders[1] == Order(user="ada", total=30)
 
-    def test_undeclared_collection_listed(self, log_path: Path) -> None:
+    def test_undeclared_collection_listed(self, place: Place) -> None:
         """collection_names() lists every collection of the log, declared or not."""
-        fill(log_path)
-        with Users.open(log_path) as users:
+        fill(place)
+        with Users.open(place) as users:
             assert users.collection_names() == ["users", "orders"]
 
-    def test_dropped_collection_is_gone(self, log_path: Path) -> None:
+    def test_dropped_collection_is_gone(self, place: Place) -> None:
         """dropped_collections removes a collection and its entries, durably."""
-        fill(log_path)
-        Users.open(log_path, dropped_collections=("orders",)).close()
-        with Shop.open(log_path) as shop:
+        fill(place)
+        Users.open(place, dropped_collections=("orders",)).close()
+        with Shop.open(place) as shop:
             assert len(shop.orders) == 0
             assert shop.users["ada"] == ADA
 
@@ -277,41 +291,41 @@ class TestCatalog:
             Shop.open(log_path, dropped_collections=("nope",))
         assert log_path.read_bytes() == before
 
-    def test_readonly_open_refuses_a_drop(self, log_path: Path) -> None:
+    def test_readonly_open_refuses_a_drop(self, place: Place) -> None:
         """A read-only open with dropped_collections raises ValueError."""
-        fill(log_path)
+        fill(place)
         with pytest.raises(ValueError, match="writable open"):
-            Shop.open(log_path, readonly=True, dropped_collections=("orders",))
+            Shop.open(place, readonly=True, dropped_collections=("orders",))
 
-    def test_renamed_collection_keeps_its_entries(self, log_path: Path) -> None:
+    def test_renamed_collection_keeps_its_entries(self, place: Place) -> None:
         """renamed_collections moves a collection's entries to its new name."""
-        fill(log_path)
+        fill(place)
 
         class Renamed(Database):
             users: Collection[str, User]
             purchases: Collection[int, Order]
 
-        with Renamed.open(log_path, renamed_collections={"orders": "purchases"}) as shop:
+        with Renamed.open(place, renamed_collections={"orders": "purchases"}) as shop:
             assert shop.purchases[1].total == 30
-        with Renamed.open(log_path) as shop:
+        with Renamed.open(place) as shop:
             assert shop.purchases[1].total == 30
             assert shop.collection_names() == ["users", "purchases"]
 
-    def test_typed_store_log_opens_as_database(self, log_path: Path) -> None:
+    def test_typed_store_log_opens_as_database(self, place: Place) -> None:
         """A TypedStore's log opens as a Database, its collection named "default"."""
-        with TypedStore.open(log_path, str, User) as store:
+        with TypedStore.open(place, str, User) as store:
             store["ada"] = ADA
-        with Database.open(log_path) as database:
+        with Database.open(place) as database:
             assert database.collection_names() == ["default"]
             assert database.collection("default", str, User)["ada"] == ADA
 
-    def test_database_adopting_a_typed_store_log_keeps_it(self, log_path: Path) -> None:
+    def test_database_adopting_a_typed_store_log_keeps_it(self, place: Place) -> None:
         """A database that adds a collection to a TypedStore log keeps the store's entries."""
-        with TypedStore.open(log_path, str, User) as store:
+        with TypedStore.open(place, str, User) as store:
             store["ada"] = ADA
-        with Shop.open(log_path) as shop:
+        with Shop.open(place) as shop:
             shop.orders[1] = Order(user="ada", total=1)
-        with Database.open(log_path) as database:
+        with Database.open(place) as database:
             assert database.collection("default", str, User)["ada"] == ADA
 
     def test_typed_store_refuses_a_log_of_several_collections(self, log_path: Path) -> None:
@@ -322,18 +336,18 @@ class TestCatalog:
             TypedStore.open(log_path, str, User)
         assert log_path.read_bytes() == before
 
-    def test_typed_store_opens_a_database_of_one_collection(self, log_path: Path) -> None:
+    def test_typed_store_opens_a_database_of_one_collection(self, place: Place) -> None:
         """A database log with exactly one collection opens as a TypedStore of it."""
-        with Users.open(log_path) as users:
+        with Users.open(place) as users:
             users.users["ada"] = ADA
-        with TypedStore.open(log_path, str, User) as store:
+        with TypedStore.open(place, str, User) as store:
             store["bob"] = ADA
-        with Users.open(log_path) as users:
+        with Users.open(place) as users:
             assert list(users.users) == ["ada", "bob"]
 
-    def test_per_collection_migration(self, log_path: Path) -> None:
+    def test_per_collection_migration(self, place: Place) -> None:
         """A collection's version bump runs its own migrations, leaving others alone."""
-        fill(log_path)
+        fill(place)
 
         class Renaming(Collection[str, User], version=2, migrations={1: lambda d: d}):
             pass
@@ -342,26 +356,26 @@ class TestCatalog:
             users: Renaming
             orders: Collection[int, Order]
 
-        with Shop2.open(log_path) as shop:
+        with Shop2.open(place) as shop:
             assert shop.users["ada"] == ADA
             assert shop.users.schema_version == 2
-        with Shop2.open(log_path) as shop:
+        with Shop2.open(place) as shop:
             assert shop.orders[1].total == 30
 
-    def test_per_collection_schema_mismatch(self, log_path: Path) -> None:
+    def test_per_collection_schema_mismatch(self, place: Place) -> None:
         """A collection declared with types its records do not fit raises SchemaMismatchError."""
-        fill(log_path)
+        fill(place)
 
         class Wrong(Database):
             orders: Collection[int, Point]
 
         with pytest.raises(SchemaMismatchError, match="does not validate"):
-            Wrong.open(log_path)
+            Wrong.open(place)
 
-    def test_functional_schema_mismatch_changes_nothing(self, log_path: Path) -> None:
+    def test_functional_schema_mismatch_changes_nothing(self, place: Place) -> None:
         """collection() on kept entries that do not validate raises, and keeps them."""
-        fill(log_path)
-        with Users.open(log_path) as users:
+        fill(place)
+        with Users.open(place) as users:
             with pytest.raises(SchemaMismatchError, match="does not validate"):
                 users.collection("orders", int, Point)
             assert users.collection("orders", int, Order)[1].total == 30

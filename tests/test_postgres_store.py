@@ -10,9 +10,12 @@ engine's own errors at the store's level.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +24,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import BaseModel
 
 from tests.pg import Server
+from tests.pg_store_child import BATCH
 from typedstore import (
     Collection,
     Database,
@@ -237,6 +242,25 @@ class TestErrors:
         with pytest.raises(ConnectionError, match=r"nohost\.invalid"):
             TypedStore.open(engine, str, int)
 
+    def test_wrong_credentials_raise_connection_error_naming_the_server(self, pg_dsn: str) -> None:
+        """A role that does not exist: ConnectionError naming the server and the store,
+        with the server's reason; nothing is created."""
+        engine = PostgresEngine(make_conninfo(pg_dsn, user="nobody"), name="users")
+        with pytest.raises(ConnectionError, match=r"store 'users'.*nobody") as raised:
+            TypedStore.open(engine, str, int)
+        assert "PostgreSQL at " in str(raised.value)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('users_log')").fetchone() == (None,)
+
+    def test_a_port_nothing_listens_on_raises_connection_error(self) -> None:
+        """A refused connection (no server on that port): ConnectionError naming it."""
+        from tests.pg import free_port
+
+        port = free_port()
+        engine = PostgresEngine(f"host=127.0.0.1 port={port} dbname=app", name="users")
+        with pytest.raises(ConnectionError, match=rf"127\.0\.0\.1:{port}/app"):
+            TypedStore.open(engine, str, int)
+
     def test_a_table_of_our_name_that_is_not_ours_is_refused(self, pg_dsn: str) -> None:
         """A table named like the store's log but with other columns: NotAStoreError, and
         none of the store's tables is created."""
@@ -267,6 +291,71 @@ class TestErrors:
         with TypedStore.open(engine, str, int) as store:
             assert "store 'users'" in repr(store)
             assert "store 'users'" in str(store.path)
+
+
+class TestRoundTrips:
+    """What an operation costs, counted in the statements the server runs: its log, with
+    ``log_statement=all`` for the store's session alone (README "Several machines")."""
+
+    def test_an_insert_a_read_and_a_modify_each_take_one_statement(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """Once the connection is made, an insert, a read and a modify are one statement
+        each: a single round trip, and a second instance's write costs a reader one
+        statement more to catch up."""
+        options = f"{conninfo_to_dict(pg_dsn)['options']} -clog_statement=all"
+        dsn = make_conninfo(pg_dsn, options=options, application_name="counted")
+        log = postgres_server.data.parent / "server.log"
+        with (
+            TypedStore.open(PostgresEngine(dsn, name="users"), str, int) as store,
+            TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as other,
+        ):
+            store["warm"] = 0  # prepares what the fast path sends
+            assert store["warm"] == 0
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'counted'"
+                ).fetchall()
+            assert len(found) == 1, "one connection per instance"
+            session = f"[{found[0][0]}]"
+
+            def statements(action: Callable[[], object]) -> list[str]:
+                size = log.stat().st_size
+                action()  # the server logs a statement before it answers
+                with log.open("rb") as text:
+                    text.seek(size)
+                    lines = text.read().decode(errors="replace").splitlines()
+                return [
+                    line
+                    for line in lines
+                    if session in line and ("LOG:  statement:" in line or "LOG:  execute" in line)
+                ]
+
+            assert len(statements(lambda: store.__setitem__("a", 1))) == 1
+            assert len(statements(lambda: store["a"])) == 1
+            assert len(statements(lambda: store.modify("a", lambda value: value + 1))) == 1
+            other["b"] = 2
+            assert len(statements(lambda: store["b"])) == 2  # the check, then the catch-up
+            assert dict(store) == {"warm": 0, "a": 2, "b": 2}
+
+    def test_a_write_whose_prepared_statement_is_gone_lands_once(
+        self, engine: PostgresEngine
+    ) -> None:
+        """The fast path's prepared statements dropped behind its back (``DEALLOCATE``):
+        the write falls back to the plain statement and lands exactly once, and the next
+        ones prepare again."""
+        with TypedStore.open(engine, str, int) as store:
+            store["a"] = 1
+            assert store["a"] == 1
+            connection = store._core._engine._conn  # type: ignore[union-attr]  # open: set
+            assert connection is not None
+            connection.execute("DEALLOCATE ALL")
+            store["b"] = 2
+            assert store["b"] == 2
+            store["c"] = 3
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 1, "b": 2, "c": 3}
+        assert rows(engine.dsn, "users_log") == 4  # the header and three records
 
 
 class TestSeveralProcesses:
@@ -303,6 +392,69 @@ class TestSeveralProcesses:
                 row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
             ]
         assert positions == list(range(len(positions)))
+
+    def test_a_client_killed_mid_append_leaves_whole_batches_and_no_gap(self, pg_dsn: str) -> None:
+        """Three times, a process writing 20-key transactions is killed with SIGKILL at a
+        moment of its own (most often inside an append): the other instance, catching up,
+        and a reopen see each batch whole or not at all, every acknowledged batch there,
+        and the log's positions consecutive."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        acknowledged: list[tuple[str, int]] = []
+        with TypedStore.open(engine, str, int) as watcher:
+            for round_ in range(3):
+                who = f"r{round_}"
+                dsn = make_conninfo(pg_dsn, application_name=f"killed-{who}")
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "tests.pg_store_child", dsn, "users", who, "forever"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    assert child.stdout is not None
+                    for _ in range(5 + 3 * round_):  # a few batches committed, then the kill
+                        number = int(child.stdout.readline())
+                        acknowledged.append((who, number))
+                    time.sleep(random.uniform(0, 0.005))
+                finally:
+                    child.send_signal(signal.SIGKILL)
+                    child.wait()
+                    assert child.stdout is not None
+                    child.stdout.close()
+                assert child.returncode == -signal.SIGKILL
+                # Its session may still be running its last statement: until it ends,
+                # that batch may yet commit, after the checks below.
+                while sessions_named(pg_dsn, f"killed-{who}"):
+                    time.sleep(0.01)
+                batches: dict[tuple[str, int], list[int]] = {}
+                for key, value in watcher.items():
+                    owner, batch, _ = key.split("-")
+                    assert int(batch) == value
+                    batches.setdefault((owner, value), []).append(value)
+                assert all(len(values) == BATCH for values in batches.values())
+                assert set(acknowledged) <= set(batches)
+            seen = dict(watcher)
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == seen
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            positions = [
+                row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")
+            ]
+        assert positions == list(range(len(positions)))
+        assert len(positions) == 1 + len(batches)  # the header, then one record a batch
+
+
+def sessions_named(dsn: str, application_name: str) -> int:
+    """Return how many sessions of the server have ``application_name``."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    assert found is not None
+    return int(found[0])
 
 
 def backends_waiting_on_a_lock(dsn: str) -> list[int]:

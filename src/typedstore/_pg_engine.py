@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,11 @@ from ._engine import Frames, Mode, StaleLogError
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg import sql
+    from psycopg import pq
+
+_INT8 = struct.Struct(">q")
+"""A bigint as PostgreSQL's binary format has it."""
+_INT8_OID, _BYTEA_OID = 20, 17
 
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 """A store name: a lower-case SQL identifier short enough for its tables' suffixes."""
@@ -81,6 +86,17 @@ _APPEND_SQL = _MOVE_END + _INSERT_ROWS
 _APPEND_ONE_SQL = (
     _MOVE_END + "INSERT INTO {log} (position, frame) SELECT %(at)s, %(frame)s FROM moved"
 )
+# The usual write as the fast path sends it (:meth:`PostgresEngine._append_one`): prepared
+# once per connection, binary parameters ($1 the end seen, $2 the lock's key, $3 the frame).
+# It only tries the lock, never waits for it, so the blocking call that sends it waits for
+# no client work: a writer lock held elsewhere lands nothing and the waiting statement
+# above runs instead. Another writer's statement holding the end row is waited for, as in
+# any UPDATE, for that statement's length only.
+_APPEND_ONE_PREPARED = (
+    b"WITH moved AS (UPDATE {end} SET position = $1 + 1 WHERE position = $1 "
+    b"AND pg_try_advisory_xact_lock_shared($2) RETURNING 1) "
+    b"INSERT INTO {log} (position, frame) SELECT $1, $3 FROM moved"
+)
 _REPLACE_SQL = (
     "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s RETURNING 1), "
     "marked AS (INSERT INTO {snapshot} (position, image_end) "
@@ -94,6 +110,7 @@ _CREATE_SQL = (
 )
 # The log's end and its newest image: whether anything changed, in one round trip.
 _STATE_SQL = "SELECT (SELECT position FROM {end}), (SELECT max(position) FROM {snapshot})"
+_STATE_PREPARED = _STATE_SQL.encode()
 # The newest image and its tail: one statement, so one consistent snapshot of the tables.
 _READ_LOG_SQL = (
     "SELECT position, frame FROM {log} "
@@ -155,7 +172,12 @@ class PostgresEngine:
         self._state: tuple[int, int | None] | None = None
         """The end and newest image :meth:`grew_or_moved` found, until the next statement
         or :meth:`end`: the catch-up it starts reads them without asking again."""
-        self._statements: dict[str, sql.Composed] = {}
+        self._statements: dict[str | bytes, bytes] = {}
+        self._prepared: dict[bytes, bytes] = {}
+        """The statements prepared on :attr:`_prepared_on`, by text: their names."""
+        self._prepared_on: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._names = 0
+        """How many statements this engine prepared: the next one's name."""
 
     @property
     def mode(self) -> Mode:
@@ -299,8 +321,20 @@ class PostgresEngine:
         """Whether the log's end is not ``known`` or another instance wrote a newer image:
         :meth:`end` and :meth:`is_replaced` in one round trip, the check before every
         operation of a store on this engine."""
-        rows = self._fetch(_STATE_SQL, {})
-        end, newest = rows[0]
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            result = self._run_prepared(_STATE_PREPARED, (), ())
+        except ConnectionError:
+            if not reused:
+                raise
+            result = None  # lost since the last call: _fetch connects again
+        if result is None:
+            end, newest = self._fetch(_STATE_SQL, {})[0]
+        else:
+            end, newest = (
+                None if value is None else _INT8.unpack(value)[0]
+                for value in (result.get_value(0, 0), result.get_value(0, 1))
+            )
         end = end or 0
         grew = end != known or (newest is not None and newest > self._snapshot)
         if grew:  # the catch-up that follows asks is_replaced and end: answered already
@@ -332,14 +366,30 @@ class PostgresEngine:
         self._check_writable()
         key = self._ensure_tables()
         if len(frames) == 1:
-            params = {"at": at, "end": at + 1, "frame": frames[0], "key": key}
-            landed = self._execute(_APPEND_ONE_SQL, params) == 1
+            landed = self._append_one(frames[0], at, key)
         else:
             landed = self._write(_APPEND_SQL, list(frames), at, key)
         if not landed:
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {at}")
         self._claimed = at + len(frames)
         return self._claimed
+
+    def _append_one(self, frame: bytes, at: int, key: int) -> bool:
+        """Append one frame at ``at``, the usual write; whether it landed.
+
+        The prepared statement first (one round trip); if it lands nothing (the end
+        moved, or the writer lock is held elsewhere) or fails, the waiting statement
+        tells which, waiting for the lock if need be, or raises what applies.
+        """
+        result = self._run_prepared(
+            _APPEND_ONE_PREPARED,
+            (_INT8_OID, _INT8_OID, _BYTEA_OID),
+            (_INT8.pack(at), _INT8.pack(key), frame),
+        )
+        if result is not None and result.command_tuples == 1:
+            return True
+        params = {"at": at, "end": at + 1, "frame": frame, "key": key}
+        return self._execute(_APPEND_ONE_SQL, params) == 1
 
     def cut(self, position: int) -> None:
         """Drop the frames from ``position`` on; PostgreSQL never leaves a torn one."""
@@ -472,19 +522,79 @@ class PostgresEngine:
         if conn is not None:
             conn.close()
 
-    def _sql(self, text: str) -> sql.Composed:
-        """Return ``text`` with this store's table names quoted in (composed once per text)."""
+    def _sql(self, text: str | bytes) -> bytes:
+        """Return ``text`` with this store's table names quoted in, rendered once per text:
+        psycopg converts a query given as bytes once, not at every call as it would a
+        ``sql.Composed``."""
         statement = self._statements.get(text)
         if statement is None:
             from psycopg import sql
 
-            statement = sql.SQL(text).format(
-                log=sql.Identifier(f"{self.name}_log"),
-                end=sql.Identifier(f"{self.name}_end"),
-                snapshot=sql.Identifier(f"{self.name}_snapshot"),
+            source = text.decode() if isinstance(text, bytes) else text
+            statement = (
+                sql.SQL(source)
+                .format(
+                    log=sql.Identifier(f"{self.name}_log"),
+                    end=sql.Identifier(f"{self.name}_end"),
+                    snapshot=sql.Identifier(f"{self.name}_snapshot"),
+                )
+                .as_string()
+                .encode()
             )
             self._statements[text] = statement
         return statement
+
+    def _run_prepared(
+        self, text: bytes, types: Sequence[int], params: Sequence[bytes]
+    ) -> pq.abc.PGresult | None:
+        """Run ``text``, prepared once per connection, with binary parameters and results,
+        in one blocking libpq call; return its result, or None if it failed on a sound
+        connection (nothing was written: the caller runs it psycopg's way, which waits,
+        retries or raises what applies).
+
+        About half of what ``conn.execute`` costs: no query conversion and adaptation,
+        no wait loop in Python (the call releases the GIL). The price: a signal lands
+        only once the call returns, so this runs only statements that wait for no client
+        work (a Ctrl-C during psycopg's own wait is sent to the server as a cancel).
+        Raise ``ConnectionError`` if the connection was lost: a write may or may not
+        have landed.
+        """
+        conn = self._connection()
+        from psycopg import pq
+
+        if self._prepared_on is not conn:
+            self._prepared, self._prepared_on = {}, conn
+        self._enter()
+        try:
+            with self._translating(), conn.lock:
+                pgconn = conn.pgconn
+                name = self._prepared.get(text)
+                if name is None:
+                    self._names += 1
+                    name = b"typedstore_%d" % self._names
+                    prepared = pgconn.prepare(name, self._sql(text), types)
+                    if prepared.status != pq.ExecStatus.COMMAND_OK:
+                        self._failed(conn)
+                        return None
+                    self._prepared[text] = name
+                result = pgconn.exec_prepared(name, params, [1] * len(params), 1)
+                if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+                    self._failed(conn)
+                    return None
+                return result
+        finally:
+            self._busy = False
+
+    def _failed(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Raise ``ConnectionError`` if ``conn`` is lost; otherwise forget what was
+        prepared on it (a failed statement is prepared afresh next time)."""
+        from psycopg import pq
+
+        if conn.pgconn.status != pq.ConnStatus.OK:
+            message = conn.pgconn.error_message.decode(errors="replace")
+            self._drop_connection()
+            raise ConnectionError(f"{self.where()}: {message}".strip())
+        self._prepared = {}
 
     def _quoted(self, kind: str) -> str:
         """Return the quoted name of this store's ``kind`` table (``log``, ``end``...)."""
