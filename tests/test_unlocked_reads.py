@@ -165,14 +165,34 @@ def test_mutable_values_read_without_the_lock_are_copies(log_path: Path) -> None
         assert store.get("ada") is not store.get("ada")
 
 
-@pytest.mark.parametrize("mode", ["shared", "readonly"])
-def test_stores_that_follow_other_processes_always_lock(log_path: Path, mode: str) -> None:
-    """Shared and read-only stores take the lock for every read: it catches them up."""
+def test_readonly_stores_always_lock(log_path: Path) -> None:
+    """Read-only stores take the lock for every read: it catches them up."""
     with Ints.open(log_path) as store:
         store["a"] = 1
-    with Ints.open(log_path, shared=mode == "shared", readonly=mode == "readonly") as follower:
+    with Ints.open(log_path, readonly=True) as follower:
         assert follower._unlocked_keys == frozenset()
         assert follower["a"] == 1
+
+
+def test_shared_stores_skip_the_lock_only_while_the_log_is_unchanged(log_path: Path) -> None:
+    """A shared store reads without the lock while the log ends where it last read it;
+    once another process (here another instance) wrote, its next read locks and catches up."""
+    with Ints.open(log_path, shared=True) as store, Ints.open(log_path, shared=True) as other:
+        store["a"] = 1
+        assert store["a"] == 1
+        assert str in store._unlocked_keys  # unchanged since its own write
+        assert float not in store._unlocked_keys
+        other["a"] = 2
+        assert str not in store._unlocked_keys  # the log grew: the read locks
+        assert store["a"] == 2
+        assert str in store._unlocked_keys  # caught up
+        other.compact()
+        assert str not in store._unlocked_keys  # the log was replaced
+        assert store.get("a") == 2
+        assert str in store._unlocked_keys
+    assert str not in store._unlocked_keys  # closed: the read locks, and raises
+    with pytest.raises(StoreClosedError):
+        store.get("a")
 
 
 def test_a_closed_store_refuses_reads_that_would_skip_the_lock(log_path: Path) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_UNLOCKED_KEYS: frozenset[type] = frozenset((str, bytes, int, bool))
+UNLOCKED_KEYS: frozenset[type] = frozenset((str, bytes, int, bool))
 """The exact key types whose single-key reads skip the lock when no transaction or batch
 is under way (``Core.writing`` even, and the same after the lookup as before it).
 
@@ -46,8 +46,11 @@ write, never half of one, as a locked read would. A transaction or batch changes
 entries (the same key twice, say: removed then inserted), so it makes ``writing`` odd
 from start to end: a read that begins meanwhile takes the lock (and waits, as README
 promises), and one that began before and looked up during it sees ``writing`` changed
-and reads again under the lock. Shared and read-only stores always lock: taking the
-lock catches them up with other processes."""
+and reads again under the lock. A catch-up with other processes' writes does the same.
+
+Where other processes write the log, taking the lock catches up with them: a shared
+store reads without it only when one ``lseek`` finds the log as it last read it
+(``_core._KeysWhileUnchanged``). Read-only stores and stores on PostgreSQL always lock."""
 
 
 class WriteHook(Protocol):
@@ -141,9 +144,9 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._table = table
         self._is_closed = core.is_closed
         """Kept by the database as its own (open or closed): checked first by every read."""
-        self._unlocked_keys = frozenset() if core.shared or core.readonly else _UNLOCKED_KEYS
+        self._unlocked_keys = core.unlocked_keys
         """The types of key :meth:`get` and ``[]`` look up without the lock (see
-        ``_UNLOCKED_KEYS``): none where the lock catches up with other processes."""
+        ``UNLOCKED_KEYS`` and ``Core.unlocked_keys``)."""
         self._indexes: IndexSet[K, V] = declared_indexes(type(self), self._read_value, self._lock)
         """The indexes its class declares, built from ``table`` (README.md, "Indexes")."""
         self._index_views: dict[int, IndexView[K, V, Any]] = {}
@@ -214,7 +217,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         seen = core.writing
         entries = self._table.entries  # before the closed check: close() replaces the table
         unlocked = not seen & 1 and type(key) in self._unlocked_keys and not self._is_closed
-        if unlocked:  # see _UNLOCKED_KEYS
+        if unlocked:  # see UNLOCKED_KEYS
             stored = entries.get(key, MISSING)
             unlocked = core.writing == seen
         if not unlocked:

@@ -17,7 +17,7 @@ import os
 import threading
 import unicodedata
 import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,7 @@ from ._catalog import (
     nfc_spellings,
 )
 from ._codec import Codec
-from ._collection import Collection, WriteHook
+from ._collection import UNLOCKED_KEYS, Collection, WriteHook
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
@@ -174,12 +174,19 @@ class Core:
             self._write = self._write_shared  # type: ignore[method-assign]
         self._txn_thread: int | None = None
         self._phase = _IDLE
+        self.unlocked_keys: Container[type] = (
+            frozenset() if self.shared or readonly else UNLOCKED_KEYS
+        )
+        """The types of key single-key reads look up without the lock (see
+        ``_collection.UNLOCKED_KEYS``): a shared core on a log file gets
+        :class:`_KeysWhileUnchanged` once open; none where the lock must catch up."""
         self.writing = 0
-        """Odd while a transaction is open or a batch is applied, and larger after each:
-        single-key reads check it to skip the lock (``_collection._UNLOCKED_KEYS``). Set
-        under the lock only: ``(writing + 2) | 1`` as one starts, ``(writing + 1) & ~1``
-        as it ends (no call: a Ctrl-C could land at a call). Left odd by an interrupt,
-        it only makes reads lock until the next batch ends."""
+        """Odd while a transaction is open, a batch is applied or a catch-up runs, and
+        larger after each: single-key reads check it to skip the lock
+        (``_collection.UNLOCKED_KEYS``). Set under the lock only: ``(writing + 2) | 1``
+        as one starts, ``(writing + 1) & ~1`` as it ends (no call: a Ctrl-C could land
+        at a call). Left odd by an interrupt, it only makes reads lock until the next
+        batch or catch-up ends."""
         self.is_closed = True  # until fully open, so __del__ has nothing to close
         self._file_lock: _fs.FileLock | None = None
         self._log: Log | None = None
@@ -217,6 +224,7 @@ class Core:
             engine = self._pg.copy(readonly=self.readonly)
         elif self.shared:
             engine = FileEngine.open(self.path, "shared")
+            self.unlocked_keys = _KeysWhileUnchanged(self, engine)
         elif not self.readonly:
             _fs.make_parents(self.path)
             self._file_lock = _fs.FileLock(self.path)
@@ -618,6 +626,16 @@ class Core:
         assert engine is not None, "only a shared or read-only core follows"
         if not changed and not engine.grew_or_moved(self._known):
             return True
+        # It changes entries, several at once: reads that skip the lock wait, as for a
+        # batch (see ``writing``), then see it whole, ``_known`` included.
+        self.writing = (self.writing + 2) | 1
+        try:
+            return self._catch_up_changed(engine)
+        finally:
+            self.writing = (self.writing + 1) & ~1
+
+    def _catch_up_changed(self, engine: FileEngine | PostgresEngine) -> bool:
+        """:meth:`_catch_up` once the log is seen changed."""
         if not engine.is_replaced():
             return self._read_new(engine)  # the log grew: the common case
         if engine.end() != self._known:
@@ -1525,3 +1543,36 @@ class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed 
         return True
 
     __enter__ = acquire
+
+
+class _KeysWhileUnchanged:
+    """The key types of ``_collection.UNLOCKED_KEYS`` for a shared core on a log file,
+    as long as the log ends where this core last read it: asking whether a type is
+    in, which a read does after reading ``Core.writing`` and before its lookup, costs
+    one ``lseek`` (``FileEngine.grew_or_moved``, inlined), as taking the lock would.
+
+    A read that skips the lock this way still sees every write acknowledged before it
+    began, from any process. Such a write ended before the ``lseek``, so the file then
+    held it (a compaction grows the file it replaces: never the size this core knows),
+    and ``_known`` is set only once memory holds what precedes it: by a catch-up, which
+    makes ``writing`` odd from start to end (reads that overlap one read again under the
+    lock), and by this core's own writes (``_stop_writer``) once they are applied.
+    Neither this core's own compaction nor a write by it still under way is
+    acknowledged before it ends. An ``in`` in an object, not a test in the read:
+    exclusive stores keep their ``frozenset`` and pay nothing for it.
+    """
+
+    __slots__ = ("_core", "_engine")
+
+    def __init__(self, core: Core, engine: FileEngine) -> None:
+        self._core = core
+        self._engine = engine
+
+    def __contains__(self, kind: object) -> bool:
+        try:
+            file = self._engine.file
+            return kind in UNLOCKED_KEYS and file.end() == self._core._known  # type: ignore[union-attr]  # None once closed: caught below
+        except (AttributeError, TypeError, OSError):
+            # Closed by another thread meanwhile (no file, or a descriptor gone): the read
+            # takes the lock, and raises there what applies.
+            return False
