@@ -589,17 +589,23 @@ class TestInterrupts:
     """A Ctrl-C (KeyboardInterrupt) landing in a write on PostgreSQL: the store stays
     usable and its memory equals what a reopen reads."""
 
-    def test_a_ctrl_c_as_a_statement_begins_leaves_the_engine_usable(self, pg_dsn: str) -> None:
-        """Right after the engine marked its connection busy, before the statement's try:
-        the mark must not stay, or every later call raises RuntimeError."""
+    @pytest.mark.parametrize("operation", ["write", "read"])
+    def test_a_ctrl_c_as_a_statement_begins_leaves_the_engine_usable(
+        self, pg_dsn: str, operation: str
+    ) -> None:
+        """Right after the engine checked its connection is not busy, before the
+        statement's try: no busy mark may stay, or every later call raises RuntimeError."""
         engine = PostgresEngine(pg_dsn, name="users")
         with TypedStore.open(engine, str, int) as store:
             store["a"] = 0
             trace = interrupt_on_return(
-                PostgresEngine._enter.__code__, PostgresEngine._execute.__code__
+                PostgresEngine._enter.__code__, PostgresEngine._run_prepared.__code__
             )
             with pytest.raises(KeyboardInterrupt), tracing(trace):
-                store["a"] = 1
+                if operation == "write":
+                    store["a"] = 1
+                else:
+                    store.get("a")
             assert store.get("a") == 0  # the statement never ran
             store["b"] = 2
             with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:

@@ -566,6 +566,7 @@ class PostgresEngine:
             self._prepared, self._prepared_on = {}, conn
         self._enter()
         try:
+            self._busy = True  # as in _execute
             with self._translating(), conn.lock:
                 pgconn = conn.pgconn
                 name = self._prepared.get(text)
