@@ -601,11 +601,13 @@ class TestInterrupts:
             trace = interrupt_on_return(
                 PostgresEngine._enter.__code__, PostgresEngine._run_prepared.__code__
             )
+            run: Callable[[], object] = (
+                (lambda: store.__setitem__("a", 1))
+                if operation == "write"
+                else (lambda: store.get("a"))
+            )
             with pytest.raises(KeyboardInterrupt), tracing(trace):
-                if operation == "write":
-                    store["a"] = 1
-                else:
-                    store.get("a")
+                run()
             assert store.get("a") == 0  # the statement never ran
             store["b"] = 2
             with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
