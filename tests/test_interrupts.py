@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from typedstore import Collection, Database, TypedStore
+from typedstore import Collection, Database, TypedStore, _fs, _log
 from typedstore._core import Core
 
 LIMIT = 20_000
@@ -253,3 +253,57 @@ def test_ctrl_c_with_the_traceback_kept_still_leaves_the_lock_free(
     assert _every_step(attempt) > 20
     assert kept
     store.close()
+
+
+def _interrupt_as_it_returns(code: CodeType, caller: CodeType) -> Callable[..., Any]:
+    """Return a ``sys.settrace`` function raising ``_Injected`` once, as a call of ``code``
+    made from ``caller`` returns: a signal handled as that call returns."""
+    fired: list[bool] = []
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        back = frame.f_back
+        if event == "return" and not fired and back is not None and back.f_code is caller:
+            fired.append(True)
+            raise _Injected
+        return local
+
+    return lambda frame, event, arg: local if frame.f_code is code and not fired else None
+
+
+@pytest.mark.parametrize(
+    ("returning", "caller"),
+    [
+        (_fs.LogFile.append, _log.Log.append_schema),
+        (_log.Log._sync, _log.Log.append_schema),
+        (Core._write_catalog, Core._declare_collection),
+    ],
+    ids=["in-the-file", "synced", "written"],
+)
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+def test_ctrl_c_once_a_declarations_schema_record_is_in_the_log(
+    log_path: Path, shared: bool, returning: Callable[..., Any], caller: Callable[..., Any]
+) -> None:
+    """A Ctrl-C once ``collection()`` put the new collection's schema record in the log
+    leaves the collection declared, as the log lists it, and later declarations and
+    writes reopen. The log used to keep the record uncounted: the collection was taken
+    back, and the next schema record repeated its generation, which replay refuses as
+    damage (CorruptLogError)."""
+    db = Pair.open(log_path, shared=shared)
+    db.left["a"] = 1
+    sys.settrace(_interrupt_as_it_returns(returning.__code__, caller.__code__))
+    try:
+        with pytest.raises(_Injected):
+            db.collection("new", str, int)
+    finally:
+        sys.settrace(None)
+    assert _lock_is_free_for_other_threads(db._core)
+    with Pair.open(log_path, readonly=True) as reader:
+        assert reader.collection_names() == db.collection_names() == ["left", "right", "new"]
+    db.collection("new", str, int)["k"] = 2
+    db.collection("later", str, int)["k"] = 3
+    db.left["b"] = 4
+    db.close()
+    with Pair.open(log_path) as reopened:
+        assert reopened.collection_names() == ["left", "right", "new", "later"]
+        assert dict(reopened.left.items()) == {"a": 1, "b": 4}
+        assert dict(reopened.collection("new", str, int).items()) == {"k": 2}

@@ -547,10 +547,14 @@ class Core:
             log.pending_schema = self._catalog_bytes()
             return collection
         phase, self._phase = self._phase, _APPENDING  # a write from a signal handler: refused
+        generation = log.generation
         try:
             self._write_catalog(log)
         except BaseException:
-            self._undeclare(collection, meta, kept)
+            # Taken back unless the log holds the record (a Ctrl-C once it landed):
+            # then the collection stays, as a reopen would list it.
+            if log.generation == generation or log.failure is not None:
+                self._undeclare(collection, meta, kept)
             raise
         finally:
             self._phase = phase

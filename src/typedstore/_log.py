@@ -113,8 +113,14 @@ class Log:
         self._drain()
         generation = (self.generation + 1) % _format.GENERATIONS
         before = self.file.size
-        self.file.append(_format.encode_frame(_format.schema_body(meta, generation), before))
-        self.generation, self.pending_schema = generation, None
+        frame = _format.encode_frame(_format.schema_body(meta, generation), before)
+        try:
+            self.file.append(frame)
+        finally:
+            # A signal handler's exception can arrive once the record is in the file:
+            # it opens the generation then, or the next schema record would repeat it.
+            if self.file.size != before:
+                self.generation, self.pending_schema = generation, None
         # The change is durable before open returns, as the caller asked for it.
         self._sync(rollback_to=before)
 

@@ -169,9 +169,12 @@ class PgLog(Log):
         """Append a schema record alone, opening the next generation."""
         generation = (self.generation + 1) % _format.GENERATIONS
         at = self.pg.claimed
-        self.pg.append([_format.encode_frame(_format.schema_body(meta, generation), at)], at)
-        self._size += len(meta)
-        self.generation, self.pending_schema = generation, None
+        try:
+            self.pg.append([_format.encode_frame(_format.schema_body(meta, generation), at)], at)
+        finally:
+            if self.pg.claimed != at:  # landed, whatever arrives now: see append
+                self.generation, self.pending_schema = generation, None
+                self._size += len(meta)
 
     def flush(self) -> None:
         """Nothing to do: every write was committed before it returned."""
