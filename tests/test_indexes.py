@@ -921,3 +921,14 @@ def test_open_interrupted_while_it_builds_the_indexes_restores_the_collector(
     monkeypatch.undo()
     with Club.open(log_path) as reopened:
         assert snapshot(reopened.members) == brute_force(reopened.members)
+
+
+def test_open_refused_by_an_index_restores_the_collector(log_path: Path) -> None:
+    """An open the indexes refuse (a unique conflict) leaves the collector running."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="same")
+        items_of(db)["b"] = Tagged(name="same")
+    assert gc.isenabled()
+    with pytest.raises(UniqueViolationError):
+        open_kind(LoneUnique, log_path)
+    assert gc.isenabled()
