@@ -178,9 +178,15 @@ class SortedEntries(HashEntries[K]):
 
     def add(self, key: K, seq: int, index_key: object) -> None:
         """Record that ``key`` (at insertion position ``seq``) holds ``index_key``."""
-        if index_key not in self._buckets:
+        # HashEntries.add, inlined: on the path of every write to an ordered index.
+        bucket = self._buckets.get(index_key)
+        if bucket is None:
             self._order.add(index_key)
-        super().add(key, seq, index_key)
+            self._buckets[index_key] = {key: None}
+            return
+        if self._seqs[next(reversed(bucket))] > seq:
+            self._unsorted.add(index_key)
+        bucket[key] = None
 
     def discard(self, key: K, seq: int, index_key: object) -> None:
         """Forget that ``key`` holds ``index_key``."""
