@@ -921,3 +921,48 @@ def test_open_interrupted_while_it_builds_the_indexes_restores_the_collector(
     monkeypatch.undo()
     with Club.open(log_path) as reopened:
         assert snapshot(reopened.members) == brute_force(reopened.members)
+
+
+def test_open_refused_by_an_index_restores_the_collector(log_path: Path) -> None:
+    """An open the indexes refuse (a unique conflict) leaves the collector running."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="same")
+        items_of(db)["b"] = Tagged(name="same")
+    assert gc.isenabled()
+    with pytest.raises(UniqueViolationError):
+        open_kind(LoneUnique, log_path)
+    assert gc.isenabled()
+
+
+LONE_WRITES: dict[str, Callable[[MemberStore], object]] = {
+    "new": lambda s: s.__setitem__("dan", member("dan@x")),
+    "new index key": lambda s: s.__setitem__("ada", member("ada@y")),
+    "same index key": lambda s: s.__setitem__("ada", member("ada@x", 40)),
+    "del": lambda s: s.__delitem__("bob"),
+}
+
+
+@pytest.mark.parametrize("write", LONE_WRITES.values(), ids=list(LONE_WRITES))
+def test_interrupt_at_every_step_of_a_write_keeps_a_lone_unique_index(
+    tmp_path: Path, write: Callable[[MemberStore], object]
+) -> None:
+    """The shortest path, a unique hash index alone, interrupted anywhere, stays whole."""
+    step = 0
+    while True:
+        step += 1
+        with MemberStore.open(tmp_path / f"{step}.log") as store:
+            store["ada"] = member("ada@x", 36)
+            store["bob"] = member("bob@x", 25)
+            sys.settrace(interrupt_at_call(step))
+            try:
+                write(store)
+            except KeyboardInterrupt as exc:
+                where = str(exc)
+            else:
+                break
+            finally:
+                sys.settrace(None)
+            emails = {value.email: (key, value) for key, value in store.items()}
+            for email in ("ada@x", "ada@y", "bob@x", "dan@x"):
+                assert store.by_email.get(email) == emails.get(email), where
+    assert step > 5

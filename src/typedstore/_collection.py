@@ -330,7 +330,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
         write = (validated_key, key_bytes, codec.freeze(validated, blob), blob)
-        given = hook.given()  # the indexes need not decode the value again
+        given = hook.given  # the indexes need not decode the value again
         ident = id(blob)
         if ident in given:  # a write under way holds these very bytes (one-byte ones are shared)
             return self._core._write(self, (write,))[0]

@@ -232,7 +232,10 @@ class Core:
             # A shared open reads, and writes a changed catalog, under the writer lock.
             writing = engine is not None and engine.mode != "readonly"
             with engine.writing() if writing else contextlib.nullcontext():  # type: ignore[union-attr]  # engine is set when writing
-                opened = self._load(engine, wanted, changes, made)
+                # Replay, then the indexes built from what it kept: the collector would
+                # walk those many objects, all kept or freed by their count, for nothing.
+                with collector_paused():
+                    opened = self._load(engine, wanted, changes, made)
                 self._log = opened.log
                 self.recovery = opened.recovery
                 if opened.log is not None and opened.replay is not None:
@@ -409,6 +412,7 @@ class Core:
         """Make the declared collection ``name``: the log's, validated, or a new one."""
         meta = self.catalog.by_name(name)
         values: Mapping[Any, Any] | None = None
+        state = None
         if meta is None:
             ident = self._next_id
             self._next_id += 1
@@ -437,6 +441,8 @@ class Core:
         # which the collector would walk again and again for nothing (as in replay).
         with collector_paused():
             collection._attach(self, ident, name, want.codec, want.schema, table, values)
+            if isinstance(state, Declared):
+                state.values = None  # what replay kept for the indexes, built now: freed
         self.collections[ident] = collection
         self._tables[ident] = table
         return collection

@@ -22,7 +22,7 @@ from ._types import MISSING, K, V, _Missing
 class IndexHook(Generic[K, V]):
     """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
 
-    __slots__ = ("_codec", "_given", "_indexes", "_plan", "_plan_one")
+    __slots__ = ("_codec", "_indexes", "_plan", "_plan_one", "given")
 
     def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
         self._indexes = indexes
@@ -30,14 +30,10 @@ class IndexHook(Generic[K, V]):
         self._plan_one = indexes.planner()
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
-        self._given: dict[int, V] = {}
-        """Validated values writers hold, by the id of their bytes: see :meth:`given`."""
-
-    def given(self) -> dict[int, V]:
-        """Return where a writer puts the validated value of the bytes it writes, by their
-        id, for the time of the write (it holds the bytes): the indexes take it from there
+        self.given: dict[int, V] = {}
+        """Where a writer puts the validated value of the bytes it writes, by their id,
+        for the time of the write (it holds the bytes): the indexes take it from there
         rather than decode the bytes again. The writer removes it after the write."""
-        return self._given
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Plan ``writes``; raises (nothing changed) for a write the indexes refuse.
@@ -54,12 +50,12 @@ class IndexHook(Generic[K, V]):
             key, _, stored, blob = writes[0]
             new: V | _Missing = MISSING
             if blob is not None:
-                new = self._given.get(id(blob), MISSING)
+                new = self.given.get(id(blob), MISSING)
                 if new is MISSING:
                     new = self._codec.thaw(stored)
             self._plan = self._plan_one(key, new)
         else:
-            found: list[Change[K, V]] = changes(self._codec, writes, self._given)
+            found: list[Change[K, V]] = changes(self._codec, writes, self.given)
             self._plan = indexes.plan(found)
         indexes.unsettled = True
 

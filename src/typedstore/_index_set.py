@@ -164,7 +164,11 @@ class IndexSet(Generic[K, V]):
                     continue
                 else:
                     fresh = (index_key,)
-                    index.check_hashable(key, index_key)
+                    try:
+                        hash(index_key)
+                    except TypeError:
+                        index.check_hashable(key, index_key)  # raises, naming the index
+                        raise
             if old == fresh:
                 continue
             moves.append((index, key, old, fresh))
@@ -200,7 +204,7 @@ class IndexSet(Generic[K, V]):
         if old == (index_key,):
             return [], [], []
         try:
-            holder = lone.entries.holder(index_key)
+            holder = lone.entries.holders.get(index_key, MISSING)  # type: ignore[union-attr]  # a unique hash index's
         except TypeError:
             lone.check_hashable(key, index_key)  # raises, naming the index, if unhashable
             raise
@@ -215,11 +219,17 @@ class IndexSet(Generic[K, V]):
         to another is free before it is taken.
         """
         moves, appended, removed = plan
-        if self._lone is not None:  # no insertion positions to keep
-            for index, key, old, _ in moves:
-                index.forget(key, 0, old)
-            for index, key, _, fresh in moves:
-                index.hold(key, 0, fresh)
+        lone = self._lone
+        if lone is not None:  # one index key or none per key, no insertion positions to keep
+            holders, held = lone.entries.holders, lone.held  # type: ignore[union-attr]  # a unique hash index's
+            for _, key, old, _ in moves:
+                if old:
+                    del holders[old[0]]
+                    del held[key]
+            for _, key, _, fresh in moves:
+                if fresh:
+                    holders[fresh[0]] = key
+                    held[key] = fresh[0]
             return
         seqs = self._seqs
         for index, key, old, _ in moves:

@@ -35,34 +35,36 @@ Triple = tuple[object, ...]
 class UniqueEntries(Generic[K]):
     """A unique hash index: each index key held by at most one key."""
 
-    __slots__ = ("_holders",)
+    __slots__ = ("holders",)
 
     def __init__(self, holders: dict[object, K] | None = None) -> None:
-        self._holders: dict[object, K] = {} if holders is None else holders
+        self.holders: dict[object, K] = {} if holders is None else holders
+        """Index key to the key holding it; read and written directly by the path of a
+        unique hash index alone (``IndexSet``), a write's shortest."""
 
     def holder(self, index_key: object) -> K | _Missing:
         """Return the key holding ``index_key``, or MISSING."""
-        return self._holders.get(index_key, MISSING)
+        return self.holders.get(index_key, MISSING)
 
     def keys_of(self, index_key: object) -> list[K]:
         """Return the keys holding ``index_key``, in insertion order."""
-        holder = self._holders.get(index_key, MISSING)
+        holder = self.holders.get(index_key, MISSING)
         return [] if holder is MISSING else [holder]
 
     def count(self, index_key: object) -> int:
         """Return how many keys hold ``index_key``."""
-        return 1 if index_key in self._holders else 0
+        return 1 if index_key in self.holders else 0
 
     def add(self, key: K, seq: int, index_key: object) -> None:
         """Record that ``key`` holds ``index_key``."""
-        self._holders[index_key] = key
+        self.holders[index_key] = key
 
     def discard(self, key: K, seq: int, index_key: object) -> None:
         """Forget that ``key`` holds ``index_key``."""
-        del self._holders[index_key]
+        del self.holders[index_key]
 
     def __len__(self) -> int:
-        return len(self._holders)
+        return len(self.holders)
 
 
 class HashEntries(Generic[K]):
@@ -176,9 +178,15 @@ class SortedEntries(HashEntries[K]):
 
     def add(self, key: K, seq: int, index_key: object) -> None:
         """Record that ``key`` (at insertion position ``seq``) holds ``index_key``."""
-        if index_key not in self._buckets:
+        # HashEntries.add, inlined: on the path of every write to an ordered index.
+        bucket = self._buckets.get(index_key)
+        if bucket is None:
             self._order.add(index_key)
-        super().add(key, seq, index_key)
+            self._buckets[index_key] = {key: None}
+            return
+        if self._seqs[next(reversed(bucket))] > seq:
+            self._unsorted.add(index_key)
+        bucket[key] = None
 
     def discard(self, key: K, seq: int, index_key: object) -> None:
         """Forget that ``key`` holds ``index_key``."""
