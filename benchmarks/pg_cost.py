@@ -14,6 +14,10 @@ On the same server, one row per key for the peers:
 - SQLModel (the ``bench`` extra), if installed: the same table as a model, one session
   commit per insert, ``session.get`` per get in a fresh session.
 
+Each insert builds its ``User`` and each peer serialises it as it goes. typedstore and raw
+psycopg take turns (``ROUNDS``), so that a busy machine weighs on both alike; their rows
+are the median round's time per operation.
+
 Then: catch-up (an instance that has read nothing yet reads ``n`` records another
 instance wrote, in its first operation), and 4 processes inserting ``n // 4`` keys each
 at once: no position lost or duplicated, every key there.
@@ -24,11 +28,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 from pydantic import BaseModel
@@ -56,44 +62,79 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def bench_store(dsn: str, n: int) -> dict[str, float]:
-    engine = PostgresEngine(dsn, name="bench_store")
-    with TypedStore.open(engine, str, User) as store:
-        keys = [f"k{number}" for number in range(n)]
-        values = [user(number) for number in range(n)]
-
-        def insert() -> None:
-            for key, value in zip(keys, values, strict=True):
-                store[key] = value
-
-        def get() -> None:
-            for key in keys:
-                store[key]
-
-        return {"insert": timed(insert) / n, "get": timed(get) / n}
+ROUNDS = 10
+"""typedstore and raw psycopg take turns, a tenth of the keys each time: on a busy machine
+both meet the same load, and each row reports its median round."""
 
 
-def bench_psycopg(dsn: str, n: int) -> dict[str, float]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
+class Workload(Protocol):
+    """One contender's insert and get, on a slice of the keys at a time."""
+
+    def insert(self, keys: list[str], numbers: range) -> None: ...
+    def get(self, keys: list[str]) -> None: ...
+
+
+class StoreWorkload:
+    """typedstore: ``store[key] = value`` and ``store[key]``."""
+
+    def __init__(self, store: TypedStore[str, User]) -> None:
+        self.store = store
+
+    def insert(self, keys: list[str], numbers: range) -> None:
+        store = self.store
+        for key, number in zip(keys, numbers, strict=True):
+            store[key] = user(number)
+
+    def get(self, keys: list[str]) -> None:
+        store = self.store
+        for key in keys:
+            store[key]
+
+
+class PsycopgWorkload:
+    """Raw psycopg: an autocommit upsert per insert, a ``SELECT`` per get."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self.conn = conn
         conn.execute("CREATE TABLE raw_users (key text PRIMARY KEY, value jsonb NOT NULL)")
-        keys = [f"k{number}" for number in range(n)]
-        values = [user(number).model_dump_json() for number in range(n)]
 
-        def insert() -> None:
-            for key, value in zip(keys, values, strict=True):
-                conn.execute(
-                    "INSERT INTO raw_users VALUES (%s, %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, value),
-                )
+    def insert(self, keys: list[str], numbers: range) -> None:
+        for key, number in zip(keys, numbers, strict=True):
+            self.conn.execute(
+                "INSERT INTO raw_users VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, user(number).model_dump_json()),
+            )
 
-        def get() -> None:
-            for key in keys:
-                row = conn.execute("SELECT value FROM raw_users WHERE key = %s", (key,)).fetchone()
-                assert row is not None
-                User.model_validate(row[0])
+    def get(self, keys: list[str]) -> None:
+        for key in keys:
+            row = self.conn.execute("SELECT value FROM raw_users WHERE key = %s", (key,)).fetchone()
+            assert row is not None
+            User.model_validate(row[0])
 
-        return {"insert": timed(insert) / n, "get": timed(get) / n}
+
+def bench_interleaved(workloads: dict[str, Workload], n: int) -> dict[str, dict[str, float]]:
+    """Run each workload's inserts, then its gets, in ``ROUNDS`` turns; return the median
+    seconds per operation of each."""
+    keys = [f"k{number}" for number in range(n)]
+    step = max(1, n // ROUNDS)
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"insert": [], "get": []} for name in workloads
+    }
+    for operation in ("insert", "get"):
+        for first in range(0, n, step):
+            part = keys[first : first + step]
+            numbers = range(first, first + len(part))
+            for name, workload in workloads.items():
+                if operation == "insert":
+                    seconds = timed(lambda: workload.insert(part, numbers))  # noqa: B023  # called at once
+                else:
+                    seconds = timed(lambda: workload.get(part))  # noqa: B023  # called at once
+                times[name][operation].append(seconds / len(part))
+    return {
+        name: {operation: statistics.median(values) for operation, values in rows.items()}
+        for name, rows in times.items()
+    }
 
 
 def bench_sqlmodel(dsn: str, n: int) -> dict[str, float] | None:
@@ -113,12 +154,11 @@ def bench_sqlmodel(dsn: str, n: int) -> dict[str, float] | None:
     )
     SQLModel.metadata.create_all(engine)
     keys = [f"k{number}" for number in range(n)]
-    values = [user(number).model_dump() for number in range(n)]
 
     def insert() -> None:
-        for key, value in zip(keys, values, strict=True):
+        for number, key in enumerate(keys):
             with Session(engine) as session:
-                session.merge(Row(key=key, value=value))
+                session.merge(Row(key=key, value=user(number).model_dump()))
                 session.commit()
 
     def get() -> None:
@@ -190,10 +230,15 @@ def main() -> None:
     server = make_server(root)
     try:
         dsn = server.dsn()
-        rows = {
-            "typedstore": bench_store(dsn, args.n),
-            "raw psycopg": bench_psycopg(dsn, args.n),
-        }
+        with (
+            TypedStore.open(PostgresEngine(dsn, name="bench_store"), str, User) as users,
+            psycopg.connect(dsn, autocommit=True) as conn,
+        ):
+            workloads: dict[str, Workload] = {
+                "typedstore": StoreWorkload(users),
+                "raw psycopg": PsycopgWorkload(conn),
+            }
+            rows = bench_interleaved(workloads, args.n)
         sqlmodel = bench_sqlmodel(dsn, args.n)
         if sqlmodel is not None:
             rows["SQLModel"] = sqlmodel
@@ -201,12 +246,12 @@ def main() -> None:
         print(f"{'':14} {'insert µs':>10} {'get µs':>10}")
         for name, row in rows.items():
             print(f"{name:14} {row['insert'] * 1e6:10.1f} {row['get'] * 1e6:10.1f}")
-        store = rows["typedstore"]
+        ours = rows["typedstore"]
         for name, row in rows.items():
             if name != "typedstore":
                 print(
-                    f"vs {name}: insert {row['insert'] / store['insert']:.2f}x as fast, "
-                    f"get {row['get'] / store['get']:.1f}x as fast"
+                    f"vs {name}: insert {row['insert'] / ours['insert']:.2f}x as fast, "
+                    f"get {row['get'] / ours['get']:.1f}x as fast"
                 )
         print(f"catch-up of {args.n} records: {bench_catch_up(dsn, args.n):.3f} s")
         rate, verdict = bench_processes(dsn, args.n)
