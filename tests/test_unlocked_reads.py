@@ -1,4 +1,4 @@
-"""Single-key reads without the lock (``_collection._UNLOCKED_KEYS``) see writes whole.
+"""Single-key reads without the lock (``_collection.UNLOCKED_KEYS``) see writes whole.
 
 ``get`` and ``[]`` of an exact ``str``/``bytes``/``int``/``bool`` key on an exclusive
 store skip the lock unless a transaction or a batch is under way (``Core.busy``). These
