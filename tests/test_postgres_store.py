@@ -338,6 +338,16 @@ class TestRoundTrips:
             assert len(statements(lambda: store["b"])) == 2  # the check, then the catch-up
             assert dict(store) == {"warm": 0, "a": 2, "b": 2}
 
+    def test_the_libpq_numbers_the_fast_path_compares_are_psycopgs(self) -> None:
+        """The status numbers ``_run_prepared`` compares without importing psycopg.pq."""
+        from psycopg import pq
+
+        from typedstore import _pg_engine
+
+        assert _pg_engine._COMMAND_OK == pq.ExecStatus.COMMAND_OK
+        assert _pg_engine._TUPLES_OK == pq.ExecStatus.TUPLES_OK
+        assert _pg_engine._CONNECTION_OK == pq.ConnStatus.OK
+
     def test_a_write_whose_prepared_statement_is_gone_lands_once(
         self, engine: PostgresEngine
     ) -> None:
@@ -393,7 +403,9 @@ class TestSeveralProcesses:
             ]
         assert positions == list(range(len(positions)))
 
-    def test_a_client_killed_mid_append_leaves_whole_batches_and_no_gap(self, pg_dsn: str) -> None:
+    def test_a_client_killed_mid_append_leaves_whole_batches_and_no_gap(
+        self, pg_dsn: str, rng: random.Random
+    ) -> None:
         """Three times, a process writing 20-key transactions is killed with SIGKILL at a
         moment of its own (most often inside an append): the other instance, catching up,
         and a reopen see each batch whole or not at all, every acknowledged batch there,
@@ -417,7 +429,7 @@ class TestSeveralProcesses:
                     for _ in range(5 + 3 * round_):  # a few batches committed, then the kill
                         number = int(child.stdout.readline())
                         acknowledged.append((who, number))
-                    time.sleep(random.uniform(0, 0.005))
+                    time.sleep(rng.uniform(0, 0.005))
                 finally:
                     child.send_signal(signal.SIGKILL)
                     child.wait()

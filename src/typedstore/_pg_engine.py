@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 _INT8 = struct.Struct(">q")
 """A bigint as PostgreSQL's binary format has it."""
 _INT8_OID, _BYTEA_OID = 20, 17
+_COMMAND_OK, _TUPLES_OK, _CONNECTION_OK = 1, 2, 0
+"""libpq's PGRES_COMMAND_OK, PGRES_TUPLES_OK and CONNECTION_OK (``psycopg.pq``'s enums
+hold the same numbers; these spare :meth:`PostgresEngine._run_prepared` an import)."""
 
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 """A store name: a lower-case SQL identifier short enough for its tables' suffixes."""
@@ -560,8 +563,6 @@ class PostgresEngine:
         have landed.
         """
         conn = self._connection()
-        from psycopg import pq
-
         if self._prepared_on is not conn:
             self._prepared, self._prepared_on = {}, conn
         self._enter()
@@ -574,12 +575,12 @@ class PostgresEngine:
                     self._names += 1
                     name = b"typedstore_%d" % self._names
                     prepared = pgconn.prepare(name, self._sql(text), types)
-                    if prepared.status != pq.ExecStatus.COMMAND_OK:
+                    if prepared.status != _COMMAND_OK:
                         self._failed(conn)
                         return None
                     self._prepared[text] = name
                 result = pgconn.exec_prepared(name, params, [1] * len(params), 1)
-                if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+                if result.status != _COMMAND_OK and result.status != _TUPLES_OK:
                     self._failed(conn)
                     return None
                 return result
@@ -589,9 +590,7 @@ class PostgresEngine:
     def _failed(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Raise ``ConnectionError`` if ``conn`` is lost; otherwise forget what was
         prepared on it (a failed statement is prepared afresh next time)."""
-        from psycopg import pq
-
-        if conn.pgconn.status != pq.ConnStatus.OK:
+        if conn.pgconn.status != _CONNECTION_OK:
             message = conn.pgconn.error_message.decode(errors="replace")
             self._drop_connection()
             raise ConnectionError(f"{self.where()}: {message}".strip())
