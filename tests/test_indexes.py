@@ -966,3 +966,58 @@ def test_interrupt_at_every_step_of_a_write_keeps_a_lone_unique_index(
             for email in ("ada@x", "ada@y", "bob@x", "dan@x"):
                 assert store.by_email.get(email) == emails.get(email), where
     assert step > 5
+
+
+def ordered_key_of(tagged: Tagged) -> object:
+    """An ordered index key by the value's name: an int, a str, a NaN, or a frozenset
+    (ordered by inclusion only: a partial order)."""
+    odd: dict[str, object] = {"str": "s", "nan": float("nan"), "set1": frozenset({1})}
+    odd["set2"] = frozenset({2})
+    return odd.get(tagged.name, len(tagged.tags))
+
+
+class OrderedOdd(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(ordered_key_of, ordered=True)
+
+
+class UniqueOrdered(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(ordered_key_of, ordered=True, unique=True)
+
+
+@pytest.mark.parametrize(
+    ("odd", "match"),
+    [("str", "cannot be ordered"), ("nan", "index key nan of key 'b' cannot be ordered")],
+)
+def test_open_refuses_ordered_index_keys_that_do_not_order(
+    log_path: Path, odd: str, match: str
+) -> None:
+    """Index keys met at open that do not compare with the others (or a NaN) fail it with
+    the TypeError a write gets, the one sort of the build notwithstanding."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["x"])
+        items_of(db)["b"] = Tagged(name=odd)
+    with pytest.raises(TypeError, match=match):
+        open_kind(OrderedOdd, log_path)
+
+
+def test_open_with_a_partial_order_builds_as_entry_by_entry(log_path: Path) -> None:
+    """Index keys ordered partially (sets, by inclusion) cannot be grouped by one sort:
+    the build then takes the careful path, and every key is found under its index key."""
+    with open_kind(PlainItems, log_path) as db:
+        for key, name in (("a", "set1"), ("b", "set2"), ("c", "set1"), ("d", "set2")):
+            items_of(db)[key] = Tagged(name=name)
+    with open_kind(OrderedOdd, log_path) as reopened:
+        assert [k for k, _ in index_of(reopened).find(frozenset({1}))] == ["a", "c"]
+        assert [k for k, _ in index_of(reopened).find(frozenset({2}))] == ["b", "d"]
+
+
+def test_open_refuses_a_conflict_of_a_unique_ordered_index(log_path: Path) -> None:
+    """Two entries holding one index key of a unique ordered index fail the open, listing
+    both keys."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["x"])
+        items_of(db)["b"] = Tagged(name="b")
+        items_of(db)["c"] = Tagged(name="c", tags=["y"])
+    with pytest.raises(UniqueViolationError) as raised:
+        open_kind(UniqueOrdered, log_path)
+    assert raised.value.conflicts == (("by_name", 1, ("a", "c")),)

@@ -225,7 +225,7 @@ class IndexSet(Generic[K, V]):
             for _, key, old, _ in moves:
                 if old:
                     del holders[old[0]]
-                    del held[key]
+                    held.pop(key, None)
             for _, key, _, fresh in moves:
                 if fresh:
                     holders[fresh[0]] = key
