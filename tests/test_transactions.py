@@ -31,6 +31,7 @@ import pytest
 from tests.conftest import OpenStore, Settle, frames_after
 from tests.models import Account, User
 from typedstore import (
+    Database,
     StoreClosedError,
     StoreConfig,
     StoreReadOnlyError,
@@ -593,6 +594,51 @@ class TestMisuse:
                 txn["b"] = 2
             store["c"] = 3
             assert dict(store) == {"a": 1, "c": 3}
+
+    @pytest.mark.parametrize("kind", ["store", "database"])
+    def test_a_transaction_ended_in_another_thread_is_refused_not_hung(
+        self, log_path: Path, kind: str
+    ) -> None:
+        """Its thread holds the store's lock: ending it elsewhere used to wait for that
+        lock forever. It raises RuntimeError, writing nothing, and its own thread can
+        still end it."""
+        store = TypedStore.open(log_path, str, int) if kind == "store" else None
+        db = Database.open(log_path.with_suffix(".db")) if store is None else None
+        ints: Any = store if db is None else db.collection("ints", str, int)
+        txn: Any = ints.transaction() if db is None else db.transaction()
+        view = txn.__enter__()
+        target = view if db is None else view.collection("ints", str, int)
+        target["a"] = 1
+        errors: list[BaseException] = []
+
+        def end() -> None:
+            try:
+                txn.__exit__(None, None, None)
+            except BaseException as exc:  # looked at below
+                errors.append(exc)
+
+        ender = threading.Thread(target=end)
+        ender.start()
+        ender.join(timeout=60)  # not a measure: a hung thread must not hang the suite
+        if ender.is_alive():  # waiting for the lock: let it go from here, then fail
+            txn._hold.close()
+            ender.join()
+            pytest.fail("ending the transaction in another thread waited for the lock")
+        assert len(errors) == 1
+        assert isinstance(errors[0], RuntimeError)
+        assert "thread that began it" in str(errors[0])
+        assert ints.get("a") is None
+        txn.__exit__(None, None, None)
+        assert ints.get("a") == 1
+        ints["b"] = 2  # the lock is free
+        if db is None:
+            ints.close()
+            with TypedStore.open(log_path, str, int) as reopened:
+                assert dict(reopened) == {"a": 1, "b": 2}
+        else:
+            db.close()
+            with Database.open(log_path.with_suffix(".db")) as again:
+                assert dict(again.collection("ints", str, int)) == {"a": 1, "b": 2}
 
     def test_nested_transaction_raises(self, log_path: Path, settle: Settle) -> None:
         """Starting a transaction inside one raises RuntimeError, and the outer one applies

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import threading
 import types
 import typing
 import warnings
@@ -28,7 +29,7 @@ from ._index import Index, IndexView
 from ._index_txn import IndexedTransaction
 from ._pg_engine import PostgresEngine
 from ._records import Write
-from ._txn import Hold, Transaction
+from ._txn import OTHER_THREAD, Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
 
 if TYPE_CHECKING:  # PEP 747: lets `collection(name, str, int | None)` infer the types
@@ -245,10 +246,13 @@ class DatabaseTransaction(Generic[D]):
         self._entered = False
         self._ended = False
         self._hold: Hold | None = None
+        self._thread = 0
+        """The thread that entered the block: the only one that can end it."""
 
     def __enter__(self) -> D:
         if self._entered:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
+        self._thread = threading.get_ident()
         database = self.database
         try:
             # Straight into the attribute: a KeyboardInterrupt before it holds the hold
@@ -274,13 +278,18 @@ class DatabaseTransaction(Generic[D]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        other = False  # as in Transaction.__exit__
         try:
+            other = self._hold is not None and threading.get_ident() != self._thread
+            if other:
+                raise RuntimeError(OTHER_THREAD)
             for view in self._views.values():  # each stages its writes in self._groups
                 view._txn.__exit__(exc_type, exc, traceback)
             if exc_type is None and self._groups:
                 self.database._core._commit(self._groups)
         finally:
-            self._end()
+            if not other:
+                self._end()
 
     def _end(self) -> None:
         self._ended = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import reprlib
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar, overload
@@ -40,6 +41,14 @@ class TransactionHost(Protocol[K]):
         """Write ``writes`` as one batch record and apply them to memory at once."""
 
 
+OTHER_THREAD = (
+    "a transaction ends in the thread that began it: it holds the store's lock, which only "
+    "that thread can release; nothing was written, and it is still open"
+)
+"""Why ending a transaction in another thread is refused: the commit would wait for
+the lock forever, and letting the hold go from there cannot release it."""
+
+
 class Transaction(Generic[K, V]):
     """A group of writes that commit as one record when the ``with`` block ends normally.
 
@@ -58,10 +67,13 @@ class Transaction(Generic[K, V]):
         """The store's entries, as they were when the block began."""
         self._state = _State.NEW
         self._hold: Hold | None = None
+        self._thread = 0
+        """The thread that entered the block: the only one that can end it (see __exit__)."""
 
     def __enter__(self) -> Transaction[K, V]:
         if self._state is not _State.NEW:
             raise StoreClosedError("a transaction is used for one with block; start a new one")
+        self._thread = threading.get_ident()
         try:
             # Unpacked straight into the attributes: a KeyboardInterrupt before they
             # hold the hold drops it, which lets the store go (see Core._begin_transaction).
@@ -79,12 +91,16 @@ class Transaction(Generic[K, V]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._state = _State.ENDED
+        other = False  # no call before the try: a Ctrl-C anywhere in it lets the hold go
         try:
+            other = self._hold is not None and threading.get_ident() != self._thread
+            if other:
+                raise RuntimeError(OTHER_THREAD)  # nothing let go: the transaction stays open
+            self._state = _State.ENDED
             if exc_type is None and self._writes:
                 self._host._commit(self._writes)
         finally:
-            if self._hold is not None:
+            if self._hold is not None and not other:
                 self._hold.close()
 
     def insert(self, key: K, value: V) -> V | None:
