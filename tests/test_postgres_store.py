@@ -37,6 +37,7 @@ from typedstore import (
     StoreReadOnlyError,
     TypedStore,
 )
+from typedstore._pg_open import PgLog
 
 ROOT = Path(__file__).parents[1]
 
@@ -587,6 +588,34 @@ def interrupt_on_return(code: CodeType, caller: CodeType | None = None) -> Trace
     return trace
 
 
+def interrupt_after_return(code: CodeType, caller: CodeType) -> TraceFunction:
+    """Return a ``sys.settrace`` function that raises KeyboardInterrupt once, at the first
+    point after a call of ``code`` from ``caller`` returned where a Ctrl-C can land in
+    ``caller``: a call it makes next (the first instruction of the callee), or its return."""
+    armed: list[bool] = []
+    fired: list[bool] = []
+
+    def local(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        if event == "return" and not fired:
+            if frame.f_code is code:
+                armed.append(True)
+            elif armed:
+                fired.append(True)
+                raise KeyboardInterrupt
+        return local
+
+    def trace(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        back = frame.f_back
+        if fired:
+            return None
+        if armed and back is not None and back.f_code is caller:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return local if frame.f_code in (code, caller) else None
+
+    return trace
+
+
 @contextmanager
 def tracing(trace: TraceFunction) -> Iterator[None]:
     """Run the block under ``trace``, in this thread."""
@@ -625,9 +654,10 @@ class TestInterrupts:
             with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
                 assert dict(again) == dict(store) == {"a": 0, "b": 2}
 
+    @pytest.mark.parametrize("point", ["returned", "counting"])
     @pytest.mark.parametrize("write", ["set", "modify", "update", "transaction"])
     def test_a_ctrl_c_once_the_record_landed_leaves_memory_equal_to_the_log(
-        self, pg_dsn: str, write: str
+        self, pg_dsn: str, write: str, point: str
     ) -> None:
         """Right after the append statement committed: memory must apply the record, as
         a file store's does (README, "A write interrupted by a signal may or may not
@@ -649,7 +679,12 @@ class TestInterrupts:
                         txn["a"] = 2
                         txn["b"] = 1
 
-            trace = interrupt_on_return(PostgresEngine.append.__code__)
+            if point == "returned":  # as the statement's call returns
+                trace = interrupt_on_return(PostgresEngine.append.__code__)
+            else:  # at the next point the log reaches: counting it must not call first
+                trace = interrupt_after_return(
+                    PostgresEngine.append.__code__, PgLog.append.__code__
+                )
             with pytest.raises(KeyboardInterrupt), tracing(trace):
                 run()
             assert store["a"] == 2

@@ -161,7 +161,8 @@ class PgLog(Log):
             # A Ctrl-C can land once the statement committed: the record is in the log
             # exactly when the engine's end moved, and then it is counted, so that the
             # caller makes memory agree (see Log.append), not a catch-up skip it.
-            if self.pg.claimed != at:
+            # The attribute, not the property: a call is where a Ctrl-C can land.
+            if self.pg._claimed != at:
                 self.total_records, self.pending_schema, self.generation = total, None, generation
                 self._size = size
 
@@ -172,7 +173,7 @@ class PgLog(Log):
         try:
             self.pg.append([_format.encode_frame(_format.schema_body(meta, generation), at)], at)
         finally:
-            if self.pg.claimed != at:  # landed, whatever arrives now: see append
+            if self.pg._claimed != at:  # landed, whatever arrives now: see append
                 self.generation, self.pending_schema = generation, None
                 self._size += len(meta)
 
