@@ -36,6 +36,7 @@ from typedstore import (
     PostgresEngine,
     StoreReadOnlyError,
     TypedStore,
+    _format,
 )
 from typedstore._pg_open import PgLog
 
@@ -123,6 +124,21 @@ class TestOneHandle:
         with TypedStore.open(engine, str, int) as store:
             assert dict(store) == expected
             assert list(store) == ["k0", "k1", "k2", "k3", "k4", "after"]
+
+    def test_a_catalog_change_counts_its_whole_record_toward_compaction(self, pg_dsn: str) -> None:
+        """The bytes a new collection's schema record adds are its frame's, as a data
+        record's are: what the compaction policy weighs."""
+        with Shop.open(PostgresEngine(pg_dsn, name="shop")) as shop:
+            log = shop._core._log
+            assert log is not None
+            before, at = log.size, log.end
+            shop.collection("notes", str, int)
+            reader = PostgresEngine(pg_dsn, name="shop", readonly=True)
+            try:
+                ((position, body),) = reader.read_frames(at).bodies
+            finally:
+                reader.close()
+            assert log.size - before == len(_format.encode_frame(bytes(body), position))
 
     def test_a_declarative_store_and_database_open_on_an_engine(self, pg_dsn: str) -> None:
         """Declarative classes take an engine where they take a path."""

@@ -170,12 +170,13 @@ class PgLog(Log):
         """Append a schema record alone, opening the next generation."""
         generation = (self.generation + 1) % _format.GENERATIONS
         at = self.pg.claimed
+        frame = _format.encode_frame(_format.schema_body(meta, generation), at)
         try:
-            self.pg.append([_format.encode_frame(_format.schema_body(meta, generation), at)], at)
+            self.pg.append([frame], at)
         finally:
             if self.pg._claimed != at:  # landed, whatever arrives now: see append
                 self.generation, self.pending_schema = generation, None
-                self._size += len(meta)
+                self._size += len(frame)
 
     def flush(self) -> None:
         """Nothing to do: every write was committed before it returned."""
