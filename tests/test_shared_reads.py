@@ -10,14 +10,12 @@ catch-ups they and the reads make, change memory under the readers).
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import cast
 
+from tests.test_unlocked_reads import switching_often
 from typedstore import TypedStore
 from typedstore._core import Core
 
@@ -40,16 +38,6 @@ def write_pairs(path: Path, published: Synchronized[int]) -> None:
             published.value = number
             if number % 500 == 0:
                 store.compact()
-
-
-@contextmanager
-def _switching_often() -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def test_reads_see_every_write_acknowledged_before_they_began(log_path: Path) -> None:
@@ -85,7 +73,7 @@ def test_reads_see_every_write_acknowledged_before_they_began(log_path: Path) ->
 
         threads = [threading.Thread(target=read) for _ in range(3)]
         threads.append(threading.Thread(target=write_own))
-        with _switching_often():
+        with switching_often():
             writer.start()
             for thread in threads:
                 thread.start()

@@ -37,7 +37,7 @@ class Users(TypedStore[str, User]):
 
 
 @contextmanager
-def _switching_often() -> Iterator[None]:
+def switching_often() -> Iterator[None]:
     """Make the interpreter switch threads as often as it can, for the races to happen."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
@@ -93,7 +93,7 @@ def _race(store: Ints, batches: list[tuple[bool, list[str]]], seed: int) -> None
         results[slot] = _read_while(store, writer.is_alive, seed + slot)
 
     readers = [threading.Thread(target=read, args=(slot,)) for slot in range(2)]
-    with _switching_often():
+    with switching_often():
         writer.start()
         for reader in readers:
             reader.start()
