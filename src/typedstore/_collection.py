@@ -195,7 +195,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
                 try:
                     self._indexes.follow(changes)
                 except Exception:
-                    self._indexes.rebuild(self._thawed({}))
+                    self._reindex()
 
     def _reindex(self) -> None:
         """Rebuild the indexes from memory, after a catch-up applied other processes'

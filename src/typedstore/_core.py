@@ -89,10 +89,10 @@ class _Phase(enum.Enum):
 
 
 _IDLE, _USER_CODE, _APPENDING = _Phase.IDLE, _Phase.USER_CODE, _Phase.APPENDING
+"""As plain globals: read on the path of every write."""
 
 _COMPACT_TRIES = 20
 """How often compaction on PostgreSQL catches up and tries again when writes keep landing."""
-"""As plain globals: read on the path of every write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -878,9 +878,8 @@ class Core:
         try:
             lock.acquire_quietly()
             was_writing = engine.is_writing  # a write from a compaction's signal handler
-            log = (
-                self._writable_log()
-            )  # closed, read-only, in a transaction: the error that applies
+            # Closed, read-only, in a transaction: the error that applies.
+            log = self._writable_log()
             if self._phase is not _IDLE:
                 raise RuntimeError(_REENTERED)
             self._start_writer()

@@ -462,14 +462,20 @@ def _annotations(cls: type[Database]) -> dict[str, object]:
     for base in reversed(cls.__mro__):
         if not (isinstance(base, type) and issubclass(base, Database)) or base is Database:
             continue
-        namespace = base.__dict__.get("_annotation_globals")
-        if namespace is None:
-            namespace = vars(sys.modules[base.__module__])
         for name, hint in inspect.get_annotations(base).items():
-            scope = {**base.__dict__.get("_annotation_locals", {}), **vars(base)}
-            resolved = eval(hint, namespace, scope) if isinstance(hint, str) else hint
-            hints[name] = resolved
+            hints[name] = _resolve(base, hint)
     return hints
+
+
+def _resolve(base: type[Database], hint: object) -> object:
+    """Return ``hint``, an annotation of ``base``, resolved where ``base`` was made;
+    raise what evaluating it raises (a name not defined yet, say)."""
+    if not isinstance(hint, str):
+        return hint
+    namespace = base.__dict__.get("_annotation_globals")
+    if namespace is None:
+        namespace = vars(sys.modules[base.__module__])
+    return eval(hint, namespace, {**base.__dict__.get("_annotation_locals", {}), **vars(base)})
 
 
 def _declarations(cls: type[Database]) -> dict[str, Wanted]:
@@ -501,13 +507,8 @@ def _declarations(cls: type[Database]) -> dict[str, Wanted]:
 def _resolved_now(cls: type[Database], hint: object) -> object:
     """Return ``hint`` resolved where ``cls`` was made, or None if it cannot be yet (a
     forward reference: :func:`_declarations` resolves it at open)."""
-    if not isinstance(hint, str):
-        return hint
-    namespace = cls.__dict__.get("_annotation_globals")
-    if namespace is None:
-        namespace = vars(sys.modules[cls.__module__])
     try:
-        return eval(hint, namespace, {**cls.__dict__.get("_annotation_locals", {}), **vars(cls)})
+        return _resolve(cls, hint)
     except Exception:
         return None
 
