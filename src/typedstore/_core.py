@@ -985,15 +985,19 @@ class Core:
             self._check_open()
             return
         held = lock.holds()
-        try:  # taken inside the try: a Ctrl-C right after it still lets go
+        # Let go as _write_shared does, wherever a Ctrl-C lands: a finally block's call
+        # before the release would be one more place for it.
+        try:
             lock.acquire_quietly()  # quietly: in a reading block already, it would not look
             self._check_open()
             engine = self._engine
             if engine is not None and engine.grew_or_moved(self._known):
                 self._catch_up(changed=True)
-        finally:
+        except BaseException:
             if lock.holds() > held:
                 lock.release()
+            raise
+        lock.release()
 
     # -- the write path ----------------------------------------------------------------------
 
