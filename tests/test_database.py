@@ -158,6 +158,22 @@ class TestCollections:
         with pytest.raises(StoreClosedError, match="closed"):
             users.get("ada")
 
+    def test_one_reading_block_covers_every_collection(self, place: Place) -> None:
+        """``db.reading()`` looks at the log once for all collections: what another
+        instance wrote to each before the block is seen inside it, what it wrote during
+        the block is seen by the reads after it."""
+        with Shop.open(place, shared=True) as shop, Shop.open(place, shared=True) as other:
+            other.users["ada"] = ADA
+            other.orders[1] = Order(user="ada", total=30)
+            with shop.reading():
+                assert dict(shop.users) == {"ada": ADA}
+                assert shop.orders[1].total == 30
+                other.users["bo"] = ADA
+                other.orders[2] = Order(user="bo", total=5)
+                assert (len(shop.users), len(shop.orders)) == (1, 1)
+                assert shop.collection_names() == ["users", "orders"]
+            assert (sorted(shop.users), sorted(shop.orders)) == (["ada", "bo"], [1, 2])
+
     def test_second_collection_writes_collection_records(self, log_path: Path) -> None:
         """The first collection's single writes stay bare records; another's are kind 05."""
         with Shop.open(log_path) as shop:

@@ -307,3 +307,43 @@ def test_ctrl_c_once_a_declarations_schema_record_is_in_the_log(
         assert reopened.collection_names() == ["left", "right", "new", "later"]
         assert dict(reopened.left.items()) == {"a": 1, "b": 4}
         assert dict(reopened.collection("new", str, int).items()) == {"k": 2}
+
+
+def _read_in_a_block(store: Ints) -> None:
+    with store.reading():
+        store.get("t")
+        assert len(store) >= 0
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["dropped", "traceback-kept"])
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+def test_ctrl_c_at_any_point_of_a_reading_block_leaves_no_thread_marked(
+    log_path: Path, shared: bool, keep: bool
+) -> None:
+    """Interrupted wherever a signal can land as a ``reading()`` block begins, runs or
+    ends, the block leaves this thread unmarked (its reads look at the log again: another
+    instance's write is seen at once) and the lock free."""
+    store = Ints.open(log_path, shared=shared)
+    other = Ints.open(log_path, shared=True) if shared else None
+    core = store._core
+    kept: list[BaseException] = []
+
+    def attempt(step: int, hits: list[int]) -> None:
+        try:
+            with _interrupt_at(step, hits):
+                _read_in_a_block(store)
+        except _Injected as exc:
+            if keep:
+                kept.append(exc)  # its traceback keeps every interrupted frame alive
+        assert core.readers == {}, f"thread left marked after {LANDED}"
+        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        if other is not None:
+            other["t"] = step
+            assert store["t"] == step  # the read looked at the log
+        with store.reading():  # this thread can begin a block again
+            store["t"] = step
+
+    assert _every_step(attempt) > 10  # the trace saw the block's code
+    if other is not None:
+        other.close()
+    store.close()

@@ -355,6 +355,61 @@ class TestRoundTrips:
             assert len(statements(lambda: store["b"])) == 2  # the check, then the catch-up
             assert dict(store) == {"warm": 0, "a": 2, "b": 2}
 
+    def test_a_reading_block_looks_at_the_log_once_whatever_it_reads(
+        self, pg_dsn: str, postgres_server: Server
+    ) -> None:
+        """A ``reading()`` block costs one statement as it begins (two when another
+        instance wrote: the check, then the catch-up), and none for the reads inside it,
+        of one collection or of several; a write inside it is its one statement."""
+        options = f"{conninfo_to_dict(pg_dsn)['options']} -clog_statement=all"
+        dsn = make_conninfo(pg_dsn, options=options, application_name="counted_block")
+        log = postgres_server.data.parent / "server.log"
+        with (
+            Shop.open(PostgresEngine(dsn, name="shop")) as shop,
+            Shop.open(PostgresEngine(pg_dsn, name="shop")) as other,
+        ):
+            shop.stock["warm"] = 0  # prepares what the fast path sends
+            assert shop.stock["warm"] == 0
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'counted_block'"
+                ).fetchall()
+            session = f"[{found[0][0]}]"
+
+            def statements(action: Callable[[], object]) -> int:
+                size = log.stat().st_size
+                action()  # the server logs a statement before it answers
+                with log.open("rb") as text:
+                    text.seek(size)
+                    lines = text.read().decode(errors="replace").splitlines()
+                return sum(
+                    session in line and ("LOG:  statement:" in line or "LOG:  execute" in line)
+                    for line in lines
+                )
+
+            seen: list[object] = []
+
+            def many_reads() -> None:
+                with shop.reading():
+                    seen[:] = [shop.stock.get("warm") for _ in range(100)]
+                    seen.extend(("warm" in shop.stock, len(shop.users), dict(shop.stock)))
+                    seen.append(list(shop.users))
+
+            assert statements(many_reads) == 1
+            assert seen[-2:] == [{"warm": 0}, []]
+            other.stock["more"] = 1
+            other.users["ada"] = User(name="Ada", age=36)
+            assert statements(many_reads) == 2
+            assert seen[-2:] == [{"warm": 0, "more": 1}, ["ada"]]
+
+            def write_inside() -> None:
+                with shop.reading():
+                    shop.stock["mine"] = 2
+                    assert shop.stock["mine"] == 2
+
+            assert statements(write_inside) == 2  # the look, then the write
+            assert statements(lambda: shop.stock["warm"]) == 1  # outside: looks again
+
     def test_the_libpq_numbers_the_fast_path_compares_are_psycopgs(self) -> None:
         """The status numbers ``_run_prepared`` compares without importing psycopg.pq."""
         from psycopg import pq

@@ -350,6 +350,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         validated_key, key_bytes = codec.encode_key(key)
         present: list[Stored] = []
 
+        # ``stage`` runs again when a write on PostgreSQL finds the log grew: the last
+        # run's outcome is the one written.
         def stage(table: Table[K]) -> tuple[Write[K], ...]:
             stored = table.entries.get(validated_key, MISSING)
             if stored is not MISSING:
@@ -357,10 +359,10 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
                 return ()
             validated, blob = codec.encode_value(default)
             present.append(codec.freeze(validated, blob))
-            return ((validated_key, key_bytes, present[0], blob),)
+            return ((validated_key, key_bytes, present[-1], blob),)
 
         self._core._write(self, stage)
-        return codec.thaw(present[0])
+        return codec.thaw(present[-1])
 
     def remove(self, key: K) -> V | None:
         """Remove ``key``, keeping the order of the rest; return its value, or None if absent.
@@ -392,6 +394,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
         with self._lock:  # the last key, and its removal, under one hold of the lock
             self._core._writable_log()
+            self._core._look()  # the newest last key, inside a reading block too
             if not self._table.entries:
                 raise KeyError("popitem(): the store is empty")
             # The key object as stored: a NaN key written by an older version equals
@@ -452,8 +455,9 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
         compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
         self._core._write(self, stage, compact=compact)
-        # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's.
-        return result[0]
+        # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's; the
+        # last: ``stage`` runs again when a write on PostgreSQL finds the log grew.
+        return result[-1]
 
     # -- transactions (TransactionHost) -----------------------------------------------------
 

@@ -46,6 +46,7 @@ from ._log import Log
 from ._open import Opened, load
 from ._packing import packb
 from ._pg_engine import PostgresEngine
+from ._reading import Reading
 from ._records import (
     Write,
     collection_record,
@@ -180,6 +181,9 @@ class Core:
         """The types of key single-key reads look up without the lock (see
         ``_collection.UNLOCKED_KEYS``): a shared core on a log file gets
         :class:`_KeysWhileUnchanged` once open; none where the lock must catch up."""
+        self.readers: dict[int, int] = {}
+        """The threads inside a ``reading()`` block of this core, by ``threading.get_ident``,
+        and how many blocks deep (``_reading``): their reads look at the log no more."""
         self.writing = 0
         """Odd while a transaction is open, a batch is applied or a catch-up runs, and
         larger after each: single-key reads check it to skip the lock
@@ -972,6 +976,29 @@ class Core:
         self._catch_up()
         return True
 
+    def _look(self) -> None:
+        """Catch up with what other processes wrote before now, with one look at the log
+        (none for an exclusive core): a reading block's start (``_reading``). Raises
+        StoreClosedError on a closed store."""
+        lock = self.lock
+        if not isinstance(lock, _FollowingLock):
+            self._check_open()
+            return
+        held = lock.holds()
+        # Let go as _write_shared does, wherever a Ctrl-C lands: a finally block's call
+        # before the release would be one more place for it.
+        try:
+            lock.acquire_quietly()  # quietly: in a reading block already, it would not look
+            self._check_open()
+            engine = self._engine
+            if engine is not None and engine.grew_or_moved(self._known):
+                self._catch_up(changed=True)
+        except BaseException:
+            if lock.holds() > held:
+                lock.release()
+            raise
+        lock.release()
+
     # -- the write path ----------------------------------------------------------------------
 
     def _write(
@@ -1460,6 +1487,20 @@ class LogOwner:
         """What opening did about damage in the log (None when it found none)."""
         return self._core.recovery
 
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Return a block, ``with store.reading():``, whose reads look at the log once.
+
+        Entering it catches up with every write any process acknowledged before then
+        (one ``lseek`` on a shared log file, one round trip on PostgreSQL; nothing on an
+        exclusive store), and raises StoreClosedError on a closed store. This thread's
+        reads inside then use memory without looking again: each sees every write
+        acknowledged before the block began and whatever this process applied since
+        (not a snapshot). It holds no lock: writes, this thread's included, work as
+        usual. Other threads' reads still look. README.md, "Reading many keys at once".
+        """
+        core = self._core
+        return Reading(core._look, core.readers)
+
     def flush(self) -> None:
         """Hand buffered records to the OS and fsync the log; a no-op when read-only."""
         self._core.flush()
@@ -1541,7 +1582,9 @@ class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed 
         try:
             _thread.RLock.acquire(self)
             core = self._core
-            if not held and not core.is_closed:  # outermost: catch up if the log moved
+            # Outermost, outside a reading block of this thread: catch up if the log moved.
+            readers = core.readers
+            if not held and not core.is_closed and not (readers and _thread.get_ident() in readers):
                 engine = core._engine
                 if engine is not None and engine.grew_or_moved(core._known):
                     core._catch_up(changed=True)
@@ -1571,16 +1614,22 @@ class _KeysWhileUnchanged:
     exclusive stores keep their ``frozenset`` and pay nothing for it.
     """
 
-    __slots__ = ("_core", "_engine")
+    __slots__ = ("_core", "_engine", "_readers")
 
     def __init__(self, core: Core, engine: FileEngine) -> None:
         self._core = core
         self._engine = engine
+        self._readers = core.readers
 
     def __contains__(self, kind: object) -> bool:
         try:
+            if kind not in UNLOCKED_KEYS:
+                return False
+            readers = self._readers
+            if readers and _thread.get_ident() in readers:  # a reading block looked at its start
+                return True
             file = self._engine.file
-            return kind in UNLOCKED_KEYS and file.end() == self._core._known  # type: ignore[union-attr]  # None once closed: caught below
+            return file.end() == self._core._known  # type: ignore[union-attr]  # None once closed: caught below
         except (AttributeError, TypeError, OSError):
             # Closed by another thread meanwhile (no file, or a descriptor gone): the read
             # takes the lock, and raises there what applies.

@@ -104,8 +104,13 @@ def check_declarative_form(path: Path) -> None:
         assert_type(users.modify("alice", birthday), User)
         with users.transaction() as txn:
             assert_type(txn, Transaction[str, User])
+        with users.reading() as nothing:
+            assert_type(nothing, None)
+            assert_type(users["alice"], User)
     with Users.open(path, readonly=True) as reader:
         assert_type(reader, Users)
+        with reader.reading():
+            assert_type(reader.get("alice"), User | None)
 
 
 class Shop(Database):
@@ -125,6 +130,8 @@ def check_database(path: Path) -> None:
         assert_type(shop.users.get("alice"), User | None)
         assert_type(shop.users.get("nobody", alice), User)
         assert_type(shop.points.get_index(0), tuple[int, Point] | None)
+        with shop.reading():
+            assert_type(shop.users.get("alice"), User | None)
         transaction = shop.transaction()
         assert_type(transaction, DatabaseTransaction[Shop])
         with transaction as tx:

@@ -1,0 +1,86 @@
+"""Reading blocks: a thread's reads that look at the log once, when the block begins.
+
+README.md, "Reading many keys at once", describes what users see. A shared, read-only
+or PostgreSQL store looks at its log before every operation, to see the writes other
+processes acknowledged before it began (one ``lseek``, or one round trip to the
+server). Inside ``with store.reading():`` the block's start looks once, catching up
+if the log grew, and the thread's reads then use memory as it is: each sees every
+write acknowledged before the block began, and whatever this process applied since.
+
+A block marks its thread in the core's ``readers`` (thread id to how many blocks deep),
+which the read path tests (``_core._FollowingLock.acquire``,
+``_core._KeysWhileUnchanged``). The mark is taken and let go by a generator, as a
+transaction's hold is (``_txn.Hold``): a KeyboardInterrupt anywhere between taking
+it and the ``with`` block holding it drops the generator, whose ``finally`` then lets
+go, so that a thread is never left marked, its reads looking at the log no more.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from types import TracebackType
+
+Hold = Generator[None, None, None]
+"""A thread's mark as a reader, let go when closed (or dropped)."""
+
+
+def begin(look: Callable[[], None], readers: dict[int, int]) -> Hold:
+    """Call ``look`` (catch up with the log; raises if the store is closed), then mark
+    this thread in ``readers`` until the returned hold is closed."""
+    hold = None
+    try:
+        hold = _marked(look, readers)
+        next(hold)
+        return hold
+    except BaseException:
+        if hold is not None:  # marked, then interrupted before the return
+            hold.close()
+        raise
+
+
+def _marked(look: Callable[[], None], readers: dict[int, int]) -> Hold:
+    look()
+    ident = threading.get_ident()
+    depth = readers.get(ident, 0)
+    # No call from the marking to the end of the finally: a Ctrl-C cannot land between
+    # marking and the try, nor midway through letting go.
+    readers[ident] = depth + 1
+    try:
+        yield
+    finally:
+        depth = readers[ident] - 1
+        if depth:
+            readers[ident] = depth
+        else:
+            del readers[ident]
+
+
+class Reading:
+    """One ``with`` block of ``reading()``: entered once, in any thread, and left there."""
+
+    __slots__ = ("_hold", "_look", "_readers", "_used")
+
+    def __init__(self, look: Callable[[], None], readers: dict[int, int]) -> None:
+        self._look = look
+        self._readers = readers
+        self._hold: Hold | None = None
+        self._used = False
+
+    def __enter__(self) -> None:
+        if self._used:
+            raise RuntimeError("a reading() block is used for one with block; call reading() again")
+        self._used = True
+        # Straight into the attribute: a KeyboardInterrupt before it holds the hold
+        # drops it, which lets the mark go (see begin).
+        self._hold = begin(self._look, self._readers)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        hold, self._hold = self._hold, None  # no call first: dropped, it lets go too
+        if hold is not None:
+            hold.close()
