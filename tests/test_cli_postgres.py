@@ -87,13 +87,13 @@ def test_a_missing_store_is_named(dsn: str, capsys: pytest.CaptureFixture[str]) 
 def test_init_postgres_creates_the_tables_a_store_then_uses(
     dsn: str, pg_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """init-postgres creates the three tables; a store opens on them."""
+    """init-postgres creates the two tables; a store opens on them."""
     code, out, _ = output(capsys, "init-postgres", dsn, "--name", "users")
     assert code == 0, out
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         found = conn.execute(
-            "SELECT to_regclass('users_log') IS NOT NULL AND to_regclass('users_end') IS NOT "
-            "NULL AND to_regclass('users_snapshot') IS NOT NULL"
+            "SELECT to_regclass('users_log') IS NOT NULL "
+            "AND to_regclass('users_snapshot') IS NOT NULL"
         ).fetchone()
     assert found == (True,)
     write(PostgresEngine(dsn, name="users"))
@@ -104,7 +104,7 @@ def test_init_postgres_print_sql_connects_nowhere(capsys: pytest.CaptureFixture[
     """--print-sql prints the CREATE TABLE statements for the name, needing no server."""
     code, out, _ = output(capsys, "init-postgres", "--name", "users", "--print-sql")
     assert code == 0
-    assert out.count("CREATE TABLE IF NOT EXISTS") == 3
+    assert out.count("CREATE TABLE IF NOT EXISTS") == 2
     assert '"users_log"' in out
 
 

@@ -394,7 +394,7 @@ class TestPostgresOnly:
             assert conn.execute("SELECT to_regclass('absent_log')").fetchone() == (None,)
 
     def test_the_tables_are_created_at_first_open(self, pg_dsn: str) -> None:
-        """The first open of a store creates its three tables, and they start empty."""
+        """The first open of a store creates its two tables, and they start empty."""
         engine = PostgresEngine(pg_dsn, name="users")
         assert engine.read_log() == b""
         engine.close()
@@ -403,7 +403,7 @@ class TestPostgresOnly:
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
                 "ORDER BY tablename"
             ).fetchall()
-        assert tables == [("users_end",), ("users_log",), ("users_snapshot",)]
+        assert tables == [("users_log",), ("users_snapshot",)]
 
     def test_stores_of_other_names_do_not_see_each_other(self, pg_dsn: str) -> None:
         """Two stores in one database keep separate logs."""

@@ -286,7 +286,7 @@ class TestErrors:
         with pytest.raises(NotAStoreError, match=r'"users_log".*\(id integer, payload text\)'):
             TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            found = conn.execute("SELECT to_regclass('users_end')").fetchone()
+            found = conn.execute("SELECT to_regclass('users_snapshot')").fetchone()
         assert found == (None,)
 
     def test_a_missing_store_opened_read_only_raises_file_not_found(

@@ -379,11 +379,27 @@ UserMachine = machine_for(USERS)
 PointMachine = machine_for(POINTS)
 
 
+SMOKE = settings(max_examples=8)
+"""A quick run's few sequences per machine; the full suite adds the tests marked slow."""
+
+
+def test_user_store_agrees_with_dict_smoke() -> None:
+    """A store of mutable models and a dict agree after a few sequences of operations."""
+    run_state_machine_as_test(UserMachine, settings=settings(SMOKE, stateful_step_count=50))
+
+
+def test_point_store_agrees_with_dict_smoke() -> None:
+    """A store of frozen models and a dict agree after a few sequences of operations."""
+    run_state_machine_as_test(PointMachine, settings=settings(SMOKE, stateful_step_count=50))
+
+
+@pytest.mark.slow
 def test_user_store_agrees_with_dict() -> None:
     """A store of mutable models and a dict agree after any sequence of operations."""
     run_state_machine_as_test(UserMachine, settings=settings(stateful_step_count=50))
 
 
+@pytest.mark.slow
 def test_point_store_agrees_with_dict() -> None:
     """A store of frozen models and a dict agree after any sequence of operations."""
     run_state_machine_as_test(PointMachine, settings=settings(stateful_step_count=50))
@@ -556,6 +572,13 @@ def _apply(
         assert len(collection) == len(staged)
 
 
+def test_database_agrees_with_two_dicts_smoke() -> None:
+    """A database of two collections and two dicts agree after a few sequences of
+    operations, transactions across both and reopens included."""
+    run_state_machine_as_test(DatabaseMachine, settings=settings(SMOKE, stateful_step_count=40))
+
+
+@pytest.mark.slow
 def test_database_agrees_with_two_dicts() -> None:
     """A database of two collections and two dicts agree after any sequence of operations,
     transactions across both and reopens included."""

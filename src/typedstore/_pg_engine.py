@@ -5,11 +5,10 @@ The tables, per store ``name`` (docs/FORMAT.md, "PostgreSQL"):
 - ``<name>_log (position bigint primary key, frame bytea)``: one row per frame, the same
   checksummed frames as a log file's, seeded with the row's position, a record number.
   Positions are gap-free and only grow; nothing is ever renumbered.
-- ``<name>_end (one boolean primary key, position bigint)``: one row, the log's end.
-  Every write is one statement that moves it from the end its writer saw to the new end
-  (``UPDATE ... WHERE position = at``) and inserts the rows in the same statement. The
-  row lock the ``UPDATE`` takes serialises writers until they commit, so a position
-  becomes visible only after every position before it: a reader polling "after my last
+  The log's end is the position after its last row. Every write is one statement that
+  inserts its rows from the end its writer saw, if the row before it is there: the
+  primary key refuses a position another writer took first, so a position is inserted
+  only after every position before it committed, and a reader polling "after my last
   position" never skips a row that commits later, as it could with a ``bigserial``.
 - ``<name>_snapshot (position bigint primary key, image_end bigint)``: where compacted
   images start. An image is appended to the log like any write: its header in the row at
@@ -38,24 +37,24 @@ if TYPE_CHECKING:
 _INT8 = struct.Struct(">q")
 """A bigint as PostgreSQL's binary format has it."""
 _INT8_OID, _BYTEA_OID = 20, 17
-_COMMAND_OK, _TUPLES_OK, _CONNECTION_OK = 1, 2, 0
-"""libpq's PGRES_COMMAND_OK, PGRES_TUPLES_OK and CONNECTION_OK (``psycopg.pq``'s enums
-hold the same numbers; these spare :meth:`PostgresEngine._run_prepared` an import)."""
+_COMMAND_OK, _TUPLES_OK, _FATAL_ERROR, _CONNECTION_OK = 1, 2, 7, 0
+"""libpq's PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_FATAL_ERROR and CONNECTION_OK
+(``psycopg.pq``'s enums hold the same numbers; these spare
+:meth:`PostgresEngine._run_prepared` an import)."""
+_SQLSTATE = 67
+"""libpq's PG_DIAG_SQLSTATE, ``ord("C")``: the field of an error result naming its kind."""
 
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 """A store name: a lower-case SQL identifier short enough for its tables' suffixes."""
 
 _TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS {log} (position bigint PRIMARY KEY, frame bytea NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {end} (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
-    "position bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {snapshot} (position bigint PRIMARY KEY, "
     "image_end bigint NOT NULL)",
 )
 
 _COLUMNS = {
     "log": ("position bigint", "frame bytea"),
-    "end": ("one boolean", "position bigint"),
     "snapshot": ("position bigint", "image_end bigint"),
 }
 """Each table's columns, as ``_FIND_SQL`` lists them: how a table of ours is told apart."""
@@ -70,49 +69,59 @@ _FIND_SQL = "SELECT to_regclass(%(log)s)::oid::bigint, " + ", ".join(
     _COLUMNS_OF.replace("{kind}", kind) for kind in _COLUMNS
 )
 
-# The rows of a write, numbered from %(at)s, inserted only if the end row moved.
+_UNIQUE_VIOLATION = b"23505"
+"""The SQLSTATE of a row inserted at a position another writer took first."""
+
+# The compare-and-append. The rows of a write go from %(at)s on, and only if the row
+# before them, at %(at)s - 1, is there (committed before the statement began): the log's
+# primary key refuses a position taken already (a unique violation: another writer got
+# there first), and the row before refuses a position past the end or in rows a
+# compaction forgot. So a position is inserted only once every position before it
+# committed, and readers polling "after my last position" never skip a row that commits
+# later (as they could with a bigserial). The rows after %(at)s - 1 are numbered from
+# it; :data:`_FORGET_SQL` and ``cut`` lock the table against writes while they delete,
+# so a statement that saw the row before never inserts after it was deleted.
 _INSERT_ROWS = (
     "INSERT INTO {log} (position, frame) SELECT %(at)s + number - 1, frame "
-    "FROM moved, unnest(%(frames)s::bytea[]) WITH ORDINALITY AS rows (frame, number)"
+    "FROM previous, unnest(%(frames)s::bytea[]) WITH ORDINALITY AS rows (frame, number)"
 )
-# A write waits, in its statement, while another instance holds the writer lock (a
-# transaction or a compaction between its catch-up and its append): the writer lock's key
-# taken shared until the statement commits. Shared holders do not wait for each other, and
-# the lock is taken as the end row is read, before the row lock the UPDATE takes.
-_MOVE_END = (
-    "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s "
-    "AND (SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(%(key)s)) AS waited) = 1 "
-    "RETURNING 1) "
+_PREVIOUS = "SELECT FROM {log} WHERE position = %(at)s - 1"
+# A write waits while another instance holds the writer lock (a transaction or a
+# compaction between its catch-up and its append): the writer lock's key taken shared
+# until the write commits, in a statement of its own before the insert, so that the wait
+# holds no lock on the log (a compaction's forgetting locks it). Shared holders do not
+# wait for each other. One round trip: both statements in one string (and one implicit
+# transaction), sent with the parameters bound in (``_execute_script``).
+_APPEND_SQL = (
+    "SELECT pg_advisory_xact_lock_shared(%(key)s); "
+    "WITH previous AS (" + _PREVIOUS + ") " + _INSERT_ROWS
 )
-_APPEND_SQL = _MOVE_END + _INSERT_ROWS
-# The usual write, one frame, without the array: about a third faster than _APPEND_SQL.
-_APPEND_ONE_SQL = (
-    _MOVE_END + "INSERT INTO {log} (position, frame) SELECT %(at)s, %(frame)s FROM moved"
-)
-# The usual write as the fast path sends it (:meth:`PostgresEngine._append_one`): prepared
-# once per connection, binary parameters ($1 the end seen, $2 the lock's key, $3 the frame).
-# It only tries the lock, never waits for it, so the blocking call that sends it waits for
-# no client work: a writer lock held elsewhere lands nothing and the waiting statement
-# above runs instead. Another writer's statement holding the end row is waited for, as in
-# any UPDATE, for that statement's length only.
+# The usual write as the fast path sends it (:meth:`PostgresEngine._append_one`): one
+# frame, prepared once per connection, binary parameters ($1 the end seen, $2 the lock's
+# key, $3 the frame). It only tries the lock, never waits for it, so the blocking call
+# that sends it waits for no client work: a writer lock held elsewhere lands nothing and
+# the waiting statement above runs instead. A row another writer's statement is
+# inserting at $1 is waited for, as any insert does, for that statement's length only.
 _APPEND_ONE_PREPARED = (
-    b"WITH moved AS (UPDATE {end} SET position = $1 + 1 WHERE position = $1 "
-    b"AND pg_try_advisory_xact_lock_shared($2) RETURNING 1) "
-    b"INSERT INTO {log} (position, frame) SELECT $1, $3 FROM moved"
+    b"INSERT INTO {log} (position, frame) SELECT $1, $3 FROM {log} "
+    b"WHERE position = $1 - 1 AND pg_try_advisory_xact_lock_shared($2)"
 )
 _REPLACE_SQL = (
-    "WITH moved AS (UPDATE {end} SET position = %(end)s WHERE position = %(at)s RETURNING 1), "
+    "WITH previous AS (" + _PREVIOUS + "), "
     "marked AS (INSERT INTO {snapshot} (position, image_end) "
-    "SELECT %(at)s, %(end)s FROM moved RETURNING 1) " + _INSERT_ROWS
+    "SELECT %(at)s, %(end)s FROM previous RETURNING 1) " + _INSERT_ROWS
 )
+# A new log: rows from 0 on, if no image was ever written (another instance's first
+# image at 0 is a unique violation too).
 _CREATE_SQL = (
-    "WITH moved AS (INSERT INTO {end} (one, position) VALUES (true, %(end)s) "
-    "ON CONFLICT DO NOTHING RETURNING 1), "
+    "WITH previous AS (SELECT WHERE NOT EXISTS (SELECT FROM {snapshot})), "
     "marked AS (INSERT INTO {snapshot} (position, image_end) "
-    "SELECT %(at)s, %(end)s FROM moved RETURNING 1) " + _INSERT_ROWS
+    "SELECT %(at)s, %(end)s FROM previous RETURNING 1) " + _INSERT_ROWS
 )
-# The log's end and its newest image: whether anything changed, in one round trip.
-_STATE_SQL = "SELECT (SELECT position FROM {end}), (SELECT max(position) FROM {snapshot})"
+# The log's end (after its last row) and its newest image: whether anything changed, in
+# one round trip. The last row is found through the primary key's index.
+_END_SQL = "SELECT max(position) + 1 FROM {log}"
+_STATE_SQL = "SELECT (" + _END_SQL + "), (SELECT max(position) FROM {snapshot})"
 _STATE_PREPARED = _STATE_SQL.encode()
 # The newest image and its tail: one statement, so one consistent snapshot of the tables.
 _READ_LOG_SQL = (
@@ -125,13 +134,19 @@ _READ_FRAMES_SQL = (
     "coalesce((SELECT min(position) FROM {snapshot} WHERE position >= %(start)s), "
     "9223372036854775807) ORDER BY position"
 )
+# Deleting rows, under a lock that waits for the writes under way and holds new ones
+# until it commits (one implicit transaction): a write whose statement began before the
+# rows went, and saw the row before its own, inserts before they go, and a write that
+# began after sees them gone. Readers are not held up.
+_LOCK_WRITES = "LOCK TABLE {log} IN SHARE MODE; "
 # Rows older than the image before the new one: kept until then for lagging readers.
 _FORGET_SQL = (
-    "WITH old AS (SELECT coalesce(max(position), 0) AS position FROM {snapshot} "
+    _LOCK_WRITES + "WITH old AS (SELECT coalesce(max(position), 0) AS position FROM {snapshot} "
     "WHERE position < %(at)s), "
     "gone AS (DELETE FROM {snapshot} WHERE position < (SELECT position FROM old)) "
     "DELETE FROM {log} WHERE position < (SELECT position FROM old)"
 )
+_CUT_SQL = _LOCK_WRITES + "DELETE FROM {log} WHERE position >= %(at)s"
 
 
 def check_name(name: str) -> str:
@@ -238,8 +253,8 @@ class PostgresEngine:
         state, self._state = self._state, None
         if state is not None:
             return state[0]
-        rows = self._fetch("SELECT position FROM {end}", {})
-        return int(rows[0][0]) if rows else 0
+        rows = self._fetch(_END_SQL, {})
+        return int(rows[0][0] or 0)
 
     def read_frames(self, start: int) -> Frames:
         """Return the frames from position ``start`` to the log's end, or to the next
@@ -371,7 +386,7 @@ class PostgresEngine:
         if len(frames) == 1:
             landed = self._append_one(frames[0], at, key)
         else:
-            landed = self._write(_APPEND_SQL, list(frames), at, key)
+            landed = self._write(_APPEND_SQL, list(frames), at, key, script=True)
         if not landed:
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {at}")
         self._claimed = at + len(frames)
@@ -380,28 +395,27 @@ class PostgresEngine:
     def _append_one(self, frame: bytes, at: int, key: int) -> bool:
         """Append one frame at ``at``, the usual write; whether it landed.
 
-        The prepared statement first (one round trip); if it lands nothing (the end
-        moved, or the writer lock is held elsewhere) or fails, the waiting statement
-        tells which, waiting for the lock if need be, or raises what applies.
+        The prepared statement first (one round trip): a unique violation says another
+        writer took ``at``. If it lands nothing (the writer lock is held elsewhere, or
+        the row before ``at`` is not there) or fails otherwise, the waiting statement
+        runs, waiting for the lock if need be, or raises what applies.
         """
         result = self._run_prepared(
             _APPEND_ONE_PREPARED,
             (_INT8_OID, _INT8_OID, _BYTEA_OID),
             (_INT8.pack(at), _INT8.pack(key), frame),
         )
-        if result is not None and result.command_tuples == 1:
-            return True
-        params = {"at": at, "end": at + 1, "frame": frame, "key": key}
-        return self._execute(_APPEND_ONE_SQL, params) == 1
+        if result is not None:
+            if result.status == _FATAL_ERROR:
+                return False  # a unique violation: another writer appended at ``at``
+            if result.command_tuples == 1:
+                return True
+        return self._write(_APPEND_SQL, [frame], at, key, script=True)
 
     def cut(self, position: int) -> None:
         """Drop the frames from ``position`` on; PostgreSQL never leaves a torn one."""
         self._check_writable()
-        self._execute(
-            "WITH moved AS (UPDATE {end} SET position = %(at)s WHERE position > %(at)s) "
-            "DELETE FROM {log} WHERE position >= %(at)s",
-            {"at": position},
-        )
+        self._execute_script(_CUT_SQL, {"at": position})
 
     def replace(self, image: Iterable[bytes], seen: int) -> int:
         """Append ``image`` (framed as a new log's) as the newest image, if the log ends
@@ -416,7 +430,7 @@ class PostgresEngine:
             raise StaleLogError(f"{self.where()}: the log ends at {self.end()}, not {seen}")
         self._start = self._snapshot = seen
         self._claimed = seen + len(rows)
-        self._execute(_FORGET_SQL, {"at": seen})
+        self._execute_script(_FORGET_SQL, {"at": seen})
         return self._claimed
 
     def sync(self) -> None:
@@ -538,7 +552,6 @@ class PostgresEngine:
                 sql.SQL(source)
                 .format(
                     log=sql.Identifier(f"{self.name}_log"),
-                    end=sql.Identifier(f"{self.name}_end"),
                     snapshot=sql.Identifier(f"{self.name}_snapshot"),
                 )
                 .as_string()
@@ -551,9 +564,10 @@ class PostgresEngine:
         self, text: bytes, types: Sequence[int], params: Sequence[bytes]
     ) -> pq.abc.PGresult | None:
         """Run ``text``, prepared once per connection, with binary parameters and results,
-        in one blocking libpq call; return its result, or None if it failed on a sound
-        connection (nothing was written: the caller runs it psycopg's way, which waits,
-        retries or raises what applies).
+        in one blocking libpq call; return its result (a failed one for a unique
+        violation), or None if it failed otherwise on a sound connection (nothing was
+        written: the caller runs it psycopg's way, which waits, retries or raises what
+        applies).
 
         About half of what ``conn.execute`` costs: no query conversion and adaptation,
         no wait loop in Python (the call releases the GIL). The price: a signal lands
@@ -581,6 +595,8 @@ class PostgresEngine:
                     self._prepared[text] = name
                 result = pgconn.exec_prepared(name, params, [1] * len(params), 1)
                 if result.status != _COMMAND_OK and result.status != _TUPLES_OK:
+                    if result.error_field(_SQLSTATE) == _UNIQUE_VIOLATION:
+                        return result  # nothing written; the statement stays prepared
                     self._failed(conn)
                     return None
                 return result
@@ -610,6 +626,24 @@ class PostgresEngine:
             self._busy = True  # in the try: a Ctrl-C right after _enter leaves it unset
             with self._translating():
                 return conn.execute(self._sql(text), params).rowcount
+        finally:
+            self._busy = False
+
+    def _execute_script(self, text: str, params: dict[str, Any]) -> int:
+        """Run ``text``, several statements, in one round trip and one implicit transaction
+        (the parameters bound in by psycopg, as the protocol that takes several statements
+        has no others); return how many rows its last statement changed."""
+        import psycopg
+
+        conn = self._connection()
+        self._enter()
+        try:
+            self._busy = True  # as in _execute
+            with self._translating(), psycopg.ClientCursor(conn) as cursor:
+                cursor.execute(self._sql(text), params)
+                while cursor.nextset():
+                    pass
+                return cursor.rowcount
         finally:
             self._busy = False
 
@@ -650,10 +684,21 @@ class PostgresEngine:
         finally:
             self._busy = False
 
-    def _write(self, text: str, frames: list[bytes], at: int, key: int = 0) -> bool:
-        """Run a write statement inserting ``frames`` from ``at``; whether it landed."""
+    def _write(
+        self, text: str, frames: list[bytes], at: int, key: int = 0, *, script: bool = False
+    ) -> bool:
+        """Run a write statement (a ``script`` of several) inserting ``frames`` from
+        ``at``; whether it landed. A unique violation (a row at a position another writer
+        took first) lands nothing, as the statement fails whole."""
+        from psycopg import errors
+
         params = {"at": at, "end": at + len(frames), "frames": frames, "key": key}
-        return self._execute(text, params) == len(frames)
+        try:
+            if script:
+                return self._execute_script(text, params) == len(frames)
+            return self._execute(text, params) == len(frames)
+        except errors.UniqueViolation:
+            return False
 
     def _ensure_tables(self) -> int:
         """Create the tables if they are missing and this engine writes (once per engine);
