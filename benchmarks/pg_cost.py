@@ -9,6 +9,9 @@ On the same server, one row per key for the peers:
 - typedstore: ``TypedStore.open(PostgresEngine(dsn, name=...), str, User)``; a write is
   one compare-and-append round trip, a read one round trip (did the log grow?) and a
   dict lookup.
+- typedstore, ``reading()`` per N gets (N = 100 and 1,000): the same store's gets in
+  ``with store.reading():`` blocks of N, which look at the log once each (README,
+  "Reading many keys at once"); no insert of their own.
 - raw psycopg: a table ``(key text primary key, value jsonb)``, autocommit, one
   ``INSERT ... ON CONFLICT DO UPDATE`` per insert and one ``SELECT`` per get.
 - SQLModel (the ``bench`` extra), if installed: the same table as a model, one session
@@ -67,8 +70,15 @@ ROUNDS = 10
 both meet the same load, and each row reports its median round."""
 
 
+PER_BLOCK = (100, 1_000)
+"""How many gets share one ``reading()`` block, in the block rows."""
+
+
 class Workload(Protocol):
     """One contender's insert and get, on a slice of the keys at a time."""
+
+    inserts: bool
+    """Whether :meth:`insert` writes (else another workload's inserts are its keys)."""
 
     def insert(self, keys: list[str], numbers: range) -> None: ...
     def get(self, keys: list[str]) -> None: ...
@@ -76,6 +86,8 @@ class Workload(Protocol):
 
 class StoreWorkload:
     """typedstore: ``store[key] = value`` and ``store[key]``."""
+
+    inserts = True
 
     def __init__(self, store: TypedStore[str, User]) -> None:
         self.store = store
@@ -91,8 +103,31 @@ class StoreWorkload:
             store[key]
 
 
+class ReadingWorkload:
+    """typedstore's ``store[key]`` in ``with store.reading():`` blocks of ``per`` gets, on
+    the keys a :class:`StoreWorkload` of the same store inserted."""
+
+    inserts = False
+
+    def __init__(self, store: TypedStore[str, User], per: int) -> None:
+        self.store = store
+        self.per = per
+
+    def insert(self, keys: list[str], numbers: range) -> None:
+        pass
+
+    def get(self, keys: list[str]) -> None:
+        store, per = self.store, self.per
+        for first in range(0, len(keys), per):
+            with store.reading():
+                for key in keys[first : first + per]:
+                    store[key]
+
+
 class PsycopgWorkload:
     """Raw psycopg: an autocommit upsert per insert, a ``SELECT`` per get."""
+
+    inserts = True
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self.conn = conn
@@ -237,22 +272,30 @@ def main() -> None:
             workloads: dict[str, Workload] = {
                 "typedstore": StoreWorkload(users),
                 "raw psycopg": PsycopgWorkload(conn),
+                **{f"reading() / {per}": ReadingWorkload(users, per) for per in PER_BLOCK},
             }
             rows = bench_interleaved(workloads, args.n)
+            inserting = {name for name, workload in workloads.items() if workload.inserts}
         sqlmodel = bench_sqlmodel(dsn, args.n)
         if sqlmodel is not None:
             rows["SQLModel"] = sqlmodel
+            inserting.add("SQLModel")
         print(f"n = {args.n}, one row per key, loopback unix socket, fsync=off")
-        print(f"{'':14} {'insert µs':>10} {'get µs':>10}")
+        print(f"{'':18} {'insert µs':>10} {'get µs':>10}")
         for name, row in rows.items():
-            print(f"{name:14} {row['insert'] * 1e6:10.1f} {row['get'] * 1e6:10.1f}")
+            insert = f"{row['insert'] * 1e6:10.1f}" if name in inserting else f"{'-':>10}"
+            print(f"{name:18} {insert} {row['get'] * 1e6:10.1f}")
         ours = rows["typedstore"]
-        for name, row in rows.items():
-            if name != "typedstore":
-                print(
-                    f"vs {name}: insert {row['insert'] / ours['insert']:.2f}x as fast, "
-                    f"get {row['get'] / ours['get']:.1f}x as fast"
-                )
+        peers = {name: row for name, row in rows.items() if name in inserting - {"typedstore"}}
+        for name, row in peers.items():
+            print(
+                f"vs {name}: insert {row['insert'] / ours['insert']:.2f}x as fast, "
+                f"get {row['get'] / ours['get']:.1f}x as fast"
+            )
+        for per in PER_BLOCK:
+            block = rows[f"reading() / {per}"]["get"]
+            ratios = ", ".join(f"{name} {row['get'] / block:.0f}x" for name, row in peers.items())
+            print(f"get in reading() blocks of {per}: {ratios} as fast as the peer's get")
         print(f"catch-up of {args.n} records: {bench_catch_up(dsn, args.n):.3f} s")
         rate, verdict = bench_processes(dsn, args.n)
         print(f"4 processes inserting {args.n // 4} each: {rate:,.0f} inserts/s; {verdict}")

@@ -4,8 +4,10 @@ Run from the project's root: ``python benchmarks/shared_cost.py [--n 3000] [--re
 
 Two tables:
 
-1. One process, a store of ``n`` users: microseconds of CPU time per insert and per get,
-   exclusive against ``shared=True`` (medians of ``reps`` runs, alternating).
+1. One process, a store of ``n`` users: microseconds of CPU time per insert, per get and
+   per get inside ``with store.reading():`` blocks of ``PER_BLOCK`` gets (which look at
+   the log once per block: README, "Reading many keys at once"), exclusive against
+   ``shared=True`` (medians of ``reps`` runs, alternating).
 2. 1, 2 and 4 processes at once, each inserting ``n`` users of its own, then reading
    them back: aggregate operations per second (wall clock from a common start to the
    last process's end), for typedstore shared, raw sqlite3 in WAL mode used the same way
@@ -47,38 +49,51 @@ def user(index: int) -> User:
 # -- one process: exclusive against shared ---------------------------------------------
 
 
-def per_operation(path: Path, n: int, shared: bool) -> tuple[float, float]:
-    """Return CPU µs per insert and per get of ``n`` users in a store opened so."""
+PER_BLOCK = 100
+"""How many gets share one ``reading()`` block in the block row."""
+
+
+def per_operation(path: Path, n: int, shared: bool) -> tuple[float, float, float]:
+    """Return CPU µs per insert, per get and per get in ``reading()`` blocks of
+    ``PER_BLOCK``, of ``n`` users in a store opened so."""
     users = [user(i) for i in range(n)]
+    keys = [f"k{index}" for index in range(n)]
     with TypedStore.open(path, str, User, shared=shared) as store:
         start = time.process_time()
-        for index, value in enumerate(users):
-            store[f"k{index}"] = value
+        for key, value in zip(keys, users, strict=True):
+            store[key] = value
         inserted = time.process_time()
-        for index in range(n):
-            store.get(f"k{index}")
+        for key in keys:
+            store.get(key)
+        got = time.process_time()
+        for first in range(0, n, PER_BLOCK):
+            with store.reading():
+                for key in keys[first : first + PER_BLOCK]:
+                    store.get(key)
         done = time.process_time()
-    return (inserted - start) / n * 1e6, (done - inserted) / n * 1e6
+    return (inserted - start) / n * 1e6, (got - inserted) / n * 1e6, (done - got) / n * 1e6
 
 
 def single_process_table(n: int, reps: int) -> list[str]:
-    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as folder:
         for rep in range(reps):
             for shared in (False, True):
                 path = Path(folder) / f"{rep}-{shared}.log"
                 runs[shared].append(per_operation(path, n, shared))
     medians = {
-        shared: (statistics.median(r[0] for r in found), statistics.median(r[1] for r in found))
+        shared: [statistics.median(r[column] for r in found) for column in range(3)]
         for shared, found in runs.items()
     }
-    (ins_x, get_x), (ins_s, get_s) = medians[False], medians[True]
+    (ins_x, get_x, block_x), (ins_s, get_s, block_s) = medians[False], medians[True]
     return [
         f"one process, {n} users, CPU µs per operation (median of {reps})",
         "| operation | exclusive | shared | shared / exclusive |",
         "|---|---:|---:|---:|",
         f"| insert | {ins_x:.2f} | {ins_s:.2f} | {ins_s / ins_x:.2f} |",
         f"| get | {get_x:.2f} | {get_s:.2f} | {get_s / get_x:.2f} |",
+        f"| get in `reading()`, {PER_BLOCK} a block | {block_x:.2f} | {block_s:.2f} | "
+        f"{block_s / block_x:.2f} |",
     ]
 
 
