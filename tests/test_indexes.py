@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import inspect
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from typedstore import (
     StoreClosedError,
     TypedStore,
     UniqueViolationError,
+    _index,
     _index_set,
 )
 from typedstore._codec import Codec
@@ -1021,3 +1023,84 @@ def test_open_refuses_a_conflict_of_a_unique_ordered_index(log_path: Path) -> No
     with pytest.raises(UniqueViolationError) as raised:
         open_kind(UniqueOrdered, log_path)
     assert raised.value.conflicts == (("by_name", 1, ("a", "c")),)
+
+
+def name_of(tagged: Tagged) -> str:
+    return tagged.name
+
+
+def name_with_default(tagged: Tagged, upper: bool = False) -> str:
+    return tagged.name
+
+
+def name_with_keyword(tagged: Tagged, *, upper: bool = False) -> str:
+    return tagged.name
+
+
+def names_of(tagged: Tagged) -> Iterator[str]:
+    yield tagged.name
+
+
+SHOUT = "!"
+
+# Index functions, and the attribute each reads alone (None: it does more, or otherwise).
+ATTRIBUTE_READS: dict[str, tuple[Callable[[Any], object], str | None]] = {
+    "lambda": (lambda t: t.name, "name"),
+    "function": (name_of, "name"),
+    "other attribute": (lambda t: t.tags, "tags"),
+    "method call on it": (lambda t: t.name.upper(), None),
+    "attribute of it": (lambda t: t.name.__class__, None),
+    "global": (lambda t: SHOUT, None),
+    "default": (name_with_default, None),
+    "keyword only": (name_with_keyword, None),
+    "varargs": (lambda *t: t[0].name, None),
+    "generator": (names_of, None),
+    "builtin": (repr, None),
+    "partial": (functools.partial(name_of), None),
+}
+
+
+@pytest.mark.parametrize(("function", "name"), ATTRIBUTE_READS.values(), ids=list(ATTRIBUTE_READS))
+def test_open_reads_an_attribute_directly_only_for_a_function_doing_just_that(
+    function: Callable[[Any], object], name: str | None
+) -> None:
+    """What open keeps of a value is what the index functions return for it: read from C
+    for a function that only returns an attribute of its argument, called otherwise."""
+    assert _index._attribute_read(function) == name
+    lone = type("Lone", (), {"by_it": Index(function)})
+    three = type(
+        "Three",
+        (),
+        {"by_it": Index(function), "by_name": Index(name_of), "by_tags": Index(lambda t: t.tags)},
+    )
+    value = Tagged(name="ada", tags=["x"])
+    assert comparable(_index.index_functions(lone)(value)) == comparable(function(value))
+    first, second, third = cast(tuple[object, ...], _index.index_functions(three)(value))
+    assert (comparable(first), second, third) == (comparable(function(value)), "ada", ["x"])
+
+
+def comparable(result: object) -> object:
+    """A generator's items (each call makes a new one), else ``result`` itself."""
+    return list(result) if isinstance(result, Iterator) else result
+
+
+def missing_of(tagged: Any) -> object:
+    return tagged.missing
+
+
+class Missing(Collection[str, Tagged]):
+    """An index function reading an attribute the values do not have."""
+
+    by_name: Index[Tagged, object] = Index(missing_of, unique=True)
+
+
+def test_open_names_the_key_whose_attribute_read_raised(log_path: Path) -> None:
+    """An index function that only reads an attribute, raising at open, fails it naming
+    the key, as any index function does; nothing is changed."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+    with pytest.raises(AttributeError, match="missing") as raised:
+        open_kind(Missing, log_path)
+    assert "for key 'a'" in "".join(raised.value.__notes__)
+    with open_kind(PlainItems, log_path) as reopened:
+        assert dict(items_of(reopened).items()) == {"a": Tagged(name="a")}
