@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import operator
 import reprlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar, cast
@@ -493,6 +493,9 @@ _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
 """What a multi index's function usually returns: iterables, found so without the slower
 ``isinstance`` checks against ``str``, ``bytes`` and ``Iterable``."""
 
+_SEQUENCES = frozenset({list, tuple})
+"""Those of :data:`_PLAIN_ITERABLES` whose elements are read by position."""
+
 
 def _fill_multi_at_once(
     index: Maintained[K, V],
@@ -508,24 +511,33 @@ def _fill_multi_at_once(
         return False
     results = list(found)
     try:
-        if len(results) != len(keys) or not set(map(type, results)) <= _PLAIN_ITERABLES:
+        kinds = set(map(type, results))
+        if len(results) != len(keys) or not kinds <= _PLAIN_ITERABLES:
             return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         # The common case: plain iterables, each element once, none of them None.
-        columns: list[tuple[object, ...]] = list(map(tuple, cast(list[Iterable[object]], results)))
-        sizes = list(map(len, columns))
-        if sizes.count(1) == len(sizes):  # one element each, the commonest: one loop
-            buckets = _buckets(zip(keys, map(operator.itemgetter(0), columns), strict=True))
+        plain = cast(list[Collection[object]], results)
+        sizes = list(map(len, plain))
+        columns: Iterable[tuple[object, ...]]
+        if sizes.count(1) == len(sizes) and kinds <= _SEQUENCES:
+            # One element each, the commonest: one loop, and one tuple per index key, shared.
+            elements = list(map(operator.itemgetter(0), cast(list[Sequence[object]], plain)))
+            buckets = _buckets(zip(keys, elements, strict=True))
+            if None in buckets:
+                return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+            alone = {element: (element,) for element in buckets}
+            columns = map(alone.__getitem__, elements)
         else:
+            columns = list(map(tuple, plain))
             buckets = _buckets_of_many(keys, columns)
-        # A None element, or an element twice in one result (its bucket then holds the
-        # key once): entry by entry, which leaves the one out and the other once.
-        if None in buckets or sum(map(len, buckets.values())) != sum(sizes):
-            return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+            # A None element, or an element twice in one result (its bucket then holds
+            # the key once): entry by entry, which leaves the one out and the other once.
+            if None in buckets or sum(map(len, buckets.values())) != sum(sizes):
+                return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         held: dict[K, object] = (
             dict(zip(keys, columns, strict=True)) if shape is None else _keyed(shape, keys, columns)
         )
         if 0 in sizes:  # an empty result leaves its entry out
-            held = {key: elements for key, elements in held.items() if elements}
+            held = {key: index_keys for key, index_keys in held.items() if index_keys}
     except Exception:
         return False
     index.entries = HashEntries.of_buckets(seqs, buckets)
