@@ -96,6 +96,33 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     return random.Random(f"{SEED}:{request.node.nodeid}")
 
 
+SAMPLE_STRIDE = 6
+"""A quick run's sweep tries one offset in this many."""
+
+
+class Offsets(Protocol):
+    """Return the offsets of ``range(start, stop)`` a sweep tries, in order."""
+
+    def __call__(self, start: int, stop: int, /) -> list[int]: ...
+
+
+@pytest.fixture(params=["sampled", pytest.param("every", marks=pytest.mark.slow)])
+def offsets(request: pytest.FixtureRequest, rng: random.Random) -> Offsets:
+    """Sweep every offset (marked slow), or for the quick run every ``SAMPLE_STRIDE``-th
+    from a seeded random start, plus the first and the last."""
+
+    def every(start: int, stop: int, /) -> list[int]:
+        return list(range(start, stop))
+
+    def sampled(start: int, stop: int, /) -> list[int]:
+        if stop <= start:
+            return []
+        picked = range(start + rng.randrange(SAMPLE_STRIDE), stop, SAMPLE_STRIDE)
+        return sorted({start, *picked, stop - 1})
+
+    return every if request.param == "every" else sampled
+
+
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     """A path for a store's log in a fresh folder."""

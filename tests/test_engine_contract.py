@@ -286,6 +286,25 @@ class TestCompaction:
         catch_up(reader, reader_seen, reader_known)
         assert reader_seen == ["a", "b"]
 
+    @pytest.mark.parametrize("count", [1, 2])
+    def test_a_writer_two_compactions_behind_appends_nothing(
+        self, backend: Backend, engines: list[Engine], count: int
+    ) -> None:
+        """A writer that missed two compactions, whose end is among the rows the second one
+        forgot, appends nothing there (one frame or a batch): StaleLogError, and a fresh
+        open reads the state the compactions kept."""
+        engine, seen, known = opened(backend, engines)
+        known = append(engine, seen, known, ["a"])
+        stale, _, stale_known = opened(backend, engines)
+        known = append(engine, seen, known, ["b", "b2", "b3"])  # forgotten: room for a batch
+        known = compact(engine, seen, known)
+        known = append(engine, seen, known, ["c"])
+        compact(engine, seen, known)
+        names = [f"stale {number}" for number in range(count)]
+        with stale.writing(), pytest.raises(StaleLogError):
+            stale.append(framed(stale, names, stale_known), stale_known)
+        assert read_all(backend, engines) == ["a", "b", "b2", "b3", "c"]
+
 
 class TestKilledWriter:
     """A writer killed in the middle of an append leaves no partial record."""
@@ -471,6 +490,103 @@ class TestPostgresOnly:
         assert images == [(previous,), (known,)]
         engine.close()
 
+    def test_forgetting_rows_waits_for_a_write_under_way(self, pg_dsn: str) -> None:
+        """A compaction forgets old rows only once the writes under way committed (it
+        locks the log against writes while it deletes): a session holding an insert open
+        holds it up, and its end follows."""
+        engines: list[Engine] = []
+        engine, seen, known = opened(Backend("postgres", f"{pg_dsn}|store"), engines)
+        known = append(engine, seen, known, ["a"])
+        known = compact(engine, seen, known)
+        known = append(engine, seen, known, ["b"])
+        done: list[int] = []
+        with psycopg.connect(pg_dsn) as holder:  # a transaction: the insert stays open
+            holder.execute("INSERT INTO store_log VALUES (1000000, 'not a frame')")
+            compaction = threading.Thread(target=lambda: done.append(compact(engine, seen, known)))
+            compaction.start()
+            deadline = time.monotonic() + 30
+            while not waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert waiting_on_a_lock(pg_dsn), "forgetting waits for the open insert"
+            assert compaction.is_alive()
+            assert not done
+            holder.rollback()
+        compaction.join(timeout=30)
+        assert done
+        assert not compaction.is_alive()
+        with psycopg.connect(pg_dsn) as conn:
+            oldest = conn.execute("SELECT min(position) FROM store_log").fetchone()
+        assert oldest is not None
+        assert oldest[0] > 0  # the first log's rows were forgotten
+        assert read_all(Backend("postgres", f"{pg_dsn}|store"), engines) == ["a", "b"]
+        for each in engines:
+            each.close()
+
+    def test_a_write_held_up_by_forgetting_sees_the_rows_gone(self, pg_dsn: str) -> None:
+        """A write whose statement waits while rows are being forgotten (the log locked as a
+        compaction locks it) runs on what the forgetting left: with the row before its
+        position gone, it appends nothing, where a statement that had seen that row
+        would have appended after a gap."""
+        engines: list[Engine] = []
+        engine, seen, known = opened(Backend("postgres", f"{pg_dsn}|store"), engines)
+        known = append(engine, seen, known, ["a"])
+        outcome: list[BaseException | int] = []
+
+        def write() -> None:
+            try:
+                outcome.append(engine.append(framed(engine, ["late"], known), known))
+            except BaseException as exc:  # the test looks at it
+                outcome.append(exc)
+
+        with psycopg.connect(pg_dsn) as forgetter:
+            forgetter.execute("LOCK TABLE store_log IN SHARE MODE")
+            forgetter.execute("DELETE FROM store_log")
+            writer = threading.Thread(target=write)
+            writer.start()
+            deadline = time.monotonic() + 30
+            while not waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert waiting_on_a_lock(pg_dsn), "the write waits for the forgetting"
+            forgetter.commit()
+        writer.join(timeout=30)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], StaleLogError)
+        with psycopg.connect(pg_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM store_log").fetchone() == (0,)
+        for each in engines:
+            each.close()
+
+    def test_a_write_that_lost_the_race_keeps_its_prepared_statement(self, pg_dsn: str) -> None:
+        """A one-frame append at a position another engine took fails on the server (a
+        unique violation): StaleLogError, and the fast path's statement stays prepared."""
+        from typedstore import _pg_engine
+
+        engines: list[Engine] = []
+        backend = Backend("postgres", f"{pg_dsn}|store")
+        engine, seen, known = opened(backend, engines)
+        other, other_seen, other_known = opened(backend, engines)
+        known = append(engine, seen, known, ["warm"])  # prepares the fast path's statement
+        assert isinstance(engine, PostgresEngine)
+        prepared = dict(engine._prepared)
+        assert _pg_engine._APPEND_ONE_PREPARED in prepared
+        append(other, other_seen, other_known, ["first"])
+        with pytest.raises(StaleLogError):
+            engine.append(framed(engine, ["second"], known), known)
+        assert engine._prepared == prepared
+        assert read_all(backend, engines) == ["warm", "first"]
+        for each in engines:
+            each.close()
+
+    def test_the_libpq_numbers_the_conflict_check_compares_are_psycopgs(self) -> None:
+        """The error status and field numbers ``_run_prepared`` compares without psycopg.pq."""
+        from psycopg import pq
+
+        from typedstore import _pg_engine
+
+        assert _pg_engine._FATAL_ERROR == pq.ExecStatus.FATAL_ERROR
+        assert _pg_engine._SQLSTATE == pq.DiagnosticField.SQLSTATE
+        assert _pg_engine._UNIQUE_VIOLATION.decode() == psycopg.errors.UniqueViolation.sqlstate
+
     def test_importing_typedstore_does_not_import_psycopg(self) -> None:
         """``import typedstore`` and making a PostgresEngine leave psycopg unimported."""
         code = (
@@ -493,3 +609,13 @@ class TestServerFixture:
         """Without initdb and pg_ctl on the PATH, the reason to skip names both."""
         monkeypatch.setenv("PATH", f"/nonexistent-{uuid.uuid4().hex}")
         assert missing_binaries() == "PostgreSQL server binaries not on the PATH: initdb, pg_ctl"
+
+
+def waiting_on_a_lock(dsn: str) -> list[int]:
+    """Return the pids of the sessions waiting on a lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]

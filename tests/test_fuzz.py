@@ -35,6 +35,10 @@ from typedstore._types import RecoveryMode
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+SMOKE = 12
+"""A quick run's budget per fuzz test; the full suite adds each test's own, marked slow."""
+
+
 def fuzz(budget: int) -> Callable[[F], F]:
     """Run a test on ``budget`` examples (or ``TYPEDSTORE_FUZZ_EXAMPLES``), seeded."""
 
@@ -148,12 +152,30 @@ def _check_backup(case: fj.Case, store: TypedStore[Any, Any]) -> None:
         assert recovery.backup.read_bytes() == case.buf, f"a wrong copy of {case.describe()}"
 
 
+@pytest.mark.slow
 @fuzz(budget=150)
 @given(logs(), modes)
 def test_open_gives_a_store_or_a_documented_error(
     workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], mode: RecoveryMode
 ) -> None:
     """Read-only and writable opens of any log agree, and raise nothing but the store's errors."""
+    _check_open(workdir, generated, mode)
+
+
+@fuzz(budget=SMOKE)
+@given(logs(), modes)
+def test_open_gives_a_store_or_a_documented_error_smoke(
+    workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], mode: RecoveryMode
+) -> None:
+    """Read-only and writable opens of a few logs agree, and raise nothing but the store's
+    errors."""
+    _check_open(workdir, generated, mode)
+
+
+def _check_open(
+    workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], mode: RecoveryMode
+) -> None:
+    """Check both opens of one log in ``mode``."""
     target, case = generated
     folder = workdir()
     seen, opened, used = _open_both(case, target, mode, folder)
@@ -221,12 +243,28 @@ def _verify_agrees(case: fj.Case, target: fz.Target, path: Path, code: int, out:
         )
 
 
+@pytest.mark.slow
 @fuzz(budget=100)
 @given(logs())
 def test_cli_readers_end_with_an_exit_status(
     workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case]
 ) -> None:
     """info, verify and dump end with an exit status, change nothing, and agree with open."""
+    _check_readers(workdir, generated)
+
+
+@fuzz(budget=SMOKE)
+@given(logs())
+def test_cli_readers_end_with_an_exit_status_smoke(
+    workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case]
+) -> None:
+    """info, verify and dump end with an exit status on a few logs, change nothing, and
+    agree with open."""
+    _check_readers(workdir, generated)
+
+
+def _check_readers(workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case]) -> None:
+    """Check every read-only command on one log."""
     target, case = generated
     folder = workdir()
     path = folder / "fuzz.log"
@@ -240,13 +278,34 @@ def test_cli_readers_end_with_an_exit_status(
     shutil.rmtree(folder)
 
 
+REWRITES = st.sampled_from(["compact", "repair --mode skip", "repair --mode truncate"])
+
+
+@pytest.mark.slow
 @fuzz(budget=80)
-@given(logs(), st.sampled_from(["compact", "repair --mode skip", "repair --mode truncate"]))
+@given(logs(), REWRITES)
 def test_cli_rewrites_leave_a_clean_log(
     workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], command: str
 ) -> None:
     """compact and repair end with an exit status; a log they rewrite verifies clean, and
     compact keeps what the log replays to."""
+    _check_rewrite(workdir, generated, command)
+
+
+@fuzz(budget=SMOKE)
+@given(logs(), REWRITES)
+def test_cli_rewrites_leave_a_clean_log_smoke(
+    workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], command: str
+) -> None:
+    """compact and repair of a few logs end with an exit status; a log they rewrite
+    verifies clean, and compact keeps what the log replays to."""
+    _check_rewrite(workdir, generated, command)
+
+
+def _check_rewrite(
+    workdir: Callable[[], Path], generated: tuple[fz.Target, fj.Case], command: str
+) -> None:
+    """Check one rewriting ``command`` on one log."""
     target, case = generated
     folder = workdir()
     path = folder / "fuzz.log"

@@ -10,12 +10,11 @@ one in flight.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import select
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,10 +34,14 @@ KILLS = 20
 """Kills per test."""
 BUDGET = 300.0
 """Seconds a test may take: a guard against a hung child, which fails the test instead of
-hanging the suite, not a speed check. A test takes 10 to 60 s on a loaded machine."""
+hanging the suite, not a speed check. A test takes 5 to 30 s on a loaded machine."""
 MAX_ACKS_BEFORE_KILL = 80
 MAX_ACKS_WAITING_FOR_COMPACTION = 3000
-PROJECT_ROOT = Path(__file__).parents[1]
+
+FORKS = multiprocessing.get_context("forkserver")
+"""Children fork from a server that imported the writer once: a fresh interpreter per
+kill spent most of a kill test's time starting and importing."""
+FORKS.set_forkserver_preload(["tests.writer_child"])
 
 M = TypeVar("M", User, Account)
 State = list[tuple[str, M]]
@@ -48,22 +51,16 @@ class Child:
     """A running ``tests.writer_child`` whose acknowledgements are read without blocking."""
 
     def __init__(self, args: list[str], workdir: Path, deadline: float) -> None:
-        paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
         self.deadline = deadline
         self.acks: list[int] = []
         self._partial = b""
         self._stderr_path = workdir / "child.stderr"
-        with self._stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.writer_child", *args],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                cwd=workdir,
-                env=env,
-            )
-        assert self.process.stdout is not None
-        self._stdout = self.process.stdout
+        self._stdout, out = FORKS.Pipe(duplex=False)
+        self.process = FORKS.Process(
+            target=writer_child.forked, args=(args, str(workdir), out, str(self._stderr_path))
+        )
+        self.process.start()
+        out.close()  # the child's is the only write end left: EOF once it died
         self._fd = self._stdout.fileno()
         os.set_blocking(self._fd, False)
 
@@ -76,9 +73,10 @@ class Child:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self.process.poll() is None:
+        if self.process.is_alive():
             self.process.kill()
-        self.process.wait(timeout=BUDGET)
+        self.process.join(timeout=BUDGET)
+        self.process.close()
         self._stdout.close()
 
     def read_acks(self, timeout: float) -> None:
@@ -106,8 +104,9 @@ class Child:
 
     def kill(self) -> None:
         """SIGKILL the child, then collect every acknowledgement it printed before dying."""
-        self.process.send_signal(signal.SIGKILL)
-        assert self.process.wait(timeout=BUDGET) == -signal.SIGKILL, self.stderr()
+        self.process.kill()
+        self.process.join(timeout=BUDGET)
+        assert self.process.exitcode == -signal.SIGKILL, self.stderr()
         os.set_blocking(self._fd, True)
         rest = self._partial
         while chunk := os.read(self._fd, 1 << 16):

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import Offsets
 from tests.models import Point, User
 from typedstore import (
     Collection,
@@ -131,19 +132,21 @@ def history(log_path: Path) -> History:
 # -- cuts at every byte offset ----------------------------------------------------------------
 
 
-def test_every_cut_opens_readonly_to_last_complete_record(history: History, log_path: Path) -> None:
+def test_every_cut_opens_readonly_to_last_complete_record(
+    history: History, log_path: Path, offsets: Offsets
+) -> None:
     """A read-only open of the log cut at any offset gives the last complete record's state."""
-    for cut in range(history.header_end, len(history.data) + 1):
+    for cut in offsets(history.header_end, len(history.data) + 1):
         log_path.write_bytes(history.data[:cut])
         assert read_state(log_path) == history.state_at(cut), f"cut at {cut}"
         assert log_path.read_bytes() == history.data[:cut], f"cut at {cut} was changed"
 
 
 def test_every_cut_writable_open_truncates_to_last_complete_record(
-    history: History, log_path: Path
+    history: History, log_path: Path, offsets: Offsets
 ) -> None:
     """A writable open of a cut log gives the last complete state and cuts the file there."""
-    for cut in range(history.header_end, len(history.data) + 1):
+    for cut in offsets(history.header_end, len(history.data) + 1):
         log_path.write_bytes(history.data[:cut])
         assert read_state(log_path, readonly=False) == history.state_at(cut), f"cut at {cut}"
         boundary = history.boundaries[history.record_index(cut)]
@@ -151,11 +154,11 @@ def test_every_cut_writable_open_truncates_to_last_complete_record(
 
 
 def test_every_torn_cut_is_reported_and_logged(
-    history: History, log_path: Path, caplog: pytest.LogCaptureFixture
+    history: History, log_path: Path, caplog: pytest.LogCaptureFixture, offsets: Offsets
 ) -> None:
     """A cut inside a record is reported as a torn_tail recovery and logged with bytes dropped."""
     caplog.set_level(logging.WARNING, logger="typedstore")
-    for cut in range(history.header_end, len(history.data) + 1):
+    for cut in offsets(history.header_end, len(history.data) + 1):
         log_path.write_bytes(history.data[:cut])
         caplog.clear()
         with TypedStore.open(log_path, str, User) as store:
@@ -301,10 +304,10 @@ def expect_detected(history: History, path: Path, offset: int, *, readonly: bool
 @pytest.mark.parametrize("mask", [0xFF, 0x01])
 @pytest.mark.parametrize("readonly", [True, False], ids=["readonly", "writable"])
 def test_every_flipped_byte_is_detected(
-    history: History, log_path: Path, mask: int, readonly: bool
+    history: History, log_path: Path, mask: int, readonly: bool, offsets: Offsets
 ) -> None:
     """A byte flipped anywhere is refused or recovered to the state before its record."""
-    for offset in range(len(history.data)):
+    for offset in offsets(0, len(history.data)):
         damaged = bytearray(history.data)
         damaged[offset] ^= mask
         log_path.write_bytes(damaged)
@@ -1012,11 +1015,13 @@ def write_pair_history(path: Path) -> tuple[bytes, list[int], list[PairState]]:
     return path.read_bytes(), boundaries, states
 
 
-def test_every_cut_of_a_database_log_opens_to_a_whole_write(log_path: Path) -> None:
+def test_every_cut_of_a_database_log_opens_to_a_whole_write(
+    log_path: Path, offsets: Offsets
+) -> None:
     """A database log cut at any byte opens, read-only or writable, to the state after the
     last complete record: a transaction across collections applies whole or not at all."""
     data, boundaries, states = write_pair_history(log_path)
-    for cut in range(boundaries[0], len(data) + 1):
+    for cut in offsets(boundaries[0], len(data) + 1):
         expected = states[max(i for i, size in enumerate(boundaries) if size <= cut)]
         for readonly in (True, False):
             log_path.write_bytes(data[:cut])

@@ -14,9 +14,11 @@ a store with a unique, an ordered and a multi index).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -265,6 +267,20 @@ def main(argv: list[str] | None = None) -> None:
         "bank": run_bank,
     }[args.workload]
     run(args.log, args.seed, args.start, CONFIGS[args.config])
+
+
+def forked(argv: list[str], cwd: str, out: Connection, stderr: str) -> None:
+    """Run :func:`main` on ``argv`` in a process forked from a server that imported this
+    module already (``multiprocessing``'s forkserver): as ``python -m tests.writer_child``
+    would run from ``cwd``, without the interpreter's start and the imports, with
+    stdout going to ``out`` and stderr to the file ``stderr``."""
+    os.chdir(cwd)
+    os.dup2(out.fileno(), sys.stdout.fileno())
+    out.close()
+    errors = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(errors, sys.stderr.fileno())
+    os.close(errors)
+    main(argv)
 
 
 if __name__ == "__main__":

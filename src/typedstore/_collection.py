@@ -123,7 +123,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec: Codec[K, V],
         schema: Schema,
         table: Table[K],
-        found: Mapping[K, object] | None = None,
+        found: dict[K, object] | None = None,
     ) -> None:
         """Bind this new collection to its database's ``core`` as collection ``ident``.
 
@@ -154,11 +154,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         self._index_hook: IndexHook[K, V] | None = None
         if self._indexes:
             keys = list(table.entries)
-            known = found or {}
-            # At C speed; a value replay left for the end (another schema) is not known.
-            if len(known) != len(keys) or not all(map(known.__contains__, keys)):
-                self._indexes.rebuild(self._thawed({}))
-            elif not self._indexes.rebuild_found(keys, list(map(known.__getitem__, keys))):
+            known = {} if found is None else found
+            # At C speed. A value replay left for the end (another schema) is not known;
+            # one it found, left, and found again is known out of the table's order.
+            in_order = list(known) == keys
+            if not in_order and len(known) == len(keys) and all(map(known.__contains__, keys)):
+                known, in_order = dict(zip(keys, map(known.__getitem__, keys), strict=True)), True
+            if not in_order or not self._indexes.rebuild_found(known):
                 self._indexes.rebuild(self._thawed({}))  # raises the error that applies
             self._indexes.entries = lambda: self._thawed({})
             self._index_hook = IndexHook(self._indexes, codec)

@@ -415,7 +415,7 @@ class Core:
     ) -> Collection[Any, Any]:
         """Make the declared collection ``name``: the log's, validated, or a new one."""
         meta = self.catalog.by_name(name)
-        values: Mapping[Any, Any] | None = None
+        values: dict[Any, Any] | None = None
         state = None
         if meta is None:
             ident = self._next_id

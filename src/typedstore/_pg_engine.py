@@ -717,7 +717,7 @@ class PostgresEngine:
         return self._lock_key
 
     def _find_tables(self) -> int | None:
-        """Return the log table's oid if all three tables exist, else None (or, for a
+        """Return the log table's oid if both tables exist, else None (or, for a
         read-only engine, raise ``FileNotFoundError``).
 
         A table of one of our names whose columns are not ours raises ``NotAStoreError``
