@@ -286,3 +286,27 @@ def test_writes_that_read_the_store_decide_on_the_newest_state(store: Ints, othe
         other["d"] = 4
         assert store.setdefault("d", 40) == 4
     assert dict(other.items()) == {"a": 1, "b": 2, "d": 4}
+
+
+def test_a_block_entered_inside_a_write_does_not_catch_up_midway(
+    store: Ints, other: Ints, kind: str
+) -> None:
+    """A block that ``modify``'s function enters does not catch up in the middle of the
+    write: the write finds the log grew, catches up and runs the function again, on the
+    newest value (on a file the writer lock keeps the other writer out meanwhile)."""
+    if kind != "postgres":
+        pytest.skip("on a file the write holds the writer lock: no other write can land")
+    store["n"] = 1
+    runs: list[int] = []
+
+    def bump(value: int) -> int:
+        if not runs:
+            other["n"] = 10
+        runs.append(value)
+        with store.reading():
+            assert store["n"] == value
+        return value + 1
+
+    assert store.modify("n", bump) == 11
+    assert runs == [1, 10]
+    assert other["n"] == 11

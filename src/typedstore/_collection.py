@@ -390,9 +390,10 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def popitem(self) -> tuple[K, V]:
         """Remove and return the last entry, like ``dict.popitem``; KeyError if empty."""
 
+        if self._core.readers:  # in a reading block the lock looks at the log no more
+            self._core._look()  # the newest last key, inside one too
         with self._lock:  # the last key, and its removal, under one hold of the lock
             self._core._writable_log()
-            self._core._look()  # the newest last key, inside a reading block too
             if not self._table.entries:
                 raise KeyError("popitem(): the store is empty")
             # The key object as stored: a NaN key written by an older version equals

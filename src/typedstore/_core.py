@@ -981,10 +981,12 @@ class Core:
         (none for an exclusive core): a reading block's start (``_reading``). Raises
         StoreClosedError on a closed store."""
         lock = self.lock
-        if not isinstance(lock, _FollowingLock):
+        if not isinstance(lock, _FollowingLock) or lock.holds():
+            # This thread is inside an operation (a transaction, a write running modify's
+            # function): it looked as it began, and a catch-up now would change the
+            # state under it. So does an outermost acquire (_FollowingLock.acquire).
             self._check_open()
             return
-        held = lock.holds()
         # Let go as _write_shared does, wherever a Ctrl-C lands: a finally block's call
         # before the release would be one more place for it.
         try:
@@ -994,7 +996,7 @@ class Core:
             if engine is not None and engine.grew_or_moved(self._known):
                 self._catch_up(changed=True)
         except BaseException:
-            if lock.holds() > held:
+            if lock.holds():
                 lock.release()
             raise
         lock.release()
