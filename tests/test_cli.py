@@ -1341,7 +1341,14 @@ class TestClosedStdout:
         done = cli_to_closed_stdout("verify", "--json", path)
         assert done.code != 0
 
-    @pytest.mark.parametrize("command", [["dump"], ["verify"], ["info", "--json"]])
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["dump"],
+            pytest.param(["verify"], marks=pytest.mark.slow),  # the quick run tries dump's
+            pytest.param(["info", "--json"], marks=pytest.mark.slow),
+        ],
+    )
     def test_success_to_a_closed_stdout_exits_141_quietly(
         self, log_path: Path, command: list[str]
     ) -> None:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,15 @@ def test_example_writes_its_log_under_data_by_default(
     assert log.read_bytes().startswith(b"\x89TDSLOG\n")
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+def all_but(quick: str) -> list[Any]:
+    """Every example, those but ``quick`` marked slow: the quick run tries a behaviour that
+    each example has alike on one of them."""
+    return [
+        pytest.param(name, marks=[] if name == quick else [pytest.mark.slow]) for name in EXAMPLES
+    ]
+
+
+@pytest.mark.parametrize("name", all_but("quickstart"))
 def test_example_uses_the_log_path_it_is_given(name: str, tmp_path: Path) -> None:
     """An explicit path argument is where the example's log goes, and ./data is not made."""
     target = tmp_path / "elsewhere" / "custom.log"
@@ -90,7 +99,7 @@ def test_example_uses_the_log_path_it_is_given(name: str, tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("name", all_but("transfer"))
 def test_example_starts_fresh_on_every_run(first_run: FirstRuns, name: str, tmp_path: Path) -> None:
     """A second run over the first run's log prints exactly the same output."""
     first = first_run(name, tmp_path)
