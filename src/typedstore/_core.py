@@ -35,7 +35,7 @@ from ._catalog import (
     nfc_spellings,
 )
 from ._codec import Codec
-from ._collection import UNLOCKED_KEYS, Collection, WriteHook
+from ._collection import UNLOCKED_KEYS, Collection
 from ._config import Schema, StoreConfig
 from ._engine import StaleLogError
 from ._errors import CorruptLogError, SchemaMismatchError, StoreClosedError, StoreReadOnlyError
@@ -1047,33 +1047,21 @@ class Core:
                 if self.is_closed or self._log is not log:
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                if hooks:
-                    previous = self._append_hooked(log, collection, writes, hooks)
-                else:
+                if not hooks:
                     previous = self._append(log, collection, writes)
+                else:  # each hook follows the record once the log holds it, whatever arrives
+                    records = log.total_records
+                    try:
+                        previous = self._append(log, collection, writes)
+                    finally:
+                        if log.total_records != records:
+                            for hook in hooks:
+                                hook.after(writes)
                 if compact or log.size >= self._skip_auto_compact_below:
                     self._after_write(log, compact)
                 return previous
             finally:
                 self._phase = _IDLE
-
-    def _append_hooked(
-        self,
-        log: Log,
-        collection: Collection[Any, Any],
-        writes: Sequence[Write[Any]],
-        hooks: Sequence[WriteHook],
-    ) -> list[Stored]:
-        """:meth:`_append` for a collection with hooks (indexes), which saw the writes
-        before: each follows them once the log holds the record, whatever exception
-        arrives meanwhile (see ``_append``)."""
-        records = log.total_records
-        try:
-            return self._append(log, collection, writes)
-        finally:
-            if log.total_records != records:
-                for hook in hooks:
-                    hook.after(writes)
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]

@@ -43,11 +43,14 @@ Change: TypeAlias = tuple[K, V | _Missing]
 """One key's write: its new value, or MISSING for a removal."""
 
 
-IndexPlan: TypeAlias = tuple[list[Move[K, V]], list[K], list[K]]
+IndexPlan: TypeAlias = tuple[Sequence[Move[K, V]], Sequence[K], Sequence[K]]
 """What one write does to the indexes, checked, for :meth:`IndexSet.apply`: its moves;
 the keys that end up inserted at the host's end (new, or removed and inserted again), in
 the order they got there, which take the next insertion positions; the keys leaving the
-host. A plain tuple: built on the path of every write (as ``_records.Write``)."""
+host. Plain tuples: built on the path of every write (as ``_records.Write``)."""
+
+_NOTHING: IndexPlan[Any, Any] = ((), (), ())
+"""The plan of a write that changes no index."""
 
 
 @dataclass(slots=True)
@@ -215,7 +218,7 @@ class IndexSet(Generic[K, V]):
             return self._plan_any(key, new)
         index_key = single.fn(new)
         if index_key is None:
-            return [], [key], []
+            return (), (key,), ()
         entries: HashEntries[K] = single.entries  # type: ignore[assignment]  # keeps positions; no cast(), a call
         try:
             bucket = entries._buckets.get(index_key)
@@ -229,19 +232,19 @@ class IndexSet(Generic[K, V]):
                 raise _index_rules.violation(single, index_key, next(iter(bucket)), key)
         elif single.ordered:
             _index_rules.check_fits(single, key, index_key)
-        return [move], [key], []
+        return (move,), (key,), ()
 
     def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan_one(key, new)`` for a unique hash index alone."""
         held = lone.held.get(key, MISSING)
         index_key = None if new is MISSING else lone.fn(new)
         if index_key is held or (index_key is None and held is MISSING):
-            return [], [], []
+            return _NOTHING
         old: IndexKeys = () if held is MISSING else (held,)
         if index_key is None:
-            return [(lone, key, old, ())], [], []
-        if old == (index_key,):
-            return [], [], []
+            return ((lone, key, old, ()),), (), ()
+        if held is not MISSING and held == index_key:
+            return _NOTHING
         try:
             holder = lone.entries.holders.get(index_key, MISSING)  # type: ignore[union-attr]  # a unique hash index's
         except TypeError:
@@ -249,7 +252,7 @@ class IndexSet(Generic[K, V]):
             raise
         if holder is not MISSING and holder != key:
             raise _index_rules.violation(lone, index_key, holder, key)
-        return [(lone, key, old, (index_key,))], [], []
+        return ((lone, key, old, (index_key,)),), (), ()
 
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.
