@@ -432,6 +432,104 @@ def test_ordered_index_takes_a_new_key_type_when_every_old_key_goes() -> None:
     assert keys_of_any(host.by_self.range("a", "b")) == ["x"]
 
 
+class AnyKind(Host[str, object]):
+    """One ordered index alone, on the value itself: any type may be tried."""
+
+    by_self: Index[object, object] = Index(lambda v: v, ordered=True)
+
+
+def test_ordered_index_of_one_type_refuses_another_after_being_emptied() -> None:
+    """An index emptied of its ints takes strs, then refuses an int, nothing written.
+
+    The index keeps the one builtin type all its keys have, to let a new key of that type
+    in without a search: this proves it follows the keys when they all go.
+    """
+    host = AnyKind()
+    host["one"], host["two"] = 1, 2
+    del host["one"]
+    del host["two"]
+    host["a"], host["b"] = "a", "b"
+    with pytest.raises(TypeError, match="'by_self': index key 3 of key 'x' cannot be ordered"):
+        host["x"] = 3
+    assert (host.data, keys_of_any(list(host.by_self))) == ({"a": "a", "b": "b"}, ["a", "b"])
+
+
+@pytest.mark.parametrize("reopened", [False, True], ids=["written", "rebuilt"])
+def test_ordered_index_of_mixed_numbers_refuses_a_str(reopened: bool) -> None:
+    """Ints and floats order together; a str then added is refused, also after a rebuild."""
+    host = AnyKind()
+    host["one"], host["half"] = 1, 0.5
+    if reopened:
+        host = host.reopen()
+    host["two"] = 2
+    with pytest.raises(TypeError, match="'by_self': index key 'a' of key 'x' cannot be ordered"):
+        host["x"] = "a"
+    assert keys_of_any(list(host.by_self)) == ["half", "one", "two"]
+    assert "x" not in host.data
+
+
+class Picky:
+    """An index key that orders above the ints under 100 and compares with nothing else."""
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, int) and other < 100:
+            return False
+        raise TypeError(f"a Picky does not compare with {other!r}")
+
+    def __gt__(self, other: object) -> bool:
+        return not self < other
+
+
+def test_ordered_index_refuses_an_int_that_a_held_key_does_not_compare_with() -> None:
+    """An int is checked against every held index key, not only against the other ints:
+    an index holding an object that orders with small ints only refuses a big one."""
+    host = AnyKind()
+    host["picky"], host["five"] = Picky(), 5
+    with pytest.raises(TypeError, match="'by_self': index key 200 of key 'x' cannot be ordered"):
+        host["x"] = 200
+    assert keys_of_any(list(host.by_self)) == ["five", "picky"]
+    host["six"] = 6
+    assert keys_of_any(host.by_self.range(5, None)) == ["five", "six", "picky"]
+
+
+def test_ordered_index_after_a_rebuild_refuses_another_type() -> None:
+    """An index rebuilt from ints (its keys' type not known yet) refuses a str."""
+    host = AnyKind([("one", 1), ("two", 2)])
+    with pytest.raises(TypeError, match="'by_self': index key 'a' of key 'x' cannot be ordered"):
+        host["x"] = "a"
+    host["three"] = 3
+    assert keys_of_any(list(host.by_self)) == ["one", "two", "three"]
+
+
+def test_lone_unique_ordered_index_refuses_a_new_key_taking_a_held_index_key() -> None:
+    """A unique ordered index alone: a new key taking a held index key is refused."""
+
+    class Unique(Host[str, int]):
+        by_self: Index[int, int] = Index(lambda v: v, ordered=True, unique=True)
+
+    host = Unique()
+    host["one"] = 1
+    with pytest.raises(UniqueViolationError, match="index key 1 is already held by key 'one'"):
+        host["uno"] = 1
+    assert (host.data, keys_of_any(list(host.by_self))) == ({"one": 1}, ["one"])
+
+
+def test_lone_hash_index_lists_keys_in_insertion_order() -> None:
+    """A hash index alone (not unique) lists a key's holders in insertion order: a key
+    removed and inserted again comes last, a key changed in place keeps its place."""
+
+    class Parity(Host[str, int]):
+        by_parity: Index[int, int] = Index(lambda v: v % 2)
+
+    host = Parity()
+    host["a"], host["b"], host["c"], host["d"] = 2, 4, 6, 1
+    del host["a"]
+    host["a"] = 8
+    host["d"] = 10  # moves to the even bucket, at its own place (before "a")
+    assert keys_of_any(host.by_parity.find(0)) == ["b", "c", "d", "a"]
+    assert keys_of_any(host.by_parity.find(1)) == []
+
+
 # -- one write of several keys (a transaction's net result) ---------------------------------
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import inspect
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from typedstore import (
     StoreClosedError,
     TypedStore,
     UniqueViolationError,
+    _index,
     _index_set,
 )
 from typedstore._codec import Codec
@@ -842,6 +844,42 @@ def test_open_builds_a_multi_index_of_any_shape_as_writes_keep_it(log_path: Path
         assert {ik: index_of(reopened).count(ik) for ik in ("x", "y")} == counts
 
 
+def one_of(tagged: Tagged) -> Any:
+    """One element for a multi index, by the value's name: None alone, in a tuple, in a
+    set, True (equal to 1), 1; else its first tag, in a list."""
+    shapes: dict[str, object] = {
+        "none": [None],
+        "tuple": ("x",),
+        "set": {"y"},
+        "true": [True],
+        "one": [1],
+    }
+    return shapes.get(tagged.name, tagged.tags[:1])
+
+
+class OneEach(Collection[str, Tagged]):
+    by_name: Index[Tagged, object] = Index(one_of, multi=True)
+
+
+@pytest.mark.parametrize("odd", ["none", "tuple", "set", "true", "one", ""])
+def test_open_builds_a_multi_index_of_one_element_each_as_writes_keep_it(
+    log_path: Path, odd: str
+) -> None:
+    """A multi index whose function returns one element per value (its shortest build
+    at open) equals the one writes kept, whatever that element and its container."""
+    with open_kind(OneEach, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a", tags=["x"])
+        items_of(db)["b"] = Tagged(name=odd, tags=["y"])
+        items_of(db)["c"] = Tagged(name="c", tags=["x"])
+        items_of(db)["d"] = Tagged(name="one" if odd == "true" else "d", tags=["y"])
+        kept = {ik: index_of(db).find(ik) for ik in ("x", "y", None, True, 1)}
+    with open_kind(OneEach, log_path) as reopened:
+        assert {ik: index_of(reopened).find(ik) for ik in ("x", "y", None, True, 1)} == kept
+        items_of(reopened)["b"] = Tagged(name="e", tags=["x"])  # moves b, as writes would
+        assert [key for key, _ in index_of(reopened).find("x")] == ["a", "b", "c"]
+        assert index_of(reopened).count(1) == (1 if odd == "true" else 0)  # d's, if any
+
+
 def test_open_names_the_key_of_an_unhashable_multi_index_key(log_path: Path) -> None:
     """An element no index key can be, met at open, fails it naming the key."""
     with open_kind(PlainItems, log_path) as db:
@@ -1021,3 +1059,129 @@ def test_open_refuses_a_conflict_of_a_unique_ordered_index(log_path: Path) -> No
     with pytest.raises(UniqueViolationError) as raised:
         open_kind(UniqueOrdered, log_path)
     assert raised.value.conflicts == (("by_name", 1, ("a", "c")),)
+
+
+def name_of(tagged: Tagged) -> str:
+    return tagged.name
+
+
+def name_with_default(tagged: Tagged, upper: bool = False) -> str:
+    return tagged.name
+
+
+def name_with_keyword(tagged: Tagged, *, upper: bool = False) -> str:
+    return tagged.name
+
+
+def names_of(tagged: Tagged) -> Iterator[str]:
+    yield tagged.name
+
+
+SHOUT = "!"
+
+# Index functions, and the attribute each reads alone (None: it does more, or otherwise).
+ATTRIBUTE_READS: dict[str, tuple[Callable[[Any], object], str | None]] = {
+    "lambda": (lambda t: t.name, "name"),
+    "function": (name_of, "name"),
+    "other attribute": (lambda t: t.tags, "tags"),
+    "method call on it": (lambda t: t.name.upper(), None),
+    "attribute of it": (lambda t: t.name.__class__, None),
+    "global": (lambda t: SHOUT, None),
+    "default": (name_with_default, None),
+    "keyword only": (name_with_keyword, None),
+    "varargs": (lambda *t: t[0].name, None),
+    "generator": (names_of, None),
+    "builtin": (repr, None),
+    "partial": (functools.partial(name_of), None),
+}
+
+
+@pytest.mark.parametrize(("function", "name"), ATTRIBUTE_READS.values(), ids=list(ATTRIBUTE_READS))
+def test_open_reads_an_attribute_directly_only_for_a_function_doing_just_that(
+    function: Callable[[Any], object], name: str | None
+) -> None:
+    """What open keeps of a value is what the index functions return for it: read from C
+    for a function that only returns an attribute of its argument, called otherwise."""
+    assert _index._attribute_read(function) == name
+    lone = type("Lone", (), {"by_it": Index(function)})
+    three = type(
+        "Three",
+        (),
+        {"by_it": Index(function), "by_name": Index(name_of), "by_tags": Index(lambda t: t.tags)},
+    )
+    value = Tagged(name="ada", tags=["x"])
+    assert comparable(_index.index_functions(lone)(value)) == comparable(function(value))
+    first, second, third = cast(tuple[object, ...], _index.index_functions(three)(value))
+    assert (comparable(first), second, third) == (comparable(function(value)), "ada", ["x"])
+
+
+def comparable(result: object) -> object:
+    """A generator's items (each call makes a new one), else ``result`` itself."""
+    return list(result) if isinstance(result, Iterator) else result
+
+
+def missing_of(tagged: Any) -> object:
+    return tagged.missing
+
+
+class Missing(Collection[str, Tagged]):
+    """An index function reading an attribute the values do not have."""
+
+    by_name: Index[Tagged, object] = Index(missing_of, unique=True)
+
+
+def test_open_names_the_key_whose_attribute_read_raised(log_path: Path) -> None:
+    """An index function that only reads an attribute, raising at open, fails it naming
+    the key, as any index function does; nothing is changed."""
+    with open_kind(PlainItems, log_path) as db:
+        items_of(db)["a"] = Tagged(name="a")
+    with pytest.raises(AttributeError, match="missing") as raised:
+        open_kind(Missing, log_path)
+    assert "for key 'a'" in "".join(raised.value.__notes__)
+    with open_kind(PlainItems, log_path) as reopened:
+        assert dict(items_of(reopened).items()) == {"a": Tagged(name="a")}
+
+
+def count_or_none(tagged: Tagged) -> int | None:
+    return len(tagged.tags) or None
+
+
+def first_or_none(tagged: Tagged) -> str | None:
+    return tagged.tags[0] if tagged.tags else None
+
+
+def name_or_none(tagged: Tagged) -> str | None:
+    return None if tagged.name == "-" else tagged.name
+
+
+class Sparse(Collection[str, Tagged]):
+    """An ordered, a hash and a unique index, each leaving some entries out (None)."""
+
+    by_name: Index[Tagged, int] = Index(count_or_none, ordered=True)
+    by_first: Index[Tagged, str] = Index(first_or_none)
+    by_unique: Index[Tagged, str] = Index(name_or_none, unique=True)
+
+
+def test_open_leaves_out_the_entries_an_index_gives_none(log_path: Path) -> None:
+    """Entries whose index function returns None are in no index after open, as after
+    writes; the others are in order."""
+
+    def answers(db: Database) -> tuple[object, ...]:
+        items = items_of(db)
+        return (
+            list(items.by_name),
+            [items.by_first.find(tag) for tag in ("x", "y")],
+            [items.by_unique.get(name) for name in ("a", "b", "-", "c")],
+            [(items.by_first.count(tag), tag in items.by_unique) for tag in ("x", "y", None)],
+        )
+
+    with open_kind(Sparse, log_path) as db:
+        items_of(db)["a"] = Tagged(name="-", tags=["x", "y"])
+        items_of(db)["b"] = Tagged(name="b")
+        items_of(db)["c"] = Tagged(name="c", tags=["y"])
+        items_of(db)["d"] = Tagged(name="-")
+        kept = answers(db)
+    with open_kind(Sparse, log_path) as reopened:
+        assert answers(reopened) == kept
+        assert [key for key, _ in items_of(reopened).by_name] == ["c", "a"]
+        assert items_of(reopened).by_unique.get("-") is None

@@ -332,16 +332,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             return self._core._write(self, (codec.encode_write(key, value),))[0]
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
-        write = (validated_key, key_bytes, codec.freeze(validated, blob), blob)
-        given = hook.given  # the indexes need not decode the value again
-        ident = id(blob)
-        if ident in given:  # a write under way holds these very bytes (one-byte ones are shared)
-            return self._core._write(self, (write,))[0]
-        given[ident] = validated
+        write = (validated_key, key_bytes, blob if self._copies else validated, blob)
+        hook.given = (blob, validated)  # the indexes need not decode the value again
         try:
             return self._core._write(self, (write,))[0]
         finally:
-            del given[ident]
+            hook.given = None
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).

@@ -8,11 +8,14 @@ says what users see.
 
 from __future__ import annotations
 
+import dis
 import inspect
+import operator
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from . import _index_overlay
 from ._index_set import IndexSet, StagedIndexes
@@ -258,8 +261,13 @@ def index_functions(owner: type[object]) -> Callable[[Any], object]:
     :func:`declared_indexes`. What an open keeps of each value replay reads
     (``IndexSet.rebuild_found``). ``Any``: the class says nothing of V."""
     functions = tuple(spec.fn for spec in _specs(owner))
-    # Called once per value at open: the lone function itself, no tuple; else each
-    # function called from the Python frame of one lambda, cheaper than from C.
+    names = [_attribute_read(function) for function in functions]
+    # Called once per value at open. Functions that only read an attribute, the commonest
+    # (``lambda user: user.email``): that very read, from C, five times cheaper.
+    if functions and None not in names:
+        return operator.attrgetter(*cast(list[str], names))  # one: the attribute; more: a tuple
+    # Else the lone function itself, no tuple; or each function called from the Python
+    # frame of one lambda, cheaper than from C.
     if len(functions) == 1:
         return functions[0]
     if len(functions) == 2:
@@ -269,6 +277,46 @@ def index_functions(owner: type[object]) -> Callable[[Any], object]:
         first, second, third = functions
         return lambda value: (first(value), second(value), third(value))
     return lambda value: tuple([function(value) for function in functions])
+
+
+def _attribute_read(function: Callable[[Any], object]) -> str | None:
+    """Return ``name`` if ``function`` is a plain function whose whole body returns an
+    attribute ``name`` of its one argument (``lambda user: user.email``), else None:
+    ``operator.attrgetter(name)`` then does exactly what it does (the same lookup, the
+    same exceptions), without a Python frame."""
+    if type(function) is not types.FunctionType:
+        return None
+    code = function.__code__
+    if code.co_argcount != 1 or code.co_kwonlyargcount or code.co_flags & _NOT_PLAIN:
+        return None
+    steps = [(step.opname, step.argval) for step in dis.get_instructions(code)]
+    steps = [step for step in steps if step[0] not in _NO_OPS]
+    if (
+        len(steps) == 3
+        and steps[0] in {(load, code.co_varnames[0]) for load in _LOAD_ARGUMENT}
+        and steps[1][0] == "LOAD_ATTR"
+        and isinstance(steps[1][1], str)
+        and steps[2] == ("RETURN_VALUE", None)
+    ):
+        return steps[1][1]
+    return None
+
+
+_NOT_PLAIN = (
+    inspect.CO_VARARGS
+    | inspect.CO_VARKEYWORDS
+    | inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
+"""Code flags of a function that does more, or otherwise, than return what it computes."""
+
+_NO_OPS = frozenset({"RESUME", "NOP", "CACHE"})
+"""Instructions that do nothing a function's caller sees."""
+
+_LOAD_ARGUMENT = ("LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW")
+"""The instructions loading a local variable alone, across Python versions."""
 
 
 def _specs(owner: type[object]) -> list[IndexSpec[Any]]:

@@ -10,7 +10,7 @@ README.md, "Indexes", says what users see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic
 
 from ._codec import Codec
@@ -30,10 +30,12 @@ class IndexHook(Generic[K, V]):
         self._plan_one = indexes.planner()
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
-        self.given: dict[int, V] = {}
-        """Where a writer puts the validated value of the bytes it writes, by their id,
-        for the time of the write (it holds the bytes): the indexes take it from there
-        rather than decode the bytes again. The writer removes it after the write."""
+        self.given: tuple[bytes, V] | None = None
+        """Where a writer of one value puts its bytes and the validated value they hold,
+        for the time of the write: the indexes take the value from there rather than
+        decode the bytes again, when the write's bytes are these very ones (one
+        attribute, set at once: another thread's write may replace it, and then the
+        bytes are decoded). The writer clears it after the write."""
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Plan ``writes``; raises (nothing changed) for a write the indexes refuse.
@@ -50,12 +52,14 @@ class IndexHook(Generic[K, V]):
             key, _, stored, blob = writes[0]
             new: V | _Missing = MISSING
             if blob is not None:
-                new = self.given.get(id(blob), MISSING)
-                if new is MISSING:
+                given = self.given
+                if given is not None and given[0] is blob:
+                    new = given[1]
+                else:
                     new = self._codec.thaw(stored)
             self._plan = self._plan_one(key, new)
         else:
-            found: list[Change[K, V]] = changes(self._codec, writes, self.given)
+            found: list[Change[K, V]] = changes(self._codec, writes)
             self._plan = indexes.plan(found)
         indexes.unsettled = True
 
@@ -77,20 +81,7 @@ class IndexHook(Generic[K, V]):
             raise
 
 
-def changes(
-    codec: Codec[K, V], writes: Iterable[Write[Any]], given: Mapping[int, V] | None = None
-) -> list[Change[K, V]]:
-    """Return ``writes`` as the index layer's changes: each key's new value, or MISSING.
-
-    A value whose bytes ``given`` knows (by id) is taken from it rather than decoded.
-    """
+def changes(codec: Codec[K, V], writes: Iterable[Write[Any]]) -> list[Change[K, V]]:
+    """Return ``writes`` as the index layer's changes: each key's new value, or MISSING."""
     thaw = codec.thaw
-    found: list[Change[K, V]] = []
-    for key, _, stored, blob in writes:
-        if blob is None:
-            found.append((key, MISSING))
-        elif given and id(blob) in given:
-            found.append((key, given[id(blob)]))
-        else:
-            found.append((key, thaw(stored)))
-    return found
+    return [(key, MISSING if blob is None else thaw(stored)) for key, _, stored, blob in writes]

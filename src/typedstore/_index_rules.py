@@ -75,6 +75,17 @@ def check_ordered(index: Maintained[K, V], moves: Sequence[Move[K, V]]) -> None:
         check_comparable(index, added, {key for _, key, _, _ in moves})
 
 
+def check_fits(index: Maintained[K, V], key: K, index_key: object) -> None:
+    """Raise TypeError unless ``index_key``, which the ordered ``index`` does not hold yet,
+    orders with the index's keys: :func:`check_comparable` for a write adding one,
+    shortened when it is of the builtin type every index key held has."""
+    entries = index.entries
+    assert isinstance(entries, SortedEntries)
+    if type(index_key) is entries.kind() and index_key == index_key:  # NaN aside
+        return
+    check_comparable(index, [(key, index_key)], {key})
+
+
 def check_comparable(
     index: Maintained[K, V], added: list[tuple[K, object]], changing: set[K]
 ) -> None:
@@ -90,16 +101,10 @@ def check_comparable(
         if index_key != index_key:  # NaN: compares false with everything, sorts nowhere
             raise incomparable(index, key, index_key)
     # The common cases, without a search: an index key the index already holds is
-    # never compared again (its bucket keeps the first one); and the index's keys all
-    # compare with each other, so a key of the very builtin type of one of them
-    # compares with them all.
-    if all(entries.count(index_key) for _, index_key in added):
-        return
-    if (
-        len(added) == 1
-        and type(added[0][1]) in _TOTAL_ORDERS
-        and type(added[0][1]) is type(entries.first_index_key())
-    ):
+    # never compared again (its bucket keeps the first one); and one of the very
+    # builtin type every index key held has compares with them all (SortedEntries.kind).
+    kind = entries.kind()
+    if all(type(ik) is kind or entries.count(ik) for _, ik in added):
         return
     try:
         for _, index_key in added:
@@ -116,11 +121,6 @@ def check_comparable(
         ((key, ik) for key, ik in added if not _sorts([*remaining, ik])), added[0]
     )
     raise incomparable(index, key, index_key)
-
-
-_TOTAL_ORDERS = frozenset({int, float, str, bytes})
-"""Builtin types whose values all compare with each other (NaN aside, refused apart);
-not datetime, whose naive and aware values do not."""
 
 
 def _sorts(index_keys: list[object]) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import operator
 import reprlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar, cast
@@ -98,6 +98,11 @@ class IndexSet(Generic[K, V]):
         commonest case, given the shortest path through :meth:`plan_one` and :meth:`apply`."""
         if self._lone is not None and self._lone.multi:
             self._lone = None
+        only = self.indexes[0] if len(specs) == 1 else None
+        self._single = only if only is not None and self._keeps_order and not only.multi else None
+        """The one index, when it is alone, not multi, and lists several keys per index key
+        or orders them (ordered, or not unique): an insert of a new key, the commonest write,
+        takes the shorter path of :meth:`_plan_single` and :meth:`_apply_single`."""
 
     def __len__(self) -> int:
         return len(self.indexes)
@@ -145,9 +150,15 @@ class IndexSet(Generic[K, V]):
 
     def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan([(key, new)])``: the path of every single write, kept short."""
-        lone = self._lone
+        lone, single = self._lone, self._single
         if lone is not None:
             return self._plan_lone(lone, key, new)
+        if single is not None:
+            return self._plan_single(single, key, new)
+        return self._plan_any(key, new)
+
+    def _plan_any(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan_one(key, new)`` for any indexes."""
         moves: list[Move[K, V]] = []
         for index in self.indexes:
             held = index.held.get(key, MISSING)
@@ -187,10 +198,38 @@ class IndexSet(Generic[K, V]):
         return moves, [key] if self._keeps_order and not present else [], []
 
     def planner(self) -> Callable[[K, V | _Missing], IndexPlan[K, V]]:
-        """Return :meth:`plan_one`, or for a unique hash index alone the shorter path it
-        takes, called directly: what a host plans each single write with."""
-        lone = self._lone
-        return self.plan_one if lone is None else functools.partial(self._plan_lone, lone)
+        """Return :meth:`plan_one`, or for an index alone the shorter path it takes, called
+        directly: what a host plans each single write with."""
+        lone, single = self._lone, self._single
+        if lone is not None:
+            return functools.partial(self._plan_lone, lone)
+        if single is not None:
+            return functools.partial(self._plan_single, single)
+        return self._plan_any
+
+    def _plan_single(self, single: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
+        """Return ``plan_one(key, new)`` for one index alone, not multi, that keeps
+        insertion positions: the insert of a new key, shortened; any other write by
+        :meth:`_plan_any`."""
+        if new is MISSING or key in self._seqs:
+            return self._plan_any(key, new)
+        index_key = single.fn(new)
+        if index_key is None:
+            return [], [key], []
+        entries: HashEntries[K] = single.entries  # type: ignore[assignment]  # keeps positions; no cast(), a call
+        try:
+            bucket = entries._buckets.get(index_key)
+        except TypeError:
+            single.check_hashable(key, index_key)  # raises, naming the index, if unhashable
+            raise
+        move: Move[K, V] = (single, key, (), (index_key,))
+        if bucket is not None:
+            # An index key the index holds already needs no order check: see check_comparable.
+            if single.unique:
+                raise _index_rules.violation(single, index_key, next(iter(bucket)), key)
+        elif single.ordered:
+            _index_rules.check_fits(single, key, index_key)
+        return [move], [key], []
 
     def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan_one(key, new)`` for a unique hash index alone."""
@@ -232,6 +271,15 @@ class IndexSet(Generic[K, V]):
                     held[key] = fresh[0]
             return
         seqs = self._seqs
+        if len(moves) == 1 and len(appended) == 1 and not removed:
+            index, key, old, fresh = moves[0]
+            if key is appended[0] and not old and len(fresh) == 1:  # the insert of a new key
+                seq = self._next_seq
+                seqs[key] = seq
+                self._next_seq = seq + 1
+                index.entries.append(key, fresh[0])
+                index.held[key] = fresh if index.multi else fresh[0]
+                return
         for index, key, old, _ in moves:
             if old:
                 index.forget(key, seqs.get(key, 0), old)
@@ -493,6 +541,9 @@ _PLAIN_ITERABLES = frozenset({list, tuple, set, frozenset})
 """What a multi index's function usually returns: iterables, found so without the slower
 ``isinstance`` checks against ``str``, ``bytes`` and ``Iterable``."""
 
+_SEQUENCES = frozenset({list, tuple})
+"""Those of :data:`_PLAIN_ITERABLES` whose elements are read by position."""
+
 
 def _fill_multi_at_once(
     index: Maintained[K, V],
@@ -508,24 +559,33 @@ def _fill_multi_at_once(
         return False
     results = list(found)
     try:
-        if len(results) != len(keys) or not set(map(type, results)) <= _PLAIN_ITERABLES:
+        kinds = set(map(type, results))
+        if len(results) != len(keys) or not kinds <= _PLAIN_ITERABLES:
             return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         # The common case: plain iterables, each element once, none of them None.
-        columns: list[tuple[object, ...]] = list(map(tuple, cast(list[Iterable[object]], results)))
-        sizes = list(map(len, columns))
-        if sizes.count(1) == len(sizes):  # one element each, the commonest: one loop
-            buckets = _buckets(zip(keys, map(operator.itemgetter(0), columns), strict=True))
+        plain = cast(list[Collection[object]], results)
+        sizes = list(map(len, plain))
+        columns: Iterable[tuple[object, ...]]
+        if sizes.count(1) == len(sizes) and kinds <= _SEQUENCES:
+            # One element each, the commonest: one loop, and one tuple per index key, shared.
+            elements = list(map(operator.itemgetter(0), cast(list[Sequence[object]], plain)))
+            buckets = _buckets(zip(keys, elements, strict=True))
+            if None in buckets:
+                return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+            alone = {element: (element,) for element in buckets}
+            columns = map(alone.__getitem__, elements)
         else:
+            columns = list(map(tuple, plain))
             buckets = _buckets_of_many(keys, columns)
-        # A None element, or an element twice in one result (its bucket then holds the
-        # key once): entry by entry, which leaves the one out and the other once.
-        if None in buckets or sum(map(len, buckets.values())) != sum(sizes):
-            return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+            # A None element, or an element twice in one result (its bucket then holds
+            # the key once): entry by entry, which leaves the one out and the other once.
+            if None in buckets or sum(map(len, buckets.values())) != sum(sizes):
+                return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         held: dict[K, object] = (
             dict(zip(keys, columns, strict=True)) if shape is None else _keyed(shape, keys, columns)
         )
         if 0 in sizes:  # an empty result leaves its entry out
-            held = {key: elements for key, elements in held.items() if elements}
+            held = {key: index_keys for key, index_keys in held.items() if index_keys}
     except Exception:
         return False
     index.entries = HashEntries.of_buckets(seqs, buckets)

@@ -59,6 +59,10 @@ class UniqueEntries(Generic[K]):
         """Record that ``key`` holds ``index_key``."""
         self.holders[index_key] = key
 
+    def append(self, key: K, index_key: object) -> None:
+        """:meth:`add` for a key the host has just put at its end."""
+        self.holders[index_key] = key
+
     def discard(self, key: K, seq: int, index_key: object) -> None:
         """Forget that ``key`` holds ``index_key``."""
         del self.holders[index_key]
@@ -131,6 +135,14 @@ class HashEntries(Generic[K]):
             self._unsorted.add(index_key)
         bucket[key] = None
 
+    def append(self, key: K, index_key: object) -> None:
+        """:meth:`add` for a key the host has just put at its end: last in its bucket."""
+        bucket = self._buckets.get(index_key)
+        if bucket is None:
+            self.add(key, 0, index_key)  # ``seq`` is not read for a new bucket
+        else:
+            bucket[key] = None
+
     def discard(self, key: K, seq: int, index_key: object) -> None:
         """Forget that ``key`` holds ``index_key``."""
         bucket = self._buckets[index_key]
@@ -152,7 +164,7 @@ class SortedEntries(HashEntries[K]):
     an O(log n) insert and a tuple on every write, and more memory per entry.
     """
 
-    __slots__ = ("_order",)
+    __slots__ = ("_kind", "_order")
 
     def __init__(self, seqs: Mapping[K, int], held: Mapping[K, object] | None = None) -> None:
         super().__init__(seqs, held)
@@ -160,13 +172,27 @@ class SortedEntries(HashEntries[K]):
         # ordered index's keys compare with each other (the plan checks), which the
         # checker cannot know of ``object``; TypeError here if they do not.
         self._order: SortedList[Any] = SortedList(self._buckets)
+        self._kind: type | _Missing | None = MISSING
+        """See :meth:`kind`; MISSING until first asked (so for every way of building)."""
 
     def _took_buckets(self) -> None:
         self._order = SortedList(self._buckets)
 
-    def first_index_key(self) -> object:
-        """Return the lowest index key, or MISSING if the index is empty."""
-        return self._order[0] if self._order else MISSING
+    def kind(self) -> type | None:
+        """Return the type every index key held has, when it is one of ``TOTAL_ORDERS``
+        and the same for all (not a subclass), else None (also when it is not known).
+
+        A new index key of that very type compares with every one held, so needs no
+        search to show it: what a write adding one checks first. Found once, from the
+        index keys, then kept by :meth:`add`; never wrong, at worst None.
+        """
+        kind = self._kind
+        if isinstance(kind, _Missing):
+            kinds = set(map(type, self._buckets))
+            kind = self._kind = kinds.pop() if len(kinds) == 1 else None
+            if kind not in TOTAL_ORDERS:
+                kind = self._kind = None
+        return kind
 
     def distinct(self) -> Iterator[object]:
         """Iterate over the distinct index keys, lowest first."""
@@ -181,6 +207,10 @@ class SortedEntries(HashEntries[K]):
         # HashEntries.add, inlined: on the path of every write to an ordered index.
         bucket = self._buckets.get(index_key)
         if bucket is None:
+            kind = type(index_key)
+            if kind is not self._kind and not isinstance(self._kind, _Missing):
+                # The first index key sets the kind, one of another type clears it.
+                self._kind = None if self._buckets or kind not in TOTAL_ORDERS else kind
             self._order.add(index_key)
             self._buckets[index_key] = {key: None}
             return
@@ -228,6 +258,11 @@ class SortedEntries(HashEntries[K]):
 def first(keys: Iterator[K], offset: int, limit: int | None) -> list[K]:
     """Return ``keys`` from ``offset``, at most ``limit`` of them (None: all)."""
     return list(itertools.islice(keys, offset, None if limit is None else offset + limit))
+
+
+TOTAL_ORDERS = frozenset({int, float, str, bytes})
+"""Builtin types whose values all compare with each other (NaN aside, refused apart);
+not datetime, whose naive and aware values do not."""
 
 
 IndexKeys: TypeAlias = tuple[object, ...]

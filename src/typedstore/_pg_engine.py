@@ -14,6 +14,8 @@ The tables, per store ``name`` (docs/FORMAT.md, "PostgreSQL"):
   images start. An image is appended to the log like any write: its header in the row at
   ``position`` (the old end), its frames after it, up to ``image_end``, where the tail of
   later writes starts. Opening reads the newest image and its tail in one statement.
+  Rows before the previous image are forgotten under a lock that holds writes while they
+  go: a writer that has not caught up since finds the row before its end gone.
 
 psycopg is imported here only, and only once an engine is used: ``import typedstore``
 does not need it (the ``typedstore[postgres]`` extra).
