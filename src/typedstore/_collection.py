@@ -49,8 +49,9 @@ promises), and one that began before and looked up during it sees ``writing`` ch
 and reads again under the lock. A catch-up with other processes' writes does the same.
 
 Where other processes write the log, taking the lock catches up with them: a shared
-store reads without it only when one ``lseek`` finds the log as it last read it
-(``_core._KeysWhileUnchanged``). Read-only stores and stores on PostgreSQL always lock."""
+store reads without it only when one ``lseek`` finds the log as it last read it, or
+inside a reading block, which looked as it began (``_core._KeysWhileUnchanged``).
+Read-only stores and stores on PostgreSQL always lock."""
 
 
 class WriteHook(Protocol):

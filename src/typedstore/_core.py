@@ -1602,6 +1602,10 @@ class _KeysWhileUnchanged:
     Neither this core's own compaction nor a write by it still under way is
     acknowledged before it ends. An ``in`` in an object, not a test in the read:
     exclusive stores keep their ``frozenset`` and pay nothing for it.
+
+    Inside a reading block of the reading thread (``Core.readers``, ``_reading``), every
+    such type is in without the ``lseek``: the block's start looked at the log, and the
+    same argument holds from there, for the writes acknowledged before the block began.
     """
 
     __slots__ = ("_core", "_engine", "_readers")
