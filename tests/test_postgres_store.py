@@ -593,6 +593,51 @@ class TestFaults:
             positions = [row[0] for row in conn.execute("SELECT position FROM users_log")]
         assert sorted(positions) == [0, 1, 2]
 
+    def test_a_ctrl_c_while_a_write_waits_for_the_writer_lock_writes_nothing(
+        self, pg_dsn: str
+    ) -> None:
+        """A Ctrl-C (SIGINT) while a write waits for the writer lock another session holds:
+        KeyboardInterrupt, the wait cancelled on the server and nothing written; the store
+        then writes on, and a reopen holds exactly the acknowledged writes."""
+        engine = PostgresEngine(pg_dsn, name="users")
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with TypedStore.open(engine, str, int) as store:
+                store["a"] = 1
+                with psycopg.connect(pg_dsn, autocommit=True) as holder:
+                    oid = holder.execute("SELECT 'users_log'::regclass::oid::bigint").fetchone()
+                    assert oid is not None
+                    holder.execute("SELECT pg_advisory_lock(%s)", (oid[0],))
+                    main, holder_pid = threading.get_ident(), holder.info.backend_pid
+
+                    def interrupt() -> None:
+                        deadline = time.monotonic() + 30
+                        while not backends_waiting_on_a_lock(pg_dsn):
+                            if time.monotonic() > deadline:
+                                return  # the write never waited: it raises no KeyboardInterrupt
+                            time.sleep(0.01)
+                        signal.pthread_kill(main, signal.SIGINT)
+                        deadline = time.monotonic() + 10
+                        while backends_waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                        if backends_waiting_on_a_lock(pg_dsn):  # deaf to the Ctrl-C: the lock
+                            with psycopg.connect(pg_dsn, autocommit=True) as conn:  # goes, the
+                                conn.execute("SELECT pg_terminate_backend(%s)", (holder_pid,))
+                            # write lands, and the test fails rather than hangs
+
+                    interrupter = threading.Thread(target=interrupt)
+                    interrupter.start()
+                    with pytest.raises(KeyboardInterrupt):
+                        store["b"] = 2
+                    interrupter.join()
+                assert dict(store) == {"a": 1}
+                store["c"] = 3
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 1, "c": 3}
+        assert rows(pg_dsn, "users_log") == 3  # the header and two records
+
     def test_a_server_restart_under_writes_loses_no_acknowledged_write(
         self, pg_dsn: str, postgres_server: Server
     ) -> None:
