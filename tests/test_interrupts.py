@@ -97,11 +97,20 @@ def _interrupt_at(step: int, hits: list[int]) -> Iterator[None]:
     """
     collecting = [False]
 
-    def track(phase: str, info: dict[str, int]) -> None:
-        collecting[0] = phase == "start"
+    # The first callback a collection runs marks it begun, the last one marks it done:
+    # other callbacks (hypothesis registers one) run in between, untraced as well.
+    def begins(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[0] = True
+
+    def ends(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collecting[0] = False
+
+    markers = (begins.__code__, ends.__code__)
 
     def tracer(frame: FrameType, event: str, arg: object) -> Any:
-        if collecting[0] or frame.f_code is track.__code__:
+        if collecting[0] or frame.f_code in markers:
             return None
         frame.f_trace_opcodes = True
         if event == "opcode" and frame.f_lasti in _signal_points(frame.f_code):
@@ -113,13 +122,15 @@ def _interrupt_at(step: int, hits: list[int]) -> Iterator[None]:
         return tracer
 
     hits[0] = 0
-    gc.callbacks.append(track)
+    gc.callbacks.insert(0, begins)
+    gc.callbacks.append(ends)
     sys.settrace(tracer)
     try:
         yield
     finally:
         sys.settrace(None)
-        gc.callbacks.remove(track)
+        gc.callbacks.remove(begins)
+        gc.callbacks.remove(ends)
 
 
 class _Cyclic:
@@ -141,12 +152,22 @@ def test_an_injection_never_lands_in_a_finalizer_the_collector_runs() -> None:
     at random, as the Python code run before it left garbage or not."""
     _Cyclic.finished.clear()
     hits = [0]
-    for step in range(3):
-        _Cyclic()
-        with contextlib.suppress(_Injected), _interrupt_at(step, hits):
-            gc.collect()
+    phases: list[str] = []
+
+    def foreign(phase: str, info: dict[str, int]) -> None:  # as hypothesis registers one
+        phases.append(str(phase))
+
+    gc.callbacks.append(foreign)
+    try:
+        for step in range(3):
+            _Cyclic()
+            with contextlib.suppress(_Injected), _interrupt_at(step, hits):
+                gc.collect()
+    finally:
+        gc.callbacks.remove(foreign)
     assert _Cyclic.finished == [0, 1, 2]
     assert hits == [0]
+    assert phases[-2:] == ["start", "stop"]  # the foreign callback ran, untraced
 
 
 def _lock_is_free_for_other_threads(core: Core) -> bool:
