@@ -7,6 +7,7 @@ import functools
 import gc
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -1185,3 +1186,51 @@ def test_open_leaves_out_the_entries_an_index_gives_none(log_path: Path) -> None
         assert answers(reopened) == kept
         assert [key for key, _ in items_of(reopened).by_name] == ["c", "a"]
         assert items_of(reopened).by_unique.get("-") is None
+
+
+class ByAge(Collection[str, Member]):
+    """One ordered index alone: its inserts take the single-index path."""
+
+    by_age = Index(age_of, ordered=True)
+
+
+class AgeClub(Database):
+    """A database of one collection with one ordered index."""
+
+    members: ByAge
+
+
+def test_threads_inserting_at_once_index_each_value_under_its_own_key(log_path: Path) -> None:
+    """Writers in several threads hand the indexes the value each validated (one slot,
+    which another thread may take meanwhile): every key is indexed by its own value."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that writes interleave
+    errors: list[BaseException] = []
+    try:
+        with (
+            AgeClub.open(log_path) as club,
+            MemberStore.open(log_path.with_name("other.log")) as store,
+        ):
+
+            def write(thread: int) -> None:
+                try:
+                    for i in range(300):
+                        key = f"t{thread}-{i}"
+                        club.members[key] = member(f"{key}@x", age=thread * 1000 + i)
+                        store[key] = member(f"{key}@x")
+                except BaseException as exc:  # reported below, not lost in the thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            keys = [f"t{t}-{i}" for t in range(4) for i in range(300)]
+            assert all(store.by_email.get(f"{key}@x") == (key, store[key]) for key in keys)
+            ages = {key: value.age for key, value in club.members.items()}
+            assert [key for key, _ in club.members.by_age] == sorted(keys, key=ages.__getitem__)
+            assert all(club.members.by_age.count(age) == 1 for age in ages.values())
+    finally:
+        sys.setswitchinterval(previous)
