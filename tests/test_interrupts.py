@@ -92,16 +92,22 @@ def _interrupt_at(step: int, hits: list[int]) -> Iterator[None]:
     """Raise ``_Injected`` at the ``step``-th point (0-based) where a signal handler can
     run in this thread's Python code inside the block; ``hits[0]`` counts the points.
 
-    Code the cycle collector runs (finalizers of garbage) is left out: a collection falls
-    wherever allocations put it, and a signal handled there is lost, not the operation's.
+    Code the cycle collector runs (finalizers of garbage, and the gc callbacks others
+    registered, as Hypothesis does) is left out: a collection falls wherever allocations
+    put it, and a signal handled there is lost, not the operation's.
     """
     collecting = [False]
 
-    def track(phase: str, info: dict[str, int]) -> None:
-        collecting[0] = phase == "start"
+    def begin(phase: str, info: dict[str, int]) -> None:  # the first callback
+        if phase == "start":
+            collecting[0] = True
+
+    def end(phase: str, info: dict[str, int]) -> None:  # the last callback
+        if phase == "stop":
+            collecting[0] = False
 
     def tracer(frame: FrameType, event: str, arg: object) -> Any:
-        if collecting[0] or frame.f_code is track.__code__:
+        if collecting[0] or frame.f_code in (begin.__code__, end.__code__):
             return None
         frame.f_trace_opcodes = True
         if event == "opcode" and frame.f_lasti in _signal_points(frame.f_code):
@@ -113,13 +119,15 @@ def _interrupt_at(step: int, hits: list[int]) -> Iterator[None]:
         return tracer
 
     hits[0] = 0
-    gc.callbacks.append(track)
+    gc.callbacks.insert(0, begin)
+    gc.callbacks.append(end)
     sys.settrace(tracer)
     try:
         yield
     finally:
         sys.settrace(None)
-        gc.callbacks.remove(track)
+        gc.callbacks.remove(begin)
+        gc.callbacks.remove(end)
 
 
 class _Cyclic:
@@ -135,17 +143,28 @@ class _Cyclic:
         self.finished.append(len(self.finished))
 
 
-def test_an_injection_never_lands_in_a_finalizer_the_collector_runs() -> None:
-    """A collection falls wherever allocations put it: were its finalizers counted, an
-    injection landing in one (a Ctrl-C lost there, not the operation's) would fail a test
-    at random, as the Python code run before it left garbage or not."""
+def test_an_injection_never_lands_in_what_the_collector_runs() -> None:
+    """A collection falls wherever allocations put it: were its finalizers or the gc
+    callbacks others registered (Hypothesis has one) counted, an injection landing in one
+    (a Ctrl-C lost there, not the operation's) would fail a test at random, as the tests
+    run before in the process left garbage or a callback or not."""
+    phases: list[str] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        phases.append(str(phase))  # a call: a point where a signal could land
+
     _Cyclic.finished.clear()
     hits = [0]
-    for step in range(3):
-        _Cyclic()
-        with contextlib.suppress(_Injected), _interrupt_at(step, hits):
-            gc.collect()
-    assert _Cyclic.finished == [0, 1, 2]
+    gc.callbacks.append(callback)
+    try:
+        for step in range(6):
+            _Cyclic()
+            with contextlib.suppress(_Injected), _interrupt_at(step, hits):
+                gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    assert _Cyclic.finished == list(range(6))
+    assert phases == ["start", "stop"] * 6
     assert hits == [0]
 
 
