@@ -938,6 +938,7 @@ class TestRealProcesses:
             run = cli_process("compact", log_path)
         assert_one_line_error(run, ExitCode.LOCKED)
 
+    @pytest.mark.slow
     def test_verify_and_dump_beside_a_writer_process(
         self, capsys: pytest.CaptureFixture[str], log_path: Path
     ) -> None:

@@ -417,6 +417,7 @@ class TestPerThreadPacker:
         with TypedStore.open(audit_on_signal.path, str, int) as audit:
             assert dict(audit.items()) == {"signal-10": 10}
 
+    @pytest.mark.slow
     def test_thread_that_wrote_a_large_value_does_not_keep_a_buffer_of_its_size(
         self,
         log_path: Path,

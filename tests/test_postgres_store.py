@@ -443,6 +443,7 @@ class TestRoundTrips:
 class TestSeveralProcesses:
     """Instances in processes of their own, each its own connection, writing at once."""
 
+    @pytest.mark.slow
     def test_four_processes_modify_and_insert_without_losing_a_write(self, pg_dsn: str) -> None:
         """4 x 250 rounds of modify (or a transaction) and insert: the counter is exact,
         every key is there, and the log's positions are consecutive."""
@@ -475,6 +476,7 @@ class TestSeveralProcesses:
             ]
         assert positions == list(range(len(positions)))
 
+    @pytest.mark.slow
     def test_a_client_killed_mid_append_leaves_whole_batches_and_no_gap(
         self, pg_dsn: str, rng: random.Random
     ) -> None:

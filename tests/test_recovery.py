@@ -199,6 +199,7 @@ def test_appends_after_torn_tail_truncation_survive_reopen(
     assert read_state(log_path) == expected
 
 
+@pytest.mark.slow
 def test_every_cut_inside_batch_opens_to_state_before_batch(
     history: History, log_path: Path
 ) -> None:

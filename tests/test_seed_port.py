@@ -91,6 +91,7 @@ def test_persistence_across_reopen(log_path: Path) -> None:
         assert list(reopened.keys()) == ["b", "c"]
 
 
+@pytest.mark.slow
 def test_compaction_shrinks_log(log_path: Path) -> None:
     """compaction_shrinks_log: 1000 overwrites of one key compact down to header + one record."""
     with TypedStore.open(log_path, int, int, config=SEED_COMPACTION) as store:

@@ -112,6 +112,7 @@ def test_readers_racing_transactions_see_each_whole(log_path: Path) -> None:
         _race(store, batches, seed=1)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     batches=st.lists(
