@@ -38,6 +38,7 @@ from typedstore import (
     StoreReadOnlyError,
     TypedStore,
     _format,
+    _pg_engine,
 )
 from typedstore._pg_open import PgLog
 
@@ -835,3 +836,39 @@ def test_a_log_that_lost_its_last_rows_is_damage_not_a_hang(pg_dsn: str) -> None
         thread.join(10)
         assert not thread.is_alive(), "a write on a log that lost rows spins forever"
         assert isinstance(outcome[0], CorruptLogError)
+
+
+def test_a_compaction_whose_forgetting_fails_leaves_the_store_writable(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection lost after the image landed, while old rows are forgotten (as a
+    ``pg_terminate_backend`` then would): the next write lands at the new end, and a
+    reopen reads every write."""
+    engine = PostgresEngine(pg_dsn, name="users")
+    with TypedStore.open(engine, str, int) as store:
+        for number in range(5):
+            store[f"k{number}"] = number
+        real = _pg_engine.PostgresEngine._execute_script
+
+        def failing(self: PostgresEngine, text: str, params: dict[str, Any]) -> int:
+            if text is _pg_engine._FORGET_SQL:
+                raise ConnectionError("lost")
+            return real(self, text, params)
+
+        monkeypatch.setattr(_pg_engine.PostgresEngine, "_execute_script", failing)
+        with pytest.raises(ConnectionError):
+            store.compact()
+        monkeypatch.undo()
+        done: list[bool] = []
+
+        def write() -> None:
+            store["x"] = 1
+            done.append(True)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert done, "the write after the failed forgetting never returned"
+        assert store["x"] == 1
+    with TypedStore.open(engine, str, int) as again:
+        assert dict(again) == {**{f"k{n}": n for n in range(5)}, "x": 1}
