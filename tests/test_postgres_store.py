@@ -31,12 +31,14 @@ from tests.pg import Server
 from tests.pg_store_child import BATCH
 from typedstore import (
     Collection,
+    CorruptLogError,
     Database,
     NotAStoreError,
     PostgresEngine,
     StoreReadOnlyError,
     TypedStore,
     _format,
+    _pg_engine,
 )
 from typedstore._pg_open import PgLog
 
@@ -809,3 +811,111 @@ class TestInterrupts:
             store["c"] = 3
             with TypedStore.open(PostgresEngine(pg_dsn, name="users"), str, int) as again:
                 assert dict(again) == dict(store)
+
+
+# -- attacks on the write statement: stale instances and foreign damage -----------------------
+
+
+def log_positions(dsn: str) -> list[int]:
+    """Return the positions the log table of the test's schema holds, in order."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [row[0] for row in conn.execute("SELECT position FROM users_log ORDER BY 1")]
+
+
+def test_a_stale_instance_across_compactions_writes_at_the_end(pg_dsn: str) -> None:
+    """An instance that missed three compactions writes at the end, resurrecting nothing."""
+    engine = PostgresEngine(pg_dsn, name="users")
+    with TypedStore.open(engine, str, int) as first, TypedStore.open(engine, str, int) as second:
+        first["a"] = 1
+        assert second["a"] == 1
+        for round_ in range(3):
+            for number in range(5):
+                first[f"k{number}"] = round_ * 10 + number
+            del first["k0"]
+            first.compact()
+        second["late"] = 7  # second still knows the log before three compactions
+        expected = {"a": 1, "k1": 21, "k2": 22, "k3": 23, "k4": 24, "late": 7}
+        assert dict(second) == expected
+        assert dict(first) == expected
+    with TypedStore.open(engine, str, int) as again:
+        assert dict(again) == expected
+    found = log_positions(pg_dsn)
+    assert found == list(range(found[0], found[0] + len(found)))
+
+
+def test_a_row_missing_in_the_middle_is_damage_not_a_fork(pg_dsn: str) -> None:
+    """A hole in the rows after what an instance read raises; it never writes into it."""
+    engine = PostgresEngine(pg_dsn, name="users")
+    with TypedStore.open(engine, str, int) as first, TypedStore.open(engine, str, int) as second:
+        first["a"] = 0
+        assert second["a"] == 0
+        for number in range(1, 6):
+            first[f"k{number}"] = number
+        end = log_positions(pg_dsn)[-1]
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM users_log WHERE position = %s", [end - 2])
+        # second read up to "a"; the rows after it have a hole: it must not write into it
+        with pytest.raises(CorruptLogError):
+            second["b"] = 1
+        assert end - 2 not in log_positions(pg_dsn)
+
+
+def test_a_log_that_lost_its_last_rows_is_damage_not_a_hang(pg_dsn: str) -> None:
+    """Rows an instance read, gone from the table: its write raises, it does not retry forever."""
+    engine = PostgresEngine(pg_dsn, name="users")
+    with TypedStore.open(engine, str, int) as store:
+        for number in range(5):
+            store[f"k{number}"] = number
+        end = log_positions(pg_dsn)[-1]
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM users_log WHERE position >= %s", [end - 1])
+        outcome: list[BaseException | None] = []
+
+        def write() -> None:
+            try:
+                store["x"] = 1
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "a write on a log that lost rows spins forever"
+        assert isinstance(outcome[0], CorruptLogError)
+
+
+def test_a_compaction_whose_forgetting_fails_leaves_the_store_writable(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection lost after the image landed, while old rows are forgotten (as a
+    ``pg_terminate_backend`` then would): the next write lands at the new end, and a
+    reopen reads every write."""
+    engine = PostgresEngine(pg_dsn, name="users")
+    with TypedStore.open(engine, str, int) as store:
+        for number in range(5):
+            store[f"k{number}"] = number
+        real = _pg_engine.PostgresEngine._execute_script
+
+        def failing(self: PostgresEngine, text: str, params: dict[str, Any]) -> int:
+            if text is _pg_engine._FORGET_SQL:
+                raise ConnectionError("lost")
+            return real(self, text, params)
+
+        monkeypatch.setattr(_pg_engine.PostgresEngine, "_execute_script", failing)
+        with pytest.raises(ConnectionError):
+            store.compact()
+        monkeypatch.undo()
+        done: list[bool] = []
+
+        def write() -> None:
+            store["x"] = 1
+            done.append(True)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert done, "the write after the failed forgetting never returned"
+        assert store["x"] == 1
+    with TypedStore.open(engine, str, int) as again:
+        assert dict(again) == {**{f"k{n}": n for n in range(5)}, "x": 1}

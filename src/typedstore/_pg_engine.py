@@ -264,9 +264,15 @@ class PostgresEngine:
         rows = self._fetch(_READ_FRAMES_SQL, {"start": start})
         bodies: list[tuple[int, memoryview]] = []
         position = start
+        if not rows and start > 0 and self.end() < start:
+            # Rows this engine read are gone: not a compaction, which forgets only rows
+            # before an image (the query then finds none, the log's end past them).
+            return Frames(bodies, position, "invalid")
         for row_position, frame in rows:
             if row_position != position:
-                break  # rows forgotten after two compactions: the caller replays
+                # A hole: a compaction forgets rows before an image only, which this
+                # query then finds none of. Writing at the hole would fork the log.
+                return Frames(bodies, position, "invalid")
             data = bytes(frame)
             if _format.read_frame(data, 0, None, position) != len(data):
                 return Frames(bodies, position, "invalid")
