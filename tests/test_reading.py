@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from typedstore import Index, PostgresEngine, StoreClosedError, TypedStore
+from typedstore import Index, PostgresEngine, StoreClosedError, TypedStore, _reading
 
 Where = Path | PostgresEngine
 
@@ -173,7 +173,7 @@ def test_a_block_is_per_thread(store: Ints, other: Ints) -> None:
         thread = threading.Thread(target=lambda: seen.append(store["a"]))
         thread.start()
         thread.join()
-        assert store._core.readers == {threading.get_ident(): 1}
+        assert store._core.readers == {_reading.mark(): 1}
     assert seen == [2]
 
 
@@ -242,7 +242,7 @@ def test_a_block_left_in_another_thread_unmarks_the_thread_that_entered_it(store
 
     block = inside()
     next(block)
-    assert store._core.readers == {threading.get_ident(): 1}
+    assert store._core.readers == {_reading.mark(): 1}
     closer = threading.Thread(target=block.close)
     closer.start()
     closer.join()
@@ -371,7 +371,7 @@ def test_a_block_left_twice_unmarks_once(store: Ints) -> None:
         block.__enter__()
         block.__exit__(None, None, None)
         block.__exit__(None, None, None)
-        assert store._core.readers == {threading.get_ident(): 1}
+        assert store._core.readers == {_reading.mark(): 1}
     assert store._core.readers == {}
 
 
@@ -405,12 +405,6 @@ def test_a_generator_suspended_inside_a_block_keeps_its_thread_reading_inside(
     assert store["a"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the mark is keyed by threading.get_ident(): a block that outlives the thread "
-    "that entered it (suspended in a generator kept alive) marks a new thread given the "
-    "same ident",
-)
 def test_a_dead_threads_mark_does_not_pass_to_a_thread_reusing_its_ident(store: Ints) -> None:
     """A thread that ends inside a block (a generator suspended in it, kept alive): a new
     thread that the system gives the same ident is not inside that block."""
@@ -434,7 +428,7 @@ def test_a_dead_threads_mark_does_not_pass_to_a_thread_reusing_its_ident(store: 
 
     def look_if_reused() -> None:
         if threading.get_ident() == idents[0]:
-            marked.append(threading.get_ident() in store._core.readers)
+            marked.append(_reading.inside(store._core.readers))
 
     for _ in range(200):
         reuser = threading.Thread(target=look_if_reused)

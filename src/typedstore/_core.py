@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from . import _compact, _format, _fs
+from . import _compact, _format, _fs, _reading
 from ._catalog import (
     DEFAULT_NAME,
     Catalog,
@@ -181,8 +181,8 @@ class Core:
         """The types of key single-key reads look up without the lock (see
         ``_collection.UNLOCKED_KEYS``): a shared core on a log file gets
         :class:`_KeysWhileUnchanged` once open; none where the lock must catch up."""
-        self.readers: dict[int, int] = {}
-        """The threads inside a ``reading()`` block of this core, by ``threading.get_ident``,
+        self.readers: dict[object, int] = {}
+        """The threads inside a ``reading()`` block of this core, by ``_reading.mark``,
         and how many blocks deep (``_reading``): their reads look at the log no more."""
         self.writing = 0
         """Odd while a transaction is open, a batch is applied or a catch-up runs, and
@@ -1573,8 +1573,7 @@ class _FollowingLock(_thread.RLock):  # type: ignore[misc]  # final in typeshed 
             _thread.RLock.acquire(self)
             core = self._core
             # Outermost, outside a reading block of this thread: catch up if the log moved.
-            readers = core.readers
-            if not held and not core.is_closed and not (readers and _thread.get_ident() in readers):
+            if not held and not core.is_closed and not _reading.inside(core.readers):
                 engine = core._engine
                 if engine is not None and engine.grew_or_moved(core._known):
                     core._catch_up(changed=True)
@@ -1619,8 +1618,7 @@ class _KeysWhileUnchanged:
         try:
             if kind not in UNLOCKED_KEYS:
                 return False
-            readers = self._readers
-            if readers and _thread.get_ident() in readers:  # a reading block looked at its start
+            if self._readers and _reading.inside(self._readers):  # a block looked at its start
                 return True
             file = self._engine.file
             return file.end() == self._core._known  # type: ignore[union-attr]  # None once closed: caught below

@@ -7,25 +7,45 @@ server). Inside ``with store.reading():`` the block's start looks once, catching
 if the log grew, and the thread's reads then use memory as it is: each sees every
 write acknowledged before the block began, and whatever this process applied since.
 
-A block marks its thread in the core's ``readers`` (thread id to how many blocks deep),
-which the read path tests (``_core._FollowingLock.acquire``,
-``_core._KeysWhileUnchanged``). The mark is taken and let go by a generator, as a
-transaction's hold is (``_txn.Hold``): a KeyboardInterrupt anywhere between taking
-it and the ``with`` block holding it drops the generator, whose ``finally`` then lets
-go, so that a thread is never left marked, its reads looking at the log no more.
+A block marks its thread in the core's ``readers`` (the thread's mark, :func:`mark`, to
+how many blocks deep), which the read path tests (:func:`inside`, from
+``_core._FollowingLock.acquire`` and ``_core._KeysWhileUnchanged``). The mark is an
+object of the thread's own, not its ident: a block kept open past its thread's end (a
+generator suspended inside it) must not mark a new thread given that ident. The mark
+is taken and let go by a generator, as a transaction's hold is (``_txn.Hold``): a
+KeyboardInterrupt anywhere between taking it and the ``with`` block holding it drops
+the generator, whose ``finally`` then lets go, so that a thread is never left marked,
+its reads looking at the log no more.
 """
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Callable, Generator
 from types import TracebackType
 
 Hold = Generator[None, None, None]
 """A thread's mark as a reader, let go when closed (or dropped)."""
 
+_THREAD = _thread._local()
+"""Each thread's mark, made on its first block: gone with the thread, never shared."""
 
-def begin(look: Callable[[], None], readers: dict[int, int]) -> Hold:
+
+def mark() -> object:
+    """Return this thread's mark, an object no other thread, alive or later, gets."""
+    try:
+        own: object = _THREAD.mark
+    except AttributeError:
+        own = _THREAD.mark = object()
+    return own
+
+
+def inside(readers: dict[object, int]) -> bool:
+    """Whether this thread is inside a reading block of the core ``readers`` belongs to."""
+    return bool(readers) and mark() in readers
+
+
+def begin(look: Callable[[], None], readers: dict[object, int]) -> Hold:
     """Call ``look`` (catch up with the log; raises if the store is closed), then mark
     this thread in ``readers`` until the returned hold is closed."""
     hold = None
@@ -39,9 +59,9 @@ def begin(look: Callable[[], None], readers: dict[int, int]) -> Hold:
         raise
 
 
-def _marked(look: Callable[[], None], readers: dict[int, int]) -> Hold:
+def _marked(look: Callable[[], None], readers: dict[object, int]) -> Hold:
     look()
-    ident = threading.get_ident()
+    ident = mark()
     depth = readers.get(ident, 0)
     # No call from the marking to the end of the finally: a Ctrl-C cannot land between
     # marking and the try, nor midway through letting go.
@@ -61,7 +81,7 @@ class Reading:
 
     __slots__ = ("_hold", "_look", "_readers", "_used")
 
-    def __init__(self, look: Callable[[], None], readers: dict[int, int]) -> None:
+    def __init__(self, look: Callable[[], None], readers: dict[object, int]) -> None:
         self._look = look
         self._readers = readers
         self._hold: Hold | None = None
