@@ -26,6 +26,7 @@ from tests import contract_child
 from tests.contract_child import append, catch_up, compact, framed, open_engine, open_log
 from tests.engine_child import HEADER, name_of
 from tests.pg import Server, missing_binaries
+from tests.test_postgres_store import backends_waiting_on_a_lock
 from typedstore._engine import Engine, StaleLogError
 from typedstore._pg_engine import PostgresEngine
 
@@ -505,9 +506,9 @@ class TestPostgresOnly:
             compaction = threading.Thread(target=lambda: done.append(compact(engine, seen, known)))
             compaction.start()
             deadline = time.monotonic() + 30
-            while not waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
+            while not backends_waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert waiting_on_a_lock(pg_dsn), "forgetting waits for the open insert"
+            assert backends_waiting_on_a_lock(pg_dsn), "forgetting waits for the open insert"
             assert compaction.is_alive()
             assert not done
             holder.rollback()
@@ -544,9 +545,9 @@ class TestPostgresOnly:
             writer = threading.Thread(target=write)
             writer.start()
             deadline = time.monotonic() + 30
-            while not waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
+            while not backends_waiting_on_a_lock(pg_dsn) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert waiting_on_a_lock(pg_dsn), "the write waits for the forgetting"
+            assert backends_waiting_on_a_lock(pg_dsn), "the write waits for the forgetting"
             forgetter.commit()
         writer.join(timeout=30)
         assert len(outcome) == 1
@@ -609,13 +610,3 @@ class TestServerFixture:
         """Without initdb and pg_ctl on the PATH, the reason to skip names both."""
         monkeypatch.setenv("PATH", f"/nonexistent-{uuid.uuid4().hex}")
         assert missing_binaries() == "PostgreSQL server binaries not on the PATH: initdb, pg_ctl"
-
-
-def waiting_on_a_lock(dsn: str) -> list[int]:
-    """Return the pids of the sessions waiting on a lock."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return [int(row[0]) for row in rows]
