@@ -67,6 +67,7 @@ from ._replay import (
     resumed,
 )
 from ._table import Table
+from ._txn import started
 from ._types import MISSING, Stored
 
 logger = logging.getLogger("typedstore")
@@ -1156,15 +1157,7 @@ class Core:
         stay taken by a transaction that never began (a bare ``acquire()`` followed by a
         ``try`` leaves a window between the two).
         """
-        hold = None
-        try:
-            hold = self._holding()
-            next(hold)
-            return hold
-        except BaseException:
-            if hold is not None:  # taken, then interrupted before the return
-                hold.close()
-            raise
+        return started(self._holding)
 
     def _holding(self) -> Generator[None, None, None]:
         """Hold the lock (and in shared mode the writer lock) until closed; see above."""

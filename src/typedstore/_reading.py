@@ -21,11 +21,11 @@ its reads looking at the log no more.
 from __future__ import annotations
 
 import _thread
-from collections.abc import Callable, Generator
+import functools
+from collections.abc import Callable
 from types import TracebackType
 
-Hold = Generator[None, None, None]
-"""A thread's mark as a reader, let go when closed (or dropped)."""
+from ._txn import Hold, started
 
 _THREAD = _thread._local()
 """Each thread's mark, made on its first block: gone with the thread, never shared."""
@@ -48,15 +48,7 @@ def inside(readers: dict[object, int]) -> bool:
 def begin(look: Callable[[], None], readers: dict[object, int]) -> Hold:
     """Call ``look`` (catch up with the log; raises if the store is closed), then mark
     this thread in ``readers`` until the returned hold is closed."""
-    hold = None
-    try:
-        hold = _marked(look, readers)
-        next(hold)
-        return hold
-    except BaseException:
-        if hold is not None:  # marked, then interrupted before the return
-            hold.close()
-        raise
+    return started(functools.partial(_marked, look, readers))
 
 
 def _marked(look: Callable[[], None], readers: dict[object, int]) -> Hold:

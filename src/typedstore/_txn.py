@@ -24,6 +24,21 @@ Hold = Generator[None, None, None]
 so that dropping it (a KeyboardInterrupt before anyone stored it) lets go too."""
 
 
+def started(make: Callable[[], Hold]) -> Hold:
+    """Return the hold ``make`` returns, run to its first ``yield``, where it holds what
+    it took; whatever arrives before the return (a KeyboardInterrupt included) closes it,
+    which lets go, and propagates."""
+    hold = None
+    try:
+        hold = make()
+        next(hold)
+        return hold
+    except BaseException:
+        if hold is not None:  # taken, then interrupted before the return
+            hold.close()
+        raise
+
+
 class _State(enum.Enum):
     NEW = enum.auto()
     OPEN = enum.auto()
