@@ -321,7 +321,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         if self._index_hook is None:  # _put's first case, inlined: the commonest write
-            self._core._write(self, (self._codec.encode_write(key, value),))
+            self._core._write_one(self, self._codec.encode_write(key, value))
         else:
             self._put(key, value)
 
@@ -329,13 +329,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         hook = self._index_hook
         if hook is None:
-            return self._core._write(self, (codec.encode_write(key, value),))[0]
+            return self._core._write_one(self, codec.encode_write(key, value))
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
         write = (validated_key, key_bytes, blob if self._copies else validated, blob)
         hook.given = (blob, validated)  # the indexes need not decode the value again
         try:
-            return self._core._write(self, (write,))[0]
+            return self._core._write_one(self, write)
         finally:
             hook.given = None
 
@@ -416,7 +416,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
         compact = not codec.canonical_keys and not codec.finds(stored_key, key_bytes)
-        return self._core._write(self, ((stored_key, key_bytes, None, None),), compact=compact)[0]
+        return self._core._write_one(self, (stored_key, key_bytes, None, None), compact=compact)
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""

@@ -174,6 +174,9 @@ class Core:
             # Every write, from any collection, takes the writer lock first. An instance
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
+        if pg is not None or self.shared:
+            # Their writes take the writer lock, or retry: only through _write.
+            self._write_one = self._write_one_general  # type: ignore[method-assign]
         self._txn_thread: int | None = None
         self._phase = _IDLE
         self.unlocked_keys: Container[type] = (
@@ -1063,6 +1066,57 @@ class Core:
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _write_one(
+        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+    ) -> Stored:
+        """Write one insert or removal, as ``_write(collection, (write,), compact=compact)``
+        does; return what it replaced (MISSING where nothing).
+
+        The commonest write (an exclusive store, no transaction open, no hook, nothing
+        in progress in this thread) is done here, in as few calls as it can be: a lone
+        write runs no user code once validated, so it goes straight to its append. Any
+        other takes ``_write``, which also raises the error that applies. Shared cores
+        take ``_write`` always (``_write_one_general``).
+        """
+        with self.lock:
+            log = self._log
+            if (
+                log is None
+                or self._phase is not _IDLE
+                or self.is_closed
+                or self._txn_thread is not None
+                or collection._hooks
+            ):
+                return self._write(collection, (write,), compact=compact)[0]
+            # From here to the end, a write from a signal handler is refused (_REENTERED).
+            self._phase = _APPENDING
+            try:
+                table = collection._table
+                key, given, stored, blob = write
+                if blob is None and key not in table.entries:
+                    return MISSING  # the removal of an absent key writes nothing
+                key_bytes = table._key_bytes  # table.record_key, inlined
+                named = given if key_bytes is None else key_bytes.get(key, given)
+                records = log.total_records
+                try:
+                    size = log.append_operation(collection._head, named, blob)
+                    previous = table.pop(key) if blob is None else table.put(key, named, stored)
+                except BaseException:
+                    if log.total_records != records:  # in the log: memory follows (_append)
+                        table.settle((write,), (named,))
+                    raise
+                if compact or size >= self._skip_auto_compact_below:
+                    self._after_write(log, compact)
+                return previous
+            finally:
+                self._phase = _IDLE
+
+    def _write_one_general(
+        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+    ) -> Stored:
+        """:meth:`_write_one` by way of ``_write``: a shared core's."""
+        return self._write(collection, (write,), compact=compact)[0]
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
