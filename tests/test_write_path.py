@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from typedstore import Collection, Database, StoreConfig, TypedStore, _fs, _log
+from typedstore._compact import is_due
 from typedstore._core import Core
 from typedstore._records import Write
 
@@ -197,3 +200,28 @@ def test_a_write_from_inside_the_short_paths_append_is_refused(
     store.close()
     with TypedStore.open(log_path, str, int) as reopened:
         assert dict(reopened.items()) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ratio=st.sampled_from([1.5, 2.0, 3.0, 7.25]),
+    operations=st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=300),
+)
+def test_no_write_leaves_the_compaction_policy_due(
+    tmp_path_factory: pytest.TempPathFactory, ratio: float, operations: list[tuple[int, bool]]
+) -> None:
+    """The short path asks the policy only when it may be due, yet after every write the
+    policy is not due: a write that made it due compacted."""
+    path = tmp_path_factory.mktemp("policy") / "store.log"
+    config = StoreConfig(min_compact_bytes=0, compact_ratio=ratio)
+    with TypedStore.open(path, int, int, config=config) as store:
+        log = store._core._log
+        assert log is not None
+        for key, insert in operations:
+            if insert:
+                store[key] = key
+            else:
+                store.pop(key, None)
+            log = store._core._log
+            assert log is not None
+            assert not is_due(config, log.size, log.total_records, len(store))

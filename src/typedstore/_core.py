@@ -201,6 +201,10 @@ class Core:
         self._skip_auto_compact_below = config.min_compact_bytes
         """No automatic compaction below this size: the policy's minimum, or more after
         a compaction failed. Checked first, so that most writes skip the policy."""
+        self._policy_from = self._policy_until = 0
+        """While the log holds from ``_policy_from`` up to (not including)
+        ``_policy_until`` records, the policy cannot be due (see :meth:`_after_write`):
+        the short write path (:meth:`_write_one`) does not ask it."""
         self._single = single
         """Whether this core keeps one collection (a TypedStore) rather than named ones."""
         self.catalog = Catalog((), single=single)
@@ -1106,7 +1110,10 @@ class Core:
                     if log.total_records != records:  # in the log: memory follows (_append)
                         table.settle((write,), (named,))
                     raise
-                if compact or size >= self._skip_auto_compact_below:
+                if compact or (
+                    size >= self._skip_auto_compact_below
+                    and not self._policy_from <= log.total_records < self._policy_until
+                ):
                     self._after_write(log, compact)
                 return previous
             finally:
@@ -1171,11 +1178,17 @@ class Core:
     def _after_write(self, log: Log, compact: bool) -> None:
         """Compact when asked or the policy says so; a failure is logged, never fails the write."""
         size = log.size
-        if not compact and (
-            size < self._skip_auto_compact_below
-            or not _compact.is_due(self.config, size, log.total_records, self._live())
-        ):
-            return
+        if not compact:
+            if size < self._skip_auto_compact_below:
+                return
+            total, live = log.total_records, self._live()
+            if not _compact.is_due(self.config, size, total, live):
+                if self._engine is None:  # records of other processes are not counted here
+                    self._policy_from = total
+                    self._policy_until = total + _compact.records_before_due(
+                        self.config, total, live
+                    )
+                return
         try:
             self._compact_locked(log)
         except StaleLogError:
