@@ -58,21 +58,37 @@ Operation = tuple[Any, Any]
 """A key and its new value, or ``REMOVE``."""
 
 REMOVE = object()
+MODIFY = object()
+"""``modify`` with the collection's ``BUMP`` function (a present key)."""
+BUMPS: dict[type, Callable[[Any], Any]] = {
+    int: lambda value: value * 3 + 1,
+    bytes: lambda value: value[1:],
+    Person: lambda person: person.model_copy(update={"tags": [*person.tags, "m"]}),
+}
 
 
 def _operations(value: Callable[[int], Any]) -> Iterator[Operation]:
-    """Inserts, overwrites, removals of present and absent keys, and a large value."""
+    """Inserts, overwrites, modifies, removals of present and absent keys."""
     for index in range(40):
         yield index % 25, value(index)
         if index % 7 == 3:
             yield index % 25, REMOVE
         if index % 11 == 5:
             yield 1000 + index, REMOVE  # absent: writes nothing
+        if index % 5 == 2:
+            yield index % 25, MODIFY
+
+
+def _bump(collection: Collection[Any, Any]) -> Callable[[Any], Any]:
+    return BUMPS[collection._codec.value_type]  # type: ignore[index]  # a type, as above
 
 
 def _write_short(collection: Collection[Any, Any], key: Any, value: Any) -> None:
     if value is REMOVE:
         collection.pop(key, None)
+    elif value is MODIFY:
+        if key in collection:
+            collection.modify(key, _bump(collection))
     else:
         collection[key] = value
 
@@ -84,6 +100,11 @@ def _write_general(collection: Collection[Any, Any], key: Any, value: Any) -> No
         found = codec.find_key(key)
         assert found is not None
         write = (found[0], found[1], None, None)
+    elif value is MODIFY:
+        if key not in collection:
+            return
+        validated, blob = codec.encode_value(_bump(collection)(collection[key]))
+        write = (*codec.encode_key(key), codec.freeze(validated, blob), blob)
     else:
         write = codec.encode_write(key, value)
     Core._write(collection._core, collection, (write,))
@@ -108,7 +129,7 @@ def _drive(
         with Two.open(path, config=config) as db:
             for key, value in _operations(_person):
                 write(db.second, str(key), value)
-                write(db.first, key, value if value is REMOVE else len(value.tags))
+                write(db.first, key, value if value in (REMOVE, MODIFY) else len(value.tags))
     return path.read_bytes()
 
 
@@ -143,7 +164,8 @@ def test_a_write_after_a_schema_change_appends_the_bytes_of_the_general_path(
 def test_a_write_of_an_exclusive_store_takes_the_short_path(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Inserts and removals of an exclusive write-through store never call ``Log.append``,
+    """Inserts, modifies and removals of an exclusive write-through store never call
+    ``Log.append``,
     so that the comparisons above compare two paths."""
 
     def refuse(*args: object) -> None:
@@ -153,8 +175,9 @@ def test_a_write_of_an_exclusive_store_takes_the_short_path(
         monkeypatch.setattr(_log.Log, "append", refuse)
         store["a"] = 1
         store.insert("b", 2)
+        assert store.modify("b", lambda value: value + 1) == 3
         del store["a"]
-        assert store.pop("b") == 2
+        assert store.pop("b") == 3
         monkeypatch.undo()
     with TypedStore.open(log_path, str, int) as reopened:
         assert dict(reopened.items()) == {}

@@ -439,6 +439,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec, copies = self._codec, self._copies
         # With a default, modify may insert: the key is validated as for any write.
         found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
+        if default is MISSING and found is not None:  # the commonest: no closure, no list
+            done = self._core._modify_one(self, key, found, fn, compact)
+            if done is not MISSING:  # else the store takes the general path, below
+                return done  # type: ignore[return-value]  # fn's value, validated as a V
         result: list[V] = []
 
         def stage(table: Table[K]) -> tuple[Write[K]]:
@@ -452,8 +458,6 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             result.append(validated)
             return ((found[0], found[1], blob if copies else validated, blob),)
 
-        # A key not equal to itself (a NaN from an older log) compacts: see _write.
-        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
         self._core._write(self, stage, compact=compact)
         # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's; the
         # last: ``stage`` runs again when a write on PostgreSQL finds the log grew.

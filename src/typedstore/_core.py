@@ -177,6 +177,7 @@ class Core:
         if pg is not None or self.shared:
             # Their writes take the writer lock, or retry: only through _write.
             self._write_one = self._write_one_general  # type: ignore[method-assign]
+            self._modify_one = self._modify_one_general  # type: ignore[method-assign]
         self._txn_thread: int | None = None
         self._phase = _IDLE
         self.unlocked_keys: Container[type] = (
@@ -1089,6 +1090,7 @@ class Core:
                 log is None
                 or self._phase is not _IDLE
                 or self.is_closed
+                or log.failure is not None
                 or self._txn_thread is not None
                 or collection._hooks
             ):
@@ -1096,34 +1098,95 @@ class Core:
             # From here to the end, a write from a signal handler is refused (_REENTERED).
             self._phase = _APPENDING
             try:
-                table = collection._table
-                key, given, stored, blob = write
-                if blob is None and key not in table.entries:
-                    return MISSING  # the removal of an absent key writes nothing
-                key_bytes = table._key_bytes  # table.record_key, inlined
-                named = given if key_bytes is None else key_bytes.get(key, given)
-                records = log.total_records
-                try:
-                    size = log.append_operation(collection._head, named, blob)
-                    previous = table.pop(key) if blob is None else table.put(key, named, stored)
-                except BaseException:
-                    if log.total_records != records:  # in the log: memory follows (_append)
-                        table.settle((write,), (named,))
-                    raise
-                if compact or (
-                    size >= self._skip_auto_compact_below
-                    and not self._policy_from <= log.total_records < self._policy_until
-                ):
-                    self._after_write(log, compact)
-                return previous
+                return self._append_one(log, collection, write, compact)
             finally:
                 self._phase = _IDLE
+
+    def _modify_one(
+        self,
+        collection: Collection[Any, Any],
+        key: object,
+        found: tuple[Any, bytes],
+        fn: Callable[[Any], Any],
+        compact: bool,
+    ) -> object:
+        """Replace the value of the present key ``found`` (validated, and its bytes) by
+        ``fn`` of a copy of it, as ``modify`` does through ``_write``; return the new value.
+
+        ``modify``'s commonest case (no default), on the terms of :meth:`_write_one`:
+        returns MISSING, having done nothing, where those do not hold, and ``modify``
+        then takes ``_write``. Raises KeyError(``key``) for an absent key.
+        """
+        with self.lock:
+            log = self._log
+            if (
+                log is None
+                or self._phase is not _IDLE
+                or self.is_closed
+                or log.failure is not None
+                or self._txn_thread is not None
+                or collection._hooks
+            ):
+                return MISSING
+            self._phase = _USER_CODE  # fn and validators may run: see _write
+            try:
+                stored = collection._table.entries.get(found[0], MISSING)
+                if stored is MISSING:
+                    raise KeyError(key)
+                codec, copies = collection._codec, collection._copies
+                # thaw and freeze, inlined: what memory keeps is the bytes when values copy
+                validated, blob = codec.encode_value(fn(codec.thaw(stored) if copies else stored))
+                if self.is_closed or self._log is not log:  # closed by that user code
+                    raise StoreClosedError(f"{self.path}: the store was closed during a write")
+                self._phase = _APPENDING
+                write = (found[0], found[1], blob if copies else validated, blob)
+                self._append_one(log, collection, write, compact)
+                return validated
+            finally:
+                self._phase = _IDLE
+
+    def _append_one(
+        self, log: Log, collection: Collection[Any, Any], write: Write[Any], compact: bool
+    ) -> Stored:
+        """Append one write as one record and apply it to memory, as ``_append`` does,
+        then compact if asked or due; the short paths' (:meth:`_write_one`)."""
+        table = collection._table
+        key, given, stored, blob = write
+        if blob is None and key not in table.entries:
+            return MISSING  # the removal of an absent key writes nothing
+        key_bytes = table._key_bytes  # table.record_key, inlined
+        named = given if key_bytes is None else key_bytes.get(key, given)
+        records = log.total_records
+        try:
+            size = log.append_operation(collection._head, named, blob)
+            previous = table.pop(key) if blob is None else table.put(key, named, stored)
+        except BaseException:
+            if log.total_records != records:  # in the log: memory follows (see _append)
+                table.settle((write,), (named,))
+            raise
+        if compact or (
+            size >= self._skip_auto_compact_below
+            and not self._policy_from <= log.total_records < self._policy_until
+        ):
+            self._after_write(log, compact)
+        return previous
 
     def _write_one_general(
         self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
     ) -> Stored:
         """:meth:`_write_one` by way of ``_write``: a shared core's."""
         return self._write(collection, (write,), compact=compact)[0]
+
+    def _modify_one_general(
+        self,
+        collection: Collection[Any, Any],
+        key: object,
+        found: tuple[Any, bytes],
+        fn: Callable[[Any], Any],
+        compact: bool,
+    ) -> object:
+        """:meth:`_modify_one` of a shared core: always by way of ``_write``."""
+        return MISSING
 
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
