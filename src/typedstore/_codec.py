@@ -172,7 +172,12 @@ class Codec(Generic[K, V]):
             # Not before first use, as for ``_bound_validate``.
             self._strict_values = has_strict_rules(self._values.core_schema)
         if self._reads_back_as_dumped:
-            fast = _dumped_round_trip(self._values, validated, strict=self._strict_values)
+            fast = _dumped_round_trip(
+                self._values,
+                validated,
+                self._bound_validate or self._bind_validate(),
+                strict=self._strict_values,
+            )
             if fast is not None:
                 return fast
         if self._strict_values:
@@ -184,10 +189,14 @@ class Codec(Generic[K, V]):
     def encode_write(self, key: object, value: object) -> tuple[K, bytes, object, bytes]:
         """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
-        if type(key) is self._plain_key and type(value) is self._plain_value:
-            key_bytes, blob = packb_plain_pair(key, value)
-            return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
-        validated_key, key_bytes = self.encode_key(key)
+        if type(key) is self._plain_key:
+            if type(value) is self._plain_value:
+                key_bytes, blob = packb_plain_pair(key, value)
+                return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+            validated_key: K = key  # type: ignore[assignment]  # an exact plain K, as above
+            key_bytes = packb_plain(key)  # encode_key's first case, inlined
+        else:
+            validated_key, key_bytes = self.encode_key(key)
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
@@ -330,7 +339,11 @@ def _read_back(
 
 
 def _dumped_round_trip(
-    adapter: pydantic.TypeAdapter[V], validated: V, *, strict: bool
+    adapter: pydantic.TypeAdapter[V],
+    validated: V,
+    validate_decoded: Callable[[object], V],
+    *,
+    strict: bool,
 ) -> tuple[V, bytes] | None:
     """Return what :func:`_read_back` returns for a mutable value, or None to take that way.
 
@@ -352,7 +365,7 @@ def _dumped_round_trip(
     if blob is None or len(blob) > MAX_RECORD_BYTES:
         return None
     try:
-        value = _validate_decoded(adapter, data)
+        value = validate_decoded(data)  # _validate_decoded, bound once by the codec
     except pydantic.ValidationError:
         return None
     if strict:
