@@ -21,7 +21,7 @@ import reprlib
 import typing
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, cast
+from typing import Any, Generic, NamedTuple, cast
 
 import pydantic
 
@@ -39,6 +39,8 @@ from ._packing import (
     packb_plain,
     packb_plain_pair,
     unpack,
+    unpack_or_raise,
+    unpack_plain_or_raise,
 )
 from ._plain_types import dumps_plain_data
 from ._strictness import check_dumped, check_strictly, has_strict_rules
@@ -230,6 +232,23 @@ class Codec(Generic[K, V]):
             return cast(V, data)
         return (self._bound_validate or self._bind_validate())(data)
 
+    def decoding(self) -> Decoding[V] | None:
+        """Return what replay's short path needs to decode records as :meth:`decode_key`,
+        :meth:`validate_key`, :meth:`decode_value`, :meth:`validate_value` and
+        :meth:`freeze` do; None unless the key type is a plain one (whose exact
+        instances are valid keys as they are decoded)."""
+        if self._plain_key is None:
+            return None
+        validate = self._bound_validate or self._bind_validate()
+        return Decoding(
+            self._plain_key,
+            self._plain_value,
+            validate,
+            self.copies_values,
+            unpack_or_raise,
+            unpack_plain_or_raise,
+        )
+
     def _bind_validate(self) -> Callable[[object], V]:
         """Return the value validator with the decoding options, bound once.
 
@@ -268,6 +287,25 @@ class Codec(Generic[K, V]):
     def fingerprint(self) -> str:
         """A digest of :meth:`describe`: equal fingerprints mean unchanged types."""
         return _metadata.fingerprint(self.describe())
+
+
+class Decoding(NamedTuple, Generic[V]):
+    """What :meth:`Codec.decoding` returns: a codec's decoding, taken apart."""
+
+    plain_key: object
+    """The key type: exact instances of it are the keys they decode to."""
+    plain_value: object
+    """The value type if it is plain (exact instances of it are valid as decoded), else None."""
+    validate: Callable[[object], V]
+    """:meth:`Codec.validate_value` for a value that is not an exact ``plain_value``."""
+    copies_values: bool
+    """Whether memory keeps a value's bytes (see :meth:`Codec.freeze`) rather than it."""
+    unpack: Callable[[bytes], object]
+    """:func:`unpack` that raises msgpack's exceptions, for a caller that then takes
+    :func:`unpack`'s way (which reports them, or reads a map keyed by arrays)."""
+    unpack_plain: Callable[[bytes], object]
+    """The same for keys and ``plain_value`` values: it gives what :func:`unpack` gives
+    for exact instances of a plain type, and something else (or raises) otherwise."""
 
 
 _PLAIN_KEYS = (str, bytes, int, bool)

@@ -223,6 +223,65 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     return end
 
 
+def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[list[int], int]:
+    """Return the run of valid frames from ``offset`` on that hold bare inserts and removes
+    written under schema ``generation``, and the offset where the run ends.
+
+    The most common records, read in a run at a time: at most ``limit`` frames, as a flat
+    list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
+    ``split`` where an insert's value starts (its key is ``buf[offset + 17 : split]``),
+    or 0 for a removal (its key is ``buf[offset + 13 : end]``). The run ends at the first
+    frame that is not valid (see :func:`read_frame`) or holds any other record, a bare
+    insert with an impossible key length included: :func:`read_frame` and
+    :func:`decode_body` read that one, and say what is wrong with it, if anything is.
+    """
+    found: list[int] = []
+    size = len(buf)
+    view = memoryview(buf)
+    insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
+    unpack_head, unpack_u32, crc32, pack_u64 = (
+        _FRAME_HEAD.unpack_from,
+        _U32.unpack_from,
+        _crc32,
+        _pack_u64,
+    )
+    while limit and offset < size:
+        # read_frame's checks, inlined: this runs once per record on every open.
+        start = offset + FRAME_OVERHEAD
+        if start >= size:
+            break
+        crc, length, body_crc = unpack_head(buf, offset)
+        end = start + length
+        if (
+            length == 0
+            or end > size
+            or length > MAX_RECORD_BYTES
+            or crc32(pack_u64(offset) + buf[offset + 4 : start]) != crc
+            or crc32(view[start:end]) != body_crc
+        ):
+            break
+        kind = buf[start]
+        if kind == insert and length > 5:
+            (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
+            split = start + 5 + key_len
+            if key_len == 0 or split >= end:
+                break
+            found += (offset, split, end)
+        elif kind == remove and length > 1:
+            found += (offset, 0, end)
+        else:
+            break
+        offset = end
+        limit -= 1
+    return found, offset
+
+
+INSERT_KEY = FRAME_OVERHEAD + 5
+"""Where a bare insert's key starts in its frame."""
+REMOVE_KEY = FRAME_OVERHEAD + 1
+"""Where a bare removal's key starts in its frame."""
+
+
 def find_next_frame(buf: bytes, offset: int) -> int:
     """Return the first offset after the invalid frame at ``offset`` where a valid frame
     starts, or -1.
