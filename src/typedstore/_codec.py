@@ -21,7 +21,7 @@ import reprlib
 import typing
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, cast
+from typing import Any, Generic, NamedTuple, cast
 
 import pydantic
 
@@ -39,6 +39,8 @@ from ._packing import (
     packb_plain,
     packb_plain_pair,
     unpack,
+    unpack_or_raise,
+    unpack_plain_or_raise,
 )
 from ._plain_types import dumps_plain_data
 from ._strictness import check_dumped, check_strictly, has_strict_rules
@@ -172,7 +174,12 @@ class Codec(Generic[K, V]):
             # Not before first use, as for ``_bound_validate``.
             self._strict_values = has_strict_rules(self._values.core_schema)
         if self._reads_back_as_dumped:
-            fast = _dumped_round_trip(self._values, validated, strict=self._strict_values)
+            fast = _dumped_round_trip(
+                self._values,
+                validated,
+                self._bound_validate or self._bind_validate(),
+                strict=self._strict_values,
+            )
             if fast is not None:
                 return fast
         if self._strict_values:
@@ -184,10 +191,14 @@ class Codec(Generic[K, V]):
     def encode_write(self, key: object, value: object) -> tuple[K, bytes, object, bytes]:
         """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
-        if type(key) is self._plain_key and type(value) is self._plain_value:
-            key_bytes, blob = packb_plain_pair(key, value)
-            return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
-        validated_key, key_bytes = self.encode_key(key)
+        if type(key) is self._plain_key:
+            if type(value) is self._plain_value:
+                key_bytes, blob = packb_plain_pair(key, value)
+                return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+            validated_key: K = key  # type: ignore[assignment]  # an exact plain K, as above
+            key_bytes = packb_plain(key)  # encode_key's first case, inlined
+        else:
+            validated_key, key_bytes = self.encode_key(key)
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
@@ -220,6 +231,23 @@ class Codec(Generic[K, V]):
         if self._plain_value is not None and type(data) is self._plain_value:
             return cast(V, data)
         return (self._bound_validate or self._bind_validate())(data)
+
+    def decoding(self) -> Decoding[V] | None:
+        """Return what replay's short path needs to decode records as :meth:`decode_key`,
+        :meth:`validate_key`, :meth:`decode_value`, :meth:`validate_value` and
+        :meth:`freeze` do; None unless the key type is a plain one (whose exact
+        instances are valid keys as they are decoded)."""
+        if self._plain_key is None:
+            return None
+        validate = self._bound_validate or self._bind_validate()
+        return Decoding(
+            self._plain_key,
+            self._plain_value,
+            validate,
+            self.copies_values,
+            unpack_or_raise,
+            unpack_plain_or_raise,
+        )
 
     def _bind_validate(self) -> Callable[[object], V]:
         """Return the value validator with the decoding options, bound once.
@@ -259,6 +287,25 @@ class Codec(Generic[K, V]):
     def fingerprint(self) -> str:
         """A digest of :meth:`describe`: equal fingerprints mean unchanged types."""
         return _metadata.fingerprint(self.describe())
+
+
+class Decoding(NamedTuple, Generic[V]):
+    """What :meth:`Codec.decoding` returns: a codec's decoding, taken apart."""
+
+    plain_key: object
+    """The key type: exact instances of it are the keys they decode to."""
+    plain_value: object
+    """The value type if it is plain (exact instances of it are valid as decoded), else None."""
+    validate: Callable[[object], V]
+    """:meth:`Codec.validate_value` for a value that is not an exact ``plain_value``."""
+    copies_values: bool
+    """Whether memory keeps a value's bytes (see :meth:`Codec.freeze`) rather than it."""
+    unpack: Callable[[bytes], object]
+    """:func:`unpack` that raises msgpack's exceptions, for a caller that then takes
+    :func:`unpack`'s way (which reports them, or reads a map keyed by arrays)."""
+    unpack_plain: Callable[[bytes], object]
+    """The same for keys and ``plain_value`` values: it gives what :func:`unpack` gives
+    for exact instances of a plain type, and something else (or raises) otherwise."""
 
 
 _PLAIN_KEYS = (str, bytes, int, bool)
@@ -330,7 +377,11 @@ def _read_back(
 
 
 def _dumped_round_trip(
-    adapter: pydantic.TypeAdapter[V], validated: V, *, strict: bool
+    adapter: pydantic.TypeAdapter[V],
+    validated: V,
+    validate_decoded: Callable[[object], V],
+    *,
+    strict: bool,
 ) -> tuple[V, bytes] | None:
     """Return what :func:`_read_back` returns for a mutable value, or None to take that way.
 
@@ -352,7 +403,7 @@ def _dumped_round_trip(
     if blob is None or len(blob) > MAX_RECORD_BYTES:
         return None
     try:
-        value = _validate_decoded(adapter, data)
+        value = validate_decoded(data)  # _validate_decoded, bound once by the codec
     except pydantic.ValidationError:
         return None
     if strict:

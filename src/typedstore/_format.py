@@ -120,6 +120,25 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
 
 
+def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -> bytes:
+    """Return the frame :func:`encode_frame` makes at ``offset`` of ``head`` (a collection
+    record's head, or nothing) followed by the insert body of ``key`` and ``value``, or the
+    remove body of ``key`` when ``value`` is None: a single write's record, in one call.
+
+    The record every single write appends, so the bodies and the frame are built here
+    without a call each. Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
+    """
+    if value is None:
+        body = head + b"\x02" + key  # remove_body's
+    else:
+        body = head + _pack_insert_head(_INSERT, len(key)) + key + value  # insert_body's
+    length = len(body)
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
+    tail = _pack_head_tail(length, _crc32(body))
+    return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
+
+
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
     """Return the frame :func:`encode_frame` makes of the concatenated ``body``, as parts.
 
@@ -202,6 +221,65 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     if _crc32(view[body:end]) != body_crc:
         return -1
     return end
+
+
+def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[list[int], int]:
+    """Return the run of valid frames from ``offset`` on that hold bare inserts and removes
+    written under schema ``generation``, and the offset where the run ends.
+
+    The most common records, read in a run at a time: at most ``limit`` frames, as a flat
+    list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
+    ``split`` where an insert's value starts (its key is ``buf[offset + 17 : split]``),
+    or 0 for a removal (its key is ``buf[offset + 13 : end]``). The run ends at the first
+    frame that is not valid (see :func:`read_frame`) or holds any other record, a bare
+    insert with an impossible key length included: :func:`read_frame` and
+    :func:`decode_body` read that one, and say what is wrong with it, if anything is.
+    """
+    found: list[int] = []
+    size = len(buf)
+    view = memoryview(buf)
+    insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
+    unpack_head, unpack_u32, crc32, pack_u64 = (
+        _FRAME_HEAD.unpack_from,
+        _U32.unpack_from,
+        _crc32,
+        _pack_u64,
+    )
+    while limit and offset < size:
+        # read_frame's checks, inlined: this runs once per record on every open.
+        start = offset + FRAME_OVERHEAD
+        if start >= size:
+            break
+        crc, length, body_crc = unpack_head(buf, offset)
+        end = start + length
+        if (
+            length == 0
+            or end > size
+            or length > MAX_RECORD_BYTES
+            or crc32(pack_u64(offset) + buf[offset + 4 : start]) != crc
+            or crc32(view[start:end]) != body_crc
+        ):
+            break
+        kind = buf[start]
+        if kind == insert and length > 5:
+            (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
+            split = start + 5 + key_len
+            if key_len == 0 or split >= end:
+                break
+            found += (offset, split, end)
+        elif kind == remove and length > 1:
+            found += (offset, 0, end)
+        else:
+            break
+        offset = end
+        limit -= 1
+    return found, offset
+
+
+INSERT_KEY = FRAME_OVERHEAD + 5
+"""Where a bare insert's key starts in its frame."""
+REMOVE_KEY = FRAME_OVERHEAD + 1
+"""Where a bare removal's key starts in its frame."""
 
 
 def find_next_frame(buf: bytes, offset: int) -> int:
