@@ -37,7 +37,10 @@ class RecordDecodeError(Exception):
 def _decode_ext(code: int, data: bytes) -> object:
     if code == EXT_DATETIME:
         text = data.decode()
-        return _with_offset_of(datetime.datetime.fromisoformat(text), text)
+        value = datetime.datetime.fromisoformat(text)
+        if value.tzinfo is not datetime.UTC:  # _with_offset_of's first test, inlined
+            return value
+        return _with_offset_of(value, text)
     if code == EXT_TIME:
         text = data.decode()
         return _with_offset_of(datetime.time.fromisoformat(text), text)
