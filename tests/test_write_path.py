@@ -22,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from typedstore import Collection, Database, StoreConfig, TypedStore, _fs, _log
+from typedstore import Collection, Database, StoreConfig, TypedStore, _format, _fs, _log
 from typedstore._compact import is_due
 from typedstore._core import Core
-from typedstore._records import Write
+from typedstore._records import Write, operation_record, record_head
 
 CONFIGS = {
     "write-through": StoreConfig(),
@@ -248,3 +248,19 @@ def test_no_write_leaves_the_compaction_policy_due(
             log = store._core._log
             assert log is not None
             assert not is_due(config, log.size, log.total_records, len(store))
+
+
+@given(
+    collection=st.integers(0, 2**32 - 1),
+    key=st.binary(max_size=40),
+    value=st.none() | st.binary(max_size=300),
+    offset=st.integers(0, 2**64 - 1),
+)
+def test_a_single_writes_frame_is_the_general_frame(
+    collection: int, key: bytes, value: bytes | None, offset: int
+) -> None:
+    """``operation_frame`` gives ``encode_frame`` of the record ``operation_record`` makes."""
+    head = record_head(collection)
+    body = operation_record(head, key, value)
+    assert isinstance(body, bytes)
+    assert _format.operation_frame(head, key, value, offset) == _format.encode_frame(body, offset)

@@ -135,8 +135,15 @@ def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -
     length = len(body)
     if length > MAX_RECORD_BYTES:
         raise _record_too_large(length)
-    tail = _pack_head_tail(length, _crc32(body))
-    return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
+    crc = _crc32(body)
+    # The head's checksum covers the offset's bytes, then length and body checksum: one
+    # CRC of the three packed together is the same number as encode_frame's seeded one.
+    return _pack_frame_head(_crc32(_pack_covered(offset, length, crc)), length, crc) + body
+
+
+_pack_frame_head = _FRAME_HEAD.pack
+_pack_covered = struct.Struct("<QII").pack
+"""The offset, length and body checksum: what a frame head's checksum covers, in order."""
 
 
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
