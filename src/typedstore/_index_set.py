@@ -354,7 +354,7 @@ class IndexSet(Generic[K, V]):
         _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
         self._take(rebuilt, seqs, len(keys))
 
-    def rebuild_found(self, found: dict[K, object]) -> bool:
+    def rebuild_found(self, found: dict[K, object], keys: list[K] | None = None) -> bool:
         """:meth:`rebuild` from what ``_index.index_functions`` found for the host's values
         (the lone index's result, or a tuple of each index's), by key in the host's order,
         at open; False, changing nothing, for anything unusual (an exception, a conflict,
@@ -363,8 +363,9 @@ class IndexSet(Generic[K, V]):
         Builds what lookups read (each index's entries) and leaves what only writes read
         (the insertion positions, and the held keys of several indexes, made from their
         entries) to :meth:`ready`. A lone index (not multi) takes ``found`` itself as its
-        held keys: no one else may keep it."""
-        keys = list(found)
+        held keys: no one else may keep it. ``keys``, if given, is ``list(found)``."""
+        if keys is None:
+            keys = list(found)
         seqs: dict[K, int] = {}  # filled by ready(): the entries share this very dict
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         columns: list[Callable[[], Iterable[object]]]
