@@ -474,7 +474,7 @@ class Declared(Generic[K, V]):
         if decoding is None:
             self._apply_each(buf, found)
             return
-        plain_key, plain_value, validate, copies_values, unpack_data, unpack_plain = decoding
+        plain_key, plain_value, validate, copies_values, unpack_raw, ext_hook = decoding
         entries, deferred, sources, values, keep = (
             self.entries,
             self.deferred,
@@ -496,7 +496,7 @@ class Declared(Generic[K, V]):
                 if str_keys and 0 < stop - start <= 32 and buf[start] == 0x9F + stop - start:
                     key = buf[start + 1 : stop].decode()
                 else:
-                    key = unpack_plain(buf[start:stop])
+                    key = unpack_raw(buf[start:stop])
             except Exception:  # reported by insert or remove
                 key = MISSING
             if type(key) is not plain_key or sources:
@@ -514,8 +514,8 @@ class Declared(Generic[K, V]):
                 continue
             blob = buf[split:end]
             if plain_value is None:
-                try:
-                    data = unpack_data(blob)
+                try:  # Codec.decode_value's, as Decoding.unpack says
+                    data = unpack_raw(blob, strict_map_key=False, ext_hook=ext_hook)
                 except Exception:  # reported, or read another way, by insert
                     self.insert(buf[start:split], blob, offset)
                     continue
@@ -528,7 +528,7 @@ class Declared(Generic[K, V]):
                     continue
             else:
                 try:
-                    value = unpack_plain(blob)
+                    value = unpack_raw(blob)
                 except Exception:  # reported by insert
                     value = MISSING
                 if type(value) is not plain_value:  # validated, or reported, by insert
