@@ -220,28 +220,28 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
     size = len(buf)
     view = memoryview(buf)
     insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
-    unpack_head, unpack_u32, crc32, pack_u64 = (
-        _FRAME_HEAD.unpack_from,
+    unpack_head, unpack_u32, crc32, pack_checked = (
+        _FRAME_HEAD_KIND.unpack_from,
         _U32.unpack_from,
         _crc32,
-        _pack_u64,
+        _HEAD_CHECKED.pack,
     )
     while limit and offset < size:
         # read_frame's checks, inlined: this runs once per record on every open.
         start = offset + FRAME_OVERHEAD
         if start >= size:
             break
-        crc, length, body_crc = unpack_head(buf, offset)
+        crc, length, body_crc, kind = unpack_head(buf, offset)
         end = start + length
         if (
             length == 0
             or end > size
             or length > MAX_RECORD_BYTES
-            or crc32(pack_u64(offset) + buf[offset + 4 : start]) != crc
+            # The bytes the head's checksum covers, packed from the head's own fields.
+            or crc32(pack_checked(offset, length, body_crc)) != crc
             or crc32(view[start:end]) != body_crc
         ):
             break
-        kind = buf[start]
         if kind == insert and length > 5:
             (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
             split = start + 5 + key_len
@@ -257,6 +257,10 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
     return found, offset
 
 
+_FRAME_HEAD_KIND = struct.Struct("<IIIB")
+"""A frame's head and its body's first byte, the record kind."""
+_HEAD_CHECKED = struct.Struct("<QII")
+"""What a head's checksum covers: the frame's offset, then its body length and checksum."""
 INSERT_KEY = FRAME_OVERHEAD + 5
 """Where a bare insert's key starts in its frame."""
 REMOVE_KEY = FRAME_OVERHEAD + 1
