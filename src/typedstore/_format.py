@@ -232,26 +232,26 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
         if start >= size:
             break
         crc, length, body_crc, kind = unpack_head(buf, offset)
+        # Any other record is left before its checksums are computed: the caller reads it.
+        if not ((kind == insert and length > 5) or (kind == remove and length > 1)):
+            break
         end = start + length
         if (
-            length == 0
-            or end > size
+            end > size
             or length > MAX_RECORD_BYTES
             # The bytes the head's checksum covers, packed from the head's own fields.
             or crc32(pack_checked(offset, length, body_crc)) != crc
             or crc32(view[start:end]) != body_crc
         ):
             break
-        if kind == insert and length > 5:
+        if kind == insert:
             (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
             split = start + 5 + key_len
             if key_len == 0 or split >= end:
                 break
             found += (offset, split, end)
-        elif kind == remove and length > 1:
-            found += (offset, 0, end)
         else:
-            break
+            found += (offset, 0, end)
         offset = end
         limit -= 1
     return found, offset

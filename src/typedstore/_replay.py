@@ -212,26 +212,29 @@ class Replayer:
         size, view = len(buf), memoryview(buf)
         bare_records, read_frame = _format.bare_records, _format.read_frame
         end = offset
+        tag = trail.generation << 3
         while offset < size:
-            found, offset = bare_records(buf, offset, trail.generation, _RUN)
-            if found:
-                state = self.states.get(0)
-                if state is None:
-                    self._no_collection(0, found[0])
-                else:
-                    state.apply_bare(buf, found)
-                self.total += len(found) // 3
-                end = offset
-                if len(found) == 3 * _RUN:
+            # A frame whose (unchecked) kind byte says bare insert or removal of this
+            # generation starts a run; bare_records checks it, and stops where the run ends.
+            kind_at = offset + _format.FRAME_OVERHEAD
+            if kind_at < size and (buf[kind_at] ^ tag) in _BARE:
+                found, offset = bare_records(buf, offset, trail.generation, _RUN)
+                if found:
+                    state = self.states.get(0)
+                    if state is None:
+                        self._no_collection(0, found[0])
+                    else:
+                        state.apply_bare(buf, found)
+                    self.total += len(found) // 3
+                    end = offset
                     continue
-            if offset >= size:
-                break
             frame_end = read_frame(buf, offset, view)
             if frame_end == -1:
                 offset = frames.step_over_damage(offset)
             else:
                 self._read_record(offset, frame_end)
                 end = offset = frame_end
+                tag = trail.generation << 3
         return end
 
     def _no_collection(self, collection: int, offset: int) -> None:
@@ -372,6 +375,7 @@ def generation_at(path: Path, buf: bytes) -> int:
 
 
 _NO_COLLECTION = "a record of collection {}, which the catalog does not list"
+_BARE = (int(_format.RecordKind.INSERT), int(_format.RecordKind.REMOVE))
 _RUN = 1024
 """The most frames ``_format.bare_records`` reads in one run: what the list of a run holds
 stays small however large the log."""
