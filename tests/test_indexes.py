@@ -1234,3 +1234,131 @@ def test_threads_inserting_at_once_index_each_value_under_its_own_key(log_path: 
             assert all(club.members.by_age.count(age) == 1 for age in ages.values())
     finally:
         sys.setswitchinterval(previous)
+
+
+# -- the first write after an open ---------------------------------------------------------
+# An open builds what lookups read; what only writes read (insertion positions, the index
+# keys each key holds) is built by the first write, catch-up or transaction after it.
+
+
+def tied_club(log_path: Path, *, one_tag_each: bool = False) -> None:
+    """Write a log whose entries tie in every index (ada and dan: age 36, tag admin); with
+    ``one_tag_each``, every entry has one tag (the multi index's shortest build at open)."""
+    with Club.open(log_path) as club:
+        club.members["ada"] = member("ada@x", 36, ["admin"])
+        club.members["bob"] = member("bob@x", 25, ["admin"] if one_tag_each else ["admin", "dev"])
+        club.members["cy"] = member("cy@x", 30, ["ops"] if one_tag_each else [])
+        club.members["dan"] = member("dan@x", 36, ["admin"])
+
+
+def rewrite_everything(members: Members) -> None:
+    """Move an entry to other index keys in every index, then one to the end of its ties."""
+    members["ada"] = member("ada@z", 30, ["dev"])
+    members.pop("bob", None)
+    members["bob"] = member("bob@x", 36, ["admin"])
+
+
+@pytest.mark.parametrize("one_tag_each", [False, True], ids=["tags", "one tag each"])
+@pytest.mark.parametrize("write", WRITES.values(), ids=list(WRITES))
+def test_the_first_write_after_an_open_keeps_the_indexes(
+    log_path: Path, write: Callable[[Members], object], one_tag_each: bool
+) -> None:
+    """Each write path, the first after an open, leaves the lookups equal to a scan of the
+    entries, and so do the writes after it."""
+    tied_club(log_path, one_tag_each=one_tag_each)
+    with Club.open(log_path) as club:
+        write(club.members)
+        assert snapshot(club.members) == brute_force(club.members)
+        rewrite_everything(club.members)
+        assert snapshot(club.members) == brute_force(club.members)
+
+
+def test_a_transaction_first_after_an_open_sees_and_keeps_the_indexes(log_path: Path) -> None:
+    """A transaction, the first use after an open, looks up ties in the collection's order
+    and its own writes in theirs, and its commit keeps the indexes."""
+    tied_club(log_path)
+    with Club.open(log_path) as club:
+        with club.transaction() as tx:
+            assert [key for key, _ in tx.members.by_age.range(36, None)] == ["ada", "dan"]
+            tx.members["eve"] = member("eve@x", 36, ["admin"])
+            del tx.members["ada"]
+            tx.members["ada"] = member("ada@x", 36, ["admin"])
+            assert [key for key, _ in tx.members.by_age.range(36, None)] == ["dan", "eve", "ada"]
+            assert [key for key, _ in tx.members.by_tag.find("admin")] == [
+                "bob",
+                "dan",
+                "eve",
+                "ada",
+            ]
+            with pytest.raises(UniqueViolationError, match="held by key 'bob'"):
+                tx.members["fay"] = member("bob@x")
+        assert snapshot(club.members) == brute_force(club.members)
+        assert [key for key, _ in club.members.by_age.range(36, None)] == ["dan", "eve", "ada"]
+
+
+def test_a_catch_up_first_after_an_open_keeps_the_indexes(log_path: Path) -> None:
+    """A shared handle whose first use of its indexes after its open is catching up with
+    another handle's writes follows them key by key, as after any write."""
+    tied_club(log_path)
+    with Club.open(log_path, shared=True) as first, Club.open(log_path, shared=True) as second:
+        rewrite_everything(first.members)
+        first.members.update({"cy": member("cy@y", 36), "eve": member("eve@x", 1, ["dev"])})
+        assert snapshot(second.members) == brute_force(second.members) == snapshot(first.members)
+        rewrite_everything(second.members)
+        assert snapshot(first.members) == brute_force(first.members) == snapshot(second.members)
+
+
+@pytest.mark.parametrize("write", STEPPED_WRITES.values(), ids=list(STEPPED_WRITES))
+def test_interrupt_at_every_step_of_the_first_write_after_an_open(
+    tmp_path: Path, write: Callable[[Members], object]
+) -> None:
+    """A KeyboardInterrupt as any function of the first write after an open starts (also
+    those building what the open left) leaves the indexes equal to memory, and the
+    writes after it keep them so."""
+    tied_club(tmp_path / "tied.log")
+    tied = (tmp_path / "tied.log").read_bytes()
+    step = 0
+    while True:
+        step += 1
+        log = tmp_path / f"{step}.log"
+        log.write_bytes(tied)
+        with Club.open(log) as club:
+            sys.settrace(interrupt_at_call(step))
+            try:
+                write(club.members)
+            except KeyboardInterrupt as exc:
+                where = str(exc)
+            else:
+                break
+            finally:
+                sys.settrace(None)
+            assert snapshot(club.members) == brute_force(club.members), where
+            rewrite_everything(club.members)
+            assert snapshot(club.members) == brute_force(club.members), where
+    assert step > 10
+
+
+@pytest.mark.parametrize("cls", [OneEach, Shaped, LoneUnique, Sorted, Hashed], ids=repr)
+def test_the_first_write_after_an_open_keeps_an_index_of_any_shape(
+    log_path: Path, cls: type[Collection[str, Tagged]]
+) -> None:
+    """Whatever an index's kind and the shape of its index keys (None, left out; several
+    elements; one each), writes after an open move and drop index keys as writes do."""
+    values = {
+        "a": Tagged(name="a", tags=["xx"]),
+        "b": Tagged(name="none", tags=["yy"]),
+        "c": Tagged(name="c", tags=["xx", "yy"]),
+        "d": Tagged(name="one", tags=["yy"]),
+    }
+    with open_kind(cls, log_path) as db:
+        items_of(db).update(values)
+    with open_kind(cls, log_path) as db, open_kind(cls, log_path.with_name("w.log")) as written:
+        items_of(written).update(values)
+        for database in (db, written):
+            items_of(database)["a"] = Tagged(name="e", tags=["yy"])
+            del items_of(database)["c"]
+            items_of(database)["b"] = Tagged(name="b", tags=["xx"])
+        looked_up = ("a", "b", "c", "e", "none", "one", "xx", "yy", None, 1)
+        assert [index_of(db).find(ik) for ik in looked_up] == [
+            index_of(written).find(ik) for ik in looked_up
+        ]

@@ -174,7 +174,12 @@ class Codec(Generic[K, V]):
             # Not before first use, as for ``_bound_validate``.
             self._strict_values = has_strict_rules(self._values.core_schema)
         if self._reads_back_as_dumped:
-            fast = _dumped_round_trip(self._values, validated, strict=self._strict_values)
+            fast = _dumped_round_trip(
+                self._values,
+                validated,
+                self._bound_validate or self._bind_validate(),
+                strict=self._strict_values,
+            )
             if fast is not None:
                 return fast
         if self._strict_values:
@@ -186,10 +191,14 @@ class Codec(Generic[K, V]):
     def encode_write(self, key: object, value: object) -> tuple[K, bytes, object, bytes]:
         """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
-        if type(key) is self._plain_key and type(value) is self._plain_value:
-            key_bytes, blob = packb_plain_pair(key, value)
-            return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
-        validated_key, key_bytes = self.encode_key(key)
+        if type(key) is self._plain_key:
+            if type(value) is self._plain_value:
+                key_bytes, blob = packb_plain_pair(key, value)
+                return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+            validated_key: K = key  # type: ignore[assignment]  # an exact plain K, as above
+            key_bytes = packb_plain(key)  # encode_key's first case, inlined
+        else:
+            validated_key, key_bytes = self.encode_key(key)
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
@@ -206,8 +215,9 @@ class Codec(Generic[K, V]):
         if self.copies_values:
             # decode_value and validate_value, inlined: every read of a mutable value
             # runs this. A mutable type is never a plain one, so no shortcut is missed.
-            return (self._bound_validate or self._bind_validate())(unpack(cast(bytes, stored)))
-        return cast(V, stored)
+            # No cast(): a call, on every read.
+            return (self._bound_validate or self._bind_validate())(unpack(stored))  # type: ignore[arg-type]  # a mutable V is kept as its bytes
+        return stored  # type: ignore[return-value]  # an immutable V is kept as itself
 
     def stored_bytes(self, stored: object) -> bytes:
         """Return the bytes of what memory keeps, for compaction."""
@@ -417,7 +427,11 @@ def _read_back(
 
 
 def _dumped_round_trip(
-    adapter: pydantic.TypeAdapter[V], validated: V, *, strict: bool
+    adapter: pydantic.TypeAdapter[V],
+    validated: V,
+    validate_decoded: Callable[[object], V],
+    *,
+    strict: bool,
 ) -> tuple[V, bytes] | None:
     """Return what :func:`_read_back` returns for a mutable value, or None to take that way.
 
@@ -439,7 +453,7 @@ def _dumped_round_trip(
     if blob is None or len(blob) > MAX_RECORD_BYTES:
         return None
     try:
-        value = _validate_decoded(adapter, data)
+        value = validate_decoded(data)  # _validate_decoded, bound once by the codec
     except pydantic.ValidationError:
         return None
     if strict:

@@ -19,6 +19,18 @@ def is_due(config: StoreConfig, log_bytes: int, total_records: int, live_records
     return live_records == 0 or total_records >= config.compact_ratio * live_records
 
 
+def records_before_due(config: StoreConfig, total_records: int, live_records: int) -> int:
+    """Return how many more records the log can take, from ``total_records`` of which
+    ``live_records`` live, before :func:`is_due` can become true (at least that many).
+
+    Each record counted adds one to the total and changes the live count by at most
+    one, so after ``j`` of them the ratio is due only once ``total + j >= ratio * (live
+    - j)``. Nothing is live, the other case, needs ``j >= live``, which is later.
+    """
+    ratio = config.compact_ratio
+    return max(0, int((ratio * live_records - total_records) // (ratio + 1)))
+
+
 def header(codec: Codec[K, V], version: int) -> bytes:
     """Return the header a new or rewritten log starts with: the current types and version."""
     return _format.encode_header(codec.metadata(version))

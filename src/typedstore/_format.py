@@ -120,6 +120,32 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
 
 
+def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -> bytes:
+    """Return the frame :func:`encode_frame` makes at ``offset`` of ``head`` (a collection
+    record's head, or nothing) followed by the insert body of ``key`` and ``value``, or the
+    remove body of ``key`` when ``value`` is None: a single write's record, in one call.
+
+    The record every single write appends, so the bodies and the frame are built here
+    without a call each. Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
+    """
+    if value is None:
+        body = head + b"\x02" + key  # remove_body's
+    else:
+        body = head + _pack_insert_head(_INSERT, len(key)) + key + value  # insert_body's
+    length = len(body)
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
+    crc = _crc32(body)
+    # The head's checksum covers the offset's bytes, then length and body checksum: one
+    # CRC of the three packed together is the same number as encode_frame's seeded one.
+    return _pack_frame_head(_crc32(_pack_covered(offset, length, crc)), length, crc) + body
+
+
+_pack_frame_head = _FRAME_HEAD.pack
+_pack_covered = struct.Struct("<QII").pack
+"""The offset, length and body checksum: what a frame head's checksum covers, in order."""
+
+
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
     """Return the frame :func:`encode_frame` makes of the concatenated ``body``, as parts.
 

@@ -47,6 +47,8 @@ class IndexHook(Generic[K, V]):
         indexes = self._indexes
         if indexes.unsettled:
             indexes.settle()
+        if indexes.pending is not None:
+            indexes.ready()
         self._plan = None
         if len(writes) == 1:  # every single write: kept short
             key, _, stored, blob = writes[0]

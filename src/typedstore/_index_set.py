@@ -89,6 +89,9 @@ class IndexSet(Generic[K, V]):
         it. :meth:`settle` then rebuilds from memory, the truth, before the next use."""
         self._seqs: dict[K, int] = {}
         """Each present key's insertion position: orders the keys sharing an index key."""
+        self.pending: Callable[[], None] | None = None
+        """What an open left to build before the first write (:meth:`ready`): the
+        insertion positions and each index's held keys, which only writes read."""
         self._next_seq = 0
         """The insertion position the next key appended takes."""
         self.indexes = [Maintained(spec, self._seqs) for spec in specs]
@@ -131,6 +134,8 @@ class IndexSet(Generic[K, V]):
         """
         if len(changes) == 1:
             return self.plan_one(*changes[0])
+        if self.pending is not None:
+            self.ready()
         seqs = self._seqs
         net, appended = _net(changes, seqs)
         if not self._keeps_order:
@@ -153,6 +158,8 @@ class IndexSet(Generic[K, V]):
 
     def plan_one(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
         """Return ``plan([(key, new)])``: the path of every single write, kept short."""
+        if self.pending is not None:
+            self.ready()
         lone, single = self._lone, self._single
         if lone is not None:
             return self._plan_lone(lone, key, new)
@@ -202,7 +209,7 @@ class IndexSet(Generic[K, V]):
 
     def planner(self) -> Callable[[K, V | _Missing], IndexPlan[K, V]]:
         """Return :meth:`plan_one`, or for an index alone the shorter path it takes, called
-        directly: what a host plans each single write with."""
+        directly: what a host plans each single write with, after :meth:`ready`."""
         lone, single = self._lone, self._single
         if lone is not None:
             return functools.partial(self._plan_lone, lone)
@@ -328,39 +335,85 @@ class IndexSet(Generic[K, V]):
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         # Whole columns at once, several times faster than entry by entry; anything
         # unusual (an error, a conflict, a NaN) takes the careful path, which says why.
-        if not all(_fill_at_once(index, keys, map(index.fn, values), seqs) for index in rebuilt):
-            rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
-            _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
-        self._take(rebuilt, seqs)
+        helds: list[HeldLater[K]] = []
+        for index in rebuilt:
+            try:
+                found = list(map(index.fn, values))
+            except Exception:
+                break
+            held_later = _fill_at_once(index, keys, found.__iter__, seqs)
+            if held_later is None:
+                break
+            helds.append(held_later)
+        else:
+            for index, held_later in zip(rebuilt, helds, strict=True):
+                index.held = held_later()
+            self._take(rebuilt, seqs, len(keys))
+            return
+        rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
+        self._take(rebuilt, seqs, len(keys))
 
     def rebuild_found(self, found: dict[K, object]) -> bool:
         """:meth:`rebuild` from what ``_index.index_functions`` found for the host's values
         (the lone index's result, or a tuple of each index's), by key in the host's order,
         at open; False, changing nothing, for anything unusual (an exception, a conflict,
-        a NaN), which a :meth:`rebuild` then explains."""
+        a NaN), which a :meth:`rebuild` then explains.
+
+        Builds what lookups read (each index's entries) and leaves what only writes read
+        (the insertion positions, and the held keys of several indexes, made from their
+        entries) to :meth:`ready`. A lone index (not multi) takes ``found`` itself as its
+        held keys: no one else may keep it."""
         keys = list(found)
-        seqs = _keyed(found, keys, range(len(keys))) if self._keeps_order else {}
+        seqs: dict[K, int] = {}  # filled by ready(): the entries share this very dict
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
+        columns: list[Callable[[], Iterable[object]]]
         if len(rebuilt) == 1:
-            columns: list[Iterable[object]] = [found.values()]
+            columns = [found.values]
         else:  # a tuple per value, one per index
-            rows = cast(Iterable[tuple[object, ...]], found.values())
-            columns = [map(operator.itemgetter(position), rows) for position in range(len(rebuilt))]
+            rows = cast(dict[K, tuple[object, ...]], found)
+            columns = [functools.partial(_column, rows, at) for at in range(len(rebuilt))]
+        helds: list[HeldLater[K]] = []
         for index, column in zip(rebuilt, columns, strict=True):
-            if not _fill_at_once(index, keys, column, seqs, found):
+            held_later = _fill_at_once(index, keys, column, seqs, found, len(rebuilt) == 1)
+            if held_later is None:
                 return False
-        self._take(rebuilt, seqs)
+            helds.append(held_later)
+        self._take(rebuilt, seqs, len(keys))
+        self.pending = functools.partial(self._finish, keys, seqs, helds)
         return True
+
+    def ready(self) -> None:
+        """Build what an open left to the first write (:attr:`pending`), if it has not
+        been built yet: every write path calls it, under the lock, before it plans.
+
+        Rebuilds it all from what the open kept, which no write has changed yet, so an
+        exception here (a KeyboardInterrupt) leaves it to the next call to build again."""
+        pending = self.pending
+        if pending is not None:
+            pending()
+            self.pending = None
+
+    def _finish(self, keys: Sequence[K], seqs: dict[K, int], helds: list[HeldLater[K]]) -> None:
+        """Give each index its held keys and fill ``seqs``, the insertion positions of
+        ``keys`` (the entries already share that dict), as :meth:`rebuild_found` left them."""
+        made = [held_later() for held_later in helds]
+        if self._keeps_order:
+            seqs.update(zip(keys, range(len(keys)), strict=True))
+        for index, held in zip(self.indexes, made, strict=True):
+            index.held = held
 
     def _seqs_of(self, keys: Sequence[K]) -> dict[K, int]:
         return dict(zip(keys, range(len(keys)), strict=True)) if self._keeps_order else {}
 
-    def _take(self, rebuilt: list[Maintained[K, V]], seqs: dict[K, int]) -> None:
-        """Make ``rebuilt``'s entries the indexes' (views keep their index objects)."""
-        self._seqs, self._next_seq = seqs, len(seqs)
+    def _take(self, rebuilt: list[Maintained[K, V]], seqs: dict[K, int], count: int) -> None:
+        """Make ``rebuilt``'s entries the indexes' (views keep their index objects), for
+        ``count`` keys in all."""
+        self._seqs, self._next_seq = seqs, count
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
             index.entries, index.held = fresh.entries, fresh.held
         self.unsettled = False
+        self.pending = None
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -375,6 +428,7 @@ class IndexSet(Generic[K, V]):
         Raises as :meth:`plan` does, with the view unchanged.
         """
         self.settle()
+        self.ready()
         fresh = [
             () if isinstance(new, _Missing) else index.index_keys(key, new)
             for index in self.indexes
@@ -406,6 +460,7 @@ class IndexSet(Generic[K, V]):
 
     def staged_order(self, staged: StagedIndexes[K]) -> Callable[[K], int]:
         """Return each key's position in the transaction's view: the sort key of lookups."""
+        self.ready()
         seqs, start = self._seqs, self._next_seq
         moved = {key: start + rank for rank, key in enumerate(staged.appended)}
         return lambda key: moved[key] if key in moved else seqs.get(key, 0)
@@ -440,51 +495,85 @@ def _keyed(shape: dict[K, object], keys: Sequence[K], column: Iterable[T]) -> di
     return keyed
 
 
+def _column(rows: dict[K, tuple[object, ...]], position: int) -> Iterable[object]:
+    """Return the index keys of index ``position`` in ``rows``, each a tuple per index."""
+    return map(operator.itemgetter(position), rows.values())
+
+
+HeldLater: TypeAlias = Callable[[], dict[K, object]]
+"""What makes an index's held keys (key to its index key, or tuple of them), once its
+entries are built: called at once by a rebuild, at the first write after an open."""
+
+
 def _fill_at_once(
     index: Maintained[K, V],
     keys: Sequence[K],
-    found: Iterable[object],
+    column: Callable[[], Iterable[object]],
     seqs: dict[K, int],
     shape: dict[K, object] | None = None,
-) -> bool:
-    """Fill a fresh ``index`` from ``keys`` and what its function returns for their values
-    (``found``, computed as it is consumed, from C); False, leaving it unfinished, for
-    anything unusual: an exception, a unique conflict, a NaN, a partial order. ``shape``,
-    if given, has exactly ``keys``, in order (see :func:`_keyed`).
+    whole: bool = False,
+) -> HeldLater[K] | None:
+    """Fill a fresh ``index``'s entries from ``keys`` and what its function returns for
+    their values (each call of ``column`` iterates over it again, from C); return what
+    makes its held keys, or None, leaving it unfinished, for anything unusual: an
+    exception, a unique conflict, a NaN, a partial order. ``shape``, if given (at open),
+    has exactly ``keys``, in order (see :func:`_keyed`); ``whole``: its values are the
+    column itself, which are then the held keys, no copy; else the held keys are made
+    from the entries, when asked.
 
     One pass over the entries: a unique hash index's holders are made at C speed (a
     conflict leaves fewer holders than entries); any other index's buckets in one loop,
     in insertion order, and an ordered index's distinct index keys then sorted once."""
     if index.multi:
-        return _fill_multi_at_once(index, keys, found, seqs, shape)
+        return _fill_multi_at_once(index, keys, column, seqs, shape)
     try:
-        held = dict(zip(keys, found, strict=True)) if shape is None else _keyed(shape, keys, found)
-        count = len(held)
+        count = len(keys)
         if index.unique and not index.ordered:
-            holders = dict(zip(held.values(), held, strict=True))
+            holders = dict(zip(column(), keys, strict=True))
             if holders.pop(None, MISSING) is not MISSING:  # entries left out
-                held = {key: ik for key, ik in held.items() if ik is not None}
-            if len(holders) != len(held):  # a conflict (or an index key equal to None)
-                return False
+                count -= _nones(column())
+            if len(holders) != count:  # a conflict (or an index key equal to None)
+                return None
             index.entries = UniqueEntries(holders)
         else:
-            buckets = _buckets(held.items())
+            buckets = _buckets(zip(keys, column(), strict=True))
             left_out = buckets.pop(None, None)
             if left_out is not None:  # entries left out
-                held = {key: ik for key, ik in held.items() if ik is not None}
-                if len(held) + len(left_out) != count:  # an index key equal to None
-                    return False
+                count -= len(left_out)
+                if _nones(column()) != len(left_out):  # an index key equal to None
+                    return None
             if not index.ordered:
                 index.entries = HashEntries.of_buckets(seqs, buckets)
             else:
-                entries = _sorted_at_once(seqs, buckets, unique=index.unique, count=len(held))
+                entries = _sorted_at_once(seqs, buckets, unique=index.unique, count=count)
                 if entries is None:
-                    return False
+                    return None
                 index.entries = entries
     except Exception:
-        return False
-    index.held = held
-    return True
+        return None
+    if shape is not None and not whole:  # several indexes at open: built by ready()
+        return index.entries.by_key
+    return functools.partial(_held, keys, column, shape, count != len(keys))
+
+
+def _nones(column: Iterable[object]) -> int:
+    """Return how many index keys of ``column`` are None (not merely equal to it)."""
+    return sum(1 for index_key in column if index_key is None)
+
+
+def _held(
+    keys: Sequence[K],
+    column: Callable[[], Iterable[object]],
+    shape: dict[K, object] | None,
+    left_out: bool,
+) -> dict[K, object]:
+    """Return each of ``keys`` with its index key in ``column``, those whose index key is
+    None left out (``left_out``: there are some): ``shape`` itself if given, whose values
+    are the column (see :func:`_fill_at_once`)."""
+    held = dict(zip(keys, column(), strict=True)) if shape is None else shape
+    if left_out:
+        held = {key: index_key for key, index_key in held.items() if index_key is not None}
+    return held
 
 
 def _buckets(held: Iterable[tuple[K, object]]) -> dict[object, dict[K, None]]:
@@ -551,54 +640,58 @@ _SEQUENCES = frozenset({list, tuple})
 def _fill_multi_at_once(
     index: Maintained[K, V],
     keys: Sequence[K],
-    found: Iterable[object],
+    column: Callable[[], Iterable[object]],
     seqs: dict[K, int],
     shape: dict[K, object] | None,
-) -> bool:
+) -> HeldLater[K] | None:
     """Fill a fresh multi hash index from ``keys`` and what its function returned for
-    their values; False for anything unusual (as :func:`_fill_at_once`), or a multi
+    their values; None for anything unusual (as :func:`_fill_at_once`), or a multi
     index that is also unique or ordered."""
     if index.unique or index.ordered:
-        return False
-    results = list(found)
+        return None
     try:
+        results = list(column())
         kinds = set(map(type, results))
         if len(results) != len(keys) or not kinds <= _PLAIN_ITERABLES:
             return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         # The common case: plain iterables, each element once, none of them None.
         plain = cast(list[Collection[object]], results)
         sizes = list(map(len, plain))
-        columns: Iterable[tuple[object, ...]]
+        held: dict[K, object]
         if sizes.count(1) == len(sizes) and kinds <= _SEQUENCES:
             # One element each, the commonest: one loop, and one tuple per index key, shared.
             elements = list(map(operator.itemgetter(0), cast(list[Sequence[object]], plain)))
             buckets = _buckets(zip(keys, elements, strict=True))
             if None in buckets:
                 return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
+            if shape is not None:  # at open: built by ready(), one tuple per index key
+                index.entries = HashEntries.of_buckets(seqs, buckets)
+                return functools.partial(index.entries.by_key, tuples=True)
             alone = {element: (element,) for element in buckets}
-            columns = map(alone.__getitem__, elements)
+            held = dict(zip(keys, map(alone.__getitem__, elements), strict=True))
         else:
-            columns = list(map(tuple, plain))
-            buckets = _buckets_of_many(keys, columns)
+            tuples = list(map(tuple, plain))
+            buckets = _buckets_of_many(keys, tuples)
             # A None element, or an element twice in one result (its bucket then holds
             # the key once): entry by entry, which leaves the one out and the other once.
             if None in buckets or sum(map(len, buckets.values())) != sum(sizes):
                 return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
-        held: dict[K, object] = (
-            dict(zip(keys, columns, strict=True)) if shape is None else _keyed(shape, keys, columns)
-        )
-        if 0 in sizes:  # an empty result leaves its entry out
-            held = {key: index_keys for key, index_keys in held.items() if index_keys}
+            held = (
+                dict(zip(keys, tuples, strict=True))
+                if shape is None
+                else _keyed(shape, keys, tuples)
+            )
+            if 0 in sizes:  # an empty result leaves its entry out
+                held = {key: index_keys for key, index_keys in held.items() if index_keys}
     except Exception:
-        return False
+        return None
     index.entries = HashEntries.of_buckets(seqs, buckets)
-    index.held = held
-    return True
+    return functools.partial(_same, held)
 
 
 def _fill_multi_by_entry(
     index: Maintained[K, V], pairs: Iterable[tuple[K, object]], seqs: dict[K, int]
-) -> bool:
+) -> HeldLater[K] | None:
     """:func:`_fill_multi_at_once` entry by entry, for results that are None, hold None,
     or are not plain iterables."""
     held: dict[K, object] = {}
@@ -610,7 +703,7 @@ def _fill_multi_by_entry(
             if type(result) not in _PLAIN_ITERABLES and (
                 isinstance(result, str | bytes) or not isinstance(result, Iterable)
             ):
-                return False
+                return None
             elements = tuple(dict.fromkeys(cast(Iterable[object], result)))  # at C speed
             if None in elements:
                 elements = tuple(element for element in elements if element is not None)
@@ -624,10 +717,14 @@ def _fill_multi_by_entry(
                 else:
                     bucket[key] = None
     except Exception:
-        return False
+        return None
     index.entries = HashEntries.of_buckets(seqs, buckets)
-    index.held = held
-    return True
+    return functools.partial(_same, held)
+
+
+def _same(held: dict[K, object]) -> dict[K, object]:
+    """Return ``held``, made already: the :data:`HeldLater` of an index built entry by entry."""
+    return held
 
 
 def _fill_carefully(

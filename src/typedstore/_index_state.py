@@ -70,6 +70,11 @@ class UniqueEntries(Generic[K]):
     def __len__(self) -> int:
         return len(self.holders)
 
+    def by_key(self) -> dict[K, object]:
+        """Return each key holding an index key with that index key: the held keys of an
+        index built from its entries."""
+        return dict(zip(self.holders.values(), self.holders, strict=True))
+
 
 class HashEntries(Generic[K]):
     """A hash index whose index keys may be held by many keys, listed in insertion order.
@@ -153,6 +158,15 @@ class HashEntries(Generic[K]):
 
     def __len__(self) -> int:
         return sum(map(len, self._buckets.values()))
+
+    def by_key(self, *, tuples: bool = False) -> dict[K, object]:
+        """Return each key with the index key it holds (in a 1-tuple with ``tuples``, one
+        per index key): the held keys of an index built from its entries, whose keys
+        each hold one index key (so not a multi index's, unless it gave one each)."""
+        held: dict[K, object] = {}
+        for index_key, bucket in self._buckets.items():
+            held.update(dict.fromkeys(bucket, (index_key,) if tuples else index_key))
+        return held
 
 
 class SortedEntries(HashEntries[K]):

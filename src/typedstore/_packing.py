@@ -227,26 +227,26 @@ def _exact_default(obj: object) -> object:
     # A datetime is its ISO text, which datetime.fromisoformat reads back as an equal
     # datetime; the same object only when its zone is a plain offset that carries no
     # name of its own (fromisoformat gives unnamed offsets) and fold is 0 (ISO has none).
+    # Unnamed: not by comparing the zone's name with that of the unnamed zone of its
+    # offset, since a zone may be given that very name (``timezone(timedelta(0),
+    # "UTC")``) and still keeps it, in its repr and its pickle, where fromisoformat gives
+    # a zone without one. Its constructor arguments (the pickle protocol's
+    # ``__getinitargs__``, which typeshed omits) say which it is, and cost less.
     if type(obj) is datetime.datetime and obj.fold == 0:
         zone = obj.tzinfo
-        if zone is None or zone is datetime.UTC or _is_unnamed_offset(zone):
-            return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
+        if (
+            zone is None
+            or zone is datetime.UTC
+            or (type(zone) is datetime.timezone and len(zone.__getinitargs__()) == 1)  # type: ignore[attr-defined]
+        ):
+            return _new_ext_type(_ExtType, (EXT_DATETIME, obj.isoformat().encode()))
     raise _NotExact
 
 
-def _is_unnamed_offset(zone: datetime.tzinfo) -> bool:
-    """Return whether ``zone`` is a ``timezone`` built from an offset alone, with no name.
-
-    Not by comparing its name with that of the unnamed zone of its offset: a zone may be
-    given that very name (``timezone(timedelta(0), "UTC")``) and still keeps it, in its
-    repr and its pickle, where fromisoformat gives a zone without one. Its constructor
-    arguments (the pickle protocol's ``__getinitargs__``) say which it is, and cost less.
-    """
-    if type(zone) is not datetime.timezone:
-        return False
-    # typeshed omits timezone.__getinitargs__, which both datetime modules define.
-    arguments: tuple[object, ...] = zone.__getinitargs__()  # type: ignore[attr-defined]
-    return len(arguments) == 1
+_ExtType = msgpack.ExtType
+_new_ext_type = tuple.__new__
+"""Builds an ``ExtType`` as its own ``__new__`` does once its checks pass, without its
+two Python-level calls: the code is a constant in range and the data ``bytes``."""
 
 
 def _reason(exc: Exception) -> str:
