@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from . import _format
 from ._codec import Codec
@@ -36,15 +37,29 @@ def header(codec: Codec[K, V], version: int) -> bytes:
 
 
 def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield a rewritten log's content: ``header``, then each record body framed in turn."""
+    """Yield a rewritten log's content: ``header``, then each record body framed in turn,
+    the frames of about ``_RUN_BYTES`` joined in one chunk (fewer to pass on)."""
     yield header
     offset = len(header)
     encode_frame = _format.encode_frame
+    run: list[bytes] = []
+    append = run.append
+    start = offset
     for body in bodies:
         # A frame's checksum covers the offset it is written at (see _format).
         frame = encode_frame(body, offset)
-        yield frame
+        append(frame)
         offset += len(frame)
+        if offset - start >= _RUN_BYTES:
+            yield b"".join(run)
+            run.clear()
+            start = offset
+    if run:
+        yield b"".join(run)
+
+
+_RUN_BYTES = 256 * 1024
+"""About how many bytes of frames :func:`live_chunks` joins per chunk."""
 
 
 def insert_bodies(
@@ -53,6 +68,16 @@ def insert_bodies(
     """Yield one insert body per live entry of a store, in order, each after ``head`` (a
     collection's record head, ``_records.record_head``: nothing for collection 0)."""
     insert_body, key_bytes, stored_bytes = _format.insert_body, codec.key_bytes, codec.stored_bytes
+    if codec.copies_values:
+        # Memory keeps a mutable value's bytes: Codec.stored_bytes, inlined.
+        blobs = cast(Mapping[K, bytes], entries)
+        if not head:
+            for key, blob in blobs.items():
+                yield insert_body(key_bytes(key), blob)
+            return
+        for key, blob in blobs.items():
+            yield head + insert_body(key_bytes(key), blob)
+        return
     if not head:
         for key, stored in entries.items():
             yield insert_body(key_bytes(key), stored_bytes(stored))

@@ -246,43 +246,47 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
     size = len(buf)
     view = memoryview(buf)
     insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
-    unpack_head, unpack_u32, crc32, pack_u64 = (
-        _FRAME_HEAD.unpack_from,
+    unpack_head, unpack_u32, crc32, pack_checked = (
+        _FRAME_HEAD_KIND.unpack_from,
         _U32.unpack_from,
         _crc32,
-        _pack_u64,
+        _HEAD_CHECKED.pack,
     )
     while limit and offset < size:
         # read_frame's checks, inlined: this runs once per record on every open.
         start = offset + FRAME_OVERHEAD
         if start >= size:
             break
-        crc, length, body_crc = unpack_head(buf, offset)
+        crc, length, body_crc, kind = unpack_head(buf, offset)
+        # Any other record is left before its checksums are computed: the caller reads it.
+        if not ((kind == insert and length > 5) or (kind == remove and length > 1)):
+            break
         end = start + length
         if (
-            length == 0
-            or end > size
+            end > size
             or length > MAX_RECORD_BYTES
-            or crc32(pack_u64(offset) + buf[offset + 4 : start]) != crc
+            # The bytes the head's checksum covers, packed from the head's own fields.
+            or crc32(pack_checked(offset, length, body_crc)) != crc
             or crc32(view[start:end]) != body_crc
         ):
             break
-        kind = buf[start]
-        if kind == insert and length > 5:
+        if kind == insert:
             (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
             split = start + 5 + key_len
             if key_len == 0 or split >= end:
                 break
             found += (offset, split, end)
-        elif kind == remove and length > 1:
-            found += (offset, 0, end)
         else:
-            break
+            found += (offset, 0, end)
         offset = end
         limit -= 1
     return found, offset
 
 
+_FRAME_HEAD_KIND = struct.Struct("<IIIB")
+"""A frame's head and its body's first byte, the record kind."""
+_HEAD_CHECKED = struct.Struct("<QII")
+"""What a head's checksum covers: the frame's offset, then its body length and checksum."""
 INSERT_KEY = FRAME_OVERHEAD + 5
 """Where a bare insert's key starts in its frame."""
 REMOVE_KEY = FRAME_OVERHEAD + 1
