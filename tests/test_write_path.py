@@ -1,12 +1,15 @@
-"""A single write's short path (``Core._write_one``, ``Log.append_operation``) against the
-general one (``Core._write``, ``Log.append``): the same log, byte for byte, and the same
-refusals.
+"""A single write's short path (``Core._write_one`` and ``_modify_one``,
+``Log.append_operation``) against the general one (``Core._write``, ``Log.append``): the
+same log, byte for byte, and the same refusals.
 
-The short path is taken by every insert and removal of an exclusive store with no
-transaction open and no index; these tests drive the same writes through both paths and
-compare the files, for each layout a single write's record can take (a collection's
-records carry its id, a large value is written as parts, a changed schema writes its
-record first) and each config (buffered, write-through, fsync per write).
+The short path is taken by every insert, removal and ``modify`` without default of an
+exclusive store with no transaction open and no index; these tests drive the same
+writes through both paths and compare the files, for each layout a single write's
+record can take (a collection's records carry its id, a large value is written as
+parts, a changed schema writes its record first) and each config (buffered,
+write-through, fsync per write). Then: the short path is taken, refuses a write
+re-entered during its append, never leaves the compaction policy due, and keeps memory
+equal to the log wherever a Ctrl-C lands.
 """
 
 from __future__ import annotations
