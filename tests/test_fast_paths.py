@@ -1034,3 +1034,69 @@ class TestReplayShortPath:
     ) -> None:
         schema = pydantic.TypeAdapter(value_type).core_schema
         assert _codec.decoding_options_matter(schema) is matters
+
+
+def _bare_run(buf: bytes, offset: int, limit: int) -> tuple[list[int], int]:
+    """Return what ``_format.bare_records`` returns, found with read_frame and decode_body."""
+    found: list[int] = []
+    while limit and len(buf) - offset >= 17:
+        end = _format.read_frame(buf, offset)
+        if end == -1:
+            break
+        body = _format.frame_body(buf, offset, end)
+        try:
+            ops = _format.decode_body(body)
+        except _format.FormatError:
+            break
+        if body[0] == _format.RecordKind.INSERT:
+            found += (offset, end - len(ops[0].value or b""), end)
+        elif body[0] == _format.RecordKind.REMOVE:
+            found += (offset, 0, end)
+        else:
+            break
+        offset = end
+        limit -= 1
+    return found, offset
+
+
+class TestBareRecords:
+    """``_format.bare_records`` finds what the general frame reading finds, however damaged."""
+
+    def test_every_cut_and_every_flipped_byte(self) -> None:
+        header = _format.encode_header(b"\x80")
+        bodies = [
+            insert("a", 1),
+            _format.remove_body(msgpack.packb("a")),
+            insert("key", [1, 2]),
+            _format.batch_body([insert("b", 2)]),
+            insert("c", 3),
+            _format.remove_body(msgpack.packb(7)),
+        ]
+        log = header
+        for body in bodies:
+            log += _format.encode_frame(body, len(log))
+        cases = [log[:cut] for cut in range(len(header), len(log) + 1)]
+        for index in range(len(header), len(log)):
+            for flip in (0x01, 0x80):
+                damaged = bytearray(log)
+                damaged[index] ^= flip
+                cases.append(bytes(damaged))
+        for buf in cases:
+            for limit in (1, 2, 100):
+                assert _format.bare_records(buf, len(header), 0, limit) == _bare_run(
+                    buf, len(header), limit
+                )
+        found, stop = _format.bare_records(log, len(header), 0, 100)
+        assert len(found) == 3 * 3  # three frames, three numbers each
+        assert stop == len(header) + sum(len(body) + 12 for body in bodies[:3])
+
+    def test_an_insert_with_an_impossible_key_length_ends_the_run(self) -> None:
+        header = _format.encode_header(b"\x80")
+        log = header + _format.encode_frame(insert("a", 1), len(header))
+        stop = len(log)
+        for key_length in (0, 2, 100):
+            body = b"\x01" + key_length.to_bytes(4, "little") + msgpack.packb("a")
+            bad = log + _format.encode_frame(body, stop)
+            found, end = _format.bare_records(bad, len(header), 0, 100)
+            assert (len(found), end) == (3, stop)
+            assert _bare_run(bad, len(header), 100) == (found, end)
