@@ -541,7 +541,10 @@ def _fill_at_once(
                 return None
             index.entries = UniqueEntries(holders)
         else:
-            buckets = _buckets(zip(keys, column(), strict=True))
+            # At open (``shape``, several indexes), buckets as lists, made dicts by ready().
+            lists = shape is not None and not whole
+            pairs = zip(keys, column(), strict=True)
+            buckets = _lists(pairs) if lists else _buckets(pairs)
             left_out = buckets.pop(None, None)
             if left_out is not None:  # entries left out
                 count -= len(left_out)
@@ -594,6 +597,20 @@ def _buckets(held: Iterable[tuple[K, object]]) -> dict[object, dict[K, None]]:
         else:
             bucket[key] = None
     return buckets
+
+
+def _lists(held: Iterable[tuple[K, object]]) -> dict[object, dict[K, None]]:
+    """:func:`_buckets` with each bucket a list (see ``HashEntries.of_buckets``), typed
+    as dicts for the same path to take them; about a third cheaper to make."""
+    lists: dict[object, list[K]] = {}
+    get = lists.get
+    for key, index_key in held:
+        bucket = get(index_key)
+        if bucket is None:
+            lists[index_key] = [key]
+        else:
+            bucket.append(key)
+    return cast(dict[object, dict[K, None]], lists)
 
 
 def _buckets_of_many(
@@ -665,7 +682,9 @@ def _fill_multi_at_once(
         elements = _one_each(plain) if kinds <= _SEQUENCES else None
         if elements is not None:
             # One element each, the commonest: one loop, and one tuple per index key, shared.
-            buckets = _buckets(zip(keys, elements, strict=True))
+            # At open (``shape``), buckets as lists, made dicts by ready().
+            pairs = zip(keys, elements, strict=True)
+            buckets = _buckets(pairs) if shape is None else _lists(pairs)
             if None in buckets:
                 return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
             if shape is not None:  # at open: built by ready(), one tuple per index key
