@@ -1,12 +1,15 @@
-"""A single write's short path (``Core._write_one``, ``Log.append_operation``) against the
-general one (``Core._write``, ``Log.append``): the same log, byte for byte, and the same
-refusals.
+"""A single write's short path (``Core._write_one`` and ``_modify_one``,
+``Log.append_operation``) against the general one (``Core._write``, ``Log.append``): the
+same log, byte for byte, and the same refusals.
 
-The short path is taken by every insert and removal of an exclusive store with no
-transaction open and no index; these tests drive the same writes through both paths and
-compare the files, for each layout a single write's record can take (a collection's
-records carry its id, a large value is written as parts, a changed schema writes its
-record first) and each config (buffered, write-through, fsync per write).
+The short path is taken by every insert, removal and ``modify`` without default of an
+exclusive store with no transaction open and no index; these tests drive the same
+writes through both paths and compare the files, for each layout a single write's
+record can take (a collection's records carry its id, a large value is written as
+parts, a changed schema writes its record first) and each config (buffered,
+write-through, fsync per write). Then: the short path is taken, refuses a write
+re-entered during its append, never leaves the compaction policy due, and keeps memory
+equal to the log wherever a Ctrl-C lands.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from typedstore import Collection, Database, StoreConfig, TypedStore, _fs, _log
+from tests.test_interrupts import (
+    LANDED,
+    Ints,
+    _every_step,
+    _Injected,
+    _interrupt_at,
+    _lock_is_free_for_other_threads,
+    _write_from_another_thread,
+)
+from typedstore import Collection, Database, StoreConfig, TypedStore, _format, _fs, _log
 from typedstore._compact import is_due
-from typedstore._core import Core
-from typedstore._records import Write
+from typedstore._core import Core, _Phase
+from typedstore._records import Write, operation_record, record_head
 
 CONFIGS = {
     "write-through": StoreConfig(),
@@ -248,3 +260,56 @@ def test_no_write_leaves_the_compaction_policy_due(
             log = store._core._log
             assert log is not None
             assert not is_due(config, log.size, log.total_records, len(store))
+
+
+@given(
+    collection=st.integers(0, 2**32 - 1),
+    key=st.binary(max_size=40),
+    value=st.none() | st.binary(max_size=300),
+    offset=st.integers(0, 2**64 - 1),
+)
+def test_a_single_writes_frame_is_the_general_frame(
+    collection: int, key: bytes, value: bytes | None, offset: int
+) -> None:
+    """``operation_frame`` gives ``encode_frame`` of the record ``operation_record`` makes."""
+    head = record_head(collection)
+    body = operation_record(head, key, value)
+    assert isinstance(body, bytes)
+    assert _format.operation_frame(head, key, value, offset) == _format.encode_frame(body, offset)
+
+
+def _modify_present(store: Ints, key: str) -> None:
+    store.modify(key, lambda value: value + 1)
+
+
+def _remove_present(store: Ints, key: str) -> None:
+    store.pop(key, None)
+
+
+@pytest.mark.parametrize("operation", [_modify_present, _remove_present])
+def test_ctrl_c_at_any_point_of_a_short_path_write_keeps_memory_equal_to_the_log(
+    log_path: Path, operation: Callable[[Ints, str], None]
+) -> None:
+    """Interrupted wherever a signal can land, a ``modify`` of a present key (no default)
+    or a removal leaves the lock free and memory equal to what a reopen replays."""
+    store = Ints.open(log_path)
+    core = store._core
+
+    def attempt(step: int, hits: list[int]) -> None:
+        key = f"t{step}"  # a key of its own: a later step does not overwrite it
+        store[key] = step  # present, so that the operation writes
+        try:
+            with _interrupt_at(step, hits):
+                operation(store, key)
+        except _Injected:
+            pass
+        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_from_another_thread(lambda: store.__setitem__("other", step))
+
+    steps = _every_step(attempt)
+    assert steps >= 20  # the trace saw the operation's code
+    items = dict(store.items())
+    store.close()
+    with Ints.open(log_path) as reopened:
+        assert dict(reopened.items()) == items

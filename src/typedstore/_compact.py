@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from . import _format
 from ._codec import Codec
@@ -36,7 +37,10 @@ def header(codec: Codec[K, V], version: int) -> bytes:
 
 
 def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield a rewritten log's content: ``header``, then each record body framed in turn."""
+    """Yield a rewritten log's content: ``header``, then each record body framed in turn.
+
+    One frame per chunk: an engine may store each frame apart (PostgreSQL's snapshot
+    rows, docs/FORMAT.md), so frames are never joined here."""
     yield header
     offset = len(header)
     encode_frame = _format.encode_frame
@@ -53,6 +57,16 @@ def insert_bodies(
     """Yield one insert body per live entry of a store, in order, each after ``head`` (a
     collection's record head, ``_records.record_head``: nothing for collection 0)."""
     insert_body, key_bytes, stored_bytes = _format.insert_body, codec.key_bytes, codec.stored_bytes
+    if codec.copies_values:
+        # Memory keeps a mutable value's bytes: Codec.stored_bytes, inlined.
+        blobs = cast(Mapping[K, bytes], entries)
+        if not head:
+            for key, blob in blobs.items():
+                yield insert_body(key_bytes(key), blob)
+            return
+        for key, blob in blobs.items():
+            yield head + insert_body(key_bytes(key), blob)
+        return
     if not head:
         for key, stored in entries.items():
             yield insert_body(key_bytes(key), stored_bytes(stored))

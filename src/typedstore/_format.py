@@ -135,8 +135,15 @@ def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -
     length = len(body)
     if length > MAX_RECORD_BYTES:
         raise _record_too_large(length)
-    tail = _pack_head_tail(length, _crc32(body))
-    return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
+    crc = _crc32(body)
+    # The head's checksum covers the offset's bytes, then length and body checksum: one
+    # CRC of the three packed together is the same number as encode_frame's seeded one.
+    return _pack_frame_head(_crc32(_pack_covered(offset, length, crc)), length, crc) + body
+
+
+_pack_frame_head = _FRAME_HEAD.pack
+_pack_covered = struct.Struct("<QII").pack
+"""The offset, length and body checksum: what a frame head's checksum covers, in order."""
 
 
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
@@ -231,51 +238,51 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
     list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
     ``split`` where an insert's value starts (its key is ``buf[offset + 17 : split]``),
     or 0 for a removal (its key is ``buf[offset + 13 : end]``). The run ends at the first
-    frame that is not valid (see :func:`read_frame`) or holds any other record, a bare
-    insert with an impossible key length included: :func:`read_frame` and
-    :func:`decode_body` read that one, and say what is wrong with it, if anything is.
+    frame that is not valid (see :func:`read_frame`), holds any other record (a bare
+    insert with an impossible key length included) or starts fewer than 17 bytes before
+    the end of ``buf``: :func:`read_frame` and :func:`decode_body` read that one, and say
+    what is wrong with it, if anything is.
     """
     found: list[int] = []
     size = len(buf)
     view = memoryview(buf)
     insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
-    unpack_head, unpack_u32, crc32, pack_u64 = (
-        _FRAME_HEAD.unpack_from,
-        _U32.unpack_from,
-        _crc32,
-        _pack_u64,
-    )
-    while limit and offset < size:
-        # read_frame's checks, inlined: this runs once per record on every open.
+    unpack_head, crc32, pack_checked = _FRAME_HEAD_INSERT.unpack_from, _crc32, _HEAD_CHECKED.pack
+    # A frame with fewer bytes left than an insert's head is left to the caller, as the
+    # last of a log may be: reading it takes one unpack per frame here, not two.
+    last = size - _FRAME_HEAD_INSERT.size
+    while limit and offset <= last:
+        # read_frame's and _insert_split's checks, inlined: this runs once per record on
+        # every open. The key length of a removal is bytes of its key, and unused.
+        crc, length, body_crc, kind, key_len = unpack_head(buf, offset)
         start = offset + FRAME_OVERHEAD
-        if start >= size:
-            break
-        crc, length, body_crc = unpack_head(buf, offset)
         end = start + length
-        if (
-            length == 0
-            or end > size
-            or length > MAX_RECORD_BYTES
-            or crc32(pack_u64(offset) + buf[offset + 4 : start]) != crc
-            or crc32(view[start:end]) != body_crc
-        ):
-            break
-        kind = buf[start]
-        if kind == insert and length > 5:
-            (key_len,) = unpack_u32(buf, start + 1)  # _insert_split's checks
+        if kind == insert:
             split = start + 5 + key_len
             if key_len == 0 or split >= end:
                 break
-            found += (offset, split, end)
         elif kind == remove and length > 1:
-            found += (offset, 0, end)
-        else:
+            split = 0
+        else:  # any other record is left before its checksums are computed
             break
+        if (
+            end > size
+            or length > MAX_RECORD_BYTES
+            # The bytes the head's checksum covers, packed from the head's own fields.
+            or crc32(pack_checked(offset, length, body_crc)) != crc
+            or crc32(view[start:end]) != body_crc
+        ):
+            break
+        found += (offset, split, end)
         offset = end
         limit -= 1
     return found, offset
 
 
+_FRAME_HEAD_INSERT = struct.Struct("<IIIBI")
+"""A frame's head, then an insert body's kind and key length."""
+_HEAD_CHECKED = struct.Struct("<QII")
+"""What a head's checksum covers: the frame's offset, then its body length and checksum."""
 INSERT_KEY = FRAME_OVERHEAD + 5
 """Where a bare insert's key starts in its frame."""
 REMOVE_KEY = FRAME_OVERHEAD + 1

@@ -212,26 +212,29 @@ class Replayer:
         size, view = len(buf), memoryview(buf)
         bare_records, read_frame = _format.bare_records, _format.read_frame
         end = offset
+        tag = trail.generation << 3
         while offset < size:
-            found, offset = bare_records(buf, offset, trail.generation, _RUN)
-            if found:
-                state = self.states.get(0)
-                if state is None:
-                    self._no_collection(0, found[0])
-                else:
-                    state.apply_bare(buf, found)
-                self.total += len(found) // 3
-                end = offset
-                if len(found) == 3 * _RUN:
+            # A frame whose (unchecked) kind byte says bare insert or removal of this
+            # generation starts a run; bare_records checks it, and stops where the run ends.
+            kind_at = offset + _format.FRAME_OVERHEAD
+            if kind_at < size and (buf[kind_at] ^ tag) in _BARE:
+                found, offset = bare_records(buf, offset, trail.generation, _RUN)
+                if found:
+                    state = self.states.get(0)
+                    if state is None:
+                        self._no_collection(0, found[0])
+                    else:
+                        state.apply_bare(buf, found)
+                    self.total += len(found) // 3
+                    end = offset
                     continue
-            if offset >= size:
-                break
             frame_end = read_frame(buf, offset, view)
             if frame_end == -1:
                 offset = frames.step_over_damage(offset)
             else:
                 self._read_record(offset, frame_end)
                 end = offset = frame_end
+                tag = trail.generation << 3
         return end
 
     def _no_collection(self, collection: int, offset: int) -> None:
@@ -372,6 +375,7 @@ def generation_at(path: Path, buf: bytes) -> int:
 
 
 _NO_COLLECTION = "a record of collection {}, which the catalog does not list"
+_BARE = (int(_format.RecordKind.INSERT), int(_format.RecordKind.REMOVE))
 _RUN = 1024
 """The most frames ``_format.bare_records`` reads in one run: what the list of a run holds
 stays small however large the log."""
@@ -474,7 +478,7 @@ class Declared(Generic[K, V]):
         if decoding is None:
             self._apply_each(buf, found)
             return
-        plain_key, plain_value, validate, copies_values, unpack_data, unpack_plain = decoding
+        plain_key, plain_value, validate, copies_values, unpack_raw, ext_hook = decoding
         entries, deferred, sources, values, keep = (
             self.entries,
             self.deferred,
@@ -496,7 +500,7 @@ class Declared(Generic[K, V]):
                 if str_keys and 0 < stop - start <= 32 and buf[start] == 0x9F + stop - start:
                     key = buf[start + 1 : stop].decode()
                 else:
-                    key = unpack_plain(buf[start:stop])
+                    key = unpack_raw(buf[start:stop])
             except Exception:  # reported by insert or remove
                 key = MISSING
             if type(key) is not plain_key or sources:
@@ -514,8 +518,8 @@ class Declared(Generic[K, V]):
                 continue
             blob = buf[split:end]
             if plain_value is None:
-                try:
-                    data = unpack_data(blob)
+                try:  # Codec.decode_value's, as Decoding.unpack says
+                    data = unpack_raw(blob, strict_map_key=False, ext_hook=ext_hook)
                 except Exception:  # reported, or read another way, by insert
                     self.insert(buf[start:split], blob, offset)
                     continue
@@ -528,7 +532,7 @@ class Declared(Generic[K, V]):
                     continue
             else:
                 try:
-                    value = unpack_plain(blob)
+                    value = unpack_raw(blob)
                 except Exception:  # reported by insert
                     value = MISSING
                 if type(value) is not plain_value:  # validated, or reported, by insert
