@@ -313,3 +313,21 @@ def test_ctrl_c_at_any_point_of_a_short_path_write_keeps_memory_equal_to_the_log
     store.close()
     with Ints.open(log_path) as reopened:
         assert dict(reopened.items()) == items
+
+
+def test_a_compaction_starts_the_policys_count_afresh(log_path: Path) -> None:
+    """The records the short path skips the policy for are counted from the log the
+    policy was asked about; a compaction leaves fewer records, and a count from the old
+    log must not keep the policy from a compaction that is now due."""
+    config = StoreConfig(min_compact_bytes=0, compact_ratio=1.5)
+    with TypedStore.open(log_path, int, int, config=config) as store:
+        for key in range(5):
+            store[key] = key  # 5 records, 5 live: the next record cannot make it due
+        del store[0]  # 6 records, 4 live: due, so this write compacts to 4 records
+        log = store._core._log
+        assert log is not None
+        assert log.total_records == 4
+        del store[1]  # 5 records, 3 live: due again
+        log = store._core._log
+        assert log is not None
+        assert not is_due(config, log.size, log.total_records, len(store))

@@ -1427,6 +1427,10 @@ class Core:
             )
 
     def _compact_locked(self, log: Log) -> None:
+        # The records the policy cannot be due for were counted on the log before: the
+        # rewritten one holds fewer, so the count starts afresh (before the switch, so
+        # that nothing arriving midway can leave it standing).
+        self._policy_from = self._policy_until = 0
         rewrite = _compact.Rewrite()
         chunks, records = self._image(rewrite)
         log.rewrite(chunks, records, lambda: rewrite.generation)
