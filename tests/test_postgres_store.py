@@ -959,3 +959,42 @@ def test_a_compaction_whose_forgetting_fails_leaves_the_store_writable(
         assert store["x"] == 1
     with TypedStore.open(engine, str, int) as again:
         assert dict(again) == {**{f"k{n}": n for n in range(5)}, "x": 1}
+
+
+def test_a_write_from_a_handler_that_lands_as_a_claim_begins_is_not_lost(
+    engine: PostgresEngine,
+) -> None:
+    """A signal handler's write that lands between a write's reading of the end it
+    claims and the claim itself: the interrupted write finds the end taken (nothing of
+    it written), catches up and writes after the handler's, never raising StaleLogError."""
+    store = TypedStore.open(engine, str, int)
+    store["a"] = 0
+    previous = signal.getsignal(signal.SIGALRM)
+    handled: list[bool] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        store["handler"] = 1
+        handled.append(True)
+
+    def trace(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        code = frame.f_code
+        if (
+            event == "call"
+            and code.co_name == "claim"
+            and code.co_filename.endswith("_pg_engine.py")
+        ):
+            sys.settrace(None)
+            os.kill(os.getpid(), signal.SIGALRM)  # handled at the claim's first bytecode
+        return None
+
+    signal.signal(signal.SIGALRM, handler)
+    try:
+        with tracing(trace):
+            store["b"] = 2
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert handled == [True]
+    assert dict(store.items()) == {"a": 0, "handler": 1, "b": 2}
+    store.close()
+    with TypedStore.open(engine, str, int) as reopened:
+        assert dict(reopened.items()) == {"a": 0, "handler": 1, "b": 2}
