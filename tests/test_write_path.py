@@ -34,7 +34,7 @@ from tests.test_interrupts import (
     _lock_is_free_for_other_threads,
     _write_from_another_thread,
 )
-from typedstore import Collection, Database, StoreConfig, TypedStore, _format, _fs, _log
+from typedstore import Collection, Database, Index, StoreConfig, TypedStore, _format, _fs, _log
 from typedstore._compact import is_due
 from typedstore._core import Core, _Phase
 from typedstore._records import Write, operation_record, record_head
@@ -59,6 +59,19 @@ class Two(Database):
 
     first: Collection[int, int]
     second: Collection[str, Person]
+
+
+class People(Collection[str, Person]):
+    """A collection whose writes go through its indexes' hooks."""
+
+    by_name: Index[Person, str] = Index(lambda person: person.name, unique=True)
+    by_born: Index[Person, datetime.datetime] = Index(lambda person: person.born, ordered=True)
+
+
+class Indexed(Database):
+    """A database of one collection with indexes."""
+
+    people: People
 
 
 def _person(index: int) -> Person:
@@ -137,6 +150,13 @@ def _drive(
         with TypedStore.open(path, int, bytes, config=config) as blobs:
             for key, value in _operations(lambda index: bytes([index]) * (index * 4_000)):
                 write(blobs, key, value)
+    elif kind == "indexed":
+        with Indexed.open(path, config=config) as indexed:
+            for key, value in _operations(_person):
+                write(indexed.people, str(key), value)
+            people = indexed.people
+            for key, person in people.items():  # the hooks followed either path's writes
+                assert people.by_name.get(person.name) == (key, person)
     else:
         with Two.open(path, config=config) as db:
             for key, value in _operations(_person):
@@ -146,7 +166,7 @@ def _drive(
 
 
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
-@pytest.mark.parametrize("kind", ["ints", "large", "collections"])
+@pytest.mark.parametrize("kind", ["ints", "large", "collections", "indexed"])
 def test_a_single_write_appends_the_bytes_of_the_general_path(
     tmp_path: Path, config: StoreConfig, kind: str
 ) -> None:

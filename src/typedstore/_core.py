@@ -1096,9 +1096,10 @@ class Core:
                 or self.is_closed
                 or log.failure is not None
                 or self._txn_thread is not None
-                or collection._hooks
             ):
                 return self._write(collection, (write,), compact=compact)[0]
+            if collection._hooks:
+                return self._write_one_hooked(log, collection, write, compact)
             # From here to the end, a write from a signal handler is refused (_REENTERED).
             self._phase = _APPENDING
             try:
@@ -1125,6 +1126,51 @@ class Core:
                 return previous
             finally:
                 self._phase = _IDLE
+
+    def _write_one_hooked(
+        self, log: Log, collection: Collection[Any, Any], write: Write[Any], compact: bool
+    ) -> Stored:
+        """:meth:`_write_one` for a collection with hooks (its indexes), the lock held:
+        as ``_write`` does, each hook plans the write before the record (user code, the
+        index functions) and follows it once the log holds it, whatever arrives."""
+        self._phase = _USER_CODE
+        try:
+            table = collection._table
+            key, given, stored, blob = write
+            if blob is None and key not in table.entries:
+                return MISSING  # the removal of an absent key writes nothing
+            writes = (write,)
+            hooks = collection._hooks
+            for hook in hooks:
+                hook.before(writes)
+            # The index functions may have closed the store: write nowhere (see _write).
+            if self.is_closed or self._log is not log:
+                raise StoreClosedError(f"{self.path}: the store was closed during a write")
+            self._phase = _APPENDING
+            key_bytes = table._key_bytes  # table.record_key, inlined
+            named = given if key_bytes is None else key_bytes.get(key, given)
+            records = log.total_records
+            try:
+                # Log.append, not append_operation: the record goes where every write
+                # with hooks sends it (tests/test_indexes.py interrupts it right there).
+                log.append(operation_record(collection._head, named, blob), 1)
+                previous = table.pop(key) if blob is None else table.put(key, named, stored)
+            except BaseException:
+                if log.total_records != records:  # in the log: memory follows (_append)
+                    table.settle(writes, (named,))
+                raise
+            finally:
+                if log.total_records != records:
+                    for hook in hooks:
+                        hook.after(writes)
+            if compact or (
+                log.size >= self._skip_auto_compact_below
+                and not self._policy_from <= log.total_records < self._policy_until
+            ):
+                self._after_write(log, compact)
+            return previous
+        finally:
+            self._phase = _IDLE
 
     def _modify_one(
         self,
