@@ -37,29 +37,18 @@ def header(codec: Codec[K, V], version: int) -> bytes:
 
 
 def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield a rewritten log's content: ``header``, then each record body framed in turn,
-    the frames of about ``_RUN_BYTES`` joined in one chunk (fewer to pass on)."""
+    """Yield a rewritten log's content: ``header``, then each record body framed in turn.
+
+    One frame per chunk: an engine may take each for one record (``_pg_engine.reframe``).
+    """
     yield header
     offset = len(header)
     encode_frame = _format.encode_frame
-    run: list[bytes] = []
-    append = run.append
-    start = offset
     for body in bodies:
         # A frame's checksum covers the offset it is written at (see _format).
         frame = encode_frame(body, offset)
-        append(frame)
+        yield frame
         offset += len(frame)
-        if offset - start >= _RUN_BYTES:
-            yield b"".join(run)
-            run.clear()
-            start = offset
-    if run:
-        yield b"".join(run)
-
-
-_RUN_BYTES = 256 * 1024
-"""About how many bytes of frames :func:`live_chunks` joins per chunk."""
 
 
 def insert_bodies(
