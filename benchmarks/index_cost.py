@@ -10,14 +10,18 @@ CPU microseconds per operation and the ratio against the issue's target:
 - a unique lookup (``by_email.get``) against a ``get`` by key;
 - a 100-entry ``range`` of the ordered index against 100 ``get`` calls;
 - open (replay, then building the indexes) with three indexes against none;
+- open then one insert, with three indexes against none: an open leaves what only writes
+  read to the first write (no target: the cost an open defers, shown);
 
 then the memory the indexes hold per entry (``tracemalloc``, a collection with the index
-against one without). README.md, "Indexes", gives the cost model.
+against one without, open; and for the three, after one write). README.md, "Indexes",
+gives the cost model.
 """
 
 from __future__ import annotations
 
 import gc
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,6 +118,11 @@ def _users(count: int) -> list[tuple[str, User]]:
     ]
 
 
+def _new_user() -> User:
+    """Return a user none of :func:`_users` conflicts with."""
+    return User(name="new", email="new@x.org", age=7, tags=["t7"], created=datetime.now(UTC))
+
+
 def _time(work: Callable[[], object]) -> float:
     """Return the CPU seconds (user and system) ``work`` takes: steadier than wall clock on
     a shared machine, and the same for every subject (none of them waits on fsync)."""
@@ -133,6 +142,18 @@ def _write(path: Path, cls: type[Database], users: list[tuple[str, User]]) -> fl
 def _open(path: Path, cls: type[Database]) -> float:
     start = time.process_time()
     database = cls.open(path, readonly=True)
+    elapsed = time.process_time() - start
+    database.close()
+    return elapsed
+
+
+def _open_and_write(path: Path, cls: type[Database], scratch: Path) -> float:
+    """Return the seconds to open a copy of ``path`` and insert one new entry."""
+    shutil.copyfile(path, scratch)
+    user = _new_user()
+    start = time.process_time()
+    database = cls.open(scratch)
+    database.users.insert("new", user)  # type: ignore[attr-defined]  # every subject has one
     elapsed = time.process_time() - start
     database.close()
     return elapsed
@@ -178,6 +199,24 @@ def _memory_per_entry(path: Path, cls: type[Database], records: int) -> float:
     return (held(cls) - held(PlainDb)) / records
 
 
+def _memory_after_a_write(path: Path, cls: type[Database], records: int) -> float:
+    """Return :func:`_memory_per_entry` of a copy of ``path`` open, one entry written."""
+
+    def held(opened: type[Database]) -> int:
+        scratch = path.with_name("memory.log")
+        shutil.copyfile(path, scratch)
+        gc.collect()
+        tracemalloc.start()
+        database = opened.open(scratch)
+        database.users.insert("new", _new_user())  # type: ignore[attr-defined]  # as above
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        database.close()
+        return size
+
+    return (held(cls) - held(PlainDb)) / records
+
+
 def main(argv: list[str]) -> None:
     """Alternate the subjects, then print medians and ratios against the targets."""
     records = int(argv[1]) if len(argv) > 1 else 20_000
@@ -192,9 +231,13 @@ def main(argv: list[str]) -> None:
                 runs.setdefault(f"write {name}", []).append(_write(log, cls, users))
             for name in ("none", "three"):
                 runs.setdefault(f"open {name}", []).append(_open(log, SUBJECTS[name]))
+            for name in ("none", "three"):
+                took = _open_and_write(log, SUBJECTS[name], folder / "scratch.log")
+                runs.setdefault(f"open+write {name}", []).append(took)
             for name, seconds in _lookups(log, users).items():
                 runs.setdefault(name, []).append(seconds)
         memory = {name: _memory_per_entry(log, SUBJECTS[name], records) for name in SUBJECTS}
+        memory["three, written"] = _memory_after_a_write(log, ThreeDb, records)
     median = {name: statistics.median(times) for name, times in runs.items()}
     per_op = {name: seconds / records * 1e6 for name, seconds in median.items()}
     print(f"{records} records, median of {repetitions} runs")
@@ -204,21 +247,20 @@ def main(argv: list[str]) -> None:
         ("write, one ordered index", "write ordered", "write none", 1.6),
         ("unique lookup vs get", "unique get", "get", 1.3),
         ("open, three indexes", "open three", "open none", 1.3),
+        ("open + one write, three indexes", "open+write three", "open+write none", 0.0),
     ]
     for label, subject, baseline, target in rows:
         ratio = median[subject] / median[baseline]
-        print(
-            f"{label:<34}{per_op[subject]:>10.2f}{per_op[baseline]:>13.2f}{ratio:>8.2f}"
-            f"{target:>8.1f}"
-        )
+        shown = f"{target:>8.1f}" if target else f"{'-':>8}"
+        print(f"{label:<34}{per_op[subject]:>10.2f}{per_op[baseline]:>13.2f}{ratio:>8.2f}{shown}")
     ranged, gets = median["range 100"] * 1e6, median["100 gets"] * 1e6
     print(
         f"{'100-entry range vs 100 gets':<34}{ranged:>10.2f}{gets:>13.2f}{ranged / gets:>8.2f}"
         f"{2.0:>8.1f}"
     )
     print("memory the indexes hold, bytes per entry:")
-    for name in ("hash", "ordered", "three"):
-        print(f"  {name:<8}{memory[name]:>8.0f}")
+    for name in ("hash", "ordered", "three", "three, written"):
+        print(f"  {name:<16}{memory[name]:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""A single write's short path (``Core._write_one``, ``Log.append_operation``) against the
-general one (``Core._write``, ``Log.append``): the same log, byte for byte, and the same
-refusals.
+"""A single write's short path (``Core._write_one`` and ``_modify_one``,
+``Log.append_operation``) against the general one (``Core._write``, ``Log.append``): the
+same log, byte for byte, and the same refusals.
 
-The short path is taken by every insert and removal of an exclusive store with no
-transaction open and no index; these tests drive the same writes through both paths and
-compare the files, for each layout a single write's record can take (a collection's
-records carry its id, a large value is written as parts, a changed schema writes its
-record first) and each config (buffered, write-through, fsync per write).
+The short path is taken by every insert, removal and ``modify`` without default of an
+exclusive store with no transaction open and no index; these tests drive the same
+writes through both paths and compare the files, for each layout a single write's
+record can take (a collection's records carry its id, a large value is written as
+parts, a changed schema writes its record first) and each config (buffered,
+write-through, fsync per write). Then: the short path is taken, refuses a write
+re-entered during its append, never leaves the compaction policy due, and keeps memory
+equal to the log wherever a Ctrl-C lands.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from tests.test_interrupts import (
+    LANDED,
+    Ints,
+    _every_step,
+    _Injected,
+    _interrupt_at,
+    _lock_is_free_for_other_threads,
+    _write_from_another_thread,
+)
 from typedstore import Collection, Database, StoreConfig, TypedStore, _format, _fs, _log
 from typedstore._compact import is_due
-from typedstore._core import Core
+from typedstore._core import Core, _Phase
 from typedstore._records import Write, operation_record, record_head
 
 CONFIGS = {
@@ -264,3 +276,58 @@ def test_a_single_writes_frame_is_the_general_frame(
     body = operation_record(head, key, value)
     assert isinstance(body, bytes)
     assert _format.operation_frame(head, key, value, offset) == _format.encode_frame(body, offset)
+
+
+def _modify_present(store: Ints, key: str) -> None:
+    store.modify(key, lambda value: value + 1)
+
+
+def _remove_present(store: Ints, key: str) -> None:
+    store.pop(key, None)
+
+
+@pytest.mark.parametrize("operation", [_modify_present, _remove_present])
+def test_ctrl_c_at_any_point_of_a_short_path_write_keeps_memory_equal_to_the_log(
+    log_path: Path, operation: Callable[[Ints, str], None]
+) -> None:
+    """Interrupted wherever a signal can land, a ``modify`` of a present key (no default)
+    or a removal leaves the lock free and memory equal to what a reopen replays."""
+    store = Ints.open(log_path)
+    core = store._core
+
+    def attempt(step: int, hits: list[int]) -> None:
+        key = f"t{step}"  # a key of its own: a later step does not overwrite it
+        store[key] = step  # present, so that the operation writes
+        try:
+            with _interrupt_at(step, hits):
+                operation(store, key)
+        except _Injected:
+            pass
+        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_from_another_thread(lambda: store.__setitem__("other", step))
+
+    steps = _every_step(attempt)
+    assert steps >= 20  # the trace saw the operation's code
+    items = dict(store.items())
+    store.close()
+    with Ints.open(log_path) as reopened:
+        assert dict(reopened.items()) == items
+
+
+def test_a_compaction_starts_the_policys_count_afresh(log_path: Path) -> None:
+    """The records the short path skips the policy for are counted from the log the
+    policy was asked about; a compaction leaves fewer records, and a count from the old
+    log must not keep the policy from a compaction that is now due."""
+    config = StoreConfig(min_compact_bytes=0, compact_ratio=1.5)
+    with TypedStore.open(log_path, int, int, config=config) as store:
+        for key in range(5):
+            store[key] = key  # 5 records, 5 live: the next record cannot make it due
+        del store[0]  # 6 records, 4 live: due, so this write compacts to 4 records
+        log = store._core._log
+        assert log is not None
+        assert log.total_records == 4
+        del store[1]  # 5 records, 3 live: due again
+        log = store._core._log
+        assert log is not None
+        assert not is_due(config, log.size, log.total_records, len(store))

@@ -161,7 +161,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             in_order = list(known) == keys
             if not in_order and len(known) == len(keys) and all(map(known.__contains__, keys)):
                 known, in_order = dict(zip(keys, map(known.__getitem__, keys), strict=True)), True
-            if not in_order or not self._indexes.rebuild_found(known):
+            if not in_order or not self._indexes.rebuild_found(known, keys):
                 self._indexes.rebuild(self._thawed({}))  # raises the error that applies
             self._indexes.entries = lambda: self._thawed({})
             self._index_hook = IndexHook(self._indexes, codec)

@@ -39,8 +39,8 @@ def header(codec: Codec[K, V], version: int) -> bytes:
 def live_chunks(header: bytes, bodies: Iterable[bytes]) -> Iterator[bytes]:
     """Yield a rewritten log's content: ``header``, then each record body framed in turn.
 
-    One frame per chunk: an engine may take each for one record (``_pg_engine.reframe``).
-    """
+    One frame per chunk: an engine may store each frame apart (PostgreSQL's snapshot
+    rows, docs/FORMAT.md), so frames are never joined here."""
     yield header
     offset = len(header)
     encode_frame = _format.encode_frame

@@ -3,7 +3,10 @@
 A ``Core`` is what one open log shares with its collections: the lock, the writer,
 the catalog (docs/FORMAT.md, "Collections") and the state of each collection. Every
 write, of any collection, single or a transaction's batch, goes through
-:meth:`Core._write` or :meth:`Core._commit`. :class:`Database` is the public face of a
+:meth:`Core._write` or :meth:`Core._commit`, except the commonest: a lone insert,
+removal or ``modify`` of an exclusive store with nothing else under way, which
+:meth:`Core._write_one` and :meth:`Core._modify_one` do in fewer steps, writing the
+same bytes. :class:`Database` is the public face of a
 core holding named collections; ``TypedStore`` (``_store``) is a core holding one.
 """
 
@@ -1424,6 +1427,10 @@ class Core:
             )
 
     def _compact_locked(self, log: Log) -> None:
+        # The records the policy cannot be due for were counted on the log before: the
+        # rewritten one holds fewer, so the count starts afresh (before the switch, so
+        # that nothing arriving midway can leave it standing).
+        self._policy_from = self._policy_until = 0
         rewrite = _compact.Rewrite()
         chunks, records = self._image(rewrite)
         log.rewrite(chunks, records, lambda: rewrite.generation)

@@ -354,7 +354,7 @@ class IndexSet(Generic[K, V]):
         _fill_carefully(rebuilt, list(zip(keys, values, strict=True)), seqs)
         self._take(rebuilt, seqs, len(keys))
 
-    def rebuild_found(self, found: dict[K, object]) -> bool:
+    def rebuild_found(self, found: dict[K, object], keys: list[K] | None = None) -> bool:
         """:meth:`rebuild` from what ``_index.index_functions`` found for the host's values
         (the lone index's result, or a tuple of each index's), by key in the host's order,
         at open; False, changing nothing, for anything unusual (an exception, a conflict,
@@ -363,8 +363,9 @@ class IndexSet(Generic[K, V]):
         Builds what lookups read (each index's entries) and leaves what only writes read
         (the insertion positions, and the held keys of several indexes, made from their
         entries) to :meth:`ready`. A lone index (not multi) takes ``found`` itself as its
-        held keys: no one else may keep it."""
-        keys = list(found)
+        held keys: no one else may keep it. ``keys``, if given, is ``list(found)``."""
+        if keys is None:
+            keys = list(found)
         seqs: dict[K, int] = {}  # filled by ready(): the entries share this very dict
         rebuilt = [Maintained(index.spec, seqs) for index in self.indexes]
         columns: list[Callable[[], Iterable[object]]]
@@ -380,7 +381,11 @@ class IndexSet(Generic[K, V]):
                 return False
             helds.append(held_later)
         self._take(rebuilt, seqs, len(keys))
-        self.pending = functools.partial(self._finish, keys, seqs, helds)
+        finish = functools.partial(self._finish, keys, seqs, helds)
+        if self._keeps_order or len(rebuilt) > 1:
+            self.pending = finish
+        else:  # a unique hash index alone: its held keys are ``found``, nothing to wait for
+            finish()
         return True
 
     def ready(self) -> None:
@@ -536,7 +541,10 @@ def _fill_at_once(
                 return None
             index.entries = UniqueEntries(holders)
         else:
-            buckets = _buckets(zip(keys, column(), strict=True))
+            # At open (``shape``, several indexes), buckets as lists, made dicts by ready().
+            lists = shape is not None and not whole
+            pairs = zip(keys, column(), strict=True)
+            buckets = _lists(pairs) if lists else _buckets(pairs)
             left_out = buckets.pop(None, None)
             if left_out is not None:  # entries left out
                 count -= len(left_out)
@@ -589,6 +597,20 @@ def _buckets(held: Iterable[tuple[K, object]]) -> dict[object, dict[K, None]]:
         else:
             bucket[key] = None
     return buckets
+
+
+def _lists(held: Iterable[tuple[K, object]]) -> dict[object, dict[K, None]]:
+    """:func:`_buckets` with each bucket a list (see ``HashEntries.of_buckets``), typed
+    as dicts for the same path to take them; about a third cheaper to make."""
+    lists: dict[object, list[K]] = {}
+    get = lists.get
+    for key, index_key in held:
+        bucket = get(index_key)
+        if bucket is None:
+            lists[index_key] = [key]
+        else:
+            bucket.append(key)
+    return cast(dict[object, dict[K, None]], lists)
 
 
 def _buckets_of_many(
@@ -656,12 +678,13 @@ def _fill_multi_at_once(
             return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
         # The common case: plain iterables, each element once, none of them None.
         plain = cast(list[Collection[object]], results)
-        sizes = list(map(len, plain))
         held: dict[K, object]
-        if sizes.count(1) == len(sizes) and kinds <= _SEQUENCES:
+        elements = _one_each(plain) if kinds <= _SEQUENCES else None
+        if elements is not None:
             # One element each, the commonest: one loop, and one tuple per index key, shared.
-            elements = list(map(operator.itemgetter(0), cast(list[Sequence[object]], plain)))
-            buckets = _buckets(zip(keys, elements, strict=True))
+            # At open (``shape``), buckets as lists, made dicts by ready().
+            pairs = zip(keys, elements, strict=True)
+            buckets = _buckets(pairs) if shape is None else _lists(pairs)
             if None in buckets:
                 return _fill_multi_by_entry(index, zip(keys, results, strict=True), seqs)
             if shape is not None:  # at open: built by ready(), one tuple per index key
@@ -670,6 +693,7 @@ def _fill_multi_at_once(
             alone = {element: (element,) for element in buckets}
             held = dict(zip(keys, map(alone.__getitem__, elements), strict=True))
         else:
+            sizes = list(map(len, plain))
             tuples = list(map(tuple, plain))
             buckets = _buckets_of_many(keys, tuples)
             # A None element, or an element twice in one result (its bucket then holds
@@ -687,6 +711,15 @@ def _fill_multi_at_once(
         return None
     index.entries = HashEntries.of_buckets(seqs, buckets)
     return functools.partial(_same, held)
+
+
+def _one_each(results: list[Collection[object]]) -> list[object] | None:
+    """Return the one element of each of ``results``, lists and tuples; None if any has
+    none or several."""
+    try:
+        return [element for (element,) in cast(list[Sequence[object]], results)]
+    except ValueError:  # not one element
+        return None
 
 
 def _fill_multi_by_entry(

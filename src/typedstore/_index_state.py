@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import reprlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeAlias, cast
 
@@ -100,7 +100,9 @@ class HashEntries(Generic[K]):
     @classmethod
     def of_buckets(cls, seqs: Mapping[K, int], buckets: dict[object, dict[K, None]]) -> Self:
         """Return the entries of ``buckets``: index key to its holders, in insertion order
-        (an ordered index's: index keys in order, which its sorted keys then take at once)."""
+        (an ordered index's: index keys in order, which its sorted keys then take at once).
+        An open gives them as lists, cheaper to make than dicts: lookups read them alike,
+        and :meth:`by_key` makes them the dicts writes need before the first write."""
         entries = cls(seqs)
         entries._buckets = buckets
         entries._took_buckets()
@@ -162,10 +164,15 @@ class HashEntries(Generic[K]):
     def by_key(self, *, tuples: bool = False) -> dict[K, object]:
         """Return each key with the index key it holds (in a 1-tuple with ``tuples``, one
         per index key): the held keys of an index built from its entries, whose keys
-        each hold one index key (so not a multi index's, unless it gave one each)."""
+        each hold one index key (so not a multi index's, unless it gave one each). Makes
+        buckets given as lists (see :meth:`of_buckets`) dicts, in place: called again, it
+        gives the same."""
         held: dict[K, object] = {}
-        for index_key, bucket in self._buckets.items():
+        buckets = cast(dict[object, Collection[K]], self._buckets)
+        for index_key, bucket in buckets.items():
             held.update(dict.fromkeys(bucket, (index_key,) if tuples else index_key))
+            if isinstance(bucket, list):
+                buckets[index_key] = dict.fromkeys(bucket)
         return held
 
 
