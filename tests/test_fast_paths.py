@@ -884,6 +884,19 @@ class Nested(BaseModel):
     inner: StrictPair
 
 
+INTERRUPT_ON: set[str] = set()
+
+
+def _interruptible(name: str) -> str:
+    if name in INTERRUPT_ON:
+        raise KeyboardInterrupt
+    return name
+
+
+InterruptibleName = Annotated[str, pydantic.AfterValidator(_interruptible)]
+"""A type whose validator raises KeyboardInterrupt for the names in ``INTERRUPT_ON``."""
+
+
 def _replayed(
     path: Path, key_type: Any, value_type: Any, monkeypatch: pytest.MonkeyPatch, *, general: bool
 ) -> object:
@@ -1015,6 +1028,26 @@ class TestReplayShortPath:
         with TypedStore.open(log_path, str, value_type) as store:
             store["k"] = value
         assert _both_ways(log_path, str, value_type, monkeypatch) == [("k", str, value, value_type)]
+
+    def test_keyboard_interrupt_from_a_validator_in_a_run_stops_the_open_only(
+        self, log_path: Path
+    ) -> None:
+        """An interrupt a validator raises in the short path ends the open, which leaves the
+        collector on and the log as it was; the next open reads it whole."""
+        with TypedStore.open(log_path, str, InterruptibleName) as store:
+            store["x"] = "a"
+            store["y"] = "b"
+        before = log_path.read_bytes()
+        INTERRUPT_ON.add("b")
+        try:
+            with pytest.raises(KeyboardInterrupt, match=r"^$"):
+                TypedStore.open(log_path, str, InterruptibleName)
+        finally:
+            INTERRUPT_ON.clear()
+        assert gc.isenabled()
+        assert log_path.read_bytes() == before
+        with TypedStore.open(log_path, str, InterruptibleName) as store:
+            assert dict(store.items()) == {"x": "a", "y": "b"}
 
     @pytest.mark.parametrize(
         ("value_type", "matters"),
