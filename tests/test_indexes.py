@@ -1391,3 +1391,18 @@ def test_threads_writing_first_after_an_open_build_what_it_left_once(log_path: P
             assert snapshot(club.members) == brute_force(club.members)
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_a_refused_first_write_after_an_open_changes_nothing(log_path: Path) -> None:
+    """The first write after an open, refused by a unique index, writes nothing and leaves
+    the indexes whole for the writes after it."""
+    tied_club(log_path)
+    before = log_path.read_bytes()
+    with Club.open(log_path) as club:
+        kept = snapshot(club.members)
+        with pytest.raises(UniqueViolationError, match="'bob@x' is already held by key 'bob'"):
+            club.members["ada"] = member("bob@x", 1, ["ops"])
+        assert log_path.read_bytes() == before
+        assert snapshot(club.members) == kept == brute_force(club.members)
+        rewrite_everything(club.members)
+        assert snapshot(club.members) == brute_force(club.members)
