@@ -21,6 +21,13 @@ Each insert builds its ``User`` and each peer serialises it as it goes. typedsto
 psycopg take turns (``ROUNDS``), so that a busy machine weighs on both alike; their rows
 are the median round's time per operation.
 
+Where Linux's ``/proc/PID/schedstat`` is readable, the insert rounds also count, for
+typedstore and raw psycopg, the CPU time per insert of the client (this process) and of
+its server process (its connection's backend), and the time both spent runnable but
+waiting for a CPU: both make one round trip per insert, so on a busy machine their
+times differ by what they compute, while the waits for a CPU, which one round trip
+each costs alike, stretch both (and move from round to round).
+
 Then: catch-up (an instance that has read nothing yet reads ``n`` records another
 instance wrote, in its first operation), and 4 processes inserting ``n // 4`` keys each
 at once: no position lost or duplicated, every key there.
@@ -79,6 +86,8 @@ class Workload(Protocol):
 
     inserts: bool
     """Whether :meth:`insert` writes (else another workload's inserts are its keys)."""
+    backend: int | None
+    """The process id of the server process its inserts run on, if known."""
 
     def insert(self, keys: list[str], numbers: range) -> None: ...
     def get(self, keys: list[str]) -> None: ...
@@ -88,6 +97,7 @@ class StoreWorkload:
     """typedstore: ``store[key] = value`` and ``store[key]``."""
 
     inserts = True
+    backend: int | None = None
 
     def __init__(self, store: TypedStore[str, User]) -> None:
         self.store = store
@@ -108,6 +118,7 @@ class ReadingWorkload:
     the keys a :class:`StoreWorkload` of the same store inserted."""
 
     inserts = False
+    backend: int | None = None
 
     def __init__(self, store: TypedStore[str, User], per: int) -> None:
         self.store = store
@@ -131,6 +142,7 @@ class PsycopgWorkload:
 
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self.conn = conn
+        self.backend: int | None = conn.info.backend_pid
         conn.execute("CREATE TABLE raw_users (key text PRIMARY KEY, value jsonb NOT NULL)")
 
     def insert(self, keys: list[str], numbers: range) -> None:
@@ -148,28 +160,71 @@ class PsycopgWorkload:
             User.model_validate(row[0])
 
 
-def bench_interleaved(workloads: dict[str, Workload], n: int) -> dict[str, dict[str, float]]:
+def schedstat(backend: int) -> tuple[int, int, int] | None:
+    """Return the nanoseconds this process ran on a CPU, the nanoseconds server process
+    ``backend`` did, and those both waited, runnable, for a CPU, so far (Linux's
+    ``/proc/PID/schedstat``); None where they cannot be read."""
+    try:
+        counts = []
+        for pid in ("self", backend):
+            with open(f"/proc/{pid}/schedstat") as file:
+                ran, waited, _ = file.read().split()
+            counts.append((int(ran), int(waited)))
+    except (OSError, ValueError):
+        return None
+    (client_ran, client_waited), (server_ran, server_waited) = counts
+    return client_ran, server_ran, client_waited + server_waited
+
+
+CPU_KINDS = ("client CPU", "server CPU", "waiting for a CPU")
+
+
+def bench_interleaved(
+    workloads: dict[str, Workload], n: int
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Run each workload's inserts, then its gets, in ``ROUNDS`` turns; return the median
-    seconds per operation of each."""
+    seconds per operation of each, and for each inserting workload whose server process
+    is known the median seconds per insert of each of :data:`CPU_KINDS`."""
     keys = [f"k{number}" for number in range(n)]
     step = max(1, n // ROUNDS)
     times: dict[str, dict[str, list[float]]] = {
         name: {"insert": [], "get": []} for name in workloads
+    }
+    cpu: dict[str, dict[str, list[float]]] = {
+        name: {kind: [] for kind in CPU_KINDS}
+        for name, workload in workloads.items()
+        if workload.inserts and workload.backend is not None
     }
     for operation in ("insert", "get"):
         for first in range(0, n, step):
             part = keys[first : first + step]
             numbers = range(first, first + len(part))
             for name, workload in workloads.items():
+                backend = workload.backend
+                before = None
+                if operation == "insert" and name in cpu and backend is not None:
+                    before = schedstat(backend)
                 if operation == "insert":
                     seconds = timed(lambda: workload.insert(part, numbers))  # noqa: B023  # called at once
                 else:
                     seconds = timed(lambda: workload.get(part))  # noqa: B023  # called at once
                 times[name][operation].append(seconds / len(part))
-    return {
+                if name in cpu and operation == "insert":
+                    after = schedstat(backend) if backend is not None else None
+                    if before is None or after is None:
+                        del cpu[name]  # not readable here
+                        continue
+                    for kind, start, end in zip(CPU_KINDS, before, after, strict=True):
+                        cpu[name][kind].append((end - start) / 1e9 / len(part))
+    medians = {
         name: {operation: statistics.median(values) for operation, values in rows.items()}
         for name, rows in times.items()
     }
+    cpu_medians = {
+        name: {kind: statistics.median(values) for kind, values in rows.items()}
+        for name, rows in cpu.items()
+    }
+    return medians, cpu_medians
 
 
 def bench_sqlmodel(dsn: str, n: int) -> dict[str, float] | None:
@@ -256,6 +311,16 @@ def bench_processes(dsn: str, n: int) -> tuple[float, str]:
     return 4 * count / seconds, verdict
 
 
+def only_other_backend(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
+    """Return the process id of the one client backend other than ``conn``'s, or None
+    if there is not exactly one."""
+    found = conn.execute(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return int(str(found[0][0])) if len(found) == 1 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
@@ -269,12 +334,15 @@ def main() -> None:
             TypedStore.open(PostgresEngine(dsn, name="bench_store"), str, User) as users,
             psycopg.connect(dsn, autocommit=True) as conn,
         ):
+            store = StoreWorkload(users)
+            # The one other client's server process: the store's connection.
+            store.backend = only_other_backend(conn)
             workloads: dict[str, Workload] = {
-                "typedstore": StoreWorkload(users),
+                "typedstore": store,
                 "raw psycopg": PsycopgWorkload(conn),
                 **{f"reading() / {per}": ReadingWorkload(users, per) for per in PER_BLOCK},
             }
-            rows = bench_interleaved(workloads, args.n)
+            rows, cpu = bench_interleaved(workloads, args.n)
             inserting = {name for name, workload in workloads.items() if workload.inserts}
         sqlmodel = bench_sqlmodel(dsn, args.n)
         if sqlmodel is not None:
@@ -292,6 +360,10 @@ def main() -> None:
                 f"vs {name}: insert {row['insert'] / ours['insert']:.2f}x as fast, "
                 f"get {row['get'] / ours['get']:.1f}x as fast"
             )
+        if cpu:
+            print("per insert, median round, µs: " + ", ".join(CPU_KINDS))
+            for name, kinds in cpu.items():
+                print(f"  {name:16} " + " ".join(f"{kinds[kind] * 1e6:8.1f}" for kind in CPU_KINDS))
         for per in PER_BLOCK:
             block = rows[f"reading() / {per}"]["get"]
             ratios = ", ".join(f"{name} {row['get'] / block:.0f}x" for name, row in peers.items())

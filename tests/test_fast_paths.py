@@ -15,6 +15,7 @@ could change (docs/BENCHMARKS.md lists those speed-ups). One class per promise, 
 - ``TestPlainScalars``: plain keys and values skip pydantic, exactly as validated.
 - ``TestWritesThatSkipTheReadBack``: values whose dump is plain data read back as returned.
 - ``TestReadsSkipTheCopyOnlyForImmutableValues``: reads hand out held or copied values.
+- ``TestReplayShortPath``: runs of bare records replay as the general path replays them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typedstore import (
     SchemaMismatchError,
     StoreConfig,
     TypedStore,
+    _codec,
     _format,
     _fs,
 )
@@ -847,3 +849,254 @@ def bytes_held_after_a_thread_ran(write: Callable[[], None]) -> int:
         tracemalloc.stop()
         release.set()
         thread.join()
+
+
+# -- replay's short path ----------------------------------------------------------------------
+
+
+class Stamped(BaseModel):
+    """A mutable model holding a datetime, as replay's short path decodes the most."""
+
+    name: str
+    at: datetime.datetime
+    tags: list[str] = []
+
+
+class Aliased(BaseModel):
+    """A model stored by field name whose field has an alias: validated by name on replay."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    full_name: str = pydantic.Field(alias="fullName")
+
+
+class StrictPair(BaseModel):
+    """Strict, with a tuple field msgpack gives back as a list: replay must validate laxly."""
+
+    model_config = ConfigDict(strict=True)
+
+    pair: tuple[int, int]
+
+
+class Nested(BaseModel):
+    """A plain model holding a strict one: the strict config is found inside it."""
+
+    inner: StrictPair
+
+
+def _replayed(
+    path: Path, key_type: Any, value_type: Any, monkeypatch: pytest.MonkeyPatch, *, general: bool
+) -> object:
+    """Return what opening ``path`` gives: its items (with their types), or the error."""
+    with monkeypatch.context() as patch:
+        if general:  # every record through Declared.insert and Declared.remove
+            patch.setattr(_codec.Codec, "decoding", lambda self: None)
+        try:
+            with TypedStore.open(path, key_type, value_type, readonly=True) as store:
+                return [(key, type(key), value, type(value)) for key, value in store.items()]
+        except (CorruptLogError, SchemaMismatchError) as exc:
+            return type(exc), exc.offset, str(exc)
+
+
+def _both_ways(
+    path: Path, key_type: Any, value_type: Any, monkeypatch: pytest.MonkeyPatch
+) -> object:
+    """Return what an open gives, checking that the short path gives what the general one does."""
+    short = _replayed(path, key_type, value_type, monkeypatch, general=False)
+    assert short == _replayed(path, key_type, value_type, monkeypatch, general=True)
+    return short
+
+
+class TestReplayShortPath:
+    """Runs of bare records replay as record-by-record replay does (``Declared.apply_bare``)."""
+
+    def test_models_with_datetimes_removals_and_reinsertions(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Values, zones, order and removals come back as the general path gives them."""
+        zones = [datetime.UTC, TINY, datetime.timezone(datetime.timedelta(hours=-5)), None]
+        with TypedStore.open(log_path, str, Stamped) as store:
+            for index in range(3000):  # more than one run of bare records
+                at = datetime.datetime(2020, 1, 1, 12, 0, index % 60, tzinfo=zones[index % 4])
+                store[f"user:{index}" * (1 + index % 5)] = Stamped(name=f"n{index}", at=at)
+            for index in range(0, 3000, 7):
+                del store[f"user:{index}" * (1 + index % 5)]
+            store["user:14" * 5] = Stamped(name="back", at=datetime.datetime(2021, 1, 1))
+        items = _both_ways(log_path, str, Stamped, monkeypatch)
+        assert isinstance(items, list)
+        assert len(items) == 3000 - len(range(0, 3000, 7)) + 1
+        assert items[-1][0] == "user:14" * 5
+        assert {value.at.tzinfo for _, _, value, _ in items} == set(zones)
+
+    def test_plain_keys_and_values_of_other_types_in_the_log(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Stored data not exactly of the plain type (an int for a float, a bool key for an int
+        key, a non-UTF-8 str) takes the general path, whatever it then makes of it."""
+        with TypedStore.open(log_path, int, float) as store:
+            store[-(2**63)] = 1.5
+            store[2**64 - 1] = -0.0
+        append_frame(log_path, insert(7, 3))  # an int stored for a float
+        append_frame(log_path, insert(True, 2.5))  # a bool key for an int key
+        append_frame(log_path, _format.remove_body(msgpack.packb(2**64 - 1)))
+        items = _both_ways(log_path, int, float, monkeypatch)
+        assert items == [
+            (-(2**63), int, 1.5, float),
+            (7, int, 3.0, float),
+            (1, int, 2.5, float),
+        ]
+        append_frame(log_path, _format.insert_body(b"\xa2\xff\xfe", msgpack.packb(1.0)))
+        error = _both_ways(log_path, int, float, monkeypatch)
+        assert isinstance(error, tuple)
+        assert error[0] in (CorruptLogError, SchemaMismatchError)
+
+    def test_invalid_utf8_str_key_in_a_run_is_corrupt_at_its_offset(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with TypedStore.open(log_path, str, int) as store:
+            store["a"] = 1
+        offset = append_frame(log_path, _format.insert_body(b"\xa2\xff\xfe", msgpack.packb(1)))
+        append_frame(log_path, insert("b", 2))
+        error = _both_ways(log_path, str, int, monkeypatch)
+        assert isinstance(error, tuple)
+        assert error[:2] == (CorruptLogError, offset)
+
+    def test_values_that_fail_are_deferred_and_reported_only_if_live(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: set[str]
+    ) -> None:
+        allowed.update({"old", "new"})
+        with TypedStore.open(log_path, str, AllowedName) as store:
+            store["replaced"] = "old"
+            store["removed"] = "old"
+            store["live"] = "new"
+            store["replaced"] = "new"
+            del store["removed"]
+            store["kept"] = "old"
+        allowed.discard("old")
+        error = _both_ways(log_path, str, AllowedName, monkeypatch)
+        assert isinstance(error, tuple)
+        assert error[0] is SchemaMismatchError
+        assert "'kept'" in str(error[2])
+        allowed.add("old")
+        assert _both_ways(log_path, str, AllowedName, monkeypatch) == [
+            ("replaced", str, "new", str),
+            ("live", str, "new", str),
+            ("kept", str, "old", str),
+        ]
+
+    def test_data_msgpack_reads_only_another_way(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A map keyed by arrays and an unknown extension type replay as the general path has it."""
+        with TypedStore.open(log_path, str, Loose) as store:
+            store["tuple keys"] = Loose(data={(1, 2): "x"})
+        append_frame(
+            log_path,
+            insert("ext", {"data": msgpack.ExtType(42, b"raw")}),
+        )
+        items = _both_ways(log_path, str, Loose, monkeypatch)
+        assert isinstance(items, list)
+        assert [key for key, *_ in items] == ["tuple keys", "ext"]
+
+    @pytest.mark.parametrize(
+        ("value_type", "value"),
+        [
+            (Aliased, Aliased(full_name="Ada")),
+            (StrictPair, StrictPair(pair=(1, 2))),
+            (Nested, Nested(inner=StrictPair(pair=(3, 4)))),
+            (Stamped, Stamped(name="a", at=datetime.datetime(2020, 1, 1))),
+        ],
+    )
+    def test_types_whose_decoding_options_matter_replay(
+        self, log_path: Path, monkeypatch: pytest.MonkeyPatch, value_type: Any, value: BaseModel
+    ) -> None:
+        """Validated laxly and by field name, as without the short path, with or without
+        the options the type needs."""
+        with TypedStore.open(log_path, str, value_type) as store:
+            store["k"] = value
+        assert _both_ways(log_path, str, value_type, monkeypatch) == [("k", str, value, value_type)]
+
+    @pytest.mark.parametrize(
+        ("value_type", "matters"),
+        [
+            (Stamped, False),
+            (int, False),
+            (list[Stamped], False),
+            (Aliased, True),
+            (StrictPair, True),
+            (Nested, True),
+            (Annotated[int, pydantic.Strict()], True),
+            (dict[str, Aliased], True),
+        ],
+    )
+    def test_decoding_options_are_passed_where_they_may_matter(
+        self, value_type: Any, matters: bool
+    ) -> None:
+        schema = pydantic.TypeAdapter(value_type).core_schema
+        assert _codec.decoding_options_matter(schema) is matters
+
+
+def _bare_run(buf: bytes, offset: int, limit: int) -> tuple[list[int], int]:
+    """Return what ``_format.bare_records`` returns, found with read_frame and decode_body."""
+    found: list[int] = []
+    while limit and len(buf) - offset >= 17:
+        end = _format.read_frame(buf, offset)
+        if end == -1:
+            break
+        body = _format.frame_body(buf, offset, end)
+        try:
+            ops = _format.decode_body(body)
+        except _format.FormatError:
+            break
+        if body[0] == _format.RecordKind.INSERT:
+            found += (offset, end - len(ops[0].value or b""), end)
+        elif body[0] == _format.RecordKind.REMOVE:
+            found += (offset, 0, end)
+        else:
+            break
+        offset = end
+        limit -= 1
+    return found, offset
+
+
+class TestBareRecords:
+    """``_format.bare_records`` finds what the general frame reading finds, however damaged."""
+
+    def test_every_cut_and_every_flipped_byte(self) -> None:
+        header = _format.encode_header(b"\x80")
+        bodies = [
+            insert("a", 1),
+            _format.remove_body(msgpack.packb("a")),
+            insert("key", [1, 2]),
+            _format.batch_body([insert("b", 2)]),
+            insert("c", 3),
+            _format.remove_body(msgpack.packb(7)),
+        ]
+        log = header
+        for body in bodies:
+            log += _format.encode_frame(body, len(log))
+        cases = [log[:cut] for cut in range(len(header), len(log) + 1)]
+        for index in range(len(header), len(log)):
+            for flip in (0x01, 0x80):
+                damaged = bytearray(log)
+                damaged[index] ^= flip
+                cases.append(bytes(damaged))
+        for buf in cases:
+            for limit in (1, 2, 100):
+                assert _format.bare_records(buf, len(header), 0, limit) == _bare_run(
+                    buf, len(header), limit
+                )
+        found, stop = _format.bare_records(log, len(header), 0, 100)
+        assert len(found) == 3 * 3  # three frames, three numbers each
+        assert stop == len(header) + sum(len(body) + 12 for body in bodies[:3])
+
+    def test_an_insert_with_an_impossible_key_length_ends_the_run(self) -> None:
+        header = _format.encode_header(b"\x80")
+        log = header + _format.encode_frame(insert("a", 1), len(header))
+        stop = len(log)
+        for key_length in (0, 2, 100):
+            body = b"\x01" + key_length.to_bytes(4, "little") + msgpack.packb("a")
+            bad = log + _format.encode_frame(body, stop)
+            found, end = _format.bare_records(bad, len(header), 0, 100)
+            assert (len(found), end) == (3, stop)
+            assert _bare_run(bad, len(header), 100) == (found, end)

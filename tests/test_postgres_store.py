@@ -441,6 +441,44 @@ class TestRoundTrips:
             assert dict(store) == {"a": 1, "b": 2, "c": 3}
         assert rows(engine.dsn, "users_log") == 4  # the header and three records
 
+    @pytest.mark.parametrize("operation", ["write", "read"])
+    def test_a_psycopg_error_from_the_prepared_call_drops_the_connection(
+        self, engine: PostgresEngine, operation: str
+    ) -> None:
+        """psycopg's own error from the fast path's libpq call (its connection closed under
+        it) drops the connection: a write raises ``ConnectionError`` naming the server,
+        having written nothing; a read, which changes nothing, asks again on a new
+        connection. Later calls use the new one."""
+
+        class Refusing:
+            def __init__(self, pgconn: Any) -> None:
+                self.pgconn = pgconn
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.pgconn, name)
+
+            def exec_prepared(self, *args: Any) -> Any:
+                raise psycopg.OperationalError("the connection is closed")
+
+        with TypedStore.open(engine, str, int) as store:
+            store["a"] = 1
+            own = store._core._engine
+            assert isinstance(own, PostgresEngine)
+            connection = own._conn
+            assert connection is not None
+            connection.pgconn = Refusing(connection.pgconn)  # type: ignore[assignment]  # a stand-in
+            if operation == "write":
+                with pytest.raises(ConnectionError, match=r"PostgreSQL at .*store 'users'"):
+                    store["b"] = 2
+            else:
+                assert store.get("a") == 1
+            assert connection.closed
+            assert own._conn is not connection
+            store["c"] = 3
+            assert dict(store) == {"a": 1, "c": 3}
+        with TypedStore.open(engine, str, int) as store:
+            assert dict(store) == {"a": 1, "c": 3}
+
 
 class TestSeveralProcesses:
     """Instances in processes of their own, each its own connection, writing at once."""

@@ -321,7 +321,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         if self._index_hook is None:  # _put's first case, inlined: the commonest write
-            self._core._write(self, (self._codec.encode_write(key, value),))
+            self._core._write_one(self, self._codec.encode_write(key, value))
         else:
             self._put(key, value)
 
@@ -329,13 +329,13 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         hook = self._index_hook
         if hook is None:
-            return self._core._write(self, (codec.encode_write(key, value),))[0]
+            return self._core._write_one(self, codec.encode_write(key, value))
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
         write = (validated_key, key_bytes, blob if self._copies else validated, blob)
         hook.given = (blob, validated)  # the indexes need not decode the value again
         try:
-            return self._core._write(self, (write,))[0]
+            return self._core._write_one(self, write)
         finally:
             hook.given = None
 
@@ -416,7 +416,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec = self._codec
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
         compact = not codec.canonical_keys and not codec.finds(stored_key, key_bytes)
-        return self._core._write(self, ((stored_key, key_bytes, None, None),), compact=compact)[0]
+        return self._core._write_one(self, (stored_key, key_bytes, None, None), compact=compact)
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""
@@ -439,6 +439,12 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         codec, copies = self._codec, self._copies
         # With a default, modify may insert: the key is validated as for any write.
         found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
+        # A key not equal to itself (a NaN from an older log) compacts: see _write.
+        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
+        if default is MISSING and found is not None:  # the commonest: no closure, no list
+            done = self._core._modify_one(self, key, found, fn, compact)
+            if done is not MISSING:  # else the store takes the general path, below
+                return done  # type: ignore[return-value]  # fn's value, validated as a V
         result: list[V] = []
 
         def stage(table: Table[K]) -> tuple[Write[K]]:
@@ -452,8 +458,6 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
             result.append(validated)
             return ((found[0], found[1], blob if copies else validated, blob),)
 
-        # A key not equal to itself (a NaN from an older log) compacts: see _write.
-        compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
         self._core._write(self, stage, compact=compact)
         # Memory keeps the bytes of a mutable value, so ``validated`` is the caller's; the
         # last: ``stage`` runs again when a write on PostgreSQL finds the log grew.

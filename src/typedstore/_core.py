@@ -3,7 +3,10 @@
 A ``Core`` is what one open log shares with its collections: the lock, the writer,
 the catalog (docs/FORMAT.md, "Collections") and the state of each collection. Every
 write, of any collection, single or a transaction's batch, goes through
-:meth:`Core._write` or :meth:`Core._commit`. :class:`Database` is the public face of a
+:meth:`Core._write` or :meth:`Core._commit`, except the commonest: a lone insert,
+removal or ``modify`` of an exclusive store with nothing else under way, which
+:meth:`Core._write_one` and :meth:`Core._modify_one` do in fewer steps, writing the
+same bytes. :class:`Database` is the public face of a
 core holding named collections; ``TypedStore`` (``_store``) is a core holding one.
 """
 
@@ -174,6 +177,10 @@ class Core:
             # Every write, from any collection, takes the writer lock first. An instance
             # attribute, so that an exclusive core's writes pay no test for it.
             self._write = self._write_shared  # type: ignore[method-assign]
+        if pg is not None or self.shared:
+            # Their writes take the writer lock, or retry: only through _write.
+            self._write_one = self._write_one_general  # type: ignore[method-assign]
+            self._modify_one = self._modify_one_general  # type: ignore[method-assign]
         self._txn_thread: int | None = None
         self._phase = _IDLE
         self.unlocked_keys: Container[type] = (
@@ -198,6 +205,10 @@ class Core:
         self._skip_auto_compact_below = config.min_compact_bytes
         """No automatic compaction below this size: the policy's minimum, or more after
         a compaction failed. Checked first, so that most writes skip the policy."""
+        self._policy_from = self._policy_until = 0
+        """While the log holds from ``_policy_from`` up to (not including)
+        ``_policy_until`` records, the policy cannot be due (see :meth:`_after_write`):
+        the short write path (:meth:`_write_one`) does not ask it."""
         self._single = single
         """Whether this core keeps one collection (a TypedStore) rather than named ones."""
         self.catalog = Catalog((), single=single)
@@ -1064,6 +1075,143 @@ class Core:
             finally:
                 self._phase = _IDLE
 
+    def _write_one(
+        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+    ) -> Stored:
+        """Write one insert or removal, as ``_write(collection, (write,), compact=compact)``
+        does; return what it replaced (MISSING where nothing).
+
+        The commonest write (an exclusive store, no transaction open, no hook, nothing
+        in progress in this thread) is done here, in as few calls as it can be: a lone
+        write runs no user code once validated, so it goes straight to its append. Any
+        other takes ``_write``, which also raises the error that applies. Shared cores
+        take ``_write`` always (``_write_one_general``).
+        """
+        with self.lock:
+            log = self._log
+            if (
+                log is None
+                or self._phase is not _IDLE
+                or self.is_closed
+                or log.failure is not None
+                or self._txn_thread is not None
+                or collection._hooks
+            ):
+                return self._write(collection, (write,), compact=compact)[0]
+            # From here to the end, a write from a signal handler is refused (_REENTERED).
+            self._phase = _APPENDING
+            try:
+                # _append_one, inlined: a call less on the path of every insert and removal.
+                table = collection._table
+                key, given, stored, blob = write
+                if blob is None and key not in table.entries:
+                    return MISSING  # the removal of an absent key writes nothing
+                key_bytes = table._key_bytes  # table.record_key, inlined
+                named = given if key_bytes is None else key_bytes.get(key, given)
+                records = log.total_records
+                try:
+                    size = log.append_operation(collection._head, named, blob)
+                    previous = table.pop(key) if blob is None else table.put(key, named, stored)
+                except BaseException:
+                    if log.total_records != records:  # in the log: memory follows (_append)
+                        table.settle((write,), (named,))
+                    raise
+                if compact or (
+                    size >= self._skip_auto_compact_below
+                    and not self._policy_from <= log.total_records < self._policy_until
+                ):
+                    self._after_write(log, compact)
+                return previous
+            finally:
+                self._phase = _IDLE
+
+    def _modify_one(
+        self,
+        collection: Collection[Any, Any],
+        key: object,
+        found: tuple[Any, bytes],
+        fn: Callable[[Any], Any],
+        compact: bool,
+    ) -> object:
+        """Replace the value of the present key ``found`` (validated, and its bytes) by
+        ``fn`` of a copy of it, as ``modify`` does through ``_write``; return the new value.
+
+        ``modify``'s commonest case (no default), on the terms of :meth:`_write_one`:
+        returns MISSING, having done nothing, where those do not hold, and ``modify``
+        then takes ``_write``. Raises KeyError(``key``) for an absent key.
+        """
+        with self.lock:
+            log = self._log
+            if (
+                log is None
+                or self._phase is not _IDLE
+                or self.is_closed
+                or log.failure is not None
+                or self._txn_thread is not None
+                or collection._hooks
+            ):
+                return MISSING
+            self._phase = _USER_CODE  # fn and validators may run: see _write
+            try:
+                stored = collection._table.entries.get(found[0], MISSING)
+                if stored is MISSING:
+                    raise KeyError(key)
+                codec, copies = collection._codec, collection._copies
+                # thaw and freeze, inlined: what memory keeps is the bytes when values copy
+                validated, blob = codec.encode_value(fn(codec.thaw(stored) if copies else stored))
+                if self.is_closed or self._log is not log:  # closed by that user code
+                    raise StoreClosedError(f"{self.path}: the store was closed during a write")
+                self._phase = _APPENDING
+                write = (found[0], found[1], blob if copies else validated, blob)
+                self._append_one(log, collection, write, compact)
+                return validated
+            finally:
+                self._phase = _IDLE
+
+    def _append_one(
+        self, log: Log, collection: Collection[Any, Any], write: Write[Any], compact: bool
+    ) -> Stored:
+        """Append one write as one record and apply it to memory, as ``_append`` does,
+        then compact if asked or due: :meth:`_modify_one`'s, and :meth:`_write_one`'s,
+        which has it inlined."""
+        table = collection._table
+        key, given, stored, blob = write
+        if blob is None and key not in table.entries:
+            return MISSING  # the removal of an absent key writes nothing
+        key_bytes = table._key_bytes  # table.record_key, inlined
+        named = given if key_bytes is None else key_bytes.get(key, given)
+        records = log.total_records
+        try:
+            size = log.append_operation(collection._head, named, blob)
+            previous = table.pop(key) if blob is None else table.put(key, named, stored)
+        except BaseException:
+            if log.total_records != records:  # in the log: memory follows (see _append)
+                table.settle((write,), (named,))
+            raise
+        if compact or (
+            size >= self._skip_auto_compact_below
+            and not self._policy_from <= log.total_records < self._policy_until
+        ):
+            self._after_write(log, compact)
+        return previous
+
+    def _write_one_general(
+        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+    ) -> Stored:
+        """:meth:`_write_one` by way of ``_write``: a shared core's."""
+        return self._write(collection, (write,), compact=compact)[0]
+
+    def _modify_one_general(
+        self,
+        collection: Collection[Any, Any],
+        key: object,
+        found: tuple[Any, bytes],
+        fn: Callable[[Any], Any],
+        compact: bool,
+    ) -> object:
+        """:meth:`_modify_one` of a shared core: always by way of ``_write``."""
+        return MISSING
+
     def _append(
         self, log: Log, collection: Collection[Any, Any], writes: Sequence[Write[Any]]
     ) -> list[Stored]:
@@ -1117,11 +1265,17 @@ class Core:
     def _after_write(self, log: Log, compact: bool) -> None:
         """Compact when asked or the policy says so; a failure is logged, never fails the write."""
         size = log.size
-        if not compact and (
-            size < self._skip_auto_compact_below
-            or not _compact.is_due(self.config, size, log.total_records, self._live())
-        ):
-            return
+        if not compact:
+            if size < self._skip_auto_compact_below:
+                return
+            total, live = log.total_records, self._live()
+            if not _compact.is_due(self.config, size, total, live):
+                if self._engine is None:  # records of other processes are not counted here
+                    self._policy_from = total
+                    self._policy_until = total + _compact.records_before_due(
+                        self.config, total, live
+                    )
+                return
         try:
             self._compact_locked(log)
         except StaleLogError:

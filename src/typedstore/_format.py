@@ -120,6 +120,32 @@ def encode_frame(body: bytes, offset: int) -> bytes:
     return _pack_u32(_crc32(tail, _crc32(_pack_u64(offset)))) + tail + body
 
 
+def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -> bytes:
+    """Return the frame :func:`encode_frame` makes at ``offset`` of ``head`` (a collection
+    record's head, or nothing) followed by the insert body of ``key`` and ``value``, or the
+    remove body of ``key`` when ``value`` is None: a single write's record, in one call.
+
+    The record every single write appends, so the bodies and the frame are built here
+    without a call each. Raises ``EncodingError`` when the body exceeds ``MAX_RECORD_BYTES``.
+    """
+    if value is None:
+        body = head + b"\x02" + key  # remove_body's
+    else:
+        body = head + _pack_insert_head(_INSERT, len(key)) + key + value  # insert_body's
+    length = len(body)
+    if length > MAX_RECORD_BYTES:
+        raise _record_too_large(length)
+    crc = _crc32(body)
+    # The head's checksum covers the offset's bytes, then length and body checksum: one
+    # CRC of the three packed together is the same number as encode_frame's seeded one.
+    return _pack_frame_head(_crc32(_pack_covered(offset, length, crc)), length, crc) + body
+
+
+_pack_frame_head = _FRAME_HEAD.pack
+_pack_covered = struct.Struct("<QII").pack
+"""The offset, length and body checksum: what a frame head's checksum covers, in order."""
+
+
 def frame_parts(body: list[bytes], offset: int) -> list[bytes]:
     """Return the frame :func:`encode_frame` makes of the concatenated ``body``, as parts.
 
@@ -202,6 +228,65 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     if _crc32(view[body:end]) != body_crc:
         return -1
     return end
+
+
+def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[list[int], int]:
+    """Return the run of valid frames from ``offset`` on that hold bare inserts and removes
+    written under schema ``generation``, and the offset where the run ends.
+
+    The most common records, read in a run at a time: at most ``limit`` frames, as a flat
+    list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
+    ``split`` where an insert's value starts (its key is ``buf[offset + 17 : split]``),
+    or 0 for a removal (its key is ``buf[offset + 13 : end]``). The run ends at the first
+    frame that is not valid (see :func:`read_frame`), holds any other record (a bare
+    insert with an impossible key length included) or starts fewer than 17 bytes before
+    the end of ``buf``: :func:`read_frame` and :func:`decode_body` read that one, and say
+    what is wrong with it, if anything is.
+    """
+    found: list[int] = []
+    size = len(buf)
+    view = memoryview(buf)
+    insert, remove = _INSERT | generation << 3, _REMOVE | generation << 3
+    unpack_head, crc32, pack_checked = _FRAME_HEAD_INSERT.unpack_from, _crc32, _HEAD_CHECKED.pack
+    # A frame with fewer bytes left than an insert's head is left to the caller, as the
+    # last of a log may be: reading it takes one unpack per frame here, not two.
+    last = size - _FRAME_HEAD_INSERT.size
+    while limit and offset <= last:
+        # read_frame's and _insert_split's checks, inlined: this runs once per record on
+        # every open. The key length of a removal is bytes of its key, and unused.
+        crc, length, body_crc, kind, key_len = unpack_head(buf, offset)
+        start = offset + FRAME_OVERHEAD
+        end = start + length
+        if kind == insert:
+            split = start + 5 + key_len
+            if key_len == 0 or split >= end:
+                break
+        elif kind == remove and length > 1:
+            split = 0
+        else:  # any other record is left before its checksums are computed
+            break
+        if (
+            end > size
+            or length > MAX_RECORD_BYTES
+            # The bytes the head's checksum covers, packed from the head's own fields.
+            or crc32(pack_checked(offset, length, body_crc)) != crc
+            or crc32(view[start:end]) != body_crc
+        ):
+            break
+        found += (offset, split, end)
+        offset = end
+        limit -= 1
+    return found, offset
+
+
+_FRAME_HEAD_INSERT = struct.Struct("<IIIBI")
+"""A frame's head, then an insert body's kind and key length."""
+_HEAD_CHECKED = struct.Struct("<QII")
+"""What a head's checksum covers: the frame's offset, then its body length and checksum."""
+INSERT_KEY = FRAME_OVERHEAD + 5
+"""Where a bare insert's key starts in its frame."""
+REMOVE_KEY = FRAME_OVERHEAD + 1
+"""Where a bare removal's key starts in its frame."""
 
 
 def find_next_frame(buf: bytes, offset: int) -> int:

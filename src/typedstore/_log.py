@@ -9,6 +9,7 @@ from . import _format
 from ._config import StoreConfig
 from ._errors import StoreFailedError
 from ._file_engine import FileEngine
+from ._records import LARGE_BODY, operation_record
 
 
 class Log:
@@ -23,6 +24,11 @@ class Log:
     (``file``): the compare of ``FileEngine.append`` would only cost every write a check
     that cannot fail, and buffering needs the file's own cut-back on errors.
     """
+
+    _direct = False
+    """Whether a record goes straight to the file, and nowhere else: write-through with
+    no fsync per record (see :meth:`append_operation`). False for subclasses that do
+    not call this ``__init__`` (``PgLog``)."""
 
     def __init__(
         self, engine: FileEngine, config: StoreConfig, total_records: int, generation: int = 0
@@ -40,6 +46,7 @@ class Log:
         """The error of an fsync that failed, after which the log refuses writes."""
         self.pending_schema: bytes | None = None
         """Metadata of a schema record to write before the next record, if the types changed."""
+        self._direct = config.write_through and not config.sync_on_write
 
     @property
     def size(self) -> int:
@@ -102,6 +109,39 @@ class Log:
                 with contextlib.suppress(OSError):
                     self.file.truncate(self.file.size)
             raise
+
+    def append_operation(self, head: bytes, key: bytes, value: bytes | None) -> int:
+        """Append the record of one insert (``value`` set) or removal, as :meth:`append`
+        appends ``_records.operation_record(head, key, value)``; return the log's size after.
+
+        The same promises as :meth:`append`. Every single write takes this way: the
+        commonest case (written straight to the file, generation 0, no schema record
+        pending, a value not large) is framed and written in two calls.
+        """
+        if (
+            not self._direct
+            or self.generation
+            or self.pending_schema is not None
+            or self.failure is not None
+            or (value is not None and len(value) >= LARGE_BODY)
+        ):
+            self.append(operation_record(head, key, value), 1)
+            return self.size
+        file = self.file
+        before = file.size
+        total = self.total_records + 1
+        try:
+            file.append(_format.operation_frame(head, key, value, before))
+            self.total_records = total
+        except BaseException:
+            # As in append: in the log exactly when the file grew, and then counted.
+            if file.size != before:
+                self.total_records = total
+            else:  # not in the log: cut bytes written but not yet counted by the file
+                with contextlib.suppress(OSError):
+                    file.truncate(before)
+            raise
+        return file.size
 
     def append_schema(self, meta: bytes) -> None:
         """Append a schema record alone, opening the next generation, and fsync it.

@@ -45,6 +45,9 @@ _COMMAND_OK, _TUPLES_OK, _FATAL_ERROR, _CONNECTION_OK = 1, 2, 7, 0
 :meth:`PostgresEngine._run_prepared` an import)."""
 _SQLSTATE = 67
 """libpq's PG_DIAG_SQLSTATE, ``ord("C")``: the field of an error result naming its kind."""
+_SUCCEEDED = (_COMMAND_OK, _TUPLES_OK)
+_BINARY = [(1,) * count for count in range(4)]
+"""The formats of a prepared statement's ``count`` parameters: all binary."""
 
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 """A store name: a lower-case SQL identifier short enough for its tables' suffixes."""
@@ -525,22 +528,32 @@ class PostgresEngine:
 
     @contextlib.contextmanager
     def _translating(self) -> Iterator[None]:
-        """Turn psycopg's connection and privilege errors into the builtin ones.
+        """Turn psycopg's connection and privilege errors into the builtin ones
+        (:meth:`_translated`); the engine connects again next time."""
+        try:
+            yield
+        except Exception as exc:
+            error = self._translated(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translated(self, exc: Exception) -> OSError | None:
+        """Return the builtin error for psycopg's ``exc``, or None to let it through.
 
         A lost or refused connection is ``ConnectionError`` (an ``OSError``, as the file
-        engine's I/O errors are) naming the server; the engine connects again next time.
-        A role that may not create or use the tables gets ``PermissionError``.
+        engine's I/O errors are) naming the server, and the connection is dropped. A
+        role that may not create or use the tables gets ``PermissionError``.
         """
         import psycopg
         from psycopg import errors
 
-        try:
-            yield
-        except errors.InsufficientPrivilege as exc:
-            raise PermissionError(f"{self.where()}: {exc}".strip()) from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return PermissionError(f"{self.where()}: {exc}".strip())
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
             self._drop_connection()
-            raise ConnectionError(f"{self.where()}: {exc}".strip()) from exc
+            return ConnectionError(f"{self.where()}: {exc}".strip())
+        return None
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -584,30 +597,39 @@ class PostgresEngine:
         Raise ``ConnectionError`` if the connection was lost: a write may or may not
         have landed.
         """
-        conn = self._connection()
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._connection()
         if self._prepared_on is not conn:
             self._prepared, self._prepared_on = {}, conn
         self._enter()
         try:
             self._busy = True  # as in _execute
-            with self._translating(), conn.lock:
-                pgconn = conn.pgconn
-                name = self._prepared.get(text)
-                if name is None:
-                    self._names += 1
-                    name = b"typedstore_%d" % self._names
-                    prepared = pgconn.prepare(name, self._sql(text), types)
-                    if prepared.status != _COMMAND_OK:
-                        self._failed(conn)
-                        return None
-                    self._prepared[text] = name
-                result = pgconn.exec_prepared(name, params, [1] * len(params), 1)
-                if result.status != _COMMAND_OK and result.status != _TUPLES_OK:
-                    if result.error_field(_SQLSTATE) == _UNIQUE_VIOLATION:
-                        return result  # nothing written; the statement stays prepared
-                    self._failed(conn)
-                    return None
+            # No _translating here: its generator costs as much as the rest of this call.
+            try:
+                with conn.lock:
+                    pgconn = conn.pgconn
+                    name = self._prepared.get(text)
+                    if name is None:
+                        self._names += 1
+                        name = b"typedstore_%d" % self._names
+                        prepared = pgconn.prepare(name, self._sql(text), types)
+                        if prepared.status != _COMMAND_OK:
+                            self._failed(conn)
+                            return None
+                        self._prepared[text] = name
+                    result = pgconn.exec_prepared(name, params, _BINARY[len(params)], 1)
+            except Exception as exc:  # psycopg's, for a connection closed under it
+                error = self._translated(exc)
+                if error is None:
+                    raise
+                raise error from exc
+            if result.status in _SUCCEEDED:
                 return result
+            if result.error_field(_SQLSTATE) == _UNIQUE_VIOLATION:
+                return result  # nothing written; the statement stays prepared
+            self._failed(conn)
+            return None
         finally:
             self._busy = False
 

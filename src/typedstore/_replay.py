@@ -23,6 +23,8 @@ from ._errors import CorruptLogError, SchemaMismatchError, StoreError
 from ._scan import Damage, FrameScanner, Verdict, open_header, verdict
 from ._types import MISSING, K, RecoveryMode, V
 
+_INSERT_KEY, _REMOVE_KEY = _format.INSERT_KEY, _format.REMOVE_KEY
+
 logger = logging.getLogger("typedstore")
 
 
@@ -181,43 +183,77 @@ class Replayer:
         had to wait are settled by the caller (``Declared.settle``), once it knows the
         collections are the ones it wants."""
         buf, path = self.buf, self.path
-        meta, end = open_header(path, buf)
+        meta, start = open_header(path, buf)
         self._enter_catalog(meta, 0)
-        frames = FrameScanner(path, buf, end, mode, tail_bound)
-        lone_insert, trail, inserts = _format.lone_insert, self.trail, self.inserts
-        count = 0
+        frames = FrameScanner(path, buf, start, mode, tail_bound)
         with collector_paused():
-            for offset, end in frames:
-                insert = lone_insert(buf, offset, end, trail.generation)
-                if insert is None:
-                    self._read_record(offset, end)
-                else:
-                    collection, key, blob = insert
-                    read = inserts.get(collection)
-                    if read is None:
-                        self._no_collection(collection, offset)
-                    else:
-                        read(key, blob, offset)
-                    count += 1
+            end = self._walk(frames, start)
         assert self.catalog is not None
         return Replay(
             self.states,
             self.catalog,
             self.next_id,
-            self.total + count,
-            trail.generation,
+            self.total,
+            self.trail.generation,
             end,
             frames.damage,
             frames.torn_tail,
         )
+
+    def _walk(self, frames: FrameScanner, offset: int) -> int:
+        """Apply the frames from ``offset`` on, reporting damage to ``frames``; return the
+        end of the last valid frame (``offset`` if there is none).
+
+        Runs of bare inserts and removes, the common records, are read by
+        ``_format.bare_records`` and applied a run at a time by their collection's
+        ``apply_bare``; every other frame, or damage, one at a time.
+        """
+        buf, trail = self.buf, self.trail
+        size, view = len(buf), memoryview(buf)
+        bare_records, read_frame = _format.bare_records, _format.read_frame
+        end = offset
+        tag = trail.generation << 3
+        while offset < size:
+            # A frame whose (unchecked) kind byte says bare insert or removal of this
+            # generation starts a run; bare_records checks it, and stops where the run ends.
+            kind_at = offset + _format.FRAME_OVERHEAD
+            if kind_at < size and (buf[kind_at] ^ tag) in _BARE:
+                found, offset = bare_records(buf, offset, trail.generation, _RUN)
+                if found:
+                    state = self.states.get(0)
+                    if state is None:
+                        self._no_collection(0, found[0])
+                    else:
+                        state.apply_bare(buf, found)
+                    self.total += len(found) // 3
+                    end = offset
+                    continue
+            frame_end = read_frame(buf, offset, view)
+            if frame_end == -1:
+                offset = frames.step_over_damage(offset)
+            else:
+                self._read_record(offset, frame_end)
+                end = offset = frame_end
+                tag = trail.generation << 3
+        return end
 
     def _no_collection(self, collection: int, offset: int) -> None:
         reason = _format.FormatError(_NO_COLLECTION.format(collection))
         raise _undecodable(self.path, offset, reason)
 
     def _read_record(self, offset: int, end: int) -> None:
-        """Apply any other record: a schema record, a removal, a batch, a collection's."""
-        self._apply_body(_format.frame_body(self.buf, offset, end), offset)
+        """Apply any other record: a schema record, a batch, a collection's."""
+        insert = _format.lone_insert(self.buf, offset, end, self.trail.generation)
+        if insert is None:
+            self._apply_body(_format.frame_body(self.buf, offset, end), offset)
+            return
+        collection, key, blob = insert
+        read = self.inserts.get(collection)
+        if read is None:
+            self._no_collection(collection, offset)
+        else:
+            read(key, blob, offset)
+        self.total += 1
 
     def _apply_body(self, body: memoryview, offset: int) -> None:
         """Apply the record ``body``, found at byte ``offset``: any kind of record."""
@@ -339,6 +375,10 @@ def generation_at(path: Path, buf: bytes) -> int:
 
 
 _NO_COLLECTION = "a record of collection {}, which the catalog does not list"
+_BARE = (int(_format.RecordKind.INSERT), int(_format.RecordKind.REMOVE))
+_RUN = 1024
+"""The most frames ``_format.bare_records`` reads in one run: what the list of a run holds
+stays small however large the log."""
 
 
 class Kept:
@@ -357,6 +397,15 @@ class Kept:
         """Apply a lone insert."""
         assert self.segment is not None
         self.entries[key] = (blob, offset, self.segment)
+
+    def apply_bare(self, buf: bytes, found: list[int]) -> None:
+        """Apply a run of bare inserts and removes (see ``_format.bare_records``)."""
+        runs = iter(found)
+        for offset, split, end in zip(runs, runs, runs, strict=True):
+            if split:
+                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], offset)
+            else:
+                self.entries.pop(buf[offset + _REMOVE_KEY : end], None)
 
     def decode(self, key: bytes, blob: bytes | None) -> object:
         """Return what :meth:`apply` needs of an operation's key: its bytes."""
@@ -415,6 +464,105 @@ class Declared(Generic[K, V]):
         except RecordDecodeError as exc:
             raise _undecodable(self.path, offset, exc) from exc
         self._put(self._valid_key(key_data, offset), key_data, blob, data, offset)
+
+    def apply_bare(self, buf: bytes, found: list[int]) -> None:
+        """Apply a run of bare inserts and removes (see ``_format.bare_records``).
+
+        What :meth:`insert` and :meth:`remove` do for each, with their calls inlined
+        where the record allows: a key of exactly the plain key type, which is then valid
+        as it is decoded and cannot merge with another, under the schema of this open. Any
+        other record, and any that fails to decode, goes through them, which also say
+        what is wrong with it.
+        """
+        decoding = self.codec.decoding() if self.current else None
+        if decoding is None:
+            self._apply_each(buf, found)
+            return
+        plain_key, plain_value, validate, copies_values, unpack_raw, ext_hook = decoding
+        entries, deferred, sources, values, keep = (
+            self.entries,
+            self.deferred,
+            self.sources,
+            self.values,
+            self.keep,
+        )
+        str_keys = plain_key is str
+        # Checked to be exactly the plain key type (K) before use, as the value is (V)
+        # or validated: Any, since a cast per record would cost a call.
+        key: Any
+        value: Any
+        runs = iter(found)
+        for offset, split, end in zip(runs, runs, runs, strict=True):
+            start = offset + _INSERT_KEY if split else offset + _REMOVE_KEY
+            stop = split or end
+            # Codec.decode_key, inlined: its short way for a str key, else msgpack's own.
+            try:
+                if str_keys and 0 < stop - start <= 32 and buf[start] == 0x9F + stop - start:
+                    key = buf[start + 1 : stop].decode()
+                else:
+                    key = unpack_raw(buf[start:stop])
+            except Exception:  # reported by insert or remove
+                key = MISSING
+            if type(key) is not plain_key or sources:
+                if split:
+                    self.insert(buf[start:split], buf[split:end], offset)
+                else:
+                    self.remove(buf[start:end], offset)
+                continue
+            if not split:  # _remove's
+                entries.pop(key, None)
+                if values is not None:
+                    values.pop(key, None)
+                if deferred:
+                    deferred.pop(key, None)
+                continue
+            blob = buf[split:end]
+            if plain_value is None:
+                try:  # Codec.decode_value's, as Decoding.unpack says
+                    data = unpack_raw(blob, strict_map_key=False, ext_hook=ext_hook)
+                except Exception:  # reported, or read another way, by insert
+                    self.insert(buf[start:split], blob, offset)
+                    continue
+                try:  # _put's
+                    value = validate(data)
+                    if values is not None:
+                        values[key] = value if keep is None else keep(value)
+                except Exception:  # raised again at the end if the value is still live
+                    self._defer(key, blob, offset)
+                    continue
+            else:
+                try:
+                    value = unpack_raw(blob)
+                except Exception:  # reported by insert
+                    value = MISSING
+                if type(value) is not plain_value:  # validated, or reported, by insert
+                    self.insert(buf[start:split], blob, offset)
+                    continue
+                if values is not None:
+                    try:
+                        values[key] = value if keep is None else keep(value)
+                    except Exception:  # raised again at the end if the value is still live
+                        self._defer(key, blob, offset)
+                        continue
+            entries[key] = blob if copies_values else value
+            if deferred:
+                deferred.pop(key, None)
+
+    def _apply_each(self, buf: bytes, found: list[int]) -> None:
+        runs = iter(found)
+        for offset, split, end in zip(runs, runs, runs, strict=True):
+            if split:
+                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], offset)
+            else:
+                self.remove(buf[offset + _REMOVE_KEY : end], offset)
+
+    def remove(self, key: bytes, offset: int) -> None:
+        """Apply a lone removal of the schema in force."""
+        try:
+            key_data = self.codec.decode_key(key)
+        except RecordDecodeError as exc:
+            raise _undecodable(self.path, offset, exc) from exc
+        self._remove(self._valid_key(key_data, offset))
 
     def decode(self, key: bytes, blob: bytes | None) -> tuple[object, object]:
         """Return an operation's key data and value data (None for a removal)."""
@@ -488,14 +636,20 @@ class Declared(Generic[K, V]):
                     values[key] = kept
             except Exception:  # raised again at the end if the value is still live
                 pass
-        self.entries[key] = held
         if held is MISSING:
-            if values is not None:
-                values.pop(key, None)
-            assert self.segment is not None
-            self.deferred[key] = (blob, offset, self.segment)
-        elif self.deferred:
+            self._defer(key, blob, offset)
+            return
+        self.entries[key] = held
+        if self.deferred:
             self.deferred.pop(key, None)
+
+    def _defer(self, key: K, blob: bytes, offset: int) -> None:
+        """Leave the value of ``key`` for :meth:`settle`: it failed, or is of another schema."""
+        self.entries[key] = MISSING
+        if self.values is not None:
+            self.values.pop(key, None)
+        assert self.segment is not None
+        self.deferred[key] = (blob, offset, self.segment)
 
     def _remove(self, key: K) -> None:
         self.entries.pop(key, None)

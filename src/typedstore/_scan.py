@@ -124,7 +124,7 @@ class FrameScanner:
         while offset < size:
             end = read_frame(buf, offset, view)
             if end == -1:
-                offset = self._step_over_damage(offset)
+                offset = self.step_over_damage(offset)
             else:
                 yield offset, end
                 offset = end
@@ -133,8 +133,9 @@ class FrameScanner:
         """Return the verdict on what the walk found so far."""
         return verdict(self.damage, self.torn_tail)
 
-    def _step_over_damage(self, offset: int) -> int:
-        """Record the damage at ``offset``; return where the walk goes on."""
+    def step_over_damage(self, offset: int) -> int:
+        """Record the damage at ``offset`` (where no valid frame starts); return where the
+        walk goes on: past the log's end for a torn tail. Raises as iterating does."""
         damage = self._classify(offset)
         if damage is None:
             self.torn_tail = offset
