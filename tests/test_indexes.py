@@ -1362,3 +1362,47 @@ def test_the_first_write_after_an_open_keeps_an_index_of_any_shape(
         assert [index_of(db).find(ik) for ik in looked_up] == [
             index_of(written).find(ik) for ik in looked_up
         ]
+
+
+def test_threads_writing_first_after_an_open_build_what_it_left_once(log_path: Path) -> None:
+    """Threads whose writes are the first after an open, all at once, leave the indexes
+    equal to a scan of the entries: one of them builds what the open left, under the lock."""
+    tied_club(log_path)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so that the first writes interleave
+    errors: list[BaseException] = []
+    try:
+        with Club.open(log_path) as club:
+
+            def write(thread: int) -> None:
+                try:
+                    for i in range(50):
+                        club.members[f"t{thread}-{i}"] = member(f"t{thread}-{i}@x", i % 3, ["dev"])
+                        club.members["ada"] = member(f"ada{thread}@x", 36 - thread, ["admin"])
+                except BaseException as exc:  # reported below, not lost in the thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert snapshot(club.members) == brute_force(club.members)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def test_a_refused_first_write_after_an_open_changes_nothing(log_path: Path) -> None:
+    """The first write after an open, refused by a unique index, writes nothing and leaves
+    the indexes whole for the writes after it."""
+    tied_club(log_path)
+    before = log_path.read_bytes()
+    with Club.open(log_path) as club:
+        kept = snapshot(club.members)
+        with pytest.raises(UniqueViolationError, match="'bob@x' is already held by key 'bob'"):
+            club.members["ada"] = member("bob@x", 1, ["ops"])
+        assert log_path.read_bytes() == before
+        assert snapshot(club.members) == kept == brute_force(club.members)
+        rewrite_everything(club.members)
+        assert snapshot(club.members) == brute_force(club.members)

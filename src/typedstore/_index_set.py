@@ -52,6 +52,14 @@ host. Plain tuples: built on the path of every write (as ``_records.Write``)."""
 _NOTHING: IndexPlan[Any, Any] = ((), (), ())
 """The plan of a write that changes no index."""
 
+HeldLater: TypeAlias = Callable[[], dict[K, object]]
+"""What makes an index's held keys (key to its index key, or tuple of them), once its
+entries are built: called at once by a rebuild, at the first write after an open."""
+
+Pending: TypeAlias = tuple[Sequence[K], dict[K, int], list[HeldLater[K]]]
+"""What ``IndexSet._finish`` takes: the keys in order, their insertion positions to
+fill, and what makes each index's held keys."""
+
 
 @dataclass(slots=True)
 class StagedIndexes(Generic[K]):
@@ -89,9 +97,10 @@ class IndexSet(Generic[K, V]):
         it. :meth:`settle` then rebuilds from memory, the truth, before the next use."""
         self._seqs: dict[K, int] = {}
         """Each present key's insertion position: orders the keys sharing an index key."""
-        self.pending: Callable[[], None] | None = None
+        self.pending: Pending[K] | None = None
         """What an open left to build before the first write (:meth:`ready`): the
-        insertion positions and each index's held keys, which only writes read."""
+        insertion positions and each index's held keys, which only writes read. Data,
+        not a bound method: no reference cycle keeps this set alive."""
         self._next_seq = 0
         """The insertion position the next key appended takes."""
         self.indexes = [Maintained(spec, self._seqs) for spec in specs]
@@ -381,11 +390,10 @@ class IndexSet(Generic[K, V]):
                 return False
             helds.append(held_later)
         self._take(rebuilt, seqs, len(keys))
-        finish = functools.partial(self._finish, keys, seqs, helds)
         if self._keeps_order or len(rebuilt) > 1:
-            self.pending = finish
+            self.pending = (keys, seqs, helds)
         else:  # a unique hash index alone: its held keys are ``found``, nothing to wait for
-            finish()
+            self._finish(keys, seqs, helds)
         return True
 
     def ready(self) -> None:
@@ -396,7 +404,7 @@ class IndexSet(Generic[K, V]):
         exception here (a KeyboardInterrupt) leaves it to the next call to build again."""
         pending = self.pending
         if pending is not None:
-            pending()
+            self._finish(*pending)
             self.pending = None
 
     def _finish(self, keys: Sequence[K], seqs: dict[K, int], helds: list[HeldLater[K]]) -> None:
@@ -503,11 +511,6 @@ def _keyed(shape: dict[K, object], keys: Sequence[K], column: Iterable[T]) -> di
 def _column(rows: dict[K, tuple[object, ...]], position: int) -> Iterable[object]:
     """Return the index keys of index ``position`` in ``rows``, each a tuple per index."""
     return map(operator.itemgetter(position), rows.values())
-
-
-HeldLater: TypeAlias = Callable[[], dict[K, object]]
-"""What makes an index's held keys (key to its index key, or tuple of them), once its
-entries are built: called at once by a rebuild, at the first write after an open."""
 
 
 def _fill_at_once(
