@@ -220,7 +220,17 @@ class Codec(Generic[K, V]):
                 data = unpack_or_raise(stored, strict_map_key=False, ext_hook=decode_ext)
             except Exception:
                 data = unpack(stored)  # type: ignore[arg-type]  # a mutable V is kept as its bytes
-            value = fn((self._bound_validate or self._bind_validate())(data))
+            validate = self._bound_validate or self._bind_validate()
+            value = fn(validate(data))
+            if self._reads_back_as_dumped and self._strict_values is False:
+                # encode_value's commonest case, inlined: see there.
+                validated = self._values.validator.validate_python(value)
+                fast = _dumped_round_trip(self._values, validated, validate, strict=False)
+                if fast is None:
+                    fast = _read_back(self._values, validated, value, stable=False)
+                if key_bytes is None:
+                    key_bytes = packb_plain(key)
+                return fast[0], key_bytes, fast[1], fast[1]
         else:
             value = fn(stored)  # type: ignore[arg-type]  # an immutable V is kept as itself
             if key_bytes is None and type(value) is self._plain_value:
