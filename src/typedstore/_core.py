@@ -1171,7 +1171,9 @@ class Core:
                 records = log.total_records
                 try:
                     size = log.append_operation(collection._head, named, blob)
-                    table.put(stored_key, named, kept)
+                    # table.put, inlined: the key is present (a write from fn is refused),
+                    # so its position and key bytes stay as they are.
+                    table.entries[stored_key] = kept
                 except BaseException:
                     if log.total_records != records:  # in the log: memory follows (_append)
                         table.settle(((stored_key, given, kept, blob),), (named,))
