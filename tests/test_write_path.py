@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class Two(Database):
     second: Collection[str, Person]
 
 
-class People(Collection[str, Person]):
+class IndexedPeople(Collection[str, Person]):
     """A collection whose writes go through its indexes' hooks."""
 
     by_name: Index[Person, str] = Index(lambda person: person.name, unique=True)
@@ -71,7 +72,7 @@ class People(Collection[str, Person]):
 class Indexed(Database):
     """A database of one collection with indexes."""
 
-    people: People
+    people: IndexedPeople
 
 
 def _person(index: int) -> Person:
@@ -154,9 +155,13 @@ def _drive(
         with Indexed.open(path, config=config) as indexed:
             for key, value in _operations(_person):
                 write(indexed.people, str(key), value)
-            people = indexed.people
-            for key, person in people.items():  # the hooks followed either path's writes
-                assert people.by_name.get(person.name) == (key, person)
+            held = indexed.people
+            for key, person in held.items():  # the hooks followed either path's writes
+                assert held.by_name.get(person.name) == (key, person)
+    elif kind == "uuid":  # a key validated before the lock, not an exact plain one
+        with TypedStore.open(path, uuid.UUID, Person, config=config) as people:
+            for key, value in _operations(_person):
+                write(people, uuid.UUID(int=key), value)
     else:
         with Two.open(path, config=config) as db:
             for key, value in _operations(_person):
@@ -166,7 +171,7 @@ def _drive(
 
 
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
-@pytest.mark.parametrize("kind", ["ints", "large", "collections", "indexed"])
+@pytest.mark.parametrize("kind", ["ints", "large", "uuid", "collections", "indexed"])
 def test_a_single_write_appends_the_bytes_of_the_general_path(
     tmp_path: Path, config: StoreConfig, kind: str
 ) -> None:
@@ -351,3 +356,61 @@ def test_a_compaction_starts_the_policys_count_afresh(log_path: Path) -> None:
         log = store._core._log
         assert log is not None
         assert not is_due(config, log.size, log.total_records, len(store))
+
+
+class People(TypedStore[str, Person]):
+    """Mutable values, kept as their bytes: ``modify`` decodes, then encodes."""
+
+
+def test_ctrl_c_in_a_short_path_modify_of_a_mutable_value_keeps_memory_equal_to_the_log(
+    log_path: Path,
+) -> None:
+    """The same for a value memory keeps as bytes (``Codec.encode_modified``'s decode,
+    ``fn``, the dump's validation and the append)."""
+    store = People.open(log_path)
+    core = store._core
+
+    def attempt(step: int, hits: list[int]) -> None:
+        key = f"t{step}"
+        store[key] = _person(step)
+        try:
+            with _interrupt_at(step, hits):
+                store.modify(key, BUMPS[Person])
+        except _Injected:
+            pass
+        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_from_another_thread(lambda: store.__setitem__("other", _person(step)))
+
+    steps = _every_step(attempt)
+    assert steps >= 20
+    items = dict(store.items())
+    assert any(person.tags[-1:] == ["m"] for person in items.values())  # some modify landed
+    store.close()
+    with People.open(log_path) as reopened:
+        assert dict(reopened.items()) == items
+
+
+@pytest.mark.parametrize("key", [2**70, "\ud800", "absent"], ids=["big-int", "surrogate", "str"])
+def test_a_short_path_modify_of_an_exact_key_no_store_holds_raises_key_error(
+    log_path: Path, key: Any
+) -> None:
+    """An exact ``int`` or ``str`` key that could never be stored (too large to pack, a lone
+    surrogate) or is absent raises KeyError without calling ``fn`` or writing."""
+    calls: list[object] = []
+
+    def fn(value: int) -> int:
+        calls.append(value)
+        return value
+
+    int_keys = isinstance(key, int)
+    store: TypedStore[Any, int]
+    with TypedStore.open(log_path, int if int_keys else str, int) as store:
+        store[1 if int_keys else "a"] = 1
+        size = log_path.stat().st_size
+        with pytest.raises(KeyError) as raised:
+            store.modify(key, fn)
+        assert raised.value.args == (key,)
+        assert calls == []
+        assert log_path.stat().st_size == size
+        assert len(store) == 1

@@ -71,7 +71,7 @@ class Codec(Generic[K, V]):
         """The value validator with the decoding options, bound on first use (see below)."""
         self.copies_values = not is_immutable(value_type)
         """True when values are mutable: memory then keeps their bytes and reads decode a copy."""
-        self._plain_key = key_type if any(key_type is tp for tp in _PLAIN_KEYS) else None
+        self.plain_key = key_type if any(key_type is tp for tp in _PLAIN_KEYS) else None
         """The key type when it is a plain type whose instances need no validation."""
         self._plain_value = value_type if any(value_type is tp for tp in _PLAIN_VALUES) else None
         """The value type when it is a plain type whose instances need no validation."""
@@ -97,7 +97,7 @@ class Codec(Generic[K, V]):
         not equal to itself once read back, a NaN: no lookup could find it), or
         ``TypeError`` for a key that is not hashable after validation.
         """
-        if self._plain_key is not None and type(key) is self._plain_key:
+        if self.plain_key is not None and type(key) is self.plain_key:
             return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
         validated, blob = self._validated_key(key)
         if not self.finds(validated, blob):
@@ -127,7 +127,7 @@ class Codec(Generic[K, V]):
         stored, so for them it is absent. A key not equal to itself (a NaN, stored by
         an older version) is returned as given: only the stored object finds it.
         """
-        if self._plain_key is not None and type(key) is self._plain_key:
+        if self.plain_key is not None and type(key) is self.plain_key:
             try:
                 return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             except EncodingError:  # an int beyond 64 bits, a str with a lone surrogate
@@ -140,7 +140,7 @@ class Codec(Generic[K, V]):
 
     def validate_key(self, data: object) -> K:
         """Return the key that decoded ``data`` validates to."""
-        if self._plain_key is not None and type(data) is self._plain_key:
+        if self.plain_key is not None and type(data) is self.plain_key:
             return cast(K, data)
         return _validate_decoded(self._keys, data)
 
@@ -150,7 +150,7 @@ class Codec(Generic[K, V]):
         Short ``str`` keys, the common case, are read without msgpack's call overhead.
         """
         # A msgpack fixstr (0xA0 plus its length, up to 31) and nothing after it:
-        if self._plain_key is str and 0 < len(blob) <= 32 and blob[0] == 0xA0 + len(blob) - 1:
+        if self.plain_key is str and 0 < len(blob) <= 32 and blob[0] == 0xA0 + len(blob) - 1:
             try:
                 return blob[1:].decode()
             except UnicodeDecodeError as exc:
@@ -159,7 +159,7 @@ class Codec(Generic[K, V]):
 
     def key_bytes(self, key: K) -> bytes:
         """Return the bytes of a key that was already validated."""
-        if self._plain_key is not None:
+        if self.plain_key is not None:
             return packb_plain(key)
         return _pack(self._keys, key)
 
@@ -191,7 +191,7 @@ class Codec(Generic[K, V]):
     def encode_write(self, key: object, value: object) -> tuple[K, bytes, object, bytes]:
         """Return the insert ``key = value``: :meth:`encode_key`, :meth:`encode_value` and
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
-        if type(key) is self._plain_key:
+        if type(key) is self.plain_key:
             if type(value) is self._plain_value:
                 key_bytes, blob = packb_plain_pair(key, value)
                 return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
@@ -201,6 +201,45 @@ class Codec(Generic[K, V]):
             validated_key, key_bytes = self.encode_key(key)
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
+
+    def encode_modified(
+        self, key: object, key_bytes: bytes | None, stored: object, fn: Callable[[V], object]
+    ) -> tuple[V, bytes, object, bytes]:
+        """Return what ``modify`` writes for ``key``, held as ``stored``: ``fn`` of a copy
+        of its value (:meth:`thaw`), validated, the key's bytes, what memory keeps, and the
+        value's bytes, as :meth:`encode_value` and :meth:`freeze` give them.
+
+        ``key_bytes`` None: ``key`` is an exact :attr:`plain_key`, packed here, with a
+        plain value in the same call (as :meth:`encode_write` does). One call for the
+        whole of ``modify``'s codec work: its commonest case runs no other of this class.
+        """
+        if self.copies_values:
+            # thaw and unpack, inlined: msgpack's unpack directly, unpack's own way on
+            # anything it raises (a map keyed by arrays, damaged bytes).
+            try:
+                data = unpack_or_raise(stored, strict_map_key=False, ext_hook=decode_ext)
+            except Exception:
+                data = unpack(stored)  # type: ignore[arg-type]  # a mutable V is kept as its bytes
+            validate = self._bound_validate or self._bind_validate()
+            value = fn(validate(data))
+            if self._reads_back_as_dumped and self._strict_values is False:
+                # encode_value's commonest case, inlined: see there.
+                validated = self._values.validator.validate_python(value)
+                fast = _dumped_round_trip(self._values, validated, validate, strict=False)
+                if fast is None:
+                    fast = _read_back(self._values, validated, value, stable=False)
+                if key_bytes is None:
+                    key_bytes = packb_plain(key)
+                return fast[0], key_bytes, fast[1], fast[1]
+        else:
+            value = fn(stored)  # type: ignore[arg-type]  # an immutable V is kept as itself
+            if key_bytes is None and type(value) is self._plain_value:
+                key_bytes, blob = packb_plain_pair(key, value)
+                return value, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain V; no cast()
+        validated, blob = self.encode_value(value)
+        if key_bytes is None:
+            key_bytes = packb_plain(key)
+        return validated, key_bytes, blob if self.copies_values else validated, blob
 
     def decode_value(self, blob: bytes) -> V:
         """Return the validated value held in ``blob``: a new object on every call."""
@@ -238,11 +277,11 @@ class Codec(Generic[K, V]):
         :meth:`validate_key`, :meth:`decode_value`, :meth:`validate_value` and
         :meth:`freeze` do; None unless the key type is a plain one (whose exact
         instances are valid keys as they are decoded)."""
-        if self._plain_key is None:
+        if self.plain_key is None:
             return None
         validate = self._bound_validate or self._bind_validate()
         return Decoding(
-            self._plain_key,
+            self.plain_key,
             self._plain_value,
             validate,
             self.copies_values,

@@ -436,12 +436,17 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         propagates. An absent key raises KeyError, writing nothing; with ``default``,
         ``fn`` starts from a validated copy of ``default`` instead (one insert record).
         """
+        if default is MISSING and type(key) is self._codec.plain_key:  # the commonest: no
+            # closure, no list; an exact plain key is valid as it is, packed once fn has run
+            done = self._core._modify_one(self, key, None, fn, False)
+            if done is not MISSING:  # else the store takes the general path, below
+                return done  # type: ignore[return-value]  # fn's value, validated as a V
         codec, copies = self._codec, self._copies
         # With a default, modify may insert: the key is validated as for any write.
         found = codec.find_key(key) if default is MISSING else codec.encode_key(key)
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
         compact = not codec.canonical_keys and found is not None and not codec.finds(*found)
-        if default is MISSING and found is not None:  # the commonest: no closure, no list
+        if default is MISSING and found is not None and type(key) is not codec.plain_key:
             done = self._core._modify_one(self, key, found, fn, compact)
             if done is not MISSING:  # else the store takes the general path, below
                 return done  # type: ignore[return-value]  # fn's value, validated as a V

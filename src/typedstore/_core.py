@@ -1103,7 +1103,7 @@ class Core:
             # From here to the end, a write from a signal handler is refused (_REENTERED).
             self._phase = _APPENDING
             try:
-                # _append_one, inlined: a call less on the path of every insert and removal.
+                # _append's single write, inlined: a call less on every insert and removal.
                 table = collection._table
                 key, given, stored, blob = write
                 if blob is None and key not in table.entries:
@@ -1176,12 +1176,13 @@ class Core:
         self,
         collection: Collection[Any, Any],
         key: object,
-        found: tuple[Any, bytes],
+        found: tuple[Any, bytes] | None,
         fn: Callable[[Any], Any],
         compact: bool,
     ) -> object:
-        """Replace the value of the present key ``found`` (validated, and its bytes) by
-        ``fn`` of a copy of it, as ``modify`` does through ``_write``; return the new value.
+        """Replace the value of the present key ``found`` (validated, and its bytes; None
+        when ``key`` is an exact plain key, valid as it is) by ``fn`` of a copy of it, as
+        ``modify`` does through ``_write``; return the new value.
 
         ``modify``'s commonest case (no default), on the terms of :meth:`_write_one`:
         returns MISSING, having done nothing, where those do not hold, and ``modify``
@@ -1200,47 +1201,38 @@ class Core:
                 return MISSING
             self._phase = _USER_CODE  # fn and validators may run: see _write
             try:
-                stored = collection._table.entries.get(found[0], MISSING)
+                table = collection._table
+                stored_key = key if found is None else found[0]
+                stored = table.entries.get(stored_key, MISSING)
                 if stored is MISSING:
                     raise KeyError(key)
-                codec, copies = collection._codec, collection._copies
-                # thaw and freeze, inlined: what memory keeps is the bytes when values copy
-                validated, blob = codec.encode_value(fn(codec.thaw(stored) if copies else stored))
+                validated, given, kept, blob = collection._codec.encode_modified(
+                    stored_key, None if found is None else found[1], stored, fn
+                )
                 if self.is_closed or self._log is not log:  # closed by that user code
                     raise StoreClosedError(f"{self.path}: the store was closed during a write")
                 self._phase = _APPENDING
-                write = (found[0], found[1], blob if copies else validated, blob)
-                self._append_one(log, collection, write, compact)
+                # _append's single write, inlined, for an insert of a present key.
+                key_bytes = table._key_bytes  # table.record_key, inlined
+                named = given if key_bytes is None else key_bytes.get(stored_key, given)
+                records = log.total_records
+                try:
+                    size = log.append_operation(collection._head, named, blob)
+                    # table.put, inlined: the key is present (a write from fn is refused),
+                    # so its position and key bytes stay as they are.
+                    table.entries[stored_key] = kept
+                except BaseException:
+                    if log.total_records != records:  # in the log: memory follows (_append)
+                        table.settle(((stored_key, given, kept, blob),), (named,))
+                    raise
+                if compact or (
+                    size >= self._skip_auto_compact_below
+                    and not self._policy_from <= log.total_records < self._policy_until
+                ):
+                    self._after_write(log, compact)
                 return validated
             finally:
                 self._phase = _IDLE
-
-    def _append_one(
-        self, log: Log, collection: Collection[Any, Any], write: Write[Any], compact: bool
-    ) -> Stored:
-        """Append one write as one record and apply it to memory, as ``_append`` does,
-        then compact if asked or due: :meth:`_modify_one`'s, and :meth:`_write_one`'s,
-        which has it inlined."""
-        table = collection._table
-        key, given, stored, blob = write
-        if blob is None and key not in table.entries:
-            return MISSING  # the removal of an absent key writes nothing
-        key_bytes = table._key_bytes  # table.record_key, inlined
-        named = given if key_bytes is None else key_bytes.get(key, given)
-        records = log.total_records
-        try:
-            size = log.append_operation(collection._head, named, blob)
-            previous = table.pop(key) if blob is None else table.put(key, named, stored)
-        except BaseException:
-            if log.total_records != records:  # in the log: memory follows (see _append)
-                table.settle((write,), (named,))
-            raise
-        if compact or (
-            size >= self._skip_auto_compact_below
-            and not self._policy_from <= log.total_records < self._policy_until
-        ):
-            self._after_write(log, compact)
-        return previous
 
     def _write_one_general(
         self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
@@ -1252,7 +1244,7 @@ class Core:
         self,
         collection: Collection[Any, Any],
         key: object,
-        found: tuple[Any, bytes],
+        found: tuple[Any, bytes] | None,
         fn: Callable[[Any], Any],
         compact: bool,
     ) -> object:
