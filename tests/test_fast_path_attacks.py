@@ -7,6 +7,7 @@ Each compares memory with a fresh open of the log."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import random
@@ -343,3 +344,94 @@ def test_ctrl_c_in_the_first_write_after_an_open_leaves_the_indexes_whole(
 
     steps = _every_step(attempt)
     assert steps >= 20
+
+
+def test_threads_mixing_short_path_writes_compactions_and_transactions_keep_the_log_true(
+    log_path: Path,
+) -> None:
+    """Three threads insert, remove, modify, compact and commit transactions under a
+    policy that compacts often: memory equals a reopen, and the policy is not left due."""
+    config = StoreConfig(min_compact_bytes=0, compact_ratio=1.4)
+    with TypedStore.open(log_path, int, int, config=config) as store:
+
+        def write(seed: int) -> None:
+            rnd = random.Random(seed)
+            for step in range(400):
+                key, roll = rnd.randrange(40), rnd.random()
+                if roll < 0.5:
+                    store[key] = step
+                elif roll < 0.8:
+                    store.pop(key, None)
+                elif roll < 0.95:
+                    with contextlib.suppress(KeyError):
+                        store.modify(key, lambda value: value + 1)
+                elif roll < 0.96:
+                    store.compact()
+                else:
+                    with store.transaction() as txn:
+                        txn[key] = step
+                        if key + 1 in txn:
+                            del txn[key + 1]
+
+        writers = [threading.Thread(target=write, args=(seed,)) for seed in range(3)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        log = store._core._log
+        assert log is not None
+        assert not is_due(config, log.size, log.total_records, len(store))
+        in_memory = list(store.items())
+        assert in_memory
+    with TypedStore.open(log_path, int, int) as reopened:
+        assert list(reopened.items()) == in_memory
+
+
+class Named(BaseModel):
+    """The first version of a value."""
+
+    name: str
+
+
+class Aged(BaseModel):
+    """The second: a field added, which old records get from a migration."""
+
+    name: str
+    age: int = 0
+
+
+@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
+@pytest.mark.parametrize("first", ["modify", "remove", "remove-absent", "insert"])
+def test_the_first_short_path_write_after_a_schema_change_replays(
+    log_path: Path, config: StoreConfig, first: str
+) -> None:
+    """Opened with a new version, the first write (a modify, a removal, a removal of an
+    absent key that writes nothing, an insert) carries the new schema; a reopen and a
+    compacted log replay what memory held."""
+    with TypedStore.open(log_path, str, Named) as old:
+        for index in range(5):
+            old[f"k{index}"] = Named(name=f"n{index}")
+    migrations = {1: lambda data: {**data, "age": 1}}
+
+    def reopen() -> TypedStore[str, Aged]:
+        return TypedStore.open(log_path, str, Aged, version=2, migrations=migrations)
+
+    with TypedStore.open(
+        log_path, str, Aged, version=2, migrations=migrations, config=config
+    ) as store:
+        if first == "modify":
+            store.modify("k1", lambda value: value.model_copy(update={"age": 5}))
+        elif first == "remove":
+            del store["k2"]
+        elif first == "remove-absent":
+            assert store.pop("absent", None) is None
+        else:
+            store["k9"] = Aged(name="x", age=9)
+        store.modify("k3", lambda value: value.model_copy(update={"age": 7}))
+        in_memory = list(store.items())
+    assert in_memory[3 if first != "remove" else 2] == ("k3", Aged(name="n3", age=7))
+    with reopen() as store:
+        assert list(store.items()) == in_memory
+        store.compact()
+    with reopen() as store:
+        assert list(store.items()) == in_memory
