@@ -493,3 +493,37 @@ def test_ctrl_c_in_a_short_path_write_of_a_database_keeps_memory_equal_to_the_lo
     finally:
         db.close()
     assert steps >= 20
+
+
+def test_ctrl_c_in_a_compaction_a_write_triggers_leaves_the_store_writable(
+    log_path: Path,
+) -> None:
+    """Interrupted wherever a signal can land in a write that makes the policy due, so
+    compacts (the new log renamed in place, the old one closed), the store goes on
+    writing to the log a reopen reads: never to the closed descriptor of the old one
+    (a Ctrl-C once the engine had switched left ``Log.file`` on it: the next write
+    failed with EBADF, or wrote wherever that descriptor number had been reused)."""
+    copy = log_path.with_name("copy.log")
+    config = StoreConfig(min_compact_bytes=0, compact_ratio=2.0)
+    store = TypedStore.open(log_path, str, int, config=config)
+    store["a"] = 0
+
+    def attempt(step: int, hits: list[int]) -> None:
+        store["a"] = -1  # due: compacts to one record, so the write below compacts again
+        try:
+            with _interrupt_at(step, hits):
+                store["a"] = step
+        except _Injected:
+            pass
+        assert store._core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+        store["b"] = step  # raised OSError (EBADF) after a Ctrl-C in the switch
+        del store["b"]
+        copy.write_bytes(log_path.read_bytes())  # the store holds its own file's lock
+        with TypedStore.open(copy, str, int) as replayed:
+            assert list(replayed.items()) == list(store.items()), LANDED
+
+    try:
+        steps = _every_step(attempt)
+    finally:
+        store.close()
+    assert steps >= 50

@@ -222,13 +222,17 @@ class Log:
         old = self.file
         try:
             self.engine.replace(chunks, self.size)
-        except OSError as exc:
-            if self.engine.file is old:  # before the rename: the old log stands
-                raise
             self._replaced(records, generation())
-            self.failure = exc  # the directory's fsync: the rename may not be durable
+        except BaseException as exc:
+            if self.engine.file is old:  # before the switch: the old log stands
+                raise
+            # The engine uses the new log and has closed the old one: so must this, whatever
+            # arrived once it switched (a Ctrl-C there, or in _replaced, would leave writes
+            # going to a closed descriptor, whose number something else may reuse).
+            self._replaced(records, generation())  # again, if it had begun: it sets values
+            if isinstance(exc, OSError):
+                self.failure = exc  # the directory's fsync: the rename may not be durable
             raise
-        self._replaced(records, generation())
 
     def resume(self, records: int, generation: int) -> None:
         """Continue after records another process wrote (shared mode): the engine's file,
