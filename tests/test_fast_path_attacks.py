@@ -8,6 +8,7 @@ Each compares memory with a fresh open of the log."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import decimal
 import random
@@ -495,8 +496,9 @@ def test_ctrl_c_in_a_short_path_write_of_a_database_keeps_memory_equal_to_the_lo
     assert steps >= 20
 
 
+@pytest.mark.parametrize("buffering", list(CONFIGS))
 def test_ctrl_c_in_a_compaction_a_write_triggers_leaves_the_store_writable(
-    log_path: Path,
+    log_path: Path, buffering: str
 ) -> None:
     """Interrupted wherever a signal can land in a write that makes the policy due, so
     compacts (the new log renamed in place, the old one closed), the store goes on
@@ -504,7 +506,7 @@ def test_ctrl_c_in_a_compaction_a_write_triggers_leaves_the_store_writable(
     (a Ctrl-C once the engine had switched left ``Log.file`` on it: the next write
     failed with EBADF, or wrote wherever that descriptor number had been reused)."""
     copy = log_path.with_name("copy.log")
-    config = StoreConfig(min_compact_bytes=0, compact_ratio=2.0)
+    config = dataclasses.replace(CONFIGS[buffering], min_compact_bytes=0, compact_ratio=2.0)
     store = TypedStore.open(log_path, str, int, config=config)
     store["a"] = 0
 
@@ -518,6 +520,7 @@ def test_ctrl_c_in_a_compaction_a_write_triggers_leaves_the_store_writable(
         assert store._core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
         store["b"] = step  # raised OSError (EBADF) after a Ctrl-C in the switch
         del store["b"]
+        store.flush()  # buffered: hand the buffer to the file
         copy.write_bytes(log_path.read_bytes())  # the store holds its own file's lock
         with TypedStore.open(copy, str, int) as replayed:
             assert list(replayed.items()) == list(store.items()), LANDED
