@@ -551,12 +551,6 @@ def test_ctrl_c_in_a_compaction_a_write_triggers_leaves_the_store_writable(
     assert steps >= 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Ctrl-C in _fs.write_new_log once os.replace has renamed the new log in place "
-    "(or in the directory fsync after it) closes the new file and raises, so the engine "
-    "keeps appending to the old, unlinked one: writes acknowledged after are lost",
-)
 def test_ctrl_c_in_an_explicit_compaction_loses_no_later_write(log_path: Path) -> None:
     """Interrupted wherever a signal can land in ``compact()``, a write made after it is
     in the log a fresh open reads."""

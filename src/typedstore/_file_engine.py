@@ -118,7 +118,10 @@ class FileEngine:
         return file.size
 
     def _switch(self, file: _fs.LogFile) -> None:
-        """Read and append to ``file`` from now on, closing the file used until now."""
+        """Read and append to ``file`` from now on, closing the file used until now;
+        nothing if ``file`` is already the one (``_fs.write_new_log`` may call it twice)."""
+        if self.file is file:
+            return
         old, self.file = self.file, file
         if old is not None:
             old.close()
@@ -297,8 +300,7 @@ class FileEngine:
                 self._stamp = writer.write_move(move)
                 file.mark_replaced()  # after the record, which whoever sees it reads
 
-        new_file, directory_error = _fs.write_new_log(self.path, image, record)
-        self._switch(new_file)
+        new_file, directory_error = _fs.write_new_log(self.path, image, record, self._switch)
         if directory_error is not None:
             raise directory_error
         return new_file.size

@@ -535,6 +535,7 @@ def write_new_log(
     path: Path,
     chunks: Iterable[bytes],
     before_rename: Callable[[LogFile], None] | None = None,
+    renamed: Callable[[LogFile], None] | None = None,
 ) -> tuple[LogFile, OSError | None]:
     """Write ``chunks`` as the new content of ``path`` atomically; return it open to append.
 
@@ -549,6 +550,11 @@ def write_new_log(
     log stands and the error propagates. Once renamed, the new file is the log
     whatever happens next, so a failed directory fsync is returned, not raised: the
     caller must switch to the new file and then report it.
+
+    ``renamed`` (which must do nothing when called again with the same file) is called
+    with the new file as soon as it is the log, before the directory's fsync: also when
+    an exception (a Ctrl-C) arrives once the rename is done, before it propagates, so
+    that the caller never goes on appending to the old file, which no longer has a name.
     """
     tmp = temp_path(path)
     log = LogFile.create(tmp)
@@ -561,17 +567,33 @@ def write_new_log(
         if before_rename is not None:
             before_rename(log)
         os.replace(tmp, path)
+        log.path = path
+        if renamed is not None:
+            renamed(log)
     except BaseException:
+        if _names(path, log):  # the rename is done: the new file is the log
+            log.path = path
+            if renamed is not None:
+                renamed(log)
+                raise
         log.close()
         remove_if_exists(tmp)
         raise
-    log.path = path
     try:
         # Until the directory is fsynced, a power loss may bring the old name back.
         fsync_directory(path.parent)
     except OSError as exc:
         return log, exc
     return log, None
+
+
+def _names(path: Path, log: LogFile) -> bool:
+    """Whether ``path`` names the file ``log`` has open (False when that cannot be told)."""
+    try:
+        status = os.stat(path)
+        return (status.st_dev, status.st_ino) == log.identity()
+    except OSError:
+        return False
 
 
 def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
