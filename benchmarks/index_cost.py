@@ -154,6 +154,9 @@ CHUNK = 1000
 """Operations per sample: each sample is short, so both sides of a pair run within
 milliseconds of each other."""
 
+OPENS = 5
+"""Pairs of opens per repetition."""
+
 
 def _time(work: Callable[[], object]) -> float:
     """Return the CPU seconds (user and system) ``work`` takes, from a collected heap."""
@@ -328,17 +331,20 @@ def _memory_after_a_write(path: Path, cls: type[Database], records: int) -> floa
 
 
 def _opens(folder: Path, log: Path, samples: Samples, turn: int) -> None:
-    """Time opens, and opens with one write, with three indexes against none, in pairs."""
-    _pair(
-        samples,
-        ("open none", functools.partial(_open, log, PlainDb)),
-        ("open three", functools.partial(_open, log, ThreeDb)),
-        turn,
-    )
-    # Each side writes to its own copy, made before the pair: the copies are not timed.
-    none = _open_and_write(log, PlainDb, folder / "scratch-none.log")
-    three = _open_and_write(log, ThreeDb, folder / "scratch-three.log")
-    _pair(samples, ("open+write none", none), ("open+write three", three), turn)
+    """Time opens, and opens with one write, with three indexes against none, in
+    ``OPENS`` pairs of each."""
+    for pair in range(OPENS):
+        _pair(
+            samples,
+            ("open none", functools.partial(_open, log, PlainDb)),
+            ("open three", functools.partial(_open, log, ThreeDb)),
+            turn + pair,
+        )
+    for pair in range(OPENS):
+        # Each side writes to its own copy, made before the pair: copies are not timed.
+        none = _open_and_write(log, PlainDb, folder / "scratch-none.log")
+        three = _open_and_write(log, ThreeDb, folder / "scratch-three.log")
+        _pair(samples, ("open+write none", none), ("open+write three", three), turn + pair)
 
 
 def _ratios(samples: Samples, subject: str, baseline: str) -> list[float]:
@@ -396,7 +402,7 @@ def main(argv: list[str]) -> None:
     print(
         f"{records} records, {repetitions} repetitions; per repetition {pairs} write pairs"
         f" of {CHUNK} inserts, {len(samples['get']) // repetitions} lookup pairs,"
-        f" {len(samples['range 100']) // repetitions} range pairs, 1 open pair"
+        f" {len(samples['range 100']) // repetitions} range pairs, {OPENS} open pairs"
     )
     print(
         f"{'workload':<34}{'us/op':>9}{'base us':>9}{'paired':>8}{'q1':>7}{'q3':>7}"
