@@ -1159,10 +1159,16 @@ class Core:
                 self._phase = _IDLE
 
     def _write_one(
-        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+        self,
+        collection: Collection[Any, Any],
+        write: Write[Any],
+        value: object = MISSING,
+        *,
+        compact: bool = False,
     ) -> Stored:
         """Write one insert or removal, as ``_write(collection, (write,), compact=compact)``
-        does; return what it replaced (MISSING where nothing).
+        does; return what it replaced (MISSING where nothing). ``value``, if given, is
+        the validated value of an insert, which hooks (indexes) then need not decode.
 
         The commonest write (an exclusive store, no transaction open, no hook, nothing
         in progress in this thread) is done here, in as few calls as it can be: a lone
@@ -1179,9 +1185,9 @@ class Core:
                 or log.failure is not None
                 or self._txn_thread is not None
             ):
-                return self._write(collection, (write,), compact=compact)[0]
+                return self._write_one_general(collection, write, value, compact=compact)
             if collection._hooks:
-                return self._write_one_hooked(log, collection, write, compact)
+                return self._write_one_hooked(log, collection, write, value, compact)
             # From here to the end, a write from a signal handler is refused (_REENTERED).
             self._phase = _APPENDING
             try:
@@ -1210,21 +1216,28 @@ class Core:
                 self._phase = _IDLE
 
     def _write_one_hooked(
-        self, log: Log, collection: Collection[Any, Any], write: Write[Any], compact: bool
+        self,
+        log: Log,
+        collection: Collection[Any, Any],
+        write: Write[Any],
+        value: object,
+        compact: bool,
     ) -> Stored:
-        """:meth:`_write_one` for a collection with hooks (its indexes), the lock held:
-        as ``_write`` does, each hook plans the write before the record (user code, the
-        index functions) and follows it once the log holds it, whatever arrives."""
+        """:meth:`_write_one` for a collection with hooks, the lock held. Its indexes'
+        hook alone, the only one there is outside tests: as ``_write`` does, the hook
+        plans the write before the record (user code, the index functions) and follows
+        it once the log holds it, whatever arrives; the plan goes from one to the other
+        here (``IndexHook.before_one``). Any other hooks: by way of ``_write``."""
+        hooks, hook = collection._hooks, collection._index_hook
+        if hook is None or len(hooks) != 1 or hooks[0] is not hook:
+            return self._write_one_general(collection, write, value, compact=compact)
         self._phase = _USER_CODE
         try:
             table = collection._table
             key, given, stored, blob = write
             if blob is None and key not in table.entries:
                 return MISSING  # the removal of an absent key writes nothing
-            writes = (write,)
-            hooks = collection._hooks
-            for hook in hooks:
-                hook.before(writes)
+            plan = hook.before_one(write, value)
             # The index functions may have closed the store: write nowhere (see _write).
             if self.is_closed or self._log is not log:
                 raise StoreClosedError(f"{self.path}: the store was closed during a write")
@@ -1234,17 +1247,17 @@ class Core:
             records = log.total_records
             try:
                 # Log.append, not append_operation: the record goes where every write
-                # with hooks sends it (tests/test_indexes.py interrupts it right there).
-                log.append(operation_record(collection._head, named, blob), 1)
+                # with hooks sends it (tests/test_indexes.py interrupts it right there),
+                # as the parts append_operation frames in one call.
+                log.append((collection._head, named, blob), 1)
                 previous = table.pop(key) if blob is None else table.put(key, named, stored)
             except BaseException:
                 if log.total_records != records:  # in the log: memory follows (_append)
-                    table.settle(writes, (named,))
+                    table.settle((write,), (named,))
                 raise
             finally:
                 if log.total_records != records:
-                    for hook in hooks:
-                        hook.after(writes)
+                    hook.after_one(plan)
             if compact or (
                 log.size >= self._skip_auto_compact_below
                 and not self._policy_from <= log.total_records < self._policy_until
@@ -1317,10 +1330,24 @@ class Core:
                 self._phase = _IDLE
 
     def _write_one_general(
-        self, collection: Collection[Any, Any], write: Write[Any], *, compact: bool = False
+        self,
+        collection: Collection[Any, Any],
+        write: Write[Any],
+        value: object = MISSING,
+        *,
+        compact: bool = False,
     ) -> Stored:
-        """:meth:`_write_one` by way of ``_write``: a shared core's."""
-        return self._write(collection, (write,), compact=compact)[0]
+        """:meth:`_write_one` by way of ``_write``: a shared core's, and any write the
+        short path passes on. An insert's validated ``value`` goes to the indexes through
+        ``IndexHook.given``."""
+        hook, blob = collection._index_hook, write[3]
+        if hook is None or value is MISSING or blob is None:
+            return self._write(collection, (write,), compact=compact)[0]
+        hook.given = (blob, value)
+        try:
+            return self._write(collection, (write,), compact=compact)[0]
+        finally:
+            hook.given = None
 
     def _modify_one_general(
         self,
