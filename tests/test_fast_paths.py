@@ -28,6 +28,7 @@ import gc
 import math
 import os
 import signal
+import sys
 import threading
 import tracemalloc
 import zoneinfo
@@ -460,6 +461,52 @@ class TestPerThreadPacker:
         with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
             assert dict(store.items()) == expected
             assert store[frozenset(reversed(sorted(key(0, 4))))] == expected[key(0, 4)]
+
+    @pytest.mark.slow
+    def test_plain_data_packed_large_leaves_no_buffer_of_its_size(self, log_path: Path) -> None:
+        """The one packer of plain keys and values keeps no buffer as large as a large key
+        it packed (a removal of an absent key packs it and stores nothing)."""
+        size = 8 * 1024 * 1024
+        with TypedStore.open(log_path, str, bytes) as store:
+
+            def look_up_large() -> None:
+                assert store.pop("k" * size, None) is None  # packed to find it, absent
+
+            held = bytes_held_after_a_thread_ran(look_up_large)
+            assert held < size // 4, f"{held} bytes still allocated after an {size}-byte key"
+            store["k" * 100] = b"v" * size  # a pair too, then a small write after it
+            store["small"] = b"s"
+        with TypedStore.open(log_path, str, bytes) as store:
+            assert store["k" * 100] == b"v" * size
+            assert store["small"] == b"s"
+
+    def test_plain_writes_from_many_threads_keep_their_own_bytes(self, log_path: Path) -> None:
+        """Threads switching every microsecond while writing plain keys and values, some
+        large enough to replace the shared packer, each store exactly what they gave."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            with TypedStore.open(log_path, str, str) as store:
+
+                def work(thread: int) -> None:
+                    for index in range(400):
+                        size = 70_000 if index % 50 == 0 else index % 7
+                        store[f"{thread}-{index}"] = f"{thread}:{index}:" + "x" * size
+                        if index % 3 == 0 and index:
+                            del store[f"{thread}-{index - 1}"]
+
+                threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                expected = dict(store.items())
+        finally:
+            sys.setswitchinterval(interval)
+        assert all(value.startswith(key.replace("-", ":") + ":") for key, value in expected.items())
+        assert len(expected) == 4 * (400 - 133)
+        with TypedStore.open(log_path, str, str) as store:
+            assert dict(store.items()) == expected
 
 
 class TestShortWrites:

@@ -127,7 +127,7 @@ class Codec(Generic[K, V]):
         stored, so for them it is absent. A key not equal to itself (a NaN, stored by
         an older version) is returned as given: only the stored object finds it.
         """
-        if self.plain_key is not None and type(key) is self.plain_key:
+        if type(key) is self.plain_key:  # never NoneType: None when no plain key type
             try:
                 return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             except EncodingError:  # an int beyond 64 bits, a str with a lone surrogate
@@ -199,6 +199,17 @@ class Codec(Generic[K, V]):
             key_bytes = packb_plain(key)  # encode_key's first case, inlined
         else:
             validated_key, key_bytes = self.encode_key(key)
+        if self._reads_back_as_dumped and self._strict_values is False:
+            # encode_value's commonest case, inlined (as in encode_modified): a mutable
+            # value, so memory keeps its bytes.
+            values = self._values
+            validated = values.validator.validate_python(value)
+            fast = _dumped_round_trip(
+                values, validated, self._bound_validate or self._bind_validate(), strict=False
+            )
+            if fast is None:
+                fast = _read_back(values, validated, value, stable=False)
+            return validated_key, key_bytes, fast[1], fast[1]
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 

@@ -131,7 +131,13 @@ def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -
     if value is None:
         body = head + b"\x02" + key  # remove_body's
     else:
-        body = head + _pack_insert_head(_INSERT, len(key)) + key + value  # insert_body's
+        size = len(key)  # insert_body's, the kind and key length's bytes made once
+        body = (
+            head
+            + (_INSERT_HEADS[size] if size < 256 else _pack_insert_head(_INSERT, size))
+            + key
+            + value
+        )
     length = len(body)
     if length > MAX_RECORD_BYTES:
         raise _record_too_large(length)
@@ -501,6 +507,8 @@ def _insert_head(key: bytes) -> bytes:
 _pack_insert_head = struct.Struct("<BI").pack
 """The kind and key length an insert body starts with."""
 _INSERT = int(RecordKind.INSERT)
+_INSERT_HEADS = tuple(_pack_insert_head(_INSERT, size) for size in range(256))
+"""An insert body's kind and key length, for keys of under 256 bytes (most)."""
 
 
 def remove_body(key: bytes) -> bytes:
