@@ -348,22 +348,51 @@ class TestAppendedBytes:
         assert errors >= len(STEPS) * 3
         assert sum(short_ways) > 0
 
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            (b"\xa1y", b"\xc1"),  # a value that is not msgpack
+            (b"\xa2\xff\xfe", b"\x01"),  # a short str key that is not UTF-8
+            (b"\xa1", b"\x01"),  # a str key cut short
+            (b"\xc1", b"\x01"),  # a key that is not msgpack
+        ],
+    )
     def test_checksum_valid_record_that_does_not_decode_is_reported_alike(
-        self, log_path: Path, appended: Appended, followers: tuple[TypedStore[str, int], ...]
+        self,
+        log_path: Path,
+        appended: Appended,
+        followers: tuple[TypedStore[str, int], ...],
+        key: bytes,
+        value: bytes,
     ) -> None:
-        """A whole record whose value is not msgpack raises the same CorruptLogError, at
-        its offset, on both ways, after the records before it."""
+        """A whole record whose key or value cannot be decoded raises the same
+        CorruptLogError, at its offset, on both ways, after the records before it."""
         short, slow = followers
         at = len(appended.prefix)
-        good = _format.encode_frame(b"\x01" + _insert_body("x", b"\x01"), at)
+        good = _format.encode_frame(b"\x01" + _insert_body(b"\xa1x", b"\x01"), at)
         bad_at = at + len(good)
-        bad = _format.encode_frame(b"\x01" + _insert_body("y", b"\xc1"), bad_at)
+        bad = _format.encode_frame(b"\x01" + _insert_body(key, value), bad_at)
         append(log_path, good + bad)
         found = outcome(short)
         assert found == outcome(slow)
         assert found[0] == "error"
         assert f"offset {bad_at}" in str(found[1])
         assert outcome(short) == found
+
+    def test_key_of_another_type_is_reported_alike(
+        self, log_path: Path, appended: Appended, followers: tuple[TypedStore[str, int], ...]
+    ) -> None:
+        """A whole record whose key is not a str raises the same SchemaMismatchError, at
+        its offset, on both ways."""
+        short, slow = followers
+        at = len(appended.prefix)
+        append(log_path, _format.encode_frame(b"\x01" + _insert_body(b"\x05", b"\x01"), at))
+        errors = []
+        for store in (short, slow):
+            with pytest.raises(SchemaMismatchError, match=f"offset {at}") as caught:
+                store.get("x")
+            errors.append(str(caught.value))
+        assert errors[0] == errors[1]
 
     def test_value_that_does_not_validate_is_reported_alike(
         self, log_path: Path, appended: Appended, followers: tuple[TypedStore[str, int], ...]
@@ -372,7 +401,7 @@ class TestAppendedBytes:
         both ways, naming its offset."""
         short, slow = followers
         at = len(appended.prefix)
-        append(log_path, _format.encode_frame(b"\x01" + _insert_body("x", b"\xa3abc"), at))
+        append(log_path, _format.encode_frame(b"\x01" + _insert_body(b"\xa1x", b"\xa3abc"), at))
         errors = []
         for store in (short, slow):
             with pytest.raises(SchemaMismatchError, match=f"offset {at}") as caught:
@@ -426,7 +455,6 @@ def _check_flip(log_path: Path, appended: Appended, index: int) -> bool:
     return first[0] == "error"
 
 
-def _insert_body(key: str, value: bytes) -> bytes:
-    """Return a bare insert's body after its kind byte: key length, key, value."""
-    packed = bytes([0xA0 + len(key)]) + key.encode()
-    return len(packed).to_bytes(4, "little") + packed + value
+def _insert_body(key: bytes, value: bytes) -> bytes:
+    """Return a bare insert's body after its kind byte: key length, key (packed), value."""
+    return len(key).to_bytes(4, "little") + key + value
