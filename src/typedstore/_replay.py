@@ -583,15 +583,40 @@ class Declared(Generic[K, V]):
                 deferred.pop(key, None)
 
     def apply_each(self, buf: bytes, found: list[int], base: int) -> None:
-        """Apply a run of bare inserts and removes one at a time, through :meth:`insert`
-        and :meth:`remove` (and so :meth:`_put` and :meth:`_remove`, which a catch-up's
-        ``_follow.Following`` overrides to note the keys touched)."""
+        """Apply a run of bare inserts and removes one at a time, as :meth:`insert` and
+        :meth:`remove` do, through :meth:`_put` and :meth:`_remove` (which a catch-up's
+        ``_follow.Following`` overrides to note the keys touched).
+
+        A short key of a ``str`` key type, the common case, is read here, where those
+        calls' decoding and validation would find it valid as it is; any other key goes
+        through them, which also say what is wrong with a record.
+        """
+        str_keys = self.codec.plain_key is str
+        put, forget = self._put, self._remove
         runs = iter(found)
         for offset, split, end in zip(runs, runs, runs, strict=True):
-            if split:
-                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], base + offset)
+            start = offset + _INSERT_KEY if split else offset + _REMOVE_KEY
+            stop = split or end
+            key: Any = MISSING
+            if str_keys and 0 < stop - start <= 32 and buf[start] == 0x9F + stop - start:
+                try:  # Codec.decode_key's short way
+                    key = buf[start + 1 : stop].decode()
+                except UnicodeDecodeError:  # reported by insert or remove
+                    key = MISSING
+            if key is MISSING or self.sources:
+                if split:
+                    self.insert(buf[start:split], buf[split:end], base + offset)
+                else:
+                    self.remove(buf[start:end], base + offset)
+            elif split:
+                blob = buf[split:end]
+                try:
+                    data = unpack(blob)
+                except RecordDecodeError as exc:
+                    raise _undecodable(self.path, base + offset, exc) from exc
+                put(key, key, blob, data, base + offset)
             else:
-                self.remove(buf[offset + _REMOVE_KEY : end], base + offset)
+                forget(key)
 
     def remove(self, key: bytes, offset: int) -> None:
         """Apply a lone removal of the schema in force."""
