@@ -6,7 +6,8 @@ the email, one ordered index on the age, or three indexes), and each target comp
 subject with its baseline, measured back to back:
 
 - a write (insert) with one hash index, and with one ordered index, against none;
-- a unique lookup (``by_email.get``) against a ``get`` by key;
+- a unique lookup (``by_email.get``) against a ``get`` by key, on a read-only open and on
+  a writable one (where a ``get`` takes no lock, a lookup does);
 - a 100-entry ``range`` of the ordered index against 100 ``get`` calls;
 - open (replay, then building the indexes) with three indexes against none;
 - open then one insert, with three indexes against none: an open leaves what only writes
@@ -154,6 +155,9 @@ CHUNK = 1000
 """Operations per sample: each sample is short, so both sides of a pair run within
 milliseconds of each other."""
 
+OPENS = 5
+"""Pairs of opens per repetition."""
+
 
 def _time(work: Callable[[], object]) -> float:
     """Return the CPU seconds (user and system) ``work`` takes, from a collected heap."""
@@ -245,12 +249,23 @@ def _pair(
 
 
 def _lookups(path: Path, users: list[tuple[str, User]], samples: Samples, turn: int) -> None:
-    """Time unique lookups against gets of the same entries, and ranges against gets of as
-    many entries, in pairs of ``CHUNK`` gets."""
+    """Time unique lookups against gets of the same entries (on a read-only open, and on a
+    writable one, whose gets of an exact ``str`` key take no lock), and ranges against
+    gets of as many entries (read-only), in pairs of ``CHUNK`` gets."""
+    keys = [key for key, _ in users]
+    emails = [user.email for _, user in users]
+    with ThreeDb.open(path) as database:
+        collection = database.users
+        for start in range(0, len(keys), CHUNK):
+            chunk, addresses = keys[start : start + CHUNK], emails[start : start + CHUNK]
+            _pair(
+                samples,
+                ("get, writable", _getting(collection, chunk)),
+                ("unique get, writable", _finding(collection, addresses)),
+                turn + start // CHUNK,
+            )
     with ThreeDb.open(path, readonly=True) as database:
         collection = database.users
-        keys = [key for key, _ in users]
-        emails = [user.email for _, user in users]
         for start in range(0, len(keys), CHUNK):
             chunk, addresses = keys[start : start + CHUNK], emails[start : start + CHUNK]
             _pair(
@@ -328,17 +343,20 @@ def _memory_after_a_write(path: Path, cls: type[Database], records: int) -> floa
 
 
 def _opens(folder: Path, log: Path, samples: Samples, turn: int) -> None:
-    """Time opens, and opens with one write, with three indexes against none, in pairs."""
-    _pair(
-        samples,
-        ("open none", functools.partial(_open, log, PlainDb)),
-        ("open three", functools.partial(_open, log, ThreeDb)),
-        turn,
-    )
-    # Each side writes to its own copy, made before the pair: the copies are not timed.
-    none = _open_and_write(log, PlainDb, folder / "scratch-none.log")
-    three = _open_and_write(log, ThreeDb, folder / "scratch-three.log")
-    _pair(samples, ("open+write none", none), ("open+write three", three), turn)
+    """Time opens, and opens with one write, with three indexes against none, in
+    ``OPENS`` pairs of each."""
+    for pair in range(OPENS):
+        _pair(
+            samples,
+            ("open none", functools.partial(_open, log, PlainDb)),
+            ("open three", functools.partial(_open, log, ThreeDb)),
+            turn + pair,
+        )
+    for pair in range(OPENS):
+        # Each side writes to its own copy, made before the pair: copies are not timed.
+        none = _open_and_write(log, PlainDb, folder / "scratch-none.log")
+        three = _open_and_write(log, ThreeDb, folder / "scratch-three.log")
+        _pair(samples, ("open+write none", none), ("open+write three", three), turn + pair)
 
 
 def _ratios(samples: Samples, subject: str, baseline: str) -> list[float]:
@@ -355,7 +373,8 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 ROWS = [
     ("write, one hash index", "write hash", "write none", 1.3),
     ("write, one ordered index", "write ordered", "write none", 1.6),
-    ("unique lookup vs get", "unique get", "get", 1.3),
+    ("unique lookup vs get, read-only", "unique get", "get", 1.3),
+    ("unique lookup vs get, writable", "unique get, writable", "get, writable", 1.3),
     ("100-entry range vs 100 gets", "range 100", "100 gets", 2.0),
     ("open, three indexes", "open three", "open none", 1.3),
     ("open + one write, three indexes", "open+write three", "open+write none", 0.0),
@@ -396,16 +415,20 @@ def main(argv: list[str]) -> None:
     print(
         f"{records} records, {repetitions} repetitions; per repetition {pairs} write pairs"
         f" of {CHUNK} inserts, {len(samples['get']) // repetitions} lookup pairs,"
-        f" {len(samples['range 100']) // repetitions} range pairs, 1 open pair"
+        f" {len(samples['range 100']) // repetitions} range pairs, {OPENS} open pairs"
     )
     print(
         f"{'workload':<34}{'us/op':>9}{'base us':>9}{'paired':>8}{'q1':>7}{'q3':>7}"
         f"{'old':>7}{'target':>8}"
     )
     for label, subject, baseline, target in ROWS:
-        per = PER.get(subject.split()[0], records)
+        per = PER.get(subject.split()[0].rstrip(","), records)
         median = statistics.median(samples[subject]) / per * 1e6
-        base = statistics.median(samples[baseline]) / PER.get(baseline.split()[0], records) * 1e6
+        base = (
+            statistics.median(samples[baseline])
+            / PER.get(baseline.split()[0].rstrip(","), records)
+            * 1e6
+        )
         low, middle, high = _quartiles(_ratios(samples, subject, baseline))
         old = statistics.median(totals[subject]) / statistics.median(totals[baseline])
         shown = f"{target:>8.1f}" if target else f"{'-':>8}"

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from . import _index_overlay
 from ._index_set import IndexSet, StagedIndexes
-from ._index_state import IndexSpec, SortedEntries, first
+from ._index_state import IndexSpec, SortedEntries, UniqueEntries, first
 from ._types import K, V, _Missing
 
 T = TypeVar("T")
@@ -155,7 +155,12 @@ class IndexView(Generic[K, V, T]):
             if self._staged is not None:
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
-            holder = index.entries.holder(index_key)
+            entries = index.entries
+            # UniqueEntries.holder, inlined for a unique hash index: a call less per lookup.
+            if type(entries) is UniqueEntries:
+                holder = entries.holders.get(index_key, _Missing.MISSING)
+            else:
+                holder = entries.holder(index_key)
             return None if holder is _Missing.MISSING else (holder, self._read(holder))
 
     def find(self, index_key: T) -> list[tuple[K, V]]:
