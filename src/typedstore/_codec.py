@@ -39,6 +39,7 @@ from ._packing import (
     packb_exact,
     packb_plain,
     packb_plain_pair,
+    packed_plain_pair,
     unpack,
     unpack_or_raise,
 )
@@ -193,8 +194,7 @@ class Codec(Generic[K, V]):
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
         if type(key) is self.plain_key:
             if type(value) is self._plain_value:
-                key_bytes, blob = packb_plain_pair(key, value)
-                return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+                return packed_plain_pair(key, value)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             validated_key: K = key  # type: ignore[assignment]  # an exact plain K, as above
             key_bytes = packb_plain(key)  # encode_key's first case, inlined
         else:
