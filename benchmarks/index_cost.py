@@ -2,9 +2,8 @@
 
 Run: ``python benchmarks/index_cost.py [RECORDS] [REPETITIONS]``. The same records go to
 collections of one type that differ only in their indexes (none, one unique hash index on
-the email, one ordered index on the age, or three indexes); each workload is timed on the
-subjects in alternation on fresh logs in one process, and the report gives the median
-CPU microseconds per operation and the ratio against the issue's target:
+the email, one ordered index on the age, or three indexes), and each target compares a
+subject with its baseline, measured back to back:
 
 - a write (insert) with one hash index, and with one ordered index, against none;
 - a unique lookup (``by_email.get``) against a ``get`` by key;
@@ -16,10 +15,38 @@ CPU microseconds per operation and the ratio against the issue's target:
 then the memory the indexes hold per entry (``tracemalloc``, a collection with the index
 against one without, open; and for the three, after one write). README.md, "Indexes",
 gives the cost model.
+
+How it measures, and why (docs/BENCHMARKS.md, "Indexes (issue 14)", shows what the
+earlier way gave on the same machine). On the shared machine the speed of the whole
+process drifts by a quarter within a minute, and a median of whole runs per subject,
+divided by the baseline's median, mixes runs made seconds apart: one drift lands in the
+ratio whole. So each sample here is short and paired:
+
+- Writes: per repetition, the four subjects' collections are filled side by side, in
+  chunks of ``CHUNK`` inserts of the same records; each chunk is timed on every subject
+  one after the other (the order turns by one each chunk, so none is always first), and
+  gives one ratio per subject, its time over the unindexed one's. The collections grow
+  in step, so both sides of a ratio write into a collection of the same size.
+- Lookups and ranges: ``CHUNK`` gets against the unique lookups of the same entries, and
+  ranges against gets of as many entries, each pair back to back, alternating which
+  goes first.
+- Open: an open with three indexes against one without, alternating which goes first.
+
+The figure reported is the median of those paired ratios, with their quartiles to show
+the spread; beside it, the ratio of the per-subject medians of each repetition's total
+(what this script reported before) from the very same samples. Both sides do the same
+work under the same rules: the cyclic garbage collector stays on while timing (a
+subject pays for the collections its own allocations start) and is run to completion,
+untimed, before every sample of every subject, so each starts with empty young
+generations; the records are made once, before any timing, and frozen out of the
+collector (``gc.freeze``) so that those collections do not walk them. Times are the
+process's CPU time (user and system): no subject waits on fsync, and time the process
+spends descheduled is left out of every sample alike.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import shutil
 import statistics
@@ -123,65 +150,148 @@ def _new_user() -> User:
     return User(name="new", email="new@x.org", age=7, tags=["t7"], created=datetime.now(UTC))
 
 
+CHUNK = 1000
+"""Operations per sample: each sample is short, so both sides of a pair run within
+milliseconds of each other."""
+
+
 def _time(work: Callable[[], object]) -> float:
-    """Return the CPU seconds (user and system) ``work`` takes: steadier than wall clock on
-    a shared machine, and the same for every subject (none of them waits on fsync)."""
+    """Return the CPU seconds (user and system) ``work`` takes, from a collected heap."""
+    gc.collect()  # untimed, before every sample of every subject alike
     start = time.process_time()
     work()
     return time.process_time() - start
 
 
-def _write(path: Path, cls: type[Database], users: list[tuple[str, User]]) -> float:
-    """Return the seconds to insert ``users`` into a new collection of ``cls``."""
-    path.unlink(missing_ok=True)
-    with cls.open(path) as database:
-        users_of: Any = database.users  # type: ignore[attr-defined]  # every subject has one
-        return _time(lambda: [users_of.insert(key, user) for key, user in users])
+def _inserting(collection: Any, pairs: list[tuple[str, User]]) -> Callable[[], None]:
+    """Return what inserts ``pairs`` into ``collection``."""
+    insert = collection.insert
+
+    def work() -> None:
+        for key, user in pairs:
+            insert(key, user)
+
+    return work
 
 
-def _open(path: Path, cls: type[Database]) -> float:
-    start = time.process_time()
-    database = cls.open(path, readonly=True)
-    elapsed = time.process_time() - start
-    database.close()
-    return elapsed
+def _getting(collection: Any, keys: list[str]) -> Callable[[], None]:
+    """Return what gets each of ``keys`` from ``collection``."""
+    get = collection.get
+
+    def work() -> None:
+        for key in keys:
+            get(key)
+
+    return work
 
 
-def _open_and_write(path: Path, cls: type[Database], scratch: Path) -> float:
-    """Return the seconds to open a copy of ``path`` and insert one new entry."""
-    shutil.copyfile(path, scratch)
-    user = _new_user()
-    start = time.process_time()
-    database = cls.open(scratch)
-    database.users.insert("new", user)  # type: ignore[attr-defined]  # every subject has one
-    elapsed = time.process_time() - start
-    database.close()
-    return elapsed
+def _finding(collection: Any, emails: list[str]) -> Callable[[], None]:
+    """Return what looks each of ``emails`` up in ``collection.by_email``, as a user
+    writes it (the index's attribute read each time, as ``collection.get`` is)."""
+
+    def work() -> None:
+        for email in emails:
+            collection.by_email.get(email)
+
+    return work
 
 
-def _lookups(path: Path, users: list[tuple[str, User]]) -> dict[str, float]:
-    """Time a unique lookup against a get, and 100-entry ranges against 100 gets."""
-    times: dict[str, float] = {}
+def _ranging(collection: Any, starts: list[int], width: int) -> Callable[[], None]:
+    """Return what reads ``collection.by_age.range(start, start + width)`` per start."""
+
+    def work() -> None:
+        for start in starts:
+            collection.by_age.range(start, start + width)
+
+    return work
+
+
+Samples = dict[str, list[float]]
+"""Each subject's sample times, in order; samples at one position form a pair."""
+
+
+def _writes(folder: Path, users: list[tuple[str, User]], samples: Samples) -> None:
+    """Fill one collection of each subject side by side, chunk by chunk; add each
+    chunk's time per subject to ``samples`` (see the module docstring)."""
+    names = list(SUBJECTS)
+    databases = []
+    try:
+        for name in names:
+            path = folder / f"write-{name}.log"
+            path.unlink(missing_ok=True)
+            databases.append(SUBJECTS[name].open(path))
+        collections: list[Any] = [database.users for database in databases]  # type: ignore[attr-defined]  # every subject has one
+        for turn, start in enumerate(range(0, len(users), CHUNK)):
+            chunk = users[start : start + CHUNK]
+            for step in range(len(names)):
+                at = (turn + step) % len(names)
+                took = _time(_inserting(collections[at], chunk))
+                samples.setdefault(f"write {names[at]}", []).append(took)
+    finally:
+        for database in databases:
+            database.close()
+
+
+def _pair(
+    samples: Samples,
+    first: tuple[str, Callable[[], object]],
+    second: tuple[str, Callable[[], object]],
+    turn: int,
+) -> None:
+    """Time ``first`` and ``second`` back to back, in an order alternating with ``turn``."""
+    pair = (first, second) if turn % 2 == 0 else (second, first)
+    for name, work in pair:
+        samples.setdefault(name, []).append(_time(work))
+
+
+def _lookups(path: Path, users: list[tuple[str, User]], samples: Samples, turn: int) -> None:
+    """Time unique lookups against gets of the same entries, and ranges against gets of as
+    many entries, in pairs of ``CHUNK`` gets."""
     with ThreeDb.open(path, readonly=True) as database:
         collection = database.users
         keys = [key for key, _ in users]
         emails = [user.email for _, user in users]
-        times["get"] = _time(lambda: [collection.get(key) for key in keys])
-        times["unique get"] = _time(lambda: [collection.by_email.get(e) for e in emails])
+        for start in range(0, len(keys), CHUNK):
+            chunk, addresses = keys[start : start + CHUNK], emails[start : start + CHUNK]
+            _pair(
+                samples,
+                ("get", _getting(collection, chunk)),
+                ("unique get", _finding(collection, addresses)),
+                turn + start // CHUNK,
+            )
         # Ages repeat every 1000 entries: a range of one age holds len(users) / 1000 entries.
         per_age = len(users) // 1000
         width = max(1, 100 // per_age)
         starts = list(range(0, 1000 - width, width))
         got = collection.by_age.range(starts[0], starts[0] + width)
         assert len(got) == 100, len(got)
-        chunks = [keys[i : i + 100] for i in range(0, len(keys) - 100, 100)][: len(starts)]
-        times["range 100"] = _time(
-            lambda: [collection.by_age.range(s, s + width) for s in starts]
-        ) / len(starts)
-        times["100 gets"] = _time(
-            lambda: [[collection.get(key) for key in chunk] for chunk in chunks]
-        ) / len(chunks)
-    return times
+        per_sample = CHUNK // 100  # ranges per sample: CHUNK entries, as many as the gets
+        for first in range(0, len(starts) - per_sample + 1, per_sample):
+            ranged = starts[first : first + per_sample]
+            chunk = keys[first * 100 : (first + per_sample) * 100]
+            _pair(
+                samples,
+                ("range 100", _ranging(collection, ranged, width)),
+                ("100 gets", _getting(collection, chunk)),
+                turn + first,
+            )
+
+
+def _open(path: Path, cls: type[Database]) -> None:
+    cls.open(path, readonly=True).close()
+
+
+def _open_and_write(path: Path, cls: type[Database], scratch: Path) -> Callable[[], None]:
+    """Return what opens a fresh copy of ``path`` and inserts one new entry, the copy made
+    before (untimed)."""
+    shutil.copyfile(path, scratch)
+    user = _new_user()
+
+    def work() -> None:
+        with cls.open(scratch) as database:
+            database.users.insert("new", user)  # type: ignore[attr-defined]  # every subject has one
+
+    return work
 
 
 def _memory_per_entry(path: Path, cls: type[Database], records: int) -> float:
@@ -217,46 +327,96 @@ def _memory_after_a_write(path: Path, cls: type[Database], records: int) -> floa
     return (held(cls) - held(PlainDb)) / records
 
 
+def _opens(folder: Path, log: Path, samples: Samples, turn: int) -> None:
+    """Time opens, and opens with one write, with three indexes against none, in pairs."""
+    _pair(
+        samples,
+        ("open none", functools.partial(_open, log, PlainDb)),
+        ("open three", functools.partial(_open, log, ThreeDb)),
+        turn,
+    )
+    # Each side writes to its own copy, made before the pair: the copies are not timed.
+    none = _open_and_write(log, PlainDb, folder / "scratch-none.log")
+    three = _open_and_write(log, ThreeDb, folder / "scratch-three.log")
+    _pair(samples, ("open+write none", none), ("open+write three", three), turn)
+
+
+def _ratios(samples: Samples, subject: str, baseline: str) -> list[float]:
+    """Return each pair's ratio, ``subject`` over ``baseline``."""
+    pairs = zip(samples[subject], samples[baseline], strict=True)
+    return sorted(mine / theirs for mine, theirs in pairs)
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    low, middle, high = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return low, middle, high
+
+
+ROWS = [
+    ("write, one hash index", "write hash", "write none", 1.3),
+    ("write, one ordered index", "write ordered", "write none", 1.6),
+    ("unique lookup vs get", "unique get", "get", 1.3),
+    ("100-entry range vs 100 gets", "range 100", "100 gets", 2.0),
+    ("open, three indexes", "open three", "open none", 1.3),
+    ("open + one write, three indexes", "open+write three", "open+write none", 0.0),
+]
+"""Each target: its label, the subject, its baseline, the target (0: none)."""
+
+PER = {"write": CHUNK, "get": CHUNK, "unique": CHUNK, "range": CHUNK // 100, "100": CHUNK // 100}
+"""Operations per sample, by a sample name's first word; an open's time is given per entry."""
+
+
 def main(argv: list[str]) -> None:
-    """Alternate the subjects, then print medians and ratios against the targets."""
+    """Time every pair, then print the ratios against the targets, and memory."""
     records = int(argv[1]) if len(argv) > 1 else 20_000
     repetitions = int(argv[2]) if len(argv) > 2 else 5
     users = _users(records)
-    runs: dict[str, list[float]] = {}
+    gc.collect()
+    gc.freeze()  # the records live throughout: no collection needs to walk them
+    samples: Samples = {}
+    totals: Samples = {}  # per repetition, each subject's total: what the old report used
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         log = folder / "full.log"
-        for _ in range(repetitions):
-            for name, cls in SUBJECTS.items():
-                runs.setdefault(f"write {name}", []).append(_write(log, cls, users))
-            for name in ("none", "three"):
-                runs.setdefault(f"open {name}", []).append(_open(log, SUBJECTS[name]))
-            for name in ("none", "three"):
-                took = _open_and_write(log, SUBJECTS[name], folder / "scratch.log")
-                runs.setdefault(f"open+write {name}", []).append(took)
-            for name, seconds in _lookups(log, users).items():
-                runs.setdefault(name, []).append(seconds)
+        with ThreeDb.open(log) as database:
+            for key, user in users:
+                database.users.insert(key, user)
+        for turn in range(repetitions):
+            these: Samples = {}
+            _writes(folder, users, these)
+            _lookups(log, users, these, turn)
+            _opens(folder, log, these, turn)
+            for name, times in these.items():
+                samples.setdefault(name, []).extend(times)
+                totals.setdefault(name, []).append(sum(times))
         memory = {name: _memory_per_entry(log, SUBJECTS[name], records) for name in SUBJECTS}
         memory["three, written"] = _memory_after_a_write(log, ThreeDb, records)
-    median = {name: statistics.median(times) for name, times in runs.items()}
-    per_op = {name: seconds / records * 1e6 for name, seconds in median.items()}
-    print(f"{records} records, median of {repetitions} runs")
-    print(f"{'workload':<34}{'us':>10}{'baseline us':>13}{'ratio':>8}{'target':>8}")
-    rows = [
-        ("write, one hash index", "write hash", "write none", 1.3),
-        ("write, one ordered index", "write ordered", "write none", 1.6),
-        ("unique lookup vs get", "unique get", "get", 1.3),
-        ("open, three indexes", "open three", "open none", 1.3),
-        ("open + one write, three indexes", "open+write three", "open+write none", 0.0),
-    ]
-    for label, subject, baseline, target in rows:
-        ratio = median[subject] / median[baseline]
-        shown = f"{target:>8.1f}" if target else f"{'-':>8}"
-        print(f"{label:<34}{per_op[subject]:>10.2f}{per_op[baseline]:>13.2f}{ratio:>8.2f}{shown}")
-    ranged, gets = median["range 100"] * 1e6, median["100 gets"] * 1e6
+    gc.unfreeze()
+    pairs = len(samples["write none"]) // repetitions
     print(
-        f"{'100-entry range vs 100 gets':<34}{ranged:>10.2f}{gets:>13.2f}{ranged / gets:>8.2f}"
-        f"{2.0:>8.1f}"
+        f"{records} records, {repetitions} repetitions; per repetition {pairs} write pairs"
+        f" of {CHUNK} inserts, {len(samples['get']) // repetitions} lookup pairs,"
+        f" {len(samples['range 100']) // repetitions} range pairs, 1 open pair"
+    )
+    print(
+        f"{'workload':<34}{'us/op':>9}{'base us':>9}{'paired':>8}{'q1':>7}{'q3':>7}"
+        f"{'old':>7}{'target':>8}"
+    )
+    for label, subject, baseline, target in ROWS:
+        per = PER.get(subject.split()[0], records)
+        median = statistics.median(samples[subject]) / per * 1e6
+        base = statistics.median(samples[baseline]) / PER.get(baseline.split()[0], records) * 1e6
+        low, middle, high = _quartiles(_ratios(samples, subject, baseline))
+        old = statistics.median(totals[subject]) / statistics.median(totals[baseline])
+        shown = f"{target:>8.1f}" if target else f"{'-':>8}"
+        print(
+            f"{label:<34}{median:>9.2f}{base:>9.2f}{middle:>8.2f}{low:>7.2f}{high:>7.2f}"
+            f"{old:>7.2f}{shown}"
+        )
+    print(
+        "us/op, base us: median sample per operation (opens: per entry); paired: median of"
+        " the pairs' ratios (q1, q3: their quartiles); old: median total per repetition over"
+        " the baseline's"
     )
     print("memory the indexes hold, bytes per entry:")
     for name in ("hash", "ordered", "three", "three, written"):

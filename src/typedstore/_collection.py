@@ -333,11 +333,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         validated_key, key_bytes = codec.encode_key(key)
         validated, blob = codec.encode_value(value)
         write = (validated_key, key_bytes, blob if self._copies else validated, blob)
-        hook.given = (blob, validated)  # the indexes need not decode the value again
-        try:
-            return self._core._write_one(self, write)
-        finally:
-            hook.given = None
+        return self._core._write_one(self, write, validated)  # the indexes need not decode it
 
     def setdefault(self, key: K, default: V, /) -> V:
         """Return the value of ``key``; if absent, first insert ``default`` (validated).

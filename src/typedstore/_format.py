@@ -234,9 +234,12 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     return end
 
 
-def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[list[int], int]:
+def bare_records(
+    buf: bytes, offset: int, generation: int, limit: int, base: int = 0
+) -> tuple[list[int], int]:
     """Return the run of valid frames from ``offset`` on that hold bare inserts and removes
-    written under schema ``generation``, and the offset where the run ends.
+    written under schema ``generation``, and the offset where the run ends. ``base`` is
+    as for :func:`read_head`: the log's position of ``buf[0]`` (a catch-up's new bytes).
 
     The most common records, read in a run at a time: at most ``limit`` frames, as a flat
     list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
@@ -273,7 +276,7 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
             end > size
             or length > MAX_RECORD_BYTES
             # The bytes the head's checksum covers, packed from the head's own fields.
-            or crc32(pack_checked(offset, length, body_crc)) != crc
+            or crc32(pack_checked(base + offset, length, body_crc)) != crc
             or crc32(view[start:end]) != body_crc
         ):
             break

@@ -4,7 +4,9 @@ The write path (``_core.Core._write`` and ``_commit``) shows it each record's wr
 before anything is written, under the lock (:meth:`IndexHook.before` plans them: a
 refused write raises there, nothing written, indexes unchanged), and again once the
 log holds the record (:meth:`IndexHook.after` applies the plan, whatever exception
-arrived meanwhile).
+arrived meanwhile). A single write's short path (``Core._write_one_hooked``) calls
+:meth:`IndexHook.before_one` and :meth:`IndexHook.after_one` instead, the same steps
+for one write, with the plan handed back rather than kept.
 README.md, "Indexes", says what users see.
 """
 
@@ -22,20 +24,52 @@ from ._types import MISSING, K, V, _Missing
 class IndexHook(Generic[K, V]):
     """The ``WriteHook`` of one collection with indexes: plans each write, then applies it."""
 
-    __slots__ = ("_codec", "_indexes", "_plan", "_plan_one", "given")
+    __slots__ = ("_apply_one", "_codec", "_indexes", "_plan", "_plan_one", "given")
 
     def __init__(self, indexes: IndexSet[K, V], codec: Codec[K, V]) -> None:
         self._indexes = indexes
         self._codec = codec
-        self._plan_one = indexes.planner()
+        self._plan_one, self._apply_one = indexes.single_write()
         self._plan: IndexPlan[K, V] | None = None
         """The plan of the write under way, between ``before`` and ``after``."""
         self.given: tuple[bytes, V] | None = None
-        """Where a writer of one value puts its bytes and the validated value they hold,
-        for the time of the write: the indexes take the value from there rather than
-        decode the bytes again, when the write's bytes are these very ones (one
+        """Where a writer of one value that takes ``Core._write`` (a shared core's, or
+        one the short path passes on) puts its bytes and the validated value they
+        hold, for the time of the write: the indexes take the value from there rather
+        than decode the bytes again, when the write's bytes are these very ones (one
         attribute, set at once: another thread's write may replace it, and then the
         bytes are decoded). The writer clears it after the write."""
+
+    def before_one(self, write: Write[Any], value: object) -> object:
+        """:meth:`before` for the single ``write``, returning its plan for
+        :meth:`after_one`; ``value`` is the validated value of an insert, or MISSING
+        (then decoded from the write's bytes). Raises (nothing changed) for a write the
+        indexes refuse."""
+        indexes = self._indexes
+        if indexes.unsettled:
+            indexes.settle()
+        if indexes.pending is not None:
+            indexes.ready()
+        key, _, stored, blob = write
+        new: V | _Missing
+        if blob is None:
+            new = MISSING
+        elif value is MISSING:
+            new = self._codec.thaw(stored)
+        else:
+            new = value  # type: ignore[assignment]  # an insert's validated V (Collection._put)
+        plan = self._plan_one(key, new)
+        indexes.unsettled = True  # see before
+        return plan
+
+    def after_one(self, plan: object) -> None:
+        """:meth:`after` for the plan :meth:`before_one` returned, the write now in the log."""
+        try:
+            self._apply_one(plan)
+            self._indexes.unsettled = False
+        except BaseException:
+            self._indexes.settle()
+            raise
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
         """Plan ``writes``; raises (nothing changed) for a write the indexes refuse.
@@ -59,7 +93,7 @@ class IndexHook(Generic[K, V]):
                     new = given[1]
                 else:
                     new = self._codec.thaw(stored)
-            self._plan = self._plan_one(key, new)
+            self._plan = indexes.plan_one(key, new)
         else:
             found: list[Change[K, V]] = changes(self._codec, writes)
             self._plan = indexes.plan(found)

@@ -171,9 +171,17 @@ class IndexSet(Generic[K, V]):
             self.ready()
         lone, single = self._lone, self._single
         if lone is not None:
-            return self._plan_lone(lone, key, new)
+            planned = self._plan_lone(lone, key, new)
+            if planned is None:
+                return _NOTHING
+            _, old, fresh = planned
+            was: IndexKeys = () if old is MISSING else (old,)
+            return ((lone, key, was, () if fresh is MISSING else (fresh,)),), (), ()
         if single is not None:
-            return self._plan_single(single, key, new)
+            inserted, rest = self._plan_single(single, key, new)
+            if isinstance(inserted, _Missing):
+                return cast(IndexPlan[K, V], rest)
+            return ((single, inserted, (), (rest,)),), (inserted,), ()
         return self._plan_any(key, new)
 
     def _plan_any(self, key: K, new: V | _Missing) -> IndexPlan[K, V]:
@@ -216,51 +224,72 @@ class IndexSet(Generic[K, V]):
             return moves, [], [key] if present else []
         return moves, [key] if self._keeps_order and not present else [], []
 
-    def planner(self) -> Callable[[K, V | _Missing], IndexPlan[K, V]]:
-        """Return :meth:`plan_one`, or for an index alone the shorter path it takes, called
-        directly: what a host plans each single write with, after :meth:`ready`."""
+    def single_write(self) -> tuple[Callable[[K, V | _Missing], object], Callable[[object], None]]:
+        """Return how a host plans a single write (as :meth:`plan_one`, raising as it
+        does) and how it then applies what that returned (as :meth:`apply`): for an index
+        alone, shorter paths whose plans are made for their own apply only. Called after
+        :meth:`ready`, under the lock."""
+        # The applies take the plans their own planner made: what the host hands back.
         lone, single = self._lone, self._single
         if lone is not None:
-            return functools.partial(self._plan_lone, lone)
+            apply_lone: Callable[[Any], None] = functools.partial(self._apply_lone, lone)
+            return functools.partial(self._plan_lone, lone), apply_lone
         if single is not None:
-            return functools.partial(self._plan_single, single)
-        return self._plan_any
+            apply_single: Callable[[Any], None] = functools.partial(self._apply_single, single)
+            return functools.partial(self._plan_single, single), apply_single
+        apply: Callable[[Any], None] = self.apply
+        return self.plan_one, apply
 
-    def _plan_single(self, single: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
-        """Return ``plan_one(key, new)`` for one index alone, not multi, that keeps
-        insertion positions: the insert of a new key, shortened; any other write by
-        :meth:`_plan_any`."""
+    def _plan_single(
+        self, single: Maintained[K, V], key: K, new: V | _Missing
+    ) -> tuple[K | _Missing, object]:
+        """Plan a single write for one index alone, not multi, that keeps insertion
+        positions: ``(key, index key)`` for the insert of a new key with an index key,
+        the commonest write; else ``(MISSING, plan)``, the :data:`IndexPlan` of
+        :meth:`_plan_any`. Raises as :meth:`plan` does."""
         if new is MISSING or key in self._seqs:
-            return self._plan_any(key, new)
+            return MISSING, self._plan_any(key, new)
         index_key = single.fn(new)
         if index_key is None:
-            return (), (key,), ()
+            return MISSING, ((), (key,), ())
         entries: HashEntries[K] = single.entries  # type: ignore[assignment]  # keeps positions; no cast(), a call
         try:
             bucket = entries._buckets.get(index_key)
         except TypeError:
             single.check_hashable(key, index_key)  # raises, naming the index, if unhashable
             raise
-        move: Move[K, V] = (single, key, (), (index_key,))
         if bucket is not None:
             # An index key the index holds already needs no order check: see check_comparable.
             if single.unique:
                 raise _index_rules.violation(single, index_key, next(iter(bucket)), key)
         elif single.ordered:
             _index_rules.check_fits(single, key, index_key)
-        return (move,), (key,), ()
+        return key, index_key
 
-    def _plan_lone(self, lone: Maintained[K, V], key: K, new: V | _Missing) -> IndexPlan[K, V]:
-        """Return ``plan_one(key, new)`` for a unique hash index alone."""
+    def _apply_single(self, single: Maintained[K, V], planned: tuple[K | _Missing, object]) -> None:
+        """Apply what :meth:`_plan_single` returned, once the write is in the log."""
+        key, rest = planned
+        if isinstance(key, _Missing):
+            self.apply(cast(IndexPlan[K, V], rest))
+            return
+        seq = self._next_seq  # the insert of a new key: last in the host, and its bucket
+        self._seqs[key] = seq
+        self._next_seq = seq + 1
+        single.entries.append(key, rest)
+        single.held[key] = rest
+
+    def _plan_lone(
+        self, lone: Maintained[K, V], key: K, new: V | _Missing
+    ) -> tuple[K, object, object] | None:
+        """Plan a single write for a unique hash index alone: ``(key, index key it held,
+        index key it holds after)``, each MISSING for none; None when nothing changes.
+        Raises as :meth:`plan` does."""
         held = lone.held.get(key, MISSING)
         index_key = None if new is MISSING else lone.fn(new)
-        if index_key is held or (index_key is None and held is MISSING):
-            return _NOTHING
-        old: IndexKeys = () if held is MISSING else (held,)
         if index_key is None:
-            return ((lone, key, old, ()),), (), ()
-        if held is not MISSING and held == index_key:
-            return _NOTHING
+            return None if held is MISSING else (key, held, MISSING)
+        if index_key is held or (held is not MISSING and held == index_key):
+            return None
         try:
             holder = lone.entries.holders.get(index_key, MISSING)  # type: ignore[union-attr]  # a unique hash index's
         except TypeError:
@@ -268,7 +297,21 @@ class IndexSet(Generic[K, V]):
             raise
         if holder is not MISSING and holder != key:
             raise _index_rules.violation(lone, index_key, holder, key)
-        return ((lone, key, old, (index_key,)),), (), ()
+        return key, held, index_key
+
+    def _apply_lone(self, lone: Maintained[K, V], planned: tuple[K, object, object] | None) -> None:
+        """Apply what :meth:`_plan_lone` returned, once the write is in the log."""
+        if planned is None:
+            return
+        key, old, fresh = planned
+        holders = lone.entries.holders  # type: ignore[union-attr]  # a unique hash index's
+        if old is not MISSING:
+            del holders[old]
+        if fresh is MISSING:
+            lone.held.pop(key, None)
+        else:
+            holders[fresh] = key
+            lone.held[key] = fresh
 
     def apply(self, plan: IndexPlan[K, V]) -> None:
         """Carry out ``plan``, once the write's record is written; never raises.

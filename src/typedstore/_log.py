@@ -13,6 +13,10 @@ from ._records import LARGE_BODY, operation_record
 
 _operation_frame = _format.operation_frame  # bound once: every single write's call
 
+OperationParts = tuple[bytes, bytes, bytes | None]
+"""One operation's record as :meth:`Log.append_operation` takes it: head, key, value
+(None for a removal)."""
+
 
 class Log:
     """The open log's writer in exclusive mode: appends framed records, buffers, syncs, rewrites.
@@ -60,15 +64,22 @@ class Log:
         """The log's end, where the next record goes (shared mode buffers nothing)."""
         return self.file.size
 
-    def append(self, body: bytes | list[bytes], records: int) -> None:
+    def append(self, body: bytes | list[bytes] | OperationParts, records: int) -> None:
         """Frame ``body`` at the log's end and append it; it holds ``records`` operations.
 
-        ``body`` is one ``bytes``, or a large body's parts (see ``_records.LARGE_BODY``).
+        ``body`` is one ``bytes``, or a large body's parts (see ``_records.LARGE_BODY``),
+        or for one operation (``records`` 1) the ``(head, key, value)`` that
+        :meth:`append_operation` takes, which frames it in one call when it can: the
+        single write of a collection with indexes (``Core._write_one_hooked``), which
+        appends here rather than there (tests interrupt a write right after this).
         When it returns the record is in the OS (write-through), on disk
         (``sync_on_write``) or in the buffer. When it raises, neither file nor
         buffer holds the record, unless the exception (a signal handler's) came once
         it was in one of them: then it stays, counted in ``total_records``.
         """
+        if isinstance(body, tuple):
+            self.append_operation(*body)  # which comes back here, with bytes, if it must
+            return
         if self.failure is not None:  # check_writable, inlined on the path of every write
             self.check_writable()
         generation = self.generation

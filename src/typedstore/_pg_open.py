@@ -15,9 +15,10 @@ from pathlib import Path
 from . import _format
 from ._config import StoreConfig
 from ._errors import CorruptLogError
-from ._log import Log
+from ._log import Log, OperationParts
 from ._open import Image, Opened
 from ._pg_engine import PostgresEngine
+from ._records import operation_record
 from ._replay import Declare, Replay, Replayer
 from ._scan import open_header
 
@@ -138,13 +139,16 @@ class PgLog(Log):
         self.pg.claim(end)
         self._size = size
 
-    def append(self, body: bytes | list[bytes], records: int) -> None:
-        """Append ``body`` (holding ``records`` operations) at :attr:`end` in one statement.
+    def append(self, body: bytes | list[bytes] | OperationParts, records: int) -> None:
+        """Append ``body`` (holding ``records`` operations) at :attr:`end` in one statement;
+        one operation's parts are made its record first (see :meth:`Log.append`).
 
         ``StaleLogError`` if another instance appended since (nothing written);
         ``ConnectionError`` if the connection was lost, the record then written or not,
         as the next catch-up tells.
         """
+        if isinstance(body, tuple):
+            body = operation_record(*body)
         generation = self.generation
         pending = self.pending_schema
         at = self.pg.claimed
