@@ -51,6 +51,7 @@ from typedstore import (
     _codec,
     _format,
     _fs,
+    _packing,
 )
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -507,6 +508,61 @@ class TestPerThreadPacker:
         assert len(expected) == 4 * (400 - 133)
         with TypedStore.open(log_path, str, str) as store:
             assert dict(store.items()) == expected
+
+    def test_a_write_from_inside_a_plain_pack_at_every_bytecode_keeps_both(
+        self, tmp_path: Path
+    ) -> None:
+        """A signal handler's write landing anywhere inside the shared plain packer's
+        calls (before the store's lock: the write is not refused) packs with the same
+        packer: each write stores its own bytes."""
+        written: dict[str, str] = {}
+        nested: dict[str, str] = {}
+        with (
+            TypedStore.open(tmp_path / "a.log", str, str) as store,
+            TypedStore.open(tmp_path / "b.log", str, str) as other,
+        ):
+            step = 0
+            while True:
+                tracer, landed = _write_inside_a_plain_pack(step, other, nested)
+                sys.settrace(tracer)
+                try:
+                    store[f"k{step}"] = written[f"k{step}"] = "w" * (step + 1)
+                finally:
+                    sys.settrace(None)
+                if not landed:
+                    break
+                step += 1
+            assert step > 10  # every bytecode of the pack was a landing point
+            assert dict(store.items()) == written
+            assert dict(other.items()) == nested
+        with TypedStore.open(tmp_path / "a.log", str, str) as store:
+            assert dict(store.items()) == written
+        with TypedStore.open(tmp_path / "b.log", str, str) as other:
+            assert dict(other.items()) == nested
+
+
+def _write_inside_a_plain_pack(
+    step: int, other: TypedStore[str, str], nested: dict[str, str]
+) -> tuple[Callable[[FrameType, str, object], Any], list[bool]]:
+    """Return a trace function that writes to ``other`` at the ``step``-th bytecode run
+    inside the plain packer's functions, and a list that holds True once it did."""
+    pack_codes = {_packing.packed_plain_pair.__code__, _packing.packb_plain.__code__}
+    seen = [0]
+    landed: list[bool] = []
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code not in pack_codes:
+            return None
+        frame.f_trace_opcodes = True
+        if event == "opcode" and not landed:
+            seen[0] += 1
+            if seen[0] - 1 == step:
+                landed.append(True)
+                sys.settrace(None)  # the handler's own write is not traced
+                other[f"h{step}"] = nested[f"h{step}"] = "n" * step
+        return tracer
+
+    return tracer, landed
 
 
 class TestShortWrites:

@@ -131,13 +131,11 @@ def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -
     if value is None:
         body = head + b"\x02" + key  # remove_body's
     else:
-        size = len(key)  # insert_body's, the kind and key length's bytes made once
-        body = (
-            head
-            + (_INSERT_HEADS[size] if size < 256 else _pack_insert_head(_INSERT, size))
-            + key
-            + value
-        )
+        try:  # insert_body's: the kind and key length, made once for keys under 256 bytes
+            kind_and_size = _INSERT_HEADS[len(key)]
+        except IndexError:
+            kind_and_size = _pack_insert_head(_INSERT, len(key))
+        body = head + kind_and_size + key + value
     length = len(body)
     if length > MAX_RECORD_BYTES:
         raise _record_too_large(length)

@@ -179,6 +179,21 @@ def packb_plain_pair(key: object, value: object) -> tuple[bytes, bytes]:
     return packed
 
 
+def packed_plain_pair(key: object, value: object) -> tuple[object, bytes, object, bytes]:
+    """Return ``key``, its bytes, ``value`` and its bytes, packed as :func:`packb_plain_pair`
+    packs them: an insert of plain data in one call, in the order the codec gives it."""
+    try:
+        key_bytes = _plain_pack(key)
+        blob = _plain_pack(value)
+    except ENCODE_FAILURES:  # msgpack resets its buffer before raising
+        packb_plain(key)  # whichever fails raises EncodingError naming its type
+        packb_plain(value)
+        raise
+    if len(key_bytes) + len(blob) > _PACKER_KEEP_BYTES:
+        _renew_plain_packer()
+    return key, key_bytes, value, blob
+
+
 def _renew_plain_packer() -> None:
     """Drop the packer of plain data, which would keep a buffer as large as its last pack."""
     global _plain_pack  # one packer for every thread, replaced whole
