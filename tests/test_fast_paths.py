@@ -28,6 +28,7 @@ import gc
 import math
 import os
 import signal
+import sys
 import threading
 import tracemalloc
 import zoneinfo
@@ -50,6 +51,7 @@ from typedstore import (
     _codec,
     _format,
     _fs,
+    _packing,
 )
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -460,6 +462,107 @@ class TestPerThreadPacker:
         with TypedStore.open(log_path, Stamp, frozenset[datetime.datetime]) as store:
             assert dict(store.items()) == expected
             assert store[frozenset(reversed(sorted(key(0, 4))))] == expected[key(0, 4)]
+
+    @pytest.mark.slow
+    def test_plain_data_packed_large_leaves_no_buffer_of_its_size(self, log_path: Path) -> None:
+        """The one packer of plain keys and values keeps no buffer as large as a large key
+        it packed (a removal of an absent key packs it and stores nothing)."""
+        size = 8 * 1024 * 1024
+        with TypedStore.open(log_path, str, bytes) as store:
+
+            def look_up_large() -> None:
+                assert store.pop("k" * size, None) is None  # packed to find it, absent
+
+            held = bytes_held_after_a_thread_ran(look_up_large)
+            assert held < size // 4, f"{held} bytes still allocated after an {size}-byte key"
+            store["k" * 100] = b"v" * size  # a pair too, then a small write after it
+            store["small"] = b"s"
+        with TypedStore.open(log_path, str, bytes) as store:
+            assert store["k" * 100] == b"v" * size
+            assert store["small"] == b"s"
+
+    def test_plain_writes_from_many_threads_keep_their_own_bytes(self, log_path: Path) -> None:
+        """Threads switching every microsecond while writing plain keys and values, some
+        large enough to replace the shared packer, each store exactly what they gave."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            with TypedStore.open(log_path, str, str) as store:
+
+                def work(thread: int) -> None:
+                    for index in range(400):
+                        size = 70_000 if index % 50 == 0 else index % 7
+                        store[f"{thread}-{index}"] = f"{thread}:{index}:" + "x" * size
+                        if index % 3 == 0 and index:
+                            del store[f"{thread}-{index - 1}"]
+
+                threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                expected = dict(store.items())
+        finally:
+            sys.setswitchinterval(interval)
+        assert all(value.startswith(key.replace("-", ":") + ":") for key, value in expected.items())
+        assert len(expected) == 4 * (400 - 133)
+        with TypedStore.open(log_path, str, str) as store:
+            assert dict(store.items()) == expected
+
+    def test_a_write_from_inside_a_plain_pack_at_every_bytecode_keeps_both(
+        self, tmp_path: Path
+    ) -> None:
+        """A signal handler's write landing anywhere inside the shared plain packer's
+        calls (before the store's lock: the write is not refused) packs with the same
+        packer: each write stores its own bytes."""
+        written: dict[str, str] = {}
+        nested: dict[str, str] = {}
+        with (
+            TypedStore.open(tmp_path / "a.log", str, str) as store,
+            TypedStore.open(tmp_path / "b.log", str, str) as other,
+        ):
+            step = 0
+            while True:
+                tracer, landed = _write_inside_a_plain_pack(step, other, nested)
+                sys.settrace(tracer)
+                try:
+                    store[f"k{step}"] = written[f"k{step}"] = "w" * (step + 1)
+                finally:
+                    sys.settrace(None)
+                if not landed:
+                    break
+                step += 1
+            assert step > 10  # every bytecode of the pack was a landing point
+            assert dict(store.items()) == written
+            assert dict(other.items()) == nested
+        with TypedStore.open(tmp_path / "a.log", str, str) as store:
+            assert dict(store.items()) == written
+        with TypedStore.open(tmp_path / "b.log", str, str) as other:
+            assert dict(other.items()) == nested
+
+
+def _write_inside_a_plain_pack(
+    step: int, other: TypedStore[str, str], nested: dict[str, str]
+) -> tuple[Callable[[FrameType, str, object], Any], list[bool]]:
+    """Return a trace function that writes to ``other`` at the ``step``-th bytecode run
+    inside the plain packer's functions, and a list that holds True once it did."""
+    pack_codes = {_packing.packed_plain_pair.__code__, _packing.packb_plain.__code__}
+    seen = [0]
+    landed: list[bool] = []
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code not in pack_codes:
+            return None
+        frame.f_trace_opcodes = True
+        if event == "opcode" and not landed:
+            seen[0] += 1
+            if seen[0] - 1 == step:
+                landed.append(True)
+                sys.settrace(None)  # the handler's own write is not traced
+                other[f"h{step}"] = nested[f"h{step}"] = "n" * step
+        return tracer
+
+    return tracer, landed
 
 
 class TestShortWrites:

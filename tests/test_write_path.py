@@ -303,6 +303,17 @@ def test_a_single_writes_frame_is_the_general_frame(
     assert _format.operation_frame(head, key, value, offset) == _format.encode_frame(body, offset)
 
 
+@pytest.mark.parametrize("size", [0, 1, 254, 255, 256, 257, 70_000])
+def test_a_single_writes_frame_is_the_general_frame_for_keys_of_any_length(size: int) -> None:
+    """Keys under 256 bytes take an insert head made once, longer ones pack their own:
+    both give ``encode_frame`` of the record ``operation_record`` makes."""
+    key = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for value in (b"\x01", None):
+        body = operation_record(b"", key, value)
+        assert isinstance(body, bytes)
+        assert _format.operation_frame(b"", key, value, 77) == _format.encode_frame(body, 77)
+
+
 def _modify_present(store: Ints, key: str) -> None:
     store.modify(key, lambda value: value + 1)
 

@@ -39,6 +39,7 @@ from ._packing import (
     packb_exact,
     packb_plain,
     packb_plain_pair,
+    packed_plain_pair,
     unpack,
     unpack_or_raise,
 )
@@ -127,7 +128,7 @@ class Codec(Generic[K, V]):
         stored, so for them it is absent. A key not equal to itself (a NaN, stored by
         an older version) is returned as given: only the stored object finds it.
         """
-        if self.plain_key is not None and type(key) is self.plain_key:
+        if type(key) is self.plain_key:  # never NoneType: None when no plain key type
             try:
                 return key, packb_plain(key)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             except EncodingError:  # an int beyond 64 bits, a str with a lone surrogate
@@ -193,12 +194,34 @@ class Codec(Generic[K, V]):
         :meth:`freeze` in one call, the path of every write (plain types need no more)."""
         if type(key) is self.plain_key:
             if type(value) is self._plain_value:
-                key_bytes, blob = packb_plain_pair(key, value)
-                return key, key_bytes, value, blob  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
+                return packed_plain_pair(key, value)  # type: ignore[return-value]  # an exact plain K; no cast(), a call on every write
             validated_key: K = key  # type: ignore[assignment]  # an exact plain K, as above
             key_bytes = packb_plain(key)  # encode_key's first case, inlined
         else:
             validated_key, key_bytes = self.encode_key(key)
+        if self._reads_back_as_dumped and self._strict_values is False:
+            # encode_value's commonest case, with _dumped_round_trip's non-strict one,
+            # inlined (each step and its fallback as there): a mutable value, so memory
+            # keeps its bytes, and the validated dump is the proof, not needed after it.
+            values = self._values
+            validated = values.validator.validate_python(value)
+            try:
+                data = values.serializer.to_python(
+                    validated, by_alias=False, round_trip=True, warnings=False
+                )
+            except ENCODE_FAILURES:
+                blob = None
+            else:
+                blob = packb_exact(data)
+            if blob is not None and len(blob) <= MAX_RECORD_BYTES:
+                try:
+                    (self._bound_validate or self._bind_validate())(data)
+                except pydantic.ValidationError:
+                    pass
+                else:
+                    return validated_key, key_bytes, blob, blob
+            blob = _read_back(values, validated, value, stable=False)[1]
+            return validated_key, key_bytes, blob, blob
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
@@ -223,13 +246,26 @@ class Codec(Generic[K, V]):
             validate = self._bound_validate or self._bind_validate()
             value = fn(validate(data))
             if self._reads_back_as_dumped and self._strict_values is False:
-                # encode_value's commonest case, inlined: see there.
-                validated = self._values.validator.validate_python(value)
-                fast = _dumped_round_trip(self._values, validated, validate, strict=False)
-                if fast is None:
-                    fast = _read_back(self._values, validated, value, stable=False)
+                # encode_value's commonest case, with _dumped_round_trip's non-strict
+                # one, inlined (each step and its fallback as there; see encode_write).
+                values = self._values
+                validated = values.validator.validate_python(value)
                 if key_bytes is None:
                     key_bytes = packb_plain(key)
+                try:
+                    data = values.serializer.to_python(
+                        validated, by_alias=False, round_trip=True, warnings=False
+                    )
+                except ENCODE_FAILURES:
+                    blob = None
+                else:
+                    blob = packb_exact(data)
+                if blob is not None and len(blob) <= MAX_RECORD_BYTES:
+                    try:
+                        return validate(data), key_bytes, blob, blob
+                    except pydantic.ValidationError:
+                        pass
+                fast = _read_back(values, validated, value, stable=False)
                 return fast[0], key_bytes, fast[1], fast[1]
         else:
             value = fn(stored)  # type: ignore[arg-type]  # an immutable V is kept as itself

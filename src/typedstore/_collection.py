@@ -26,7 +26,7 @@ from ._errors import StoreClosedError
 from ._index import Index, IndexView, declared_indexes
 from ._index_hook import IndexHook
 from ._index_set import Change, IndexSet
-from ._records import Write, record_head, removal
+from ._records import NO_VALUE, Write, record_head, removal
 from ._table import Table
 from ._txn import Hold, Transaction
 from ._types import MISSING, K, Migration, Stored, V
@@ -404,15 +404,16 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
 
     def _delete(self, key: K) -> Stored:
         """Remove ``key`` if present; return its stored value, or MISSING."""
-        found = self._codec.find_key(key)
+        codec = self._codec
+        found = codec.find_key(key)
         if found is None:  # a key that does not validate cannot have been stored
             self._core._write(self, ())  # writes nothing, but checks the store may be written
             return MISSING
-        stored_key, key_bytes = found
-        codec = self._codec
+        if codec.canonical_keys:  # equal keys, equal bytes: found by its bytes (most types)
+            return self._core._write_one(self, found + NO_VALUE)
         # A key not equal to itself (a NaN from an older log) compacts: see _write.
-        compact = not codec.canonical_keys and not codec.finds(stored_key, key_bytes)
-        return self._core._write_one(self, (stored_key, key_bytes, None, None), compact=compact)
+        compact = not codec.finds(*found)
+        return self._core._write_one(self, found + NO_VALUE, compact=compact)
 
     def clear(self) -> None:
         """Remove every entry, as one atomic record."""

@@ -67,6 +67,7 @@ from ._replay import (
     collector_paused,
     generation_at,
     replay,
+    resume_bare,
     resumed,
 )
 from ._table import Table
@@ -165,6 +166,9 @@ class Core:
             tuple[Catalog, Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]] | None
         ) = None
         """What :meth:`_resumed` returned last, and for which catalog."""
+        self._bare: tuple[Catalog, object, Table[Any], Following[Any, Any]] | None = None
+        """What :meth:`_read_bare` applies collection 0's records with: the catalog, the
+        :attr:`_resume_cache` and the table its state was made for, and the state."""
         self._indexes_behind = False
         """Whether a catch-up stopped (raised) before the indexes followed the records it
         applied to the tables: the next one rebuilds them whole (see :meth:`_read_new`)."""
@@ -661,9 +665,21 @@ class Core:
             self.writing = (self.writing + 1) & ~1
 
     def _catch_up_changed(self, engine: FileEngine | PostgresEngine) -> bool:
-        """:meth:`_catch_up` once the log is seen changed."""
+        """:meth:`_catch_up` once the log is seen changed.
+
+        In shared mode on a file the new bytes are read first, without asking whether
+        the log was replaced: a compaction grows the file it replaces by one byte, less
+        than a frame, before the rename (``_fs.LogFile.mark_replaced``). So new bytes that
+        are all complete records, read to the end, were appended to the log in force
+        when this catch-up looked, and were all it held then (see :meth:`_read_bare`).
+        """
+        bare = True
+        if isinstance(engine, FileEngine) and engine.mode == "shared":
+            if self._read_bare(engine):
+                return True  # the common case: records a writer appended, all complete
+            bare = False  # read already: what follows them is for the general way
         if not engine.is_replaced():
-            return self._read_new(engine)  # the log grew: the common case
+            return self._read_new(engine, bare=bare)  # the log grew
         if engine.end() != self._known:
             self._read_new(engine)  # the rest of the old log, still open here
         if engine.is_replaced():  # unless that replayed the new one whole
@@ -690,14 +706,21 @@ class Core:
         if self._log is not None:
             self._log.resume(self._total, self._generation)
 
-    def _read_new(self, engine: FileEngine | PostgresEngine) -> bool:
+    def _read_new(self, engine: FileEngine | PostgresEngine, *, bare: bool = True) -> bool:
         """Apply the complete records appended since ``_known``; one still being written
         (or left by a killed writer) is not there yet. Return whether the log ended
         right after them when read (no partial record after), so that a writer holding
-        the lock knows its end without asking again."""
+        the lock knows its end without asking again.
+
+        Bare inserts and removes of collection 0 take the short way first
+        (:meth:`_read_bare`, unless ``bare`` is false: the caller just did); whatever
+        it leaves, from its first other record on, takes the general one here.
+        """
         if self._known == 0:  # a read-only core that found the log empty: no header yet
             self._reload()
             return False
+        if bare and isinstance(engine, FileEngine) and self._read_bare(engine):
+            return True
         frames = engine.read_frames(self._known)
         if frames.stop == "invalid" and engine.mode == "shared":
             raise CorruptLogError(
@@ -740,6 +763,65 @@ class Core:
         if self._log is not None:
             self._log.resume(self._total, self._generation)
         return frames.stop == "end"
+
+    def _read_bare(self, engine: FileEngine) -> bool:
+        """Apply the bare inserts and removes (collection 0's) that start the log's bytes
+        since ``_known``, a run at a time, as open does (``_replay.resume_bare``);
+        return whether they are all those bytes (a record, at least, and nothing after).
+
+        The short way of the commonest catch-up: a store's, or a database's collection 0,
+        with no index and keys that are their own bytes, records of the schema in force
+        (other processes' single writes). It reads the bytes with one ``pread`` and
+        applies them to the table's entries in place, keeping the table. From the first
+        frame that is anything else, of another generation, not valid or not complete
+        yet, the general way (:meth:`_read_new`) reads on, and says what is wrong.
+        Nothing applies (False) when the collection is none of these.
+        """
+        collection = self.collections.get(0)
+        if collection is None or self._known == 0:
+            return False
+        table = collection._table
+        cached = self._bare
+        if (
+            cached is not None
+            and cached[2] is table
+            and cached[0] is self.catalog
+            and cached[1] is self._resume_cache
+        ):
+            state = cached[3]
+        else:
+            found = self._bare_state(collection)
+            if found is None:
+                return False
+            state = found
+        known = self._known
+        buf = engine.read_bytes(known)
+        state.begin(keeps_values=False)
+        try:
+            count, end = resume_bare(state, buf, known, self._generation)
+        finally:  # as Replayer.resume's caller: whatever was applied
+            table._order = None  # positions are computed anew (Table.at)
+            state.settle()
+        if not count:
+            return False
+        self._total += count
+        self._known = known + end
+        if self._log is not None:
+            self._log.total_records = self._total
+        return end == len(buf)
+
+    def _bare_state(self, collection: Collection[Any, Any]) -> Following[Any, Any] | None:
+        """Return the state :meth:`_read_bare` applies ``collection``'s records with, noted
+        for the next catch-up; None if that collection needs the general way."""
+        table = collection._table
+        if collection._indexes or table._key_bytes is not None:
+            return None  # the general way keeps them following
+        _, declared = self._resumed()
+        for held, state in declared:
+            if held is collection and state.values is None and state.entries is table.entries:
+                self._bare = (self.catalog, self._resume_cache, table, state)
+                return state
+        return None
 
     def _resumed(self) -> tuple[Replayer, list[tuple[Collection[Any, Any], Following[Any, Any]]]]:
         """Return a replay resumed from the state in memory, and the declared collections'

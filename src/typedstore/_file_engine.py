@@ -149,6 +149,13 @@ class FileEngine:
         with self.writing():
             return walk_frames(file.read_from(start, file.end()), start)
 
+    def read_bytes(self, start: int) -> bytes:
+        """Return the log's bytes from byte ``start`` to its end now, unchecked: for a
+        reader that walks them itself and leaves what it cannot read to
+        :meth:`read_frames` (a shared catch-up's short way, ``Core._read_bare``)."""
+        file = self._file()
+        return file.read_from(start, file.end())
+
     def position_after(self, position: int, frame: bytes) -> int:
         """Return the byte offset after ``frame`` written at ``position``."""
         return position + len(frame)

@@ -131,7 +131,11 @@ def operation_frame(head: bytes, key: bytes, value: bytes | None, offset: int) -
     if value is None:
         body = head + b"\x02" + key  # remove_body's
     else:
-        body = head + _pack_insert_head(_INSERT, len(key)) + key + value  # insert_body's
+        try:  # insert_body's: the kind and key length, made once for keys under 256 bytes
+            kind_and_size = _INSERT_HEADS[len(key)]
+        except IndexError:
+            kind_and_size = _pack_insert_head(_INSERT, len(key))
+        body = head + kind_and_size + key + value
     length = len(body)
     if length > MAX_RECORD_BYTES:
         raise _record_too_large(length)
@@ -230,9 +234,12 @@ def read_frame(buf: bytes, offset: int, view: memoryview | None = None, base: in
     return end
 
 
-def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[list[int], int]:
+def bare_records(
+    buf: bytes, offset: int, generation: int, limit: int, base: int = 0
+) -> tuple[list[int], int]:
     """Return the run of valid frames from ``offset`` on that hold bare inserts and removes
-    written under schema ``generation``, and the offset where the run ends.
+    written under schema ``generation``, and the offset where the run ends. ``base`` is
+    as for :func:`read_head`: the log's position of ``buf[0]`` (a catch-up's new bytes).
 
     The most common records, read in a run at a time: at most ``limit`` frames, as a flat
     list of ``offset, split, end`` for each, where ``[offset, end)`` is the frame and
@@ -269,7 +276,7 @@ def bare_records(buf: bytes, offset: int, generation: int, limit: int) -> tuple[
             end > size
             or length > MAX_RECORD_BYTES
             # The bytes the head's checksum covers, packed from the head's own fields.
-            or crc32(pack_checked(offset, length, body_crc)) != crc
+            or crc32(pack_checked(base + offset, length, body_crc)) != crc
             or crc32(view[start:end]) != body_crc
         ):
             break
@@ -498,6 +505,8 @@ def _insert_head(key: bytes) -> bytes:
 _pack_insert_head = struct.Struct("<BI").pack
 """The kind and key length an insert body starts with."""
 _INSERT = int(RecordKind.INSERT)
+_INSERT_HEADS = tuple(_pack_insert_head(_INSERT, size) for size in range(256))
+"""An insert body's kind and key length, for keys of under 256 bytes (most)."""
 
 
 def remove_body(key: bytes) -> bytes:

@@ -11,6 +11,8 @@ from ._errors import StoreFailedError
 from ._file_engine import FileEngine
 from ._records import LARGE_BODY, operation_record
 
+_operation_frame = _format.operation_frame  # bound once: every single write's call
+
 OperationParts = tuple[bytes, bytes, bytes | None]
 """One operation's record as :meth:`Log.append_operation` takes it: head, key, value
 (None for a removal)."""
@@ -142,7 +144,7 @@ class Log:
         before = file.size
         total = self.total_records + 1
         try:
-            file.append(_format.operation_frame(head, key, value, before))
+            file.append(_operation_frame(head, key, value, before))
             self.total_records = total
         except BaseException:
             # As in append: in the log exactly when the file grew, and then counted.

@@ -143,43 +143,61 @@ def packb(data: object) -> bytes:
     return packed
 
 
-_plain_packers = threading.local()
+_plain_pack: Callable[[object], bytes] = msgpack.Packer().pack
+"""The packer of plain data, one for every thread: see :func:`packb_plain`."""
 
 
 def packb_plain(data: object) -> bytes:
     """Pack an exact ``str``, ``bytes``, ``int``, ``float`` or ``bool`` as :func:`packb` does.
 
-    Faster than :func:`packb`: packing such data runs no Python code (no default hook),
-    so no signal handler or nested pack can enter this thread's packer while it packs,
-    and it stays in its slot. Raises ``EncodingError`` as :func:`packb` does.
+    Faster than :func:`packb`, with one packer for every thread: packing such data is
+    one call into msgpack's C code that runs no Python code (no default hook) and does
+    not let go of the GIL, so no other thread, signal handler or nested pack can enter
+    the packer while it packs, and it holds nothing between packs (it resets after
+    each). Raises ``EncodingError`` as :func:`packb` does.
     """
-    packer: msgpack.Packer | None = _plain_packers.__dict__.get("packer")
-    if packer is None:
-        packer = _plain_packers.packer = msgpack.Packer()
     try:
-        packed: bytes = packer.pack(data)
+        packed = _plain_pack(data)
     except ENCODE_FAILURES as exc:  # msgpack resets its buffer before raising
         reason = _reason(exc)
         raise EncodingError(f"cannot encode {type(data).__name__} as msgpack: {reason}") from exc
     if len(packed) > _PACKER_KEEP_BYTES:
-        del _plain_packers.packer  # it would keep a buffer that large
+        _renew_plain_packer()
     return packed
 
 
 def packb_plain_pair(key: object, value: object) -> tuple[bytes, bytes]:
     """Return :func:`packb_plain` of ``key`` and of ``value``: one write's, in one call."""
-    packer: msgpack.Packer | None = _plain_packers.__dict__.get("packer")
-    if packer is None:
-        packer = _plain_packers.packer = msgpack.Packer()
     try:
-        packed = packer.pack(key), packer.pack(value)
+        packed = _plain_pack(key), _plain_pack(value)
     except ENCODE_FAILURES:  # msgpack resets its buffer before raising
         packb_plain(key)  # whichever fails raises EncodingError naming its type
         packb_plain(value)
         raise
     if len(packed[0]) + len(packed[1]) > _PACKER_KEEP_BYTES:
-        del _plain_packers.packer  # it would keep a buffer that large
+        _renew_plain_packer()
     return packed
+
+
+def packed_plain_pair(key: object, value: object) -> tuple[object, bytes, object, bytes]:
+    """Return ``key``, its bytes, ``value`` and its bytes, packed as :func:`packb_plain_pair`
+    packs them: an insert of plain data in one call, in the order the codec gives it."""
+    try:
+        key_bytes = _plain_pack(key)
+        blob = _plain_pack(value)
+    except ENCODE_FAILURES:  # msgpack resets its buffer before raising
+        packb_plain(key)  # whichever fails raises EncodingError naming its type
+        packb_plain(value)
+        raise
+    if len(key_bytes) + len(blob) > _PACKER_KEEP_BYTES:
+        _renew_plain_packer()
+    return key, key_bytes, value, blob
+
+
+def _renew_plain_packer() -> None:
+    """Drop the packer of plain data, which would keep a buffer as large as its last pack."""
+    global _plain_pack  # one packer for every thread, replaced whole
+    _plain_pack = msgpack.Packer().pack
 
 
 _exact_packers = threading.local()
@@ -232,18 +250,19 @@ def _exact_default(obj: object) -> object:
     # "UTC")``) and still keeps it, in its repr and its pickle, where fromisoformat gives
     # a zone without one. Its constructor arguments (the pickle protocol's
     # ``__getinitargs__``, which typeshed omits) say which it is, and cost less.
-    if type(obj) is datetime.datetime and obj.fold == 0:
+    if type(obj) is _DATETIME and not obj.fold:
         zone = obj.tzinfo
         if (
             zone is None
-            or zone is datetime.UTC
-            or (type(zone) is datetime.timezone and len(zone.__getinitargs__()) == 1)  # type: ignore[attr-defined]
+            or zone is _UTC
+            or (type(zone) is _TIMEZONE and len(zone.__getinitargs__()) == 1)  # type: ignore[attr-defined]
         ):
             return _new_ext_type(_ExtType, (EXT_DATETIME, obj.isoformat().encode()))
     raise _NotExact
 
 
 _ExtType = msgpack.ExtType
+_DATETIME, _TIMEZONE = datetime.datetime, datetime.timezone
 _new_ext_type = tuple.__new__
 """Builds an ``ExtType`` as its own ``__new__`` does once its checks pass, without its
 two Python-level calls: the code is a constant in range and the data ``bytes``."""

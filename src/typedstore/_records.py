@@ -30,6 +30,11 @@ def removal(key: K, key_bytes: KeyBytes) -> Write[K]:
     return (key, key_bytes, None, None)
 
 
+NO_VALUE: tuple[None, None] = (None, None)
+"""A removal's last two fields: ``(key, key_bytes) + NO_VALUE`` is :func:`removal` of them,
+made without a call (every removal's path)."""
+
+
 LARGE_BODY = 64 * 1024
 """Value bytes from which a record body is kept as parts rather than joined: each join
 copies the whole value, and the frame's parts go to the OS in one write (README,

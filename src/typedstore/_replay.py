@@ -359,6 +359,37 @@ def resumed(
     return replayer
 
 
+def resume_bare(
+    state: Declared[Any, Any], buf: bytes, base: int, generation: int
+) -> tuple[int, int]:
+    """Apply the bare inserts and removes at the start of ``buf``, the log's bytes from
+    position ``base`` on, to ``state`` (collection 0's, resumed from memory); return how
+    many there were and where in ``buf`` they end.
+
+    The short way of a catch-up (``Core._read_bare``): the frames are read a run at a
+    time, as open reads them (``_format.bare_records``), and each record is applied by
+    :meth:`Declared.insert` or :meth:`Declared.remove`, as open applies a lone record.
+    It stops at the first frame that is anything else, of another schema generation,
+    not valid or not complete yet, and leaves that frame, and every one after it, to
+    :meth:`Replayer.resume`. The caller settles deferred values, as after that.
+    """
+    bare_records, apply_each = _format.bare_records, state.apply_each
+    offset, size, count = 0, len(buf), 0
+    was_enabled = gc.isenabled()  # collector_paused, without a generator per catch-up
+    gc.disable()
+    try:
+        while offset < size:
+            found, offset = bare_records(buf, offset, generation, _RUN, base)
+            if not found:
+                break
+            apply_each(buf, found, base)
+            count += len(found) // 3
+    finally:
+        if was_enabled:
+            gc.enable()
+    return count, offset
+
+
 def generation_at(path: Path, buf: bytes) -> int:
     """Return the schema generation in force at the end of ``buf``, a log's first bytes.
 
@@ -398,12 +429,13 @@ class Kept:
         assert self.segment is not None
         self.entries[key] = (blob, offset, self.segment)
 
-    def apply_bare(self, buf: bytes, found: list[int]) -> None:
-        """Apply a run of bare inserts and removes (see ``_format.bare_records``)."""
+    def apply_bare(self, buf: bytes, found: list[int], base: int = 0) -> None:
+        """Apply a run of bare inserts and removes (see ``_format.bare_records``); ``base``
+        is the log's position of ``buf[0]``."""
         runs = iter(found)
         for offset, split, end in zip(runs, runs, runs, strict=True):
             if split:
-                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], offset)
+                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], base + offset)
             else:
                 self.entries.pop(buf[offset + _REMOVE_KEY : end], None)
 
@@ -465,8 +497,10 @@ class Declared(Generic[K, V]):
             raise _undecodable(self.path, offset, exc) from exc
         self._put(self._valid_key(key_data, offset), key_data, blob, data, offset)
 
-    def apply_bare(self, buf: bytes, found: list[int]) -> None:
-        """Apply a run of bare inserts and removes (see ``_format.bare_records``).
+    def apply_bare(self, buf: bytes, found: list[int], base: int = 0) -> None:
+        """Apply a run of bare inserts and removes (see ``_format.bare_records``); ``base``
+        is the log's position of ``buf[0]`` (a catch-up's new bytes), which the offsets
+        errors name count from.
 
         What :meth:`insert` and :meth:`remove` do for each, with their calls inlined
         where the record allows: a key of exactly the plain key type, which is then valid
@@ -476,7 +510,7 @@ class Declared(Generic[K, V]):
         """
         decoding = self.codec.decoding() if self.current else None
         if decoding is None:
-            self._apply_each(buf, found)
+            self.apply_each(buf, found, base)
             return
         plain_key, plain_value, validate, copies_values, unpack_raw, ext_hook = decoding
         entries, deferred, sources, values, keep = (
@@ -505,9 +539,9 @@ class Declared(Generic[K, V]):
                 key = MISSING
             if type(key) is not plain_key or sources:
                 if split:
-                    self.insert(buf[start:split], buf[split:end], offset)
+                    self.insert(buf[start:split], buf[split:end], base + offset)
                 else:
-                    self.remove(buf[start:end], offset)
+                    self.remove(buf[start:end], base + offset)
                 continue
             if not split:  # _remove's
                 entries.pop(key, None)
@@ -521,14 +555,14 @@ class Declared(Generic[K, V]):
                 try:  # Codec.decode_value's, as Decoding.unpack says
                     data = unpack_raw(blob, strict_map_key=False, ext_hook=ext_hook)
                 except Exception:  # reported, or read another way, by insert
-                    self.insert(buf[start:split], blob, offset)
+                    self.insert(buf[start:split], blob, base + offset)
                     continue
                 try:  # _put's
                     value = validate(data)
                     if values is not None:
                         values[key] = value if keep is None else keep(value)
                 except Exception:  # raised again at the end if the value is still live
-                    self._defer(key, blob, offset)
+                    self._defer(key, blob, base + offset)
                     continue
             else:
                 try:
@@ -536,25 +570,53 @@ class Declared(Generic[K, V]):
                 except Exception:  # reported by insert
                     value = MISSING
                 if type(value) is not plain_value:  # validated, or reported, by insert
-                    self.insert(buf[start:split], blob, offset)
+                    self.insert(buf[start:split], blob, base + offset)
                     continue
                 if values is not None:
                     try:
                         values[key] = value if keep is None else keep(value)
                     except Exception:  # raised again at the end if the value is still live
-                        self._defer(key, blob, offset)
+                        self._defer(key, blob, base + offset)
                         continue
             entries[key] = blob if copies_values else value
             if deferred:
                 deferred.pop(key, None)
 
-    def _apply_each(self, buf: bytes, found: list[int]) -> None:
+    def apply_each(self, buf: bytes, found: list[int], base: int) -> None:
+        """Apply a run of bare inserts and removes one at a time, as :meth:`insert` and
+        :meth:`remove` do, through :meth:`_put` and :meth:`_remove` (which a catch-up's
+        ``_follow.Following`` overrides to note the keys touched).
+
+        A short key of a ``str`` key type, the common case, is read here, where those
+        calls' decoding and validation would find it valid as it is; any other key goes
+        through them, which also say what is wrong with a record.
+        """
+        str_keys = self.codec.plain_key is str
+        put, forget = self._put, self._remove
         runs = iter(found)
         for offset, split, end in zip(runs, runs, runs, strict=True):
-            if split:
-                self.insert(buf[offset + _INSERT_KEY : split], buf[split:end], offset)
+            start = offset + _INSERT_KEY if split else offset + _REMOVE_KEY
+            stop = split or end
+            key: Any = MISSING
+            if str_keys and 0 < stop - start <= 32 and buf[start] == 0x9F + stop - start:
+                try:  # Codec.decode_key's short way
+                    key = buf[start + 1 : stop].decode()
+                except UnicodeDecodeError:  # reported by insert or remove
+                    key = MISSING
+            if key is MISSING or self.sources:
+                if split:
+                    self.insert(buf[start:split], buf[split:end], base + offset)
+                else:
+                    self.remove(buf[start:end], base + offset)
+            elif split:
+                blob = buf[split:end]
+                try:
+                    data = unpack(blob)
+                except RecordDecodeError as exc:
+                    raise _undecodable(self.path, base + offset, exc) from exc
+                put(key, key, blob, data, base + offset)
             else:
-                self.remove(buf[offset + _REMOVE_KEY : end], offset)
+                forget(key)
 
     def remove(self, key: bytes, offset: int) -> None:
         """Apply a lone removal of the schema in force."""
