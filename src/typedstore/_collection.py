@@ -352,9 +352,7 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
         hook = self._index_hook
         if hook is None:
             return self._core._write_one(self, codec.encode_write(key, value))
-        validated_key, key_bytes = codec.encode_key(key)
-        validated, blob = codec.encode_value(value)
-        write = (validated_key, key_bytes, blob if self._copies else validated, blob)
+        write, validated = codec.encode_insert(key, value)
         return self._core._write_one(self, write, validated)  # the indexes need not decode it
 
     def setdefault(self, key: K, default: V, /) -> V:
