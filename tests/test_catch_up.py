@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.models import User
+from tests.test_interrupts import LANDED, _every_step, _Injected, _interrupt_at
 from typedstore import (
     Collection,
     CorruptLogError,
@@ -219,6 +220,43 @@ class Interleaved(RuleBasedStateMachine):
 
 Interleaved.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
 TestInterleaved = Interleaved.TestCase
+
+
+class TestInterrupted:
+    @pytest.mark.parametrize("reading", [True, False], ids=["read", "write"])
+    def test_ctrl_c_anywhere_in_a_catch_up_leaves_a_view_the_next_completes(
+        self, log_path: Path, reading: bool, short_ways: list[int]
+    ) -> None:
+        """A catch-up on the short way (of a read, or of a write under the writer lock)
+        interrupted wherever a signal can land leaves the handle usable: the next
+        operation completes it, and it then equals a handle on the general way."""
+        with (
+            TypedStore.open(log_path, str, User, shared=True) as writer,
+            TypedStore.open(log_path, str, User, shared=True) as short,
+            TypedStore.open(log_path, str, User, shared=True) as slow,
+        ):
+            general(slow._core)
+
+            def attempt(step: int, hits: list[int]) -> None:
+                writer[f"new{step}"] = user(step)
+                writer[f"more{step}"] = user(step + 1)
+                writer.pop(f"more{step - 1}", None)
+                try:
+                    with _interrupt_at(step, hits):
+                        if reading:
+                            short.get("absent")
+                        else:
+                            short[f"own{step}"] = user(step + 2)
+                except _Injected:
+                    pass
+                assert short._core._engine is not None
+                assert not short._core._engine.is_writing, f"writer held after {LANDED}"
+                entries = list(short.items())
+                assert entries == list(slow.items()) == list(writer.items()), LANDED
+                assert position(short) == position(slow), LANDED
+
+            assert _every_step(attempt) >= 20
+        assert sum(short_ways) > 0
 
 
 # -- what another process appended, cut and damaged ------------------------------------------
