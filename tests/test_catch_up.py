@@ -15,6 +15,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,48 @@ class TestAgainstTheGeneralWay:
         with TypedStore.open(log_path, str, int) as again:
             assert list(again.items()) == entries
         assert sum(short_ways) >= 99
+
+
+@pytest.mark.parametrize(
+    ("key_type", "make_key", "short"),
+    [
+        (int, lambda i: i * 7 - 20, True),  # plain, not str: each record through insert
+        (bytes, lambda i: b"k%d" % i, True),
+        (Decimal, lambda i: Decimal(i) / 4, False),  # key bytes kept: the general way
+    ],
+    ids=["int", "bytes", "decimal"],
+)
+def test_other_key_types_follow_alike(
+    log_path: Path,
+    short_ways: list[int],
+    key_type: type,
+    make_key: Callable[[int], Any],
+    short: bool,
+) -> None:
+    """Keys of other types catch up alike on both ways, the short way taking those whose
+    bytes are their own."""
+    rng = random.Random(11)
+    with (
+        _open_any(log_path, key_type) as writer,
+        _open_any(log_path, key_type) as fast,
+        _open_any(log_path, key_type) as slow,
+    ):
+        general(slow._core)
+        for step in range(200):
+            key = make_key(rng.randrange(30))
+            if rng.random() < 0.3:
+                writer.pop(key, None)
+            else:
+                writer[key] = step
+            if step % 5 == 0:
+                assert list(fast.items()) == list(slow.items()) == list(writer.items())
+                assert position(fast) == position(slow)
+    assert (sum(short_ways) > 100) is short
+
+
+def _open_any(path: Path, key_type: type[Any]) -> TypedStore[Any, int]:
+    store: TypedStore[Any, int] = TypedStore.open(path, key_type, int, shared=True)
+    return store
 
 
 class Plain(Collection[str, int]):
