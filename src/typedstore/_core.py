@@ -593,6 +593,7 @@ class Core:
         ident = collection._id
         self.collections.pop(ident, None)
         self._tables.pop(ident, None)
+        collection._close_indexes()  # before it is closed: see Collection._index_view
         collection._is_closed = True
         self._restore_meta(collection._name, meta)
         if meta is not None and kept is not None:
@@ -1692,6 +1693,7 @@ class Core:
         # A closed store answers nothing: let its entries go now, not when the object does
         # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
         for collection in self.collections.values():
+            collection._close_indexes()  # before it is closed: see Collection._index_view
             collection._is_closed = True  # before the table goes: see Collection.get
             collection._table = Table({}, None)
         self._tables = {}
