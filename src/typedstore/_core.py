@@ -741,7 +741,9 @@ class Core:
         for collection, state in declared:
             state.begin(keeps_values=bool(collection._indexes))
         try:
-            self._total += replayer.resume(bodies)
+            # Counted with _known, below: records applied here but not yet known are
+            # read again by the next catch-up after a Ctrl-C, and must count once.
+            applied = replayer.resume(bodies)
         finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
                 key_bytes = collection._table._key_bytes
@@ -759,6 +761,7 @@ class Core:
             elif state.before:
                 collection._follow(state.changes())
         self._indexes_behind = False
+        self._total += applied
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)
