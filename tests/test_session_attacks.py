@@ -11,8 +11,25 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from tests.test_interrupts import LANDED, _every_step, _Injected, _interrupt_at
-from typedstore import TypedStore
+import pytest
+
+from tests.test_index_write_path import (
+    CTRL_C_WRITES,
+    DATABASES,
+    Person,
+    _agrees,
+    _index_state,
+    _person,
+)
+from tests.test_interrupts import (
+    LANDED,
+    _every_step,
+    _Injected,
+    _interrupt_at,
+    _lock_is_free_for_other_threads,
+)
+from typedstore import Collection, TypedStore
+from typedstore._core import _Phase
 
 
 def _state(store: TypedStore[str, int]) -> tuple[list[tuple[str, int]], int, int]:
@@ -56,3 +73,42 @@ class TestCtrlCInACatchUp:
                 assert writer["r"] == step
 
             assert _every_step(attempt) >= 50  # the trace saw the catch-up's code
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+@pytest.mark.parametrize("operation", list(CTRL_C_WRITES))
+@pytest.mark.parametrize("shape", ["hash alone", "several", "lone unique"])
+def test_ctrl_c_anywhere_in_an_indexed_single_write_keeps_indexes_true(
+    tmp_path: Path, shape: str, operation: str, shared: bool
+) -> None:
+    """tests/test_index_write_path.py's Ctrl-C test for the shapes it leaves out (a hash
+    index alone that is not unique: ``_plan_single``; several indexes), and for a
+    shared handle, whose single writes go the general way with the validated value
+    handed to the indexes (``IndexHook.given``): the lock ends up free, the indexes
+    equal memory, memory equals a reopen's, and a lookup from another handle agrees."""
+    database = DATABASES[shape]
+    path = tmp_path / "db.log"
+    opened = database.open(path, shared=shared)
+    people: Collection[str, Person] = opened.people  # type: ignore[attr-defined]  # every database here has one
+    core = people._core
+    write = CTRL_C_WRITES[operation]
+
+    def attempt(step: int, hits: list[int]) -> None:
+        people[f"r{step}"] = _person(2000 + step)  # present, for a replacement or removal
+        try:
+            with _interrupt_at(step, hits):
+                write(people, step)
+        except _Injected:
+            pass
+        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        assert people._index_hook is None or people._index_hook.given is None, LANDED
+        _agrees(people)
+
+    steps = _every_step(attempt)
+    assert steps >= 20  # the trace saw the write's code
+    items, state = list(people.items()), _index_state(people)
+    opened.close()
+    with database.open(path) as reopened:
+        assert list(reopened.people.items()) == items  # type: ignore[attr-defined]  # as above
+        assert _index_state(reopened.people) == state  # type: ignore[attr-defined]  # as above
