@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.models import User
 from tests.test_index_write_path import (
     CTRL_C_WRITES,
     DATABASES,
@@ -30,7 +31,14 @@ from tests.test_interrupts import (
     _interrupt_at,
     _lock_is_free_for_other_threads,
 )
-from typedstore import Collection, PostgresEngine, TypedStore, UniqueViolationError
+from typedstore import (
+    Collection,
+    Database,
+    Index,
+    PostgresEngine,
+    TypedStore,
+    UniqueViolationError,
+)
 from typedstore._core import _Phase
 
 
@@ -182,3 +190,78 @@ def test_ctrl_c_anywhere_in_an_indexed_write_on_postgres_keeps_indexes_true(
     with database.open(PostgresEngine(pg_dsn, name="people")) as reopened:
         assert list(reopened.people.items()) == items  # type: ignore[attr-defined]  # as above
         assert _index_state(reopened.people) == state  # type: ignore[attr-defined]  # as above
+
+
+class Plain(Collection[str, int]):
+    """No index: collection 0, whose bare records take the catch-up's short way."""
+
+
+class Members(Collection[str, User]):
+    """Indexed: its records take the general way, and its indexes follow them."""
+
+    by_name: Index[User, str] = Index(lambda user: user.name, unique=True)
+    by_age: Index[User, int] = Index(lambda user: user.age, ordered=True)
+
+
+class Mixed(Database):
+    plain: Plain
+    members: Members
+
+
+def _mixed_state(db: Mixed) -> tuple[object, ...]:
+    """What a handle of :class:`Mixed` holds: entries, index lookups, log position."""
+    members = list(db.members.items())
+    core = db._core
+    return (
+        list(db.plain.items()),
+        members,
+        [db.members.by_name.get(user.name) for _, user in members],
+        [key for key, _ in db.members.by_age.range(None, None)],
+        (core._known, core._total),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readonly", [False, True], ids=["shared", "readonly"])
+@pytest.mark.parametrize("compacting", [False, True], ids=["appends", "compactions"])
+def test_ctrl_c_anywhere_in_a_database_catch_up_leaves_a_fresh_opens_state(
+    log_path: Path, readonly: bool, compacting: bool
+) -> None:
+    """A shared or read-only handle of a database with an indexed collection, catching
+    up on bare records, collection records, transactions and (``compactions``) another
+    handle's compactions, interrupted at any point: afterwards the collector is on, its
+    entries, index lookups and log position equal a fresh open's, and it writes on."""
+    writer = Mixed.open(log_path, shared=True)
+    reader = Mixed.open(log_path, readonly=True) if readonly else Mixed.open(log_path, shared=True)
+
+    def attempt(step: int, hits: list[int]) -> None:
+        for index in range(3):
+            writer.plain[f"k{(step * 3 + index) % 7}"] = step
+        writer.members[f"m{step % 5}"] = User(name=f"n{step}", age=step % 4)
+        with writer.transaction() as txn:
+            txn.plain[f"t{step % 3}"] = step
+            txn.members.pop(f"m{(step + 2) % 5}", None)
+        writer.plain.pop(f"k{step % 7}", None)
+        if compacting and step % 2 == 0:
+            writer.compact()
+            writer.plain[f"after{step % 3}"] = step
+        try:
+            with _interrupt_at(step, hits):
+                len(reader.plain)  # catches up
+        except _Injected:
+            pass
+        enabled = gc.isenabled()
+        gc.enable()
+        assert enabled, f"the collector was left off after {LANDED}"
+        with Mixed.open(log_path, readonly=True) as fresh:
+            assert _mixed_state(reader) == _mixed_state(fresh), f"after {LANDED}"
+        if not readonly:
+            reader.plain["r"] = step
+            reader.members["r"] = User(name=f"r{step}", age=1)
+            assert writer.members["r"].name == f"r{step}"
+
+    try:
+        assert _every_step(attempt) >= 100  # the trace saw the catch-up's code
+    finally:
+        reader.close()
+        writer.close()
