@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import os
 import random
 import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -375,3 +378,72 @@ def test_the_shared_plain_packer_under_threads_finalizers_and_signals(tmp_path: 
         store.close()
         with TypedStore.open(tmp_path / f"{name}.log", str, str) as again:
             assert dict(again.items()) == items
+
+
+_KILLED_WRITER = """
+import random, sys
+from typedstore import TypedStore
+path, seed = sys.argv[1], int(sys.argv[2])
+rng = random.Random(seed)
+store = TypedStore.open(path, str, bytes, shared=True)
+print("ready", flush=True)
+for number in range(1_000_000):  # killed long before the end
+    key = f"k{rng.randrange(30)}"
+    roll = rng.random()
+    if roll < 0.2:
+        store.pop(key, None)
+    elif roll < 0.3:
+        with store.transaction() as txn:
+            txn[key] = b"t" * rng.randrange(10)
+            txn["x" + key] = b"u"
+    elif roll < 0.33:
+        store.compact()
+    else:  # large values: a write long enough for the kill to land inside it
+        store[key] = bytes([number % 256]) * rng.choice([1, 100, 70_000, 3_000_000])
+"""
+
+
+@pytest.mark.slow
+def test_handles_following_a_writer_killed_anywhere_read_what_a_fresh_open_reads(
+    tmp_path: Path,
+) -> None:
+    """Another process writes (bare records, transactions, compactions, values of
+    megabytes) and is killed with SIGKILL at a random point, maybe inside a write or a
+    compaction, while a shared and a read-only handle follow it. Afterwards both hold
+    what a fresh open reads, and a write through the shared one lands where all see it."""
+    path = tmp_path / "log"
+    TypedStore.open(path, str, bytes, shared=True).close()
+    follower = TypedStore.open(path, str, bytes, shared=True)
+    reader = TypedStore.open(path, str, bytes, readonly=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    rng = random.Random(11)
+    try:
+        for round_ in range(20):
+            child = subprocess.Popen(
+                [sys.executable, "-c", _KILLED_WRITER, str(path), str(round_)],
+                env=env,
+                stdout=subprocess.PIPE,
+            )
+            try:
+                assert child.stdout is not None
+                assert child.stdout.readline() == b"ready\n"
+                deadline = time.monotonic() + rng.uniform(0.05, 0.5)
+                while time.monotonic() < deadline:  # following as it writes
+                    len(follower)
+                    len(reader)
+            finally:
+                child.kill()
+                child.wait()
+                assert child.stdout is not None
+                child.stdout.close()
+            with TypedStore.open(path, str, bytes, readonly=True) as fresh:
+                expected = list(fresh.items())
+            assert list(follower.items()) == expected, round_
+            assert list(reader.items()) == expected, round_
+            follower["after"] = bytes([round_])
+            with TypedStore.open(path, str, bytes, readonly=True) as fresh:
+                expected = list(fresh.items())
+            assert list(follower.items()) == list(reader.items()) == expected, round_
+    finally:
+        follower.close()
+        reader.close()
