@@ -447,3 +447,55 @@ def test_handles_following_a_writer_killed_anywhere_read_what_a_fresh_open_reads
     finally:
         follower.close()
         reader.close()
+
+
+class Widened(Database):
+    """:class:`Mixed` with one collection more: opening it changes the catalog."""
+
+    plain: Plain
+    members: Members
+    notes: Collection[str, str]
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["shared", "readonly"])
+def test_a_catch_up_across_two_compactions_and_a_catalog_change_reads_a_fresh_opens_state(
+    log_path: Path, readonly: bool
+) -> None:
+    """Between two catch-ups of a handle, another process appends bare records, compacts,
+    appends, compacts again, adds a collection and appends to collection 0 (the short
+    way's) and the others: the handle then holds what a fresh open reads, at the same
+    position, and (shared) writes on where the other process sees it."""
+    with Mixed.open(log_path, shared=True) as first:
+        first.plain["a"] = 1
+        first.members["m"] = User(name="m", age=1)
+    follower = (
+        Mixed.open(log_path, readonly=True) if readonly else Mixed.open(log_path, shared=True)
+    )
+    try:
+        assert list(follower.plain.items()) == [("a", 1)]
+        with Widened.open(log_path, shared=True) as other:
+            other.plain["b"] = 2
+            other.compact()
+            other.plain["c"] = 3
+            del other.plain["a"]
+            other.members["n"] = User(name="n", age=2)
+            other.compact()
+            other.plain["d"] = 4
+            other.notes["x"] = "y"
+            other.plain["a"] = 5
+            with other.transaction() as txn:
+                txn.plain["e"] = 6
+                txn.members.pop("m")
+            other.plain["f"] = 7
+            with Mixed.open(log_path, readonly=True) as fresh:
+                expected = _mixed_state(fresh)
+            assert _mixed_state(follower) == expected
+            assert list(follower.plain) == ["b", "c", "d", "a", "e", "f"]
+            if not readonly:
+                follower.plain["g"] = 8
+                follower.members["o"] = User(name="o", age=3)
+                assert other.plain["g"] == 8
+                assert other.members.by_name.get("o") == ("o", User(name="o", age=3))
+                assert other.notes["x"] == "y"
+    finally:
+        follower.close()
