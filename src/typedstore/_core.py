@@ -742,7 +742,7 @@ class Core:
         for collection, state in declared:
             state.begin(keeps_values=bool(collection._indexes))
         try:
-            self._total += replayer.resume(bodies)
+            applied = replayer.resume(bodies)
         finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
                 key_bytes = collection._table._key_bytes
@@ -760,6 +760,9 @@ class Core:
             elif state.before:
                 collection._follow(state.changes())
         self._indexes_behind = False
+        # Counted with the position, no call between: a Ctrl-C before them leaves both
+        # for the next catch-up, which applies these records again, and counts them once.
+        self._total += applied
         self._known = frames.end
         if self._log is not None:
             self._log.resume(self._total, self._generation)

@@ -376,8 +376,10 @@ def resume_bare(
     bare_records, apply_each = _format.bare_records, state.apply_each
     offset, size, count = 0, len(buf), 0
     was_enabled = gc.isenabled()  # collector_paused, without a generator per catch-up
-    gc.disable()
     try:
+        # Inside the try: a Ctrl-C landing as gc.disable() returns must not leave the
+        # collector off for good.
+        gc.disable()
         while offset < size:
             found, offset = bare_records(buf, offset, generation, _RUN, base)
             if not found:
@@ -798,8 +800,8 @@ def collector_paused() -> Iterator[None]:
     nothing to free; each one would walk every object built so far.
     """
     was_enabled = gc.isenabled()
-    gc.disable()
     try:
+        gc.disable()  # in the try: a Ctrl-C landing as it returns still enables it again
         yield
     finally:
         if was_enabled:
