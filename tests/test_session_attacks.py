@@ -94,6 +94,37 @@ class TestCtrlCInACatchUp:
             assert _every_step(attempt) >= 50  # the trace saw the catch-up's code
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_anywhere_in_an_open_leaves_the_collector_on(log_path: Path) -> None:
+    """An open pauses the cyclic garbage collector while it replays
+    (``_replay.collector_paused``): a Ctrl-C at any point of it, including right as the
+    pause returns, leaves the collector as it was, and the log opens afterwards.
+
+    (A Ctrl-C landing once the handle exists but before ``open`` hands it back leaves it
+    unreachable and open until the collector finalizes it, with a ResourceWarning:
+    hence the collection before the last open, and the warnings ignored here.)"""
+    with TypedStore.open(log_path, str, int) as store:
+        store.update({f"k{index}": index for index in range(5)})
+
+    def attempt(step: int, hits: list[int]) -> None:
+        try:
+            with _interrupt_at(step, hits):
+                opened = TypedStore.open(log_path, str, int, shared=True)
+            opened.close()
+        except _Injected:
+            pass
+        enabled = gc.isenabled()
+        gc.enable()
+        assert enabled, f"the collector was left off after {LANDED}"
+
+    assert _every_step(attempt) >= 100  # the trace saw the open's code
+    gc.collect()  # handles the interrupts left unreachable let go of the log
+    with TypedStore.open(log_path, str, int) as store:
+        assert dict(store.items()) == {f"k{index}": index for index in range(5)}
+
+
 @pytest.mark.parametrize(
     "shared",
     [pytest.param(False, id="exclusive"), pytest.param(True, id="shared", marks=pytest.mark.slow)],
