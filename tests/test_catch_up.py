@@ -10,11 +10,13 @@ position in the log, the same error where there is damage.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.models import User
+from tests.test_interrupts import LANDED, _every_step, _Injected, _interrupt_at
 from typedstore import (
     Collection,
     CorruptLogError,
@@ -123,6 +126,48 @@ class TestAgainstTheGeneralWay:
         assert sum(short_ways) >= 99
 
 
+@pytest.mark.parametrize(
+    ("key_type", "make_key", "short"),
+    [
+        (int, lambda i: i * 7 - 20, True),  # plain, not str: each record through insert
+        (bytes, lambda i: b"k%d" % i, True),
+        (Decimal, lambda i: Decimal(i) / 4, False),  # key bytes kept: the general way
+    ],
+    ids=["int", "bytes", "decimal"],
+)
+def test_other_key_types_follow_alike(
+    log_path: Path,
+    short_ways: list[int],
+    key_type: type,
+    make_key: Callable[[int], Any],
+    short: bool,
+) -> None:
+    """Keys of other types catch up alike on both ways, the short way taking those whose
+    bytes are their own."""
+    rng = random.Random(11)
+    with (
+        _open_any(log_path, key_type) as writer,
+        _open_any(log_path, key_type) as fast,
+        _open_any(log_path, key_type) as slow,
+    ):
+        general(slow._core)
+        for step in range(200):
+            key = make_key(rng.randrange(30))
+            if rng.random() < 0.3:
+                writer.pop(key, None)
+            else:
+                writer[key] = step
+            if step % 5 == 0:
+                assert list(fast.items()) == list(slow.items()) == list(writer.items())
+                assert position(fast) == position(slow)
+    assert (sum(short_ways) > 100) is short
+
+
+def _open_any(path: Path, key_type: type[Any]) -> TypedStore[Any, int]:
+    store: TypedStore[Any, int] = TypedStore.open(path, key_type, int, shared=True)
+    return store
+
+
 class Plain(Collection[str, int]):
     """No index: its records, collection 0's, take the short way."""
 
@@ -219,6 +264,49 @@ class Interleaved(RuleBasedStateMachine):
 
 Interleaved.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
 TestInterleaved = Interleaved.TestCase
+
+
+class TestInterrupted:
+    @pytest.mark.parametrize("way", ["short", "general"])
+    @pytest.mark.parametrize("reading", [True, False], ids=["read", "write"])
+    def test_ctrl_c_anywhere_in_a_catch_up_leaves_a_view_the_next_completes(
+        self, log_path: Path, reading: bool, way: str, short_ways: list[int]
+    ) -> None:
+        """A catch-up on either way (of a read, or of a write under the writer lock)
+        interrupted wherever a signal can land leaves the handle usable: the next
+        operation completes it, and it then equals a handle on the general way; the
+        cycle collector, paused while records are applied, runs again."""
+        with (
+            TypedStore.open(log_path, str, User, shared=True) as writer,
+            TypedStore.open(log_path, str, User, shared=True) as short,
+            TypedStore.open(log_path, str, User, shared=True) as slow,
+        ):
+            general(slow._core)
+            if way == "general":
+                general(short._core)
+
+            def attempt(step: int, hits: list[int]) -> None:
+                writer[f"new{step}"] = user(step)
+                writer[f"more{step}"] = user(step + 1)
+                writer.pop(f"more{step - 1}", None)
+                try:
+                    with _interrupt_at(step, hits):
+                        if reading:
+                            short.get("absent")
+                        else:
+                            short[f"own{step}"] = user(step + 2)
+                except _Injected:
+                    pass
+                assert short._core._engine is not None
+                assert not short._core._engine.is_writing, f"writer held after {LANDED}"
+                assert gc.isenabled(), f"collector left paused after {LANDED}"
+                entries = list(short.items())
+                assert entries == list(slow.items()) == list(writer.items()), LANDED
+                assert position(short) == position(slow), LANDED
+
+            assert _every_step(attempt) >= 20
+        if way == "short":
+            assert sum(short_ways) > 0
 
 
 # -- what another process appended, cut and damaged ------------------------------------------

@@ -2,22 +2,24 @@
 ``IndexHook.before_one``/``after_one``, ``IndexSet.single_write``) against the general
 one (``Core._write``, ``IndexHook.before``/``after``, ``IndexSet.plan``/``apply``).
 
-For each shape the short path treats apart (a unique hash index alone; an ordered index
-alone; a hash index alone that is not unique; several indexes), the same writes through
-both paths give the same log, byte for byte, the same index contents in the same order,
-and the same insertion positions; the short path refuses what the general one refuses,
-changing nothing; and a Ctrl-C landing on any bytecode where a signal can land leaves
-the indexes equal to memory and memory equal to the log.
+Its insert is encoded by ``Codec.encode_insert``, which gives ``encode_write``'s write
+and the validated value. For each shape the short path treats apart (a unique hash index
+alone; an ordered index alone; a hash index alone that is not unique; several indexes),
+the same writes through both paths give the same log, byte for byte, the same index
+contents in the same order, and the same insertion positions; the short path refuses
+what the general one refuses, changing nothing; and a Ctrl-C landing on any bytecode
+where a signal can land leaves the indexes equal to memory and memory equal to the log.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tests.test_interrupts import (
     LANDED,
@@ -26,7 +28,15 @@ from tests.test_interrupts import (
     _interrupt_at,
     _lock_is_free_for_other_threads,
 )
-from typedstore import Collection, Database, Index, StoreConfig, UniqueViolationError
+from typedstore import (
+    Collection,
+    Database,
+    Index,
+    StoreConfig,
+    TypedStore,
+    UniqueViolationError,
+)
+from typedstore._codec import Codec
 from typedstore._core import Core, _Phase
 from typedstore._index_set import IndexSet
 from typedstore._records import Write
@@ -392,3 +402,43 @@ def test_ctrl_c_anywhere_in_a_short_path_write_with_indexes_keeps_them_true(
     with database.open(path) as reopened:
         assert list(reopened.people.items()) == items  # type: ignore[attr-defined]  # as above
         assert _index_state(reopened.people) == state  # type: ignore[attr-defined]  # as above
+
+
+class Frozen(BaseModel):
+    """An immutable value: memory keeps the validated value itself."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+
+
+class Strict(BaseModel):
+    """A value with a strict rule: encode_value's careful path."""
+
+    model_config = ConfigDict(strict=True)
+    name: str
+
+
+@pytest.mark.parametrize(
+    ("key_type", "value_type", "key", "value"),
+    [
+        (str, Person, "k", _person(3)),
+        (str, Person, "k", {"name": "n", "age": "7"}),  # validated, not as given
+        (uuid.UUID, Person, "12345678-1234-5678-1234-567812345678", _person(4)),
+        (str, Frozen, "k", Frozen(name="f")),
+        (str, Strict, "k", Strict(name="s")),
+        (int, int, 3, 9),
+    ],
+    ids=["model", "coerced", "uuid-key", "frozen", "strict", "int"],
+)
+def test_encode_insert_gives_encode_writes_write_and_the_validated_value(
+    tmp_path: Path, key_type: type, value_type: type, key: object, value: object
+) -> None:
+    """``Codec.encode_insert``, what an indexed collection's insert encodes with, gives
+    the write ``encode_write`` gives, and the value ``encode_value`` validates."""
+    store: TypedStore[Any, Any]
+    with TypedStore.open(tmp_path / "store.log", key_type, value_type) as store:
+        codec: Codec[Any, Any] = store._codec
+        write, validated = codec.encode_insert(key, value)
+        assert write == codec.encode_write(key, value)
+        assert validated == codec.encode_value(value)[0]
+        assert type(validated) is value_type

@@ -225,6 +225,44 @@ class Codec(Generic[K, V]):
         validated, blob = self.encode_value(value)
         return validated_key, key_bytes, blob if self.copies_values else validated, blob
 
+    def encode_insert(self, key: object, value: object) -> tuple[tuple[K, bytes, object, bytes], V]:
+        """Return :meth:`encode_write`'s insert and the validated value it holds: the
+        write of a collection with indexes, which read the value rather than decode its
+        bytes again. Its commonest case inlined as in :meth:`encode_write`, which keeps
+        nothing of the value."""
+        if type(key) is self.plain_key:
+            validated_key: K = key  # type: ignore[assignment]  # an exact plain K; no cast(), a call on every write
+            key_bytes = packb_plain(key)  # encode_key's first case, inlined
+        else:
+            validated_key, key_bytes = self.encode_key(key)
+        if self._reads_back_as_dumped and self._strict_values is False:
+            values = self._values  # as in encode_write
+            validated = values.validator.validate_python(value)
+            try:
+                data = values.serializer.to_python(
+                    validated, by_alias=False, round_trip=True, warnings=False
+                )
+            except ENCODE_FAILURES:
+                blob = None
+            else:
+                blob = packb_exact(data)
+            if blob is not None and len(blob) <= MAX_RECORD_BYTES:
+                try:
+                    (self._bound_validate or self._bind_validate())(data)
+                except pydantic.ValidationError:
+                    pass
+                else:
+                    return (validated_key, key_bytes, blob, blob), validated
+            blob = _read_back(values, validated, value, stable=False)[1]
+            return (validated_key, key_bytes, blob, blob), validated
+        validated, blob = self.encode_value(value)
+        return (
+            validated_key,
+            key_bytes,
+            blob if self.copies_values else validated,
+            blob,
+        ), validated
+
     def encode_modified(
         self, key: object, key_bytes: bytes | None, stored: object, fn: Callable[[V], object]
     ) -> tuple[V, bytes, object, bytes]:

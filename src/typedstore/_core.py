@@ -593,6 +593,7 @@ class Core:
         ident = collection._id
         self.collections.pop(ident, None)
         self._tables.pop(ident, None)
+        collection._close_indexes()  # before it is closed: see Collection._index_view
         collection._is_closed = True
         self._restore_meta(collection._name, meta)
         if meta is not None and kept is not None:
@@ -741,8 +742,6 @@ class Core:
         for collection, state in declared:
             state.begin(keeps_values=bool(collection._indexes))
         try:
-            # Counted with _known, below: records applied here but not yet known are
-            # read again by the next catch-up after a Ctrl-C, and must count once.
             applied = replayer.resume(bodies)
         finally:  # the tables follow whatever was applied, even if not all of it
             for collection, state in declared:
@@ -761,6 +760,8 @@ class Core:
             elif state.before:
                 collection._follow(state.changes())
         self._indexes_behind = False
+        # Counted with the position, no call between: a Ctrl-C before them leaves both
+        # for the next catch-up, which applies these records again, and counts them once.
         self._total += applied
         self._known = frames.end
         if self._log is not None:
@@ -1692,6 +1693,7 @@ class Core:
         # A closed store answers nothing: let its entries go now, not when the object does
         # (`store.close(); store = TypedStore.open(...)` would otherwise hold both).
         for collection in self.collections.values():
+            collection._close_indexes()  # before it is closed: see Collection._index_view
             collection._is_closed = True  # before the table goes: see Collection.get
             collection._table = Table({}, None)
         self._tables = {}

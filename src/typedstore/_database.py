@@ -348,6 +348,7 @@ class _View(Collection[K, V]):
     ) -> _View[K, V]:
         view: _View[K, V] = object.__new__(_view_class(type(collection)))
         view.__dict__.update(collection.__dict__)
+        view._drop_index_views()  # the collection's own: this view's lookups see its writes
         view._collection = collection
         staging = _Staging(collection, groups)
         if collection._indexes:

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from . import _index_overlay
 from ._index_set import IndexSet, StagedIndexes
-from ._index_state import IndexSpec, SortedEntries, UniqueEntries, first
+from ._index_state import IndexSpec, SortedEntries, first
 from ._types import K, V, _Missing
 
 T = TypeVar("T")
@@ -81,24 +81,24 @@ class Index(Generic[V, T]):
                 raise TypeError(f"{flag} must be True or False, not {given!r}")
         self._fn = fn
         self._flags = (unique, ordered, multi)
-        self._names: list[str] = []
+        self.names: list[str] = []
         """The attribute names it was declared under: one, to be used."""
 
     def __set_name__(self, owner: type[object], name: str) -> None:
         # Checked in ``spec``, not here: Python 3.11 wraps an error raised here in a
         # RuntimeError, which would hide the TypeError users expect.
-        self._names.append(name)
+        self.names.append(name)
 
     @property
     def spec(self) -> IndexSpec[V]:
         """Return what this index declares; TypeError unless it is one class attribute."""
-        if len(set(self._names)) != 1:
+        if len(set(self.names)) != 1:
             raise TypeError(
                 "an Index must be declared as one class attribute to be used, not"
-                f" {self._names or 'none'}: declare one Index per attribute"
+                f" {self.names or 'none'}: declare one Index per attribute"
             )
         unique, ordered, multi = self._flags
-        return IndexSpec(self._names[0], self._fn, unique, ordered, multi)
+        return IndexSpec(self.names[0], self._fn, unique, ordered, multi)
 
     @overload
     def __get__(self, instance: None, owner: type[object]) -> Index[V, T]: ...
@@ -113,7 +113,7 @@ class Index(Generic[V, T]):
 
     def __repr__(self) -> str:
         kinds = [kind for kind, on in zip(_KINDS, self._flags, strict=True) if on]
-        name = "/".join(self._names) or "(undeclared)"
+        name = "/".join(self.names) or "(undeclared)"
         return f"<Index {name}{''.join(f' {kind}' for kind in kinds)}>"
 
 
@@ -125,7 +125,7 @@ class IndexView(Generic[K, V, T]):
     lookups see the transaction's own writes (``_index_overlay``).
     """
 
-    __slots__ = ("_index", "_indexes", "_lock", "_name", "_read", "_staged")
+    __slots__ = ("_index", "_indexes", "_lock", "_read", "_staged", "name")
 
     def __init__(
         self,
@@ -135,8 +135,9 @@ class IndexView(Generic[K, V, T]):
         staged: StagedIndexes[K] | None = None,
         read: Callable[[K], V] | None = None,
     ) -> None:
-        self._name = index.spec.name
-        self._index = indexes.named(self._name)  # checks it is this host's
+        self.name = index.spec.name
+        """The index's attribute name."""
+        self._index = indexes.named(self.name)  # checks it is this host's
         self._indexes = indexes
         self._staged = staged
         self._read = indexes.read if read is None else read
@@ -146,7 +147,7 @@ class IndexView(Generic[K, V, T]):
         """Return the entry holding ``index_key`` in a unique index, or None."""
         index = self._index
         if not index.unique:
-            raise TypeError(f"index {self._name!r} is not unique: use find()")
+            raise TypeError(f"index {self.name!r} is not unique: use find()")
         if index_key is None:
             return None
         with self._lock:
@@ -155,12 +156,7 @@ class IndexView(Generic[K, V, T]):
             if self._staged is not None:
                 keys = self._keys_of(index_key)
                 return (keys[0], self._read(keys[0])) if keys else None
-            entries = index.entries
-            # UniqueEntries.holder, inlined for a unique hash index: a call less per lookup.
-            if type(entries) is UniqueEntries:
-                holder = entries.holders.get(index_key, _Missing.MISSING)
-            else:
-                holder = entries.holder(index_key)
+            holder = index.entries.holder(index_key)
             return None if holder is _Missing.MISSING else (holder, self._read(holder))
 
     def find(self, index_key: T) -> list[tuple[K, V]]:
@@ -220,7 +216,7 @@ class IndexView(Generic[K, V, T]):
             return iter(self._read_all(list(self._keys_between(None, None, False, "iteration"))))
 
     def __repr__(self) -> str:
-        return f"<IndexView {self._name}>"
+        return f"<IndexView {self.name}>"
 
     def _keys_of(self, index_key: object) -> list[K]:
         if self._staged is None:
@@ -230,7 +226,7 @@ class IndexView(Generic[K, V, T]):
     def _keys_between(self, low: object, high: object, reverse: bool, what: str) -> Iterator[K]:
         entries = self._index.entries
         if not isinstance(entries, SortedEntries):
-            raise TypeError(f"index {self._name!r} is not ordered: {what} needs ordered=True")
+            raise TypeError(f"index {self.name!r} is not ordered: {what} needs ordered=True")
         if self._staged is None:
             return entries.keys_between(low, high, reverse=reverse)
         return _index_overlay.keys_between(

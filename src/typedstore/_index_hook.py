@@ -47,7 +47,7 @@ class IndexHook(Generic[K, V]):
         indexes refuse."""
         indexes = self._indexes
         if indexes.unsettled:
-            indexes.settle()
+            indexes.settle_for_write()
         if indexes.pending is not None:
             indexes.ready()
         key, _, stored, blob = write
@@ -66,9 +66,10 @@ class IndexHook(Generic[K, V]):
         """:meth:`after` for the plan :meth:`before_one` returned, the write now in the log."""
         try:
             self._apply_one(plan)
-            self._indexes.unsettled = False
+            indexes = self._indexes
+            indexes.unsettled = indexes.closed is not None  # closed meanwhile: see close
         except BaseException:
-            self._indexes.settle()
+            self._indexes.settle_for_write()
             raise
 
     def before(self, writes: Sequence[Write[Any]]) -> None:
@@ -80,7 +81,7 @@ class IndexHook(Generic[K, V]):
         """
         indexes = self._indexes
         if indexes.unsettled:
-            indexes.settle()
+            indexes.settle_for_write()
         if indexes.pending is not None:
             indexes.ready()
         self._plan = None
@@ -111,9 +112,10 @@ class IndexHook(Generic[K, V]):
             if plan is not None:
                 self._indexes.apply(plan)
             self._plan = None
-            self._indexes.unsettled = False
+            indexes = self._indexes
+            indexes.unsettled = indexes.closed is not None  # closed meanwhile: see close
         except BaseException:
-            self._indexes.settle()
+            self._indexes.settle_for_write()
             raise
 
 

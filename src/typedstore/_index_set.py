@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from . import _index_rules
+from ._errors import StoreClosedError
 from ._index_state import (
     HashEntries,
     IndexKeys,
@@ -91,6 +92,9 @@ class IndexSet(Generic[K, V]):
         self.entries: Callable[[], Iterable[tuple[K, V]]] = list
         """Return the host's entries in memory, in order: what :meth:`settle` rebuilds from
         (the host sets it; an empty host's by default)."""
+        self.closed: str | None = None
+        """The message lookups raise once the host closed (:meth:`close`), which keeps
+        :attr:`unsettled` set: whatever clears it sets it to ``closed is not None``."""
         self.unsettled = False
         """Set by the host while a write it planned may reach the log without the plan
         being applied: a KeyboardInterrupt can land on any line of the cleanup applying
@@ -366,9 +370,25 @@ class IndexSet(Generic[K, V]):
 
     def settle(self) -> None:
         """Rebuild from memory if a write may have left the indexes behind
-        (:attr:`unsettled`); every lookup and write calls it first, under the lock."""
+        (:attr:`unsettled`); every lookup and write calls it first, under the lock.
+        StoreClosedError once the host closed (:meth:`close`)."""
         if self.unsettled:
+            if self.closed is not None:
+                raise StoreClosedError(self.closed)
             self.rebuild(self.entries())
+
+    def settle_for_write(self) -> None:
+        """:meth:`settle`, for a write about to be planned: once the host closed, nothing
+        (the host refuses the write itself, finding itself closed, with its own message)."""
+        if self.unsettled and self.closed is None:
+            self.rebuild(self.entries())
+
+    def close(self, message: str) -> None:
+        """Refuse every lookup from now on, with StoreClosedError(``message``): the host
+        closed. Marked :attr:`unsettled`, which every lookup tests already, so that a
+        lookup through a view kept from before the close costs nothing more to refuse."""
+        self.closed = message
+        self.unsettled = True
 
     def rebuild(self, entries: Iterable[tuple[K, V]]) -> None:
         """Build every index from ``entries``, in insertion order; on error change nothing.
@@ -468,7 +488,7 @@ class IndexSet(Generic[K, V]):
         self._seqs, self._next_seq = seqs, count
         for index, fresh in zip(self.indexes, rebuilt, strict=True):
             index.entries, index.held = fresh.entries, fresh.held
-        self.unsettled = False
+        self.unsettled = self.closed is not None  # see closed
         self.pending = None
 
     # -- transactions --------------------------------------------------------------------------

@@ -377,7 +377,9 @@ def resume_bare(
     offset, size, count = 0, len(buf), 0
     was_enabled = gc.isenabled()  # collector_paused, without a generator per catch-up
     try:
-        gc.disable()  # inside: a Ctrl-C as it returns must not leave it off
+        # Inside the try: a Ctrl-C landing as gc.disable() returns must not leave the
+        # collector off for good.
+        gc.disable()
         while offset < size:
             found, offset = bare_records(buf, offset, generation, _RUN, base)
             if not found:
@@ -799,9 +801,7 @@ def collector_paused() -> Iterator[None]:
     """
     was_enabled = gc.isenabled()
     try:
-        # Inside the try: a Ctrl-C landing as it returns must not leave the collector
-        # off for the rest of the process.
-        gc.disable()
+        gc.disable()  # in the try: a Ctrl-C landing as it returns still enables it again
         yield
     finally:
         if was_enabled:
