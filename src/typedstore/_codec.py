@@ -246,15 +246,18 @@ class Codec(Generic[K, V]):
                 blob = None
             else:
                 blob = packb_exact(data)
+            # The value the indexes see is the one memory keeps (its bytes read back),
+            # as in encode_value: not ``validated``, which may differ from it (a tuple
+            # where a list is declared, in an instance built without validation).
             if blob is not None and len(blob) <= MAX_RECORD_BYTES:
                 try:
-                    (self._bound_validate or self._bind_validate())(data)
+                    kept = (self._bound_validate or self._bind_validate())(data)
                 except pydantic.ValidationError:
                     pass
                 else:
-                    return (validated_key, key_bytes, blob, blob), validated
-            blob = _read_back(values, validated, value, stable=False)[1]
-            return (validated_key, key_bytes, blob, blob), validated
+                    return (validated_key, key_bytes, blob, blob), kept
+            kept, blob = _read_back(values, validated, value, stable=False)
+            return (validated_key, key_bytes, blob, blob), kept
         validated, blob = self.encode_value(value)
         return (
             validated_key,

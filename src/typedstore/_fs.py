@@ -194,8 +194,11 @@ class FileLock:
             fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             reason = self._holders(shared)
-            os.close(self._fd)
+            self.release()
             raise StoreLockedError(path, reason) from None
+        except BaseException:  # a Ctrl-C as the flock returns: no one else can let it go
+            self.release()
+            raise
 
     def _holders(self, shared: bool) -> str | None:
         """Say who holds the lock, when it is not simply another exclusive store."""
@@ -214,8 +217,18 @@ class FileLock:
         )
 
     def release(self) -> None:
-        """Drop the lock; the lock file stays, so no other opener races on its inode."""
-        os.close(self._fd)
+        """Drop the lock; the lock file stays, so no other opener races on its inode.
+        Once only: the descriptor's number may name another file afterwards."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # A lock no one can release any more: a Ctrl-C landed between its making and
+        # the code that keeps it (an open's), which then never returned it. Without
+        # this, its descriptor, an int, would hold the lock until the process ends.
+        if getattr(self, "_fd", -1) >= 0:
+            self.release()
 
 
 def writer_lock_path(path: Path) -> Path:
