@@ -200,7 +200,8 @@ class Collection(MutableMapping[K, V], Generic[K, V]):
     def _drop_index_views(self) -> None:
         """Forget the views :meth:`_index_view` kept as attributes (see there)."""
         attributes = self.__dict__
-        for view in self._index_views.values():
+        # A copy, made in one C call: another thread's first lookup may add a view.
+        for view in list(self._index_views.values()):
             attributes.pop(view.name, None)
 
     def _close_indexes(self) -> None:
