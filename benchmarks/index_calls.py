@@ -11,18 +11,15 @@ across runs on a loaded machine.
 
 from __future__ import annotations
 
-import collections
-import cProfile
-import pstats
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from index_cost import SUBJECTS, ThreeDb, _finding, _getting, _users
 from typedstore import Database
+from write_calls import counted
 
 N = 200
 """Operations counted per workload."""
@@ -36,26 +33,7 @@ key held, as 19 of 20 inserts of ``index_cost.py`` do."""
 def _counted(run: Callable[[], None]) -> tuple[float, float, list[tuple[str, int]]]:
     """Return calls and bytecodes per operation of ``run`` (``N`` operations), and the
     functions running the most bytecodes. ``run`` must do the same work when called twice."""
-    profile = cProfile.Profile()
-    profile.runcall(run)
-    calls = pstats.Stats(profile).total_calls / N  # type: ignore[attr-defined]  # not in typeshed
-    bytecodes: collections.Counter[str] = collections.Counter()
-
-    def tracer(frame: FrameType, event: str, arg: object) -> Any:
-        if frame.f_code is run.__code__:  # the loop, not the store's work
-            return None
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            bytecodes[frame.f_code.co_qualname] += 1
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        run()
-    finally:
-        sys.settrace(None)
-    top = [(name, round(n / N)) for name, n in bytecodes.most_common(6)]
-    return calls, sum(bytecodes.values()) / N, top
+    return counted(run, lambda: run, N, 6)
 
 
 def _inserts(folder: Path, cls: type[Database]) -> tuple[float, float, list[tuple[str, int]]]:

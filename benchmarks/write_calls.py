@@ -66,29 +66,41 @@ def count(subject: str, kind: str, operation: str) -> tuple[float, float, list[t
         key_type = int if kind == "int" else str
         value_type = int if kind == "int" else User
         store = OPENERS[subject](Path(scratch) / "store.log", key_type, value_type)
-        run = _workload(store, kind, operation)
-        profile = cProfile.Profile()
-        profile.runcall(run)
-        calls = pstats.Stats(profile).total_calls / N  # type: ignore[attr-defined]  # not in typeshed
-        run = _workload(store, kind, operation)  # the same keys, the same state again
-        bytecodes: collections.Counter[str] = collections.Counter()
-
-        def tracer(frame: FrameType, event: str, arg: object) -> Any:
-            if frame.f_code is run.__code__:  # the loop, not the store's work
-                return None
-            frame.f_trace_opcodes = True
-            if event == "opcode":
-                bytecodes[frame.f_code.co_qualname] += 1
-            return tracer
-
-        sys.settrace(tracer)
-        try:
-            run()
-        finally:
-            sys.settrace(None)
+        profiled = _workload(store, kind, operation)
+        # The second run over the same keys and the same state again.
+        found = counted(profiled, lambda: _workload(store, kind, operation), N, 5)
         store.close()
-    top = [(name, round(n / N)) for name, n in bytecodes.most_common(5)]
-    return calls, sum(bytecodes.values()) / N, top
+    return found
+
+
+def counted(
+    profiled: Callable[[], None], make_traced: Callable[[], Callable[[], None]], n: int, top: int
+) -> tuple[float, float, list[tuple[str, int]]]:
+    """Return calls (cProfile, of ``profiled``) and bytecodes (an opcode trace, of the
+    run ``make_traced`` makes once that is done) per operation, each run doing ``n``
+    operations, and the ``top`` functions running the most bytecodes. The two runs
+    must do the same work."""
+    profile = cProfile.Profile()
+    profile.runcall(profiled)
+    calls = pstats.Stats(profile).total_calls / n  # type: ignore[attr-defined]  # not in typeshed
+    traced = make_traced()
+    bytecodes: collections.Counter[str] = collections.Counter()
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code is traced.__code__:  # the loop, not the store's work
+            return None
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            bytecodes[frame.f_code.co_qualname] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        traced()
+    finally:
+        sys.settrace(None)
+    most = [(name, round(number / n)) for name, number in bytecodes.most_common(top)]
+    return calls, sum(bytecodes.values()) / n, most
 
 
 def main(argv: list[str] | None = None) -> int:
