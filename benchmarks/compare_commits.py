@@ -116,6 +116,14 @@ def _export(commit: str, directory: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive.stdout, check=True)
 
 
+def source_trees(base: str, scratch: Path) -> dict[str, Path]:
+    """Return the ``src/`` directories to compare: ``base``'s, exported into ``scratch``
+    (see :func:`_export`), and this tree's."""
+    exported = scratch / "base"
+    _export(base, exported)
+    return {"base": exported / "src", "this": ROOT / "src"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("base", nargs="?", help="the commit to compare this tree with")
@@ -129,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.base is None:
         parser.error("give the commit to compare with")
     with tempfile.TemporaryDirectory() as scratch:
-        exported = Path(scratch) / "base"
-        _export(args.base, exported)
-        trees = {"base": exported / "src", "this": ROOT / "src"}
+        trees = source_trees(args.base, Path(scratch))
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for rep in range(args.reps):
             order = list(trees) if rep % 2 == 0 else list(trees)[::-1]

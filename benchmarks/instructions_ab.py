@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compare_commits import ROOT, _export
+from compare_commits import source_trees
 
 OPERATIONS = ("insert", "get", "modify", "del")
 
@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.base is None:
         parser.error("give the commit to compare with")
     with tempfile.TemporaryDirectory() as scratch:
-        exported = Path(scratch) / "base"
-        _export(args.base, exported)
-        trees = {"base": exported / "src", "this": ROOT / "src"}
+        trees = source_trees(args.base, Path(scratch))
         for src in trees.values():  # compiled once, so that no count includes it
             instructions(src, "none", 1)
         per_op: dict[str, dict[str, float]] = {}
