@@ -79,8 +79,9 @@ def run_worker(operation: str, n: int) -> None:
         store.close()
 
 
-def instructions(src: Path, operation: str, n: int) -> int:
-    """Return the instructions callgrind counts in one worker process run on ``src``."""
+def instructions(src: Path, operation: str, n: int, script: str = __file__) -> int:
+    """Return the instructions callgrind counts in one worker process run on ``src``:
+    ``script --worker operation --n n`` (this file's own worker unless told)."""
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(
             [
@@ -88,7 +89,7 @@ def instructions(src: Path, operation: str, n: int) -> int:
                 "--tool=callgrind",
                 f"--callgrind-out-file={scratch}/out",
                 sys.executable,
-                __file__,
+                script,
                 "--worker",
                 operation,
                 "--n",
@@ -96,7 +97,7 @@ def instructions(src: Path, operation: str, n: int) -> int:
             ],
             env=dict(
                 os.environ,
-                PYTHONPATH=f"{src}{os.pathsep}{Path(__file__).parent}",
+                PYTHONPATH=f"{src}{os.pathsep}{Path(script).parent}",
                 PYTHONHASHSEED="0",  # the same dicts and sets, run after run
             ),
             capture_output=True,
