@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import instructions_ab
@@ -432,18 +433,36 @@ def ablated_tree(names: list[str], scratch: Path) -> Path:
     return src
 
 
-def python_profile(workload: str, n: int, top: int) -> dict[str, tuple[float, list[Any]]]:
-    """Return bytecodes per operation for each subject, and typedstore's ``top``
-    functions by bytecodes (``write_calls.counted``, in this process)."""
-    found: dict[str, tuple[float, list[Any]]] = {}
+def python_profile(workload: str, n: int, top: int) -> dict[str, tuple[float, float, list[Any]]]:
+    """Return, for each subject, Python function calls and bytecodes per operation, and
+    its ``top`` functions by bytecodes (``write_calls.counted``, in this process)."""
+    found: dict[str, tuple[float, float, list[Any]]] = {}
     for subject in ("typedstore", "floor"):
         with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
             profiled = prepare(subject, workload, Path(one), n)
             _, codes, most = counted(
                 profiled, functools.partial(prepare, subject, workload, Path(two), n), n, top
             )
-        found[subject] = (codes, most)
+        with tempfile.TemporaryDirectory() as three:
+            calls = _python_calls(prepare(subject, workload, Path(three), n)) / n
+        found[subject] = (calls, codes, most)
     return found
+
+
+def _python_calls(run: Callable[[], None]) -> int:
+    """Return the calls of Python functions ``run`` makes (builtins not counted)."""
+    made = 0
+
+    def profiler(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal made
+        made += event == "call"
+
+    sys.setprofile(profiler)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return made
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -498,9 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_bytecodes:
             profile = python_profile(workload, args.n, 8)
-            codes, floor_codes = profile["typedstore"][0], profile["floor"][0]
-            where = ", ".join(f"{name} {count}" for name, count in profile["typedstore"][1])
-            print(f"{'':18} bytecodes {codes:6.0f} against {floor_codes:6.0f}: {where}", flush=True)
+            (calls, codes, most), (floor_calls, floor_codes, _) = profile.values()
+            where = ", ".join(f"{name} {count}" for name, count in most)
+            print(
+                f"{'':18} Python calls {calls:4.1f} against {floor_calls:4.1f}, "
+                f"bytecodes {codes:4.0f} against {floor_codes:4.0f}: {where}",
+                flush=True,
+            )
     for name in trees:
         for workload in workloads:
             if name and _applies(name, workload):
