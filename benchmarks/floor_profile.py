@@ -70,9 +70,12 @@ def _plus_one(value: int) -> int:
     return value + 1
 
 
-def prepare(subject: str, workload: str, directory: Path, n: int) -> Callable[[], None]:
+def prepare(
+    subject: str, workload: str, directory: Path, n: int, do: bool = True
+) -> Callable[[], None]:
     """Make ``workload``'s store in ``directory`` as ``floor_ab.py`` does before timing
-    it; return the ``n`` operations it times, each closing the store at the end."""
+    it; return what does the ``n`` operations it times (none unless ``do``), then closes
+    the store: so a run doing none differs from one doing them by those alone."""
     open_store = _opener(subject)
     if workload in ("insert", "get", "modify", "remove"):
         pairs = records(n)
@@ -84,7 +87,9 @@ def prepare(subject: str, workload: str, directory: Path, n: int) -> Callable[[]
                 store[key] = user
 
         def users() -> None:
-            if workload == "insert":
+            if not do:
+                pass
+            elif workload == "insert":
                 for key, user in pairs:
                     store[key] = user
             elif workload == "get":
@@ -103,7 +108,7 @@ def prepare(subject: str, workload: str, directory: Path, n: int) -> Callable[[]
         strings = open_store(directory / "strings.log", str, str)
 
         def insert_strings() -> None:
-            for index in range(n):
+            for index in range(n if do else 0):
                 strings[f"key:{index:06d}"] = f"value-{index}-{index:06d}"
             strings.close()
 
@@ -115,10 +120,12 @@ def prepare(subject: str, workload: str, directory: Path, n: int) -> Callable[[]
             ints[index] = 7 * index
     if workload == "reopen_10k":
         ints.close()
-        return lambda: open_store(path, int, int).close()
+        return lambda: open_store(path, int, int).close() if do else None
 
     def on_ints() -> None:
-        if workload == "insert_10k_ints":
+        if not do:
+            pass
+        elif workload == "insert_10k_ints":
             for index in range(n):
                 ints[index] = 7 * index
         elif workload == "modify_10k":
@@ -136,9 +143,7 @@ def run_worker(subject: str, workload: str, n: int) -> None:
     """Prepare ``workload`` and do its ``n`` operations, or none for "none:WORKLOAD"."""
     idle = workload.startswith("none:")
     with tempfile.TemporaryDirectory() as scratch:
-        operations = prepare(subject, workload.removeprefix("none:"), Path(scratch), n)
-        if not idle:
-            operations()
+        prepare(subject, workload.removeprefix("none:"), Path(scratch), n, not idle)()
 
 
 def instructions(src: Path, subject: str, workload: str, n: int) -> float:
