@@ -227,6 +227,8 @@ class IndexView(Generic[K, V, T]):
         entries = self._index.entries
         if not isinstance(entries, SortedEntries):
             raise TypeError(f"index {self.name!r} is not ordered: {what} needs ordered=True")
+        if low is not None and low != low:  # NaN: no index key is at or above it
+            return iter(())
         if self._staged is None:
             return entries.keys_between(low, high, reverse=reverse)
         return _index_overlay.keys_between(

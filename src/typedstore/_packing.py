@@ -143,7 +143,22 @@ def packb(data: object) -> bytes:
     return packed
 
 
-_plain_pack: Callable[[object], bytes] = msgpack.Packer().pack
+_SHARED_PLAIN_PACKER = msgpack.Packer.__module__ != "msgpack.fallback"
+"""Whether threads can share one packer of plain data: msgpack's C packer, not its
+pure-Python fallback (PyPy, or ``MSGPACK_PUREPYTHON``), which runs Python code while it
+packs, where another thread can enter the same packer and mix two writes' bytes."""
+
+
+def _new_plain_packer() -> Callable[[object], bytes]:
+    """Return what packs plain data: one packer's ``pack`` for every thread (see
+    :func:`packb_plain`), or with the fallback ``msgpack.packb``, a packer per pack."""
+    packs: Callable[[object], bytes] = (
+        msgpack.Packer().pack if _SHARED_PLAIN_PACKER else msgpack.packb
+    )
+    return packs
+
+
+_plain_pack: Callable[[object], bytes] = _new_plain_packer()
 """The packer of plain data, one for every thread: see :func:`packb_plain`."""
 
 
@@ -154,7 +169,8 @@ def packb_plain(data: object) -> bytes:
     one call into msgpack's C code that runs no Python code (no default hook) and does
     not let go of the GIL, so no other thread, signal handler or nested pack can enter
     the packer while it packs, and it holds nothing between packs (it resets after
-    each). Raises ``EncodingError`` as :func:`packb` does.
+    each). Not so with msgpack's pure-Python fallback, which gets a packer per pack
+    (:data:`_SHARED_PLAIN_PACKER`). Raises ``EncodingError`` as :func:`packb` does.
     """
     try:
         packed = _plain_pack(data)
@@ -197,7 +213,7 @@ def packed_plain_pair(key: object, value: object) -> tuple[object, bytes, object
 def _renew_plain_packer() -> None:
     """Drop the packer of plain data, which would keep a buffer as large as its last pack."""
     global _plain_pack  # one packer for every thread, replaced whole
-    _plain_pack = msgpack.Packer().pack
+    _plain_pack = _new_plain_packer()
 
 
 _exact_packers = threading.local()
