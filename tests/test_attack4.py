@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -419,3 +420,58 @@ def test_ctrl_c_in_a_shared_catch_up_leaves_the_indexes_of_every_collection_true
             assert writer.members.by_email.get(f"r{step}@x") == ("r", reader.members["r"])
 
         assert _every_step(attempt) >= 50  # the trace saw the catch-up's code
+
+
+def test_a_transaction_moving_an_entry_is_never_seen_half_done_by_lookups(
+    log_path: Path,
+) -> None:
+    """Transactions moving one member between two keys, again and again, while other
+    threads look it up every way: each lookup, and each listing of the entries, finds it
+    exactly once (never under both keys, nor under neither), with a value holding what
+    it was found by. Single-key reads, which may skip the lock, see it whole."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    db = PlainFirst.open(log_path)
+    db.members["a"] = Member(email="e", age=0, tags=["red"])
+    done = threading.Event()
+    seen: list[object] = []
+
+    def move() -> None:
+        source, target = "a", "b"
+        try:
+            for step in range(1, 800):
+                with db.transaction() as txn:
+                    txn.members.pop(source)
+                    txn.members[target] = Member(email="e", age=step % 5, tags=["red"])
+                source, target = target, source
+        finally:
+            done.set()
+
+    def look() -> None:
+        while not done.is_set():
+            found = [
+                db.members.by_age.range(None, None),
+                db.members.by_tag.find("red"),
+                list(db.members.items()),
+                [pair for pair in [db.members.by_email.get("e")] if pair is not None],
+            ]
+            for pairs in found:
+                if len(pairs) != 1 or pairs[0][1].email != "e":
+                    seen.append(pairs)
+            if db.members.by_tag.count("red") != 1 or "e" not in db.members.by_email:
+                seen.append("count")
+            for key in ("a", "b"):
+                member = db.members.get(key)
+                if member is not None and (member.email, member.tags) != ("e", ["red"]):
+                    seen.append(member)
+
+    threads = [threading.Thread(target=move), *(threading.Thread(target=look) for _ in range(2))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+        db.close()
+    assert seen == []
