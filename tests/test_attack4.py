@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydantic import BaseModel
 
+from tests.test_interrupts import LANDED, _every_step, _Injected, _interrupt_at
 from typedstore import Collection, Database, Index, UniqueViolationError
 
 _THREADED_PLAIN_WRITES = textwrap.dedent(
@@ -337,3 +339,139 @@ TestEqualIndexKeys = pytest.mark.slow(EqualIndexKeysMachine.TestCase)
 EqualIndexKeysMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None
 )
+
+
+class Member(BaseModel):
+    """A member: a unique email, an ordered age, tags."""
+
+    email: str
+    age: int = 0
+    tags: list[str] = []
+
+
+class Members(Collection[str, Member]):
+    by_email: Index[Member, str] = Index(lambda member: member.email, unique=True)
+    by_age: Index[Member, int] = Index(lambda member: member.age, ordered=True)
+    by_tag: Index[Member, str] = Index(lambda member: member.tags, multi=True)
+
+
+class PlainFirst(Database):
+    """Collection 0 without indexes (the catch-up's short way), then one with them."""
+
+    counts: Collection[str, int]
+    members: Members
+
+
+class IndexedFirst(Database):
+    """Collection 0 with indexes (the catch-up's general way), then one without."""
+
+    members: Members
+    counts: Collection[str, int]
+
+
+def _lookups(db: PlainFirst | IndexedFirst) -> list[object]:
+    """What the members' indexes give, and the entries, after asserting they agree."""
+    entries = list(db.members.items())
+    for key, member in entries:
+        assert db.members.by_email.get(member.email) == (key, member)
+    assert db.members.by_age.range(None, None) == sorted(entries, key=lambda e: e[1].age)
+    for tag in ("red", "blue"):
+        assert db.members.by_tag.find(tag) == [e for e in entries if tag in e[1].tags]
+    return [entries, list(db.counts.items())]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", [PlainFirst, IndexedFirst], ids=["plain-0", "indexed-0"])
+def test_ctrl_c_in_a_shared_catch_up_leaves_the_indexes_of_every_collection_true(
+    log_path: Path, database: type[PlainFirst] | type[IndexedFirst]
+) -> None:
+    """A KeyboardInterrupt at any point of a shared handle's catch-up with another's bare
+    records of collection 0, indexed writes to another collection, and a transaction
+    over both leaves the handle's entries and indexes equal to a fresh open's, and its
+    next write (a unique one, checked against what it caught up) works."""
+    with (
+        database.open(log_path, shared=True) as reader,
+        database.open(log_path, shared=True) as writer,
+    ):
+
+        def attempt(step: int, hits: list[int]) -> None:
+            for index in range(2):
+                writer.counts[f"c{(step + index) % 5}"] = step
+                writer.members[f"m{(step + index) % 4}"] = Member(
+                    email=f"e{step}-{index}@x",
+                    age=(step * 7 + index) % 5,
+                    tags=["red"][: index % 2],
+                )
+            writer.members.pop(f"m{step % 4}", None)
+            with writer.transaction() as txn:
+                txn.counts["t"] = step
+                txn.members[f"m{step % 4}"] = Member(email=f"t{step}@x", tags=["blue"])
+            writer.counts.pop(f"c{step % 5}", None)
+            try:
+                with _interrupt_at(step, hits):
+                    reader.members.by_email.get("nobody")  # catches up
+            except _Injected:
+                pass
+            with database.open(log_path, readonly=True) as fresh:
+                assert _lookups(reader) == _lookups(fresh), f"after {LANDED}"
+            with pytest.raises(UniqueViolationError):
+                reader.members["other"] = Member(email=f"t{step}@x")
+            reader.members["r"] = Member(email=f"r{step}@x", age=step % 5)
+            assert writer.members.by_email.get(f"r{step}@x") == ("r", reader.members["r"])
+
+        assert _every_step(attempt) >= 50  # the trace saw the catch-up's code
+
+
+def test_a_transaction_moving_an_entry_is_never_seen_half_done_by_lookups(
+    log_path: Path,
+) -> None:
+    """Transactions moving one member between two keys, again and again, while other
+    threads look it up every way: each lookup, and each listing of the entries, finds it
+    exactly once (never under both keys, nor under neither), with a value holding what
+    it was found by. Single-key reads, which may skip the lock, see it whole."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    db = PlainFirst.open(log_path)
+    db.members["a"] = Member(email="e", age=0, tags=["red"])
+    done = threading.Event()
+    seen: list[object] = []
+
+    def move() -> None:
+        source, target = "a", "b"
+        try:
+            for step in range(1, 800):
+                with db.transaction() as txn:
+                    txn.members.pop(source)
+                    txn.members[target] = Member(email="e", age=step % 5, tags=["red"])
+                source, target = target, source
+        finally:
+            done.set()
+
+    def look() -> None:
+        while not done.is_set():
+            found = [
+                db.members.by_age.range(None, None),
+                db.members.by_tag.find("red"),
+                list(db.members.items()),
+                [pair for pair in [db.members.by_email.get("e")] if pair is not None],
+            ]
+            for pairs in found:
+                if len(pairs) != 1 or pairs[0][1].email != "e":
+                    seen.append(pairs)
+            if db.members.by_tag.count("red") != 1 or "e" not in db.members.by_email:
+                seen.append("count")
+            for key in ("a", "b"):
+                member = db.members.get(key)
+                if member is not None and (member.email, member.tags) != ("e", ["red"]):
+                    seen.append(member)
+
+    threads = [threading.Thread(target=move), *(threading.Thread(target=look) for _ in range(2))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+        db.close()
+    assert seen == []
