@@ -388,8 +388,8 @@ def test_ctrl_c_in_a_shared_catch_up_leaves_the_indexes_of_every_collection_true
     """A KeyboardInterrupt at any point of a shared handle's catch-up with another's bare
     records of collection 0, indexed writes to another collection, and a transaction
     over both leaves the handle's entries and indexes equal to the writer's and to a
-    fresh open's, and its
-    next write (a unique one, checked against what it caught up) works."""
+    fresh open's, and its next write (a unique one, checked against what it caught up)
+    works."""
     with (
         database.open(log_path, shared=True) as reader,
         database.open(log_path, shared=True) as writer,
