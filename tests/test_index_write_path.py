@@ -371,6 +371,25 @@ CTRL_C_WRITES: dict[str, Callable[[Collection[str, Person], int], object]] = {
 }
 
 
+def _write_interrupted_at(
+    people: Collection[str, Person],
+    write: Callable[[Collection[str, Person], int], object],
+    step: int,
+    hits: list[int],
+) -> None:
+    """Put ``r{step}`` (present, for a replacement or removal), then run ``write`` with a
+    Ctrl-C at its ``step``-th point; assert the write's phase and the lock are left free."""
+    people[f"r{step}"] = _person(2000 + step)
+    try:
+        with _interrupt_at(step, hits):
+            write(people, step)
+    except _Injected:
+        pass
+    core = people._core
+    assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
+    assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+
+
 @pytest.mark.parametrize("operation", list(CTRL_C_WRITES))
 @pytest.mark.parametrize("shape", ["lone unique", "ordered alone"])
 def test_ctrl_c_anywhere_in_a_short_path_write_with_indexes_keeps_them_true(
@@ -383,18 +402,10 @@ def test_ctrl_c_anywhere_in_a_short_path_write_with_indexes_keeps_them_true(
     path = tmp_path / "db.log"
     opened = database.open(path)
     people: Collection[str, Person] = opened.people  # type: ignore[attr-defined]  # every database here has one
-    core = people._core
     write = CTRL_C_WRITES[operation]
 
     def attempt(step: int, hits: list[int]) -> None:
-        people[f"r{step}"] = _person(2000 + step)  # present, for a replacement or removal
-        try:
-            with _interrupt_at(step, hits):
-                write(people, step)
-        except _Injected:
-            pass
-        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
-        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_interrupted_at(people, write, step, hits)
         _agrees(people)
 
     steps = _every_step(attempt)

@@ -32,14 +32,13 @@ from tests.test_index_write_path import (
     Person,
     _agrees,
     _index_state,
-    _person,
+    _write_interrupted_at,
 )
 from tests.test_interrupts import (
     LANDED,
     _every_step,
     _Injected,
     _interrupt_at,
-    _lock_is_free_for_other_threads,
 )
 from typedstore import (
     Collection,
@@ -49,7 +48,6 @@ from typedstore import (
     TypedStore,
     UniqueViolationError,
 )
-from typedstore._core import _Phase
 
 
 def _state(store: TypedStore[str, int]) -> tuple[list[tuple[str, int]], int, int]:
@@ -144,18 +142,10 @@ def test_ctrl_c_anywhere_in_an_indexed_single_write_keeps_indexes_true(
     path = tmp_path / "db.log"
     opened = database.open(path, shared=shared)
     people: Collection[str, Person] = opened.people  # type: ignore[attr-defined]  # every database here has one
-    core = people._core
     write = CTRL_C_WRITES[operation]
 
     def attempt(step: int, hits: list[int]) -> None:
-        people[f"r{step}"] = _person(2000 + step)  # present, for a replacement or removal
-        try:
-            with _interrupt_at(step, hits):
-                write(people, step)
-        except _Injected:
-            pass
-        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
-        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_interrupted_at(people, write, step, hits)
         assert people._index_hook is None or people._index_hook.given is None, LANDED
         _agrees(people)
 
@@ -214,18 +204,10 @@ def test_ctrl_c_anywhere_in_an_indexed_write_on_postgres_keeps_indexes_true(
     database = DATABASES["lone unique"]
     opened = database.open(PostgresEngine(pg_dsn, name="people"))
     people: Collection[str, Person] = opened.people  # type: ignore[attr-defined]  # every database here has one
-    core = people._core
     write = CTRL_C_WRITES[operation]
 
     def attempt(step: int, hits: list[int]) -> None:
-        people[f"r{step}"] = _person(2000 + step)  # present, for a replacement or removal
-        try:
-            with _interrupt_at(step, hits):
-                write(people, step)
-        except _Injected:
-            pass
-        assert core._phase is _Phase.IDLE, f"phase left set after {LANDED}"
-        assert _lock_is_free_for_other_threads(core), f"lock held after {LANDED}"
+        _write_interrupted_at(people, write, step, hits)
         _agrees(people)
 
     assert _every_step(attempt) >= 20  # the trace saw the write's code
